@@ -1,0 +1,60 @@
+#include "src/config.hpp"
+
+#include <fmt/format.h>
+
+namespace cllm {
+
+void ModelConfig::validate() const {
+  if (vocab < 2 || vocab > 1 << 20) throw ConfigError(fmt::format("vocab {} out of range [2, 2^20]", vocab));
+  if (d_model < 1) throw ConfigError(fmt::format("d_model must be positive (got {})", d_model));
+  if (n_layers < 1) throw ConfigError(fmt::format("layers must be positive (got {})", n_layers));
+  if (n_heads < 1) throw ConfigError(fmt::format("heads must be positive (got {})", n_heads));
+  if (d_model % n_heads != 0)
+    throw ConfigError(fmt::format("d_model {} is not divisible by heads {}", d_model, n_heads));
+  if (context < 1) throw ConfigError(fmt::format("context must be positive (got {})", context));
+  if (d_model > 8192 || n_layers > 256 || context > 65536)
+    throw ConfigError(fmt::format("model too large: {}", describe()));
+}
+
+std::string ModelConfig::describe() const {
+  return fmt::format("d {}, {} layers, {} heads, context {}, vocab {}", d_model, n_layers, n_heads,
+                     context, vocab);
+}
+
+ModelConfig model_preset(const std::string& name) {
+  ModelConfig c;
+  if (name == "tiny") {
+    c.d_model = 64, c.n_layers = 2, c.n_heads = 2, c.context = 64;
+  } else if (name == "small") {
+    c.d_model = 128, c.n_layers = 4, c.n_heads = 4, c.context = 128;
+  } else if (name == "base") {
+    c.d_model = 256, c.n_layers = 6, c.n_heads = 8, c.context = 256;
+  } else {
+    throw ConfigError(fmt::format("unknown model preset '{}' (known: tiny, small, base)", name));
+  }
+  return c;
+}
+
+void OptimConfig::validate() const {
+  if (!(lr > 0) || lr > 10) throw ConfigError(fmt::format("learning rate {} out of range (0, 10]", lr));
+  if (min_lr < 0 || min_lr > lr)
+    throw ConfigError(fmt::format("min-lr {} must be in [0, lr={}]", min_lr, lr));
+  if (warmup < 0) throw ConfigError(fmt::format("warmup must be >= 0 (got {})", warmup));
+  if (total_steps < 1) throw ConfigError(fmt::format("steps must be >= 1 (got {})", total_steps));
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+    throw ConfigError("Adam betas must be in [0, 1)");
+  if (!(eps > 0)) throw ConfigError("Adam eps must be positive");
+  if (weight_decay < 0) throw ConfigError("weight decay must be >= 0");
+}
+
+void BatchConfig::validate(const ModelConfig& m) const {
+  if (batch < 1) throw ConfigError(fmt::format("batch must be >= 1 (got {})", batch));
+  if (micro_batch < 1) throw ConfigError(fmt::format("micro-batch must be >= 1 (got {})", micro_batch));
+  if (batch % micro_batch != 0)
+    throw ConfigError(fmt::format("batch {} is not divisible by micro-batch {}", batch, micro_batch));
+  if (context < 1) throw ConfigError(fmt::format("context must be >= 1 (got {})", context));
+  if (context > m.context)
+    throw ConfigError(fmt::format("context {} exceeds the model's context {}", context, m.context));
+}
+
+}  // namespace cllm

@@ -1,0 +1,60 @@
+#pragma once
+// Model and training configuration: plain data, validated in one place.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace cllm {
+
+// Thrown for any user-facing configuration problem; the message is one line naming it.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ModelConfig {
+  int vocab = 256;
+  int d_model = 128;
+  int n_layers = 4;
+  int n_heads = 4;
+  int context = 128;  // maximum sequence length (positional table size)
+
+  int head_dim() const { return d_model / n_heads; }
+  bool operator==(const ModelConfig& o) const {
+    return vocab == o.vocab && d_model == o.d_model && n_layers == o.n_layers &&
+           n_heads == o.n_heads && context == o.context;
+  }
+  bool operator!=(const ModelConfig& o) const { return !(*this == o); }
+  // Throws ConfigError when a size is impossible (non-positive, heads not dividing d_model...).
+  void validate() const;
+  std::string describe() const;  // "d 128, 4 layers, 4 heads, context 128, vocab 256"
+};
+
+// Named presets: tiny, small (default), base. Throws ConfigError for an unknown name.
+ModelConfig model_preset(const std::string& name);
+
+struct OptimConfig {
+  double lr = 3e-4;           // peak learning rate
+  double min_lr = 3e-5;       // floor of the cosine decay
+  int64_t warmup = 0;         // linear warm-up steps
+  int64_t total_steps = 1;    // schedule length (cosine reaches min_lr here)
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;  // decoupled, 2-D weights only
+  double clip = 1.0;          // global gradient-norm clip; <= 0 disables
+
+  void validate() const;
+};
+
+// The shape of one training step: the global batch is cut into fixed shards.
+struct BatchConfig {
+  int batch = 16;       // sequences per step
+  int micro_batch = 2;  // sequences per shard
+  int context = 128;    // tokens per sequence (<= ModelConfig::context)
+
+  int shards() const { return batch / micro_batch; }
+  int64_t tokens_per_step() const { return int64_t(batch) * context; }
+  void validate(const ModelConfig& m) const;
+};
+
+}  // namespace cllm

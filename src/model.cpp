@@ -1,0 +1,317 @@
+#include "src/model.hpp"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "src/nn_ops.hpp"
+
+namespace cllm {
+
+template <class Scalar>
+struct Model<Scalar>::Impl {
+  using Ops = NnOps<Scalar>;
+  using Mat = typename Ops::Mat;
+  using MapM = typename Ops::MapM;
+  using CMapM = typename Ops::CMapM;
+  using MapV = typename Ops::MapV;
+  using CMapV = typename Ops::CMapV;
+
+  ModelConfig cfg;
+  ParamLayout layout;
+  int max_b, T;
+  int d, V, H, hd, L;
+  int64_t max_n;
+
+  // Activations saved by the forward pass for the backward pass, one set per layer.
+  struct LayerActs {
+    AlignedVector<Scalar> x_in, ln1, mean1, rstd1, qkv, probs, att_y, x_mid, ln2, mean2, rstd2,
+        fc_pre, fc_act;
+  };
+  std::vector<LayerActs> acts;
+  AlignedVector<Scalar> x_final, lnf, meanf, rstdf, logits;
+  // Backward scratch.
+  AlignedVector<Scalar> dx, dtmp, d4, dqkv, datt, dprobs;
+  AlignedVector<int32_t> inputs, targets;
+  int cur_batch = 0;
+
+  Impl(const ModelConfig& c, int mb, int t) : cfg(c), layout(c), max_b(mb), T(t) {
+    if (mb < 1) throw std::invalid_argument("max_batch must be >= 1");
+    if (t < 1 || t > c.context)
+      throw std::invalid_argument("seq_len must be in [1, context]: got " + std::to_string(t));
+    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers;
+    max_n = int64_t(mb) * t;
+    const size_t N = size_t(max_n), D = size_t(d);
+    acts.resize(L);
+    for (auto& a : acts) {
+      a.x_in.resize(D * N), a.ln1.resize(D * N), a.mean1.resize(N), a.rstd1.resize(N);
+      a.qkv.resize(3 * D * N), a.probs.resize(size_t(mb) * H * T * T), a.att_y.resize(D * N);
+      a.x_mid.resize(D * N), a.ln2.resize(D * N), a.mean2.resize(N), a.rstd2.resize(N);
+      a.fc_pre.resize(4 * D * N), a.fc_act.resize(4 * D * N);
+    }
+    x_final.resize(D * N), lnf.resize(D * N), meanf.resize(N), rstdf.resize(N);
+    logits.resize(size_t(V) * N);
+    dx.resize(D * N), dtmp.resize(D * N), d4.resize(4 * D * N), dqkv.resize(3 * D * N);
+    datt.resize(D * N), dprobs.resize(size_t(T) * T);
+    inputs.resize(N), targets.resize(N);
+  }
+
+  MapM m(AlignedVector<Scalar>& v, int rows, int64_t cols) { return MapM(v.data(), rows, cols); }
+  CMapM w(const Scalar* p, size_t off, int rows, int cols) const {
+    return CMapM(p + off, rows, cols);
+  }
+
+  void load_tokens(const int32_t* tokens, int batch) {
+    if (batch < 1 || batch > max_b)
+      throw std::invalid_argument("batch " + std::to_string(batch) + " outside [1, " +
+                                  std::to_string(max_b) + "]");
+    for (int b = 0; b < batch; ++b) {
+      const int32_t* row = tokens + size_t(b) * (T + 1);
+      for (int t = 0; t <= T; ++t)
+        if (row[t] < 0 || row[t] >= V)
+          throw std::invalid_argument("token id " + std::to_string(row[t]) +
+                                      " outside the vocabulary [0, " + std::to_string(V) + ")");
+      std::memcpy(&inputs[size_t(b) * T], row, sizeof(int32_t) * T);
+      std::memcpy(&targets[size_t(b) * T], row + 1, sizeof(int32_t) * T);
+    }
+    cur_batch = batch;
+  }
+
+  // Runs the forward pass over cur_batch sequences; returns the summed cross-entropy.
+  // With `for_backward`, logits are overwritten by dLoss/dlogits.
+  double forward(const Scalar* P, bool for_backward) {
+    const int64_t N = int64_t(cur_batch) * T;
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hd));
+    // Embeddings.
+    {
+      MapM x = m(acts[0].x_in, d, N);
+      CMapM wte = w(P, layout.wte, d, V), wpe = w(P, layout.wpe, d, cfg.context);
+      for (int64_t n = 0; n < N; ++n) x.col(n) = wte.col(inputs[n]) + wpe.col(n % T);
+    }
+    for (int l = 0; l < L; ++l) {
+      auto& a = acts[l];
+      const auto& o = layout.blocks[l];
+      MapM x = m(a.x_in, d, N), ln1 = m(a.ln1, d, N), qkv = m(a.qkv, 3 * d, N);
+      MapM att = m(a.att_y, d, N), xm = m(a.x_mid, d, N), ln2 = m(a.ln2, d, N);
+      MapM fpre = m(a.fc_pre, 4 * d, N), fact = m(a.fc_act, 4 * d, N);
+      Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
+                             a.rstd1.data());
+      Ops::linear_forward(w(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv);
+      for (int b = 0; b < cur_batch; ++b) {
+        for (int h = 0; h < H; ++h) {
+          auto q = qkv.block(h * hd, int64_t(b) * T, hd, T);
+          auto k = qkv.block(d + h * hd, int64_t(b) * T, hd, T);
+          auto v = qkv.block(2 * d + h * hd, int64_t(b) * T, hd, T);
+          MapM p(a.probs.data() + (size_t(b) * H + h) * T * T, T, T);
+          // p(j, i) = softmax_j (k_j . q_i) over keys j <= i: column i is query i.
+          p.noalias() = k.transpose() * q;
+          Ops::causal_softmax_columns(p, scale);
+          att.block(h * hd, int64_t(b) * T, hd, T).noalias() = v * p;
+        }
+      }
+      xm = x;
+      Ops::linear_forward_add(w(P, o.proj_w, d, d), CMapV(P + o.proj_b, d), att, xm);
+      Ops::layernorm_forward(xm, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), ln2, a.mean2.data(),
+                             a.rstd2.data());
+      Ops::linear_forward(w(P, o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), ln2, fpre);
+      Ops::gelu_forward(fpre, fact);
+      MapM xn = (l + 1 < L) ? m(acts[l + 1].x_in, d, N) : m(x_final, d, N);
+      xn = xm;
+      Ops::linear_forward_add(w(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn);
+    }
+    MapM xf = m(x_final, d, N), lf = m(lnf, d, N), lg = m(logits, V, N);
+    Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
+                           meanf.data(), rstdf.data());
+    lg.noalias() = w(P, layout.wte, d, V).transpose() * lf;
+    return Ops::cross_entropy(lg, targets.data(), for_backward);
+  }
+
+  void backward(const Scalar* P, Scalar* G) {
+    const int64_t N = int64_t(cur_batch) * T;
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hd));
+    std::fill(G, G + layout.total(), Scalar(0));
+    auto gw = [&](size_t off, int rows, int cols) { return MapM(G + off, rows, cols); };
+    auto gv = [&](size_t off, int n) { return MapV(G + off, n); };
+    MapM lg = m(logits, V, N), lf = m(lnf, d, N), g = m(dx, d, N), tmp = m(dtmp, d, N);
+    // Tied LM head: logits = wte^T lnf.
+    gw(layout.wte, d, V).noalias() += lf * lg.transpose();
+    tmp.noalias() = w(P, layout.wte, d, V) * lg;
+    Ops::layernorm_backward(m(x_final, d, N), CMapV(P + layout.lnf_w, d), meanf.data(),
+                            rstdf.data(), tmp, gv(layout.lnf_w, d), gv(layout.lnf_b, d), g, false);
+    for (int l = L - 1; l >= 0; --l) {
+      auto& a = acts[l];
+      const auto& o = layout.blocks[l];
+      MapM x = m(a.x_in, d, N), ln1 = m(a.ln1, d, N), qkv = m(a.qkv, 3 * d, N);
+      MapM att = m(a.att_y, d, N), xm = m(a.x_mid, d, N), ln2 = m(a.ln2, d, N);
+      MapM fact = m(a.fc_act, 4 * d, N), fpre = m(a.fc_pre, 4 * d, N);
+      MapM dh = m(d4, 4 * d, N), dq = m(dqkv, 3 * d, N), da = m(datt, d, N);
+      // MLP: g is dLoss/d(x_out); the residual passes it through unchanged.
+      Ops::linear_backward(w(P, o.fc2_w, d, 4 * d), fact, g, gw(o.fc2_w, d, 4 * d),
+                           gv(o.fc2_b, d), dh);
+      Ops::gelu_backward(fpre, dh);
+      Ops::linear_backward(w(P, o.fc_w, 4 * d, d), ln2, dh, gw(o.fc_w, 4 * d, d),
+                           gv(o.fc_b, 4 * d), tmp);
+      Ops::layernorm_backward(xm, CMapV(P + o.ln2_w, d), a.mean2.data(), a.rstd2.data(), tmp,
+                              gv(o.ln2_w, d), gv(o.ln2_b, d), g, true);
+      // Attention.
+      Ops::linear_backward(w(P, o.proj_w, d, d), att, g, gw(o.proj_w, d, d), gv(o.proj_b, d), da);
+      MapM dp(dprobs.data(), T, T);
+      for (int b = 0; b < cur_batch; ++b) {
+        for (int h = 0; h < H; ++h) {
+          const int64_t c0 = int64_t(b) * T;
+          auto q = qkv.block(h * hd, c0, hd, T);
+          auto k = qkv.block(d + h * hd, c0, hd, T);
+          auto v = qkv.block(2 * d + h * hd, c0, hd, T);
+          MapM p(a.probs.data() + (size_t(b) * H + h) * T * T, T, T);
+          auto dy = da.block(h * hd, c0, hd, T);
+          dq.block(2 * d + h * hd, c0, hd, T).noalias() = dy * p.transpose();
+          dp.noalias() = v.transpose() * dy;
+          Ops::softmax_backward_columns(p, dp, scale);  // dp := dLoss/dscores (pre-scale folded)
+          dq.block(h * hd, c0, hd, T).noalias() = k * dp;
+          dq.block(d + h * hd, c0, hd, T).noalias() = q * dp.transpose();
+        }
+      }
+      Ops::linear_backward(w(P, o.qkv_w, 3 * d, d), ln1, dq, gw(o.qkv_w, 3 * d, d),
+                           gv(o.qkv_b, 3 * d), tmp);
+      Ops::layernorm_backward(x, CMapV(P + o.ln1_w, d), a.mean1.data(), a.rstd1.data(), tmp,
+                              gv(o.ln1_w, d), gv(o.ln1_b, d), g, true);
+    }
+    // Embeddings.
+    MapM gte = gw(layout.wte, d, V), gpe = gw(layout.wpe, d, cfg.context);
+    for (int64_t n = 0; n < N; ++n) {
+      gte.col(inputs[n]) += g.col(n);
+      gpe.col(n % T) += g.col(n);
+    }
+  }
+};
+
+template <class Scalar>
+Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int seq_len)
+    : impl_(std::make_unique<Impl>(cfg, max_batch, seq_len)) {}
+template <class Scalar>
+Model<Scalar>::~Model() = default;
+template <class Scalar>
+const ModelConfig& Model<Scalar>::config() const {
+  return impl_->cfg;
+}
+template <class Scalar>
+const ParamLayout& Model<Scalar>::layout() const {
+  return impl_->layout;
+}
+template <class Scalar>
+int Model<Scalar>::max_batch() const {
+  return impl_->max_b;
+}
+template <class Scalar>
+int Model<Scalar>::seq_len() const {
+  return impl_->T;
+}
+template <class Scalar>
+double Model<Scalar>::forward_backward(const Scalar* params, const int32_t* tokens, int batch,
+                                       Scalar* grad) {
+  impl_->load_tokens(tokens, batch);
+  double loss = impl_->forward(params, true);
+  impl_->backward(params, grad);
+  return loss;
+}
+template <class Scalar>
+double Model<Scalar>::forward(const Scalar* params, const int32_t* tokens, int batch) {
+  impl_->load_tokens(tokens, batch);
+  return impl_->forward(params, false);
+}
+template <class Scalar>
+const Scalar* Model<Scalar>::logits() const {
+  return impl_->logits.data();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoder with a KV cache.
+
+template <class Scalar>
+struct Decoder<Scalar>::Impl {
+  using Ops = NnOps<Scalar>;
+  using MapM = typename Ops::MapM;
+  using CMapM = typename Ops::CMapM;
+  using MapV = typename Ops::MapV;
+  using CMapV = typename Ops::CMapV;
+
+  ModelConfig cfg;
+  ParamLayout layout;
+  int d, V, H, hd, L, Tmax;
+  int pos = 0;
+  std::vector<AlignedVector<Scalar>> kcache, vcache;  // per layer: d x Tmax
+  AlignedVector<Scalar> x, ln, qkv, att, hid, act, scores, logits;
+  Scalar mean = 0, rstd = 0;
+
+  explicit Impl(const ModelConfig& c) : cfg(c), layout(c) {
+    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers, Tmax = c.context;
+    kcache.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
+    vcache.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
+    x.resize(d), ln.resize(d), qkv.resize(3 * d), att.resize(d), hid.resize(4 * d);
+    act.resize(4 * d), scores.resize(Tmax), logits.resize(V);
+  }
+
+  const Scalar* step(const Scalar* P, int32_t token) {
+    if (token < 0 || token >= V)
+      throw std::invalid_argument("token id " + std::to_string(token) + " outside the vocabulary");
+    if (pos >= Tmax) throw std::out_of_range("decoder context is full; reset() first");
+    auto col = [&](AlignedVector<Scalar>& v, int rows) { return MapM(v.data(), rows, 1); };
+    auto W = [&](size_t off, int rows, int cols) { return CMapM(P + off, rows, cols); };
+    MapM xv = col(x, d), lv = col(ln, d), qv = col(qkv, 3 * d), av = col(att, d);
+    MapM hv = col(hid, 4 * d), actv = col(act, 4 * d);
+    xv = W(layout.wte, d, V).col(token) + W(layout.wpe, d, Tmax).col(pos);
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hd));
+    for (int l = 0; l < L; ++l) {
+      const auto& o = layout.blocks[l];
+      Ops::layernorm_forward(xv, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), lv, &mean, &rstd);
+      Ops::linear_forward(W(o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), lv, qv);
+      MapM kc(kcache[l].data(), d, Tmax), vc(vcache[l].data(), d, Tmax);
+      kc.col(pos) = qv.block(d, 0, d, 1);
+      vc.col(pos) = qv.block(2 * d, 0, d, 1);
+      for (int h = 0; h < H; ++h) {
+        MapM s(scores.data(), pos + 1, 1);
+        s.noalias() = kc.block(h * hd, 0, hd, pos + 1).transpose() * qv.block(h * hd, 0, hd, 1);
+        Ops::causal_softmax_last(s, scale);
+        av.block(h * hd, 0, hd, 1).noalias() = vc.block(h * hd, 0, hd, pos + 1) * s;
+      }
+      Ops::linear_forward_add(W(o.proj_w, d, d), CMapV(P + o.proj_b, d), av, xv);
+      Ops::layernorm_forward(xv, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), lv, &mean, &rstd);
+      Ops::linear_forward(W(o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), lv, hv);
+      Ops::gelu_forward(hv, actv);
+      Ops::linear_forward_add(W(o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), actv, xv);
+    }
+    Ops::layernorm_forward(xv, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lv, &mean,
+                           &rstd);
+    MapM lg(logits.data(), V, 1);
+    lg.noalias() = W(layout.wte, d, V).transpose() * lv;
+    ++pos;
+    return logits.data();
+  }
+};
+
+template <class Scalar>
+Decoder<Scalar>::Decoder(const ModelConfig& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
+template <class Scalar>
+Decoder<Scalar>::~Decoder() = default;
+template <class Scalar>
+void Decoder<Scalar>::reset() {
+  impl_->pos = 0;
+}
+template <class Scalar>
+int Decoder<Scalar>::position() const {
+  return impl_->pos;
+}
+template <class Scalar>
+const Scalar* Decoder<Scalar>::step(const Scalar* params, int32_t token) {
+  return impl_->step(params, token);
+}
+
+template class Model<float>;
+template class Model<double>;
+template class Decoder<float>;
+template class Decoder<double>;
+
+}  // namespace cllm

@@ -1,0 +1,75 @@
+#pragma once
+// The CLLM model: a GPT-2 style decoder with a hand-written backward pass.
+//
+// Layout: activations are column-major Eigen matrices with one column per token (d x N), so a
+// token's vector is contiguous and every linear layer is one GEMM  Y = W X + b  with W stored
+// [in, out] row-major (= Eigen column-major out x in), exactly GPT-2's Conv1D layout.
+//
+// Templated on the scalar type: float for training, double for finite-difference checks.
+#include <cstdint>
+#include <memory>
+
+#include "src/aligned.hpp"
+#include "src/config.hpp"
+#include "src/params.hpp"
+
+namespace cllm {
+
+template <class Scalar>
+class Model {
+ public:
+  // Allocates a reusable workspace for up to `max_batch` sequences of `seq_len` tokens.
+  // Nothing is allocated afterwards: the training step's hot path is allocation-free.
+  Model(const ModelConfig& cfg, int max_batch, int seq_len);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const;
+  const ParamLayout& layout() const;
+  int max_batch() const;
+  int seq_len() const;
+
+  // `tokens` holds `batch` rows of seq_len + 1 ids: row r's inputs are tokens[r][0..seq_len)
+  // and its targets tokens[r][1..seq_len]. Returns the SUM over all batch*seq_len tokens of the
+  // cross-entropy (natural log), and overwrites `grad` (layout().total() entries) with the
+  // gradient of that sum. Ids outside [0, vocab) throw std::invalid_argument.
+  double forward_backward(const Scalar* params, const int32_t* tokens, int batch, Scalar* grad);
+
+  // Forward only: the loss sum. Logits stay available through logits() afterwards.
+  double forward(const Scalar* params, const int32_t* tokens, int batch);
+
+  // Logits of the last forward: vocab x (batch*seq_len), column n = token n (row-major batch).
+  const Scalar* logits() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Incremental decoding with a KV cache, one token at a time. Gives the same logits as a full
+// forward over the same prefix (up to float rounding).
+template <class Scalar>
+class Decoder {
+ public:
+  explicit Decoder(const ModelConfig& cfg);
+  ~Decoder();
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  void reset();                // forget the cache
+  int position() const;        // tokens consumed so far (< config().context)
+  // Consumes `token` at position(); returns the vocab logits for the next token.
+  const Scalar* step(const Scalar* params, int32_t token);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+extern template class Model<float>;
+extern template class Model<double>;
+extern template class Decoder<float>;
+extern template class Decoder<double>;
+
+}  // namespace cllm
