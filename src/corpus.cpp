@@ -1,0 +1,238 @@
+#include "src/corpus.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <system_error>
+
+#include <fmt/format.h>
+
+namespace cllm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kSniffBytes = 8192;
+
+// Length of the valid UTF-8 multi-byte sequence starting at s[0] (RFC 3629: no overlongs, no
+// surrogates, nothing above U+10FFFF), or 0 when invalid. A sequence cut off by the end of the
+// sample counts as valid when `cut` says the sample stops before the file does.
+size_t utf8_sequence(const unsigned char* s, size_t avail, bool cut) {
+  unsigned char c = s[0];
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  for (size_t k = 1; k < len; ++k) {
+    if (k >= avail) return cut ? avail : 0;
+    unsigned char lo_k = k == 1 ? lo : 0x80, hi_k = k == 1 ? hi : 0xBF;
+    if (s[k] < lo_k || s[k] > hi_k) return 0;
+  }
+  return len;
+}
+
+std::string read_file(const fs::path& p) {
+  errno = 0;
+  std::FILE* f = std::fopen(p.c_str(), "rb");
+  if (f == nullptr) {
+    throw CorpusError(
+        fmt::format("cannot read corpus file '{}': {}", p.string(), std::strerror(errno)));
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, &std::fclose);
+  std::string data;
+  std::error_code ec;
+  uintmax_t hint = fs::file_size(p, ec);
+  if (!ec) data.reserve(static_cast<size_t>(hint));
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
+  if (std::ferror(f)) {
+    throw CorpusError(
+        fmt::format("cannot read corpus file '{}': {}", p.string(), std::strerror(errno)));
+  }
+  return data;
+}
+
+// Why `data` is binary, or "" when it looks like text.
+std::string binary_reason(const std::string& data) {
+  if (!looks_binary(data.data(), data.size())) return "";
+  size_t sample = std::min(data.size(), kSniffBytes);
+  if (std::memchr(data.data(), 0, sample) != nullptr) return "it contains NUL bytes";
+  return "more than 30% of its first 8 KiB is not text";
+}
+
+std::string window_need(size_t min_tokens) {
+  return fmt::format("one window needs {} (context {} + 1)", min_tokens, min_tokens - 1);
+}
+
+}  // namespace
+
+bool looks_binary(const char* data, size_t size) {
+  bool cut = size > kSniffBytes;
+  size_t n = std::min(size, kSniffBytes);
+  const auto* s = reinterpret_cast<const unsigned char*>(data);
+  size_t bad = 0;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = s[i];
+    if (c == 0) return true;
+    if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t len = utf8_sequence(s + i, n - i, cut);
+      if (len > 0) {
+        i += len;
+        continue;
+      }
+    }
+    // A control byte, DEL or a byte of broken UTF-8; resynchronise at the next byte.
+    ++bad;
+    ++i;
+  }
+  return bad * 10 > n * 3;
+}
+
+Corpus load_corpus(const std::string& path, const Tokenizer& tok, double val_fraction,
+                   size_t min_tokens) {
+  // Written so that NaN fails too.
+  if (!(val_fraction >= 0.0 && val_fraction <= 0.5)) {
+    throw CorpusError(fmt::format(
+        "validation fraction {} for corpus '{}' is out of range; it must be in [0, 0.5]",
+        val_fraction, path));
+  }
+  Corpus corpus;
+  std::string text;
+  const fs::path root(path);
+  std::error_code ec;
+  fs::file_status st = fs::status(root, ec);
+  if (st.type() == fs::file_type::not_found || (ec && ec == std::errc::no_such_file_or_directory)) {
+    throw CorpusError(fmt::format("corpus '{}' does not exist", path));
+  }
+  if (ec) throw CorpusError(fmt::format("cannot read corpus '{}': {}", path, ec.message()));
+
+  if (fs::is_regular_file(st)) {
+    text = read_file(root);
+    if (text.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", path));
+    std::string why = binary_reason(text);
+    if (!why.empty()) {
+      throw CorpusError(fmt::format(
+          "corpus file '{}' looks binary ({}); pass a text file or a folder", path, why));
+    }
+    corpus.bytes = text.size();
+    corpus.files_read = 1;
+    corpus.files.push_back(path);
+    if (text.back() != '\n') text.push_back('\n');
+  } else if (fs::is_directory(st)) {
+    // Collect first, then sort: directory iteration order is unspecified, the corpus must not be.
+    std::vector<std::string> candidates;
+    fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
+    if (ec) {
+      throw CorpusError(fmt::format("cannot read corpus folder '{}': {}", path, ec.message()));
+    }
+    while (it != end) {
+      const fs::path p = it->path();
+      const std::string name = p.filename().string();
+      std::error_code ec2;
+      fs::file_status lst = it->symlink_status(ec2);
+      if (!name.empty() && name[0] == '.') {
+        // .git, .DS_Store, editor lock files (often dangling symlinks): not training text.
+        ++corpus.hidden_skipped;
+        if (fs::is_directory(lst)) it.disable_recursion_pending();
+      } else if (fs::is_symlink(lst)) {
+        fs::file_status target = fs::status(p, ec2);
+        if (target.type() == fs::file_type::not_found) {
+          throw CorpusError(fmt::format(
+              "cannot read corpus file '{}': it is a symlink to a missing file", p.string()));
+        }
+        if (ec2) {
+          throw CorpusError(
+              fmt::format("cannot read corpus file '{}': {}", p.string(), ec2.message()));
+        }
+        // Symlinked folders are not entered (cycles); symlinked files are read.
+        if (fs::is_regular_file(target)) candidates.push_back(p.string());
+      } else if (fs::is_regular_file(lst)) {
+        candidates.push_back(p.string());
+      }
+      // Folders are entered by the iterator; fifos, sockets and devices are never read.
+      it.increment(ec);
+      if (ec) {
+        throw CorpusError(fmt::format("cannot read corpus folder '{}': {}",
+                                      fs::is_directory(lst) ? p.string() : path, ec.message()));
+      }
+    }
+    // std::string compares as unsigned char: byte-wise order, independent of the locale.
+    std::sort(candidates.begin(), candidates.end());
+    for (const std::string& file : candidates) {
+      std::string data = read_file(file);
+      if (!binary_reason(data).empty()) {
+        corpus.skipped.push_back(file);
+        continue;
+      }
+      corpus.files.push_back(file);
+      if (data.empty()) continue;
+      corpus.bytes += data.size();
+      text += data;
+      if (data.back() != '\n') text.push_back('\n');
+    }
+    corpus.files_read = corpus.files.size();
+    corpus.files_skipped = corpus.skipped.size();
+    if (corpus.files.empty()) {
+      throw CorpusError(
+          corpus.skipped.empty()
+              ? fmt::format("corpus folder '{}' contains no text files", path)
+              : fmt::format("corpus folder '{}' contains no text files ({} binary file{} skipped)",
+                            path, corpus.skipped.size(), corpus.skipped.size() == 1 ? "" : "s"));
+    }
+    if (text.empty()) {
+      throw CorpusError(fmt::format("corpus folder '{}' contains only empty text files", path));
+    }
+  } else {
+    throw CorpusError(fmt::format("corpus '{}' is neither a regular file nor a folder", path));
+  }
+
+  // One encode over the whole text, so a subword tokenizer sees the real file boundaries ("\n").
+  std::vector<int32_t> tokens = tok.encode(text);
+  std::string().swap(text);
+  const size_t n = tokens.size();
+  size_t n_val = 0;
+  if (val_fraction > 0) {
+    n_val = static_cast<size_t>(std::llround(static_cast<double>(n) * val_fraction));
+  }
+  const size_t n_train = n - n_val;
+  if (n_train < min_tokens) {
+    std::string held =
+        n_val > 0 ? fmt::format(" (after holding out {} for validation)", n_val) : "";
+    throw CorpusError(fmt::format(
+        "corpus '{}' has {} training tokens{} but {}; use a longer text or a smaller --context",
+        path, n_train, held, window_need(min_tokens)));
+  }
+  if (val_fraction > 0 && n_val < min_tokens) {
+    throw CorpusError(fmt::format(
+        "corpus '{}' holds out {} validation tokens (--val-fraction {}) but {}; use a longer text, "
+        "a larger --val-fraction or --val-fraction 0",
+        path, n_val, val_fraction, window_need(min_tokens)));
+  }
+  corpus.val.assign(tokens.begin() + n_train, tokens.end());
+  tokens.resize(n_train);
+  corpus.train = std::move(tokens);
+  return corpus;
+}
+
+}  // namespace cllm
