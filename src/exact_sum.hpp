@@ -1,0 +1,59 @@
+#pragma once
+// Exact, order-independent summation of shard gradients.
+//
+// Each shard's float gradient is rounded once onto a per-tensor power-of-two fixed-point grid
+// (q = round(g * 2^e)) and summed as 64-bit integers. Integer addition is associative, so the
+// total does not depend on tree shape, arrival order, fan-out, backend or restarts.
+//
+// The exponents e are chosen by the root from the previous step's exact max |g| per tensor (max
+// is order-free too), with headroom for growth. A shard whose values would not fit marks the
+// partial sum `overflow`; the root then redoes the step with exponents from this step's max,
+// which always fit. The choice depends only on the data, so it is itself deterministic.
+#include <cstdint>
+#include <vector>
+
+#include "src/params.hpp"
+
+namespace cllm {
+
+struct ExactGrad {
+  std::vector<int64_t> sum;     // layout.total() fixed-point sums (two's complement, wrapping)
+  std::vector<float> max_abs;   // per tensor: max |g| over every folded shard
+  int64_t loss_fixed = 0;       // sum of shard losses * 2^kLossFracBits
+  int64_t tokens = 0;           // tokens behind the loss and gradient
+  int32_t shards = 0;           // shards folded in
+  bool overflow = false;        // some value did not fit the grid: redo the step
+  bool nonfinite = false;       // a NaN/Inf gradient or loss was seen
+
+  static constexpr int kLossFracBits = 32;
+
+  ExactGrad() = default;
+  explicit ExactGrad(const ParamLayout& layout) { reset(layout); }
+  void reset(const ParamLayout& layout);
+  bool empty() const { return shards == 0; }
+
+  // Folds one shard: `grad` has layout.total() floats, `exps` one exponent per tensor, and
+  // `step_shards` is the number of shards in the whole step (it bounds the integer range).
+  void add_shard(const ParamLayout& layout, const float* grad, const std::vector<int32_t>& exps,
+                 int step_shards, double loss_sum, int64_t tokens);
+  // Adds another partial sum (same layout). Order-independent.
+  void merge(const ExactGrad& other);
+
+  double loss_sum() const;  // the exact loss total, as a double
+};
+
+// Headroom, in powers of two, for a tensor's max |g| to grow from one step to the next before a
+// redo is needed.
+constexpr int kGrowthHeadroomBits = 3;
+
+// Exponents for the next step, from the last step's exact per-tensor maxima (empty = no history:
+// assume |g| < 2^8).
+std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vector<float>& max_abs,
+                                      int step_shards);
+
+// Converts an exact total into the mean gradient: out = sum * 2^-e / tokens, in float. Returns
+// the squared L2 norm of `out` (accumulated in double, in a fixed order).
+double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
+                              const std::vector<int32_t>& exps, float* out);
+
+}  // namespace cllm

@@ -1,0 +1,188 @@
+#include "src/training.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "src/rng.hpp"
+
+namespace cllm {
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+void RunConfig::validate() const {
+  model.validate();
+  batch.validate(model);
+  optim.validate();
+  if (steps < 1) throw ConfigError(fmt::format("steps must be >= 1 (got {})", steps));
+  if (batch.shards() > (1 << 20)) throw ConfigError("too many shards per step (max 2^20)");
+}
+
+nlohmann::json RunConfig::to_json() const {
+  return {{"model",
+           {{"vocab", model.vocab},
+            {"d_model", model.d_model},
+            {"n_layers", model.n_layers},
+            {"n_heads", model.n_heads},
+            {"context", model.context}}},
+          {"batch", batch.batch},
+          {"micro_batch", batch.micro_batch},
+          {"context", batch.context},
+          {"lr", optim.lr},
+          {"min_lr", optim.min_lr},
+          {"warmup", optim.warmup},
+          {"total_steps", optim.total_steps},
+          {"beta1", optim.beta1},
+          {"beta2", optim.beta2},
+          {"eps", optim.eps},
+          {"weight_decay", optim.weight_decay},
+          {"clip", optim.clip},
+          {"seed", seed},
+          {"steps", steps}};
+}
+
+RunConfig RunConfig::from_json(const nlohmann::json& j) {
+  try {
+    RunConfig c;
+    const auto& m = j.at("model");
+    c.model.vocab = m.at("vocab"), c.model.d_model = m.at("d_model");
+    c.model.n_layers = m.at("n_layers"), c.model.n_heads = m.at("n_heads");
+    c.model.context = m.at("context");
+    c.batch.batch = j.at("batch"), c.batch.micro_batch = j.at("micro_batch");
+    c.batch.context = j.at("context");
+    c.optim.lr = j.at("lr"), c.optim.min_lr = j.at("min_lr"), c.optim.warmup = j.at("warmup");
+    c.optim.total_steps = j.at("total_steps"), c.optim.beta1 = j.at("beta1");
+    c.optim.beta2 = j.at("beta2"), c.optim.eps = j.at("eps");
+    c.optim.weight_decay = j.at("weight_decay"), c.optim.clip = j.at("clip");
+    c.seed = j.at("seed"), c.steps = j.at("steps");
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(std::string("run configuration is incomplete or malformed: ") + e.what());
+  }
+}
+
+std::vector<std::string> RunConfig::differences(const RunConfig& o) const {
+  std::vector<std::string> out;
+  const auto a = to_json(), b = o.to_json();
+  for (auto it = a.begin(); it != a.end(); ++it)
+    if (b.value(it.key(), nlohmann::json()) != it.value())
+      out.push_back(it.key());
+  return out;
+}
+
+uint64_t sampler_seed(uint64_t run_seed) { return hash_words(run_seed, 0xda7a5eedULL); }
+
+ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
+    : cfg_(cfg),
+      sampler_(sampler),
+      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context),
+      grad_(model_.layout().total()),
+      tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
+
+void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc) {
+  const int mb = cfg_.batch.micro_batch;
+  auto t0 = std::chrono::steady_clock::now();
+  sampler_.fill(uint64_t(work.step), uint64_t(shard) * mb, mb, tokens_.data());
+  const double loss = model_.forward_backward(weights, tokens_.data(), mb, grad_.data());
+  compute_ms_ = ms_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  acc.add_shard(model_.layout(), grad_.data(), work.exps, work.shards, loss,
+                int64_t(mb) * cfg_.batch.context);
+  fold_ms_ = ms_since(t0);
+}
+
+TrainState::TrainState(const RunConfig& cfg)
+    : cfg_(cfg),
+      layout_(cfg.model),
+      weights_(std::make_shared<AlignedVector<float>>(layout_.total())),
+      mean_grad_(layout_.total()) {
+  cfg_.validate();
+  init_parameters(layout_, cfg.seed, weights_->data());
+  adam_.init(layout_);
+  exps_ = choose_exponents(layout_, {}, cfg.batch.shards());
+}
+
+StepWork TrainState::next_work() const {
+  StepWork w;
+  w.step = step_;
+  w.attempt = attempt_;
+  w.shards = cfg_.batch.shards();
+  w.exps = exps_;
+  return w;
+}
+
+StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
+  StepOutcome out;
+  out.step = work.step;
+  if (work.step != step_ || work.exps != exps_)
+    throw std::logic_error("apply() got the result of another step or grid");
+  if (total.shards != cfg_.batch.shards())
+    throw std::logic_error(fmt::format("step {} summed {} shards, expected {}", work.step,
+                                       total.shards, cfg_.batch.shards()));
+  out.tokens = total.tokens;
+  if (total.nonfinite) {
+    out.kind = StepOutcome::nonfinite;
+    return out;
+  }
+  if (total.overflow) {
+    // The maxima of this attempt are exact; a grid chosen from them always fits.
+    exps_ = choose_exponents(layout_, total.max_abs, cfg_.batch.shards());
+    ++attempt_;
+    out.kind = StepOutcome::redo;
+    return out;
+  }
+  out.loss = total.loss_sum() / double(total.tokens);
+  const double norm_sq = exact_to_mean_gradient(layout_, total, exps_, mean_grad_.data());
+  out.grad_norm = std::sqrt(norm_sq);
+  if (!std::isfinite(out.grad_norm) || !std::isfinite(out.loss)) {
+    out.kind = StepOutcome::nonfinite;
+    return out;
+  }
+  out.lr = learning_rate(cfg_.optim, step_);
+  // Copy-on-write: never touch a weights buffer that a worker may still be reading.
+  if (weights_.use_count() > 1) weights_ = std::make_shared<AlignedVector<float>>(*weights_);
+  adamw_update(layout_, cfg_.optim, out.lr, clip_scale(out.grad_norm, cfg_.optim.clip),
+               mean_grad_.data(), weights_->data(), adam_);
+  exps_ = choose_exponents(layout_, total.max_abs, cfg_.batch.shards());
+  attempt_ = 0;
+  ++step_;
+  out.kind = StepOutcome::applied;
+  return out;
+}
+
+void TrainState::restore(int64_t step, const float* w, const float* m, const float* v,
+                         std::vector<int32_t> exps) {
+  const size_t n = layout_.total();
+  weights_ = std::make_shared<AlignedVector<float>>(w, w + n);
+  std::memcpy(adam_.m.data(), m, n * sizeof(float));
+  std::memcpy(adam_.v.data(), v, n * sizeof(float));
+  adam_.t = step;
+  step_ = step;
+  attempt_ = 0;
+  if (exps.empty()) exps = choose_exponents(layout_, {}, cfg_.batch.shards());
+  if (exps.size() != layout_.tensors().size())
+    throw ConfigError("checkpoint's exact-sum state does not match the model");
+  exps_ = std::move(exps);
+}
+
+void train_reference(TrainState& state, const WindowSampler& sampler, int64_t steps) {
+  ShardWorker worker(state.config(), sampler);
+  ExactGrad acc(state.layout());
+  const int64_t end = state.step() + steps;
+  while (state.step() < end) {
+    const StepWork work = state.next_work();
+    acc.reset(state.layout());
+    const auto w = state.weights();
+    for (int s = 0; s < work.shards; ++s) worker.compute(w->data(), work, s, acc);
+    if (state.apply(acc, work).kind == StepOutcome::nonfinite)
+      throw std::runtime_error(fmt::format("step {}: non-finite loss or gradient", work.step));
+  }
+}
+
+}  // namespace cllm

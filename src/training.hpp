@@ -1,0 +1,117 @@
+#pragma once
+// The training step, shared by every backend (actor tree, mutex pool, barrier pool, the plain
+// reference loop). A backend only decides WHO computes which shard and HOW partial sums travel;
+// the numbers all come from here:
+//   - ShardWorker::compute: one shard's gradient, folded into an ExactGrad;
+//   - TrainState::next_work / TrainState::apply: the root side (exponents, normalise, clip, AdamW).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "src/aligned.hpp"
+#include "src/config.hpp"
+#include "src/exact_sum.hpp"
+#include "src/model.hpp"
+#include "src/optimizer.hpp"
+#include "src/params.hpp"
+#include "src/sampler.hpp"
+
+namespace cllm {
+
+// Everything that determines the numbers of a run (and must match on resume).
+struct RunConfig {
+  ModelConfig model = model_preset("small");
+  BatchConfig batch;
+  OptimConfig optim;
+  uint64_t seed = 1337;
+  int64_t steps = 200;
+
+  void validate() const;  // throws ConfigError
+  nlohmann::json to_json() const;
+  static RunConfig from_json(const nlohmann::json& j);  // throws ConfigError
+  // Names of the settings that differ from `o` (empty when the runs compute the same numbers).
+  std::vector<std::string> differences(const RunConfig& o) const;
+};
+
+// What the root sends down for one step: which step, and the exact-sum grid to use.
+struct StepWork {
+  int64_t step = 0;
+  int32_t attempt = 0;            // > 0 when the step is redone with wider exponents
+  int32_t shards = 0;             // shards in the whole step
+  std::vector<int32_t> exps;      // exact-sum exponent per tensor
+};
+
+// One worker's reusable state: model workspace and gradient buffer. Not thread-safe; one per
+// sphere or thread.
+class ShardWorker {
+ public:
+  ShardWorker(const RunConfig& cfg, const WindowSampler& sampler);
+  const ParamLayout& layout() const { return model_.layout(); }
+  // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`.
+  void compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc);
+  double last_compute_ms() const { return compute_ms_; }  // forward + backward
+  double last_fold_ms() const { return fold_ms_; }        // conversion into the exact sum
+
+ private:
+  RunConfig cfg_;
+  const WindowSampler& sampler_;
+  Model<float> model_;
+  AlignedVector<float> grad_;
+  std::vector<int32_t> tokens_;
+  double compute_ms_ = 0, fold_ms_ = 0;
+};
+
+// The data seed the sampler uses for a run seed (decorrelated from the init seed).
+uint64_t sampler_seed(uint64_t run_seed);
+
+struct StepOutcome {
+  enum Kind { applied, redo, nonfinite } kind = applied;
+  int64_t step = 0;
+  double loss = 0;       // mean cross-entropy over the step's tokens
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+  int64_t tokens = 0;
+};
+
+// The root's state: weights, AdamW moments, step counter and the exact-sum history.
+class TrainState {
+ public:
+  TrainState(const RunConfig& cfg);  // fresh weights from cfg.seed
+  const RunConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  int64_t step() const { return step_; }  // optimizer steps completed
+
+  // Immutable snapshot of the current weights. It stays valid (and unchanged) for as long as
+  // the caller holds it: apply() never writes into a buffer that someone else still holds.
+  std::shared_ptr<const AlignedVector<float>> weights() const { return weights_; }
+
+  StepWork next_work() const;
+  // Consumes the step's exact total. `redo`: nothing changed, call next_work() again (the
+  // exponents now fit). `nonfinite`: nothing changed; the caller decides to stop.
+  StepOutcome apply(const ExactGrad& total, const StepWork& work);
+
+  // Checkpoint support.
+  const AdamState& adam() const { return adam_; }
+  const std::vector<int32_t>& exponents() const { return exps_; }
+  void restore(int64_t step, const float* weights, const float* m, const float* v,
+               std::vector<int32_t> exps);
+
+ private:
+  RunConfig cfg_;
+  ParamLayout layout_;
+  std::shared_ptr<AlignedVector<float>> weights_;
+  AdamState adam_;
+  int64_t step_ = 0;
+  std::vector<int32_t> exps_;  // exact-sum grid for the next attempt (from the last exact maxima)
+  int32_t attempt_ = 0;
+  AlignedVector<float> mean_grad_;
+};
+
+// The reference: a plain single-threaded loop over every shard of every step with src/ alone.
+// Every backend must reproduce its weights bit for bit.
+void train_reference(TrainState& state, const WindowSampler& sampler, int64_t steps);
+
+}  // namespace cllm
