@@ -39,7 +39,8 @@ class Model {
   // Forward only: the loss sum. Logits stay available through logits() afterwards.
   double forward(const Scalar* params, const int32_t* tokens, int batch);
 
-  // Logits of the last forward: vocab x (batch*seq_len), column n = token n (row-major batch).
+  // Logits of the last forward(): vocab x (batch*seq_len), column n = token n (row-major batch).
+  // After forward_backward() the buffer holds dLoss/dlogits instead (it is reused in place).
   const Scalar* logits() const;
 
  private:
