@@ -1,0 +1,344 @@
+#include "src/checkpoint.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include "src/params.hpp"
+#include "src/sha256.hpp"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "checkpoints store the in-memory floats as little-endian: a little-endian host is assumed"
+#endif
+
+namespace cllm {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kFormat = "cllm-checkpoint";
+constexpr const char* kMomentM = "optim.adam_m.";
+constexpr const char* kMomentV = "optim.adam_v.";
+constexpr const char* kScaleExp = "optim.grad_scale_exp";
+
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(const std::string& in) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    const uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 |
+                       uint32_t(uint8_t(in[i + 2]));
+    for (int k = 3; k >= 0; --k) out += kBase64[(v >> (6 * k)) & 63];
+  }
+  if (i < in.size()) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
+    if (i + 1 < in.size()) v |= uint32_t(uint8_t(in[i + 1])) << 8;
+    out += kBase64[(v >> 18) & 63];
+    out += kBase64[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kBase64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// Strict: canonical padding only. Returns false on anything else.
+bool base64_decode(const std::string& in, std::string& out) {
+  out.clear();
+  if (in.size() % 4 != 0) return false;
+  int8_t table[256];
+  std::memset(table, -1, sizeof(table));
+  for (int i = 0; i < 64; ++i) table[uint8_t(kBase64[i])] = int8_t(i);
+  out.reserve(in.size() / 4 * 3);
+  for (size_t i = 0; i < in.size(); i += 4) {
+    const bool last = i + 4 == in.size();
+    const int pad = last ? (in[i + 3] == '=') + (in[i + 2] == '=' && in[i + 3] == '=') : 0;
+    uint32_t v = 0;
+    for (int k = 0; k < 4; ++k) {
+      const int8_t d = k >= 4 - pad ? 0 : table[uint8_t(in[i + k])];
+      if (d < 0) return false;
+      v = v << 6 | uint32_t(d);
+    }
+    out += char(v >> 16);
+    if (pad < 2) out += char((v >> 8) & 255);
+    if (pad < 1) out += char(v & 255);
+  }
+  return true;
+}
+
+bool parse_u64(const std::string& s, uint64_t& v) {
+  if (s.empty()) return false;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// SHA-256 over the metadata (all but "metadata_sha256"): for each key in byte order,
+// key, NUL, value, NUL.
+std::string metadata_sha256(const std::map<std::string, std::string>& metadata) {
+  Sha256 sha;
+  const char nul = 0;
+  for (const auto& [k, v] : metadata) {
+    if (k == "metadata_sha256") continue;
+    sha.update(k.data(), k.size());
+    sha.update(&nul, 1);
+    sha.update(v.data(), v.size());
+    sha.update(&nul, 1);
+  }
+  const auto d = sha.finish();
+  return to_hex(d.data(), d.size());
+}
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 60; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    out += c >= 0x20 && c < 0x7f ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
+  }
+  return out + (s.size() > 60 ? "...'" : "'");
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Checkpoint& ck) {
+  const auto fail = [&](const std::string& what) {
+    return CheckpointError(fmt::format("cannot write '{}': {}", path, what));
+  };
+  try {
+    ck.model.validate();
+  } catch (const ConfigError& e) {
+    throw fail(fmt::format("invalid model config: {}", e.what()));
+  }
+  const ParamLayout layout(ck.model);
+  const auto check_size = [&](const AlignedVector<float>& v, const char* what) {
+    if (v.size() != layout.total())
+      throw fail(fmt::format("{} has {} floats but the model ({}) needs {}", what, v.size(),
+                             ck.model.describe(), layout.total()));
+  };
+  check_size(ck.weights, "weights");
+  check_size(ck.adam_m, "adam_m");
+  check_size(ck.adam_v, "adam_v");
+  const size_t n_tensors = layout.tensors().size();
+  if (!ck.grad_scale_exp.empty() && ck.grad_scale_exp.size() != n_tensors)
+    throw fail(fmt::format("grad_scale_exp has {} entries but the model has {} tensors",
+                           ck.grad_scale_exp.size(), n_tensors));
+
+  std::vector<StTensorView> views;
+  views.reserve(3 * n_tensors + 1);
+  const auto add = [&](const std::string& prefix, const AlignedVector<float>& v) {
+    for (const auto& t : layout.tensors())
+      views.push_back(StTensorView{prefix + t.name, "F32", t.shape, v.data() + t.offset,
+                                   t.size * sizeof(float)});
+  };
+  add("", ck.weights);
+  add(kMomentM, ck.adam_m);
+  add(kMomentV, ck.adam_v);
+  if (!ck.grad_scale_exp.empty())
+    views.push_back(StTensorView{kScaleExp,
+                                 "I32",
+                                 {int64_t(n_tensors)},
+                                 ck.grad_scale_exp.data(),
+                                 ck.grad_scale_exp.size() * sizeof(int32_t)});
+
+  std::map<std::string, std::string> meta;
+  meta["format"] = kFormat;
+  meta["format_version"] = std::to_string(kCheckpointFormatVersion);
+  meta["model"] = json{{"vocab", ck.model.vocab},
+                       {"d_model", ck.model.d_model},
+                       {"n_layers", ck.model.n_layers},
+                       {"n_heads", ck.model.n_heads},
+                       {"context", ck.model.context}}
+                      .dump();
+  meta["tokenizer_kind"] = ck.tokenizer_kind;
+  meta["tokenizer_data"] = base64_encode(ck.tokenizer_data);
+  meta["step"] = std::to_string(ck.step);
+  meta["seed"] = std::to_string(ck.seed);
+  try {
+    meta["run"] = ck.run.dump();
+  } catch (const json::exception&) {
+    throw fail("the run settings hold a string that is not valid UTF-8");
+  }
+  write_safetensors(path, std::move(meta), views,
+                    [](std::map<std::string, std::string>& m, const std::string& payload_sha) {
+                      m["payload_sha256"] = payload_sha;
+                      m["metadata_sha256"] = metadata_sha256(m);
+                    });
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  const auto bad = [&](const std::string& what) {
+    return CheckpointError(fmt::format("'{}' {}", path, what));
+  };
+  std::string payload_sha;
+  StFile file = read_safetensors(path, &payload_sha);
+  const auto& meta = file.metadata;
+  const auto get = [&](const char* key) -> const std::string* {
+    const auto it = meta.find(key);
+    return it == meta.end() ? nullptr : &it->second;
+  };
+  const auto need = [&](const char* key) -> const std::string& {
+    const std::string* v = get(key);
+    if (!v) throw bad(fmt::format("is corrupt: its metadata has no '{}'", key));
+    return *v;
+  };
+
+  const std::string* format = get("format");
+  if (!format) throw bad("is not a CLLM checkpoint (no 'format' in its metadata)");
+  if (*format != kFormat)
+    throw bad(fmt::format("is not a CLLM checkpoint (format {})", quoted(*format)));
+  // The metadata checksum first when present, so that a damaged version number reads as damage.
+  if (const std::string* msha = get("metadata_sha256"); msha && *msha != metadata_sha256(meta))
+    throw bad("has a checksum mismatch: file is corrupt (its metadata was altered)");
+  uint64_t version = 0;
+  const std::string& version_text = need("format_version");
+  if (!parse_u64(version_text, version) || version == 0)
+    throw bad(fmt::format("is corrupt: invalid format_version {}", quoted(version_text)));
+  if (version > uint64_t(kCheckpointFormatVersion))
+    throw bad(
+        fmt::format("has checkpoint format version {}, newer than this build reads ({}): "
+                    "update cllm",
+                    version, kCheckpointFormatVersion));
+  need("metadata_sha256");
+  const std::string& stored_sha = need("payload_sha256");
+  if (stored_sha != payload_sha)
+    throw bad(
+        fmt::format("has a checksum mismatch: file is corrupt (data sha256 {}, header says {})",
+                    payload_sha.substr(0, 16), quoted(stored_sha.substr(0, 16))));
+
+  Checkpoint ck;
+  ck.source_path = path;
+  try {
+    const json m = json::parse(need("model"));
+    const auto field = [&](const char* key) {
+      if (!m.is_object() || !m.contains(key) || !m[key].is_number_integer())
+        throw bad(fmt::format("is corrupt: the model config has no integer '{}'", key));
+      const int64_t v = m[key].get<int64_t>();
+      if (v < -(int64_t(1) << 30) || v > (int64_t(1) << 30))
+        throw bad(fmt::format("is corrupt: the model config's '{}' is out of range", key));
+      return int(v);
+    };
+    ck.model.vocab = field("vocab");
+    ck.model.d_model = field("d_model");
+    ck.model.n_layers = field("n_layers");
+    ck.model.n_heads = field("n_heads");
+    ck.model.context = field("context");
+    ck.model.validate();
+  } catch (const json::parse_error&) {
+    throw bad("is corrupt: its model config is not valid JSON");
+  } catch (const ConfigError& e) {
+    throw bad(fmt::format("has an invalid model config: {}", e.what()));
+  }
+  if (!parse_u64(need("step"), ck.step)) throw bad("is corrupt: invalid step");
+  if (!parse_u64(need("seed"), ck.seed)) throw bad("is corrupt: invalid seed");
+  ck.tokenizer_kind = need("tokenizer_kind");
+  if (!base64_decode(need("tokenizer_data"), ck.tokenizer_data))
+    throw bad("is corrupt: tokenizer_data is not valid base64");
+  try {
+    ck.run = json::parse(need("run"));
+  } catch (const json::parse_error&) {
+    throw bad("is corrupt: its run settings are not valid JSON");
+  }
+
+  const ParamLayout layout(ck.model);
+  const auto take = [&](const std::string& name, const std::string& dtype,
+                        const std::vector<int64_t>& shape) -> StTensor& {
+    const auto it = file.tensors.find(name);
+    if (it == file.tensors.end())
+      throw bad(fmt::format("is missing tensor '{}' (model {})", name, ck.model.describe()));
+    if (it->second.dtype != dtype || it->second.shape != shape)
+      throw bad(fmt::format("has tensor '{}' of {} {} but its model ({}) needs {} {}", name,
+                            it->second.dtype, shape_text(it->second.shape), ck.model.describe(),
+                            dtype, shape_text(shape)));
+    return it->second;
+  };
+  // Every tensor checked before anything large is allocated.
+  for (const char* prefix : {"", kMomentM, kMomentV})
+    for (const auto& t : layout.tensors()) take(prefix + t.name, "F32", t.shape);
+  const auto fill = [&](const std::string& prefix, AlignedVector<float>& v) {
+    v.assign(layout.total(), 0.0f);
+    for (const auto& t : layout.tensors()) {
+      const auto it = file.tensors.find(prefix + t.name);
+      StTensor& src = take(prefix + t.name, "F32", t.shape);
+      std::memcpy(v.data() + t.offset, src.bytes.data(), src.bytes.size());
+      file.tensors.erase(it);  // frees the bytes as we go
+    }
+  };
+  fill("", ck.weights);
+  fill(kMomentM, ck.adam_m);
+  fill(kMomentV, ck.adam_v);
+  if (file.tensors.count(kScaleExp)) {
+    StTensor& src = take(kScaleExp, "I32", {int64_t(layout.tensors().size())});
+    ck.grad_scale_exp.resize(layout.tensors().size());
+    std::memcpy(ck.grad_scale_exp.data(), src.bytes.data(), src.bytes.size());
+    file.tensors.erase(kScaleExp);
+  }
+  if (!file.tensors.empty())
+    throw bad(fmt::format("has unexpected tensor {} (model {})",
+                          quoted(file.tensors.begin()->first), ck.model.describe()));
+  return ck;
+}
+
+void require_compatible(const Checkpoint& ck, const ModelConfig& expected,
+                        const std::string& tokenizer_kind) {
+  std::vector<std::string> problems;
+  if (ck.model != expected)
+    problems.push_back(
+        fmt::format("model {} but this run uses {}", ck.model.describe(), expected.describe()));
+  if (ck.tokenizer_kind != tokenizer_kind)
+    problems.push_back(fmt::format("tokenizer {} but this run uses {}", quoted(ck.tokenizer_kind),
+                                   quoted(tokenizer_kind)));
+  if (!problems.empty())
+    throw CheckpointError(fmt::format(
+        "checkpoint '{}' has {}", ck.source_path.empty() ? "(in memory)" : ck.source_path,
+        problems.size() == 2 ? problems[0] + "; and " + problems[1] : problems[0]));
+}
+
+std::string checkpoint_name(uint64_t step) {
+  return fmt::format("ckpt-{:08d}.safetensors", step);
+}
+
+std::vector<std::string> list_checkpoints(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return {};
+  fs::directory_iterator it(dir, ec);
+  if (ec)
+    throw CheckpointError(fmt::format("cannot list checkpoints in '{}': {}", dir, ec.message()));
+  static const std::string prefix = "ckpt-", suffix = ".safetensors";
+  std::vector<std::pair<uint64_t, std::string>> found;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec)
+      throw CheckpointError(fmt::format("cannot list checkpoints in '{}': {}", dir, ec.message()));
+    const std::string name = it->path().filename().string();
+    if (name.size() < prefix.size() + 8 + suffix.size() ||
+        name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string digits =
+        name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    uint64_t step = 0;
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        !parse_u64(digits, step))
+      continue;
+    std::error_code ec2;
+    if (!it->is_regular_file(ec2)) continue;
+    found.emplace_back(step, name);
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (const auto& [step, name] : found) out.push_back((fs::path(dir) / name).string());
+  return out;
+}
+
+}  // namespace cllm

@@ -1,0 +1,52 @@
+#pragma once
+// The CLLM checkpoint: one safetensors file holding weights, AdamW moments, the exact-sum state,
+// the model config, the tokenizer, step, seed and run settings, with checksums. See
+// docs/checkpoint-format.md for its layout and how to open it from Python.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "src/aligned.hpp"
+#include "src/config.hpp"
+#include "src/safetensors.hpp"
+
+namespace cllm {
+
+// The format version this build writes; it reads this one and older.
+constexpr int kCheckpointFormatVersion = 1;
+
+struct Checkpoint {
+  ModelConfig model;
+  std::string tokenizer_kind = "byte",
+              tokenizer_data;  // data: arbitrary bytes (base64 in the file)
+  uint64_t step = 0;           // optimizer steps completed
+  uint64_t seed = 0;
+  nlohmann::json
+      run;  // run settings that must match on resume; opaque here (a JSON string in the file)
+  AlignedVector<float> weights, adam_m, adam_v;  // ParamLayout(model).total() each; padding is zero
+  std::vector<int32_t> grad_scale_exp;           // empty, or one per layout tensor
+  std::string source_path;                       // set by load_checkpoint; used in messages
+};
+
+// Writes atomically (see write_safetensors); CheckpointError on a bad Checkpoint or an I/O failure.
+void save_checkpoint(const std::string& path, const Checkpoint& ck);
+
+// Reads and verifies: format and version, metadata and payload checksums, the model config, and
+// every tensor present with the shape that config needs. Each failure: CheckpointError naming path.
+Checkpoint load_checkpoint(const std::string& path);
+
+// Throws CheckpointError when ck was made for another model shape or tokenizer kind:
+// "checkpoint 'x' has model d 64, ... but this run uses d 128, ...".
+void require_compatible(const Checkpoint& ck, const ModelConfig& expected,
+                        const std::string& tokenizer_kind);
+
+// "ckpt-00000042.safetensors"
+std::string checkpoint_name(uint64_t step);
+
+// Paths (dir joined with the name) of the files in dir named "ckpt-<8 or more digits>.safetensors",
+// by step ascending; temporaries and other files are ignored. A missing dir gives an empty list.
+std::vector<std::string> list_checkpoints(const std::string& dir);
+
+}  // namespace cllm

@@ -1,0 +1,362 @@
+#include "src/safetensors.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "src/sha256.hpp"
+
+namespace cllm {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kMaxHeader = 100u << 20;  // 100 MiB: more is not a plausible header
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+// A name or value from a file, made safe for a one-line message: quoted, printable, short.
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 60; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f)
+      out += char(c);
+    else
+      out += fmt::format("\\x{:02x}", c);
+  }
+  if (s.size() > 60) out += "...";
+  return out + "'";
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Element count of a shape; false on a negative dimension or overflow past 2^62.
+bool element_count(const std::vector<int64_t>& shape, uint64_t& count) {
+  count = 1;
+  for (int64_t d : shape) {
+    if (d < 0) return false;
+    if (d != 0 && count > (uint64_t(1) << 62) / uint64_t(d)) return false;
+    count *= uint64_t(d);
+  }
+  return true;
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+bool write_all(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= size_t(w);
+  }
+  return true;
+}
+
+// Reads exactly n bytes at offset; returns the number read (less only at end of file), -1 on error.
+ssize_t pread_all(int fd, void* data, size_t n, uint64_t offset) {
+  char* p = static_cast<char*>(data);
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r =
+        ::pread(fd, p + done, std::min<size_t>(n - done, size_t(1) << 30), off_t(offset + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (r == 0) break;
+    done += size_t(r);
+  }
+  return ssize_t(done);
+}
+
+std::string parent_dir(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+size_t dtype_size(const std::string& dtype) {
+  static const std::map<std::string, size_t> kSizes = {
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+      {"U32", 4},  {"F32", 4}, {"I64", 8}, {"U64", 8},     {"F64", 8}};
+  const auto it = kSizes.find(dtype);
+  return it == kSizes.end() ? 0 : it->second;
+}
+
+void write_safetensors(const std::string& path, std::map<std::string, std::string> metadata,
+                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook) {
+  const auto fail = [&](const std::string& what) {
+    return CheckpointError(fmt::format("cannot write '{}': {}", path, what));
+  };
+  std::set<std::string> names;
+  for (const auto& t : tensors) {
+    if (t.name.empty() || t.name == "__metadata__")
+      throw fail(fmt::format("invalid tensor name {}", quoted(t.name)));
+    if (!names.insert(t.name).second)
+      throw fail(fmt::format("tensor {} given twice", quoted(t.name)));
+    const size_t es = dtype_size(t.dtype);
+    if (es == 0)
+      throw fail(fmt::format("tensor {} has unknown dtype {}", quoted(t.name), quoted(t.dtype)));
+    uint64_t count = 0;
+    if (!element_count(t.shape, count))
+      throw fail(
+          fmt::format("tensor {} has invalid shape {}", quoted(t.name), shape_text(t.shape)));
+    if (count * es != t.nbytes)
+      throw fail(fmt::format("tensor {} has shape {} of {} ({} bytes) but {} bytes of data",
+                             quoted(t.name), shape_text(t.shape), t.dtype, count * es, t.nbytes));
+    if (t.nbytes > 0 && t.data == nullptr)
+      throw fail(fmt::format("tensor {} has no data", quoted(t.name)));
+  }
+
+  // Largest elements first: with the buffer 8-aligned, every tensor is aligned to its element.
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return dtype_size(tensors[a].dtype) > dtype_size(tensors[b].dtype);
+  });
+
+  if (hook) {
+    Sha256 sha;
+    for (size_t i : order) sha.update(tensors[i].data, tensors[i].nbytes);
+    const auto digest = sha.finish();
+    hook(metadata, to_hex(digest.data(), digest.size()));
+  }
+
+  std::string header_text;
+  try {
+    json header = json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    uint64_t offset = 0;
+    for (size_t i : order) {
+      const auto& t = tensors[i];
+      header[t.name] = {{"dtype", t.dtype},
+                        {"shape", t.shape},
+                        {"data_offsets", {offset, offset + uint64_t(t.nbytes)}}};
+      offset += t.nbytes;
+    }
+    header_text = header.dump();
+  } catch (const json::exception&) {
+    throw fail("a tensor name or metadata string is not valid UTF-8");
+  }
+  while (header_text.size() % 8 != 0) header_text += ' ';
+  uint8_t length[8];
+  for (int i = 0; i < 8; ++i) length[i] = uint8_t(uint64_t(header_text.size()) >> (8 * i));
+
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  struct Temporary {
+    std::string name;
+    int fd = -1;
+    bool keep = false;
+    ~Temporary() {
+      if (fd >= 0) ::close(fd);
+      if (!keep) ::unlink(name.c_str());
+    }
+  } temporary{tmp};
+  temporary.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (temporary.fd < 0) {
+    const std::string why = errno_text();
+    temporary.keep = true;  // not ours: nothing was created
+    throw fail(fmt::format("cannot create '{}': {}", tmp, why));
+  }
+  bool ok = write_all(temporary.fd, length, 8) &&
+            write_all(temporary.fd, header_text.data(), header_text.size());
+  for (size_t i : order)
+    if (ok) ok = write_all(temporary.fd, tensors[i].data, tensors[i].nbytes);
+  if (!ok) throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
+  if (::fsync(temporary.fd) != 0) throw fail(fmt::format("fsync failed: {}", errno_text()));
+  const int fd = temporary.fd;
+  temporary.fd = -1;
+  if (::close(fd) != 0) throw fail(fmt::format("closing '{}' failed: {}", tmp, errno_text()));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw fail(fmt::format("renaming '{}' over it failed: {}", tmp, errno_text()));
+  temporary.keep = true;
+
+  Fd dir;
+  dir.fd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir.fd < 0 || ::fsync(dir.fd) != 0)
+    throw CheckpointError(
+        fmt::format("wrote '{}' but could not sync its folder: {}", path, errno_text()));
+}
+
+void write_safetensors(const std::string& path, const StFile& file) {
+  std::vector<StTensorView> views;
+  views.reserve(file.tensors.size());
+  for (const auto& [name, t] : file.tensors)
+    views.push_back(StTensorView{name, t.dtype, t.shape, t.bytes.data(), t.bytes.size()});
+  write_safetensors(path, file.metadata, views);
+}
+
+StFile read_safetensors(const std::string& path, std::string* data_sha256) {
+  const auto bad = [&](const std::string& what) {
+    return CheckpointError(fmt::format("'{}' {}", path, what));
+  };
+  Fd file;
+  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file.fd < 0) throw CheckpointError(fmt::format("cannot open '{}': {}", path, errno_text()));
+  struct stat st;
+  if (::fstat(file.fd, &st) != 0)
+    throw CheckpointError(fmt::format("cannot stat '{}': {}", path, errno_text()));
+  if (!S_ISREG(st.st_mode)) throw bad("is not a regular file");
+  const uint64_t size = uint64_t(st.st_size);
+  if (size == 0) throw bad("is empty (not a safetensors file)");
+  if (size < 8)
+    throw bad(fmt::format("is truncated or not a safetensors file: only {} bytes", size));
+
+  uint8_t prefix[9] = {};
+  const ssize_t got = pread_all(file.fd, prefix, size > 8 ? 9 : 8, 0);
+  if (got < 8) throw CheckpointError(fmt::format("cannot read '{}': {}", path, errno_text()));
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(prefix[i]) << (8 * i);
+  if (n > kMaxHeader || n < 2)
+    throw bad(
+        fmt::format("is not a safetensors file (its first 8 bytes give a header length of {})", n));
+  if (size > 8 && prefix[8] != '{')
+    throw bad("is not a safetensors file (the header does not start with '{')");
+  if (n > size - 8)
+    throw bad(
+        fmt::format("is truncated: header says {} bytes of header, file has {} after the "
+                    "length field",
+                    n, size - 8));
+
+  std::string header_text(n, '\0');
+  if (pread_all(file.fd, header_text.data(), n, 8) != ssize_t(n))
+    throw CheckpointError(fmt::format("cannot read '{}': {}", path, errno_text()));
+  json header;
+  try {
+    header = json::parse(header_text);
+  } catch (const json::parse_error& e) {
+    throw bad(fmt::format("has a corrupt header: invalid JSON at byte {} of {}", e.byte, n));
+  }
+  if (!header.is_object()) throw bad("has a corrupt header: not a JSON object");
+
+  struct Entry {
+    const std::string* name;
+    StTensor* tensor;
+    uint64_t begin, end;
+  };
+  StFile out;
+  std::vector<Entry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& key = it.key();
+    const json& v = it.value();
+    if (key == "__metadata__") {
+      if (v.is_null()) continue;
+      if (!v.is_object()) throw bad("has a corrupt header: __metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string())
+          throw bad(
+              fmt::format("has a corrupt header: metadata {} is not a string", quoted(m.key())));
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const auto corrupt = [&](const std::string& what) {
+      return bad(fmt::format("has a corrupt header: tensor {} {}", quoted(key), what));
+    };
+    if (!v.is_object()) throw corrupt("is not an object");
+    const auto dt = v.find("dtype");
+    const auto sh = v.find("shape");
+    const auto off = v.find("data_offsets");
+    if (dt == v.end() || !dt->is_string()) throw corrupt("has no dtype");
+    const std::string dtype = dt->get<std::string>();
+    const size_t es = dtype_size(dtype);
+    if (es == 0) throw corrupt(fmt::format("has unknown dtype {}", quoted(dtype)));
+    if (sh == v.end() || !sh->is_array()) throw corrupt("has no shape");
+    std::vector<int64_t> shape;
+    for (const auto& d : *sh) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 62))
+        throw corrupt("has an invalid shape");
+      shape.push_back(int64_t(d.get<uint64_t>()));
+    }
+    if (off == v.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+        !(*off)[1].is_number_unsigned())
+      throw corrupt("has no valid data_offsets");
+    const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
+    if (end < begin)
+      throw corrupt(
+          fmt::format("has data_offsets [{}, {}] that end before they begin", begin, end));
+    uint64_t count = 0;
+    if (!element_count(shape, count) || count > (uint64_t(1) << 62) / es)
+      throw corrupt(fmt::format("has an impossible shape {}", shape_text(shape)));
+    if (count * es != end - begin)
+      throw corrupt(fmt::format("has shape {} of {} ({} bytes) but data_offsets span {} bytes",
+                                shape_text(shape), dtype, count * es, end - begin));
+    StTensor& t = out.tensors[key];
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    entries.push_back(Entry{&key, &t, begin, end});
+  }
+
+  const uint64_t buffer = size - 8 - n;
+  uint64_t needed = 0;
+  for (const auto& e : entries) needed = std::max(needed, e.end);
+  if (needed > buffer)
+    throw bad(
+        fmt::format("is truncated: header says {} bytes of data, file has {}", needed, buffer));
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t pos = 0;
+  const Entry* previous = nullptr;
+  for (const auto& e : entries) {
+    if (e.begin < pos)
+      throw bad(fmt::format("has a corrupt header: tensors {} and {} overlap",
+                            quoted(*previous->name), quoted(*e.name)));
+    if (e.begin > pos)
+      throw bad(fmt::format("has a corrupt header: {} unused bytes in the data before tensor {}",
+                            e.begin - pos, quoted(*e.name)));
+    pos = e.end;
+    previous = &e;
+  }
+  if (pos != buffer)
+    throw bad(fmt::format("has {} bytes after its data (header says {} bytes of data, file has {})",
+                          buffer - pos, pos, buffer));
+
+  Sha256 sha;
+  for (const auto& e : entries) {
+    auto& bytes = e.tensor->bytes;
+    bytes.resize(e.end - e.begin);
+    const ssize_t r = pread_all(file.fd, bytes.data(), bytes.size(), 8 + n + e.begin);
+    if (r < 0) throw CheckpointError(fmt::format("cannot read '{}': {}", path, errno_text()));
+    if (uint64_t(r) != bytes.size()) throw bad("is truncated: it shrank while being read");
+    if (data_sha256) sha.update(bytes.data(), bytes.size());
+  }
+  if (data_sha256) {
+    const auto digest = sha.finish();
+    *data_sha256 = to_hex(digest.data(), digest.size());
+  }
+  return out;
+}
+
+}  // namespace cllm

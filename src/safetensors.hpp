@@ -1,0 +1,66 @@
+#pragma once
+// The generic safetensors format (https://github.com/huggingface/safetensors):
+//   u64 little-endian N | N bytes of JSON header, padded with spaces to a multiple of 8 | data
+//   buffer
+// The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets
+// into the data buffer) and may hold "__metadata__": {string: string}. Tensors lie back to back in
+// the buffer, without gaps (as the reference implementation requires).
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace cllm {
+
+// Any problem reading or writing a checkpoint; the message is one line naming the file.
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct StTensor {
+  std::string dtype;  // "F32", "I32", "I64", "U8", "F64" (also the other safetensors dtypes)
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;  // little-endian elements, row-major
+};
+
+struct StFile {
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, StTensor> tensors;
+};
+
+// Bytes per element of a safetensors dtype; 0 when unknown.
+size_t dtype_size(const std::string& dtype);
+
+// Writes atomically: to "<path>.tmp.<pid>", fsyncs it, renames it over path, fsyncs the folder.
+// On any error the temporary is removed, an old file at path is untouched, and CheckpointError
+// says what failed. Data is laid out by element size (largest first), then in map order, so every
+// tensor is aligned to its element size (the buffer starts on an 8-byte boundary).
+void write_safetensors(const std::string& path, const StFile& file);
+
+// Reads and validates a file: length, header JSON, dtypes, shapes against offsets, offsets inside
+// the buffer, no overlaps or gaps, nothing after the data. Each violation -> CheckpointError.
+// When data_sha256 is given, it receives the SHA-256 (hex) of the whole data buffer.
+StFile read_safetensors(const std::string& path, std::string* data_sha256 = nullptr);
+
+// ---- Lower level: writing from memory the caller owns (no copy of large payloads) ----
+
+struct StTensorView {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;  // nbytes bytes, little-endian elements
+  size_t nbytes = 0;
+};
+
+// Called once, before anything is written, with the metadata and the SHA-256 (hex) of the data
+// buffer exactly as it will be laid out; may add entries (e.g. a checksum) to the metadata.
+using StMetadataHook = std::function<void(std::map<std::string, std::string>& metadata,
+                                          const std::string& data_sha256)>;
+
+// As write_safetensors above; tensors keep their given order within one element size.
+void write_safetensors(const std::string& path, std::map<std::string, std::string> metadata,
+                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook = {});
+
+}  // namespace cllm
