@@ -1,0 +1,116 @@
+#include "actors/tree_backend.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace cllm {
+
+namespace {
+int detected_cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+}  // namespace
+
+TreeBackend::Config::Config(int threads) {
+  register_messages(*this);
+  set("scheduler.max-threads", threads);
+  // Idle workers otherwise sleep up to 10 ms between steal attempts, which delays the next
+  // step's messages by that much (CAF's relaxed polling default).
+  set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(200)});
+}
+
+TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler,
+                         const TreeOptions& opt)
+    : threads_(opt.threads > 0 ? opt.threads : detected_cores()) {
+  opt.policy.validate();
+  auto setup = std::make_shared<TreeSetup>(
+      TreeSetup{run, Topology(opt.spheres, opt.fanout), &sampler, opt.faults, opt.policy});
+  for (const auto& inj : opt.faults.injections)
+    if (inj.sphere >= opt.spheres)
+      throw ConfigError(fmt::format("--inject names sphere {} but the tree has {} spheres",
+                                    inj.sphere, opt.spheres));
+  setup_ = std::move(setup);
+  cfg_ = std::make_unique<Config>(threads_);
+  sys_ = std::make_unique<caf::actor_system>(*cfg_);
+  root_ = spawn_sphere(*sys_, setup_, kSupervisorId);
+}
+
+TreeBackend::~TreeBackend() {
+  // kill cannot be trapped; the links take the whole tree down with the supervisor.
+  caf::anon_send_exit(root_, caf::exit_reason::kill);
+  root_ = nullptr;
+  sys_->await_all_actors_done();
+  sys_.reset();
+}
+
+int64_t TreeBackend::deadline_ms() const {
+  const auto& p = setup_->policy;
+  if (recent_step_ms_.empty()) return int64_t(p.first_deadline_s * 1000);
+  std::vector<double> v(recent_step_ms_.begin(), recent_step_ms_.end());
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return int64_t(std::max(p.deadline_floor_s * 1000, p.deadline_factor * v[v.size() / 2]));
+}
+
+ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+  const auto t0 = std::chrono::steady_clock::now();
+  StepCtl ctl;
+  ctl.deadline_ms = deadline_ms();
+  Partial result;
+  std::string failure;
+  {
+    caf::scoped_actor self{*sys_};
+    // The supervisor answers within (levels + 1) deadlines unless it gives up; the extra margin
+    // only guards against a bug, never a fault.
+    const auto timeout = std::chrono::milliseconds(ctl.deadline_ms *
+                                                   (setup_->topology.levels() + 2) * 4);
+    self->request(root_, timeout, step_atom::value, work, weights, ctl)
+        .receive([&](Partial& p) { result = std::move(p); },
+                 [&](caf::error& e) { failure = sys_->render(e); });
+  }
+  if (!failure.empty())
+    throw BackendFailure(fmt::format(
+        "the sphere tree gave up at step {} (restart limit of the root exceeded: more than {} "
+        "restarts of sphere 0 within {} s): {}",
+        work.step, setup_->policy.root_max_restarts, setup_->policy.root_window_s, failure));
+  timing_ = result.timing;
+  faults_ += result.faults;
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  recent_step_ms_.push_back(ms);
+  if (recent_step_ms_.size() > 9) recent_step_ms_.pop_front();
+  return std::move(result.grad);
+}
+
+nlohmann::json TreeBackend::worker_stats() {
+  std::vector<SphereStats> stats;
+  {
+    caf::scoped_actor self{*sys_};
+    self->request(root_, std::chrono::seconds(60), stats_atom::value)
+        .receive([&](std::vector<SphereStats>& v) { stats = std::move(v); },
+                 [&](caf::error&) {});
+  }
+  std::sort(stats.begin(), stats.end(),
+            [](const SphereStats& a, const SphereStats& b) { return a.id < b.id; });
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& s : stats)
+    arr.push_back({{"id", s.id},
+                   {"level", s.level},
+                   {"parent", s.parent},
+                   {"group", s.group},
+                   {"shards", s.shards},
+                   {"compute_ms", s.compute_ms},
+                   {"fold_ms", s.fold_ms},
+                   {"reduce_ms", s.reduce_ms},
+                   {"wait_ms", s.wait_ms},
+                   {"restarts", s.restarts}});
+  return arr;
+}
+
+nlohmann::json TreeBackend::fault_counters() {
+  return {{"restarts", faults_.restarts},
+          {"deadline_kills", faults_.deadline_kills},
+          {"subtree_restarts", faults_.subtree_restarts}};
+}
+
+}  // namespace cllm

@@ -1,0 +1,64 @@
+#include "src/faults.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+#include "src/config.hpp"
+#include "src/rng.hpp"
+
+namespace cllm {
+
+Injection parse_injection(const std::string& text) {
+  const auto bad = [&](const std::string& why) {
+    return ConfigError(fmt::format(
+        "bad --inject '{}': {} (expected crash:sphere=K,step=S or hang:sphere=K,step=S)", text,
+        why));
+  };
+  Injection inj;
+  const auto colon = text.find(':');
+  if (colon == std::string::npos) throw bad("missing ':'");
+  const std::string kind = text.substr(0, colon);
+  if (kind == "crash") inj.kind = Injection::crash;
+  else if (kind == "hang") inj.kind = Injection::hang;
+  else throw bad("unknown kind '" + kind + "'");
+  bool have_sphere = false, have_step = false;
+  size_t pos = colon + 1;
+  while (pos <= text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(pos, end - pos);
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) throw bad("expected key=value, got '" + item + "'");
+    const std::string key = item.substr(0, eq), val = item.substr(eq + 1);
+    char* rest = nullptr;
+    const long long v = std::strtoll(val.c_str(), &rest, 10);
+    if (val.empty() || *rest != '\0' || v < 0) throw bad("'" + val + "' is not a number >= 0");
+    if (key == "sphere") inj.sphere = int(v), have_sphere = true;
+    else if (key == "step") inj.step = v, have_step = true;
+    else throw bad("unknown key '" + key + "'");
+    pos = end + 1;
+  }
+  if (!have_sphere || !have_step) throw bad("both sphere= and step= are required");
+  return inj;
+}
+
+FaultPlan::Action FaultPlan::action(int id, int64_t step, int32_t attempt, int32_t delivery) const {
+  if (attempt == 0 && delivery == 0)
+    for (const auto& i : injections)
+      if (i.sphere == id && i.step == step) return i.kind == Injection::crash ? do_crash : do_hang;
+  if (chaos_p > 0 &&
+      uniform01(hash_words(chaos_seed, uint64_t(id), uint64_t(step), uint64_t(attempt),
+                           uint64_t(delivery))) < chaos_p)
+    return do_crash;
+  return none;
+}
+
+void SupervisionPolicy::validate() const {
+  if (max_restarts < 0 || root_max_restarts < 0) throw ConfigError("restart limits must be >= 0");
+  if (!(window_s > 0) || !(root_window_s > 0)) throw ConfigError("restart windows must be > 0 s");
+  if (!(deadline_factor >= 1)) throw ConfigError("deadline factor must be >= 1");
+  if (!(deadline_floor_s > 0)) throw ConfigError("deadline floor must be > 0 s");
+}
+
+}  // namespace cllm

@@ -1,0 +1,53 @@
+#pragma once
+// The training session: the root's loop, shared by every backend. It owns the TrainState
+// (weights, AdamW, exact-sum grid), asks the backend for each step's exact total, applies it,
+// evaluates, writes metrics, checkpoints and the summary, and prints progress.
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "src/backend.hpp"
+#include "src/corpus.hpp"
+#include "src/generate.hpp"
+#include "src/tokenizer.hpp"
+#include "src/training.hpp"
+
+namespace cllm {
+
+struct SessionOptions {
+  std::string run_dir = "runs/latest";
+  int eval_every = 50;        // steps between validation evaluations (0 = only at the end)
+  int eval_windows = 32;      // validation windows per evaluation (0 = all)
+  int log_every = 0;          // plain-output progress lines every N steps (0 = automatic)
+  int progress = -1;          // 1 = in-place line, 0 = plain lines, -1 = auto (terminal or not)
+  int sample_tokens = 200;    // generated at the end (0 = none)
+  std::string sample_prompt;  // empty = start of a line
+  SamplingOptions sampling;
+  int64_t checkpoint_every = 0;  // steps between checkpoints (0 = only the final one)
+  int keep = 3;                  // checkpoints kept
+  bool resume = false;           // continue from the newest valid checkpoint in run_dir
+  nlohmann::json extra_config;   // backend/topology settings, recorded in config.json
+};
+
+struct SessionResult {
+  int64_t steps_done = 0;
+  double final_loss = 0, val_loss = -1, val_bpb = -1;
+  std::string weights_sha256;
+  double tokens_per_s = 0, step_ms_median = 0;
+  int exit_code = 0;
+  std::string stop_reason;  // empty when the run completed
+};
+
+// Requests a clean stop after the current step (signal-safe: only sets a flag).
+void request_stop();
+bool stop_requested();
+
+SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Tokenizer& tok,
+                          Backend& backend, const SessionOptions& opt, std::ostream& out);
+
+// Peak resident set size of this process in MiB.
+double peak_rss_mb();
+
+}  // namespace cllm
