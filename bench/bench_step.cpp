@@ -1,0 +1,364 @@
+// cllm-bench-step: the cost of one whole training step on ONE thread, and of generation.
+//
+// A step is exactly what every backend does for one optimizer update, minus the messaging:
+//   for every shard: ShardWorker::compute (sampler fill + forward + backward + exact fold),
+//   then TrainState::apply (exact total -> mean gradient, norm, clip, AdamW).
+// The data is a synthetic stream of pseudo-random bytes from a fixed seed, so no corpus is needed
+// and every run computes the same numbers.
+//
+// FLOPs are counted analytically, per trained token, forward + backward:
+//   6 * N_matmul + 12 * L * T * d
+// where N_matmul = L * 12 * d^2 + V * d are the weights of the matrix products (QKV 3d^2, output
+// projection d^2, MLP 8d^2 per layer, and the tied LM head V*d once); embedding lookups, biases,
+// LayerNorm, GELU, softmax and the optimizer are not counted. 6 = 2 (forward) + 4 (backward) per
+// weight. Attention: QK^T and PV are 2*T*d each forward per token per layer (the model computes
+// the full T x T score matrix, masked afterwards), times 3 for forward + backward: 12 * L * T * d.
+// (Counting ALL parameters instead of N_matmul, as DESIGN.md's 5.84 MFLOP/token for `small` does,
+// adds 6 * (N_total - N_matmul).)
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "src/config.hpp"
+#include "src/exact_sum.hpp"
+#include "src/generate.hpp"
+#include "src/params.hpp"
+#include "src/rng.hpp"
+#include "src/sampler.hpp"
+#include "src/training.hpp"
+
+using namespace cllm;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+constexpr uint64_t kStreamSeed = 0x5eed5eedULL;
+constexpr size_t kStreamTokens = size_t(1) << 20;
+
+struct Options {
+  std::string model = "small";
+  int batch = 16;
+  int micro_batch = 16;
+  int context = 128;
+  int steps = 10;
+  int warmup = 2;
+  int repeats = 3;
+  int gen_tokens = 256;
+  std::string json;
+};
+
+const char* kUsage =
+    "usage: cllm-bench-step [--model tiny|small|base] [--batch N] [--micro-batch N] [--context N]\n"
+    "                       [--steps N] [--warmup N] [--repeats N] [--gen-tokens N] [--json FILE]\n"
+    "Times whole training steps (every shard's forward+backward, exact fold, optimizer) on one\n"
+    "thread, for --micro-batch and for micro-batch 2, and KV-cache generation.\n";
+
+int parse_int(const std::string& name, const std::string& v) {
+  try {
+    size_t used = 0;
+    const long x = std::stol(v, &used);
+    if (used != v.size() || x < -1000000000L || x > 1000000000L) throw std::invalid_argument(v);
+    return int(x);
+  } catch (const std::exception&) {
+    throw ConfigError(fmt::format("option --{} needs an integer, got '{}'", name, v));
+  }
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) throw ConfigError(fmt::format("unexpected argument '{}'", arg));
+    std::string name = arg.substr(2), value;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1), name = name.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) throw ConfigError(fmt::format("option --{} needs a value", name));
+      value = argv[++i];
+    }
+    if (name == "model")
+      o.model = value;
+    else if (name == "batch")
+      o.batch = parse_int(name, value);
+    else if (name == "micro-batch")
+      o.micro_batch = parse_int(name, value);
+    else if (name == "context")
+      o.context = parse_int(name, value);
+    else if (name == "steps")
+      o.steps = parse_int(name, value);
+    else if (name == "warmup")
+      o.warmup = parse_int(name, value);
+    else if (name == "repeats")
+      o.repeats = parse_int(name, value);
+    else if (name == "gen-tokens")
+      o.gen_tokens = parse_int(name, value);
+    else if (name == "json")
+      o.json = value;
+    else
+      throw ConfigError(fmt::format("unknown option --{} (see --help)", name));
+  }
+  if (o.steps < 1) throw ConfigError("--steps must be >= 1");
+  if (o.warmup < 0) throw ConfigError("--warmup must be >= 0");
+  if (o.repeats < 1) throw ConfigError("--repeats must be >= 1");
+  if (o.gen_tokens < 0) throw ConfigError("--gen-tokens must be >= 0");
+  return o;
+}
+
+double percentile(std::vector<double> v, double q) {  // nearest rank
+  std::sort(v.begin(), v.end());
+  const size_t rank = size_t(std::ceil(q * double(v.size())));
+  return v[std::min(v.size(), std::max<size_t>(1, rank)) - 1];
+}
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct StepFigures {
+  int micro_batch = 0, shards = 0, timed_steps = 0, redos = 0;
+  double median_ms = 0, min_ms = 0, p90_ms = 0;
+  double tokens_per_s = 0, gflops = 0;
+  double fold_share = 0;     // sum of fold time / sum of step time over the timed steps
+  double compute_share = 0;  // forward + backward (incl. sampler fill)
+  double apply_ms = 0;       // median TrainState::apply
+  double first_loss = 0, last_loss = 0;
+  std::shared_ptr<const AlignedVector<float>> weights;  // after the last step
+};
+
+StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_batch,
+                          const std::vector<int32_t>& stream, double flops_per_token) {
+  RunConfig cfg;
+  cfg.model = model;
+  cfg.batch.batch = o.batch, cfg.batch.micro_batch = micro_batch, cfg.batch.context = o.context;
+  const int total = o.warmup + o.repeats * o.steps;
+  cfg.steps = total;
+  cfg.optim.total_steps = total;
+  cfg.validate();
+
+  WindowSampler sampler(stream, o.context, sampler_seed(cfg.seed));
+  TrainState state(cfg);
+  ShardWorker worker(cfg, sampler);
+  ExactGrad acc(state.layout());
+  const int shards = cfg.batch.shards();
+
+  // The timed loop refreshes one StepWork in place instead of calling next_work() (which returns
+  // a new vector each time): same step, same grid, no allocation. Checked against next_work().
+  StepWork work = state.next_work();
+  int32_t attempt = 0;
+  auto refresh = [&] {
+    work.step = state.step();
+    work.attempt = attempt;
+    work.shards = shards;
+    work.exps = state.exponents();  // same size: copy-assignment reuses the buffer
+  };
+
+  refresh();
+  {
+    const StepWork ref = state.next_work();
+    if (ref.step != work.step || ref.shards != work.shards || ref.exps != work.exps ||
+        ref.attempt != work.attempt)
+      throw std::logic_error("bench's StepWork refresh disagrees with next_work()");
+  }
+
+  StepFigures f;
+  f.micro_batch = micro_batch, f.shards = shards;
+  std::vector<double> step_ms, apply_ms;
+  step_ms.reserve(size_t(total)), apply_ms.reserve(size_t(total));
+  double fold_sum = 0, compute_sum = 0, step_sum = 0;
+
+  for (int s = 0; s < total; ++s) {
+    const bool timed = s >= o.warmup;
+    double fold = 0, compute = 0, apply = 0;
+    const auto t0 = Clock::now();
+    StepOutcome out;
+    for (;;) {
+      refresh();
+      acc.reset(state.layout());
+      {
+        // Hold the weights only while the shards run: apply() copies a buffer that someone else
+        // still holds (copy-on-write), which a real backend avoids the same way.
+        const auto w = state.weights();
+        for (int k = 0; k < shards; ++k) {
+          worker.compute(w->data(), work, k, acc);
+          fold += worker.last_fold_ms(), compute += worker.last_compute_ms();
+        }
+      }
+      const auto ta = Clock::now();
+      out = state.apply(acc, work);
+      apply += ms_between(ta, Clock::now());
+      if (out.kind == StepOutcome::redo) {
+        ++attempt, ++f.redos;
+        continue;
+      }
+      if (out.kind == StepOutcome::nonfinite)
+        throw std::runtime_error(fmt::format("step {}: non-finite loss or gradient", out.step));
+      attempt = 0;
+      break;
+    }
+    const double ms = ms_between(t0, Clock::now());
+    if (s == 0) f.first_loss = out.loss;
+    f.last_loss = out.loss;
+    if (!timed) continue;
+    step_ms.push_back(ms), apply_ms.push_back(apply);
+    fold_sum += fold, compute_sum += compute, step_sum += ms;
+  }
+  f.timed_steps = int(step_ms.size());
+  f.median_ms = median(step_ms);
+  f.min_ms = *std::min_element(step_ms.begin(), step_ms.end());
+  f.p90_ms = percentile(step_ms, 0.9);
+  f.tokens_per_s = double(cfg.batch.tokens_per_step()) / (f.median_ms / 1e3);
+  f.gflops = flops_per_token * f.tokens_per_s / 1e9;
+  f.fold_share = fold_sum / step_sum;
+  f.compute_share = compute_sum / step_sum;
+  f.apply_ms = median(apply_ms);
+  f.weights = state.weights();
+  return f;
+}
+
+int run(const Options& o) {
+  const ModelConfig model = model_preset(o.model);
+  {
+    BatchConfig b;
+    b.batch = o.batch, b.micro_batch = o.micro_batch, b.context = o.context;
+    b.validate(model);
+  }
+  const ParamLayout layout(model);
+  const double L = model.n_layers, d = model.d_model, V = model.vocab, T = o.context;
+  const double n_matmul = L * 12 * d * d + V * d;
+  const double flops_per_token = 6 * n_matmul + 12 * L * T * d;
+
+  std::vector<int32_t> stream(kStreamTokens);
+  for (size_t i = 0; i < stream.size(); ++i)
+    stream[i] = int32_t((hash_words(kStreamSeed, i) & 0xff) % uint64_t(model.vocab));
+
+  fmt::print(
+      "cllm-bench-step: one thread, synthetic stream of {} pseudo-random bytes (seed {:#x})\n",
+      stream.size(), kStreamSeed);
+  fmt::print("model {}: {}; {} parameters ({} in matmuls)\n", o.model, model.describe(),
+             layout.num_parameters(), int64_t(n_matmul));
+  fmt::print(
+      "step = every shard's ShardWorker::compute (fill, forward, backward, exact fold) + "
+      "TrainState::apply (normalise, clip, AdamW)\n");
+  fmt::print(
+      "FLOP/token = 6*N_matmul + 12*L*T*d = 6*{} + 12*{}*{}*{} = {:.0f} (fwd+bwd; N_matmul = "
+      "12*L*d^2 + V*d)\n",
+      int64_t(n_matmul), model.n_layers, o.context, model.d_model, flops_per_token);
+  fmt::print(
+      "timing: {} warm-up steps, then {} x {} timed steps per micro-batch; median over all "
+      "timed steps\n\n",
+      o.warmup, o.repeats, o.steps);
+
+  std::vector<int> micros = {o.micro_batch};
+  if (o.micro_batch != 2 && o.batch % 2 == 0) micros.push_back(2);
+
+  fmt::print("{:<10} {:>5} {:>6} {:>9} {:>9} {:>9} {:>10} {:>8} {:>7} {:>8} {:>9} {:>5}\n", "batch",
+             "micro", "shards", "med ms", "min ms", "p90 ms", "tokens/s", "GFLOP/s", "fold %",
+             "fwd+bwd%", "apply ms", "redos");
+  std::vector<StepFigures> figs;
+  for (int mb : micros) {
+    figs.push_back(measure_steps(model, o, mb, stream, flops_per_token));
+    const auto& f = figs.back();
+    fmt::print(
+        "{:<10} {:>5} {:>6} {:>9.2f} {:>9.2f} {:>9.2f} {:>10.0f} {:>8.1f} {:>7.2f} {:>8.1f} "
+        "{:>9.2f} {:>5}\n",
+        fmt::format("{}x{}", o.batch, o.context), f.micro_batch, f.shards, f.median_ms, f.min_ms,
+        f.p90_ms, f.tokens_per_s, f.gflops, 100 * f.fold_share, 100 * f.compute_share, f.apply_ms,
+        f.redos);
+  }
+  const StepFigures& main_fig = figs.front();
+  fmt::print("loss (micro-batch {}): {:.4f} at the first step, {:.4f} at the last\n",
+             main_fig.micro_batch, main_fig.first_loss, main_fig.last_loss);
+
+  // Generation with the KV cache, from the weights after the default run's last step.
+  double gen_ms = 0, gen_tps = 0;
+  if (o.gen_tokens > 0) {
+    SamplingOptions so;
+    std::vector<double> times;
+    for (int r = 0; r < 3; ++r) {
+      const auto t0 = Clock::now();
+      const auto toks = generate(model, main_fig.weights->data(), {}, o.gen_tokens, so);
+      times.push_back(ms_between(t0, Clock::now()));
+      if (int(toks.size()) != o.gen_tokens) throw std::logic_error("generate() returned too few");
+    }
+    gen_ms = median(times);
+    gen_tps = o.gen_tokens / (gen_ms / 1e3);
+    fmt::print(
+        "generation: {} tokens from an empty prompt (KV cache, sliding window at context {}, "
+        "T {} top-k {} top-p {}), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
+        o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, gen_ms, gen_tps);
+  }
+
+  if (!o.json.empty()) {
+    nlohmann::json j;
+    j["model"] = o.model;
+    j["model_config"] = model.describe();
+    j["params"] = layout.num_parameters();
+    j["matmul_params"] = int64_t(n_matmul);
+    j["batch"] = o.batch, j["context"] = o.context;
+    j["flops_per_token"] = flops_per_token;
+    j["flops_formula"] = "6*N_matmul + 12*L*T*d, N_matmul = 12*L*d^2 + V*d";
+    j["threads"] = 1;
+    j["warmup"] = o.warmup, j["steps"] = o.steps, j["repeats"] = o.repeats;
+    j["runs"] = nlohmann::json::array();
+    for (const auto& f : figs)
+      j["runs"].push_back({{"micro_batch", f.micro_batch},
+                           {"shards", f.shards},
+                           {"timed_steps", f.timed_steps},
+                           {"step_ms_median", f.median_ms},
+                           {"step_ms_min", f.min_ms},
+                           {"step_ms_p90", f.p90_ms},
+                           {"tokens_per_s", f.tokens_per_s},
+                           {"gflops", f.gflops},
+                           {"fold_share", f.fold_share},
+                           {"compute_share", f.compute_share},
+                           {"apply_ms_median", f.apply_ms},
+                           {"redos", f.redos},
+                           {"first_loss", f.first_loss},
+                           {"last_loss", f.last_loss}});
+    j["gen_tokens"] = o.gen_tokens;
+    j["gen_ms_median"] = gen_ms;
+    j["gen_tokens_per_s"] = gen_tps;
+    j["train_tokens_per_s"] = main_fig.tokens_per_s;
+    std::ofstream out(o.json);
+    out << j.dump(2) << "\n";
+    if (!out) throw std::runtime_error(fmt::format("cannot write {}", o.json));
+  }
+
+  fmt::print("train_tokens_per_s={:.1f} gen_tokens_per_s={:.1f}\n", main_fig.tokens_per_s, gen_tps);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const ConfigError& e) {
+    fmt::print(stderr, "cllm-bench-step: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "cllm-bench-step: {}\n", e.what());
+    return 1;
+  }
+}

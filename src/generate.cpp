@@ -1,0 +1,132 @@
+#include "src/generate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "src/model.hpp"
+#include "src/rng.hpp"
+
+namespace cllm {
+
+void validate(const SamplingOptions& o) {
+  if (!(o.temperature >= 0) || !std::isfinite(o.temperature))
+    throw ConfigError(
+        fmt::format("temperature must be a finite number >= 0 (got {})", o.temperature));
+  if (!(o.top_p > 0 && o.top_p <= 1))
+    throw ConfigError(fmt::format("top-p must be in (0, 1] (got {})", o.top_p));
+}
+
+int32_t sample_token(const float* logits, int vocab, const SamplingOptions& o, uint64_t index,
+                     std::vector<std::pair<float, int32_t>>& scratch) {
+  validate(o);
+  if (vocab < 1) throw std::invalid_argument(fmt::format("vocab must be >= 1 (got {})", vocab));
+  // Argmax (first maximum wins) and a finiteness check in one pass.
+  int32_t best = 0;
+  float mx = logits[0];
+  for (int i = 0; i < vocab; ++i) {
+    if (!std::isfinite(logits[i]))
+      throw std::invalid_argument(fmt::format("logit {} of token {} is not finite", logits[i], i));
+    if (logits[i] > mx) mx = logits[i], best = int32_t(i);
+  }
+  if (o.temperature == 0 || o.top_k == 1 || vocab == 1) return best;
+
+  scratch.resize(size_t(vocab));
+  for (int i = 0; i < vocab; ++i) scratch[size_t(i)] = {logits[i], int32_t(i)};
+  // Most likely first; equal logits by lower id, so the order is fully determined.
+  auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  const bool use_p = o.top_p < 1.0;
+  size_t m = size_t(vocab);
+  if (o.top_k > 0 && o.top_k < vocab) {
+    m = size_t(o.top_k);
+    std::partial_sort(scratch.begin(), scratch.begin() + std::ptrdiff_t(m), scratch.end(), before);
+  } else if (use_p) {
+    std::sort(scratch.begin(), scratch.end(), before);
+  }  // else: no truncation, the draw walks the ids in order.
+
+  // Unnormalised probabilities exp((l - max) / T) in double: the largest is exactly 1, so the
+  // mass is >= 1 and nothing overflows. Division (not a multiplication by 1/T) keeps a tiny
+  // temperature from producing 0 * inf.
+  const double t = o.temperature, top = double(mx);
+  auto weight = [&](size_t j) { return std::exp((double(scratch[j].first) - top) / t); };
+  double mass = 0;
+  for (size_t j = 0; j < m; ++j) mass += weight(j);
+  if (use_p) {
+    // Smallest prefix (most likely first) whose mass reaches top_p of the total.
+    const double goal = o.top_p * mass;
+    double cum = 0;
+    size_t keep = 0;
+    while (keep < m) {
+      cum += weight(keep++);
+      if (cum >= goal) break;
+    }
+    m = keep;
+    mass = cum;
+  }
+  if (m == 1) return scratch[0].second;
+  const double target = uniform01(hash_words(o.seed, index)) * mass;
+  double cum = 0;
+  for (size_t j = 0; j < m; ++j) {
+    cum += weight(j);
+    if (cum > target) return scratch[j].second;
+  }
+  return scratch[m - 1].second;  // rounding: target landed on the very end of the mass
+}
+
+std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
+                              const std::vector<int32_t>& prompt, int n, const SamplingOptions& o) {
+  cfg.validate();
+  validate(o);
+  if (n < 0)
+    throw ConfigError(fmt::format("number of tokens to generate must be >= 0 (got {})", n));
+  if (weights == nullptr) throw std::invalid_argument("generate() needs weights");
+  for (size_t i = 0; i < prompt.size(); ++i)
+    if (prompt[i] < 0 || prompt[i] >= cfg.vocab)
+      throw std::invalid_argument(fmt::format(
+          "prompt token {} (id {}) is outside the vocabulary [0, {})", i, prompt[i], cfg.vocab));
+  std::vector<int32_t> out;
+  if (n == 0) return out;
+  out.reserve(size_t(n));
+
+  const int C = cfg.context;
+  // `window` mirrors exactly the tokens held in the decoder's cache, in position order.
+  std::vector<int32_t> window;
+  window.reserve(size_t(C) + 1);
+  if (prompt.empty()) {
+    window.push_back(cfg.vocab > 10 ? 10 : 0);
+  } else {
+    const size_t keep = std::min(prompt.size(), size_t(std::max(1, C - 1)));
+    window.assign(prompt.end() - std::ptrdiff_t(keep), prompt.end());
+  }
+  Decoder<float> dec(cfg);
+  const float* logits = nullptr;
+  for (int32_t t : window) logits = dec.step(weights, t);
+
+  std::vector<std::pair<float, int32_t>> scratch;
+  scratch.reserve(size_t(cfg.vocab));
+  const size_t slide = size_t(std::max(1, C / 2));
+  for (int i = 0; i < n; ++i) {
+    const int32_t tok =
+        sample_token(logits, cfg.vocab, o, uint64_t(prompt.size()) + uint64_t(i), scratch);
+    out.push_back(tok);
+    if (i + 1 == n) break;
+    window.push_back(tok);
+    if (dec.position() < C) {
+      logits = dec.step(weights, tok);
+    } else {
+      // Cache full: keep the last context/2 tokens (ending with `tok`) and re-encode them from
+      // position 0.
+      window.erase(window.begin(), window.end() - std::ptrdiff_t(slide));
+      dec.reset();
+      for (int32_t t : window) logits = dec.step(weights, t);
+    }
+  }
+  return out;
+}
+
+}  // namespace cllm
