@@ -11,6 +11,7 @@
 #include <caf/all.hpp>
 
 #include "src/backend.hpp"
+#include "src/checkpoint.hpp"
 #include "src/exact_sum.hpp"
 #include "src/training.hpp"
 
@@ -95,3 +96,11 @@ void register_messages(caf::actor_system_config& cfg);
 // The shared weights buffer is an in-process reference: it cannot be serialised (remote
 // subtrees would receive the weights as raw bytes instead).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cllm::WeightsRef)
+
+namespace cllm {
+using checkpoint_atom = caf::atom_constant<caf::atom("ckpt")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using CheckpointRef = std::shared_ptr<const Checkpoint>;
+}  // namespace cllm
+// A snapshot handed to the checkpoint writer: in-process only, never copied.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cllm::CheckpointRef)

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <ostream>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -74,7 +75,89 @@ Checkpoint make_checkpoint(const TrainState& st, const Tokenizer& tok) {
   ck.grad_scale_exp = st.exponents();
   return ck;
 }
+// Restores `state` from the newest checkpoint in `ckdir` that verifies. A corrupt or truncated
+// newer one is reported and set aside (renamed *.corrupt) so it is never mistaken for the
+// newest again. Throws CheckpointError when none is usable or the run's settings differ.
+void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path& ckdir,
+                        std::ostream& out) {
+  auto all = list_checkpoints(ckdir.string());
+  if (all.empty())
+    throw CheckpointError(fmt::format("--resume: no checkpoint in '{}'", ckdir.string()));
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    Checkpoint ck;
+    try {
+      ck = load_checkpoint(*it);
+    } catch (const CheckpointError& e) {
+      out << "cllm: " << e.what() << "; using the previous checkpoint\n";
+      std::error_code ec;
+      fs::rename(*it, *it + ".corrupt", ec);
+      continue;
+    }
+    require_compatible(ck, state.config().model, tok.kind());
+    const RunConfig saved = RunConfig::from_json(ck.run);
+    const auto diff = saved.differences(state.config());
+    if (!diff.empty()) {
+      std::string list;
+      const auto a = saved.to_json(), b = state.config().to_json();
+      for (const auto& k : diff)
+        list += fmt::format("{}{} {} (checkpoint) vs {} (now)", list.empty() ? "" : ", ", k,
+                            a[k].dump(), b[k].dump());
+      throw CheckpointError(fmt::format(
+          "--resume: checkpoint '{}' was made with other settings: {}; pass the same settings",
+          *it, list));
+    }
+    const ParamLayout& L = state.layout();
+    if (ck.weights.size() != L.total())
+      throw CheckpointError(fmt::format("checkpoint '{}' has the wrong size", *it));
+    state.restore(int64_t(ck.step), ck.weights.data(), ck.adam_m.data(), ck.adam_v.data(),
+                  ck.grad_scale_exp);
+    out << fmt::format("resuming from {} (step {})\n", *it, ck.step);
+    return;
+  }
+  throw CheckpointError(
+      fmt::format("--resume: no valid checkpoint in '{}' (all were corrupt)", ckdir.string()));
+}
+
+// metrics.jsonl keeps the rows of steps already done (a resumed run continues the file).
+std::ofstream open_metrics(const fs::path& p, int64_t done) {
+  std::vector<std::string> keep;
+  if (done > 0) {
+    std::ifstream in(p);
+    std::string line;
+    while (std::getline(in, line)) {
+      try {
+        if (nlohmann::json::parse(line).value("step", int64_t(0)) <= done) keep.push_back(line);
+      } catch (const nlohmann::json::exception&) {
+        // a torn last line of a killed run
+      }
+    }
+  }
+  std::ofstream f(p, std::ios::trunc);
+  for (const auto& l : keep) f << l << "\n";
+  return f;
+}
 }  // namespace
+
+void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep) {
+  save_checkpoint(path, ck);
+  // Only now that the new checkpoint is complete may older ones go.
+  const auto all = list_checkpoints(fs::path(path).parent_path().string());
+  for (size_t i = 0; i + size_t(std::max(keep, 1)) < all.size(); ++i) {
+    std::error_code ec;
+    fs::remove(all[i], ec);
+  }
+}
+
+void SyncCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot,
+                                const std::string& path, int keep) {
+  try {
+    write_checkpoint_and_prune(*snapshot, path, keep);
+  } catch (const std::exception& e) {
+    errors_.push_back(e.what());
+  }
+}
+
+std::vector<std::string> SyncCheckpointSink::flush() { return std::exchange(errors_, {}); }
 
 void request_stop() { g_stop.store(true); }
 bool stop_requested() { return g_stop.load(); }
@@ -86,13 +169,17 @@ double peak_rss_mb() {
 }
 
 SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Tokenizer& tok,
-                          Backend& backend, const SessionOptions& opt, std::ostream& out) {
+                          Backend& backend, const SessionOptions& opt, std::ostream& out,
+                          CheckpointSink* sink) {
   SessionResult res;
   const fs::path dir(opt.run_dir);
   const fs::path ckdir = dir / "checkpoints";
   fs::create_directories(ckdir);
 
   TrainState state(cfg);
+  SyncCheckpointSink sync_sink;
+  if (!sink) sink = &sync_sink;
+  if (opt.resume) resume_from_newest(state, tok, ckdir, out);
   {
     nlohmann::json conf = cfg.to_json();
     conf["backend"] = backend.name();
@@ -103,7 +190,7 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
     conf["val_tokens"] = corpus.val.size();
     write_json(dir / "config.json", conf);
   }
-  std::ofstream metrics(dir / "metrics.jsonl", std::ios::trunc);
+  std::ofstream metrics = open_metrics(dir / "metrics.jsonl", state.step());
 
   const bool tty = opt.progress >= 0 ? opt.progress == 1 : ::isatty(STDOUT_FILENO) == 1;
   const int64_t log_every =
@@ -123,17 +210,25 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
 
   while (state.step() < cfg.steps) {
     if (stop_requested()) {
-      res.stop_reason = "interrupted";
+      res.stop_reason = fmt::format("interrupted after step {}; resume with --resume", state.step());
+      res.exit_code = 130;
       break;
     }
     const double t0 = now_s();
     StepOutcome o;
-    for (;;) {
-      const StepWork work = state.next_work();
-      const ExactGrad total = backend.run_step(work, state.weights());
-      o = state.apply(total, work);
-      if (o.kind != StepOutcome::redo) break;
-      ++redo_steps;
+    try {
+      for (;;) {
+        const StepWork work = state.next_work();
+        const ExactGrad total = backend.run_step(work, state.weights());
+        o = state.apply(total, work);
+        if (o.kind != StepOutcome::redo) break;
+        ++redo_steps;
+      }
+    } catch (const BackendFailure& e) {
+      // The step was not applied: the state is the consistent result of the last step.
+      res.stop_reason = e.what();
+      res.exit_code = 4;
+      break;
     }
     if (o.kind == StepOutcome::nonfinite) {
       res.stop_reason = fmt::format(
@@ -164,6 +259,9 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
     }
     metrics << row.dump() << "\n";
     metrics.flush();
+    if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done < cfg.steps)
+      sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)),
+                   (ckdir / checkpoint_name(uint64_t(done))).string(), opt.keep);
 
     const double elapsed = now_s() - t_start;
     const double eta = elapsed / double(done - first_step) * double(cfg.steps - done);
@@ -184,7 +282,11 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   res.final_loss = last.loss;
   res.weights_sha256 = weights_sha256(state.layout(), state.weights()->data());
   const std::string ck_path = (ckdir / checkpoint_name(uint64_t(state.step()))).string();
-  save_checkpoint(ck_path, make_checkpoint(state, tok));
+  sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)), ck_path, opt.keep);
+  for (const auto& err : sink->flush()) {
+    out << "cllm: checkpoint error: " << err << "\n";
+    if (res.exit_code == 0) res.exit_code = 5;
+  }
   if (evaluator && last_val < 0 && state.step() > 0) {
     const EvalResult ev = evaluator->run(state.weights()->data());
     last_val = ev.loss, last_bpb = ev.bits_per_byte;
@@ -214,7 +316,8 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
                             {"wall_s", now_s() - t_start},
                             {"checkpoint", ck_path},
                             {"stop_reason", res.stop_reason}};
-  for (auto& [k, v] : backend.fault_counters().items()) summary[k] = v;
+  const nlohmann::json faults = backend.fault_counters();
+  for (auto it = faults.begin(); it != faults.end(); ++it) summary[it.key()] = it.value();
   write_json(dir / "summary.json", summary);
 
   if (opt.sample_tokens > 0 && res.exit_code == 0) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/backend.hpp"
+#include "src/checkpoint.hpp"
 #include "src/corpus.hpp"
 #include "src/generate.hpp"
 #include "src/tokenizer.hpp"
@@ -40,12 +41,40 @@ struct SessionResult {
   std::string stop_reason;  // empty when the run completed
 };
 
+// Where checkpoints go. The session hands over a complete snapshot and goes on training; the
+// sink writes it (atomically) and then prunes older checkpoints beyond `keep`.
+class CheckpointSink {
+ public:
+  virtual ~CheckpointSink() = default;
+  virtual void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
+                      int keep) = 0;
+  // Blocks until every submitted checkpoint is on disk; returns the errors seen (empty = ok).
+  virtual std::vector<std::string> flush() = 0;
+};
+
+// Writes in the caller's thread (tests, tools).
+class SyncCheckpointSink final : public CheckpointSink {
+ public:
+  void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
+              int keep) override;
+  std::vector<std::string> flush() override;
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+// Writes `ck` to `path` and then deletes the oldest checkpoints in its folder beyond `keep`.
+// Throws CheckpointError.
+void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep);
+
 // Requests a clean stop after the current step (signal-safe: only sets a flag).
 void request_stop();
 bool stop_requested();
 
+// With `sink` null, checkpoints are written synchronously.
 SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Tokenizer& tok,
-                          Backend& backend, const SessionOptions& opt, std::ostream& out);
+                          Backend& backend, const SessionOptions& opt, std::ostream& out,
+                          CheckpointSink* sink = nullptr);
 
 // Peak resident set size of this process in MiB.
 double peak_rss_mb();

@@ -1,0 +1,162 @@
+#include "apps/options.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+
+#include <fmt/format.h>
+
+namespace cllm::cli {
+
+namespace {
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+}  // namespace
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    const auto e = s.find(sep, pos);
+    out.push_back(s.substr(pos, e == std::string::npos ? std::string::npos : e - pos));
+    if (e == std::string::npos) break;
+    pos = e + 1;
+  }
+  return out;
+}
+
+long long to_int(const std::string& opt, const std::string& v, long long lo, long long hi) {
+  errno = 0;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno == ERANGE)
+    throw UsageError(fmt::format("option {} expects an integer, got '{}'", opt, v));
+  if (x < lo || x > hi)
+    throw UsageError(fmt::format("option {} must be in [{}, {}], got {}", opt, lo, hi, x));
+  return x;
+}
+
+double to_double(const std::string& opt, const std::string& v) {
+  errno = 0;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
+    throw UsageError(fmt::format("option {} expects a number, got '{}'", opt, v));
+  return x;
+}
+
+OptionTable& OptionTable::add(const std::string& names, const std::string& arg,
+                              const std::string& help, const std::string& def, Setter set) {
+  opts_.push_back(Opt{split(names, ','), arg, help, def, std::move(set), section_});
+  return *this;
+}
+
+OptionTable& OptionTable::section(const std::string& title) {
+  section_ = title;
+  return *this;
+}
+
+const OptionTable::Opt* OptionTable::find(const std::string& name) const {
+  for (const auto& o : opts_)
+    for (const auto& n : o.names)
+      if (n == name) return &o;
+  return nullptr;
+}
+
+void OptionTable::apply(const Opt& o, const std::string& name, const std::string& value) {
+  try {
+    o.set(value);
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw UsageError(fmt::format("option {}: {}", name, e.what()));
+  }
+}
+
+void OptionTable::load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError(fmt::format("cannot read config file '{}'", path));
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    line = trim(line);
+    if (line.empty() || line[0] == '#' || line[0] == ';' || line[0] == '[') continue;
+    const auto eq = line.find('=');
+    const std::string key = "--" + trim(line.substr(0, eq));
+    const Opt* o = find(key);
+    if (!o || key == "--config")
+      throw UsageError(
+          fmt::format("config file '{}' line {}: unknown option '{}'", path, lineno, key.substr(2)));
+    std::string value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front())
+      value = value.substr(1, value.size() - 2);
+    if (eq == std::string::npos && !o->arg.empty())
+      throw UsageError(fmt::format("config file '{}' line {}: '{}' needs a value", path, lineno,
+                                   key.substr(2)));
+    apply(*o, key, value);
+  }
+}
+
+void OptionTable::parse(const std::vector<std::string>& args) {
+  // The config file first, wherever --config appears, so that the command line wins.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config") {
+      if (i + 1 >= args.size()) throw UsageError("option --config needs a file");
+      load_config(args[i + 1]);
+    } else if (args[i].rfind("--config=", 0) == 0) {
+      load_config(args[i].substr(9));
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 2 || a[0] != '-' || a == "-") {
+      positionals.push_back(a);
+      continue;
+    }
+    std::string name = a, value;
+    bool has_value = false;
+    if (const auto eq = a.find('='); eq != std::string::npos) {
+      name = a.substr(0, eq), value = a.substr(eq + 1), has_value = true;
+    }
+    if (name == "--config") {
+      if (!has_value) ++i;
+      continue;
+    }
+    const Opt* o = find(name);
+    if (!o) throw UsageError(fmt::format("unknown option '{}' (see --help)", name));
+    if (o->arg.empty()) {
+      if (has_value) throw UsageError(fmt::format("option {} takes no value", name));
+    } else if (!has_value) {
+      if (i + 1 >= args.size())
+        throw UsageError(fmt::format("option {} needs a value ({})", name, o->arg));
+      value = args[++i];
+    }
+    apply(*o, name, value);
+  }
+}
+
+std::string OptionTable::help() const {
+  std::string out, section = "\x01";
+  for (const auto& o : opts_) {
+    if (o.section != section) {
+      section = o.section;
+      if (!section.empty()) out += "\n" + section + ":\n";
+    }
+    std::string names;
+    for (const auto& n : o.names) names += (names.empty() ? "" : ", ") + n;
+    if (!o.arg.empty()) names += " " + o.arg;
+    out += fmt::format("  {:<34} {}", names, o.help);
+    if (!o.def.empty()) out += fmt::format(" [default: {}]", o.def);
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace cllm::cli

@@ -1,0 +1,49 @@
+#pragma once
+// A small option table for the command line and config files: one declaration per option
+// (names, help, default shown in --help, setter), strict value parsing, one-line errors.
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace cllm::cli {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class OptionTable {
+ public:
+  using Setter = std::function<void(const std::string& value)>;
+  // `names`: "--steps" or "--batch,--batch-size" (first is canonical). `arg` empty = a flag.
+  OptionTable& add(const std::string& names, const std::string& arg, const std::string& help,
+                   const std::string& def, Setter set);
+  OptionTable& section(const std::string& title);
+
+  // Parses argv (after the subcommand). Supports --name value, --name=value and flags.
+  // Values from `--config FILE` (lines "name = value", '#' comments, [sections] ignored) are
+  // applied first, so the command line overrides them. Throws UsageError.
+  void parse(const std::vector<std::string>& args);
+  std::string help() const;
+  std::vector<std::string> positionals;
+
+ private:
+  struct Opt {
+    std::vector<std::string> names;
+    std::string arg, help, def;
+    Setter set;
+    std::string section;
+  };
+  const Opt* find(const std::string& name) const;
+  void apply(const Opt& o, const std::string& name, const std::string& value);
+  void load_config(const std::string& path);
+  std::vector<Opt> opts_;
+  std::string section_;
+};
+
+// Strict conversions: the whole text must be a number in range, else UsageError naming `opt`.
+long long to_int(const std::string& opt, const std::string& v, long long lo, long long hi);
+double to_double(const std::string& opt, const std::string& v);
+std::vector<std::string> split(const std::string& s, char sep);
+
+}  // namespace cllm::cli
