@@ -4,6 +4,11 @@
 
 #include "src/params.hpp"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "weights_sha256 hashes the in-memory floats: a little-endian host is assumed"
 #endif
@@ -25,6 +30,84 @@ constexpr uint32_t kK[64] = {
 inline uint32_t rotr(uint32_t x, int n) {
   return (x >> n) | (x << (32 - n));
 }
+
+#if defined(__x86_64__)
+
+// SHA-NI: SHA256RNDS2 does two rounds on the state split as ABEF / CDGH (A in the top lane), taking
+// W[i] + K[i] for the two rounds in the low two lanes of its third operand. SHA256MSG1 and
+// SHA256MSG2 compute four new schedule words from the sixteen before them.
+__attribute__((target("sha,sse4.1"))) void compress_shani(uint32_t h[8], const uint8_t* p,
+                                                          size_t nblocks) {
+  // Byte order within each 32-bit lane: the message words are big-endian.
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+
+  // h[0..3] = (A B C D), h[4..7] = (E F G H), lane 0 first.
+  const __m128i abcd = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h));
+  const __m128i efgh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 4));
+  const __m128i badc = _mm_shuffle_epi32(abcd, 0xB1);  // lanes (B A D C)
+  const __m128i hgfe = _mm_shuffle_epi32(efgh, 0x1B);  // lanes (H G F E)
+  __m128i abef = _mm_alignr_epi8(badc, hgfe, 8);       // lanes (F E B A)
+  __m128i cdgh = _mm_blend_epi16(hgfe, badc, 0xF0);    // lanes (H G D C)
+
+  for (; nblocks > 0; --nblocks, p += 64) {
+    const __m128i abef0 = abef, cdgh0 = cdgh;
+    // w0..w3 hold the next sixteen schedule words, four per register.
+    __m128i w0 = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), bswap);
+    __m128i w1 = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)), bswap);
+    __m128i w2 = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32)), bswap);
+    __m128i w3 = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 48)), bswap);
+#pragma GCC unroll 16
+    for (int g = 0; g < 16; ++g) {
+      // Rounds 4g .. 4g+3.
+      __m128i wk = _mm_add_epi32(w0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kK + 4 * g)));
+      // RNDS2 takes (CDGH, ABEF) and returns ABEF two rounds on; the ABEF it was given is then
+      // the CDGH. So the registers trade roles twice and end as they began.
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);  // ABEF after rounds 4g, 4g+1
+      wk = _mm_shuffle_epi32(wk, 0x0E);              // the upper two words into the low lanes
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, wk);  // ABEF after 4g+3; cdgh now holds CDGH
+      if (g < 12) {
+        // W[t..t+3] = sigma1(W[t-2]) + W[t-7] + sigma0(W[t-15]) + W[t-16], with t = 4g + 16:
+        // MSG1 adds sigma0 of the next words to w0, the W[t-7] words are w3:w2 shifted by one
+        // word, and MSG2 adds the sigma1 terms (which depend on the words being computed).
+        __m128i t = _mm_sha256msg1_epu32(w0, w1);
+        t = _mm_add_epi32(t, _mm_alignr_epi8(w3, w2, 4));
+        const __m128i w4 = _mm_sha256msg2_epu32(t, w3);
+        w0 = w1;
+        w1 = w2;
+        w2 = w3;
+        w3 = w4;
+      } else {
+        w0 = w1;
+        w1 = w2;
+        w2 = w3;
+      }
+    }
+    abef = _mm_add_epi32(abef, abef0);
+    cdgh = _mm_add_epi32(cdgh, cdgh0);
+  }
+
+  const __m128i feba = _mm_shuffle_epi32(abef, 0x1B);  // lanes (A B E F)
+  const __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);  // lanes (G H C D)
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h), _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h + 4), _mm_alignr_epi8(dchg, feba, 8));
+}
+
+bool have_shani() {
+  static const bool has = [] {
+#if defined(__clang__)
+    // Older clang (14) rejects "sha" in __builtin_cpu_supports: read CPUID directly.
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1)) return false;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+#else
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
+#endif
+  }();
+  return has;
+}
+
+#endif
 
 }  // namespace
 
@@ -66,6 +149,16 @@ void Sha256::compress(const uint8_t* p) {
   h_[0] += a, h_[1] += b, h_[2] += c, h_[3] += d, h_[4] += e, h_[5] += f, h_[6] += g, h_[7] += h;
 }
 
+void Sha256::compress_blocks(const uint8_t* p, size_t nblocks) {
+#if defined(__x86_64__)
+  if (!portable_ && have_shani()) {
+    compress_shani(h_, p, nblocks);
+    return;
+  }
+#endif
+  for (; nblocks > 0; --nblocks, p += 64) compress(p);
+}
+
 void Sha256::update(const void* data, size_t n) {
   if (n == 0) return;
   const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -77,10 +170,14 @@ void Sha256::update(const void* data, size_t n) {
     p += take;
     n -= take;
     if (buf_len_ < 64) return;
-    compress(buf_);
+    compress_blocks(buf_, 1);
     buf_len_ = 0;
   }
-  for (; n >= 64; p += 64, n -= 64) compress(p);
+  if (n >= 64) {
+    compress_blocks(p, n / 64);
+    p += n / 64 * 64;
+    n %= 64;
+  }
   if (n > 0) {
     std::memcpy(buf_, p, n);
     buf_len_ = n;
@@ -112,6 +209,14 @@ std::string to_hex(const uint8_t* data, size_t n) {
 
 std::string sha256_hex(const void* data, size_t n) {
   Sha256 h;
+  h.update(data, n);
+  const auto d = h.finish();
+  return to_hex(d.data(), d.size());
+}
+
+std::string sha256_hex_portable(const void* data, size_t n) {
+  Sha256 h;
+  h.portable_ = true;
   h.update(data, n);
   const auto d = h.finish();
   return to_hex(d.data(), d.size());

@@ -682,3 +682,48 @@ TEST_CASE("list_checkpoints orders by step and ignores other files", "[checkpoin
   save_checkpoint(dir.file(checkpoint_name(11)), make_checkpoint(micro_model()));
   REQUIRE(list_checkpoints(dir.path.string()).at(2) == dir.file(checkpoint_name(11)));
 }
+
+TEST_CASE("sha256 fast path matches the portable code on random input", "[checkpoint]") {
+  // xorshift64*: deterministic, no <random> needed.
+  uint64_t state = 0x9e3779b97f4a7c15ULL;
+  auto next = [&state] {
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 0x2545f4914f6cdd1dULL;
+  };
+  // Hashes buf with the dispatching Sha256 fed in random chunks of at most max_chunk bytes.
+  auto chunked = [&next](const std::vector<uint8_t>& buf, size_t max_chunk) {
+    Sha256 h;
+    size_t pos = 0;
+    while (pos < buf.size()) {
+      const size_t n = std::min<size_t>(next() % (max_chunk + 1), buf.size() - pos);
+      h.update(buf.data() + pos, n);  // n may be 0
+      pos += n;
+    }
+    const auto d = h.finish();
+    return to_hex(d.data(), d.size());
+  };
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n <= 300; ++n) lengths.push_back(n);
+  for (size_t n : {size_t(1) << 20, (size_t(3) << 20) + 17, (size_t(4) << 20) - 1})
+    lengths.push_back(n);
+  for (const size_t n : lengths) {
+    INFO("length " << n);
+    std::vector<uint8_t> buf(n);
+    for (auto& b : buf) b = uint8_t(next() >> 56);
+    const std::string want = sha256_hex_portable(buf.data(), n);
+    REQUIRE(sha256_hex(buf.data(), n) == want);
+    REQUIRE(chunked(buf, 150) == want);
+    if (n > 300) REQUIRE(chunked(buf, 300000) == want);
+  }
+  // The portable code itself is right (FIPS 180-4 vectors).
+  REQUIRE(sha256_hex_portable("abc", 3) ==
+          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  REQUIRE(sha256_hex_portable(m448.data(), m448.size()) ==
+          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const std::string a(1000000, 'a');
+  REQUIRE(sha256_hex_portable(a.data(), a.size()) ==
+          "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
