@@ -1,0 +1,358 @@
+#include "actors/pool_backends.hpp"
+
+#include <chrono>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace cllm {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double ms_between(clock_type::time_point a, clock_type::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+std::string describe(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::bad_alloc&) {
+    return "out of memory (std::bad_alloc)";
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+void check_workers(const char* kind, int workers) {
+  if (workers < 1)
+    throw ConfigError(fmt::format("the {} pool needs at least 1 worker (got {})", kind, workers));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// GenerationBarrier
+
+GenerationBarrier::GenerationBarrier(int participants) : participants_(participants) {}
+
+bool GenerationBarrier::arrive_and_wait() {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (broken_) return false;
+  const uint64_t gen = generation_;
+  if (++arrived_ == participants_) {
+    arrived_ = 0;
+    ++generation_;
+    cv_.notify_all();
+    return true;
+  }
+  cv_.wait(lk, [&] { return generation_ != gen || broken_; });
+  return generation_ != gen;
+}
+
+void GenerationBarrier::break_barrier() {
+  std::lock_guard<std::mutex> lk(mu_);
+  broken_ = true;
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------
+// One worker thread's state. Written only by its thread during a step; read by the caller of
+// run_step after the step's hand-off (a mutex or a barrier orders the accesses).
+
+namespace detail {
+struct PoolSlot {
+  std::unique_ptr<ShardWorker> worker;  // created on the first shard: idle threads hold no model
+  ExactGrad acc;                        // mutex: one shard's scratch; barrier: the thread's sum
+  // This step.
+  int64_t step_shards = 0;
+  double step_compute = 0, step_fold = 0, step_reduce = 0, step_wait = 0;
+  clock_type::time_point done_at;
+  // Totals over the backend's life (for worker_stats).
+  int64_t shards = 0;
+  double compute_ms = 0, fold_ms = 0, reduce_ms = 0, wait_ms = 0;
+
+  void begin_step() { step_shards = 0, step_compute = step_fold = step_reduce = step_wait = 0; }
+  void compute(const RunConfig& run, const WindowSampler& sampler, const float* weights,
+               const StepWork& work, int shard) {
+    if (!worker) worker = std::make_unique<ShardWorker>(run, sampler);
+    worker->compute(weights, work, shard, acc);
+    ++step_shards;
+    step_compute += worker->last_compute_ms();
+    step_fold += worker->last_fold_ms();
+  }
+  void end_step() {
+    shards += step_shards;
+    compute_ms += step_compute, fold_ms += step_fold;
+    reduce_ms += step_reduce, wait_ms += step_wait;
+  }
+};
+}  // namespace detail
+
+namespace {
+
+using detail::PoolSlot;
+
+StepTiming sum_timing(const std::vector<std::unique_ptr<PoolSlot>>& slots) {
+  StepTiming t;
+  for (const auto& s : slots) {
+    t.compute_ms += s->step_compute;
+    t.fold_ms += s->step_fold;
+    t.reduce_ms += s->step_reduce;
+    if (s->step_shards > 0) ++t.workers;
+  }
+  return t;
+}
+
+nlohmann::json slot_stats(const std::vector<std::unique_ptr<PoolSlot>>& slots) {
+  // The keys of the tree's spheres.json; every thread is a "root" of its own (level 0, no
+  // parent) and nothing restarts.
+  nlohmann::json arr = nlohmann::json::array();
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const PoolSlot& s = *slots[i];
+    arr.push_back({{"id", int(i)},
+                   {"level", 0},
+                   {"parent", -1},
+                   {"group", int(i) % 12},
+                   {"shards", s.shards},
+                   {"compute_ms", s.compute_ms},
+                   {"fold_ms", s.fold_ms},
+                   {"reduce_ms", s.reduce_ms},
+                   {"wait_ms", s.wait_ms},
+                   {"restarts", 0}});
+  }
+  return arr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// MutexBackend
+
+MutexBackend::MutexBackend(const RunConfig& run, const WindowSampler& sampler, int workers)
+    : run_(run), sampler_(sampler), layout_(run.model), workers_(workers) {
+  check_workers("mutex", workers);
+  for (int i = 0; i < workers_; ++i) slots_.push_back(std::make_unique<PoolSlot>());
+  try {
+    threads_.reserve(size_t(workers_));
+    for (int i = 0; i < workers_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
+  } catch (...) {
+    stop_threads();  // the threads that did start
+    throw;
+  }
+}
+
+MutexBackend::~MutexBackend() {
+  stop_threads();
+}
+
+void MutexBackend::stop_threads() {
+  {
+    std::lock_guard<std::mutex> lk(ctl_mu_);
+    stop_ = true;
+  }
+  start_cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+void MutexBackend::worker_main(int id) {
+  PoolSlot& me = *slots_[size_t(id)];
+  uint64_t seen = 0;
+  for (;;) {
+    const StepWork* work = nullptr;
+    const float* weights = nullptr;
+    {
+      std::unique_lock<std::mutex> lk(ctl_mu_);
+      start_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      work = work_, weights = weights_;
+    }
+    std::exception_ptr err;
+    try {
+      for (int s = id; s < work->shards && !failed_.load(std::memory_order_relaxed);
+           s += workers_) {
+        const auto t0 = clock_type::now();
+        me.acc.reset(layout_);  // scratch for one shard
+        me.step_reduce += ms_between(t0, clock_type::now());
+        me.compute(run_, sampler_, weights, *work, s);
+        const auto t1 = clock_type::now();
+        {
+          std::lock_guard<std::mutex> lk(acc_mu_);
+          total_.merge(me.acc);
+        }
+        me.step_reduce += ms_between(t1, clock_type::now());
+      }
+    } catch (...) {
+      err = std::current_exception();
+      failed_ = true;
+    }
+    std::lock_guard<std::mutex> lk(ctl_mu_);
+    me.done_at = clock_type::now();
+    if (err && !error_) error_ = err;
+    if (--remaining_ == 0) done_cv_.notify_one();
+  }
+}
+
+ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+  total_.reset(layout_);
+  for (auto& s : slots_) s->begin_step();
+  {
+    std::lock_guard<std::mutex> lk(ctl_mu_);
+    work_ = &work;
+    weights_ = weights->data();
+    error_ = nullptr;
+    failed_ = false;
+    remaining_ = workers_;
+    ++generation_;
+  }
+  start_cv_.notify_all();
+  std::exception_ptr err;
+  clock_type::time_point end;
+  {
+    std::unique_lock<std::mutex> lk(ctl_mu_);
+    done_cv_.wait(lk, [&] { return remaining_ == 0; });
+    end = clock_type::now();
+    err = error_;
+    work_ = nullptr, weights_ = nullptr;
+  }
+  for (auto& s : slots_) {
+    s->step_wait = ms_between(s->done_at, end);  // idle until the slowest thread is done
+    s->end_step();
+  }
+  timing_ = sum_timing(slots_);
+  if (err)
+    throw BackendFailure(
+        fmt::format("a mutex-pool worker failed at step {}: {}", work.step, describe(err)));
+  return std::move(total_);
+}
+
+nlohmann::json MutexBackend::worker_stats() {
+  return slot_stats(slots_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// BarrierBackend
+
+BarrierBackend::BarrierBackend(const RunConfig& run, const WindowSampler& sampler, int workers)
+    : run_(run),
+      sampler_(sampler),
+      layout_(run.model),
+      workers_(workers),
+      start_(workers + 1),
+      phase_(workers),
+      end_(workers + 1) {
+  check_workers("barrier", workers);
+  for (int i = 0; i < workers_; ++i) slots_.push_back(std::make_unique<PoolSlot>());
+  try {
+    threads_.reserve(size_t(workers_));
+    for (int i = 0; i < workers_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
+  } catch (...) {
+    // Fewer threads than participants: the barriers can never complete. Break them so that the
+    // threads that did start leave, then join them.
+    stop_ = true;
+    start_.break_barrier(), phase_.break_barrier(), end_.break_barrier();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+    throw;
+  }
+}
+
+BarrierBackend::~BarrierBackend() {
+  // Between steps every worker waits at start_; our arrival releases them and they see stop_.
+  stop_ = true;
+  start_.arrive_and_wait();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+void BarrierBackend::record_error(std::exception_ptr e) {
+  std::lock_guard<std::mutex> lk(err_mu_);
+  if (!error_) error_ = e;
+  failed_ = true;
+}
+
+void BarrierBackend::worker_main(int id) {
+  PoolSlot& me = *slots_[size_t(id)];
+  for (;;) {
+    if (!start_.arrive_and_wait() || stop_) return;
+    const StepWork& work = *work_;
+    // Compute phase: this thread's shards into its own accumulator, no lock.
+    try {
+      if (id < work.shards) {
+        me.acc.reset(layout_);
+        for (int s = id; s < work.shards && !failed_.load(std::memory_order_relaxed); s += workers_)
+          me.compute(run_, sampler_, weights_, work, s);
+      } else {
+        me.acc = ExactGrad{};  // nothing to contribute (merge() skips an empty sum)
+      }
+    } catch (...) {
+      record_error(std::current_exception());
+    }
+    const auto t0 = clock_type::now();
+    if (!phase_.arrive_and_wait()) return;
+    const auto t1 = clock_type::now();
+    me.step_wait = ms_between(t0, t1);
+    // Reduction phase: a binary tree over threads, one barrier per round. failed_ is read after
+    // a barrier, so every thread sees the same value in a round.
+    for (int stride = 1; stride < workers_; stride *= 2) {
+      if (id % (2 * stride) == 0 && id + stride < workers_ && !failed_) {
+        try {
+          me.acc.merge(slots_[size_t(id + stride)]->acc);
+        } catch (...) {
+          record_error(std::current_exception());
+        }
+      }
+      if (!phase_.arrive_and_wait()) return;
+    }
+    me.step_reduce = ms_between(t1, clock_type::now());
+    if (!end_.arrive_and_wait()) return;
+  }
+}
+
+ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+  for (auto& s : slots_) s->begin_step();
+  work_ = &work;
+  weights_ = weights->data();
+  {
+    std::lock_guard<std::mutex> lk(err_mu_);
+    error_ = nullptr;
+  }
+  failed_ = false;
+  start_.arrive_and_wait();  // workers compute, reduce...
+  end_.arrive_and_wait();    // ...and thread 0 holds the total
+  work_ = nullptr, weights_ = nullptr;
+  for (auto& s : slots_) s->end_step();
+  timing_ = sum_timing(slots_);
+  std::exception_ptr err;
+  {
+    std::lock_guard<std::mutex> lk(err_mu_);
+    err = error_;
+  }
+  if (err)
+    throw BackendFailure(
+        fmt::format("a barrier-pool worker failed at step {}: {}", work.step, describe(err)));
+  return std::move(slots_[0]->acc);
+}
+
+nlohmann::json BarrierBackend::worker_stats() {
+  return slot_stats(slots_);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::unique_ptr<Backend> make_pool_backend(const std::string& kind, const RunConfig& run,
+                                           const WindowSampler& sampler, int workers) {
+  if (kind != "mutex" && kind != "barrier")
+    throw ConfigError(
+        fmt::format("unknown thread-pool backend '{}' (expected mutex or barrier)", kind));
+  check_workers(kind.c_str(), workers);
+  if (kind == "mutex") return std::make_unique<MutexBackend>(run, sampler, workers);
+  return std::make_unique<BarrierBackend>(run, sampler, workers);
+}
+
+}  // namespace cllm

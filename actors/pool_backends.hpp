@@ -1,0 +1,157 @@
+#pragma once
+// The classic thread-pool baselines the actor tree replaces, as Backend implementations. They
+// exist to be compared with the tree (cllm-bench-sync) and must compute the same numbers: every
+// shard goes through ShardWorker::compute and every partial sum through ExactGrad::merge, exactly
+// as in the tree, so the weights after N steps are bit-identical to the reference loop's.
+//
+// Shard assignment (both pools): static, shard s -> worker s mod workers, the same rule as the
+// tree (Topology::own_shards). A shared "next shard" counter would balance better when shards
+// differ in cost, but here every shard costs the same and the static rule keeps the comparison
+// with the tree like for like.
+//
+// MutexBackend: `workers` std::threads, started once and reused every step. Per shard a worker
+//   resets its scratch ExactGrad, computes the shard into it, then locks ONE shared accumulator
+//   under a std::mutex and merges into it. The caller of run_step waits on a condition variable
+//   until every worker has finished its shards.
+//
+// BarrierBackend: `workers` std::threads with one ExactGrad accumulator each (no lock while
+//   computing). A barrier ends the compute phase; the reduction is a parallel binary tree over
+//   threads: in round r thread i merges thread i + 2^r when i % 2^(r+1) == 0, with a barrier
+//   between rounds (ceil(log2(workers)) rounds); a last barrier hands thread 0's total to the
+//   caller of run_step.
+//
+// Both: a worker that throws (bad_alloc, an invalid step) never deadlocks the pool; the first
+// exception is rethrown from run_step as BackendFailure and the pool stays usable. The destructor
+// stops and joins every thread, whether or not a step ever ran.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "src/backend.hpp"
+#include "src/params.hpp"
+#include "src/sampler.hpp"
+#include "src/training.hpp"
+
+namespace cllm {
+
+// A reusable barrier for a fixed number of participants (generation counting, std::mutex +
+// std::condition_variable). arrive_and_wait() returns true when every participant arrived, false
+// when the barrier was broken (then it never blocks again).
+class GenerationBarrier {
+ public:
+  explicit GenerationBarrier(int participants);
+  bool arrive_and_wait();
+  void break_barrier();  // wakes every waiter; used to abandon a pool that failed to start
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const int participants_;
+  int arrived_ = 0;
+  uint64_t generation_ = 0;
+  bool broken_ = false;
+};
+
+namespace detail {
+struct PoolSlot;  // one worker thread's ShardWorker, accumulator and statistics
+}
+
+class MutexBackend final : public Backend {
+ public:
+  // Throws ConfigError for workers < 1. `sampler` must outlive the backend.
+  MutexBackend(const RunConfig& run, const WindowSampler& sampler, int workers);
+  ~MutexBackend() override;
+  MutexBackend(const MutexBackend&) = delete;
+  MutexBackend& operator=(const MutexBackend&) = delete;
+
+  std::string name() const override { return "mutex"; }
+  int workers() const override { return workers_; }
+  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
+  // compute/fold: summed over threads; reduce: per-shard scratch reset + waiting for the lock +
+  // merging under it, summed over threads; workers: threads that computed a shard this step.
+  StepTiming last_timing() const override { return timing_; }
+  nlohmann::json worker_stats() override;
+
+ private:
+  void worker_main(int id);
+  void stop_threads();
+
+  RunConfig run_;
+  const WindowSampler& sampler_;
+  ParamLayout layout_;
+  int workers_;
+  std::vector<std::unique_ptr<detail::PoolSlot>> slots_;
+  std::vector<std::thread> threads_;
+
+  // Step hand-off, all guarded by ctl_mu_.
+  std::mutex ctl_mu_;
+  std::condition_variable start_cv_, done_cv_;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  int remaining_ = 0;
+  const StepWork* work_ = nullptr;
+  const float* weights_ = nullptr;
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false};
+
+  // The one shared accumulator.
+  std::mutex acc_mu_;
+  ExactGrad total_;
+
+  StepTiming timing_;
+};
+
+class BarrierBackend final : public Backend {
+ public:
+  // Throws ConfigError for workers < 1. `sampler` must outlive the backend.
+  BarrierBackend(const RunConfig& run, const WindowSampler& sampler, int workers);
+  ~BarrierBackend() override;
+  BarrierBackend(const BarrierBackend&) = delete;
+  BarrierBackend& operator=(const BarrierBackend&) = delete;
+
+  std::string name() const override { return "barrier"; }
+  int workers() const override { return workers_; }
+  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
+  // compute/fold: summed over threads; reduce: time in the reduction phase (merges and the
+  // barriers between rounds), summed over threads; workers: threads that computed a shard.
+  StepTiming last_timing() const override { return timing_; }
+  nlohmann::json worker_stats() override;
+
+ private:
+  void worker_main(int id);
+  void record_error(std::exception_ptr e);
+
+  RunConfig run_;
+  const WindowSampler& sampler_;
+  ParamLayout layout_;
+  int workers_;
+  std::vector<std::unique_ptr<detail::PoolSlot>> slots_;
+  std::vector<std::thread> threads_;
+
+  GenerationBarrier start_;  // workers + the caller: a step (or the stop) begins
+  GenerationBarrier phase_;  // workers: end of compute, end of each reduction round
+  GenerationBarrier end_;    // workers + the caller: thread 0 holds the total
+
+  // Written by the caller before start_, read by the workers after it.
+  std::atomic<bool> stop_{false};
+  const StepWork* work_ = nullptr;
+  const float* weights_ = nullptr;
+
+  std::mutex err_mu_;
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false};
+
+  StepTiming timing_;
+};
+
+// kind "mutex" or "barrier"; throws ConfigError for another kind or workers < 1.
+std::unique_ptr<Backend> make_pool_backend(const std::string& kind, const RunConfig& run,
+                                           const WindowSampler& sampler, int workers);
+
+}  // namespace cllm

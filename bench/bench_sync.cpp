@@ -1,0 +1,431 @@
+// cllm-bench-sync: the same training steps on every synchronisation backend, side by side.
+//
+// Backends: the actor tree with fan-out 2, fan-out 12 and flat (fan-out >= spheres: every sphere
+// a child of sphere 0), the mutex pool and the barrier pool (actors/pool_backends.hpp). For each
+// model and each worker count, every backend gets a fresh TrainState and a fresh backend, runs
+// --warmup untimed steps and then --steps timed steps of a fixed global batch on a synthetic
+// token stream (pseudo-random bytes from a fixed seed; no corpus needed).
+//
+// Like for like: `workers` is the number of spheres (actors) or pool threads, AND the number of
+// OS threads doing the work: the CAF scheduler gets exactly `workers` threads, the pools start
+// `workers` std::threads. In every backend the calling thread only waits for the step's total
+// and then applies the optimizer.
+//
+// Step time = run_step (including any redo with wider exponents) + TrainState::apply; tokens/s =
+// tokens per step / median step time. Shares are of worker time = workers x run_step wall time,
+// summed over the timed steps: compute (forward + backward, incl. the sampler), fold (shard
+// gradient -> exact sum), reduce (merging partial sums; for the mutex pool also the per-shard
+// scratch reset and waiting for the lock; for the barrier pool the whole reduction phase),
+// wait = the rest (idle: waiting for work, for the slowest worker, for messages or barriers).
+//
+// Every run of a model (every backend, every worker count) must end with the same weights as
+// the plain reference loop, bit for bit; a mismatch is reported and the exit status is 1.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/pool_backends.hpp"
+#include "actors/tree_backend.hpp"
+#include "src/config.hpp"
+#include "src/rng.hpp"
+#include "src/sampler.hpp"
+#include "src/sha256.hpp"
+#include "src/training.hpp"
+
+using namespace cllm;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+constexpr uint64_t kStreamSeed = 0x5eed5eedULL;
+constexpr size_t kStreamTokens = size_t(1) << 20;
+
+int detected_cores() {
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+struct Options {
+  std::vector<std::string> models = {"small"};
+  std::vector<int> workers;  // empty = 1, 2 and the detected cores
+  int batch = 16;
+  int micro_batch = 2;
+  int context = 128;
+  int steps = 8;
+  int warmup = 2;
+  std::vector<std::string> backends = {"actors-f2", "actors-f12", "actors-flat", "mutex",
+                                       "barrier"};
+  std::string csv, json;
+};
+
+const char* kUsage =
+    "usage: cllm-bench-sync [--models small[,tiny,base]] [--workers 1,2,...] [--batch N]\n"
+    "                       [--micro-batch N] [--context N] [--steps N] [--warmup N]\n"
+    "                       [--backends actors-f2,actors-f12,actors-flat,mutex,barrier]\n"
+    "                       [--csv FILE] [--json FILE]\n"
+    "Runs the same training steps on the actor tree (fan-out 2, 12, flat; actors-fN for any N)\n"
+    "and on the mutex and barrier thread pools for each worker count (workers = spheres or pool\n"
+    "threads = OS threads), prints one table per model and checks that every run ends with the\n"
+    "reference loop's weights. Defaults: --models small --workers 1,2[,cores] --batch 16\n"
+    "--micro-batch 2 --context 128 --steps 8 --warmup 2, all backends.\n";
+
+int parse_int(const std::string& name, const std::string& v) {
+  try {
+    size_t used = 0;
+    const long x = std::stol(v, &used);
+    if (used != v.size() || x < -1000000000L || x > 1000000000L) throw std::invalid_argument(v);
+    return int(x);
+  } catch (const std::exception&) {
+    throw ConfigError(fmt::format("option --{} needs an integer, got '{}'", name, v));
+  }
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// "actors-f2" -> 2, "actors-flat" -> 0 (fan-out >= spheres), a pool -> -1; throws ConfigError.
+int backend_fanout(const std::string& b) {
+  if (b == "mutex" || b == "barrier") return -1;
+  if (b == "actors-flat") return 0;
+  if (b.rfind("actors-f", 0) == 0) {
+    const int f = parse_int("backends", b.substr(8));
+    if (f < 1) throw ConfigError(fmt::format("backend {}: the fan-out must be >= 1", b));
+    return f;
+  }
+  throw ConfigError(fmt::format(
+      "unknown backend '{}' (known: actors-f2, actors-f12, actors-flat, actors-fN, mutex, "
+      "barrier)",
+      b));
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) throw ConfigError(fmt::format("unexpected argument '{}'", arg));
+    std::string name = arg.substr(2), value;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1), name = name.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) throw ConfigError(fmt::format("option --{} needs a value", name));
+      value = argv[++i];
+    }
+    if (name == "models" || name == "model") {
+      o.models = split(value);
+    } else if (name == "workers") {
+      o.workers.clear();
+      for (const auto& w : split(value)) o.workers.push_back(parse_int(name, w));
+      if (o.workers.empty()) throw ConfigError("--workers needs at least one count");
+    } else if (name == "batch") {
+      o.batch = parse_int(name, value);
+    } else if (name == "micro-batch") {
+      o.micro_batch = parse_int(name, value);
+    } else if (name == "context") {
+      o.context = parse_int(name, value);
+    } else if (name == "steps") {
+      o.steps = parse_int(name, value);
+    } else if (name == "warmup") {
+      o.warmup = parse_int(name, value);
+    } else if (name == "backends") {
+      o.backends = split(value);
+    } else if (name == "csv") {
+      o.csv = value;
+    } else if (name == "json") {
+      o.json = value;
+    } else {
+      throw ConfigError(fmt::format("unknown option --{} (see --help)", name));
+    }
+  }
+  if (o.models.empty()) throw ConfigError("--models needs at least one model");
+  if (o.backends.empty()) throw ConfigError("--backends needs at least one backend");
+  for (const auto& b : o.backends) backend_fanout(b);
+  if (o.steps < 1) throw ConfigError("--steps must be >= 1");
+  if (o.warmup < 0) throw ConfigError("--warmup must be >= 0");
+  if (o.workers.empty()) {
+    o.workers = {1, 2};
+    if (detected_cores() > 2) o.workers.push_back(detected_cores());
+  }
+  for (int w : o.workers)
+    if (w < 1) throw ConfigError(fmt::format("--workers: every count must be >= 1 (got {})", w));
+  // Deduplicate, keeping the order given.
+  std::vector<int> uniq;
+  for (int w : o.workers)
+    if (std::find(uniq.begin(), uniq.end(), w) == uniq.end()) uniq.push_back(w);
+  o.workers = uniq;
+  return o;
+}
+
+double percentile(std::vector<double> v, double q) {  // nearest rank
+  std::sort(v.begin(), v.end());
+  const size_t rank = size_t(std::ceil(q * double(v.size())));
+  return v[std::min(v.size(), std::max<size_t>(1, rank)) - 1];
+}
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Result {
+  std::string model, backend;
+  int workers = 0, threads = 0, fanout = 0, levels = 0;
+  int timed_steps = 0, redos = 0;
+  double median_ms = 0, p95_ms = 0, tokens_per_s = 0;
+  double compute_share = 0, fold_share = 0, reduce_share = 0, wait_share = 0;
+  double speedup = 0, vs_best = 0;
+  std::string sha;
+};
+
+std::unique_ptr<Backend> make_backend(const std::string& name, const RunConfig& cfg,
+                                      const WindowSampler& sampler, int workers, Result& r) {
+  const int f = backend_fanout(name);
+  r.threads = workers;
+  if (f < 0) return make_pool_backend(name, cfg, sampler, workers);
+  TreeOptions opt;
+  opt.spheres = workers;
+  opt.fanout = f == 0 ? std::max(1, workers) : f;
+  opt.threads = workers;  // like for like: as many scheduler threads as pool threads
+  auto tree = std::make_unique<TreeBackend>(cfg, sampler, opt);
+  r.fanout = opt.fanout;
+  r.levels = Topology(opt.spheres, opt.fanout).levels();
+  return tree;
+}
+
+Result run_one(const std::string& model_name, const RunConfig& cfg, const WindowSampler& sampler,
+               const std::string& backend_name, int workers, int warmup) {
+  Result r;
+  r.model = model_name, r.backend = backend_name, r.workers = workers;
+  TrainState st(cfg);
+  auto backend = make_backend(backend_name, cfg, sampler, workers, r);
+  std::vector<double> step_ms;
+  double wall = 0, compute = 0, fold = 0, reduce = 0;
+  for (int64_t s = 0; s < cfg.steps; ++s) {
+    const bool timed = s >= warmup;
+    double s_wall = 0, s_compute = 0, s_fold = 0, s_reduce = 0;
+    const auto t0 = Clock::now();
+    for (;;) {
+      const StepWork w = st.next_work();
+      const auto tb = Clock::now();
+      const ExactGrad total = backend->run_step(w, st.weights());
+      s_wall += ms_between(tb, Clock::now());
+      const StepTiming tm = backend->last_timing();
+      s_compute += tm.compute_ms, s_fold += tm.fold_ms, s_reduce += tm.reduce_ms;
+      const StepOutcome out = st.apply(total, w);
+      if (out.kind == StepOutcome::redo) {
+        if (timed) ++r.redos;
+        continue;
+      }
+      if (out.kind == StepOutcome::nonfinite)
+        throw std::runtime_error(fmt::format("{} with {} workers: step {} is not finite",
+                                             backend_name, workers, out.step));
+      break;
+    }
+    const double ms = ms_between(t0, Clock::now());
+    if (!timed) continue;
+    step_ms.push_back(ms);
+    wall += s_wall, compute += s_compute, fold += s_fold, reduce += s_reduce;
+  }
+  r.timed_steps = int(step_ms.size());
+  r.median_ms = median(step_ms);
+  r.p95_ms = percentile(step_ms, 0.95);
+  r.tokens_per_s = double(cfg.batch.tokens_per_step()) / (r.median_ms / 1e3);
+  const double worker_time = double(workers) * wall;
+  r.compute_share = compute / worker_time;
+  r.fold_share = fold / worker_time;
+  r.reduce_share = reduce / worker_time;
+  r.wait_share = 1.0 - r.compute_share - r.fold_share - r.reduce_share;
+  r.sha = weights_sha256(st.layout(), st.weights()->data());
+  return r;
+}
+
+std::string pct(double x) {
+  return fmt::format("{:.1f}", 100 * x);
+}
+
+void print_table(const std::vector<Result>& rs) {
+  fmt::print("{:<12} {:>7} {:>10} {:>9} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7} {:>5}\n",
+             "backend", "workers", "tokens/s", "med ms", "p95 ms", "compute%", "fold%", "reduce%",
+             "wait%", "speed-up", "vs best", "redos");
+  for (const auto& r : rs)
+    fmt::print(
+        "{:<12} {:>7} {:>10.0f} {:>9.2f} {:>9.2f} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7.2f} {:>5}\n",
+        r.backend, r.workers, r.tokens_per_s, r.median_ms, r.p95_ms, pct(r.compute_share),
+        pct(r.fold_share), pct(r.reduce_share), pct(r.wait_share),
+        r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best, r.redos);
+}
+
+int run(const Options& o) {
+  std::vector<int32_t> stream(kStreamTokens);
+  const int cores = detected_cores();
+  fmt::print(
+      "cllm-bench-sync: {} detected cores; synthetic stream of {} pseudo-random bytes (seed "
+      "{:#x})\n",
+      cores, stream.size(), kStreamSeed);
+  fmt::print(
+      "workers = spheres (actors) or pool threads; every backend runs on exactly `workers` OS "
+      "threads (CAF scheduler threads = pool threads = workers)\n");
+  fmt::print(
+      "step = run_step (+ redos) + optimizer; {} warm-up steps, then {} timed steps; med/p95 over "
+      "the timed steps (nearest rank)\n",
+      o.warmup, o.steps);
+  fmt::print(
+      "shares of worker time (workers x run_step wall): compute = fwd+bwd, fold = exact fold, "
+      "reduce = merging partial sums (+ lock / reduction phase), wait = the rest\n");
+
+  std::vector<Result> all;
+  bool mismatch = false;
+  for (const auto& model_name : o.models) {
+    RunConfig cfg;
+    cfg.model = model_preset(model_name);
+    const int context = std::min(o.context, cfg.model.context);
+    cfg.batch.batch = o.batch, cfg.batch.micro_batch = o.micro_batch;
+    cfg.batch.context = context;
+    cfg.steps = o.warmup + o.steps;
+    cfg.optim.total_steps = cfg.steps;
+    cfg.validate();
+    for (size_t i = 0; i < stream.size(); ++i)
+      stream[i] = int32_t((hash_words(kStreamSeed, i) & 0xff) % uint64_t(cfg.model.vocab));
+    WindowSampler sampler(stream, context, sampler_seed(cfg.seed));
+
+    fmt::print("\nmodel {}: {}; {} parameters; batch {} x {} tokens, micro-batch {} ({} shards)\n",
+               model_name, cfg.model.describe(), ParamLayout(cfg.model).num_parameters(),
+               cfg.batch.batch, context, cfg.batch.micro_batch, cfg.batch.shards());
+    if (context != o.context)
+      fmt::print("(--context {} exceeds the model's context: using {})\n", o.context, context);
+
+    std::string ref_sha;
+    {
+      TrainState ref(cfg);
+      train_reference(ref, sampler, cfg.steps);
+      ref_sha = weights_sha256(ref.layout(), ref.weights()->data());
+    }
+
+    std::vector<Result> rs;
+    for (int w : o.workers)
+      for (const auto& b : o.backends) {
+        rs.push_back(run_one(model_name, cfg, sampler, b, w, o.warmup));
+        std::fflush(stdout);
+      }
+    // Speed-up over the smallest worker count of the same backend; ratio to the best backend at
+    // the same worker count.
+    const int base_w = *std::min_element(o.workers.begin(), o.workers.end());
+    for (auto& r : rs) {
+      double base = 0, best = 0;
+      for (const auto& q : rs) {
+        if (q.backend == r.backend && q.workers == base_w) base = q.tokens_per_s;
+        if (q.workers == r.workers) best = std::max(best, q.tokens_per_s);
+      }
+      r.speedup = base > 0 ? r.tokens_per_s / base : 0;
+      r.vs_best = best > 0 ? r.tokens_per_s / best : 0;
+    }
+    if (base_w != 1) fmt::print("(speed-up is over {} workers of the same backend)\n", base_w);
+    print_table(rs);
+
+    int bad = 0;
+    for (const auto& r : rs)
+      if (r.sha != ref_sha) {
+        ++bad;
+        fmt::print("MISMATCH: {} with {} workers ended with weights {} (reference loop: {})\n",
+                   r.backend, r.workers, r.sha, ref_sha);
+      }
+    if (bad == 0)
+      fmt::print("weights sha256 after {} steps: {} (reference loop and all {} runs agree)\n",
+                 cfg.steps, ref_sha, rs.size());
+    else
+      mismatch = true;
+    all.insert(all.end(), rs.begin(), rs.end());
+  }
+
+  if (!o.csv.empty()) {
+    std::ofstream out(o.csv);
+    out << "model,backend,workers,threads,fanout,levels,timed_steps,redos,tokens_per_s,"
+           "step_ms_median,step_ms_p95,compute_share,fold_share,reduce_share,wait_share,speedup,"
+           "vs_best,weights_sha256\n";
+    for (const auto& r : all)
+      out << fmt::format(
+          "{},{},{},{},{},{},{},{},{:.1f},{:.3f},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f},"
+          "{:.3f},{:.3f},{}\n",
+          r.model, r.backend, r.workers, r.threads, r.fanout, r.levels, r.timed_steps, r.redos,
+          r.tokens_per_s, r.median_ms, r.p95_ms, r.compute_share, r.fold_share, r.reduce_share,
+          r.wait_share, r.speedup, r.vs_best, r.sha);
+    if (!out) throw std::runtime_error(fmt::format("cannot write {}", o.csv));
+  }
+  if (!o.json.empty()) {
+    nlohmann::json j;
+    j["cores"] = cores;
+    j["batch"] = o.batch, j["micro_batch"] = o.micro_batch, j["context"] = o.context;
+    j["steps"] = o.steps, j["warmup"] = o.warmup;
+    j["workers"] = o.workers;
+    j["backends"] = o.backends;
+    j["weights_match"] = !mismatch;
+    j["results"] = nlohmann::json::array();
+    for (const auto& r : all)
+      j["results"].push_back({{"model", r.model},
+                              {"backend", r.backend},
+                              {"workers", r.workers},
+                              {"threads", r.threads},
+                              {"fanout", r.fanout},
+                              {"levels", r.levels},
+                              {"timed_steps", r.timed_steps},
+                              {"redos", r.redos},
+                              {"tokens_per_s", r.tokens_per_s},
+                              {"step_ms_median", r.median_ms},
+                              {"step_ms_p95", r.p95_ms},
+                              {"compute_share", r.compute_share},
+                              {"fold_share", r.fold_share},
+                              {"reduce_share", r.reduce_share},
+                              {"wait_share", r.wait_share},
+                              {"speedup", r.speedup},
+                              {"vs_best", r.vs_best},
+                              {"weights_sha256", r.sha}});
+    std::ofstream out(o.json);
+    out << j.dump(2) << "\n";
+    if (!out) throw std::runtime_error(fmt::format("cannot write {}", o.json));
+  }
+  if (mismatch) {
+    fmt::print(stderr, "cllm-bench-sync: the backends did not produce the same weights\n");
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const ConfigError& e) {
+    fmt::print(stderr, "cllm-bench-sync: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "cllm-bench-sync: {}\n", e.what());
+    return 1;
+  }
+}

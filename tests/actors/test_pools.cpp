@@ -1,0 +1,219 @@
+// The thread-pool baselines (mutex, barrier) compute exactly what the reference loop and the
+// actor tree compute, for any number of workers, start and stop cleanly, survive a failing
+// worker and account for every shard.
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/pool_backends.hpp"
+#include "actors/tree_backend.hpp"
+#include "src/sha256.hpp"
+
+using namespace cllm;
+
+namespace {
+std::vector<int32_t> toy_corpus(size_t n) {
+  std::string text;
+  while (text.size() < n) text += "In the beginning was the word, and the word was with spheres. ";
+  return std::vector<int32_t>(text.begin(), text.begin() + n);
+}
+RunConfig tiny_run() {
+  RunConfig c;
+  c.model = model_preset("tiny");
+  c.model.context = 16;
+  c.batch.batch = 12, c.batch.micro_batch = 1, c.batch.context = 16;  // 12 shards
+  c.optim.lr = 3e-3, c.optim.warmup = 1, c.optim.total_steps = 3;
+  c.steps = 3;
+  return c;
+}
+std::string train_with(Backend& b, const RunConfig& cfg) {
+  TrainState st(cfg);
+  while (st.step() < cfg.steps) {
+    const StepWork w = st.next_work();
+    const ExactGrad total = b.run_step(w, st.weights());
+    REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
+  }
+  return weights_sha256(st.layout(), st.weights()->data());
+}
+std::string reference_sha(const RunConfig& cfg, const WindowSampler& sampler) {
+  TrainState ref(cfg);
+  train_reference(ref, sampler, cfg.steps);
+  return weights_sha256(ref.layout(), ref.weights()->data());
+}
+}  // namespace
+
+TEST_CASE("mutex and barrier pools give the reference loop's weights, like the tree", "[pools]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const std::string expected = reference_sha(cfg, sampler);
+
+  for (int workers : {1, 2, 13}) {  // 13 workers > 12 shards: one thread stays idle
+    INFO("workers " << workers);
+    {
+      TreeOptions opt;
+      opt.spheres = workers, opt.fanout = 12, opt.threads = 2;
+      TreeBackend tree(cfg, sampler, opt);
+      REQUIRE(train_with(tree, cfg) == expected);
+    }
+    MutexBackend mutex(cfg, sampler, workers);
+    REQUIRE(mutex.name() == "mutex");
+    REQUIRE(mutex.workers() == workers);
+    REQUIRE(train_with(mutex, cfg) == expected);
+
+    BarrierBackend barrier(cfg, sampler, workers);
+    REQUIRE(barrier.name() == "barrier");
+    REQUIRE(barrier.workers() == workers);
+    REQUIRE(train_with(barrier, cfg) == expected);
+  }
+}
+
+TEST_CASE("pools built by the factory agree for odd worker counts", "[pools]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const std::string expected = reference_sha(cfg, sampler);
+  for (const char* kind : {"mutex", "barrier"}) {
+    for (int workers : {3, 5, 12, 31}) {
+      INFO(kind << " workers " << workers);
+      auto b = make_pool_backend(kind, cfg, sampler, workers);
+      REQUIRE(b->name() == kind);
+      REQUIRE(train_with(*b, cfg) == expected);
+    }
+  }
+}
+
+TEST_CASE("pools start and stop cleanly with or without steps", "[pools]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  for (int workers : {1, 2, 13, 64}) {
+    { MutexBackend m(cfg, sampler, workers); }
+    { BarrierBackend b(cfg, sampler, workers); }
+  }
+  // Destroyed right after a step.
+  for (const char* kind : {"mutex", "barrier"}) {
+    auto b = make_pool_backend(kind, cfg, sampler, 3);
+    TrainState st(cfg);
+    const StepWork w = st.next_work();
+    REQUIRE(b->run_step(w, st.weights()).shards == cfg.batch.shards());
+  }
+}
+
+TEST_CASE("the pool factory refuses unknown kinds and empty pools", "[pools]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  REQUIRE_THROWS_AS(make_pool_backend("spinlock", cfg, sampler, 2), ConfigError);
+  REQUIRE_THROWS_AS(make_pool_backend("mutex", cfg, sampler, 0), ConfigError);
+  REQUIRE_THROWS_AS(make_pool_backend("barrier", cfg, sampler, -1), ConfigError);
+  REQUIRE_THROWS_AS(MutexBackend(cfg, sampler, 0), ConfigError);
+  REQUIRE_THROWS_AS(BarrierBackend(cfg, sampler, 0), ConfigError);
+}
+
+TEST_CASE("a failing worker becomes BackendFailure, and the pool stays usable", "[pools]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const std::string expected = reference_sha(cfg, sampler);
+  for (const char* kind : {"mutex", "barrier"}) {
+    for (int workers : {1, 4, 13}) {
+      INFO(kind << " workers " << workers);
+      auto b = make_pool_backend(kind, cfg, sampler, workers);
+      TrainState st(cfg);
+      StepWork bad = st.next_work();
+      bad.exps.pop_back();  // ExactGrad::add_shard throws: one exponent per tensor required
+      REQUIRE_THROWS_AS(b->run_step(bad, st.weights()), BackendFailure);
+      REQUIRE_THROWS_AS(b->run_step(bad, st.weights()), BackendFailure);
+      REQUIRE(train_with(*b, cfg) == expected);
+    }
+  }
+}
+
+TEST_CASE("pool statistics and timings count every shard", "[pools]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  for (const char* kind : {"mutex", "barrier"}) {
+    for (int workers : {1, 5, 13}) {
+      INFO(kind << " workers " << workers);
+      auto b = make_pool_backend(kind, cfg, sampler, workers);
+      TrainState st(cfg);
+      double compute = 0, fold = 0, reduce = 0;
+      int64_t steps = 0;
+      while (st.step() < cfg.steps) {
+        const StepWork w = st.next_work();
+        const ExactGrad total = b->run_step(w, st.weights());
+        REQUIRE(total.shards == cfg.batch.shards());
+        const StepTiming t = b->last_timing();
+        REQUIRE(t.workers == std::min(workers, cfg.batch.shards()));
+        REQUIRE(t.compute_ms > 0);
+        REQUIRE(t.fold_ms >= 0);
+        REQUIRE(t.reduce_ms >= 0);
+        compute += t.compute_ms, fold += t.fold_ms, reduce += t.reduce_ms;
+        ++steps;
+        REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
+      }
+      const auto stats = b->worker_stats();
+      REQUIRE(stats.size() == size_t(workers));
+      int64_t shards = 0;
+      double s_compute = 0, s_fold = 0, s_reduce = 0;
+      for (size_t i = 0; i < stats.size(); ++i) {
+        REQUIRE(stats[i]["id"] == int(i));
+        REQUIRE(stats[i]["level"] == 0);
+        REQUIRE(stats[i]["parent"] == -1);
+        REQUIRE(stats[i]["group"] == int(i) % 12);
+        REQUIRE(stats[i]["restarts"] == 0);
+        REQUIRE(stats[i]["wait_ms"].get<double>() >= 0);
+        // Static assignment: thread i computes shards i, i + workers, ...
+        const int per_step = i < size_t(cfg.batch.shards())
+                                 ? (cfg.batch.shards() - int(i) + workers - 1) / workers
+                                 : 0;
+        REQUIRE(stats[i]["shards"].get<int64_t>() == int64_t(per_step) * steps);
+        shards += stats[i]["shards"].get<int64_t>();
+        s_compute += stats[i]["compute_ms"].get<double>();
+        s_fold += stats[i]["fold_ms"].get<double>();
+        s_reduce += stats[i]["reduce_ms"].get<double>();
+      }
+      REQUIRE(shards == int64_t(cfg.batch.shards()) * steps);
+      REQUIRE(s_compute == Approx(compute));
+      REQUIRE(s_fold == Approx(fold));
+      REQUIRE(s_reduce == Approx(reduce).margin(1e-9));
+    }
+  }
+}
+
+TEST_CASE("the generation barrier is reusable and can be broken", "[pools]") {
+  // (Catch2 assertions are not thread-safe: the threads only count, the main thread checks.)
+  GenerationBarrier bar(3);
+  std::atomic<int> arrivals{0}, failures{0}, order_errors{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 2; ++t)
+    ts.emplace_back([&] {
+      for (int r = 0; r < 100; ++r) {
+        arrivals.fetch_add(1);
+        if (!bar.arrive_and_wait()) failures.fetch_add(1);
+        // Everyone of round r arrived before anyone leaves it.
+        if (arrivals.load() < 2 * (r + 1)) order_errors.fetch_add(1);
+      }
+    });
+  for (int r = 0; r < 100; ++r)
+    if (!bar.arrive_and_wait()) failures.fetch_add(1);
+  for (auto& t : ts) t.join();
+  REQUIRE(arrivals.load() == 200);
+  REQUIRE(failures.load() == 0);
+  REQUIRE(order_errors.load() == 0);
+
+  GenerationBarrier lone(2);
+  std::atomic<bool> released{true};
+  std::thread waiter([&] { released = lone.arrive_and_wait(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  lone.break_barrier();
+  waiter.join();
+  REQUIRE_FALSE(released.load());
+  REQUIRE_FALSE(lone.arrive_and_wait());
+}
