@@ -31,6 +31,7 @@ struct SphereState {
   std::vector<caf::actor> children;
   std::vector<uint64_t> generation;  // bumps on every (re)send; stale replies are ignored
   std::vector<bool> in_flight;
+  std::vector<int32_t> delivery;     // delivery number of the child's current work
   std::vector<int64_t> child_restarts;
   std::deque<clock_type::time_point> restart_times;
 
@@ -120,6 +121,13 @@ bool restart_child(sphere_actor* self, size_t slot, bool deadline, bool gave_up)
   while (!st.restart_times.empty() && now - st.restart_times.front() > window)
     st.restart_times.pop_front();
   if (int(st.restart_times.size()) > restart_budget(st)) {
+    // Answer the pending step (a dead actor's promises are never answered in CAF 0.17).
+    if (st.active)
+      st.rp.deliver(caf::make_error(
+          caf::sec::runtime_error,
+          "sphere " + std::to_string(st.id) + " gave up: more than " +
+              std::to_string(restart_budget(st)) + " restarts of its children within " +
+              std::to_string(restart_window(st)) + " s"));
     self->quit(kGaveUp);
     return false;
   }
@@ -129,7 +137,8 @@ bool restart_child(sphere_actor* self, size_t slot, bool deadline, bool gave_up)
     ++fc.restarts;
   ++st.child_restarts[slot];
   spawn_child(self, slot);
-  if (st.active && st.in_flight[slot]) send_to_child(self, slot, st.ctl.delivery + 1);
+  // Each resend is a new delivery, so a chaos draw is never repeated for the same work.
+  if (st.active && st.in_flight[slot]) send_to_child(self, slot, st.delivery[slot] + 1);
   return true;
 }
 
@@ -137,6 +146,7 @@ void send_to_child(sphere_actor* self, size_t slot, int32_t delivery) {
   auto& st = self->state;
   const uint64_t gen = ++st.generation[slot];
   st.in_flight[slot] = true;
+  st.delivery[slot] = delivery;
   StepCtl ctl = st.ctl;
   ctl.delivery = delivery;
   // Children at depth d below us answer within d deadlines; deeper faults are caught first.
@@ -184,6 +194,7 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
   st.children.resize(n);
   st.generation.assign(n, 0);
   st.in_flight.assign(n, false);
+  st.delivery.assign(n, 0);
   st.child_restarts.assign(n, 0);
   for (size_t s = 0; s < n; ++s) spawn_child(self, s);
 
@@ -215,7 +226,10 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
       [=](step_atom, const StepWork& work, const WeightsRef& weights,
           const StepCtl& ctl) -> caf::result<Partial> {
         auto& s = self->state;
-        switch (s.setup->faults.action(s.id, work.step, work.attempt, ctl.delivery)) {
+        const auto action = s.id == kSupervisorId
+                                ? FaultPlan::none
+                                : s.setup->faults.action(s.id, work.step, work.attempt, ctl.delivery);
+        switch (action) {
           case FaultPlan::do_crash:
             throw std::runtime_error("injected crash of sphere " + std::to_string(s.id) +
                                      " at step " + std::to_string(work.step));

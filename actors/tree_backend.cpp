@@ -26,10 +26,16 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler,
   opt.policy.validate();
   auto setup = std::make_shared<TreeSetup>(
       TreeSetup{run, Topology(opt.spheres, opt.fanout), &sampler, opt.faults, opt.policy});
-  for (const auto& inj : opt.faults.injections)
+  for (const auto& inj : opt.faults.injections) {
     if (inj.sphere >= opt.spheres)
       throw ConfigError(fmt::format("--inject names sphere {} but the tree has {} spheres",
                                     inj.sphere, opt.spheres));
+    if (setup->topology.subtree_shards(inj.sphere, run.batch.shards()) == 0)
+      throw ConfigError(fmt::format(
+          "--inject names sphere {}, which never receives work ({} shards per step go to "
+          "spheres 0-{}); pick one of those or an ancestor",
+          inj.sphere, run.batch.shards(), std::min(opt.spheres, run.batch.shards()) - 1));
+  }
   setup_ = std::move(setup);
   cfg_ = std::make_unique<Config>(threads_);
   sys_ = std::make_unique<caf::actor_system>(*cfg_);

@@ -1,0 +1,149 @@
+// Supervision: crashed, hung and chaotic spheres are restarted in place and the result is
+// bit-identical to the fault-free run.
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "actors/tree_backend.hpp"
+#include "src/sha256.hpp"
+
+using namespace cllm;
+
+namespace {
+std::vector<int32_t> toy_corpus(size_t n) {
+  std::string text;
+  while (text.size() < n) text += "Spheres crash and hang, and the run goes on exactly. ";
+  return std::vector<int32_t>(text.begin(), text.begin() + n);
+}
+RunConfig tiny_run(int steps) {
+  RunConfig c;
+  c.model = model_preset("tiny");
+  c.model.context = 16;
+  c.batch.batch = 16, c.batch.micro_batch = 1, c.batch.context = 16;
+  c.optim.lr = 3e-3, c.optim.warmup = 1, c.optim.total_steps = steps;
+  c.steps = steps;
+  return c;
+}
+struct Run {
+  std::string hash;
+  nlohmann::json faults;
+  std::string failure;
+};
+Run train(const RunConfig& cfg, const WindowSampler& sampler, TreeOptions opt) {
+  TreeBackend tree(cfg, sampler, opt);
+  TrainState st(cfg);
+  Run r;
+  try {
+    while (st.step() < cfg.steps) {
+      const StepWork w = st.next_work();
+      const ExactGrad total = tree.run_step(w, st.weights());
+      REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
+    }
+  } catch (const BackendFailure& e) {
+    r.failure = e.what();
+  }
+  r.hash = weights_sha256(st.layout(), st.weights()->data());
+  r.faults = tree.fault_counters();
+  return r;
+}
+TreeOptions tree_opts(int spheres, int fanout) {
+  TreeOptions o;
+  o.spheres = spheres, o.fanout = fanout, o.threads = 2;
+  o.policy.deadline_floor_s = 0.3;  // hangs are detected quickly in tests
+  o.policy.first_deadline_s = 5;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("crashes of chosen spheres leave the result unchanged", "[faults]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run(4);
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const Run clean = train(cfg, sampler, tree_opts(157, 12));
+  REQUIRE(clean.faults["restarts"] == 0);
+
+  struct Case {
+    const char* what;
+    std::vector<Injection> inj;
+  };
+  const std::vector<Case> cases = {
+      // 157 spheres, fan-out 12, 16 shards: spheres 0-15 compute; 1-12 are inner spheres and
+      // 13-15 leaves below sphere 1.
+      {"a child of the root", {{Injection::crash, 3, 1}}},
+      {"the root sphere", {{Injection::crash, 0, 2}}},
+      {"an inner sphere with children", {{Injection::crash, 1, 1}}},
+      {"a leaf", {{Injection::crash, 14, 0}}},
+      {"several at once", {{Injection::crash, 1, 1}, {Injection::crash, 15, 2}, {Injection::crash, 2, 3}}},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    TreeOptions o = tree_opts(157, 12);
+    o.faults.injections = c.inj;
+    const Run r = train(cfg, sampler, o);
+    REQUIRE(r.failure.empty());
+    REQUIRE(r.hash == clean.hash);
+    REQUIRE(r.faults["restarts"].get<int64_t>() >= int64_t(c.inj.size()));
+  }
+}
+
+TEST_CASE("a hung sphere is killed at its deadline and the result is unchanged", "[faults]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run(3);
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const Run clean = train(cfg, sampler, tree_opts(13, 3));
+  for (int sphere : {5, 1}) {  // a leaf, then an inner sphere
+    TreeOptions o = tree_opts(13, 3);
+    o.faults.injections = {{Injection::hang, sphere, 1}};
+    const Run r = train(cfg, sampler, o);
+    INFO("hung sphere " << sphere);
+    REQUIRE(r.failure.empty());
+    REQUIRE(r.hash == clean.hash);
+    REQUIRE(r.faults["deadline_kills"] == 1);
+  }
+}
+
+TEST_CASE("chaos with at least 50 crashes gives the fault-free weights", "[faults]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run(12);
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const Run clean = train(cfg, sampler, tree_opts(16, 3));
+  TreeOptions o = tree_opts(16, 3);
+  o.faults.chaos_p = 0.3;
+  o.faults.chaos_seed = 7;
+  o.policy.max_restarts = 1000;
+  o.policy.root_max_restarts = 1000;
+  const Run r = train(cfg, sampler, o);
+  INFO(r.failure);
+  REQUIRE(r.failure.empty());
+  REQUIRE(r.hash == clean.hash);
+  REQUIRE(r.faults["restarts"].get<int64_t>() + r.faults["subtree_restarts"].get<int64_t>() >= 50);
+}
+
+TEST_CASE("past the root's restart limit the tree gives up cleanly", "[faults]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run(30);
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  TreeOptions o = tree_opts(4, 2);
+  o.faults.chaos_p = 0.9;  // sphere 0 crashes nearly every time
+  o.policy.max_restarts = 2;
+  o.policy.root_max_restarts = 2;
+  const Run r = train(cfg, sampler, o);
+  REQUIRE_FALSE(r.failure.empty());
+  REQUIRE_THAT(r.failure, Catch::Contains("gave up"));
+}
+
+TEST_CASE("a sphere past its restart intensity makes its parent restart the subtree",
+          "[faults]") {
+  const auto tokens = toy_corpus(4000);
+  const RunConfig cfg = tiny_run(6);
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const Run clean = train(cfg, sampler, tree_opts(13, 3));
+  TreeOptions o = tree_opts(13, 3);
+  // Sphere 1's children 4, 5 and 6 crash in the same step: with a budget of 2 restarts sphere 1
+  // gives up and the root sphere restarts its whole subtree.
+  o.faults.injections = {{Injection::crash, 4, 2}, {Injection::crash, 5, 2}, {Injection::crash, 6, 2}};
+  o.policy.max_restarts = 2;
+  const Run r = train(cfg, sampler, o);
+  REQUIRE(r.failure.empty());
+  REQUIRE(r.hash == clean.hash);
+  REQUIRE(r.faults["subtree_restarts"].get<int64_t>() >= 1);
+}
