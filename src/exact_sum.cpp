@@ -1,6 +1,11 @@
 #include "src/exact_sum.hpp"
 
 #include <algorithm>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_*): a known false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <cmath>
 #include <stdexcept>
 
@@ -15,6 +20,7 @@ int shard_bits(int step_shards) {
   return k;
 }
 constexpr int kMinExp = -126, kMaxExp = 126;  // 2^e must itself be a normal float
+
 }  // namespace
 
 void ExactGrad::reset(const ParamLayout& layout) {
@@ -34,29 +40,23 @@ void ExactGrad::add_shard(const ParamLayout& layout, const float* grad,
   const double limit = std::ldexp(1.0, 62 - shard_bits(step_shards));
   const auto& ts = layout.tensors();
   for (size_t t = 0; t < ts.size(); ++t) {
-    const float* g = grad + ts[t].offset;
+    const float* __restrict g = grad + ts[t].offset;
+    int64_t* __restrict acc = sum.data() + ts[t].offset;
     const size_t n = ts[t].size;
+    const float s = std::ldexp(1.0f, exps[t]);
+    const float lim = float(limit);
+    // One pass: convert and add optimistically while tracking max |g| and finiteness. A value
+    // that does not fit is clamped (the partial sum is then flagged and the step redone), so
+    // the conversion is always defined and the integers never wrap.
     float mx = 0;
-    bool finite = true;
-    for (size_t i = 0; i < n; ++i) {
-      const float a = std::fabs(g[i]);
-      mx = std::max(mx, a);
-      finite &= std::isfinite(g[i]);
-    }
-    if (!finite) {
+    bool bad = false;
+    detail::fold_tensor(g, acc, n, s, lim, mx, bad);
+    if (bad) {
       nonfinite = true;
       continue;
     }
     max_abs[t] = std::max(max_abs[t], mx);
-    const float s = std::ldexp(1.0f, exps[t]);
-    if (double(mx) * double(s) >= limit) {
-      overflow = true;
-      continue;
-    }
-    // Vectorises to round + float->int64 conversion + 64-bit adds.
-    uint64_t* acc = reinterpret_cast<uint64_t*>(sum.data()) + ts[t].offset;
-    for (size_t i = 0; i < n; ++i)
-      acc[i] += static_cast<uint64_t>(static_cast<int64_t>(std::nearbyint(g[i] * s)));
+    if (double(mx) * double(s) >= limit) overflow = true;
   }
   if (!std::isfinite(loss)) {
     nonfinite = true;
@@ -88,6 +88,53 @@ void ExactGrad::merge(const ExactGrad& o) {
   nonfinite |= o.nonfinite;
 }
 
+// acc[i] += round_to_nearest_even(clamp(g[i] * s, -lim, lim)); mx = max |g|; bad = any non-finite.
+// Both versions compute exactly the same integers; the AVX-512 one is ~2x faster.
+void detail::fold_tensor(const float* __restrict g, int64_t* __restrict acc, size_t n, float s, float lim,
+                 float& mx, bool& bad) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  const __m512 vs = _mm512_set1_ps(s), vlim = _mm512_set1_ps(lim), vnlim = _mm512_set1_ps(-lim);
+  const __m512 fmax = _mm512_set1_ps(3.4028234e38f);
+  __m512 vmx = _mm512_setzero_ps();
+  __mmask16 badm = 0;
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 a = _mm512_abs_ps(gv);
+    vmx = _mm512_max_ps(a, vmx);  // a NaN in `a` returns vmx: NaNs never enter the max
+    badm |= _mm512_mask_cmp_ps_mask(m, a, fmax, _CMP_NLE_UQ);  // Inf or NaN
+    __m512 x = _mm512_mul_ps(gv, vs);
+    x = _mm512_min_ps(x, vlim);  // NaN -> lim
+    x = _mm512_max_ps(x, vnlim);
+    const __m512i q0 = _mm512_cvtps_epi64(_mm512_castps512_ps256(x));  // MXCSR: nearest-even
+    const __m512i q1 = _mm512_cvtps_epi64(_mm512_extractf32x8_ps(x, 1));
+    const __mmask8 m0 = __mmask8(m & 0xFF), m1 = __mmask8(m >> 8);
+    __m512i a0 = _mm512_maskz_loadu_epi64(m0, acc + i);
+    __m512i a1 = _mm512_maskz_loadu_epi64(m1, acc + i + 8);
+    _mm512_mask_storeu_epi64(acc + i, m0, _mm512_add_epi64(a0, q0));
+    _mm512_mask_storeu_epi64(acc + i + 8, m1, _mm512_add_epi64(a1, q1));
+  }
+  mx = std::max(mx, _mm512_reduce_max_ps(vmx));
+  bad = bad || badm != 0;
+#else
+  fold_tensor_portable(g, acc, n, s, lim, mx, bad);
+#endif
+}
+
+void detail::fold_tensor_portable(const float* __restrict g, int64_t* __restrict acc, size_t n,
+                                  float s, float lim, float& mx, bool& bad) {
+  for (size_t k = 0; k < n; ++k) {
+    const float a = std::fabs(g[k]);
+    if (!(a <= 3.4028234e38f)) bad = true;
+    else mx = std::max(mx, a);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    float x = g[i] * s;
+    x = !(x <= lim) ? lim : x;
+    x = !(x >= -lim) ? -lim : x;
+    acc[i] = int64_t(uint64_t(acc[i]) + uint64_t(int64_t(std::nearbyint(x))));
+  }
+}
 double ExactGrad::loss_sum() const { return std::ldexp(double(loss_fixed), -kLossFracBits); }
 
 std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vector<float>& max_abs,
@@ -111,14 +158,22 @@ double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
   const auto& ts = layout.tensors();
   for (size_t t = 0; t < ts.size(); ++t) {
     const double f = std::ldexp(1.0, -exps[t]) / double(total.tokens);
-    const int64_t* s = total.sum.data() + ts[t].offset;
-    float* o = out + ts[t].offset;
-    double acc = 0;
-    for (size_t i = 0; i < ts[t].size; ++i) {
+    const int64_t* __restrict s = total.sum.data() + ts[t].offset;
+    float* __restrict o = out + ts[t].offset;
+    // Eight fixed partial sums: vectorisable, and the association never changes.
+    double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const size_t n = ts[t].size, n8 = n / 8 * 8;
+    for (size_t i = 0; i < n8; i += 8)
+      for (size_t k = 0; k < 8; ++k) {
+        o[i + k] = float(double(s[i + k]) * f);
+        lanes[k] += double(o[i + k]) * double(o[i + k]);
+      }
+    for (size_t i = n8; i < n; ++i) {
       o[i] = float(double(s[i]) * f);
-      acc += double(o[i]) * double(o[i]);
+      lanes[0] += double(o[i]) * double(o[i]);
     }
-    norm_sq += acc;
+    norm_sq += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+               ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
   }
   return norm_sq;
 }

@@ -56,4 +56,13 @@ std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vect
 double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
                               const std::vector<int32_t>& exps, float* out);
 
+namespace detail {
+// The fold of one tensor: acc[i] += round_to_nearest_even(clamp(g[i] * s, -lim, lim)), with
+// mx = max(mx, max |g|) over finite values and bad |= any non-finite g. fold_tensor uses AVX-512
+// where the build has it; both give exactly the same integers (tested).
+void fold_tensor(const float* g, int64_t* acc, size_t n, float s, float lim, float& mx, bool& bad);
+void fold_tensor_portable(const float* g, int64_t* acc, size_t n, float s, float lim, float& mx,
+                          bool& bad);
+}  // namespace detail
+
 }  // namespace cllm

@@ -149,3 +149,29 @@ TEST_CASE("non-finite gradients and losses are flagged", "[exact]") {
   b.add_shard(L, g.data(), exps, 1, 1.0, 1);
   REQUIRE(b.nonfinite);
 }
+
+TEST_CASE("the vectorised fold gives exactly the portable fold's integers", "[exact]") {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> mant(-1.f, 1.f);
+  std::uniform_int_distribution<int> ex(-40, 12);
+  for (size_t n : {size_t(0), size_t(1), size_t(15), size_t(16), size_t(17), size_t(1000), size_t(4099)}) {
+    AlignedVector<float> g(n);
+    for (auto& x : g) x = std::ldexp(mant(rng), ex(rng));
+    if (n > 20) g[7] = 0x1p40f, g[9] = -0x1p40f;  // beyond the limit: clamped
+    if (n > 20) g[11] = 0.5f * std::ldexp(1.0f, -20), g[12] = 1.5f * std::ldexp(1.0f, -20);  // ties
+    std::vector<int64_t> a(n, 5), b(n, 5);
+    float mxa = 0, mxb = 0;
+    bool bada = false, badb = false;
+    const float s = std::ldexp(1.0f, 20), lim = std::ldexp(1.0f, 50);
+    detail::fold_tensor(g.data(), a.data(), n, s, lim, mxa, bada);
+    detail::fold_tensor_portable(g.data(), b.data(), n, s, lim, mxb, badb);
+    REQUIRE(a == b);
+    REQUIRE(mxa == mxb);
+    REQUIRE(bada == badb);
+    if (n > 20) {
+      g[3] = NAN;
+      detail::fold_tensor(g.data(), a.data(), n, s, lim, mxa, bada);
+      REQUIRE(bada);
+    }
+  }
+}
