@@ -1,5 +1,7 @@
 // cllm: train a small GPT on your text with a tree of actor spheres, and sample from it.
 // Thin wiring only: options -> corpus -> backend -> the shared session loop.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -325,6 +327,10 @@ void usage(std::ostream& os) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Partial sums (megabytes each) are allocated in one sphere and freed in another every step:
+  // keep such blocks in the heap for reuse instead of fresh mmap()s that page-fault again.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     usage(std::cerr);

@@ -99,3 +99,23 @@ TEST_CASE("weights handed out stay unchanged while held", "[training]") {
   REQUIRE(weights_sha256(st.layout(), held->data()) == before);
   REQUIRE(weights_sha256(st.layout(), st.weights()->data()) != before);
 }
+
+TEST_CASE("a non-finite gradient never reaches the weights", "[training]") {
+  auto tokens = toy_corpus(5000);
+  RunConfig cfg = tiny_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  TrainState st(cfg);
+  train_reference(st, sampler, 1);
+  const auto before = weights_sha256(st.layout(), st.weights()->data());
+  const StepWork work = st.next_work();
+  ShardWorker w(cfg, sampler);
+  ExactGrad acc(st.layout());
+  AlignedVector<float> weights(st.weights()->begin(), st.weights()->end());
+  weights[st.layout().blocks[0].fc_w + 3] = NAN;  // poisons every gradient downstream
+  for (int k = 0; k < work.shards; ++k) w.compute(weights.data(), work, k, acc);
+  REQUIRE(acc.nonfinite);
+  const StepOutcome out = st.apply(acc, work);
+  REQUIRE(out.kind == StepOutcome::nonfinite);
+  REQUIRE(st.step() == 1);
+  REQUIRE(weights_sha256(st.layout(), st.weights()->data()) == before);
+}
