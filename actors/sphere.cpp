@@ -31,7 +31,7 @@ struct SphereState {
   std::vector<caf::actor> children;
   std::vector<uint64_t> generation;  // bumps on every (re)send; stale replies are ignored
   std::vector<bool> in_flight;
-  std::vector<int32_t> delivery;     // delivery number of the child's current work
+  std::vector<int32_t> delivery;  // delivery number of the child's current work
   std::vector<int64_t> child_restarts;
   std::deque<clock_type::time_point> restart_times;
 
@@ -123,11 +123,11 @@ bool restart_child(sphere_actor* self, size_t slot, bool deadline, bool gave_up)
   if (int(st.restart_times.size()) > restart_budget(st)) {
     // Answer the pending step (a dead actor's promises are never answered in CAF 0.17).
     if (st.active)
-      st.rp.deliver(caf::make_error(
-          caf::sec::runtime_error,
-          "sphere " + std::to_string(st.id) + " gave up: more than " +
-              std::to_string(restart_budget(st)) + " restarts of its children within " +
-              std::to_string(restart_window(st)) + " s"));
+      st.rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                    "sphere " + std::to_string(st.id) + " gave up: more than " +
+                                        std::to_string(restart_budget(st)) +
+                                        " restarts of its children within " +
+                                        std::to_string(restart_window(st)) + " s"));
     self->quit(kGaveUp);
     return false;
   }
@@ -226,9 +226,10 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
       [=](step_atom, const StepWork& work, const WeightsRef& weights,
           const StepCtl& ctl) -> caf::result<Partial> {
         auto& s = self->state;
-        const auto action = s.id == kSupervisorId
-                                ? FaultPlan::none
-                                : s.setup->faults.action(s.id, work.step, work.attempt, ctl.delivery);
+        const auto action =
+            s.id == kSupervisorId
+                ? FaultPlan::none
+                : s.setup->faults.action(s.id, work.step, work.attempt, ctl.delivery);
         switch (action) {
           case FaultPlan::do_crash:
             throw std::runtime_error("injected crash of sphere " + std::to_string(s.id) +
@@ -257,7 +258,8 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
         if (s.id != kSupervisorId) {
           const auto own = s.setup->topology.own_shards(s.id, work.shards);
           if (!own.empty()) {
-            if (!s.worker) s.worker = std::make_unique<ShardWorker>(s.setup->run, *s.setup->sampler);
+            if (!s.worker)
+              s.worker = std::make_unique<ShardWorker>(s.setup->run, *s.setup->sampler);
             if (s.acc.grad.sum.empty()) s.acc.grad.reset(s.worker->layout());
             for (int shard : own) {
               s.worker->compute(weights->data(), work, shard, s.acc.grad);

@@ -9,7 +9,9 @@
 namespace cllm {
 
 namespace {
-int detected_cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+int detected_cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 }  // namespace
 
 TreeBackend::Config::Config(int threads) {
@@ -20,8 +22,7 @@ TreeBackend::Config::Config(int threads) {
   set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(200)});
 }
 
-TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler,
-                         const TreeOptions& opt)
+TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, const TreeOptions& opt)
     : threads_(opt.threads > 0 ? opt.threads : detected_cores()) {
   opt.policy.validate();
   auto setup = std::make_shared<TreeSetup>(
@@ -68,8 +69,8 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
     caf::scoped_actor self{*sys_};
     // The supervisor answers within (levels + 1) deadlines unless it gives up; the extra margin
     // only guards against a bug, never a fault.
-    const auto timeout = std::chrono::milliseconds(ctl.deadline_ms *
-                                                   (setup_->topology.levels() + 2) * 4);
+    const auto timeout =
+        std::chrono::milliseconds(ctl.deadline_ms * (setup_->topology.levels() + 2) * 4);
     self->request(root_, timeout, step_atom::value, work, weights, ctl)
         .receive([&](Partial& p) { result = std::move(p); },
                  [&](caf::error& e) { failure = sys_->render(e); });
@@ -93,8 +94,7 @@ nlohmann::json TreeBackend::worker_stats() {
   {
     caf::scoped_actor self{*sys_};
     self->request(root_, std::chrono::seconds(60), stats_atom::value)
-        .receive([&](std::vector<SphereStats>& v) { stats = std::move(v); },
-                 [&](caf::error&) {});
+        .receive([&](std::vector<SphereStats>& v) { stats = std::move(v); }, [&](caf::error&) {});
   }
   std::sort(stats.begin(), stats.end(),
             [](const SphereStats& a, const SphereStats& b) { return a.id < b.id; });

@@ -2,12 +2,12 @@
 // Thin wiring only: options -> corpus -> backend -> the shared session loop.
 #include <malloc.h>
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <thread>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -34,7 +34,9 @@ using cli::UsageError;
 
 namespace {
 
-int cores() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+int cores() {
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 std::string default_corpus() {
   if (const char* env = std::getenv("CLLM_DEFAULT_CORPUS")) return env;
@@ -80,14 +82,15 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--val-fraction", "F", "tail of the corpus held out for validation", "0.1",
         f64(a.val_fraction, "--val-fraction"));
   t.section("Model");
-  t.add("--model", "NAME", "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers)",
-        "small", [&](auto& v) { a.preset = v; });
+  t.add("--model", "NAME",
+        "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers)", "small",
+        [&](auto& v) { a.preset = v; });
   t.add("--d-model,--embed-dim", "N", "embedding width (overrides the preset)", "",
         i32(a.d_model, 1, 8192, "--d-model"));
   t.add("--layers,--num-layers", "N", "transformer blocks", "", i32(a.layers, 1, 256, "--layers"));
   t.add("--heads,--num-heads", "N", "attention heads", "", i32(a.heads, 1, 1024, "--heads"));
-  t.add("--context,--seq-len", "N", "tokens per sequence (and the model's context)",
-        "the preset's", i32(a.context, 1, 65536, "--context"));
+  t.add("--context,--seq-len", "N", "tokens per sequence (and the model's context)", "the preset's",
+        i32(a.context, 1, 65536, "--context"));
   t.section("Training");
   t.add("--steps", "N", "optimizer steps", "2000", [&](auto& v) {
     r.steps = to_int("--steps", v, 1, int64_t(1) << 40);
@@ -104,7 +107,8 @@ OptionTable train_options(TrainArgs& a) {
     r.optim.min_lr = to_double("--min-lr", v);
     a.min_lr_set = true;
   });
-  t.add("--warmup", "N", "linear warm-up steps", "100", i64(r.optim.warmup, 0, int64_t(1) << 40, "--warmup"));
+  t.add("--warmup", "N", "linear warm-up steps", "100",
+        i64(r.optim.warmup, 0, int64_t(1) << 40, "--warmup"));
   t.add("--weight-decay", "X", "AdamW decoupled weight decay (2-D weights)", "0.1",
         f64(r.optim.weight_decay, "--weight-decay"));
   t.add("--clip", "X", "global gradient-norm clip (0 = off)", "1.0", f64(r.optim.clip, "--clip"));
@@ -130,10 +134,14 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--log-every", "N", "progress lines every N steps when not on a terminal", "steps/20",
         i32(a.session.log_every, 0, INT32_MAX, "--log-every"));
   t.add("--progress", "MODE", "auto, line (update in place) or plain", "auto", [&](auto& v) {
-    if (v == "auto") a.session.progress = -1;
-    else if (v == "line") a.session.progress = 1;
-    else if (v == "plain") a.session.progress = 0;
-    else throw UsageError("option --progress expects auto, line or plain, got '" + v + "'");
+    if (v == "auto")
+      a.session.progress = -1;
+    else if (v == "line")
+      a.session.progress = 1;
+    else if (v == "plain")
+      a.session.progress = 0;
+    else
+      throw UsageError("option --progress expects auto, line or plain, got '" + v + "'");
   });
   t.add("--sample-tokens", "N", "tokens generated at the end (0 = none)", "200",
         i32(a.session.sample_tokens, 0, 1 << 20, "--sample-tokens"));
@@ -155,8 +163,9 @@ OptionTable train_options(TrainArgs& a) {
         [&](auto& v) { a.tree.faults.injections.push_back(parse_injection(v)); });
   t.add("--chaos", "P", "each sphere crashes with probability P in each step", "0",
         f64(a.tree.faults.chaos_p, "--chaos"));
-  t.add("--chaos-seed", "N", "seed of the chaos draws", "1",
-        [&](auto& v) { a.tree.faults.chaos_seed = uint64_t(to_int("--chaos-seed", v, 0, INT64_MAX)); });
+  t.add("--chaos-seed", "N", "seed of the chaos draws", "1", [&](auto& v) {
+    a.tree.faults.chaos_seed = uint64_t(to_int("--chaos-seed", v, 0, INT64_MAX));
+  });
   t.add("--max-restarts", "R", "restarts a sphere allows its children within --restart-window",
         "10", i32(a.tree.policy.max_restarts, 0, INT32_MAX, "--max-restarts"));
   t.add("--restart-window", "SECONDS", "window of --max-restarts", "10",
@@ -218,7 +227,8 @@ int cmd_train(const std::vector<std::string>& args) {
   r.batch.validate(r.model);
   validate(a.session.sampling);
   if (!(a.val_fraction >= 0 && a.val_fraction <= 0.5))
-    throw UsageError(fmt::format("option --val-fraction must be in [0, 0.5], got {}", a.val_fraction));
+    throw UsageError(
+        fmt::format("option --val-fraction must be in [0, 0.5], got {}", a.val_fraction));
   if (a.tree.faults.chaos_p < 0 || a.tree.faults.chaos_p >= 1)
     throw UsageError("option --chaos must be in [0, 1)");
 
@@ -242,8 +252,8 @@ int cmd_train(const std::vector<std::string>& args) {
   const Corpus corpus = load_corpus(corpus_path, tok, a.val_fraction, size_t(r.batch.context) + 1);
   if (a.epochs > 0) {
     if (a.steps_set) throw UsageError("give either --steps or --epochs, not both");
-    r.steps = std::max<int64_t>(
-        1, int64_t(std::ceil(a.epochs * double(corpus.train.size()) / double(r.batch.tokens_per_step()))));
+    r.steps = std::max<int64_t>(1, int64_t(std::ceil(a.epochs * double(corpus.train.size()) /
+                                                     double(r.batch.tokens_per_step()))));
   } else if (a.epochs < 0) {
     throw UsageError("option --epochs must be positive");
   }
@@ -253,11 +263,11 @@ int cmd_train(const std::vector<std::string>& args) {
 
   std::cout << fmt::format(
       "cllm train: {} ({} params) | corpus {} ({} files, {} binary skipped): {} train / {} val "
-      "tokens | batch {}x{} in {} shards | {} steps | sync {} | {} spheres, fan-out {}, {} threads\n",
+      "tokens | batch {}x{} in {} shards | {} steps | sync {} | {} spheres, fan-out {}, {} "
+      "threads\n",
       r.model.describe(), ParamLayout(r.model).num_parameters(), corpus_path, corpus.files.size(),
-      corpus.files_skipped, corpus.train.size(), corpus.val.size(), r.batch.batch,
-      r.batch.context, r.batch.shards(), r.steps, a.sync, a.tree.spheres, a.tree.fanout,
-      a.tree.threads);
+      corpus.files_skipped, corpus.train.size(), corpus.val.size(), r.batch.batch, r.batch.context,
+      r.batch.shards(), r.steps, a.sync, a.tree.spheres, a.tree.fanout, a.tree.threads);
   std::cout.flush();
 
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
@@ -272,10 +282,10 @@ int cmd_train(const std::vector<std::string>& args) {
   ActorCheckpointSink writer;
   const SessionResult res = run_session(r, corpus, tok, *backend, a.session, std::cout, &writer);
   backend.reset();
-  std::cout << fmt::format("steps {} | final loss {:.4f} | val loss {} | {:.0f} tokens/s (median) | run folder {}\n",
-                           res.steps_done, res.final_loss,
-                           res.val_loss >= 0 ? fmt::format("{:.4f}", res.val_loss) : "-",
-                           res.tokens_per_s, a.session.run_dir);
+  std::cout << fmt::format(
+      "steps {} | final loss {:.4f} | val loss {} | {:.0f} tokens/s (median) | run folder {}\n",
+      res.steps_done, res.final_loss, res.val_loss >= 0 ? fmt::format("{:.4f}", res.val_loss) : "-",
+      res.tokens_per_s, a.session.run_dir);
   if (!res.stop_reason.empty()) std::cerr << "cllm: " << res.stop_reason << "\n";
   std::cout << "weights sha256 " << res.weights_sha256 << std::endl;
   return res.exit_code;

@@ -91,15 +91,15 @@ void OptionTable::load_config(const std::string& path) {
     const std::string key = "--" + trim(line.substr(0, eq));
     const Opt* o = find(key);
     if (!o || key == "--config")
-      throw UsageError(
-          fmt::format("config file '{}' line {}: unknown option '{}'", path, lineno, key.substr(2)));
+      throw UsageError(fmt::format("config file '{}' line {}: unknown option '{}'", path, lineno,
+                                   key.substr(2)));
     std::string value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
     if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
         value.back() == value.front())
       value = value.substr(1, value.size() - 2);
     if (eq == std::string::npos && !o->arg.empty())
-      throw UsageError(fmt::format("config file '{}' line {}: '{}' needs a value", path, lineno,
-                                   key.substr(2)));
+      throw UsageError(
+          fmt::format("config file '{}' line {}: '{}' needs a value", path, lineno, key.substr(2)));
     apply(*o, key, value);
   }
 }

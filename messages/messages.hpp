@@ -22,8 +22,8 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 
 // Control data that travels with a step's work.
 struct StepCtl {
-  int32_t delivery = 0;      // 0 = first delivery; > 0 = resent after a failure (no injections)
-  int64_t deadline_ms = 0;   // base deadline D; a parent at level l waits D * (levels - 1 - l)
+  int32_t delivery = 0;     // 0 = first delivery; > 0 = resent after a failure (no injections)
+  int64_t deadline_ms = 0;  // base deadline D; a parent at level l waits D * (levels - 1 - l)
 };
 
 // Fault counters of a subtree during one step; they travel up with the partial sum so that

@@ -24,9 +24,13 @@ struct AlignedAllocator {
   }
   void deallocate(T* p, std::size_t) noexcept { std::free(p); }
   template <class U>
-  bool operator==(const AlignedAllocator<U>&) const noexcept { return true; }
+  bool operator==(const AlignedAllocator<U>&) const noexcept {
+    return true;
+  }
   template <class U>
-  bool operator!=(const AlignedAllocator<U>&) const noexcept { return false; }
+  bool operator!=(const AlignedAllocator<U>&) const noexcept {
+    return false;
+  }
 };
 
 template <class T>

@@ -5,7 +5,8 @@
 namespace cllm {
 
 void ModelConfig::validate() const {
-  if (vocab < 2 || vocab > 1 << 20) throw ConfigError(fmt::format("vocab {} out of range [2, 2^20]", vocab));
+  if (vocab < 2 || vocab > 1 << 20)
+    throw ConfigError(fmt::format("vocab {} out of range [2, 2^20]", vocab));
   if (d_model < 1) throw ConfigError(fmt::format("d_model must be positive (got {})", d_model));
   if (n_layers < 1) throw ConfigError(fmt::format("layers must be positive (got {})", n_layers));
   if (n_heads < 1) throw ConfigError(fmt::format("heads must be positive (got {})", n_heads));
@@ -36,7 +37,8 @@ ModelConfig model_preset(const std::string& name) {
 }
 
 void OptimConfig::validate() const {
-  if (!(lr > 0) || lr > 10) throw ConfigError(fmt::format("learning rate {} out of range (0, 10]", lr));
+  if (!(lr > 0) || lr > 10)
+    throw ConfigError(fmt::format("learning rate {} out of range (0, 10]", lr));
   if (min_lr < 0 || min_lr > lr)
     throw ConfigError(fmt::format("min-lr {} must be in [0, lr={}]", min_lr, lr));
   if (warmup < 0) throw ConfigError(fmt::format("warmup must be >= 0 (got {})", warmup));
@@ -49,9 +51,11 @@ void OptimConfig::validate() const {
 
 void BatchConfig::validate(const ModelConfig& m) const {
   if (batch < 1) throw ConfigError(fmt::format("batch must be >= 1 (got {})", batch));
-  if (micro_batch < 1) throw ConfigError(fmt::format("micro-batch must be >= 1 (got {})", micro_batch));
+  if (micro_batch < 1)
+    throw ConfigError(fmt::format("micro-batch must be >= 1 (got {})", micro_batch));
   if (batch % micro_batch != 0)
-    throw ConfigError(fmt::format("batch {} is not divisible by micro-batch {}", batch, micro_batch));
+    throw ConfigError(
+        fmt::format("batch {} is not divisible by micro-batch {}", batch, micro_batch));
   if (context < 1) throw ConfigError(fmt::format("context must be >= 1 (got {})", context));
   if (context > m.context)
     throw ConfigError(fmt::format("context {} exceeds the model's context {}", context, m.context));

@@ -33,10 +33,10 @@ struct ModelConfig {
 ModelConfig model_preset(const std::string& name);
 
 struct OptimConfig {
-  double lr = 3e-4;           // peak learning rate
-  double min_lr = 3e-5;       // floor of the cosine decay
-  int64_t warmup = 0;         // linear warm-up steps
-  int64_t total_steps = 1;    // schedule length (cosine reaches min_lr here)
+  double lr = 3e-4;         // peak learning rate
+  double min_lr = 3e-5;     // floor of the cosine decay
+  int64_t warmup = 0;       // linear warm-up steps
+  int64_t total_steps = 1;  // schedule length (cosine reaches min_lr here)
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;

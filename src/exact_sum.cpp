@@ -62,8 +62,10 @@ void ExactGrad::add_shard(const ParamLayout& layout, const float* grad,
     nonfinite = true;
   } else {
     const double lf = std::ldexp(loss, kLossFracBits);
-    if (std::fabs(lf) >= 0x1p62) overflow = true;  // never for realistic losses; refuse loudly
-    else loss_fixed = int64_t(uint64_t(loss_fixed) + uint64_t(std::llround(lf)));
+    if (std::fabs(lf) >= 0x1p62)
+      overflow = true;  // never for realistic losses; refuse loudly
+    else
+      loss_fixed = int64_t(uint64_t(loss_fixed) + uint64_t(std::llround(lf)));
   }
   tokens += ntok;
   shards += 1;
@@ -90,8 +92,8 @@ void ExactGrad::merge(const ExactGrad& o) {
 
 // acc[i] += round_to_nearest_even(clamp(g[i] * s, -lim, lim)); mx = max |g|; bad = any non-finite.
 // Both versions compute exactly the same integers; the AVX-512 one is ~2x faster.
-void detail::fold_tensor(const float* __restrict g, int64_t* __restrict acc, size_t n, float s, float lim,
-                 float& mx, bool& bad) {
+void detail::fold_tensor(const float* __restrict g, int64_t* __restrict acc, size_t n, float s,
+                         float lim, float& mx, bool& bad) {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
   const __m512 vs = _mm512_set1_ps(s), vlim = _mm512_set1_ps(lim), vnlim = _mm512_set1_ps(-lim);
   const __m512 fmax = _mm512_set1_ps(3.4028234e38f);
@@ -125,8 +127,10 @@ void detail::fold_tensor_portable(const float* __restrict g, int64_t* __restrict
                                   float s, float lim, float& mx, bool& bad) {
   for (size_t k = 0; k < n; ++k) {
     const float a = std::fabs(g[k]);
-    if (!(a <= 3.4028234e38f)) bad = true;
-    else mx = std::max(mx, a);
+    if (!(a <= 3.4028234e38f))
+      bad = true;
+    else
+      mx = std::max(mx, a);
   }
   for (size_t i = 0; i < n; ++i) {
     float x = g[i] * s;
@@ -135,7 +139,9 @@ void detail::fold_tensor_portable(const float* __restrict g, int64_t* __restrict
     acc[i] = int64_t(uint64_t(acc[i]) + uint64_t(int64_t(std::nearbyint(x))));
   }
 }
-double ExactGrad::loss_sum() const { return std::ldexp(double(loss_fixed), -kLossFracBits); }
+double ExactGrad::loss_sum() const {
+  return std::ldexp(double(loss_fixed), -kLossFracBits);
+}
 
 std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vector<float>& max_abs,
                                       int step_shards) {

@@ -17,13 +17,13 @@
 namespace cllm {
 
 struct ExactGrad {
-  std::vector<int64_t> sum;     // layout.total() fixed-point sums (two's complement, wrapping)
-  std::vector<float> max_abs;   // per tensor: max |g| over every folded shard
-  int64_t loss_fixed = 0;       // sum of shard losses * 2^kLossFracBits
-  int64_t tokens = 0;           // tokens behind the loss and gradient
-  int32_t shards = 0;           // shards folded in
-  bool overflow = false;        // some value did not fit the grid: redo the step
-  bool nonfinite = false;       // a NaN/Inf gradient or loss was seen
+  std::vector<int64_t> sum;    // layout.total() fixed-point sums (two's complement, wrapping)
+  std::vector<float> max_abs;  // per tensor: max |g| over every folded shard
+  int64_t loss_fixed = 0;      // sum of shard losses * 2^kLossFracBits
+  int64_t tokens = 0;          // tokens behind the loss and gradient
+  int32_t shards = 0;          // shards folded in
+  bool overflow = false;       // some value did not fit the grid: redo the step
+  bool nonfinite = false;      // a NaN/Inf gradient or loss was seen
 
   static constexpr int kLossFracBits = 32;
 

@@ -19,9 +19,12 @@ Injection parse_injection(const std::string& text) {
   const auto colon = text.find(':');
   if (colon == std::string::npos) throw bad("missing ':'");
   const std::string kind = text.substr(0, colon);
-  if (kind == "crash") inj.kind = Injection::crash;
-  else if (kind == "hang") inj.kind = Injection::hang;
-  else throw bad("unknown kind '" + kind + "'");
+  if (kind == "crash")
+    inj.kind = Injection::crash;
+  else if (kind == "hang")
+    inj.kind = Injection::hang;
+  else
+    throw bad("unknown kind '" + kind + "'");
   bool have_sphere = false, have_step = false;
   size_t pos = colon + 1;
   while (pos <= text.size()) {
@@ -34,9 +37,12 @@ Injection parse_injection(const std::string& text) {
     char* rest = nullptr;
     const long long v = std::strtoll(val.c_str(), &rest, 10);
     if (val.empty() || *rest != '\0' || v < 0) throw bad("'" + val + "' is not a number >= 0");
-    if (key == "sphere") inj.sphere = int(v), have_sphere = true;
-    else if (key == "step") inj.step = v, have_step = true;
-    else throw bad("unknown key '" + key + "'");
+    if (key == "sphere")
+      inj.sphere = int(v), have_sphere = true;
+    else if (key == "step")
+      inj.step = v, have_step = true;
+    else
+      throw bad("unknown key '" + key + "'");
     pos = end + 1;
   }
   if (!have_sphere || !have_step) throw bad("both sphere= and step= are required");
@@ -47,9 +53,8 @@ FaultPlan::Action FaultPlan::action(int id, int64_t step, int32_t attempt, int32
   if (attempt == 0 && delivery == 0)
     for (const auto& i : injections)
       if (i.sphere == id && i.step == step) return i.kind == Injection::crash ? do_crash : do_hang;
-  if (chaos_p > 0 &&
-      uniform01(hash_words(chaos_seed, uint64_t(id), uint64_t(step), uint64_t(attempt),
-                           uint64_t(delivery))) < chaos_p)
+  if (chaos_p > 0 && uniform01(hash_words(chaos_seed, uint64_t(id), uint64_t(step),
+                                          uint64_t(attempt), uint64_t(delivery))) < chaos_p)
     return do_crash;
   return none;
 }

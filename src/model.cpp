@@ -149,11 +149,11 @@ struct Model<Scalar>::Impl {
       MapM fact = m(a.fc_act, 4 * d, N), fpre = m(a.fc_pre, 4 * d, N);
       MapM dh = m(d4, 4 * d, N), dq = m(dqkv, 3 * d, N), da = m(datt, d, N);
       // MLP: g is dLoss/d(x_out); the residual passes it through unchanged.
-      Ops::linear_backward(w(P, o.fc2_w, d, 4 * d), fact, g, gw(o.fc2_w, d, 4 * d),
-                           gv(o.fc2_b, d), dh);
+      Ops::linear_backward(w(P, o.fc2_w, d, 4 * d), fact, g, gw(o.fc2_w, d, 4 * d), gv(o.fc2_b, d),
+                           dh);
       Ops::gelu_backward(fpre, dh);
-      Ops::linear_backward(w(P, o.fc_w, 4 * d, d), ln2, dh, gw(o.fc_w, 4 * d, d),
-                           gv(o.fc_b, 4 * d), tmp);
+      Ops::linear_backward(w(P, o.fc_w, 4 * d, d), ln2, dh, gw(o.fc_w, 4 * d, d), gv(o.fc_b, 4 * d),
+                           tmp);
       Ops::layernorm_backward(xm, CMapV(P + o.ln2_w, d), a.mean2.data(), a.rstd2.data(), tmp,
                               gv(o.ln2_w, d), gv(o.ln2_b, d), g, true);
       // Attention.

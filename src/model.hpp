@@ -58,8 +58,8 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
-  void reset();                // forget the cache
-  int position() const;        // tokens consumed so far (< config().context)
+  void reset();          // forget the cache
+  int position() const;  // tokens consumed so far (< config().context)
   // Consumes `token` at position(); returns the vocab logits for the next token.
   const Scalar* step(const Scalar* params, int32_t token);
 

@@ -84,9 +84,9 @@ struct NnOps {
   static void gelu_backward(const X& x, D d) {
     const auto a = x.array();
     const auto t = (kGeluC * (a + kGeluA * a.cube())).tanh();
-    d.array() *= Scalar(0.5) * (Scalar(1) + t) +
-                 Scalar(0.5) * a * (Scalar(1) - t.square()) * kGeluC *
-                     (Scalar(1) + Scalar(3) * kGeluA * a.square());
+    d.array() *= Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * a * (Scalar(1) - t.square()) *
+                                                     kGeluC *
+                                                     (Scalar(1) + Scalar(3) * kGeluA * a.square());
   }
 
   // Column i holds the scores of query i against keys j; keys j > i are masked (future).

@@ -9,7 +9,9 @@ namespace cllm {
 
 namespace {
 constexpr size_t kAlign = 16;  // floats: every tensor starts on a 64-byte boundary
-size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+size_t round_up(size_t n) {
+  return (n + kAlign - 1) / kAlign * kAlign;
+}
 }  // namespace
 
 size_t ParamLayout::add(const std::string& name, std::vector<int64_t> shape, bool decay) {
@@ -66,7 +68,8 @@ void init_parameters(const ParamLayout& layout, uint64_t seed, Scalar* params) {
     const auto& t = layout.tensors()[ti];
     const auto ends_with = [&](const char* s) {
       std::string suf(s);
-      return t.name.size() >= suf.size() && t.name.compare(t.name.size() - suf.size(), suf.size(), suf) == 0;
+      return t.name.size() >= suf.size() &&
+             t.name.compare(t.name.size() - suf.size(), suf.size(), suf) == 0;
     };
     Scalar* p = params + t.offset;
     if (t.name.find("ln_") != std::string::npos) {

@@ -15,14 +15,18 @@ inline uint64_t mix64(uint64_t x) {
 }
 
 // Hash of a tuple of integers (order matters).
-inline uint64_t hash_words(uint64_t a) { return mix64(a); }
+inline uint64_t hash_words(uint64_t a) {
+  return mix64(a);
+}
 template <class... Rest>
 inline uint64_t hash_words(uint64_t a, uint64_t b, Rest... rest) {
   return hash_words(mix64(a) ^ (b + 0x632be59bd9b4e019ULL), static_cast<uint64_t>(rest)...);
 }
 
 // Uniform double in [0, 1) with 53 random bits.
-inline double uniform01(uint64_t bits) { return double(bits >> 11) * 0x1.0p-53; }
+inline double uniform01(uint64_t bits) {
+  return double(bits >> 11) * 0x1.0p-53;
+}
 
 // Standard normal for (key, counter), Box-Muller on two derived words.
 inline double normal_at(uint64_t key, uint64_t counter) {

@@ -103,8 +103,8 @@ void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path&
         list += fmt::format("{}{} {} (checkpoint) vs {} (now)", list.empty() ? "" : ", ", k,
                             a[k].dump(), b[k].dump());
       throw CheckpointError(fmt::format(
-          "--resume: checkpoint '{}' was made with other settings: {}; pass the same settings",
-          *it, list));
+          "--resume: checkpoint '{}' was made with other settings: {}; pass the same settings", *it,
+          list));
     }
     const ParamLayout& L = state.layout();
     if (ck.weights.size() != L.total())
@@ -148,8 +148,8 @@ void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, i
   }
 }
 
-void SyncCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot,
-                                const std::string& path, int keep) {
+void SyncCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
+                                int keep) {
   try {
     write_checkpoint_and_prune(*snapshot, path, keep);
   } catch (const std::exception& e) {
@@ -157,10 +157,16 @@ void SyncCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot,
   }
 }
 
-std::vector<std::string> SyncCheckpointSink::flush() { return std::exchange(errors_, {}); }
+std::vector<std::string> SyncCheckpointSink::flush() {
+  return std::exchange(errors_, {});
+}
 
-void request_stop() { g_stop.store(true); }
-bool stop_requested() { return g_stop.load(); }
+void request_stop() {
+  g_stop.store(true);
+}
+bool stop_requested() {
+  return g_stop.load();
+}
 
 double peak_rss_mb() {
   rusage ru{};
@@ -197,9 +203,9 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       opt.log_every > 0 ? opt.log_every : std::max<int64_t>(1, cfg.steps / 20);
   std::unique_ptr<Evaluator> evaluator;
   if (corpus.val.size() > size_t(cfg.batch.context))
-    evaluator = std::make_unique<Evaluator>(cfg.model, corpus.val, cfg.batch.context,
-                                            opt.eval_windows, cfg.batch.micro_batch,
-                                            tok.bytes_per_token_hint());
+    evaluator =
+        std::make_unique<Evaluator>(cfg.model, corpus.val, cfg.batch.context, opt.eval_windows,
+                                    cfg.batch.micro_batch, tok.bytes_per_token_hint());
 
   std::vector<double> step_ms, tok_s;
   double last_val = -1, last_bpb = -1;
@@ -210,7 +216,8 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
 
   while (state.step() < cfg.steps) {
     if (stop_requested()) {
-      res.stop_reason = fmt::format("interrupted after step {}; resume with --resume", state.step());
+      res.stop_reason =
+          fmt::format("interrupted after step {}; resume with --resume", state.step());
       res.exit_code = 130;
       break;
     }
@@ -244,13 +251,14 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
     step_ms.push_back(ms);
     tok_s.push_back(tps);
     const int64_t done = state.step();
-    nlohmann::json row = {{"step", done},       {"loss", o.loss}, {"lr", o.lr},
-                          {"grad_norm", o.grad_norm}, {"tokens_per_s", tps}, {"step_ms", ms}};
+    nlohmann::json row = {{"step", done},        {"loss", o.loss},
+                          {"lr", o.lr},          {"grad_norm", o.grad_norm},
+                          {"tokens_per_s", tps}, {"step_ms", ms}};
     const StepTiming tm = backend.last_timing();
     row["compute_ms"] = tm.compute_ms;
     row["reduce_ms"] = tm.reduce_ms + tm.fold_ms;
-    const bool eval_now = evaluator && ((opt.eval_every > 0 && done % opt.eval_every == 0) ||
-                                        done == cfg.steps);
+    const bool eval_now =
+        evaluator && ((opt.eval_every > 0 && done % opt.eval_every == 0) || done == cfg.steps);
     if (eval_now) {
       const EvalResult ev = evaluator->run(state.weights()->data());
       last_val = ev.loss, last_bpb = ev.bits_per_byte;
@@ -265,10 +273,10 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
 
     const double elapsed = now_s() - t_start;
     const double eta = elapsed / double(done - first_step) * double(cfg.steps - done);
-    const std::string line = fmt::format(
-        "step {}/{} | loss {:.4f} | val {} | {:.0f} tok/s | ETA {}", done, cfg.steps, o.loss,
-        last_val >= 0 ? fmt::format("{:.4f}", last_val) : std::string("-"), tps,
-        format_duration(eta));
+    const std::string line =
+        fmt::format("step {}/{} | loss {:.4f} | val {} | {:.0f} tok/s | ETA {}", done, cfg.steps,
+                    o.loss, last_val >= 0 ? fmt::format("{:.4f}", last_val) : std::string("-"), tps,
+                    format_duration(eta));
     if (tty) {
       out << "\r" << line << "\033[K" << std::flush;
     } else if (done % log_every == 0 || done == cfg.steps || done == first_step + 1) {
@@ -301,29 +309,30 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   res.tokens_per_s = median(tps_w);
 
   write_json(dir / "spheres.json", backend.worker_stats());
-  nlohmann::json summary = {{"steps", res.steps_done},
-                            {"backend", backend.name()},
-                            {"spheres", backend.workers()},
-                            {"tokens_per_s", res.tokens_per_s},
-                            {"step_ms_median", res.step_ms_median},
-                            {"step_ms_p95", percentile(ms_w, 0.95)},
-                            {"peak_rss_mb", peak_rss_mb()},
-                            {"final_loss", res.final_loss},
-                            {"val_loss", last_val >= 0 ? nlohmann::json(last_val) : nlohmann::json()},
-                            {"val_bpb", last_bpb >= 0 ? nlohmann::json(last_bpb) : nlohmann::json()},
-                            {"weights_sha256", res.weights_sha256},
-                            {"redo_steps", redo_steps},
-                            {"wall_s", now_s() - t_start},
-                            {"checkpoint", ck_path},
-                            {"stop_reason", res.stop_reason}};
+  nlohmann::json summary = {
+      {"steps", res.steps_done},
+      {"backend", backend.name()},
+      {"spheres", backend.workers()},
+      {"tokens_per_s", res.tokens_per_s},
+      {"step_ms_median", res.step_ms_median},
+      {"step_ms_p95", percentile(ms_w, 0.95)},
+      {"peak_rss_mb", peak_rss_mb()},
+      {"final_loss", res.final_loss},
+      {"val_loss", last_val >= 0 ? nlohmann::json(last_val) : nlohmann::json()},
+      {"val_bpb", last_bpb >= 0 ? nlohmann::json(last_bpb) : nlohmann::json()},
+      {"weights_sha256", res.weights_sha256},
+      {"redo_steps", redo_steps},
+      {"wall_s", now_s() - t_start},
+      {"checkpoint", ck_path},
+      {"stop_reason", res.stop_reason}};
   const nlohmann::json faults = backend.fault_counters();
   for (auto it = faults.begin(); it != faults.end(); ++it) summary[it.key()] = it.value();
   write_json(dir / "summary.json", summary);
 
   if (opt.sample_tokens > 0 && res.exit_code == 0) {
     const auto prompt = tok.encode(opt.sample_prompt);
-    const auto gen = generate(cfg.model, state.weights()->data(), prompt, opt.sample_tokens,
-                              opt.sampling);
+    const auto gen =
+        generate(cfg.model, state.weights()->data(), prompt, opt.sample_tokens, opt.sampling);
     const std::string text = opt.sample_prompt + tok.decode(gen);
     std::ofstream(dir / "sample.txt") << text << "\n";
     out << "--- sample (" << opt.sample_tokens << " tokens, temperature "

@@ -8,7 +8,8 @@ namespace cllm {
 
 Topology::Topology(int spheres, int fanout) : fanout_(fanout) {
   if (spheres < 1) throw ConfigError(fmt::format("spheres must be >= 1 (got {})", spheres));
-  if (spheres > 1'000'000) throw ConfigError(fmt::format("spheres {} is more than 1,000,000", spheres));
+  if (spheres > 1'000'000)
+    throw ConfigError(fmt::format("spheres {} is more than 1,000,000", spheres));
   if (fanout < 1) throw ConfigError(fmt::format("fan-out must be >= 1 (got {})", fanout));
   nodes_.resize(size_t(spheres));
   for (int i = 0; i < spheres; ++i) {

@@ -71,12 +71,13 @@ std::vector<std::string> RunConfig::differences(const RunConfig& o) const {
   std::vector<std::string> out;
   const auto a = to_json(), b = o.to_json();
   for (auto it = a.begin(); it != a.end(); ++it)
-    if (b.value(it.key(), nlohmann::json()) != it.value())
-      out.push_back(it.key());
+    if (b.value(it.key(), nlohmann::json()) != it.value()) out.push_back(it.key());
   return out;
 }
 
-uint64_t sampler_seed(uint64_t run_seed) { return hash_words(run_seed, 0xda7a5eedULL); }
+uint64_t sampler_seed(uint64_t run_seed) {
+  return hash_words(run_seed, 0xda7a5eedULL);
+}
 
 ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
     : cfg_(cfg),

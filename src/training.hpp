@@ -39,9 +39,9 @@ struct RunConfig {
 // What the root sends down for one step: which step, and the exact-sum grid to use.
 struct StepWork {
   int64_t step = 0;
-  int32_t attempt = 0;            // > 0 when the step is redone with wider exponents
-  int32_t shards = 0;             // shards in the whole step
-  std::vector<int32_t> exps;      // exact-sum exponent per tensor
+  int32_t attempt = 0;        // > 0 when the step is redone with wider exponents
+  int32_t shards = 0;         // shards in the whole step
+  std::vector<int32_t> exps;  // exact-sum exponent per tensor
 };
 
 // One worker's reusable state: model workspace and gradient buffer. Not thread-safe; one per

@@ -72,7 +72,8 @@ TEST_CASE("crashes of chosen spheres leave the result unchanged", "[faults]") {
       {"the root sphere", {{Injection::crash, 0, 2}}},
       {"an inner sphere with children", {{Injection::crash, 1, 1}}},
       {"a leaf", {{Injection::crash, 14, 0}}},
-      {"several at once", {{Injection::crash, 1, 1}, {Injection::crash, 15, 2}, {Injection::crash, 2, 3}}},
+      {"several at once",
+       {{Injection::crash, 1, 1}, {Injection::crash, 15, 2}, {Injection::crash, 2, 3}}},
   };
   for (const auto& c : cases) {
     INFO(c.what);
@@ -131,8 +132,7 @@ TEST_CASE("past the root's restart limit the tree gives up cleanly", "[faults]")
   REQUIRE_THAT(r.failure, Catch::Contains("gave up"));
 }
 
-TEST_CASE("a sphere past its restart intensity makes its parent restart the subtree",
-          "[faults]") {
+TEST_CASE("a sphere past its restart intensity makes its parent restart the subtree", "[faults]") {
   const auto tokens = toy_corpus(4000);
   const RunConfig cfg = tiny_run(6);
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
@@ -140,7 +140,8 @@ TEST_CASE("a sphere past its restart intensity makes its parent restart the subt
   TreeOptions o = tree_opts(13, 3);
   // Sphere 1's children 4, 5 and 6 crash in the same step: with a budget of 2 restarts sphere 1
   // gives up and the root sphere restarts its whole subtree.
-  o.faults.injections = {{Injection::crash, 4, 2}, {Injection::crash, 5, 2}, {Injection::crash, 6, 2}};
+  o.faults.injections = {
+      {Injection::crash, 4, 2}, {Injection::crash, 5, 2}, {Injection::crash, 6, 2}};
   o.policy.max_restarts = 2;
   const Run r = train(cfg, sampler, o);
   REQUIRE(r.failure.empty());

@@ -113,8 +113,7 @@ TEST_CASE("exact sum is as accurate as a double sum rounded to float", "[exact]"
   REQUIRE(worse_than_fp32 == 0);
 }
 
-TEST_CASE("a value that does not fit the grid is reported as overflow, never wrapped",
-          "[exact]") {
+TEST_CASE("a value that does not fit the grid is reported as overflow, never wrapped", "[exact]") {
   ParamLayout L(micro_cfg());
   AlignedVector<float> g(L.total(), 0.f);
   g[L.tensors()[0].offset] = 1.0f;
@@ -154,7 +153,8 @@ TEST_CASE("the vectorised fold gives exactly the portable fold's integers", "[ex
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> mant(-1.f, 1.f);
   std::uniform_int_distribution<int> ex(-40, 12);
-  for (size_t n : {size_t(0), size_t(1), size_t(15), size_t(16), size_t(17), size_t(1000), size_t(4099)}) {
+  for (size_t n :
+       {size_t(0), size_t(1), size_t(15), size_t(16), size_t(17), size_t(1000), size_t(4099)}) {
     AlignedVector<float> g(n);
     for (auto& x : g) x = std::ldexp(mant(rng), ex(rng));
     if (n > 20) g[7] = 0x1p40f, g[9] = -0x1p40f;  // beyond the limit: clamped
