@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <fmt/format.h>
+
 namespace cllm {
 
 namespace {
@@ -121,13 +123,22 @@ bool restart_child(sphere_actor* self, size_t slot, bool deadline, bool gave_up)
   while (!st.restart_times.empty() && now - st.restart_times.front() > window)
     st.restart_times.pop_front();
   if (int(st.restart_times.size()) > restart_budget(st)) {
-    // Answer the pending step (a dead actor's promises are never answered in CAF 0.17).
-    if (st.active)
-      st.rp.deliver(caf::make_error(caf::sec::runtime_error,
-                                    "sphere " + std::to_string(st.id) + " gave up: more than " +
-                                        std::to_string(restart_budget(st)) +
-                                        " restarts of its children within " +
-                                        std::to_string(restart_window(st)) + " s"));
+    // Answer the pending step (a dead actor's promises are never answered in CAF 0.17). The
+    // error carries this step's fault counters so far, so that they are not lost.
+    if (st.active) {
+      const std::string why =
+          st.id == kSupervisorId
+              ? fmt::format(
+                    "sphere 0 failed more than {} times within {:g} s (the root's restart "
+                    "budget, --root-max-restarts/--root-restart-window)",
+                    restart_budget(st), restart_window(st))
+              : fmt::format(
+                    "sphere {} gave up: more than {} restarts of its children within {:g} s", st.id,
+                    restart_budget(st), restart_window(st));
+      const FaultCounts& f = st.acc.faults;
+      st.rp.deliver(caf::make_error(caf::sec::runtime_error, why, f.restarts + 1, f.deadline_kills,
+                                    f.subtree_restarts));
+    }
     self->quit(kGaveUp);
     return false;
   }

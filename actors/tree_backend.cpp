@@ -73,13 +73,24 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
         std::chrono::milliseconds(ctl.deadline_ms * (setup_->topology.levels() + 2) * 4);
     self->request(root_, timeout, step_atom::value, work, weights, ctl)
         .receive([&](Partial& p) { result = std::move(p); },
-                 [&](caf::error& e) { failure = sys_->render(e); });
+                 [&](caf::error& e) {
+                   // A give-up carries (text, restarts, deadline kills, subtree restarts).
+                   const caf::message& ctx = e.context();
+                   if (ctx.match_elements<std::string, int64_t, int64_t, int64_t>()) {
+                     failure = ctx.get_as<std::string>(0);
+                     faults_.restarts += ctx.get_as<int64_t>(1);
+                     faults_.deadline_kills += ctx.get_as<int64_t>(2);
+                     faults_.subtree_restarts += ctx.get_as<int64_t>(3);
+                   } else {
+                     failure = sys_->render(e);
+                   }
+                 });
   }
   if (!failure.empty())
-    throw BackendFailure(fmt::format(
-        "the sphere tree gave up at step {} (restart limit of the root exceeded: more than {} "
-        "restarts of sphere 0 within {} s): {}",
-        work.step, setup_->policy.root_max_restarts, setup_->policy.root_window_s, failure));
+    throw BackendFailure(
+        fmt::format("the sphere tree gave up in step {}: {}; the state after "
+                    "step {} is kept",
+                    work.step + 1, failure, work.step));
   timing_ = result.timing;
   faults_ += result.faults;
   const double ms =
@@ -95,6 +106,17 @@ nlohmann::json TreeBackend::worker_stats() {
     caf::scoped_actor self{*sys_};
     self->request(root_, std::chrono::seconds(60), stats_atom::value)
         .receive([&](std::vector<SphereStats>& v) { stats = std::move(v); }, [&](caf::error&) {});
+  }
+  if (stats.empty()) {
+    // The tree is gone (it gave up): list the spheres with their place in the tree only.
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& n : setup_->topology.nodes())
+      arr.push_back({{"id", n.id},
+                     {"level", n.level},
+                     {"parent", n.parent},
+                     {"group", n.group},
+                     {"statistics", "lost: the tree gave up"}});
+    return arr;
   }
   std::sort(stats.begin(), stats.end(),
             [](const SphereStats& a, const SphereStats& b) { return a.id < b.id; });

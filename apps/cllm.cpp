@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -41,6 +42,17 @@ int cores() {
 std::string default_corpus() {
   if (const char* env = std::getenv("CLLM_DEFAULT_CORPUS")) return env;
   return CLLM_DEFAULT_CORPUS;
+}
+
+// runs/<date-time>, made unique with a suffix if needed.
+std::string new_run_dir() {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  std::string dir = std::string("runs/") + stamp;
+  for (int i = 2; std::filesystem::exists(dir); ++i)
+    dir = std::string("runs/") + stamp + "-" + std::to_string(i);
+  return dir;
 }
 
 volatile std::sig_atomic_t g_signals = 0;
@@ -126,7 +138,7 @@ OptionTable train_options(TrainArgs& a) {
         [&](auto&) { a.print_topology = true; });
   t.section("Output");
   t.add("--run-dir,--checkpoint-dir", "DIR", "run folder: config, metrics, checkpoints, summary",
-        "runs/latest", [&](auto& v) { a.session.run_dir = v; });
+        "a new runs/<date-time>", [&](auto& v) { a.session.run_dir = v; });
   t.add("--eval-every", "N", "steps between validation evaluations (0 = at the end only)", "200",
         i32(a.session.eval_every, 0, INT32_MAX, "--eval-every"));
   t.add("--eval-windows", "N", "validation windows per evaluation (0 = all)", "32",
@@ -159,8 +171,11 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--keep", "K", "checkpoints kept", "3", i32(a.session.keep, 1, 1 << 20, "--keep"));
   t.add("--resume", "", "continue from the newest valid checkpoint in --run-dir", "",
         [&](auto&) { a.session.resume = true; });
-  t.add("--inject", "SPEC", "crash:sphere=K,step=S or hang:sphere=K,step=S (repeatable)", "",
-        [&](auto& v) { a.tree.faults.injections.push_back(parse_injection(v)); });
+  t.add(
+      "--inject", "SPEC",
+      "crash:sphere=K,step=S or hang:sphere=K,step=S: fault of sphere K in step S (counted from 1 "
+      "as in the progress line); repeatable, each fires once",
+      "", [&](auto& v) { a.tree.faults.injections.push_back(parse_injection(v)); });
   t.add("--chaos", "P", "each sphere crashes with probability P in each step", "0",
         f64(a.tree.faults.chaos_p, "--chaos"));
   t.add("--chaos-seed", "N", "seed of the chaos draws", "1", [&](auto& v) {
@@ -211,6 +226,10 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   if (!t.positionals.empty())
     throw UsageError("unexpected argument '" + t.positionals[0] + "' (see cllm train --help)");
+  if (a.session.run_dir.empty()) {
+    if (a.session.resume) throw UsageError("--resume needs --run-dir (the run to continue)");
+    a.session.run_dir = new_run_dir();
+  }
   if (a.sync != "actors" && a.sync != "mutex" && a.sync != "barrier")
     throw UsageError("option --sync expects actors, mutex or barrier, got '" + a.sync + "'");
 
@@ -261,6 +280,8 @@ int cmd_train(const std::vector<std::string>& args) {
   if (r.optim.warmup >= r.steps) r.optim.warmup = r.steps / 10;
   r.validate();
 
+  WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
+  auto backend = make_backend(a, sampler);
   std::cout << fmt::format(
       "cllm train: {} ({} params) | corpus {} ({} files, {} binary skipped): {} train / {} val "
       "tokens | batch {}x{} in {} shards | {} steps | sync {} | {} spheres, fan-out {}, {} "
@@ -270,8 +291,6 @@ int cmd_train(const std::vector<std::string>& args) {
       r.batch.shards(), r.steps, a.sync, a.tree.spheres, a.tree.fanout, a.tree.threads);
   std::cout.flush();
 
-  WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
-  auto backend = make_backend(a, sampler);
   a.session.extra_config = {{"sync", a.sync},
                             {"spheres", a.tree.spheres},
                             {"fanout", a.tree.fanout},
@@ -280,7 +299,8 @@ int cmd_train(const std::vector<std::string>& args) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   ActorCheckpointSink writer;
-  const SessionResult res = run_session(r, corpus, tok, *backend, a.session, std::cout, &writer);
+  const SessionResult res =
+      run_session(r, corpus, tok, *backend, a.session, std::cout, std::cerr, &writer);
   backend.reset();
   std::cout << fmt::format(
       "steps {} | final loss {:.4f} | val loss {} | {:.0f} tokens/s (median) | run folder {}\n",
@@ -355,8 +375,8 @@ int main(int argc, char** argv) {
       usage(std::cout);
       return 0;
     }
-    std::cerr << "cllm: error: unknown command '" << cmd << "'\n";
-    usage(std::cerr);
+    std::cerr << "cllm: error: unknown command '" << cmd
+              << "' (commands: train, sample; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << e.what() << "\n";

@@ -48,8 +48,8 @@ python3 -c "import statistics; print('median ratio', statistics.median([$(IFS=,;
 echo "== injected faults (crash of sphere 1 at step 20, hang of sphere 1 at step 40; deadline floor 0.5 s)"
 for i in $(seq "$runs"); do
   d="$tmp/fault$i"
-  "$bin" train "${common[@]}" --run-dir "$d" --inject crash:sphere=1,step=20 \
-    --inject hang:sphere=1,step=40 --deadline-floor 0.5 >/dev/null
+  "$bin" train "${common[@]}" --run-dir "$d" --inject crash:sphere=1,step=21 \
+    --inject hang:sphere=1,step=41 --deadline-floor 0.5 >/dev/null
   m=$(median_step "$d"); c=$(step_ms "$d" 21); h=$(step_ms "$d" 41)
   python3 -c "print(f'run $i: median step {$m:.1f} ms; crash step {$c:.1f} ms (+{$c-$m:.1f}); hang step {$h:.1f} ms (+{$h-$m:.1f})')"
 done

@@ -38,8 +38,10 @@ class Backend {
   virtual StepTiming last_timing() const = 0;
   // Per-worker statistics (an array of objects) for spheres.json.
   virtual nlohmann::json worker_stats() = 0;
-  // Fault counters for the summary ({} when the backend has none).
-  virtual nlohmann::json fault_counters() { return nlohmann::json::object(); }
+  // Fault counters for the summary (zeros for a backend that cannot restart workers).
+  virtual nlohmann::json fault_counters() {
+    return {{"restarts", 0}, {"deadline_kills", 0}, {"subtree_restarts", 0}};
+  }
 };
 
 }  // namespace cllm

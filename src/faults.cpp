@@ -37,11 +37,13 @@ Injection parse_injection(const std::string& text) {
     char* rest = nullptr;
     const long long v = std::strtoll(val.c_str(), &rest, 10);
     if (val.empty() || *rest != '\0' || v < 0) throw bad("'" + val + "' is not a number >= 0");
-    if (key == "sphere")
+    if (key == "sphere") {
       inj.sphere = int(v), have_sphere = true;
-    else if (key == "step")
-      inj.step = v, have_step = true;
-    else
+    } else if (key == "step") {
+      if (v < 1) throw bad("steps count from 1");
+      inj.step = v - 1;  // the user counts steps from 1, as the progress line does
+      have_step = true;
+    } else
       throw bad("unknown key '" + key + "'");
     pos = end + 1;
   }

@@ -9,7 +9,7 @@ namespace cllm {
 struct Injection {
   enum Kind { crash, hang } kind = crash;
   int sphere = 0;
-  int64_t step = 0;
+  int64_t step = 0;  // 0-based step index (StepWork::step); the command line counts from 1
 };
 
 // Parses "crash:sphere=K,step=S" or "hang:sphere=K,step=S"; throws ConfigError naming the text.

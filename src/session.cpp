@@ -88,7 +88,9 @@ void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path&
     try {
       ck = load_checkpoint(*it);
     } catch (const CheckpointError& e) {
-      out << "cllm: " << e.what() << "; using the previous checkpoint\n";
+      out << "cllm: " << e.what()
+          << (std::next(it) != all.rend() ? "; using the previous checkpoint\n"
+                                          : "; no older checkpoint\n");
       std::error_code ec;
       fs::rename(*it, *it + ".corrupt", ec);
       continue;
@@ -116,6 +118,53 @@ void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path&
   }
   throw CheckpointError(
       fmt::format("--resume: no valid checkpoint in '{}' (all were corrupt)", ckdir.string()));
+}
+
+// A new run gets a fresh folder (one holding checkpoints of another run is refused, so that
+// nothing safe is ever pruned); a resumed run needs its checkpoints folder. Stale temporaries of
+// a killed checkpoint write are removed. Throws ConfigError / CheckpointError.
+void prepare_run_folder(const fs::path& dir, const fs::path& ckdir, bool resume) {
+  std::error_code ec;
+  if (resume) {
+    if (!fs::is_directory(ckdir, ec))
+      throw CheckpointError(fmt::format(
+          "--resume: '{}' holds no checkpoints folder; nothing to resume", dir.string()));
+  } else if (!list_checkpoints(ckdir.string()).empty()) {
+    throw ConfigError(fmt::format(
+        "run folder '{}' already holds the checkpoints of a run; continue it with --resume or "
+        "choose another --run-dir",
+        dir.string()));
+  }
+  fs::create_directories(ckdir, ec);
+  if (ec || !fs::is_directory(ckdir))
+    throw ConfigError(fmt::format("cannot create the run folder '{}': {}", ckdir.string(),
+                                  ec ? ec.message() : "not a folder"));
+  for (fs::directory_iterator it(ckdir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("ckpt-", 0) == 0 && name.find(".safetensors.tmp.") != std::string::npos) {
+      std::error_code rm;
+      fs::remove(it->path(), rm);
+    }
+  }
+}
+
+// --resume of a run that already reached its last step: report it, change nothing.
+SessionResult already_complete(const TrainState& state, const fs::path& dir, std::ostream& out) {
+  SessionResult res;
+  res.steps_done = state.step();
+  res.weights_sha256 = weights_sha256(state.layout(), state.weights()->data());
+  try {
+    std::ifstream in(dir / "summary.json");
+    const auto s = nlohmann::json::parse(in);
+    res.final_loss = s.value("final_loss", 0.0);
+    if (s.contains("val_loss") && s["val_loss"].is_number()) res.val_loss = s["val_loss"];
+    res.tokens_per_s = s.value("tokens_per_s", 0.0);
+  } catch (const std::exception&) {
+    // no summary (the run was killed after its last checkpoint): the figures stay empty
+  }
+  out << fmt::format("the run in '{}' is already complete ({} steps); nothing to do\n",
+                     dir.string(), state.step());
+  return res;
 }
 
 // metrics.jsonl keeps the rows of steps already done (a resumed run continues the file).
@@ -176,16 +225,19 @@ double peak_rss_mb() {
 
 SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Tokenizer& tok,
                           Backend& backend, const SessionOptions& opt, std::ostream& out,
-                          CheckpointSink* sink) {
+                          std::ostream& err, CheckpointSink* sink) {
   SessionResult res;
   const fs::path dir(opt.run_dir);
   const fs::path ckdir = dir / "checkpoints";
-  fs::create_directories(ckdir);
+  prepare_run_folder(dir, ckdir, opt.resume);
 
   TrainState state(cfg);
   SyncCheckpointSink sync_sink;
   if (!sink) sink = &sync_sink;
-  if (opt.resume) resume_from_newest(state, tok, ckdir, out);
+  if (opt.resume) {
+    resume_from_newest(state, tok, ckdir, err);
+    if (state.step() >= cfg.steps) return already_complete(state, dir, out);
+  }
   {
     nlohmann::json conf = cfg.to_json();
     conf["backend"] = backend.name();
@@ -241,7 +293,7 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       res.stop_reason = fmt::format(
           "step {}: the loss or gradient is not finite (NaN/Inf); the update was refused and the "
           "weights are those after step {}",
-          o.step, o.step);
+          o.step + 1, o.step);
       res.exit_code = 3;
       break;
     }
@@ -291,8 +343,8 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   res.weights_sha256 = weights_sha256(state.layout(), state.weights()->data());
   const std::string ck_path = (ckdir / checkpoint_name(uint64_t(state.step()))).string();
   sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)), ck_path, opt.keep);
-  for (const auto& err : sink->flush()) {
-    out << "cllm: checkpoint error: " << err << "\n";
+  for (const auto& e : sink->flush()) {
+    err << "cllm: checkpoint error: " << e << "\n";
     if (res.exit_code == 0) res.exit_code = 5;
   }
   if (evaluator && last_val < 0 && state.step() > 0) {

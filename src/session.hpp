@@ -18,7 +18,7 @@
 namespace cllm {
 
 struct SessionOptions {
-  std::string run_dir = "runs/latest";
+  std::string run_dir;        // required
   int eval_every = 50;        // steps between validation evaluations (0 = only at the end)
   int eval_windows = 32;      // validation windows per evaluation (0 = all)
   int log_every = 0;          // plain-output progress lines every N steps (0 = automatic)
@@ -71,10 +71,11 @@ void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, i
 void request_stop();
 bool stop_requested();
 
-// With `sink` null, checkpoints are written synchronously.
+// Progress goes to `out`, problems to `err`. With `sink` null, checkpoints are written
+// synchronously.
 SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Tokenizer& tok,
                           Backend& backend, const SessionOptions& opt, std::ostream& out,
-                          CheckpointSink* sink = nullptr);
+                          std::ostream& err, CheckpointSink* sink = nullptr);
 
 // Peak resident set size of this process in MiB.
 double peak_rss_mb();
