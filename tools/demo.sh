@@ -7,4 +7,4 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/tools/get-default-corpus.sh"
 "$root/tools/build.sh"
 cd "$root"
-exec ./build/cllm train --run-dir runs/demo "$@"
+exec ./build/cllm train "$@"   # a new run folder runs/<date-time> each time
