@@ -44,6 +44,9 @@ class TreeBackend final : public Backend {
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   caf::actor root_;
+  // One blocking actor for the session's requests, alive as long as the tree (creating one per
+  // step costs a registration each time). Destroyed before the system shuts down.
+  std::unique_ptr<caf::scoped_actor> self_;
   StepTiming timing_;
   FaultCounts faults_;
   std::deque<double> recent_step_ms_;
