@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "src/aligned.hpp"
 #include "src/params.hpp"
 
 namespace cllm {
@@ -29,6 +30,8 @@ struct ExactGrad {
 
   ExactGrad() = default;
   explicit ExactGrad(const ParamLayout& layout) { reset(layout); }
+  // Empties the sum (keeping its buffer). Its contents are unspecified until the first shard
+  // or merge, which stores rather than adds.
   void reset(const ParamLayout& layout);
   bool empty() const { return shards == 0; }
 
@@ -60,9 +63,11 @@ namespace detail {
 // The fold of one tensor: acc[i] += round_to_nearest_even(clamp(g[i] * s, -lim, lim)), with
 // mx = max(mx, max |g|) over finite values and bad |= any non-finite g. fold_tensor uses AVX-512
 // where the build has it; both give exactly the same integers (tested).
-void fold_tensor(const float* g, int64_t* acc, size_t n, float s, float lim, float& mx, bool& bad);
-void fold_tensor_portable(const float* g, int64_t* acc, size_t n, float s, float lim, float& mx,
-                          bool& bad);
+// With `store`, acc[i] is overwritten instead of added to.
+void fold_tensor(const float* g, int64_t* acc, size_t n, float s, float lim, bool store, float& mx,
+                 bool& bad);
+void fold_tensor_portable(const float* g, int64_t* acc, size_t n, float s, float lim, bool store,
+                          float& mx, bool& bad);
 }  // namespace detail
 
 }  // namespace cllm

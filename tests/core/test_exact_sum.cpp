@@ -163,14 +163,19 @@ TEST_CASE("the vectorised fold gives exactly the portable fold's integers", "[ex
     float mxa = 0, mxb = 0;
     bool bada = false, badb = false;
     const float s = std::ldexp(1.0f, 20), lim = std::ldexp(1.0f, 50);
-    detail::fold_tensor(g.data(), a.data(), n, s, lim, mxa, bada);
-    detail::fold_tensor_portable(g.data(), b.data(), n, s, lim, mxb, badb);
+    detail::fold_tensor(g.data(), a.data(), n, s, lim, false, mxa, bada);
+    detail::fold_tensor_portable(g.data(), b.data(), n, s, lim, false, mxb, badb);
     REQUIRE(a == b);
+    std::vector<int64_t> c(n, 99), d(n, -7);  // store mode ignores what was there
+    detail::fold_tensor(g.data(), c.data(), n, s, lim, true, mxa, bada);
+    detail::fold_tensor_portable(g.data(), d.data(), n, s, lim, true, mxb, badb);
+    REQUIRE(c == d);
+    for (size_t i = 0; i < n; ++i) REQUIRE(a[i] == c[i] + 5);
     REQUIRE(mxa == mxb);
     REQUIRE(bada == badb);
     if (n > 20) {
       g[3] = NAN;
-      detail::fold_tensor(g.data(), a.data(), n, s, lim, mxa, bada);
+      detail::fold_tensor(g.data(), a.data(), n, s, lim, false, mxa, bada);
       REQUIRE(bada);
     }
   }
