@@ -166,7 +166,7 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--top-p", "P", "nucleus sampling mass (1 = off)", "0.95",
         f64(a.session.sampling.top_p, "--top-p"));
   t.section("Checkpoints and faults");
-  t.add("--checkpoint-every", "N", "steps between checkpoints (0 = final only)", "0",
+  t.add("--checkpoint-every", "N", "steps between checkpoints (0 = final only)", "200",
         i64(a.session.checkpoint_every, 0, int64_t(1) << 40, "--checkpoint-every"));
   t.add("--keep", "K", "checkpoints kept", "3", i32(a.session.keep, 1, 1 << 20, "--keep"));
   t.add("--resume", "", "continue from the newest valid checkpoint in --run-dir", "",
@@ -213,6 +213,7 @@ int cmd_train(const std::vector<std::string>& args) {
   a.run.optim.lr = 1e-3;
   a.run.optim.warmup = 100;
   a.session.eval_every = 200;
+  a.session.checkpoint_every = 200;
   a.tree.spheres = cores();
   a.tree.threads = cores();
   OptionTable t = train_options(a);
