@@ -105,8 +105,10 @@ void OptionTable::load_config(const std::string& path) {
 }
 
 void OptionTable::parse(const std::vector<std::string>& args) {
-  // The config file first, wherever --config appears, so that the command line wins.
-  for (size_t i = 0; i < args.size(); ++i) {
+  // The config file first, wherever --config appears, so that the command line wins. Only a
+  // table that declares --config reads one; elsewhere it is an unknown option like any other.
+  const bool has_config = find("--config") != nullptr;
+  for (size_t i = 0; has_config && i < args.size(); ++i) {
     if (args[i] == "--config") {
       if (i + 1 >= args.size()) throw UsageError("option --config needs a file");
       load_config(args[i + 1]);
@@ -125,7 +127,7 @@ void OptionTable::parse(const std::vector<std::string>& args) {
     if (const auto eq = a.find('='); eq != std::string::npos) {
       name = a.substr(0, eq), value = a.substr(eq + 1), has_value = true;
     }
-    if (name == "--config") {
+    if (has_config && name == "--config") {
       if (!has_value) ++i;
       continue;
     }

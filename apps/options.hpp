@@ -21,8 +21,9 @@ class OptionTable {
   OptionTable& section(const std::string& title);
 
   // Parses argv (after the subcommand). Supports --name value, --name=value and flags.
-  // Values from `--config FILE` (lines "name = value", '#' comments, [sections] ignored) are
-  // applied first, so the command line overrides them. Throws UsageError.
+  // Where the table declares --config, values from `--config FILE` (lines "name = value", '#'
+  // comments, [sections] ignored) are applied first, so the command line overrides them.
+  // Throws UsageError.
   void parse(const std::vector<std::string>& args);
   std::string help() const;
   std::vector<std::string> positionals;

@@ -16,12 +16,7 @@
 // (Counting ALL parameters instead of N_matmul, as DESIGN.md's 5.84 MFLOP/token for `small` does,
 // adds 6 * (N_total - N_matmul).)
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -30,25 +25,18 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.hpp"
 #include "src/config.hpp"
 #include "src/exact_sum.hpp"
 #include "src/generate.hpp"
 #include "src/params.hpp"
-#include "src/rng.hpp"
 #include "src/sampler.hpp"
 #include "src/training.hpp"
 
 using namespace cllm;
+using namespace cllm::bench;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-constexpr uint64_t kStreamSeed = 0x5eed5eedULL;
-constexpr size_t kStreamTokens = size_t(1) << 20;
 
 struct Options {
   std::string model = "small";
@@ -63,76 +51,27 @@ struct Options {
 };
 
 const char* kUsage =
-    "usage: cllm-bench-step [--model tiny|small|base] [--batch N] [--micro-batch N] [--context N]\n"
-    "                       [--steps N] [--warmup N] [--repeats N] [--gen-tokens N] [--json FILE]\n"
+    "usage: cllm-bench-step [options]\n"
     "Times whole training steps (every shard's forward+backward, exact fold, optimizer) on one\n"
     "thread, for --micro-batch and for micro-batch 2, and KV-cache generation.\n";
 
-int parse_int(const std::string& name, const std::string& v) {
-  try {
-    size_t used = 0;
-    const long x = std::stol(v, &used);
-    if (used != v.size() || x < -1000000000L || x > 1000000000L) throw std::invalid_argument(v);
-    return int(x);
-  } catch (const std::exception&) {
-    throw ConfigError(fmt::format("option --{} needs an integer, got '{}'", name, v));
-  }
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (arg.rfind("--", 0) != 0) throw ConfigError(fmt::format("unexpected argument '{}'", arg));
-    std::string name = arg.substr(2), value;
-    const size_t eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1), name = name.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) throw ConfigError(fmt::format("option --{} needs a value", name));
-      value = argv[++i];
-    }
-    if (name == "model")
-      o.model = value;
-    else if (name == "batch")
-      o.batch = parse_int(name, value);
-    else if (name == "micro-batch")
-      o.micro_batch = parse_int(name, value);
-    else if (name == "context")
-      o.context = parse_int(name, value);
-    else if (name == "steps")
-      o.steps = parse_int(name, value);
-    else if (name == "warmup")
-      o.warmup = parse_int(name, value);
-    else if (name == "repeats")
-      o.repeats = parse_int(name, value);
-    else if (name == "gen-tokens")
-      o.gen_tokens = parse_int(name, value);
-    else if (name == "json")
-      o.json = value;
-    else
-      throw ConfigError(fmt::format("unknown option --{} (see --help)", name));
-  }
-  if (o.steps < 1) throw ConfigError("--steps must be >= 1");
-  if (o.warmup < 0) throw ConfigError("--warmup must be >= 0");
-  if (o.repeats < 1) throw ConfigError("--repeats must be >= 1");
-  if (o.gen_tokens < 0) throw ConfigError("--gen-tokens must be >= 0");
+  cli::OptionTable t;
+  t.add("--model", "tiny|small|base", "model preset", o.model,
+        [&o](const std::string& v) { o.model = v; });
+  add_int(t, "--batch", "sequences per step", o.batch);
+  add_int(t, "--micro-batch", "sequences per shard (micro-batch 2 is timed as well)",
+          o.micro_batch);
+  add_int(t, "--context", "tokens per sequence", o.context);
+  add_int(t, "--steps", "timed steps per repeat", o.steps, 1);
+  add_int(t, "--warmup", "untimed steps first", o.warmup, 0);
+  add_int(t, "--repeats", "repeats of --steps timed steps", o.repeats, 1);
+  add_int(t, "--gen-tokens", "tokens to generate (0 = no generation)", o.gen_tokens, 0);
+  t.add("--json", "FILE", "also write the figures to FILE as JSON", "",
+        [&o](const std::string& v) { o.json = v; });
+  parse_options(t, argc, argv, kUsage);
   return o;
-}
-
-double percentile(std::vector<double> v, double q) {  // nearest rank
-  std::sort(v.begin(), v.end());
-  const size_t rank = size_t(std::ceil(q * double(v.size())));
-  return v[std::min(v.size(), std::max<size_t>(1, rank)) - 1];
-}
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 struct StepFigures {
@@ -248,9 +187,7 @@ int run(const Options& o) {
   const double n_matmul = L * 12 * d * d + V * d;
   const double flops_per_token = 6 * n_matmul + 12 * L * T * d;
 
-  std::vector<int32_t> stream(kStreamTokens);
-  for (size_t i = 0; i < stream.size(); ++i)
-    stream[i] = int32_t((hash_words(kStreamSeed, i) & 0xff) % uint64_t(model.vocab));
+  const std::vector<int32_t> stream = synthetic_stream(model.vocab);
 
   fmt::print(
       "cllm-bench-step: one thread, synthetic stream of {} pseudo-random bytes (seed {:#x})\n",
@@ -340,9 +277,7 @@ int run(const Options& o) {
     j["gen_ms_median"] = gen_ms;
     j["gen_tokens_per_s"] = gen_tps;
     j["train_tokens_per_s"] = main_fig.tokens_per_s;
-    std::ofstream out(o.json);
-    out << j.dump(2) << "\n";
-    if (!out) throw std::runtime_error(fmt::format("cannot write {}", o.json));
+    write_json(o.json, j);
   }
 
   fmt::print("train_tokens_per_s={:.1f} gen_tokens_per_s={:.1f}\n", main_fig.tokens_per_s, gen_tps);
@@ -352,13 +287,5 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(parse(argc, argv));
-  } catch (const ConfigError& e) {
-    fmt::print(stderr, "cllm-bench-step: {}\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "cllm-bench-step: {}\n", e.what());
-    return 1;
-  }
+  return bench_main("cllm-bench-step", [&] { return run(parse(argc, argv)); });
 }

@@ -21,41 +21,30 @@
 // Every run of a model (every backend, every worker count) must end with the same weights as
 // the plain reference loop, bit for bit; a mismatch is reported and the exit status is 1.
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "actors/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
+#include "bench/bench_util.hpp"
 #include "src/config.hpp"
-#include "src/rng.hpp"
 #include "src/sampler.hpp"
 #include "src/sha256.hpp"
 #include "src/training.hpp"
 
 using namespace cllm;
+using namespace cllm::bench;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-constexpr uint64_t kStreamSeed = 0x5eed5eedULL;
-constexpr size_t kStreamTokens = size_t(1) << 20;
 
 int detected_cores() {
   return int(std::max(1u, std::thread::hardware_concurrency()));
@@ -75,42 +64,19 @@ struct Options {
 };
 
 const char* kUsage =
-    "usage: cllm-bench-sync [--models small[,tiny,base]] [--workers 1,2,...] [--batch N]\n"
-    "                       [--micro-batch N] [--context N] [--steps N] [--warmup N]\n"
-    "                       [--backends actors-f2,actors-f12,actors-flat,mutex,barrier]\n"
-    "                       [--csv FILE] [--json FILE]\n"
+    "usage: cllm-bench-sync [options]\n"
     "Runs the same training steps on the actor tree (fan-out 2, 12, flat; actors-fN for any N)\n"
     "and on the mutex and barrier thread pools for each worker count (workers = spheres or pool\n"
     "threads = OS threads), prints one table per model and checks that every run ends with the\n"
-    "reference loop's weights. Defaults: --models small --workers 1,2[,cores] --batch 16\n"
-    "--micro-batch 2 --context 128 --steps 8 --warmup 2, all backends.\n";
+    "reference loop's weights.\n";
 
-int parse_int(const std::string& name, const std::string& v) {
-  try {
-    size_t used = 0;
-    const long x = std::stol(v, &used);
-    if (used != v.size() || x < -1000000000L || x > 1000000000L) throw std::invalid_argument(v);
-    return int(x);
-  } catch (const std::exception&) {
-    throw ConfigError(fmt::format("option --{} needs an integer, got '{}'", name, v));
-  }
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-// "actors-f2" -> 2, "actors-flat" -> 0 (fan-out >= spheres), a pool -> -1; throws ConfigError.
+// "actors-f2" -> 2, "actors-flat" -> 0 (fan-out >= spheres), a pool -> -1; throws ConfigError
+// or cli::UsageError.
 int backend_fanout(const std::string& b) {
   if (b == "mutex" || b == "barrier") return -1;
   if (b == "actors-flat") return 0;
   if (b.rfind("actors-f", 0) == 0) {
-    const int f = parse_int("backends", b.substr(8));
+    const int f = int(cli::to_int("--backends", b.substr(8), -kIntLimit, kIntLimit));
     if (f < 1) throw ConfigError(fmt::format("backend {}: the fan-out must be >= 1", b));
     return f;
   }
@@ -122,75 +88,42 @@ int backend_fanout(const std::string& b) {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (arg.rfind("--", 0) != 0) throw ConfigError(fmt::format("unexpected argument '{}'", arg));
-    std::string name = arg.substr(2), value;
-    const size_t eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1), name = name.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) throw ConfigError(fmt::format("option --{} needs a value", name));
-      value = argv[++i];
-    }
-    if (name == "models" || name == "model") {
-      o.models = split(value);
-    } else if (name == "workers") {
-      o.workers.clear();
-      for (const auto& w : split(value)) o.workers.push_back(parse_int(name, w));
-      if (o.workers.empty()) throw ConfigError("--workers needs at least one count");
-    } else if (name == "batch") {
-      o.batch = parse_int(name, value);
-    } else if (name == "micro-batch") {
-      o.micro_batch = parse_int(name, value);
-    } else if (name == "context") {
-      o.context = parse_int(name, value);
-    } else if (name == "steps") {
-      o.steps = parse_int(name, value);
-    } else if (name == "warmup") {
-      o.warmup = parse_int(name, value);
-    } else if (name == "backends") {
-      o.backends = split(value);
-    } else if (name == "csv") {
-      o.csv = value;
-    } else if (name == "json") {
-      o.json = value;
-    } else {
-      throw ConfigError(fmt::format("unknown option --{} (see --help)", name));
-    }
-  }
+  cli::OptionTable t;
+  t.add("--models,--model", "M[,M...]", "model presets (tiny, small, base)", "small",
+        [&o](const std::string& v) { o.models = split_list(v); });
+  t.add("--workers", "N[,N...]", "worker counts (spheres or pool threads)", "1,2[,cores]",
+        [&o](const std::string& v) {
+          o.workers.clear();
+          for (const auto& w : split_list(v))
+            o.workers.push_back(int(cli::to_int("--workers", w, 1, kIntLimit)));
+          if (o.workers.empty()) throw cli::UsageError("option --workers needs at least one count");
+        });
+  add_int(t, "--batch", "sequences per step", o.batch);
+  add_int(t, "--micro-batch", "sequences per shard", o.micro_batch);
+  add_int(t, "--context", "tokens per sequence (at most the model's)", o.context);
+  add_int(t, "--steps", "timed steps", o.steps, 1);
+  add_int(t, "--warmup", "untimed steps first", o.warmup, 0);
+  t.add("--backends", "B[,B...]", "actors-fN (fan-out N), actors-flat, mutex, barrier",
+        fmt::format("{}", fmt::join(o.backends, ",")),
+        [&o](const std::string& v) { o.backends = split_list(v); });
+  t.add("--csv", "FILE", "also write the results to FILE as CSV", "",
+        [&o](const std::string& v) { o.csv = v; });
+  t.add("--json", "FILE", "also write the results to FILE as JSON", "",
+        [&o](const std::string& v) { o.json = v; });
+  parse_options(t, argc, argv, kUsage);
   if (o.models.empty()) throw ConfigError("--models needs at least one model");
   if (o.backends.empty()) throw ConfigError("--backends needs at least one backend");
   for (const auto& b : o.backends) backend_fanout(b);
-  if (o.steps < 1) throw ConfigError("--steps must be >= 1");
-  if (o.warmup < 0) throw ConfigError("--warmup must be >= 0");
   if (o.workers.empty()) {
     o.workers = {1, 2};
     if (detected_cores() > 2) o.workers.push_back(detected_cores());
   }
-  for (int w : o.workers)
-    if (w < 1) throw ConfigError(fmt::format("--workers: every count must be >= 1 (got {})", w));
   // Deduplicate, keeping the order given.
   std::vector<int> uniq;
   for (int w : o.workers)
     if (std::find(uniq.begin(), uniq.end(), w) == uniq.end()) uniq.push_back(w);
   o.workers = uniq;
   return o;
-}
-
-double percentile(std::vector<double> v, double q) {  // nearest rank
-  std::sort(v.begin(), v.end());
-  const size_t rank = size_t(std::ceil(q * double(v.size())));
-  return v[std::min(v.size(), std::max<size_t>(1, rank)) - 1];
-}
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 struct Result {
@@ -282,12 +215,11 @@ void print_table(const std::vector<Result>& rs) {
 }
 
 int run(const Options& o) {
-  std::vector<int32_t> stream(kStreamTokens);
   const int cores = detected_cores();
   fmt::print(
       "cllm-bench-sync: {} detected cores; synthetic stream of {} pseudo-random bytes (seed "
       "{:#x})\n",
-      cores, stream.size(), kStreamSeed);
+      cores, kStreamTokens, kStreamSeed);
   fmt::print(
       "workers = spheres (actors) or pool threads; every backend runs on exactly `workers` OS "
       "threads (CAF scheduler threads = pool threads = workers)\n");
@@ -310,8 +242,7 @@ int run(const Options& o) {
     cfg.steps = o.warmup + o.steps;
     cfg.optim.total_steps = cfg.steps;
     cfg.validate();
-    for (size_t i = 0; i < stream.size(); ++i)
-      stream[i] = int32_t((hash_words(kStreamSeed, i) & 0xff) % uint64_t(cfg.model.vocab));
+    const std::vector<int32_t> stream = synthetic_stream(cfg.model.vocab);
     WindowSampler sampler(stream, context, sampler_seed(cfg.seed));
 
     fmt::print("\nmodel {}: {}; {} parameters; batch {} x {} tokens, micro-batch {} ({} shards)\n",
@@ -364,18 +295,18 @@ int run(const Options& o) {
   }
 
   if (!o.csv.empty()) {
-    std::ofstream out(o.csv);
-    out << "model,backend,workers,threads,fanout,levels,timed_steps,redos,tokens_per_s,"
-           "step_ms_median,step_ms_p95,compute_share,fold_share,reduce_share,wait_share,speedup,"
-           "vs_best,weights_sha256\n";
+    std::string csv =
+        "model,backend,workers,threads,fanout,levels,timed_steps,redos,tokens_per_s,"
+        "step_ms_median,step_ms_p95,compute_share,fold_share,reduce_share,wait_share,speedup,"
+        "vs_best,weights_sha256\n";
     for (const auto& r : all)
-      out << fmt::format(
+      csv += fmt::format(
           "{},{},{},{},{},{},{},{},{:.1f},{:.3f},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f},"
           "{:.3f},{:.3f},{}\n",
           r.model, r.backend, r.workers, r.threads, r.fanout, r.levels, r.timed_steps, r.redos,
           r.tokens_per_s, r.median_ms, r.p95_ms, r.compute_share, r.fold_share, r.reduce_share,
           r.wait_share, r.speedup, r.vs_best, r.sha);
-    if (!out) throw std::runtime_error(fmt::format("cannot write {}", o.csv));
+    write_text(o.csv, csv);
   }
   if (!o.json.empty()) {
     nlohmann::json j;
@@ -405,9 +336,7 @@ int run(const Options& o) {
                               {"speedup", r.speedup},
                               {"vs_best", r.vs_best},
                               {"weights_sha256", r.sha}});
-    std::ofstream out(o.json);
-    out << j.dump(2) << "\n";
-    if (!out) throw std::runtime_error(fmt::format("cannot write {}", o.json));
+    write_json(o.json, j);
   }
   if (mismatch) {
     fmt::print(stderr, "cllm-bench-sync: the backends did not produce the same weights\n");
@@ -419,13 +348,5 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(parse(argc, argv));
-  } catch (const ConfigError& e) {
-    fmt::print(stderr, "cllm-bench-sync: {}\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "cllm-bench-sync: {}\n", e.what());
-    return 1;
-  }
+  return bench_main("cllm-bench-sync", [&] { return run(parse(argc, argv)); });
 }

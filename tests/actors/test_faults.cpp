@@ -4,24 +4,15 @@
 #include <string>
 
 #include "actors/tree_backend.hpp"
-#include "src/sha256.hpp"
+#include "test_util.hpp"
 
 using namespace cllm;
 
 namespace {
-std::vector<int32_t> toy_corpus(size_t n) {
-  std::string text;
-  while (text.size() < n) text += "Spheres crash and hang, and the run goes on exactly. ";
-  return std::vector<int32_t>(text.begin(), text.begin() + n);
-}
+const char* const kSentence = "Spheres crash and hang, and the run goes on exactly. ";
+// 16 shards of one 16-token sequence per step.
 RunConfig tiny_run(int steps) {
-  RunConfig c;
-  c.model = model_preset("tiny");
-  c.model.context = 16;
-  c.batch.batch = 16, c.batch.micro_batch = 1, c.batch.context = 16;
-  c.optim.lr = 3e-3, c.optim.warmup = 1, c.optim.total_steps = steps;
-  c.steps = steps;
-  return c;
+  return test::tiny_run(/*context=*/16, /*batch=*/16, /*micro_batch=*/1, steps, /*warmup=*/1);
 }
 struct Run {
   std::string hash;
@@ -33,15 +24,11 @@ Run train(const RunConfig& cfg, const WindowSampler& sampler, TreeOptions opt) {
   TrainState st(cfg);
   Run r;
   try {
-    while (st.step() < cfg.steps) {
-      const StepWork w = st.next_work();
-      const ExactGrad total = tree.run_step(w, st.weights());
-      REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
-    }
+    test::train_steps(tree, st, cfg.steps);
   } catch (const BackendFailure& e) {
     r.failure = e.what();
   }
-  r.hash = weights_sha256(st.layout(), st.weights()->data());
+  r.hash = test::weights_hash(st);
   r.faults = tree.fault_counters();
   return r;
 }
@@ -55,7 +42,7 @@ TreeOptions tree_opts(int spheres, int fanout) {
 }  // namespace
 
 TEST_CASE("crashes of chosen spheres leave the result unchanged", "[faults]") {
-  const auto tokens = toy_corpus(4000);
+  const auto tokens = test::toy_corpus(4000, kSentence);
   const RunConfig cfg = tiny_run(4);
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   const Run clean = train(cfg, sampler, tree_opts(157, 12));
@@ -87,7 +74,7 @@ TEST_CASE("crashes of chosen spheres leave the result unchanged", "[faults]") {
 }
 
 TEST_CASE("a hung sphere is killed at its deadline and the result is unchanged", "[faults]") {
-  const auto tokens = toy_corpus(4000);
+  const auto tokens = test::toy_corpus(4000, kSentence);
   const RunConfig cfg = tiny_run(3);
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   const Run clean = train(cfg, sampler, tree_opts(13, 3));
@@ -103,7 +90,7 @@ TEST_CASE("a hung sphere is killed at its deadline and the result is unchanged",
 }
 
 TEST_CASE("chaos with at least 50 crashes gives the fault-free weights", "[faults]") {
-  const auto tokens = toy_corpus(4000);
+  const auto tokens = test::toy_corpus(4000, kSentence);
   const RunConfig cfg = tiny_run(12);
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   const Run clean = train(cfg, sampler, tree_opts(16, 3));
@@ -120,7 +107,7 @@ TEST_CASE("chaos with at least 50 crashes gives the fault-free weights", "[fault
 }
 
 TEST_CASE("past the root's restart limit the tree gives up cleanly", "[faults]") {
-  const auto tokens = toy_corpus(4000);
+  const auto tokens = test::toy_corpus(4000, kSentence);
   const RunConfig cfg = tiny_run(30);
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   TreeOptions o = tree_opts(4, 2);
@@ -133,7 +120,7 @@ TEST_CASE("past the root's restart limit the tree gives up cleanly", "[faults]")
 }
 
 TEST_CASE("a sphere past its restart intensity makes its parent restart the subtree", "[faults]") {
-  const auto tokens = toy_corpus(4000);
+  const auto tokens = test::toy_corpus(4000, kSentence);
   const RunConfig cfg = tiny_run(6);
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   const Run clean = train(cfg, sampler, tree_opts(13, 3));

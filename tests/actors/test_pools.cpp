@@ -11,46 +11,15 @@
 
 #include "actors/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
-#include "src/sha256.hpp"
+#include "test_util.hpp"
 
 using namespace cllm;
 
-namespace {
-std::vector<int32_t> toy_corpus(size_t n) {
-  std::string text;
-  while (text.size() < n) text += "In the beginning was the word, and the word was with spheres. ";
-  return std::vector<int32_t>(text.begin(), text.begin() + n);
-}
-RunConfig tiny_run() {
-  RunConfig c;
-  c.model = model_preset("tiny");
-  c.model.context = 16;
-  c.batch.batch = 12, c.batch.micro_batch = 1, c.batch.context = 16;  // 12 shards
-  c.optim.lr = 3e-3, c.optim.warmup = 1, c.optim.total_steps = 3;
-  c.steps = 3;
-  return c;
-}
-std::string train_with(Backend& b, const RunConfig& cfg) {
-  TrainState st(cfg);
-  while (st.step() < cfg.steps) {
-    const StepWork w = st.next_work();
-    const ExactGrad total = b.run_step(w, st.weights());
-    REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
-  }
-  return weights_sha256(st.layout(), st.weights()->data());
-}
-std::string reference_sha(const RunConfig& cfg, const WindowSampler& sampler) {
-  TrainState ref(cfg);
-  train_reference(ref, sampler, cfg.steps);
-  return weights_sha256(ref.layout(), ref.weights()->data());
-}
-}  // namespace
-
 TEST_CASE("mutex and barrier pools give the reference loop's weights, like the tree", "[pools]") {
-  const auto tokens = toy_corpus(4000);
-  const RunConfig cfg = tiny_run();
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
-  const std::string expected = reference_sha(cfg, sampler);
+  const std::string expected = test::reference_sha(cfg, sampler);
 
   for (int workers : {1, 2, 13}) {  // 13 workers > 12 shards: one thread stays idle
     INFO("workers " << workers);
@@ -58,38 +27,38 @@ TEST_CASE("mutex and barrier pools give the reference loop's weights, like the t
       TreeOptions opt;
       opt.spheres = workers, opt.fanout = 12, opt.threads = 2;
       TreeBackend tree(cfg, sampler, opt);
-      REQUIRE(train_with(tree, cfg) == expected);
+      REQUIRE(test::train_with(tree, cfg) == expected);
     }
     MutexBackend mutex(cfg, sampler, workers);
     REQUIRE(mutex.name() == "mutex");
     REQUIRE(mutex.workers() == workers);
-    REQUIRE(train_with(mutex, cfg) == expected);
+    REQUIRE(test::train_with(mutex, cfg) == expected);
 
     BarrierBackend barrier(cfg, sampler, workers);
     REQUIRE(barrier.name() == "barrier");
     REQUIRE(barrier.workers() == workers);
-    REQUIRE(train_with(barrier, cfg) == expected);
+    REQUIRE(test::train_with(barrier, cfg) == expected);
   }
 }
 
 TEST_CASE("pools built by the factory agree for odd worker counts", "[pools]") {
-  const auto tokens = toy_corpus(4000);
-  const RunConfig cfg = tiny_run();
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
-  const std::string expected = reference_sha(cfg, sampler);
+  const std::string expected = test::reference_sha(cfg, sampler);
   for (const char* kind : {"mutex", "barrier"}) {
     for (int workers : {3, 5, 12, 31}) {
       INFO(kind << " workers " << workers);
       auto b = make_pool_backend(kind, cfg, sampler, workers);
       REQUIRE(b->name() == kind);
-      REQUIRE(train_with(*b, cfg) == expected);
+      REQUIRE(test::train_with(*b, cfg) == expected);
     }
   }
 }
 
 TEST_CASE("pools start and stop cleanly with or without steps", "[pools]") {
-  const auto tokens = toy_corpus(4000);
-  const RunConfig cfg = tiny_run();
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   for (int workers : {1, 2, 13, 64}) {
     { MutexBackend m(cfg, sampler, workers); }
@@ -105,8 +74,8 @@ TEST_CASE("pools start and stop cleanly with or without steps", "[pools]") {
 }
 
 TEST_CASE("the pool factory refuses unknown kinds and empty pools", "[pools]") {
-  const auto tokens = toy_corpus(4000);
-  const RunConfig cfg = tiny_run();
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   REQUIRE_THROWS_AS(make_pool_backend("spinlock", cfg, sampler, 2), ConfigError);
   REQUIRE_THROWS_AS(make_pool_backend("mutex", cfg, sampler, 0), ConfigError);
@@ -116,10 +85,10 @@ TEST_CASE("the pool factory refuses unknown kinds and empty pools", "[pools]") {
 }
 
 TEST_CASE("a failing worker becomes BackendFailure, and the pool stays usable", "[pools]") {
-  const auto tokens = toy_corpus(4000);
-  const RunConfig cfg = tiny_run();
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
-  const std::string expected = reference_sha(cfg, sampler);
+  const std::string expected = test::reference_sha(cfg, sampler);
   for (const char* kind : {"mutex", "barrier"}) {
     for (int workers : {1, 4, 13}) {
       INFO(kind << " workers " << workers);
@@ -129,14 +98,14 @@ TEST_CASE("a failing worker becomes BackendFailure, and the pool stays usable", 
       bad.exps.pop_back();  // ExactGrad::add_shard throws: one exponent per tensor required
       REQUIRE_THROWS_AS(b->run_step(bad, st.weights()), BackendFailure);
       REQUIRE_THROWS_AS(b->run_step(bad, st.weights()), BackendFailure);
-      REQUIRE(train_with(*b, cfg) == expected);
+      REQUIRE(test::train_with(*b, cfg) == expected);
     }
   }
 }
 
 TEST_CASE("pool statistics and timings count every shard", "[pools]") {
-  const auto tokens = toy_corpus(4000);
-  const RunConfig cfg = tiny_run();
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   for (const char* kind : {"mutex", "barrier"}) {
     for (int workers : {1, 5, 13}) {

@@ -5,28 +5,23 @@
 #include "src/checkpoint.hpp"
 #include "src/sha256.hpp"
 #include "src/training.hpp"
+#include "test_util.hpp"
 
 using namespace cllm;
 
 namespace {
-std::vector<int32_t> toy_corpus(size_t n) {
-  std::string text;
-  while (text.size() < n) text += "the quick brown fox jumps over the lazy dog. ";
-  return std::vector<int32_t>(text.begin(), text.begin() + n);
-}
+const char* const kSentence = "the quick brown fox jumps over the lazy dog. ";
+// 4 shards of two 32-token sequences per step, 6 steps.
 RunConfig tiny_run() {
-  RunConfig c;
-  c.model = model_preset("tiny");
-  c.model.context = 32;
-  c.batch.batch = 8, c.batch.micro_batch = 2, c.batch.context = 32;
-  c.optim.lr = 3e-3, c.optim.min_lr = 3e-4, c.optim.warmup = 2, c.optim.total_steps = 6;
-  c.steps = 6;
+  RunConfig c = test::tiny_run(/*context=*/32, /*batch=*/8, /*micro_batch=*/2, /*steps=*/6,
+                               /*warmup=*/2);
+  c.optim.min_lr = 3e-4;
   return c;
 }
 }  // namespace
 
 TEST_CASE("reference training is deterministic and the loss falls", "[training]") {
-  auto tokens = toy_corpus(5000);
+  auto tokens = test::toy_corpus(5000, kSentence);
   RunConfig cfg = tiny_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   TrainState a(cfg), b(cfg);
@@ -40,7 +35,7 @@ TEST_CASE("reference training is deterministic and the loss falls", "[training]"
 
 TEST_CASE("shards folded in any order and by any number of workers give the same step",
           "[training]") {
-  auto tokens = toy_corpus(5000);
+  auto tokens = test::toy_corpus(5000, kSentence);
   RunConfig cfg = tiny_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   TrainState ref(cfg), alt(cfg);
@@ -66,7 +61,7 @@ TEST_CASE("shards folded in any order and by any number of workers give the same
 }
 
 TEST_CASE("the loss falls when training on a repetitive text", "[training]") {
-  auto tokens = toy_corpus(5000);
+  auto tokens = test::toy_corpus(5000, kSentence);
   RunConfig cfg = tiny_run();
   cfg.steps = cfg.optim.total_steps = 30;
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
@@ -89,7 +84,7 @@ TEST_CASE("the loss falls when training on a repetitive text", "[training]") {
 }
 
 TEST_CASE("weights handed out stay unchanged while held", "[training]") {
-  auto tokens = toy_corpus(5000);
+  auto tokens = test::toy_corpus(5000, kSentence);
   RunConfig cfg = tiny_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   TrainState st(cfg);
@@ -101,7 +96,7 @@ TEST_CASE("weights handed out stay unchanged while held", "[training]") {
 }
 
 TEST_CASE("a non-finite gradient never reaches the weights", "[training]") {
-  auto tokens = toy_corpus(5000);
+  auto tokens = test::toy_corpus(5000, kSentence);
   RunConfig cfg = tiny_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   TrainState st(cfg);

@@ -379,12 +379,19 @@ TEST_CASE("train: an unwritable run folder gets a documented exit code", "[e2e][
   CHECK(contains(r.err, "checkpoints"));
 }
 
+namespace {
+// quick_train into a fresh run folder in `tmp` with a folder in the place of the final
+// checkpoint: the rename over it fails.
+Result train_with_blocked_final_checkpoint(const TempDir& tmp) {
+  const fs::path dir = tmp / "run";
+  fs::create_directories(dir / "checkpoints" / ckpt_name(6));
+  return run_cli(quick_train(dir.string()));
+}
+}  // namespace
+
 TEST_CASE("train: a checkpoint that cannot be written gives exit code 5", "[e2e][cli]") {
   TempDir tmp;
-  const fs::path dir = tmp / "run";
-  // A folder in the place of the final checkpoint: the rename over it fails.
-  fs::create_directories(dir / "checkpoints" / ckpt_name(6));
-  const Result r = run_cli(quick_train(dir.string()));
+  const Result r = train_with_blocked_final_checkpoint(tmp);
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   CHECK(r.code == 5);
   CHECK(contains(r.out + r.err, ckpt_name(6)));
@@ -394,9 +401,7 @@ TEST_CASE("train: a checkpoint that cannot be written gives exit code 5", "[e2e]
 // Finding: the checkpoint write error of exit code 5 is printed on stdout; stderr stays empty.
 TEST_CASE("train: a checkpoint write error is reported on stderr", "[e2e][cli]") {
   TempDir tmp;
-  const fs::path dir = tmp / "run";
-  fs::create_directories(dir / "checkpoints" / ckpt_name(6));
-  const Result r = run_cli(quick_train(dir.string()));
+  const Result r = train_with_blocked_final_checkpoint(tmp);
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   CHECK(r.code == 5);
   CHECK(contains(r.err, ckpt_name(6)));
