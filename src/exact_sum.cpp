@@ -3,8 +3,6 @@
 #include <algorithm>
 #if defined(__AVX512F__)
 #include <immintrin.h>
-// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_*): a known false positive.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <cmath>
 #include <stdexcept>
@@ -127,7 +125,9 @@ void detail::fold_tensor(const float* __restrict g, int64_t* __restrict acc, siz
     _mm512_mask_storeu_epi64(acc + i, m0, _mm512_add_epi64(a0, q0));
     _mm512_mask_storeu_epi64(acc + i + 8, m1, _mm512_add_epi64(a1, q1));
   }
-  mx = std::max(mx, _mm512_reduce_max_ps(vmx));
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, vmx);  // (_mm512_reduce_max_ps trips a GCC 12 false warning)
+  for (float l : lanes) mx = std::max(mx, l);
   bad = bad || badm != 0;
 #else
   fold_tensor_portable(g, acc, n, s, lim, store, mx, bad);
