@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -200,6 +201,28 @@ OptionTable train_options(TrainArgs& a) {
   return t;
 }
 
+// Every sphere (or pool thread) that computes shards holds its own workspace: refuse a run that
+// cannot fit in memory instead of letting the kernel kill it halfway.
+void check_memory(const RunConfig& r, int computing_workers) {
+  long long avail_kb = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  long long value = 0;
+  std::string unit;
+  while (meminfo >> key >> value >> unit)
+    if (key == "MemAvailable:") avail_kb = value;
+  if (avail_kb <= 0) return;  // unknown: do not guess
+  const double per = double(ShardWorker::memory_bytes(r));
+  const double need = per * computing_workers + 4.0 * double(ParamLayout(r.model).total()) * 16;
+  const double avail = double(avail_kb) * 1024.0;
+  if (need > 0.9 * avail)
+    throw ConfigError(fmt::format(
+        "this run needs about {:.1f} GiB ({} computing spheres x {:.0f} MiB of workspace) but only "
+        "{:.1f} GiB of memory are available; use fewer --spheres, a smaller --micro-batch or a "
+        "smaller model",
+        need / 1073741824.0, computing_workers, per / 1048576.0, avail / 1073741824.0));
+}
+
 std::unique_ptr<Backend> make_backend(const TrainArgs& a, const WindowSampler& sampler) {
   if (a.sync == "actors") return std::make_unique<TreeBackend>(a.run, sampler, a.tree);
   if (a.tree.faults.any())
@@ -281,6 +304,7 @@ int cmd_train(const std::vector<std::string>& args) {
   if (r.optim.warmup >= r.steps) r.optim.warmup = r.steps / 10;
   r.validate();
 
+  check_memory(r, std::min(a.tree.spheres, r.batch.shards()));
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
   auto backend = make_backend(a, sampler);
   std::cout << fmt::format(

@@ -50,6 +50,9 @@ class ShardWorker {
  public:
   ShardWorker(const RunConfig& cfg, const WindowSampler& sampler);
   const ParamLayout& layout() const { return model_.layout(); }
+  // Approximate memory one worker holds for `cfg`: its model workspace, gradient buffer and the
+  // exact partial sum it fills (for planning, before anything is allocated).
+  static size_t memory_bytes(const RunConfig& cfg);
   // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`.
   void compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc);
   double last_compute_ms() const { return compute_ms_; }  // forward + backward
