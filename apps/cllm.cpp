@@ -22,6 +22,7 @@
 #include "src/generate.hpp"
 #include "src/safetensors.hpp"
 #include "src/session.hpp"
+#include "src/sha256.hpp"
 #include "src/tokenizer.hpp"
 
 #ifndef CLLM_DEFAULT_CORPUS
@@ -201,6 +202,46 @@ OptionTable train_options(TrainArgs& a) {
   return t;
 }
 
+// With --resume, every setting that decides the numbers and was not given again comes from the
+// run's config.json, so `cllm train --run-dir D --resume` just continues. Settings given again
+// must match the checkpoint (checked by the session).
+void inherit_settings(TrainArgs& a, const OptionTable& t) {
+  std::ifstream in(std::filesystem::path(a.session.run_dir) / "config.json");
+  if (!in) return;  // the session reports what is missing
+  nlohmann::json c;
+  try {
+    c = nlohmann::json::parse(in);
+    RunConfig& r = a.run;
+    const auto& m = c.at("model");
+    if (!t.given("--model") && !t.given("--d-model")) a.d_model = m.at("d_model");
+    if (!t.given("--model") && !t.given("--layers")) a.layers = m.at("n_layers");
+    if (!t.given("--model") && !t.given("--heads")) a.heads = m.at("n_heads");
+    if (!t.given("--model") && !t.given("--context")) a.context = m.at("context");
+    if (!t.given("--batch")) r.batch.batch = c.at("batch");
+    if (!t.given("--micro-batch")) r.batch.micro_batch = c.at("micro_batch");
+    if (!t.given("--lr")) r.optim.lr = c.at("lr");
+    if (!t.given("--min-lr")) r.optim.min_lr = c.at("min_lr"), a.min_lr_set = true;
+    if (!t.given("--warmup")) r.optim.warmup = c.at("warmup");
+    if (!t.given("--weight-decay")) r.optim.weight_decay = c.at("weight_decay");
+    if (!t.given("--clip")) r.optim.clip = c.at("clip");
+    if (!t.given("--seed")) r.seed = c.at("seed");
+    if (!t.given("--steps") && !t.given("--epochs")) r.steps = c.at("steps"), a.steps_set = true;
+    const auto& extra = c.at("extra");
+    if (!t.given("--corpus")) a.corpus = extra.at("corpus");
+    if (!t.given("--val-fraction")) a.val_fraction = extra.at("val_fraction");
+    // The run's cadence too, so that metrics.jsonl continues as it began.
+    if (!t.given("--eval-every")) a.session.eval_every = extra.at("eval_every");
+    if (!t.given("--eval-windows")) a.session.eval_windows = extra.at("eval_windows");
+    if (!t.given("--checkpoint-every")) a.session.checkpoint_every = extra.at("checkpoint_every");
+    if (!t.given("--keep")) a.session.keep = extra.at("keep");
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(
+        fmt::format("--resume: '{}/config.json' is unreadable ({}); give the run's "
+                    "settings again",
+                    a.session.run_dir, e.what()));
+  }
+}
+
 // Every sphere (or pool thread) that computes shards holds its own workspace: refuse a run that
 // cannot fit in memory instead of letting the kernel kill it halfway.
 void check_memory(const RunConfig& r, int computing_workers) {
@@ -257,6 +298,8 @@ int cmd_train(const std::vector<std::string>& args) {
   if (a.sync != "actors" && a.sync != "mutex" && a.sync != "barrier")
     throw UsageError("option --sync expects actors, mutex or barrier, got '" + a.sync + "'");
 
+  if (a.session.resume) inherit_settings(a, t);
+
   // Model and batch shape.
   RunConfig& r = a.run;
   r.model = model_preset(a.preset);
@@ -300,6 +343,7 @@ int cmd_train(const std::vector<std::string>& args) {
   } else if (a.epochs < 0) {
     throw UsageError("option --epochs must be positive");
   }
+  r.data_sha256 = sha256_hex(corpus.train.data(), corpus.train.size() * sizeof(int32_t));
   r.optim.total_steps = r.steps;
   if (r.optim.warmup >= r.steps) r.optim.warmup = r.steps / 10;
   r.validate();
@@ -317,6 +361,11 @@ int cmd_train(const std::vector<std::string>& args) {
   std::cout.flush();
 
   a.session.extra_config = {{"sync", a.sync},
+                            {"val_fraction", a.val_fraction},
+                            {"eval_every", a.session.eval_every},
+                            {"eval_windows", a.session.eval_windows},
+                            {"checkpoint_every", a.session.checkpoint_every},
+                            {"keep", a.session.keep},
                             {"spheres", a.tree.spheres},
                             {"fanout", a.tree.fanout},
                             {"threads", a.tree.threads},

@@ -71,6 +71,7 @@ const OptionTable::Opt* OptionTable::find(const std::string& name) const {
 void OptionTable::apply(const Opt& o, const std::string& name, const std::string& value) {
   try {
     o.set(value);
+    given_.insert(o.names.front());
   } catch (const UsageError&) {
     throw;
   } catch (const std::exception& e) {

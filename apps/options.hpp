@@ -2,6 +2,7 @@
 // A small option table for the command line and config files: one declaration per option
 // (names, help, default shown in --help, setter), strict value parsing, one-line errors.
 #include <functional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,6 +27,8 @@ class OptionTable {
   // Throws UsageError.
   void parse(const std::vector<std::string>& args);
   std::string help() const;
+  // Whether an option (by its canonical, first name) was set by the command line or config file.
+  bool given(const std::string& canonical) const { return given_.count(canonical) > 0; }
   std::vector<std::string> positionals;
 
  private:
@@ -40,6 +43,7 @@ class OptionTable {
   void load_config(const std::string& path);
   std::vector<Opt> opts_;
   std::string section_;
+  std::set<std::string> given_;
 };
 
 // Strict conversions: the whole text must be a number in range, else UsageError naming `opt`.

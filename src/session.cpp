@@ -104,9 +104,10 @@ void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path&
       for (const auto& k : diff)
         list += fmt::format("{}{} {} (checkpoint) vs {} (now)", list.empty() ? "" : ", ", k,
                             a[k].dump(), b[k].dump());
-      throw CheckpointError(fmt::format(
-          "--resume: checkpoint '{}' was made with other settings: {}; pass the same settings", *it,
-          list));
+      throw CheckpointError(
+          fmt::format("--resume: checkpoint '{}' was made with other settings: {}; leave them out "
+                      "to use the run's own",
+                      *it, list));
     }
     const ParamLayout& L = state.layout();
     if (ck.weights.size() != L.total())

@@ -44,7 +44,8 @@ nlohmann::json RunConfig::to_json() const {
           {"weight_decay", optim.weight_decay},
           {"clip", optim.clip},
           {"seed", seed},
-          {"steps", steps}};
+          {"steps", steps},
+          {"data_sha256", data_sha256}};
 }
 
 RunConfig RunConfig::from_json(const nlohmann::json& j) {
@@ -61,6 +62,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     c.optim.beta2 = j.at("beta2"), c.optim.eps = j.at("eps");
     c.optim.weight_decay = j.at("weight_decay"), c.optim.clip = j.at("clip");
     c.seed = j.at("seed"), c.steps = j.at("steps");
+    c.data_sha256 = j.value("data_sha256", std::string());
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("run configuration is incomplete or malformed: ") + e.what());

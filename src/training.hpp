@@ -28,6 +28,8 @@ struct RunConfig {
   OptimConfig optim;
   uint64_t seed = 1337;
   int64_t steps = 200;
+  // SHA-256 of the training token ids: a resumed run must train on the same data.
+  std::string data_sha256;
 
   void validate() const;  // throws ConfigError
   nlohmann::json to_json() const;

@@ -132,18 +132,21 @@ TEST_CASE("resume (b): killed with SIGKILL at several points, --resume ends the 
   const Reference& ref = reference();
   REQUIRE(ref.hash.size() == 64);
   struct Kill {
-    size_t k;     // kill once metrics.jsonl has k rows (and a checkpoint exists)
-    Args resume;  // extra options of the resumed run: another tree or backend changes nothing
+    size_t k;           // kill once metrics.jsonl has k rows (and a checkpoint exists)
+    Args resume;        // extra options of the resumed run: another tree or backend changes nothing
+    bool bare = false;  // resume with only --run-dir and --resume: the run's settings are used
   };
   const std::vector<Kill> kills = {{3, {}},
                                    {5, {}},
                                    {8, {}},
                                    {13, {"--spheres", "5", "--threads", "1"}},
                                    {22, {"--sync", "mutex"}},
-                                   {31, {"--spheres", "13", "--fanout", "3"}}};
+                                   {31, {"--spheres", "13", "--fanout", "3"}},
+                                   {17, {}, true}};
   for (const Kill& kill : kills) {
     const size_t k = kill.k;
-    DYNAMIC_SECTION("kill -9 after " << k << " steps, resume" << describe(kill.resume).substr(4)) {
+    DYNAMIC_SECTION("kill -9 after " << k << " steps, resume" << describe(kill.resume).substr(4)
+                                     << (kill.bare ? " with no settings" : "")) {
       TempDir tmp;
       const std::string dir = tmp / "run";
       const fs::path ckdir = fs::path(dir) / "checkpoints";
@@ -167,7 +170,9 @@ TEST_CASE("resume (b): killed with SIGKILL at several points, --resume ends the 
       const std::string newest = read_file(ckdir / present.back());
       write_file(ckdir / (ckpt_name(38) + ".tmp"), newest.substr(0, newest.size() / 2));
 
-      const Result r = run_cli(long_train(dir) + Args{"--resume"} + kill.resume);
+      const Result r = kill.bare ? run_cli(Args{"train", "--run-dir", dir, "--resume", "--progress",
+                                                "plain", "--sample-tokens", "0"})
+                                 : run_cli(long_train(dir) + Args{"--resume"} + kill.resume);
       INFO("rows at kill: " << rows_at_kill);
       check_same_as_reference(r, dir);
       const auto [path, step] = resumed_from(r);
