@@ -1,5 +1,7 @@
 #include "actors/sphere.hpp"
 
+#include "src/rng.hpp"
+
 #include <chrono>
 #include <deque>
 #include <stdexcept>
@@ -33,7 +35,8 @@ struct SphereState {
   std::vector<caf::actor> children;
   std::vector<uint64_t> generation;  // bumps on every (re)send; stale replies are ignored
   std::vector<bool> in_flight;
-  std::vector<int32_t> delivery;  // delivery number of the child's current work
+  std::vector<int32_t> resends;  // resends of the current step's work, per slot
+  int restarts_this_step = 0;
   std::vector<int64_t> child_restarts;
   std::deque<clock_type::time_point> restart_times;
 
@@ -107,39 +110,55 @@ void maybe_finish(sphere_actor* self) {
 
 void send_to_child(sphere_actor* self, size_t slot, int32_t delivery);
 
+// The delivery number of a child's work: 0 only when neither it nor any ancestor was resent
+// (injections fire only then); otherwise a hash of the parent's delivery and the resend count,
+// so that a chaos draw is not repeated after a resend or a subtree restart.
+int32_t next_delivery(int32_t parent, int32_t resend) {
+  if (parent == 0 && resend == 0) return 0;
+  return int32_t(hash_words(uint64_t(uint32_t(parent)), uint64_t(resend)) & 0x7fffffffU) | 1;
+}
+
 // A child crashed, was killed, gave up or missed its deadline: respawn it in place and send
-// its work again. Returns false when this sphere has given up instead.
-bool restart_child(sphere_actor* self, size_t slot, bool deadline, bool gave_up) {
+// its work again. `inherited` holds what a child that gave up had counted (it travels in the
+// exit reason). Returns false when this sphere has given up instead.
+bool restart_child(sphere_actor* self, size_t slot, bool deadline, bool gave_up,
+                   const FaultCounts& inherited = {}) {
   auto& st = self->state;
   FaultCounts& fc = st.active ? st.acc.faults : st.faults_between_steps;
+  fc += inherited;
   if (deadline) {
     self->send_exit(st.children[slot], caf::exit_reason::kill);
     ++fc.deadline_kills;
   }
-  // Restart intensity: at most R restarts within T seconds.
+  // Restart intensity: at most R restarts within T seconds, and never more than R within one
+  // step (with slow steps, failures could otherwise be spaced wider than the window forever).
   const auto now = clock_type::now();
   st.restart_times.push_back(now);
   const auto window = std::chrono::duration<double>(restart_window(st));
   while (!st.restart_times.empty() && now - st.restart_times.front() > window)
     st.restart_times.pop_front();
-  if (int(st.restart_times.size()) > restart_budget(st)) {
-    // Answer the pending step (a dead actor's promises are never answered in CAF 0.17). The
-    // error carries this step's fault counters so far, so that they are not lost.
-    if (st.active) {
-      const std::string why =
-          st.id == kSupervisorId
-              ? fmt::format(
-                    "sphere 0 failed more than {} times within {:g} s (the root's restart "
-                    "budget, --root-max-restarts/--root-restart-window)",
-                    restart_budget(st), restart_window(st))
-              : fmt::format(
-                    "sphere {} gave up: more than {} restarts of its children within {:g} s", st.id,
-                    restart_budget(st), restart_window(st));
-      const FaultCounts& f = st.acc.faults;
-      st.rp.deliver(caf::make_error(caf::sec::runtime_error, why, f.restarts + 1, f.deadline_kills,
+  if (st.active) ++st.restarts_this_step;
+  if (int(st.restart_times.size()) > restart_budget(st) ||
+      st.restarts_this_step > restart_budget(st)) {
+    const std::string why =
+        st.id == kSupervisorId
+            ? fmt::format(
+                  "sphere 0 failed more than {} times within {:g} s or one step (the "
+                  "root's restart budget, --root-max-restarts/--root-restart-window)",
+                  restart_budget(st), restart_window(st))
+            : fmt::format(
+                  "sphere {} gave up: more than {} restarts of its children within {:g} s "
+                  "or one step",
+                  st.id, restart_budget(st), restart_window(st));
+    // What this sphere counted travels with its exit (to its parent) and with the answer to the
+    // pending step (to the backend, when this is the supervisor): a dead actor's promises are
+    // never answered in CAF 0.17.
+    const FaultCounts f = fc;
+    if (st.active)
+      st.rp.deliver(caf::make_error(caf::sec::runtime_error, why, f.restarts, f.deadline_kills,
                                     f.subtree_restarts));
-    }
-    self->quit(kGaveUp);
+    self->quit(caf::error(static_cast<uint8_t>(kGaveUp), caf::atom("exit"),
+                          caf::make_message(f.restarts, f.deadline_kills, f.subtree_restarts)));
     return false;
   }
   if (gave_up)
@@ -148,8 +167,8 @@ bool restart_child(sphere_actor* self, size_t slot, bool deadline, bool gave_up)
     ++fc.restarts;
   ++st.child_restarts[slot];
   spawn_child(self, slot);
-  // Each resend is a new delivery, so a chaos draw is never repeated for the same work.
-  if (st.active && st.in_flight[slot]) send_to_child(self, slot, st.delivery[slot] + 1);
+  if (st.active && st.in_flight[slot])
+    send_to_child(self, slot, next_delivery(st.ctl.delivery, ++st.resends[slot]));
   return true;
 }
 
@@ -157,12 +176,15 @@ void send_to_child(sphere_actor* self, size_t slot, int32_t delivery) {
   auto& st = self->state;
   const uint64_t gen = ++st.generation[slot];
   st.in_flight[slot] = true;
-  st.delivery[slot] = delivery;
   StepCtl ctl = st.ctl;
   ctl.delivery = delivery;
-  // Children at depth d below us answer within d deadlines; deeper faults are caught first.
-  const int depth_below = st.setup->topology.levels() - 1 - st.level;
-  const auto timeout = std::chrono::milliseconds(ctl.deadline_ms * std::max(1, depth_below));
+  // A child whose subtree is h levels high answers within h + 1 deadlines, so a fault is caught
+  // by its lowest ancestor first and a respawned child can finish before the next level's
+  // timer fires.
+  const int height = st.setup->topology.height(st.child_ids[slot]);
+  // (Capped at ~30 years: CAF converts to nanoseconds, which must not overflow.)
+  const auto timeout =
+      std::chrono::milliseconds(std::min<int64_t>(ctl.deadline_ms * (height + 1), int64_t(1e12)));
   const caf::actor_addr child_addr = st.children[slot].address();
   self->request(st.children[slot], timeout, step_atom::value, st.work, st.weights, ctl)
       .then(
@@ -205,7 +227,7 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
   st.children.resize(n);
   st.generation.assign(n, 0);
   st.in_flight.assign(n, false);
-  st.delivery.assign(n, 0);
+  st.resends.assign(n, 0);
   st.child_restarts.assign(n, 0);
   for (size_t s = 0; s < n; ++s) spawn_child(self, s);
 
@@ -227,7 +249,15 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
     }
     for (size_t slot = 0; slot < s.children.size(); ++slot) {
       if (s.children[slot].address() != em.source) continue;
-      restart_child(self, slot, /*deadline=*/false, em.reason == kGaveUp);
+      FaultCounts inherited;
+      const bool gave_up = em.reason == kGaveUp;
+      const caf::message& ctx = em.reason.context();
+      if (gave_up && ctx.match_elements<int64_t, int64_t, int64_t>()) {
+        inherited.restarts = ctx.get_as<int64_t>(0);
+        inherited.deadline_kills = ctx.get_as<int64_t>(1);
+        inherited.subtree_restarts = ctx.get_as<int64_t>(2);
+      }
+      restart_child(self, slot, /*deadline=*/false, gave_up, inherited);
       return;
     }
     // Exit of an actor we already replaced (e.g. killed on a deadline): nothing to do.
@@ -252,6 +282,7 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
             break;
         }
         s.active = true;
+        s.restarts_this_step = 0;
         s.work = work;
         s.weights = weights;
         s.ctl = ctl;
@@ -264,7 +295,8 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
           s.in_flight[slot] = false;
           if (!subtree_has_work(s, slot)) continue;
           ++s.pending;
-          send_to_child(self, slot, ctl.delivery);
+          s.resends[slot] = 0;
+          send_to_child(self, slot, next_delivery(ctl.delivery, 0));
         }
         if (s.id != kSupervisorId) {
           const auto own = s.setup->topology.own_shards(s.id, work.shards);
@@ -304,7 +336,8 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
           auto done = [=]() mutable {
             if (--*remaining == 0) rp.deliver(*out);
           };
-          self->request(s.children[slot], std::chrono::seconds(30), stats_atom::value)
+          const int height = s.setup->topology.height(s.child_ids[slot]);
+          self->request(s.children[slot], std::chrono::seconds(5 * (height + 1)), stats_atom::value)
               .then(
                   [=](std::vector<SphereStats>& v) mutable {
                     if (!v.empty()) v.front().restarts = restarts;  // the child's own entry

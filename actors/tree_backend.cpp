@@ -58,10 +58,19 @@ TreeBackend::~TreeBackend() {
 
 int64_t TreeBackend::deadline_ms() const {
   const auto& p = setup_->policy;
-  if (recent_step_ms_.empty()) return int64_t(p.first_deadline_s * 1000);
+  if (recent_step_ms_.empty()) {
+    // No step time yet: allow 4x a pessimistic estimate (1 GFLOP/s per thread) of the step's
+    // work, and at least first_deadline_s, so that a big first step is never killed as a hang.
+    const RunConfig& r = setup_->run;
+    const double flops = 6.0 * double(ParamLayout(r.model).num_parameters()) *
+                         double(r.batch.tokens_per_step()) * 1.5;  // + attention, generously
+    const double est_s = flops / (1e9 * double(threads_));
+    return int64_t(std::min(1e9, 1000 * std::max(p.first_deadline_s, 4 * est_s)));
+  }
   std::vector<double> v(recent_step_ms_.begin(), recent_step_ms_.end());
   std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return int64_t(std::max(p.deadline_floor_s * 1000, p.deadline_factor * v[v.size() / 2]));
+  return int64_t(
+      std::min(1e9, std::max(p.deadline_floor_s * 1000, p.deadline_factor * v[v.size() / 2])));
 }
 
 ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
@@ -72,11 +81,10 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
   std::string failure;
   {
     auto& self = *self_;
-    // The supervisor answers within (levels + 1) deadlines unless it gives up; the extra margin
-    // only guards against a bug, never a fault.
-    const auto timeout =
-        std::chrono::milliseconds(ctl.deadline_ms * (setup_->topology.levels() + 2) * 4);
-    self->request(root_, timeout, step_atom::value, work, weights, ctl)
+    // No timeout here: the supervisor always answers (the step's total, or an error when it
+    // gives up), and its own deadlines catch hangs below it. (A timeout would also leave one
+    // stale message per step in this long-lived blocking actor's mailbox.)
+    self->request(root_, caf::infinite, step_atom::value, work, weights, ctl)
         .receive([&](Partial& p) { result = std::move(p); },
                  [&](caf::error& e) {
                    // A give-up carries (text, restarts, deadline kills, subtree restarts).

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "src/config.hpp"
+
 namespace cllm::cli {
 
 namespace {
@@ -74,6 +76,8 @@ void OptionTable::apply(const Opt& o, const std::string& name, const std::string
     given_.insert(o.names.front());
   } catch (const UsageError&) {
     throw;
+  } catch (const ConfigError& e) {  // already names the option
+    throw UsageError(e.what());
   } catch (const std::exception& e) {
     throw UsageError(fmt::format("option {}: {}", name, e.what()));
   }

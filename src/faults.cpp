@@ -38,6 +38,7 @@ Injection parse_injection(const std::string& text) {
     const long long v = std::strtoll(val.c_str(), &rest, 10);
     if (val.empty() || *rest != '\0' || v < 0) throw bad("'" + val + "' is not a number >= 0");
     if (key == "sphere") {
+      if (v > 1000000) throw bad("no tree has sphere " + val);
       inj.sphere = int(v), have_sphere = true;
     } else if (key == "step") {
       if (v < 1) throw bad("steps count from 1");
@@ -63,9 +64,16 @@ FaultPlan::Action FaultPlan::action(int id, int64_t step, int32_t attempt, int32
 
 void SupervisionPolicy::validate() const {
   if (max_restarts < 0 || root_max_restarts < 0) throw ConfigError("restart limits must be >= 0");
-  if (!(window_s > 0) || !(root_window_s > 0)) throw ConfigError("restart windows must be > 0 s");
-  if (!(deadline_factor >= 1)) throw ConfigError("deadline factor must be >= 1");
-  if (!(deadline_floor_s > 0)) throw ConfigError("deadline floor must be > 0 s");
+  if (!(window_s > 0 && window_s <= 1e6) || !(root_window_s > 0 && root_window_s <= 1e6))
+    throw ConfigError("restart windows must be in (0, 1e6] s");
+  // Below 2x the median step time healthy steps would be killed as hangs.
+  if (!(deadline_factor >= 2 && deadline_factor <= 1e6))
+    throw ConfigError(fmt::format("deadline factor must be in [2, 1e6], got {}", deadline_factor));
+  if (!(deadline_floor_s > 0 && deadline_floor_s <= 86400))
+    throw ConfigError(
+        fmt::format("deadline floor must be in (0, 86400] s, got {}", deadline_floor_s));
+  if (!(first_deadline_s > 0 && first_deadline_s <= 86400))
+    throw ConfigError("first-step deadline must be in (0, 86400] s");
 }
 
 }  // namespace cllm

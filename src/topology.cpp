@@ -23,6 +23,11 @@ Topology::Topology(int spheres, int fanout) : fanout_(fanout) {
     }
     levels_ = std::max(levels_, n.level + 1);
   }
+  height_.assign(size_t(spheres), 0);
+  for (int i = spheres - 1; i > 0; --i) {  // children have larger ids than their parent
+    int& h = height_[size_t(nodes_[size_t(i)].parent)];
+    h = std::max(h, height_[size_t(i)] + 1);
+  }
 }
 
 std::vector<int> Topology::tier_sizes() const {

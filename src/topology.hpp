@@ -26,6 +26,8 @@ class Topology {
   const SphereInfo& node(int id) const { return nodes_[size_t(id)]; }
   const std::vector<SphereInfo>& nodes() const { return nodes_; }
   std::vector<int> tier_sizes() const;
+  // Levels below sphere `id` (0 for a leaf).
+  int height(int id) const { return height_[size_t(id)]; }
 
   // Shards of a step with `shards` shards that sphere `id` computes itself.
   std::vector<int> own_shards(int id, int shards) const;
@@ -37,7 +39,7 @@ class Topology {
  private:
   int fanout_, levels_ = 0;
   std::vector<SphereInfo> nodes_;
-  std::vector<int> subtree_size_;
+  std::vector<int> height_;
 };
 
 }  // namespace cllm

@@ -134,4 +134,18 @@ TEST_CASE("a sphere past its restart intensity makes its parent restart the subt
   REQUIRE(r.failure.empty());
   REQUIRE(r.hash == clean.hash);
   REQUIRE(r.faults["subtree_restarts"].get<int64_t>() >= 1);
+  // The two restarts sphere 1 made before giving up travel up with its exit.
+  REQUIRE(r.faults["restarts"].get<int64_t>() >= 2);
+}
+
+TEST_CASE("a give-up counts only the restarts that happened", "[faults]") {
+  const auto tokens = test::toy_corpus(4000, kSentence);
+  const RunConfig cfg = tiny_run(3);
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  TreeOptions o = tree_opts(4, 2);
+  o.faults.injections = {{Injection::crash, 0, 1}};
+  o.policy.root_max_restarts = 0;  // the first failure of sphere 0 already ends the run
+  const Run r = train(cfg, sampler, o);
+  REQUIRE_THAT(r.failure, Catch::Contains("gave up"));
+  REQUIRE(r.faults["restarts"] == 0);
 }
