@@ -5,21 +5,18 @@
 namespace cllm {
 
 namespace {
-struct WriterState {
-  static inline const char* name = "checkpoint-writer";
-  std::vector<std::string> errors;
-};
-
-caf::behavior checkpoint_writer(caf::stateful_actor<WriterState>* self) {
+// Writes each snapshot it receives and answers with the error text ("" when written).
+caf::behavior checkpoint_writer(caf::event_based_actor*) {
   return {
-      [=](checkpoint_atom, const CheckpointRef& ck, const std::string& path, int keep) {
+      [](checkpoint_atom, const CheckpointRef& ck, const std::string& path,
+         int keep) -> std::string {
         try {
           write_checkpoint_and_prune(*ck, path, keep);
+          return {};
         } catch (const std::exception& e) {
-          self->state.errors.push_back(e.what());
+          return e.what();
         }
       },
-      [=](flush_atom) { return std::exchange(self->state.errors, {}); },
   };
 }
 }  // namespace
@@ -33,27 +30,47 @@ ActorCheckpointSink::ActorCheckpointSink()
     : cfg_(std::make_unique<Config>()), sys_(std::make_unique<caf::actor_system>(*cfg_)) {
   // Detached: it blocks on file I/O and fsync, which must not occupy a scheduler thread.
   writer_ = sys_->spawn<caf::detached>(checkpoint_writer);
+  self_ = std::make_unique<caf::scoped_actor>(*sys_);
 }
 
 ActorCheckpointSink::~ActorCheckpointSink() {
   flush();
+  self_.reset();  // a live scoped_actor would block await_all_actors_done()
   caf::anon_send_exit(writer_, caf::exit_reason::kill);
   writer_ = nullptr;
   sys_->await_all_actors_done();
 }
 
+void ActorCheckpointSink::receive_one(bool wait) {
+  auto& self = *self_;
+  const auto on_result = [&](const std::string& err) {
+    --in_flight_;
+    if (!err.empty()) errors_.push_back(err);
+  };
+  if (wait)
+    self->receive(on_result);
+  else
+    self->receive(
+        on_result, caf::after(std::chrono::seconds(0)) >> [] {});
+}
+
 void ActorCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot,
                                  const std::string& path, int keep) {
-  caf::anon_send(writer_, checkpoint_atom::value, CheckpointRef(std::move(snapshot)), path, keep);
+  // At most one snapshot in flight: a disk slower than the checkpoints makes the loop wait
+  // instead of piling up copies of the weights and moments in memory.
+  while (in_flight_ > 0) receive_one(true);
+  (*self_)->send(writer_, checkpoint_atom::value, CheckpointRef(std::move(snapshot)), path, keep);
+  ++in_flight_;
+}
+
+std::vector<std::string> ActorCheckpointSink::poll() {
+  if (in_flight_ > 0) receive_one(false);
+  return std::exchange(errors_, {});
 }
 
 std::vector<std::string> ActorCheckpointSink::flush() {
-  std::vector<std::string> errors;
-  caf::scoped_actor self{*sys_};
-  self->request(writer_, caf::infinite, flush_atom::value)
-      .receive([&](std::vector<std::string>& e) { errors = std::move(e); },
-               [&](caf::error& e) { errors.push_back("checkpoint writer: " + sys_->render(e)); });
-  return errors;
+  while (in_flight_ > 0) receive_one(true);
+  return std::exchange(errors_, {});
 }
 
 }  // namespace cllm

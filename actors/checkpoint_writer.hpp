@@ -1,7 +1,7 @@
 #pragma once
 // The checkpoint writer: a separate (detached) actor that receives complete snapshots and
-// writes them to disk, so the training loop never waits for the disk. Messages are handled in
-// order, so a flush request is answered after every checkpoint submitted before it.
+// writes them to disk, so the training loop does not wait for the disk. It answers each
+// snapshot with its outcome, which the loop collects without waiting (poll) or at the end.
 #include <memory>
 
 #include <caf/all.hpp>
@@ -16,15 +16,20 @@ class ActorCheckpointSink final : public CheckpointSink {
   ~ActorCheckpointSink() override;
   void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
               int keep) override;
+  std::vector<std::string> poll() override;
   std::vector<std::string> flush() override;
 
  private:
+  void receive_one(bool wait);
   struct Config : caf::actor_system_config {
     Config();
   };
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   caf::actor writer_;
+  std::unique_ptr<caf::scoped_actor> self_;  // sends snapshots, receives the writer's answers
+  int in_flight_ = 0;
+  std::vector<std::string> errors_;
 };
 
 }  // namespace cllm

@@ -46,20 +46,23 @@ std::string default_corpus() {
   return CLLM_DEFAULT_CORPUS;
 }
 
-// runs/<date-time>, made unique with a suffix if needed.
+// A new runs/<date-time> folder, created here (atomically: two runs started in the same second
+// get different folders).
 std::string new_run_dir() {
   const std::time_t now = std::time(nullptr);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-  std::string dir = std::string("runs/") + stamp;
-  for (int i = 2; std::filesystem::exists(dir); ++i)
-    dir = std::string("runs/") + stamp + "-" + std::to_string(i);
-  return dir;
+  std::filesystem::create_directories("runs");
+  for (int i = 1;; ++i) {
+    const std::string dir =
+        std::string("runs/") + stamp + (i > 1 ? "-" + std::to_string(i) : std::string());
+    if (std::filesystem::create_directory(dir)) return dir;
+  }
 }
 
 volatile std::sig_atomic_t g_signals = 0;
 void on_signal(int sig) {
-  if (++g_signals > 1 && sig == SIGINT) _exit(130);  // second Ctrl-C: leave at once
+  if (++g_signals > 1) _exit(128 + sig);  // a second signal: leave at once
   request_stop();
 }
 
@@ -227,13 +230,16 @@ void inherit_settings(TrainArgs& a, const OptionTable& t) {
     if (!t.given("--seed")) r.seed = c.at("seed");
     if (!t.given("--steps") && !t.given("--epochs")) r.steps = c.at("steps"), a.steps_set = true;
     const auto& extra = c.at("extra");
-    if (!t.given("--corpus")) a.corpus = extra.at("corpus");
-    if (!t.given("--val-fraction")) a.val_fraction = extra.at("val_fraction");
+    if (!t.given("--corpus")) a.corpus = extra.value("corpus", a.corpus);
+    if (!t.given("--val-fraction")) a.val_fraction = extra.value("val_fraction", a.val_fraction);
     // The run's cadence too, so that metrics.jsonl continues as it began.
-    if (!t.given("--eval-every")) a.session.eval_every = extra.at("eval_every");
-    if (!t.given("--eval-windows")) a.session.eval_windows = extra.at("eval_windows");
-    if (!t.given("--checkpoint-every")) a.session.checkpoint_every = extra.at("checkpoint_every");
-    if (!t.given("--keep")) a.session.keep = extra.at("keep");
+    auto& ses = a.session;
+    if (!t.given("--eval-every")) ses.eval_every = extra.value("eval_every", ses.eval_every);
+    if (!t.given("--eval-windows"))
+      ses.eval_windows = extra.value("eval_windows", ses.eval_windows);
+    if (!t.given("--checkpoint-every"))
+      ses.checkpoint_every = extra.value("checkpoint_every", ses.checkpoint_every);
+    if (!t.given("--keep")) ses.keep = extra.value("keep", ses.keep);
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(
         fmt::format("--resume: '{}/config.json' is unreadable ({}); give the run's "
@@ -336,8 +342,18 @@ int cmd_train(const std::vector<std::string>& args) {
           corpus_path));
   }
   const Corpus corpus = load_corpus(corpus_path, tok, a.val_fraction, size_t(r.batch.context) + 1);
+  {  // recorded absolute, so that --resume works from any folder
+    std::error_code ec;
+    const auto abs = std::filesystem::absolute(corpus_path, ec);
+    if (!ec) corpus_path = abs.lexically_normal().string();
+  }
   if (a.epochs > 0) {
     if (a.steps_set) throw UsageError("give either --steps or --epochs, not both");
+    const double steps =
+        std::ceil(a.epochs * double(corpus.train.size()) / double(r.batch.tokens_per_step()));
+    if (!(steps <= double(int64_t(1) << 40)))
+      throw UsageError(
+          fmt::format("--epochs {} means {:g} steps, more than 2^40", a.epochs, steps));
     r.steps = std::max<int64_t>(1, int64_t(std::ceil(a.epochs * double(corpus.train.size()) /
                                                      double(r.batch.tokens_per_step()))));
   } else if (a.epochs < 0) {
@@ -345,7 +361,12 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   r.data_sha256 = sha256_hex(corpus.train.data(), corpus.train.size() * sizeof(int32_t));
   r.optim.total_steps = r.steps;
-  if (r.optim.warmup >= r.steps) r.optim.warmup = r.steps / 10;
+  if (r.optim.warmup >= r.steps) {
+    if (t.given("--warmup"))
+      throw UsageError(fmt::format("--warmup {} is not shorter than the run ({} steps)",
+                                   r.optim.warmup, r.steps));
+    r.optim.warmup = r.steps / 10;  // the default is for long runs
+  }
   r.validate();
 
   check_memory(r, std::min(a.tree.spheres, r.batch.shards()));

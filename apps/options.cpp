@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -84,6 +85,9 @@ void OptionTable::apply(const Opt& o, const std::string& name, const std::string
 }
 
 void OptionTable::load_config(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw UsageError(fmt::format("config file '{}' does not exist or is not a file", path));
   std::ifstream in(path);
   if (!in) throw UsageError(fmt::format("cannot read config file '{}'", path));
   std::string line;
@@ -105,6 +109,12 @@ void OptionTable::load_config(const std::string& path) {
     if (eq == std::string::npos && !o->arg.empty())
       throw UsageError(
           fmt::format("config file '{}' line {}: '{}' needs a value", path, lineno, key.substr(2)));
+    if (o->arg.empty() && eq != std::string::npos) {  // a flag: "resume = true" or "= false"
+      if (value == "false" || value == "0" || value == "no") continue;
+      if (value != "true" && value != "1" && value != "yes")
+        throw UsageError(fmt::format("config file '{}' line {}: '{}' expects true or false", path,
+                                     lineno, key.substr(2)));
+    }
     apply(*o, key, value);
   }
 }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 namespace cllm {
 
 void ModelConfig::validate() const {
@@ -46,7 +48,12 @@ void OptimConfig::validate() const {
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
     throw ConfigError("Adam betas must be in [0, 1)");
   if (!(eps > 0)) throw ConfigError("Adam eps must be positive");
-  if (weight_decay < 0) throw ConfigError("weight decay must be >= 0");
+  // Decoupled decay multiplies the weights by (1 - lr * wd) each step: it must stay in (0, 1].
+  if (!(weight_decay >= 0 && weight_decay * lr < 1))
+    throw ConfigError(fmt::format("weight decay {} must be >= 0 with lr x weight decay < 1 (lr {})",
+                                  weight_decay, lr));
+  if (!(clip >= 0 || clip <= 0) || std::isinf(clip))
+    throw ConfigError("clip must be a finite number");
 }
 
 void BatchConfig::validate(const ModelConfig& m) const {

@@ -70,9 +70,11 @@ void ExactGrad::add_shard(const ParamLayout& layout, const float* grad,
   if (!std::isfinite(loss)) {
     nonfinite = true;
   } else {
+    // The same rule as the gradients: below 2^(62 - k) per shard, so the step's sum never wraps.
+    // A loss that large (a diverged run) cannot be fixed by a wider grid: the step is refused.
     const double lf = std::ldexp(loss, kLossFracBits);
-    if (std::fabs(lf) >= 0x1p62)
-      overflow = true;  // never for realistic losses; refuse loudly
+    if (std::fabs(lf) >= limit)
+      nonfinite = true;
     else
       loss_fixed = int64_t(uint64_t(loss_fixed) + uint64_t(std::llround(lf)));
   }

@@ -26,7 +26,7 @@ struct ExactGrad {
   bool overflow = false;       // some value did not fit the grid: redo the step
   bool nonfinite = false;      // a NaN/Inf gradient or loss was seen
 
-  static constexpr int kLossFracBits = 32;
+  static constexpr int kLossFracBits = 16;
 
   ExactGrad() = default;
   explicit ExactGrad(const ParamLayout& layout) { reset(layout); }

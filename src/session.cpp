@@ -1,12 +1,16 @@
 #include "src/session.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -75,9 +79,9 @@ Checkpoint make_checkpoint(const TrainState& st, const Tokenizer& tok) {
   ck.grad_scale_exp = st.exponents();
   return ck;
 }
-// Restores `state` from the newest checkpoint in `ckdir` that verifies. A corrupt or truncated
-// newer one is reported and set aside (renamed *.corrupt) so it is never mistaken for the
-// newest again. Throws CheckpointError when none is usable or the run's settings differ.
+// Restores `state` from the newest checkpoint in `ckdir` that verifies; a corrupt, truncated or
+// unreadable newer one is reported and skipped. Throws CheckpointError when none is usable or
+// the run's settings differ.
 void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path& ckdir,
                         std::ostream& out) {
   auto all = list_checkpoints(ckdir.string());
@@ -88,11 +92,11 @@ void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path&
     try {
       ck = load_checkpoint(*it);
     } catch (const CheckpointError& e) {
+      // Left in place, untouched: it may be unreadable for a passing reason (permissions, I/O,
+      // a newer format), and a later checkpoint of this run will replace it by name.
       out << "cllm: " << e.what()
           << (std::next(it) != all.rend() ? "; using the previous checkpoint\n"
                                           : "; no older checkpoint\n");
-      std::error_code ec;
-      fs::rename(*it, *it + ".corrupt", ec);
       continue;
     }
     require_compatible(ck, state.config().model, tok.kind());
@@ -118,12 +122,35 @@ void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path&
     return;
   }
   throw CheckpointError(
-      fmt::format("--resume: no valid checkpoint in '{}' (all were corrupt)", ckdir.string()));
+      fmt::format("--resume: no usable checkpoint in '{}' (see above)", ckdir.string()));
 }
 
 // A new run gets a fresh folder (one holding checkpoints of another run is refused, so that
 // nothing safe is ever pruned); a resumed run needs its checkpoints folder. Stale temporaries of
 // a killed checkpoint write are removed. Throws ConfigError / CheckpointError.
+// An exclusive lock on the run folder for the life of the session: two processes writing one
+// run folder would interleave metrics and prune each other's checkpoints.
+class RunFolderLock {
+ public:
+  explicit RunFolderLock(const fs::path& dir) {
+    const std::string path = (dir / ".lock").string();
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      throw ConfigError(fmt::format("cannot create '{}': {}", path, std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw ConfigError(
+          fmt::format("run folder '{}' is in use by another cllm process", dir.string()));
+    }
+  }
+  ~RunFolderLock() { ::close(fd_); }
+  RunFolderLock(const RunFolderLock&) = delete;
+  RunFolderLock& operator=(const RunFolderLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 void prepare_run_folder(const fs::path& dir, const fs::path& ckdir, bool resume) {
   std::error_code ec;
   if (resume) {
@@ -182,9 +209,17 @@ std::ofstream open_metrics(const fs::path& p, int64_t done) {
       }
     }
   }
-  std::ofstream f(p, std::ios::trunc);
-  for (const auto& l : keep) f << l << "\n";
-  return f;
+  if (done > 0) {  // rewrite through a temporary so that a kill never loses the history
+    const fs::path tmp = p.string() + ".tmp";
+    {
+      std::ofstream t(tmp, std::ios::trunc);
+      for (const auto& l : keep) t << l << "\n";
+      if (!t.flush()) throw ConfigError(fmt::format("cannot write '{}'", tmp.string()));
+    }
+    fs::rename(tmp, p);
+    return std::ofstream(p, std::ios::app);
+  }
+  return std::ofstream(p, std::ios::trunc);
 }
 }  // namespace
 
@@ -230,6 +265,16 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   SessionResult res;
   const fs::path dir(opt.run_dir);
   const fs::path ckdir = dir / "checkpoints";
+  if (opt.resume && !fs::is_directory(dir))
+    throw CheckpointError(fmt::format("--resume: there is no run folder '{}'", dir.string()));
+  {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)
+      throw ConfigError(
+          fmt::format("cannot create the run folder '{}': {}", dir.string(), ec.message()));
+  }
+  const RunFolderLock lock(dir);
   prepare_run_folder(dir, ckdir, opt.resume);
 
   TrainState state(cfg);
@@ -266,6 +311,7 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   const double t_start = now_s();
   const int64_t first_step = state.step();
   StepOutcome last{};
+  bool checkpoint_failed = false;
 
   while (state.step() < cfg.steps) {
     if (stop_requested()) {
@@ -277,7 +323,13 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
     const double t0 = now_s();
     StepOutcome o;
     try {
-      for (;;) {
+      for (int attempt = 0;; ++attempt) {
+        // A redo always fits (its grid comes from exact maxima); a second one would be a bug.
+        if (attempt > 2)
+          throw std::logic_error(
+              fmt::format("step {}: the exact-sum grid did not settle after "
+                          "{} attempts",
+                          state.step() + 1, attempt));
         const StepWork work = state.next_work();
         const ExactGrad total = backend.run_step(work, state.weights());
         o = state.apply(total, work);
@@ -289,11 +341,16 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       res.stop_reason = e.what();
       res.exit_code = 4;
       break;
+    } catch (const std::exception& e) {
+      // Whatever failed, the last applied step is intact: save it below, then report.
+      res.stop_reason = fmt::format("step {} failed: {}", state.step() + 1, e.what());
+      res.exit_code = 1;
+      break;
     }
     if (o.kind == StepOutcome::nonfinite) {
       res.stop_reason = fmt::format(
-          "step {}: the loss or gradient is not finite (NaN/Inf); the update was refused and the "
-          "weights are those after step {}",
+          "step {}: the loss or gradient is not finite (NaN/Inf) or out of range; the update was "
+          "refused and the weights are those after step {}",
           o.step + 1, o.step);
       res.exit_code = 3;
       break;
@@ -323,6 +380,10 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
     if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done < cfg.steps)
       sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)),
                    (ckdir / checkpoint_name(uint64_t(done))).string(), opt.keep);
+    for (const auto& e : sink->poll()) {  // say so now, not at the end of a long run
+      err << "cllm: checkpoint error: " << e << "\n";
+      checkpoint_failed = true;
+    }
 
     const double elapsed = now_s() - t_start;
     const double eta = elapsed / double(done - first_step) * double(cfg.steps - done);
@@ -346,8 +407,12 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)), ck_path, opt.keep);
   for (const auto& e : sink->flush()) {
     err << "cllm: checkpoint error: " << e << "\n";
-    if (res.exit_code == 0) res.exit_code = 5;
+    checkpoint_failed = true;
   }
+  if (checkpoint_failed && res.exit_code == 0) res.exit_code = 5;
+  // The summary names the newest checkpoint that is really on disk.
+  const auto on_disk = list_checkpoints(ckdir.string());
+  const std::string newest_ckpt = on_disk.empty() ? std::string() : on_disk.back();
   if (evaluator && last_val < 0 && state.step() > 0) {
     const EvalResult ev = evaluator->run(state.weights()->data());
     last_val = ev.loss, last_bpb = ev.bits_per_byte;
@@ -376,7 +441,7 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       {"weights_sha256", res.weights_sha256},
       {"redo_steps", redo_steps},
       {"wall_s", now_s() - t_start},
-      {"checkpoint", ck_path},
+      {"checkpoint", newest_ckpt},
       {"stop_reason", res.stop_reason}};
   const nlohmann::json faults = backend.fault_counters();
   for (auto it = faults.begin(); it != faults.end(); ++it) summary[it.key()] = it.value();

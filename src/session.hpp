@@ -48,7 +48,9 @@ class CheckpointSink {
   virtual ~CheckpointSink() = default;
   virtual void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
                       int keep) = 0;
-  // Blocks until every submitted checkpoint is on disk; returns the errors seen (empty = ok).
+  // Errors of checkpoints finished so far, without waiting (each is reported once).
+  virtual std::vector<std::string> poll() = 0;
+  // Blocks until every submitted checkpoint is on disk; returns the errors not yet reported.
   virtual std::vector<std::string> flush() = 0;
 };
 
@@ -57,6 +59,7 @@ class SyncCheckpointSink final : public CheckpointSink {
  public:
   void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
               int keep) override;
+  std::vector<std::string> poll() override { return flush(); }
   std::vector<std::string> flush() override;
 
  private:

@@ -73,7 +73,9 @@ std::vector<std::string> RunConfig::differences(const RunConfig& o) const {
   std::vector<std::string> out;
   const auto a = to_json(), b = o.to_json();
   for (auto it = a.begin(); it != a.end(); ++it)
-    if (b.value(it.key(), nlohmann::json()) != it.value()) out.push_back(it.key());
+    if (b.value(it.key(), nlohmann::json()) != it.value() &&
+        !(it.key() == "data_sha256" && (data_sha256.empty() || o.data_sha256.empty())))
+      out.push_back(it.key());
   return out;
 }
 

@@ -180,3 +180,22 @@ TEST_CASE("the vectorised fold gives exactly the portable fold's integers", "[ex
     }
   }
 }
+
+TEST_CASE("a loss beyond the fixed-point range refuses the step instead of redoing it", "[exact]") {
+  ParamLayout L(micro_cfg());
+  AlignedVector<float> g(L.total(), 0.f);
+  const auto exps = choose_exponents(L, {}, 4);
+  ExactGrad a(L);
+  a.add_shard(L, g.data(), exps, 4, 1e9, 1);  // fine: 1e9 * 2^16 < 2^60
+  REQUIRE_FALSE(a.nonfinite);
+  REQUIRE_FALSE(a.overflow);
+  ExactGrad b(L);
+  b.add_shard(L, g.data(), exps, 4, 1e14, 1);  // 1e14 * 2^16 > 2^60: cannot be summed exactly
+  REQUIRE(b.nonfinite);
+  REQUIRE_FALSE(b.overflow);  // a wider grid would not help: no redo
+  // Four shards at the per-shard limit never wrap when summed.
+  ExactGrad c(L);
+  for (int k = 0; k < 4; ++k) c.add_shard(L, g.data(), exps, 4, 1.7e13, 1);
+  REQUIRE_FALSE(c.nonfinite);
+  REQUIRE(c.loss_sum() == Approx(4 * 1.7e13).epsilon(1e-12));
+}

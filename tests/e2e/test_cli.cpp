@@ -94,6 +94,11 @@ TEST_CASE("bad input: exit 2 and one line naming the problem", "[e2e][cli]") {
        quick_train(rd) + Args{"--spheres", "4", "--inject", "crash:sphere=99,step=1"},
        {"99"}},
       {"--inject malformed", quick_train(rd) + Args{"--inject", "bogus"}, {"bogus"}},
+      {"--warmup not shorter than the run", quick_train(rd) + Args{"--warmup", "6"}, {"--warmup"}},
+      {"lr x weight decay >= 1",
+       quick_train(rd) + Args{"--lr", "0.5", "--weight-decay", "2"},
+       {"weight decay"}},
+      {"config file that is a folder", quick_train(rd) + Args{"--config", empty_dir}, {empty_dir}},
       {"more spheres with work than memory holds",
        quick_train(rd) + Args{"--model", "base", "--context", "32", "--spheres", "200000",
                               "--batch", "400000", "--micro-batch", "2"},
@@ -409,4 +414,27 @@ TEST_CASE("train: a checkpoint write error is reported on stderr", "[e2e][cli]")
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   CHECK(r.code == 5);
   CHECK(contains(r.err, ckpt_name(6)));
+}
+
+TEST_CASE("train: a flag set to false in a config file stays off", "[e2e][cli]") {
+  TempDir tmp;
+  const fs::path cfg = tmp / "flags.cfg";
+  write_file(cfg, "print-topology = false\nresume = no\n");
+  const Result r = run_cli(quick_train(tmp / "run") + Args{"--config", cfg.string()});
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(printed_hash(r).size() == 64);
+}
+
+TEST_CASE("train: two processes never share a run folder", "[e2e][cli]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  Background first(quick_train(dir) + Args{"--steps", "400", "--checkpoint-every", "50"});
+  REQUIRE(first.wait_until([&] { return count_newlines(fs::path(dir) / "metrics.jsonl") >= 2; }));
+  const Result second = run_cli(quick_train(dir) + Args{"--steps", "400", "--resume"});
+  INFO("stderr: " << second.err);
+  CHECK(second.code == 2);
+  CHECK(contains(second.err, "in use"));
+  first.signal(SIGKILL);
+  first.wait();
 }
