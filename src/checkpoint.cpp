@@ -152,6 +152,15 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
                                  ck.grad_scale_exp.size() * sizeof(int32_t)});
 
   std::map<std::string, std::string> meta;
+  // The payload checksum covers the data buffer, not which tensor owns which bytes: this one
+  // hashes the tensors in the order listed above (by name), so that an altered tensor table
+  // (say, two offsets swapped) is caught too. It is covered by metadata_sha256.
+  {
+    Sha256 sha;
+    for (const auto& v : views) sha.update(v.data, v.nbytes);
+    const auto digest = sha.finish();
+    meta["tensors_sha256"] = to_hex(digest.data(), digest.size());
+  }
   meta["format"] = kFormat;
   meta["format_version"] = std::to_string(kCheckpointFormatVersion);
   meta["model"] = json{{"vocab", ck.model.vocab},
@@ -265,6 +274,19 @@ Checkpoint load_checkpoint(const std::string& path) {
   // Every tensor checked before anything large is allocated.
   for (const char* prefix : {"", kMomentM, kMomentV})
     for (const auto& t : layout.tensors()) take(prefix + t.name, "F32", t.shape);
+  if (const std::string* tsha = get("tensors_sha256")) {  // see save_checkpoint
+    Sha256 sha;
+    for (const char* prefix : {"", kMomentM, kMomentV})
+      for (const auto& t : layout.tensors()) {
+        const auto& b = file.tensors.at(prefix + t.name).bytes;
+        sha.update(b.data(), b.size());
+      }
+    if (const auto it = file.tensors.find(kScaleExp); it != file.tensors.end())
+      sha.update(it->second.bytes.data(), it->second.bytes.size());
+    const auto digest = sha.finish();
+    if (to_hex(digest.data(), digest.size()) != *tsha)
+      throw bad("has a checksum mismatch: file is corrupt (its tensor table was altered)");
+  }
   const auto fill = [&](const std::string& prefix, AlignedVector<float>& v) {
     v.assign(layout.total(), 0.0f);
     for (const auto& t : layout.tensors()) {

@@ -727,3 +727,18 @@ TEST_CASE("sha256 fast path matches the portable code on random input", "[checkp
   REQUIRE(sha256_hex_portable(a.data(), a.size()) ==
           "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
+
+TEST_CASE("a tensor table with two offsets swapped is caught", "[checkpoint]") {
+  TempDir dir;
+  const std::string path = dir.file("ck.safetensors");
+  save_checkpoint(path, make_checkpoint(micro_model()));
+  // Swap the data of two tensors of the same shape, as swapping their offsets in the header
+  // would: the data buffer (and so payload_sha256) stays the same bytes in another order only
+  // if the sizes match, so reseal the payload checksum too.
+  StFile f = read_safetensors(path);
+  std::swap(f.tensors.at("h.0.ln_1.weight").bytes, f.tensors.at("h.0.ln_1.bias").bytes);
+  const std::string doctored = dir.file("swapped.safetensors");
+  write_sealed(doctored, f);
+  REQUIRE_THROWS_WITH(load_checkpoint(doctored),
+                      Contains(doctored) && Contains("tensor table was altered"));
+}
