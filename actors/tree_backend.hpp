@@ -31,7 +31,6 @@ class TreeBackend final : public Backend {
   StepTiming last_timing() const override { return timing_; }
   nlohmann::json worker_stats() override;
   nlohmann::json fault_counters() override;
-  int threads() const { return threads_; }
 
  private:
   struct Config : caf::actor_system_config {

@@ -33,7 +33,6 @@ struct ExactGrad {
   // Empties the sum (keeping its buffer). Its contents are unspecified until the first shard
   // or merge, which stores rather than adds.
   void reset(const ParamLayout& layout);
-  bool empty() const { return shards == 0; }
 
   // Folds one shard: `grad` has layout.total() floats, `exps` one exponent per tensor, and
   // `step_shards` is the number of shards in the whole step (it bounds the integer range).
