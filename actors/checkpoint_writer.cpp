@@ -5,17 +5,13 @@
 namespace cllm {
 
 namespace {
-// Writes each snapshot it receives and answers with the error text ("" when written).
+// Writes each snapshot it receives and answers with the outcome: its path and the error text
+// ("" when written).
 caf::behavior checkpoint_writer(caf::event_based_actor*) {
   return {
-      [](checkpoint_atom, const CheckpointRef& ck, const std::string& path,
-         int keep) -> std::string {
-        try {
-          write_checkpoint_and_prune(*ck, path, keep);
-          return {};
-        } catch (const std::exception& e) {
-          return e.what();
-        }
+      [](checkpoint_atom, const CheckpointRef& ck, const std::string& path, int keep) {
+        const CheckpointOutcome o = write_checkpoint_outcome(*ck, path, keep);
+        return caf::make_message(o.path, o.error);
       },
   };
 }
@@ -43,9 +39,9 @@ ActorCheckpointSink::~ActorCheckpointSink() {
 
 void ActorCheckpointSink::receive_one(bool wait) {
   auto& self = *self_;
-  const auto on_result = [&](const std::string& err) {
+  const auto on_result = [&](const std::string& path, const std::string& err) {
     --in_flight_;
-    if (!err.empty()) errors_.push_back(err);
+    done_.push_back({path, err});
   };
   if (wait)
     self->receive(on_result);
@@ -63,14 +59,14 @@ void ActorCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot,
   ++in_flight_;
 }
 
-std::vector<std::string> ActorCheckpointSink::poll() {
+std::vector<CheckpointOutcome> ActorCheckpointSink::poll() {
   if (in_flight_ > 0) receive_one(false);
-  return std::exchange(errors_, {});
+  return std::exchange(done_, {});
 }
 
-std::vector<std::string> ActorCheckpointSink::flush() {
+std::vector<CheckpointOutcome> ActorCheckpointSink::flush() {
   while (in_flight_ > 0) receive_one(true);
-  return std::exchange(errors_, {});
+  return std::exchange(done_, {});
 }
 
 }  // namespace cllm

@@ -16,8 +16,8 @@ class ActorCheckpointSink final : public CheckpointSink {
   ~ActorCheckpointSink() override;
   void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
               int keep) override;
-  std::vector<std::string> poll() override;
-  std::vector<std::string> flush() override;
+  std::vector<CheckpointOutcome> poll() override;
+  std::vector<CheckpointOutcome> flush() override;
 
  private:
   void receive_one(bool wait);
@@ -29,7 +29,7 @@ class ActorCheckpointSink final : public CheckpointSink {
   caf::actor writer_;
   std::unique_ptr<caf::scoped_actor> self_;  // sends snapshots, receives the writer's answers
   int in_flight_ = 0;
-  std::vector<std::string> errors_;
+  std::vector<CheckpointOutcome> done_;
 };
 
 }  // namespace cllm

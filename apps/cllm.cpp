@@ -17,6 +17,7 @@
 #include "actors/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
 #include "apps/options.hpp"
+#include "src/atomic_file.hpp"
 #include "src/checkpoint.hpp"
 #include "src/corpus.hpp"
 #include "src/generate.hpp"
@@ -176,6 +177,8 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--keep", "K", "checkpoints kept", "3", i32(a.session.keep, 1, 1 << 20, "--keep"));
   t.add("--resume", "", "continue from the newest valid checkpoint in --run-dir", "",
         [&](auto&) { a.session.resume = true; });
+  t.add("--overwrite", "", "a new run may replace the files of a previous run in --run-dir", "",
+        [&](auto&) { a.session.overwrite = true; });
   t.add(
       "--inject", "SPEC",
       "crash:sphere=K,step=S or hang:sphere=K,step=S: fault of sphere K in step S (counted from 1 "
@@ -481,6 +484,9 @@ int main(int argc, char** argv) {
     std::cerr << "cllm: error: " << e.what() << "\n";
   } catch (const CheckpointError& e) {
     std::cerr << "cllm: error: " << e.what() << "\n";
+  } catch (const FileError& e) {
+    std::cerr << "cllm: error: " << e.what() << "\n";
+    return 5;
   } catch (const std::exception& e) {
     std::cerr << "cllm: error: " << e.what() << "\n";
     return 1;

@@ -330,6 +330,28 @@ std::string checkpoint_name(uint64_t step) {
   return fmt::format("ckpt-{:08d}.safetensors", step);
 }
 
+namespace {
+// The step of a file named "ckpt-<8 or more digits>.safetensors"; false for any other name.
+bool parse_checkpoint_name(const std::string& name, uint64_t& step) {
+  static const std::string prefix = "ckpt-", suffix = ".safetensors";
+  if (name.size() < prefix.size() + 8 + suffix.size() ||
+      name.compare(0, prefix.size(), prefix) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return false;
+  const std::string digits =
+      name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  return std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+         parse_u64(digits, step);
+}
+}  // namespace
+
+uint64_t checkpoint_step(const std::string& path) {
+  uint64_t step = 0;
+  if (!parse_checkpoint_name(std::filesystem::path(path).filename().string(), step))
+    throw CheckpointError(fmt::format("'{}' is not named like a checkpoint", path));
+  return step;
+}
+
 std::vector<std::string> list_checkpoints(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -337,24 +359,14 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   fs::directory_iterator it(dir, ec);
   if (ec)
     throw CheckpointError(fmt::format("cannot list checkpoints in '{}': {}", dir, ec.message()));
-  static const std::string prefix = "ckpt-", suffix = ".safetensors";
   std::vector<std::pair<uint64_t, std::string>> found;
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     if (ec)
       throw CheckpointError(fmt::format("cannot list checkpoints in '{}': {}", dir, ec.message()));
     const std::string name = it->path().filename().string();
-    if (name.size() < prefix.size() + 8 + suffix.size() ||
-        name.compare(0, prefix.size(), prefix) != 0 ||
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
-      continue;
-    const std::string digits =
-        name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
     uint64_t step = 0;
-    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-        !parse_u64(digits, step))
-      continue;
     std::error_code ec2;
-    if (!it->is_regular_file(ec2)) continue;
+    if (!parse_checkpoint_name(name, step) || !it->is_regular_file(ec2)) continue;
     found.emplace_back(step, name);
   }
   std::sort(found.begin(), found.end());

@@ -49,4 +49,8 @@ std::string checkpoint_name(uint64_t step);
 // by step ascending; temporaries and other files are ignored. A missing dir gives an empty list.
 std::vector<std::string> list_checkpoints(const std::string& dir);
 
+// The step in a checkpoint's file name ("…/ckpt-00000042.safetensors" -> 42); CheckpointError for
+// a name that is not a checkpoint's.
+uint64_t checkpoint_step(const std::string& path);
+
 }  // namespace cllm

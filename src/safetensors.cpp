@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "src/atomic_file.hpp"
 #include "src/sha256.hpp"
 
 namespace cllm {
@@ -22,10 +23,6 @@ namespace {
 using nlohmann::json;
 
 constexpr uint64_t kMaxHeader = 100u << 20;  // 100 MiB: more is not a plausible header
-
-std::string errno_text() {
-  return std::strerror(errno);
-}
 
 // A name or value from a file, made safe for a one-line message: quoted, printable, short.
 std::string quoted(const std::string& s) {
@@ -65,20 +62,6 @@ struct Fd {
   }
 };
 
-bool write_all(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= size_t(w);
-  }
-  return true;
-}
-
 // Reads exactly n bytes at offset; returns the number read (less only at end of file), -1 on error.
 ssize_t pread_all(int fd, void* data, size_t n, uint64_t offset) {
   char* p = static_cast<char*>(data);
@@ -94,13 +77,6 @@ ssize_t pread_all(int fd, void* data, size_t n, uint64_t offset) {
     done += size_t(r);
   }
   return ssize_t(done);
-}
-
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 }  // namespace
@@ -173,40 +149,13 @@ void write_safetensors(const std::string& path, std::map<std::string, std::strin
   uint8_t length[8];
   for (int i = 0; i < 8; ++i) length[i] = uint8_t(uint64_t(header_text.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  struct Temporary {
-    std::string name;
-    int fd = -1;
-    bool keep = false;
-    ~Temporary() {
-      if (fd >= 0) ::close(fd);
-      if (!keep) ::unlink(name.c_str());
-    }
-  } temporary{tmp};
-  temporary.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (temporary.fd < 0) {
-    const std::string why = errno_text();
-    temporary.keep = true;  // not ours: nothing was created
-    throw fail(fmt::format("cannot create '{}': {}", tmp, why));
+  std::vector<ByteSpan> pieces = {{length, 8}, {header_text.data(), header_text.size()}};
+  for (size_t i : order) pieces.push_back({tensors[i].data, tensors[i].nbytes});
+  try {
+    write_file_atomic(path, pieces);
+  } catch (const FileError& e) {
+    throw CheckpointError(e.what());
   }
-  bool ok = write_all(temporary.fd, length, 8) &&
-            write_all(temporary.fd, header_text.data(), header_text.size());
-  for (size_t i : order)
-    if (ok) ok = write_all(temporary.fd, tensors[i].data, tensors[i].nbytes);
-  if (!ok) throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
-  if (::fsync(temporary.fd) != 0) throw fail(fmt::format("fsync failed: {}", errno_text()));
-  const int fd = temporary.fd;
-  temporary.fd = -1;
-  if (::close(fd) != 0) throw fail(fmt::format("closing '{}' failed: {}", tmp, errno_text()));
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw fail(fmt::format("renaming '{}' over it failed: {}", tmp, errno_text()));
-  temporary.keep = true;
-
-  Fd dir;
-  dir.fd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir.fd < 0 || ::fsync(dir.fd) != 0)
-    throw CheckpointError(
-        fmt::format("wrote '{}' but could not sync its folder: {}", path, errno_text()));
 }
 
 void write_safetensors(const std::string& path, const StFile& file) {

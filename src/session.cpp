@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include "src/atomic_file.hpp"
 #include "src/checkpoint.hpp"
 #include "src/evaluate.hpp"
 #include "src/sha256.hpp"
@@ -55,14 +56,9 @@ double percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
+// Replaces the file only once the new one is complete on disk; throws FileError naming it.
 void write_json(const fs::path& p, const nlohmann::json& j) {
-  const fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << "\n";
-    if (!f) throw std::runtime_error(fmt::format("cannot write '{}'", tmp.string()));
-  }
-  fs::rename(tmp, p);
+  write_file_atomic(p.string(), j.dump(2) + "\n");
 }
 
 Checkpoint make_checkpoint(const TrainState& st, const Tokenizer& tok) {
@@ -79,11 +75,11 @@ Checkpoint make_checkpoint(const TrainState& st, const Tokenizer& tok) {
   ck.grad_scale_exp = st.exponents();
   return ck;
 }
-// Restores `state` from the newest checkpoint in `ckdir` that verifies; a corrupt, truncated or
-// unreadable newer one is reported and skipped. Throws CheckpointError when none is usable or
-// the run's settings differ.
-void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path& ckdir,
-                        std::ostream& out) {
+// Restores `state` from the newest checkpoint in `ckdir` that verifies and returns its path; a
+// corrupt, truncated or unreadable newer one is reported and skipped. Throws CheckpointError when
+// none is usable or the run's settings differ.
+std::string resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path& ckdir,
+                               std::ostream& out) {
   auto all = list_checkpoints(ckdir.string());
   if (all.empty())
     throw CheckpointError(fmt::format("--resume: no checkpoint in '{}'", ckdir.string()));
@@ -119,7 +115,7 @@ void resume_from_newest(TrainState& state, const Tokenizer& tok, const fs::path&
     state.restore(int64_t(ck.step), ck.weights.data(), ck.adam_m.data(), ck.adam_v.data(),
                   ck.grad_scale_exp);
     out << fmt::format("resuming from {} (step {})\n", *it, ck.step);
-    return;
+    return *it;
   }
   throw CheckpointError(
       fmt::format("--resume: no usable checkpoint in '{}' (see above)", ckdir.string()));
@@ -151,17 +147,35 @@ class RunFolderLock {
   int fd_ = -1;
 };
 
-void prepare_run_folder(const fs::path& dir, const fs::path& ckdir, bool resume) {
+// The files a run writes into its folder (checkpoints/ aside).
+const char* const kRunFiles[] = {"config.json", "metrics.jsonl", "summary.json", "spheres.json",
+                                 "sample.txt"};
+
+void prepare_run_folder(const fs::path& dir, const fs::path& ckdir, bool resume, bool overwrite) {
   std::error_code ec;
   if (resume) {
     if (!fs::is_directory(ckdir, ec))
       throw CheckpointError(fmt::format(
           "--resume: '{}' holds no checkpoints folder; nothing to resume", dir.string()));
-  } else if (!list_checkpoints(ckdir.string()).empty()) {
-    throw ConfigError(fmt::format(
-        "run folder '{}' already holds the checkpoints of a run; continue it with --resume or "
-        "choose another --run-dir",
-        dir.string()));
+  } else {
+    // A new run never silently replaces what an earlier run left here.
+    std::vector<fs::path> previous;
+    for (const char* name : kRunFiles)
+      if (fs::exists(dir / name, ec)) previous.push_back(dir / name);
+    const auto ckpts = list_checkpoints(ckdir.string());
+    previous.insert(previous.end(), ckpts.begin(), ckpts.end());
+    if (!previous.empty() && !overwrite)
+      throw ConfigError(fmt::format(
+          "run folder '{}' holds a previous run ({}{}); continue it with --resume, choose "
+          "another --run-dir, or pass --overwrite to replace it",
+          dir.string(), previous.front().filename().string(),
+          previous.size() > 1 ? fmt::format(" and {} more", previous.size() - 1) : ""));
+    for (const auto& p : previous) {
+      std::error_code rm;
+      if (!fs::remove(p, rm) && rm)
+        throw ConfigError(
+            fmt::format("--overwrite: cannot remove '{}': {}", p.string(), rm.message()));
+    }
   }
   fs::create_directories(ckdir, ec);
   if (ec || !fs::is_directory(ckdir))
@@ -195,55 +209,62 @@ SessionResult already_complete(const TrainState& state, const fs::path& dir, std
   return res;
 }
 
-// metrics.jsonl keeps the rows of steps already done (a resumed run continues the file).
-std::ofstream open_metrics(const fs::path& p, int64_t done) {
-  std::vector<std::string> keep;
-  if (done > 0) {
-    std::ifstream in(p);
-    std::string line;
-    while (std::getline(in, line)) {
-      try {
-        if (nlohmann::json::parse(line).value("step", int64_t(0)) <= done) keep.push_back(line);
-      } catch (const nlohmann::json::exception&) {
-        // a torn last line of a killed run
-      }
+// metrics.jsonl keeps the rows of steps already done (a resumed run continues the file). The
+// cut-back copy replaces the file atomically, so that a kill or a full disk never loses the
+// history. Throws FileError.
+AppendFile open_metrics(const fs::path& p, int64_t done) {
+  if (done <= 0) return AppendFile(p.string(), /*truncate=*/true);
+  std::string keep;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value("step", int64_t(0)) <= done) keep += line + "\n";
+    } catch (const nlohmann::json::exception&) {
+      // a torn last line of a killed run
     }
   }
-  if (done > 0) {  // rewrite through a temporary so that a kill never loses the history
-    const fs::path tmp = p.string() + ".tmp";
-    {
-      std::ofstream t(tmp, std::ios::trunc);
-      for (const auto& l : keep) t << l << "\n";
-      if (!t.flush()) throw ConfigError(fmt::format("cannot write '{}'", tmp.string()));
-    }
-    fs::rename(tmp, p);
-    return std::ofstream(p, std::ios::app);
-  }
-  return std::ofstream(p, std::ios::trunc);
+  write_file_atomic(p.string(), keep);
+  return AppendFile(p.string(), /*truncate=*/false);
 }
 }  // namespace
 
 void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep) {
   save_checkpoint(path, ck);
-  // Only now that the new checkpoint is complete may older ones go.
-  const auto all = list_checkpoints(fs::path(path).parent_path().string());
-  for (size_t i = 0; i + size_t(std::max(keep, 1)) < all.size(); ++i) {
+  // Read it back before anything older goes: only a checkpoint that verifies may replace others.
+  const Checkpoint back = load_checkpoint(path);
+  if (back.step != ck.step)
+    throw CheckpointError(
+        fmt::format("'{}' reads back as step {}, not {}", path, back.step, ck.step));
+  // Only checkpoints OLDER than the one just written are pruned: a newer file (say a damaged one
+  // left by an earlier life of the run) is never a reason to delete a good one, nor ours to delete.
+  std::vector<std::string> older;
+  for (const auto& p : list_checkpoints(fs::path(path).parent_path().string()))
+    if (checkpoint_step(p) < ck.step) older.push_back(p);
+  const size_t keep_older = size_t(std::max(keep, 1)) - 1;
+  for (size_t i = 0; i + keep_older < older.size(); ++i) {
     std::error_code ec;
-    fs::remove(all[i], ec);
+    fs::remove(older[i], ec);
+  }
+}
+
+CheckpointOutcome write_checkpoint_outcome(const Checkpoint& ck, const std::string& path,
+                                           int keep) {
+  try {
+    write_checkpoint_and_prune(ck, path, keep);
+    return {path, ""};
+  } catch (const std::exception& e) {
+    return {path, e.what()};
   }
 }
 
 void SyncCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
                                 int keep) {
-  try {
-    write_checkpoint_and_prune(*snapshot, path, keep);
-  } catch (const std::exception& e) {
-    errors_.push_back(e.what());
-  }
+  done_.push_back(write_checkpoint_outcome(*snapshot, path, keep));
 }
 
-std::vector<std::string> SyncCheckpointSink::flush() {
-  return std::exchange(errors_, {});
+std::vector<CheckpointOutcome> SyncCheckpointSink::flush() {
+  return std::exchange(done_, {});
 }
 
 void request_stop() {
@@ -275,13 +296,15 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
           fmt::format("cannot create the run folder '{}': {}", dir.string(), ec.message()));
   }
   const RunFolderLock lock(dir);
-  prepare_run_folder(dir, ckdir, opt.resume);
+  prepare_run_folder(dir, ckdir, opt.resume, opt.overwrite);
 
   TrainState state(cfg);
   SyncCheckpointSink sync_sink;
   if (!sink) sink = &sync_sink;
+  // The newest checkpoint known to be good: the one resumed from, then each one written.
+  std::string good_ckpt;
   if (opt.resume) {
-    resume_from_newest(state, tok, ckdir, err);
+    good_ckpt = resume_from_newest(state, tok, ckdir, err);
     if (state.step() >= cfg.steps) return already_complete(state, dir, out);
   }
   {
@@ -294,7 +317,7 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
     conf["val_tokens"] = corpus.val.size();
     write_json(dir / "config.json", conf);
   }
-  std::ofstream metrics = open_metrics(dir / "metrics.jsonl", state.step());
+  AppendFile metrics = open_metrics(dir / "metrics.jsonl", state.step());
 
   const bool tty = opt.progress >= 0 ? opt.progress == 1 : ::isatty(STDOUT_FILENO) == 1;
   const int64_t log_every =
@@ -311,7 +334,17 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   const double t_start = now_s();
   const int64_t first_step = state.step();
   StepOutcome last{};
-  bool checkpoint_failed = false;
+  bool write_failed = false;
+  const auto report = [&](const std::vector<CheckpointOutcome>& outcomes) {
+    for (const auto& o : outcomes) {
+      if (o.error.empty()) {
+        good_ckpt = o.path;
+      } else {
+        err << "cllm: checkpoint error: " << o.error << "\n";
+        write_failed = true;
+      }
+    }
+  };
 
   while (state.step() < cfg.steps) {
     if (stop_requested()) {
@@ -375,15 +408,19 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       row["val_loss"] = ev.loss;
       row["val_bpb"] = ev.bits_per_byte;
     }
-    metrics << row.dump() << "\n";
-    metrics.flush();
+    try {
+      metrics.append(row.dump() + "\n");
+    } catch (const FileError& e) {
+      // Nothing of the step is lost (the state is in memory and goes into the final checkpoint),
+      // but a run that cannot record its progress stops here.
+      res.stop_reason = fmt::format("{}; stopped after step {}", e.what(), done);
+      res.exit_code = 5;
+      break;
+    }
     if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done < cfg.steps)
       sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)),
                    (ckdir / checkpoint_name(uint64_t(done))).string(), opt.keep);
-    for (const auto& e : sink->poll()) {  // say so now, not at the end of a long run
-      err << "cllm: checkpoint error: " << e << "\n";
-      checkpoint_failed = true;
-    }
+    report(sink->poll());  // say so now, not at the end of a long run
 
     const double elapsed = now_s() - t_start;
     const double eta = elapsed / double(done - first_step) * double(cfg.steps - done);
@@ -405,14 +442,7 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   res.weights_sha256 = weights_sha256(state.layout(), state.weights()->data());
   const std::string ck_path = (ckdir / checkpoint_name(uint64_t(state.step()))).string();
   sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)), ck_path, opt.keep);
-  for (const auto& e : sink->flush()) {
-    err << "cllm: checkpoint error: " << e << "\n";
-    checkpoint_failed = true;
-  }
-  if (checkpoint_failed && res.exit_code == 0) res.exit_code = 5;
-  // The summary names the newest checkpoint that is really on disk.
-  const auto on_disk = list_checkpoints(ckdir.string());
-  const std::string newest_ckpt = on_disk.empty() ? std::string() : on_disk.back();
+  report(sink->flush());
   if (evaluator && last_val < 0 && state.step() > 0) {
     const EvalResult ev = evaluator->run(state.weights()->data());
     last_val = ev.loss, last_bpb = ev.bits_per_byte;
@@ -426,7 +456,16 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   res.step_ms_median = median(ms_w);
   res.tokens_per_s = median(tps_w);
 
-  write_json(dir / "spheres.json", backend.worker_stats());
+  // Each file on its own: one that cannot be written is reported and never replaces a good one.
+  const auto write_run_file = [&](const fs::path& p, const std::string& text) {
+    try {
+      write_file_atomic(p.string(), text);
+    } catch (const FileError& e) {
+      err << "cllm: " << e.what() << "\n";
+      write_failed = true;
+    }
+  };
+  write_run_file(dir / "spheres.json", backend.worker_stats().dump(2) + "\n");
   nlohmann::json summary = {
       {"steps", res.steps_done},
       {"backend", backend.name()},
@@ -441,22 +480,23 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       {"weights_sha256", res.weights_sha256},
       {"redo_steps", redo_steps},
       {"wall_s", now_s() - t_start},
-      {"checkpoint", newest_ckpt},
+      {"checkpoint", good_ckpt},
       {"stop_reason", res.stop_reason}};
   const nlohmann::json faults = backend.fault_counters();
   for (auto it = faults.begin(); it != faults.end(); ++it) summary[it.key()] = it.value();
-  write_json(dir / "summary.json", summary);
+  write_run_file(dir / "summary.json", summary.dump(2) + "\n");
 
   if (opt.sample_tokens > 0 && res.exit_code == 0) {
     const auto prompt = tok.encode(opt.sample_prompt);
     const auto gen =
         generate(cfg.model, state.weights()->data(), prompt, opt.sample_tokens, opt.sampling);
     const std::string text = opt.sample_prompt + tok.decode(gen);
-    std::ofstream(dir / "sample.txt") << text << "\n";
+    write_run_file(dir / "sample.txt", text + "\n");
     out << "--- sample (" << opt.sample_tokens << " tokens, temperature "
         << opt.sampling.temperature << ") ---\n"
         << text << "\n---\n";
   }
+  if (write_failed && res.exit_code == 0) res.exit_code = 5;
   return res;
 }
 

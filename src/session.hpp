@@ -29,6 +29,7 @@ struct SessionOptions {
   int64_t checkpoint_every = 0;  // steps between checkpoints (0 = only the final one)
   int keep = 3;                  // checkpoints kept
   bool resume = false;           // continue from the newest valid checkpoint in run_dir
+  bool overwrite = false;        // a new run may replace a previous run's files in run_dir
   nlohmann::json extra_config;   // backend/topology settings, recorded in config.json
 };
 
@@ -41,6 +42,12 @@ struct SessionResult {
   std::string stop_reason;  // empty when the run completed
 };
 
+// What became of one submitted checkpoint.
+struct CheckpointOutcome {
+  std::string path;
+  std::string error;  // empty: written, verified, and older ones pruned
+};
+
 // Where checkpoints go. The session hands over a complete snapshot and goes on training; the
 // sink writes it (atomically) and then prunes older checkpoints beyond `keep`.
 class CheckpointSink {
@@ -48,10 +55,10 @@ class CheckpointSink {
   virtual ~CheckpointSink() = default;
   virtual void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
                       int keep) = 0;
-  // Errors of checkpoints finished so far, without waiting (each is reported once).
-  virtual std::vector<std::string> poll() = 0;
-  // Blocks until every submitted checkpoint is on disk; returns the errors not yet reported.
-  virtual std::vector<std::string> flush() = 0;
+  // Outcomes of checkpoints finished so far, without waiting (each is reported once).
+  virtual std::vector<CheckpointOutcome> poll() = 0;
+  // Blocks until every submitted checkpoint is done; returns the outcomes not yet reported.
+  virtual std::vector<CheckpointOutcome> flush() = 0;
 };
 
 // Writes in the caller's thread (tests, tools).
@@ -59,15 +66,18 @@ class SyncCheckpointSink final : public CheckpointSink {
  public:
   void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
               int keep) override;
-  std::vector<std::string> poll() override { return flush(); }
-  std::vector<std::string> flush() override;
+  std::vector<CheckpointOutcome> poll() override { return flush(); }
+  std::vector<CheckpointOutcome> flush() override;
 
  private:
-  std::vector<std::string> errors_;
+  std::vector<CheckpointOutcome> done_;
 };
 
-// Writes `ck` to `path` and then deletes the oldest checkpoints in its folder beyond `keep`.
-// Throws CheckpointError.
+// write_checkpoint_and_prune (below), with any failure as the outcome's error.
+CheckpointOutcome write_checkpoint_outcome(const Checkpoint& ck, const std::string& path, int keep);
+
+// Writes `ck` to `path`, verifies it, and then deletes the oldest checkpoints in its folder that
+// are older than ck beyond `keep` (newer files are never touched). Throws CheckpointError.
 void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep);
 
 // Requests a clean stop after the current step (signal-safe: only sets a flag).

@@ -2,8 +2,10 @@
 // Helpers for the end-to-end tests: run the cllm binary as a user would (always under a time
 // limit), temporary folders, a small deterministic English-like corpus, run-folder readers.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -284,6 +286,62 @@ inline Result run_cli(const Args& args, int timeout_s = 60) {
   r.out = read_file(out);
   r.err = read_file(err);
   fs::remove(out), fs::remove(err);
+  return r;
+}
+
+// As run_cli, on a "full disk": no file can grow past max_file_bytes (RLIMIT_FSIZE with SIGXFSZ
+// ignored, so every write beyond it fails with EFBIG, as writes fail with ENOSPC). Output comes
+// back through pipes, which the limit does not apply to.
+inline Result run_cli_full_disk(const Args& args, long long max_file_bytes = 0,
+                                int timeout_s = 60) {
+  std::vector<std::string> argv = {"timeout", "-s", "KILL", std::to_string(timeout_s), cllm_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int out_pipe[2], err_pipe[2];
+  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const int in = ::open("/dev/null", O_RDONLY);
+    ::dup2(in, 0), ::dup2(out_pipe[1], 1), ::dup2(err_pipe[1], 2);
+    ::close(in), ::close(out_pipe[0]), ::close(err_pipe[0]);
+    ::close(out_pipe[1]), ::close(err_pipe[1]);
+    ::signal(SIGXFSZ, SIG_IGN);  // an ignored signal stays ignored across exec
+    const rlimit lim{rlim_t(max_file_bytes), rlim_t(max_file_bytes)};
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(125);
+    std::vector<char*> cargv;
+    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    ::execvp(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]), ::close(err_pipe[1]);
+  Result r;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* dst[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  while (open_fds > 0) {  // bounded: `timeout` ends the child, which closes both pipes
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[4096];
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        dst[i]->append(buf, size_t(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.code = decode_status(status);
   return r;
 }
 

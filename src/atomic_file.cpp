@@ -1,0 +1,118 @@
+#include "src/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace cllm {
+
+namespace {
+
+bool write_all(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= size_t(w);
+  }
+  return true;
+}
+
+std::string parent_dir(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces) {
+  const auto fail = [&](const std::string& what) {
+    return FileError(fmt::format("cannot write '{}': {}", path, what));
+  };
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  struct Temporary {  // removed on every path that does not end in the rename
+    std::string name;
+    int fd = -1;
+    bool keep = false;
+    ~Temporary() {
+      if (fd >= 0) ::close(fd);
+      if (!keep) ::unlink(name.c_str());
+    }
+  } temporary{tmp};
+  temporary.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (temporary.fd < 0) {
+    const std::string why = errno_text();
+    temporary.keep = true;  // nothing was created
+    throw fail(fmt::format("cannot create '{}': {}", tmp, why));
+  }
+  for (const auto& p : pieces)
+    if (!write_all(temporary.fd, p.data, p.size))
+      throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
+  if (::fsync(temporary.fd) != 0) throw fail(fmt::format("fsync failed: {}", errno_text()));
+  const int fd = std::exchange(temporary.fd, -1);
+  if (::close(fd) != 0) throw fail(fmt::format("closing '{}' failed: {}", tmp, errno_text()));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw fail(fmt::format("renaming '{}' over it failed: {}", tmp, errno_text()));
+  temporary.keep = true;
+
+  const int dir = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool synced = dir >= 0 && ::fsync(dir) == 0;
+  const std::string why = synced ? std::string() : errno_text();
+  if (dir >= 0) ::close(dir);
+  if (!synced)
+    throw FileError(fmt::format("wrote '{}' but could not sync its folder: {}", path, why));
+}
+
+void write_file_atomic(const std::string& path, std::string_view text) {
+  write_file_atomic(path, {ByteSpan{text.data(), text.size()}});
+}
+
+AppendFile::AppendFile(const std::string& path, bool truncate) : path_(path) {
+  fd_ =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_APPEND), 0644);
+  if (fd_ < 0) throw FileError(fmt::format("cannot open '{}': {}", path, errno_text()));
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+AppendFile::AppendFile(AppendFile&& o) noexcept
+    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)) {}
+
+AppendFile& AppendFile::operator=(AppendFile&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(o.path_);
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
+}
+
+void AppendFile::append(std::string_view bytes) {
+  const off_t start = ::lseek(fd_, 0, SEEK_END);
+  if (write_all(fd_, bytes.data(), bytes.size())) return;
+  const std::string why = errno_text();
+  // A torn record would be a corrupt last line: cut the file back to where it was.
+  if (start >= 0) [[maybe_unused]]
+    const int rc = ::ftruncate(fd_, start);
+  throw FileError(fmt::format("cannot write '{}': {}", path_, why));
+}
+
+}  // namespace cllm

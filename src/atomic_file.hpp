@@ -1,0 +1,53 @@
+#pragma once
+// Writing files so that nothing already safe is ever lost: a whole file replaces the old one only
+// once it is completely on disk (temporary, fsync, rename, fsync of the folder), and every write
+// is checked, so a full disk fails loudly instead of leaving an empty or torn file behind.
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cllm {
+
+// A file could not be written; what() is one line naming the file and the reason.
+struct FileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ByteSpan {
+  const void* data = nullptr;
+  size_t size = 0;
+};
+
+// Writes `pieces` one after another to "<path>.tmp.<pid>", fsyncs it, renames it over `path` and
+// fsyncs the folder. On any failure the temporary is removed, the old file at `path` (if any) is
+// untouched, and FileError says what failed.
+void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces);
+void write_file_atomic(const std::string& path, std::string_view text);
+
+// A file that grows by whole records (metrics.jsonl): each append is written completely or
+// throws FileError; a failed append leaves the bytes before it intact.
+class AppendFile {
+ public:
+  AppendFile() = default;
+  // truncate: start empty; otherwise append to what is there. Throws FileError.
+  AppendFile(const std::string& path, bool truncate);
+  ~AppendFile();
+  AppendFile(AppendFile&& o) noexcept;
+  AppendFile& operator=(AppendFile&& o) noexcept;
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+
+  void append(std::string_view bytes);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// "No space left on device" for the current errno.
+std::string errno_text();
+
+}  // namespace cllm
