@@ -77,7 +77,7 @@ void spawn_child(sphere_actor* self, size_t slot) {
 }
 
 bool subtree_has_work(const SphereState& st, size_t slot) {
-  return st.setup->topology.subtree_shards(st.child_ids[slot], st.work.shards) > 0;
+  return st.setup->plan.subtree(st.child_ids[slot]) > 0;
 }
 
 void merge_partial(SphereState& st, Partial& p) {
@@ -299,7 +299,7 @@ caf::behavior sphere_behavior(sphere_actor* self, std::shared_ptr<const TreeSetu
           send_to_child(self, slot, next_delivery(ctl.delivery, 0));
         }
         if (s.id != kSupervisorId) {
-          const auto own = s.setup->topology.own_shards(s.id, work.shards);
+          const auto own = s.setup->plan.own(s.id);
           if (!own.empty()) {
             if (!s.worker)
               s.worker = std::make_unique<ShardWorker>(s.setup->run, *s.setup->sampler);

@@ -23,6 +23,7 @@ namespace cllm {
 struct TreeSetup {
   RunConfig run;
   Topology topology;
+  ShardPlan plan;  // which sphere computes which shard (the number of shards is fixed per run)
   const WindowSampler* sampler;  // outlives the actor system
   FaultPlan faults;
   SupervisionPolicy policy;

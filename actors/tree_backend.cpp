@@ -28,17 +28,19 @@ TreeBackend::Config::Config(int threads) {
 TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, const TreeOptions& opt)
     : threads_(opt.threads > 0 ? opt.threads : detected_cores()) {
   opt.policy.validate();
+  Topology topology(opt.spheres, opt.fanout);
+  ShardPlan plan(topology, run.batch.shards(), opt.placement);
   auto setup = std::make_shared<TreeSetup>(
-      TreeSetup{run, Topology(opt.spheres, opt.fanout), &sampler, opt.faults, opt.policy});
+      TreeSetup{run, std::move(topology), std::move(plan), &sampler, opt.faults, opt.policy});
   for (const auto& inj : opt.faults.injections) {
     if (inj.sphere >= opt.spheres)
       throw ConfigError(fmt::format("--inject names sphere {} but the tree has {} spheres",
                                     inj.sphere, opt.spheres));
-    if (setup->topology.subtree_shards(inj.sphere, run.batch.shards()) == 0)
+    if (setup->plan.subtree(inj.sphere) == 0)
       throw ConfigError(fmt::format(
-          "--inject names sphere {}, which never receives work ({} shards per step go to "
-          "spheres 0-{}); pick one of those or an ancestor",
-          inj.sphere, run.batch.shards(), std::min(opt.spheres, run.batch.shards()) - 1));
+          "--inject names sphere {}, which never receives work ({} shards per step go to {} "
+          "spheres; see --print-topology); pick one of those or an ancestor",
+          inj.sphere, run.batch.shards(), setup->plan.computing_spheres()));
   }
   setup_ = std::move(setup);
   cfg_ = std::make_unique<Config>(threads_);

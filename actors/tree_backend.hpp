@@ -15,6 +15,7 @@ namespace cllm {
 struct TreeOptions {
   int spheres = 1;
   int fanout = 12;
+  Placement placement = Placement::bfs;
   int threads = 0;  // CAF scheduler threads; 0 = detected cores
   FaultPlan faults;
   SupervisionPolicy policy;

@@ -138,6 +138,10 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--spheres", "N", "spheres (workers); 1741 = root + 12 + 144 + 1584 with fan-out 12",
         std::to_string(cores()) + " (cores)", i32(a.tree.spheres, 1, 1000000, "--spheres"));
   t.add("--fanout", "N", "children per sphere", "12", i32(a.tree.fanout, 1, 1000000, "--fanout"));
+  t.add("--placement", "KIND",
+        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
+        "leaves of every subtree)",
+        "bfs", [&](auto& v) { a.tree.placement = parse_placement(v); });
   t.add("--threads", "N", "CAF scheduler threads", std::to_string(cores()) + " (cores)",
         i32(a.tree.threads, 1, 4096, "--threads"));
   t.add("--print-topology", "", "print the sphere tree and exit", "",
@@ -328,7 +332,8 @@ int cmd_train(const std::vector<std::string>& args) {
     throw UsageError("option --chaos must be in [0, 1)");
 
   if (a.print_topology) {
-    std::cout << Topology(a.tree.spheres, a.tree.fanout).render(r.batch.shards());
+    const Topology topo(a.tree.spheres, a.tree.fanout);
+    std::cout << ShardPlan(topo, r.batch.shards(), a.tree.placement).render(topo);
     return 0;
   }
   Topology(a.tree.spheres, a.tree.fanout);  // validates spheres and fan-out early

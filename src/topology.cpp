@@ -1,5 +1,7 @@
 #include "src/topology.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "src/config.hpp"
@@ -15,7 +17,7 @@ Topology::Topology(int spheres, int fanout) : fanout_(fanout) {
   for (int i = 0; i < spheres; ++i) {
     auto& n = nodes_[size_t(i)];
     n.id = i;
-    n.group = i % 12;
+    n.group = i % kSymmetryGroups;
     if (i > 0) {
       n.parent = (i - 1) / fanout;
       n.level = nodes_[size_t(n.parent)].level + 1;
@@ -36,40 +38,119 @@ std::vector<int> Topology::tier_sizes() const {
   return t;
 }
 
-std::vector<int> Topology::own_shards(int id, int shards) const {
-  std::vector<int> out;
-  for (int s = id; s < shards; s += size()) out.push_back(s);
+std::string Topology::describe() const {
+  std::string out =
+      fmt::format("{} spheres, fan-out {}, {} levels; tiers:", size(), fanout_, levels_);
+  const auto tiers = tier_sizes();
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    if (tiers.size() > 8 && i == 6) {  // a chain has a million tiers of 1
+      out += fmt::format(" ... ({} more) {}", tiers.size() - 7, tiers.back());
+      break;
+    }
+    out += fmt::format(" {}", tiers[i]);
+  }
   return out;
 }
 
-int Topology::subtree_shards(int id, int shards) const {
-  int total = int(own_shards(id, shards).size());
-  for (int c : node(id).children) total += subtree_shards(c, shards);
-  return total;
+Placement parse_placement(const std::string& text) {
+  if (text == "bfs") return Placement::bfs;
+  if (text == "leaves") return Placement::leaves;
+  throw ConfigError(fmt::format("placement must be bfs or leaves, got '{}'", text));
 }
 
-std::string Topology::render(int shards, int max_lines) const {
-  std::string out;
-  auto tiers = tier_sizes();
-  out += fmt::format("{} spheres, fan-out {}, {} levels; tiers:", size(), fanout_, levels_);
-  for (int t : tiers) out += fmt::format(" {}", t);
-  out += fmt::format("; {} shards per step\n", shards);
+const char* placement_name(Placement p) {
+  return p == Placement::bfs ? "bfs" : "leaves";
+}
+
+namespace {
+
+// The spheres that take shards, in the order shards are dealt to them.
+std::vector<int> placement_order(const Topology& topo, Placement placement) {
+  std::vector<int> order;
+  if (placement == Placement::bfs) {
+    order.resize(size_t(topo.size()));
+    for (int i = 0; i < topo.size(); ++i) order[size_t(i)] = i;
+    return order;
+  }
+  // Leaves, dealt round-robin over the root's subtrees, and within each subtree over its
+  // children's subtrees: each sphere's list interleaves its children's lists (bottom-up, since
+  // children have larger ids than their parent).
+  std::vector<std::vector<int>> deal(size_t(topo.size()));
+  for (int id = topo.size() - 1; id >= 0; --id) {
+    const auto& children = topo.node(id).children;
+    std::vector<int>& mine = deal[size_t(id)];
+    if (children.empty()) {
+      mine.push_back(id);
+      continue;
+    }
+    if (children.size() == 1) {
+      mine = std::move(deal[size_t(children[0])]);
+      continue;
+    }
+    size_t longest = 0, total = 0;
+    for (int c : children) {
+      longest = std::max(longest, deal[size_t(c)].size());
+      total += deal[size_t(c)].size();
+    }
+    mine.reserve(total);
+    for (size_t k = 0; k < longest; ++k)
+      for (int c : children)
+        if (k < deal[size_t(c)].size()) mine.push_back(deal[size_t(c)][k]);
+    for (int c : children) std::vector<int>().swap(deal[size_t(c)]);
+  }
+  order = std::move(deal[0]);
+  return order;
+}
+
+}  // namespace
+
+ShardPlan::ShardPlan(const Topology& topo, int shards, Placement placement)
+    : shards_(shards), placement_(placement) {
+  if (shards < 0) throw ConfigError(fmt::format("shards must be >= 0 (got {})", shards));
+  const std::vector<int> order = placement_order(topo, placement);
+  const size_t n = size_t(topo.size());
+  owner_.resize(size_t(shards));
+  std::vector<int> count(n, 0);
+  for (int s = 0; s < shards; ++s) {
+    owner_[size_t(s)] = order[size_t(s) % order.size()];
+    ++count[size_t(owner_[size_t(s)])];
+  }
+  own_begin_.assign(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) {
+    own_begin_[i + 1] = own_begin_[i] + count[i];
+    computing_ += count[i] > 0;
+  }
+  own_list_.resize(size_t(shards));
+  std::vector<int> fill(own_begin_.begin(), own_begin_.end() - 1);
+  for (int s = 0; s < shards; ++s) own_list_[size_t(fill[size_t(owner_[size_t(s)])]++)] = s;
+  subtree_ = count;
+  for (int i = int(n) - 1; i > 0; --i)  // children have larger ids than their parent
+    subtree_[size_t(topo.node(i).parent)] += subtree_[size_t(i)];
+}
+
+std::vector<int> ShardPlan::own(int id) const {
+  return std::vector<int>(own_list_.begin() + own_begin_[size_t(id)],
+                          own_list_.begin() + own_begin_[size_t(id) + 1]);
+}
+
+std::string ShardPlan::render(const Topology& topo, int max_lines) const {
+  std::string out = fmt::format("{}; {} shards per step, placement {}, {} computing spheres\n",
+                                topo.describe(), shards_, placement_name(placement_), computing_);
   int lines = 0;
-  // Depth-first listing, indented by level.
-  std::vector<int> stack{0};
+  std::vector<int> stack{0};  // depth-first listing, indented by level
   while (!stack.empty()) {
     const int id = stack.back();
     stack.pop_back();
     if (lines++ >= max_lines) {
-      out += fmt::format("... ({} more spheres)\n", size() - max_lines);
+      out += fmt::format("... ({} more spheres)\n", topo.size() - max_lines);
       break;
     }
-    const auto& n = node(id);
-    const auto own = own_shards(id, shards);
-    out += fmt::format("{:{}}sphere {} (level {}, group {}, {} children, shards", "", 2 * n.level,
-                       id, n.level, n.group, n.children.size());
-    if (own.empty()) out += " none";
-    for (int s : own) out += fmt::format(" {}", s);
+    const auto& n = topo.node(id);
+    out += fmt::format("{:{}}sphere {} (level {}, group {}, {} children, shards", "",
+                       2 * std::min(n.level, 40), id, n.level, n.group, n.children.size());
+    const auto mine = own(id);
+    if (mine.empty()) out += " none";
+    for (int s : mine) out += fmt::format(" {}", s);
     out += ")\n";
     for (auto it = n.children.rbegin(); it != n.children.rend(); ++it) stack.push_back(*it);
   }

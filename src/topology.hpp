@@ -1,45 +1,77 @@
 #pragma once
 // The sphere tree: (spheres, fan-out) -> a breadth-first tree. Sphere 0 is the root; the
 // children of sphere i are f*i+1 .. f*i+f, so with fan-out 12 the tiers are 1, 12, 144, 1728.
-// Shard s of a step is computed by sphere s mod spheres.
+// A ShardPlan says which sphere computes which shard of a step (the placement).
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace cllm {
 
+// Spheres are grouped by id mod 12 in the statistics (the 12 of the kissing-spheres tier).
+constexpr int kSymmetryGroups = 12;
+
 struct SphereInfo {
   int id = 0;
   int parent = -1;  // -1 for the root
   int level = 0;    // 0 for the root
-  int group = 0;    // symmetry group: id mod 12
+  int group = 0;    // symmetry group: id mod kSymmetryGroups
   std::vector<int> children;
 };
 
 class Topology {
  public:
-  // Throws ConfigError for spheres < 1 or fanout < 1 (fanout 1 is a chain).
+  // Throws ConfigError for spheres outside [1, 1,000,000] or fanout < 1 (fanout 1 is a chain).
   Topology(int spheres, int fanout);
   int size() const { return int(nodes_.size()); }
-  int fanout() const { return fanout_; }
   int levels() const { return levels_; }
   const SphereInfo& node(int id) const { return nodes_[size_t(id)]; }
   const std::vector<SphereInfo>& nodes() const { return nodes_; }
   std::vector<int> tier_sizes() const;
   // Levels below sphere `id` (0 for a leaf).
   int height(int id) const { return height_[size_t(id)]; }
-
-  // Shards of a step with `shards` shards that sphere `id` computes itself.
-  std::vector<int> own_shards(int id, int shards) const;
-  // Shards computed anywhere in the subtree of `id` (including itself).
-  int subtree_shards(int id, int shards) const;
-
-  std::string render(int shards, int max_lines = 60) const;  // for --print-topology
+  std::string describe() const;  // "1741 spheres, fan-out 12, 4 levels; tiers: 1 12 144 1584"
 
  private:
   int fanout_, levels_ = 0;
   std::vector<SphereInfo> nodes_;
   std::vector<int> height_;
+};
+
+// Where shards are computed.
+//   bfs:    shard s -> sphere s mod S in breadth-first order: the root and the top tiers compute,
+//           and work travels the fewest hops; with fewer shards than spheres the deep tiers idle.
+//   leaves: shard s -> the leaves, dealt round-robin over the root's subtrees (then over theirs):
+//           inner spheres only pass work down and fold sums up, every message crosses the whole
+//           depth, and each computing sphere holds a workspace of its own.
+enum class Placement { bfs, leaves };
+Placement parse_placement(const std::string& text);  // throws ConfigError
+const char* placement_name(Placement p);
+
+// The placement of a step with `shards` shards on a topology, computed once in O(spheres).
+class ShardPlan {
+ public:
+  ShardPlan(const Topology& topo, int shards, Placement placement = Placement::bfs);
+  int shards() const { return shards_; }
+  Placement placement() const { return placement_; }
+  // Shards sphere `id` computes itself, ascending.
+  std::vector<int> own(int id) const;
+  int own_count(int id) const { return own_begin_[size_t(id) + 1] - own_begin_[size_t(id)]; }
+  // Shards computed anywhere in the subtree of `id` (itself included).
+  int subtree(int id) const { return subtree_[size_t(id)]; }
+  int owner(int shard) const { return owner_[size_t(shard)]; }
+  int computing_spheres() const { return computing_; }
+  // --print-topology: the tree, indented, with each sphere's shards.
+  std::string render(const Topology& topo, int max_lines = 60) const;
+
+ private:
+  int shards_;
+  Placement placement_;
+  std::vector<int> owner_;      // per shard
+  std::vector<int> own_begin_;  // per sphere, into own_list_ (size spheres + 1)
+  std::vector<int> own_list_;   // shards grouped by owner
+  std::vector<int> subtree_;    // per sphere
+  int computing_ = 0;
 };
 
 }  // namespace cllm

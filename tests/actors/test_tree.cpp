@@ -48,3 +48,23 @@ TEST_CASE("per-sphere statistics cover every sphere and every shard", "[tree]") 
   REQUIRE(shards == int64_t(cfg.batch.shards()) * cfg.steps);
   REQUIRE(tree.fault_counters()["restarts"] == 0);
 }
+
+TEST_CASE("the tree's weights are the same with shards on the leaves", "[tree]") {
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const std::string expected = test::reference_sha(cfg, sampler);
+  for (const auto& [spheres, fanout] : {std::pair{1, 12}, {2, 2}, {13, 3}, {157, 12}, {1741, 12}}) {
+    TreeOptions opt;
+    opt.spheres = spheres, opt.fanout = fanout, opt.threads = 2, opt.placement = Placement::leaves;
+    TreeBackend tree(cfg, sampler, opt);
+    INFO("spheres " << spheres << " fanout " << fanout);
+    REQUIRE(test::train_with(tree, cfg) == expected);
+    // Only leaves computed.
+    int64_t inner_shards = 0;
+    for (const auto& s : tree.worker_stats())
+      if (spheres > 1 && !Topology(spheres, fanout).node(s["id"].get<int>()).children.empty())
+        inner_shards += s["shards"].get<int64_t>();
+    REQUIRE(inner_shards == 0);
+  }
+}

@@ -1,0 +1,102 @@
+// The topology planner: tree shape, tiers, heights and where shards go.
+#include <catch2/catch.hpp>
+
+#include <numeric>
+#include <set>
+
+#include "src/config.hpp"
+#include "src/topology.hpp"
+
+using namespace cllm;
+
+TEST_CASE("topology: breadth-first tree with the kissing-spheres tiers", "[topology]") {
+  const Topology t(1741, 12);
+  REQUIRE(t.size() == 1741);
+  REQUIRE(t.levels() == 4);
+  REQUIRE(t.tier_sizes() == std::vector<int>{1, 12, 144, 1584});
+  REQUIRE(t.node(0).parent == -1);
+  REQUIRE(t.node(1).parent == 0);
+  REQUIRE(t.node(12).parent == 0);
+  REQUIRE(t.node(13).parent == 1);
+  REQUIRE(t.node(157).parent == 13);
+  REQUIRE(t.node(157).level == 3);
+  REQUIRE(t.node(25).group == 25 % kSymmetryGroups);
+  REQUIRE(t.height(0) == 3);
+  REQUIRE(t.height(1) == 2);
+  REQUIRE(t.height(145) == 0);  // a level-2 sphere without children
+  for (const auto& n : t.nodes())
+    for (int c : n.children) REQUIRE(t.node(c).parent == n.id);
+}
+
+TEST_CASE("topology: impossible shapes are refused", "[topology]") {
+  REQUIRE_THROWS_AS(Topology(0, 12), ConfigError);
+  REQUIRE_THROWS_AS(Topology(1'000'001, 12), ConfigError);
+  REQUIRE_THROWS_AS(Topology(10, 0), ConfigError);
+  REQUIRE_THROWS_AS(parse_placement("random"), ConfigError);
+}
+
+TEST_CASE("shard plan bfs: shard s on sphere s mod S", "[topology]") {
+  const Topology t(13, 3);
+  const ShardPlan p(t, 20, Placement::bfs);
+  for (int s = 0; s < 20; ++s) REQUIRE(p.owner(s) == s % 13);
+  REQUIRE(p.own(0) == std::vector<int>{0, 13});
+  REQUIRE(p.own(12) == std::vector<int>{12});
+  REQUIRE(p.computing_spheres() == 13);
+  // Subtree counts: sphere 1 has children 4, 5, 6 -> shards {1, 14}, {4, 17}, {5, 18}, {6, 19}.
+  REQUIRE(p.subtree(1) == 8);
+  REQUIRE(p.subtree(0) == 20);
+  REQUIRE(p.subtree(4) == 2);
+}
+
+TEST_CASE("shard plan leaves: only leaves compute, dealt over the root's subtrees", "[topology]") {
+  const Topology t(1741, 12);
+  const ShardPlan p(t, 24, Placement::leaves);
+  std::set<int> top;
+  for (int s = 0; s < 24; ++s) {
+    const int owner = p.owner(s);
+    REQUIRE(t.node(owner).children.empty());
+    int id = owner;
+    while (t.node(id).parent != 0) id = t.node(id).parent;
+    if (s < 12) REQUIRE(top.insert(id).second);  // the first 12 go to 12 different subtrees
+  }
+  REQUIRE(top.size() == 12);
+  REQUIRE(p.computing_spheres() == 24);
+  REQUIRE(p.subtree(0) == 24);
+  for (int i = 1; i <= 12; ++i) REQUIRE(p.subtree(i) == 2);
+}
+
+TEST_CASE("shard plan: every shard exactly once, subtree sums consistent", "[topology]") {
+  for (const auto& [spheres, fanout] : {std::pair{1, 12}, {2, 1}, {7, 2}, {157, 12}, {1000, 3}}) {
+    for (Placement pl : {Placement::bfs, Placement::leaves}) {
+      const Topology t(spheres, fanout);
+      const ShardPlan p(t, 37, pl);
+      INFO("spheres " << spheres << " fanout " << fanout << " " << placement_name(pl));
+      std::vector<int> seen;
+      for (int i = 0; i < spheres; ++i) {
+        const auto mine = p.own(i);
+        REQUIRE(int(mine.size()) == p.own_count(i));
+        seen.insert(seen.end(), mine.begin(), mine.end());
+        int sum = p.own_count(i);
+        for (int c : t.node(i).children) sum += p.subtree(c);
+        REQUIRE(p.subtree(i) == sum);
+      }
+      std::sort(seen.begin(), seen.end());
+      std::vector<int> all(37);
+      std::iota(all.begin(), all.end(), 0);
+      REQUIRE(seen == all);
+    }
+  }
+}
+
+TEST_CASE("topology: a chain of a million spheres is planned without recursion", "[topology]") {
+  const Topology t(1'000'000, 1);
+  REQUIRE(t.levels() == 1'000'000);
+  REQUIRE(t.height(0) == 999'999);
+  const ShardPlan bfs(t, 8, Placement::bfs);
+  REQUIRE(bfs.subtree(0) == 8);
+  REQUIRE(bfs.subtree(8) == 0);
+  const ShardPlan leaves(t, 8, Placement::leaves);
+  REQUIRE(leaves.owner(0) == 999'999);
+  REQUIRE(leaves.subtree(500'000) == 8);
+  REQUIRE(bfs.render(t, 5).size() < 2000);
+}
