@@ -6,7 +6,7 @@
 
 #include <caf/all.hpp>
 
-#include "src/session.hpp"
+#include "src/checkpoint.hpp"
 
 namespace cllm {
 

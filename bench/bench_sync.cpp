@@ -1,7 +1,7 @@
 // cllm-bench-sync: the same training steps on every synchronisation backend, side by side.
 //
 // Backends: the actor tree with fan-out 2, fan-out 12 and flat (fan-out >= spheres: every sphere
-// a child of sphere 0), the mutex pool and the barrier pool (actors/pool_backends.hpp). For each
+// a child of sphere 0), the mutex pool and the barrier pool (src/pool_backends.hpp). For each
 // model and each worker count, every backend gets a fresh TrainState and a fresh backend, runs
 // --warmup untimed steps and then --steps timed steps of a fixed global batch on a synthetic
 // token stream (pseudo-random bytes from a fixed seed; no corpus needed).
@@ -33,7 +33,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "actors/pool_backends.hpp"
+#include "src/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
 #include "bench/bench_util.hpp"
 #include "src/config.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// Helpers shared by the benchmark programs: the command line (apps/options.hpp), timing,
+// Helpers shared by the benchmark programs: the command line (run/options.hpp), timing,
 // statistics over step times, the deterministic synthetic token stream, output files and main().
 #include <algorithm>
 #include <chrono>
@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "apps/options.hpp"
+#include "run/options.hpp"
 #include "src/config.hpp"
 #include "src/rng.hpp"
 

@@ -2,15 +2,47 @@
 
 namespace cllm {
 
+namespace {
+const caf::atom_value kSphereCategory = caf::atom("sphere");
+}  // namespace
+
+caf::error make_sphere_error(sphere_errc code, caf::message context) {
+  return caf::error(static_cast<uint8_t>(code), kSphereCategory, std::move(context));
+}
+
+const GiveUp* as_give_up(const caf::error& e) {
+  if (e.category() != kSphereCategory || e.code() != uint8_t(sphere_errc::gave_up) ||
+      !e.context().match_elements<GiveUp>())
+    return nullptr;
+  return &e.context().get_as<GiveUp>(0);
+}
+
+std::string exit_reason_text(caf::actor_system& sys, const caf::error& reason) {
+  if (const GiveUp* g = as_give_up(reason)) return g->cause;
+  if (reason.category() == kSphereCategory && reason.context().match_elements<std::string>())
+    return reason.context().get_as<std::string>(0);
+  return sys.render(reason);
+}
+
 void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<StepWork>("cllm.step_work");
   cfg.add_message_type<StepCtl>("cllm.step_ctl");
   cfg.add_message_type<ExactGrad>("cllm.exact_grad");
   cfg.add_message_type<StepTiming>("cllm.step_timing");
+  cfg.add_message_type<FaultEvent>("cllm.fault_event");
   cfg.add_message_type<FaultCounts>("cllm.fault_counts");
   cfg.add_message_type<Partial>("cllm.partial");
+  cfg.add_message_type<GiveUp>("cllm.give_up");
   cfg.add_message_type<SphereStats>("cllm.sphere_stats");
-  cfg.add_message_type<std::vector<SphereStats>>("cllm.sphere_stats_list");
+  cfg.add_error_category(kSphereCategory, [](uint8_t code, caf::atom_value,
+                                             const caf::message& ctx) {
+    std::string text = code == uint8_t(sphere_errc::gave_up) ? "sphere gave up" : "sphere crashed";
+    if (ctx.match_elements<std::string>())
+      text += ": " + ctx.get_as<std::string>(0);
+    else if (ctx.match_elements<GiveUp>())
+      text += ": " + ctx.get_as<GiveUp>(0).cause;
+    return text;
+  });
 }
 
 }  // namespace cllm

@@ -1,5 +1,6 @@
 #pragma once
-// Every type that crosses an actor boundary, its inspect() and its registration.
+// Every type that crosses an actor boundary, its inspect(), its registration, and the sphere's
+// protocol as a typed actor interface (a wrong message is a compile error).
 //
 // In-process the weights travel as one shared immutable buffer (WeightsRef), never copied per
 // sphere; partial sums are moved up (a moved-into message is unique, so a handler taking it by
@@ -15,6 +16,10 @@
 #include "src/exact_sum.hpp"
 #include "src/training.hpp"
 
+// The shared weights buffer is an in-process reference: it cannot be serialised (remote
+// subtrees receive the weights as raw bytes instead).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cllm::WeightsRef)
+
 namespace cllm {
 
 using step_atom = caf::atom_constant<caf::atom("step")>;
@@ -23,21 +28,7 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 // Control data that travels with a step's work.
 struct StepCtl {
   int32_t delivery = 0;     // 0 = first delivery; > 0 = resent after a failure (no injections)
-  int64_t deadline_ms = 0;  // base deadline D; a parent at level l waits D * (levels - 1 - l)
-};
-
-// Fault counters of a subtree during one step; they travel up with the partial sum so that
-// they survive the restart of any sphere that counted them.
-struct FaultCounts {
-  int64_t restarts = 0;          // spheres respawned after a crash or kill
-  int64_t deadline_kills = 0;    // spheres killed for missing their deadline
-  int64_t subtree_restarts = 0;  // spheres respawned after giving up (restart intensity)
-
-  FaultCounts& operator+=(const FaultCounts& o) {
-    restarts += o.restarts, deadline_kills += o.deadline_kills;
-    subtree_restarts += o.subtree_restarts;
-    return *this;
-  }
+  int64_t deadline_ms = 0;  // base deadline D; a child h levels high gets D * (h + 1)
 };
 
 // The reply of a subtree to a step: its exact partial sum, timings and fault counters.
@@ -47,13 +38,31 @@ struct Partial {
   FaultCounts faults;
 };
 
-// Per-sphere statistics for spheres.json, gathered up the tree at the end of a run.
-struct SphereStats {
-  int32_t id = 0, level = 0, parent = -1, group = 0;
-  int64_t shards = 0;
-  double compute_ms = 0, fold_ms = 0, reduce_ms = 0, wait_ms = 0;
-  int64_t restarts = 0;  // times this sphere was respawned by its current parent
+// Why a sphere gave up (its restart budget is spent), with what it had counted: the context of
+// its exit reason (error category "sphere", code gave_up), and of the error that answers the
+// step it was working on.
+struct GiveUp {
+  std::string cause;
+  FaultCounts faults;
 };
+
+// Error codes of category "sphere".
+enum class sphere_errc : uint8_t {
+  crashed = 1,  // context: the exception's text (std::string)
+  gave_up = 2,  // context: GiveUp
+};
+caf::error make_sphere_error(sphere_errc code, caf::message context);
+// The text of a sphere's exit reason: an exception's what(), a give-up's cause, or CAF's text.
+std::string exit_reason_text(caf::actor_system& sys, const caf::error& reason);
+// The GiveUp carried by `e`, or null.
+const GiveUp* as_give_up(const caf::error& e);
+
+// The sphere's protocol: a step's work in, the subtree's partial sum out; a statistics request
+// (collector, restarts as counted by the parent) makes every sphere of the subtree send its
+// SphereStats to the collector.
+using sphere_actor =
+    caf::typed_actor<caf::replies_to<step_atom, StepWork, WeightsRef, StepCtl>::with<Partial>,
+                     caf::reacts_to<stats_atom, caf::actor, int64_t>>;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepWork& x) {
@@ -71,36 +80,39 @@ typename Inspector::result_type inspect(Inspector& f, ExactGrad& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepTiming& x) {
   return f(caf::meta::type_name("cllm.step_timing"), x.compute_ms, x.fold_ms, x.reduce_ms,
-           x.workers);
+           x.wait_ms, x.spheres);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, FaultEvent& x) {
+  return f(caf::meta::type_name("cllm.fault_event"), x.kind, x.sphere, x.step, x.reason);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, FaultCounts& x) {
   return f(caf::meta::type_name("cllm.fault_counts"), x.restarts, x.deadline_kills,
-           x.subtree_restarts);
+           x.subtree_restarts, x.events);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Partial& x) {
   return f(caf::meta::type_name("cllm.partial"), x.grad, x.timing, x.faults);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GiveUp& x) {
+  return f(caf::meta::type_name("cllm.give_up"), x.cause, x.faults);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SphereStats& x) {
   return f(caf::meta::type_name("cllm.sphere_stats"), x.id, x.level, x.parent, x.group, x.shards,
-           x.compute_ms, x.fold_ms, x.reduce_ms, x.wait_ms, x.restarts);
+           x.compute_ms, x.fold_ms, x.reduce_ms, x.wait_ms, x.restarts, x.known);
 }
 
-// Registers every message type (call in the actor_system_config's constructor).
+// Registers every message type and the "sphere" error category (call in the
+// actor_system_config's constructor).
 void register_messages(caf::actor_system_config& cfg);
 
-}  // namespace cllm
-
-// The shared weights buffer is an in-process reference: it cannot be serialised (remote
-// subtrees would receive the weights as raw bytes instead).
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cllm::WeightsRef)
-
-namespace cllm {
 using checkpoint_atom = caf::atom_constant<caf::atom("ckpt")>;
-using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using CheckpointRef = std::shared_ptr<const Checkpoint>;
+
 }  // namespace cllm
+
 // A snapshot handed to the checkpoint writer: in-process only, never copied.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cllm::CheckpointRef)

@@ -1,11 +1,13 @@
 #pragma once
 // What a synchronisation backend provides: compute every shard of a step and hand back the
 // exact total. The actor tree, the mutex pool and the barrier pool implement this; everything
-// else (optimizer, evaluation, metrics, checkpoints) is the shared session loop.
+// else (optimizer, evaluation, metrics, checkpoints) is the shared training loop. Backends
+// report in plain structs; the run folder turns them into JSON, once.
+#include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
-
-#include <nlohmann/json.hpp>
+#include <vector>
 
 #include "src/aligned.hpp"
 #include "src/exact_sum.hpp"
@@ -15,33 +17,76 @@ namespace cllm {
 
 using WeightsRef = std::shared_ptr<const AlignedVector<float>>;
 
-// Where the time of one step went, summed over workers (milliseconds).
+// Where the time of one step went, summed over spheres (milliseconds).
 struct StepTiming {
   double compute_ms = 0;  // forward + backward
   double fold_ms = 0;     // shard gradient -> exact sum
   double reduce_ms = 0;   // merging partial sums (and holding a lock, for the mutex pool)
-  int workers = 0;
+  double wait_ms = 0;     // done with its own shards, waiting for its children's sums
+  int spheres = 0;        // spheres that computed shards
+
+  StepTiming& operator+=(const StepTiming& o) {
+    compute_ms += o.compute_ms, fold_ms += o.fold_ms, reduce_ms += o.reduce_ms;
+    wait_ms += o.wait_ms, spheres += o.spheres;
+    return *this;
+  }
 };
 
-// Raised by a backend when it cannot finish a step (e.g. the restart budget is exhausted).
+// One failure a supervisor handled.
+struct FaultEvent {
+  enum Kind : int32_t { crashed = 0, missed_deadline = 1, gave_up = 2 };
+  int32_t kind = crashed;
+  int32_t sphere = 0;  // the sphere that failed
+  int64_t step = 0;    // 0-based step it failed in (-1: between steps)
+  std::string reason;  // what it died of ("injected crash", an exception's text ...)
+};
+
+// Fault counters of a subtree; they travel up with the partial sums, so that they survive the
+// restart of any sphere that counted them.
+struct FaultCounts {
+  int64_t restarts = 0;          // spheres respawned after a crash or a missed deadline
+  int64_t deadline_kills = 0;    // spheres killed for missing their deadline
+  int64_t subtree_restarts = 0;  // spheres respawned after giving up (restart intensity)
+  std::vector<FaultEvent> events;
+
+  FaultCounts& operator+=(const FaultCounts& o) {
+    restarts += o.restarts, deadline_kills += o.deadline_kills;
+    subtree_restarts += o.subtree_restarts;
+    events.insert(events.end(), o.events.begin(), o.events.end());
+    return *this;
+  }
+  bool any() const { return restarts + deadline_kills + subtree_restarts > 0 || !events.empty(); }
+};
+
+// Totals of one sphere (a tree actor or a pool thread) over the run, for spheres.json.
+struct SphereStats {
+  int32_t id = 0, level = 0, parent = -1, group = 0;
+  int64_t shards = 0;
+  double compute_ms = 0, fold_ms = 0, reduce_ms = 0, wait_ms = 0;
+  int64_t restarts = 0;  // times this sphere was respawned by its current parent
+  bool known = true;     // false: lost with a tree that gave up (only the place in the tree)
+};
+
+// Raised by a backend when it cannot finish a step (e.g. the restart budget is exhausted). The
+// step is not applied; `faults` holds what was counted in it.
 struct BackendFailure : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  BackendFailure(const std::string& what, FaultCounts f = {})
+      : std::runtime_error(what), faults(std::move(f)) {}
+  FaultCounts faults;
 };
 
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  virtual int workers() const = 0;
+  virtual int spheres() const = 0;
   // Computes every shard of `work` with `weights`; returns the exact total of all shards.
   virtual ExactGrad run_step(const StepWork& work, const WeightsRef& weights) = 0;
   virtual StepTiming last_timing() const = 0;
-  // Per-worker statistics (an array of objects) for spheres.json.
-  virtual nlohmann::json worker_stats() = 0;
-  // Fault counters for the summary (zeros for a backend that cannot restart workers).
-  virtual nlohmann::json fault_counters() {
-    return {{"restarts", 0}, {"deadline_kills", 0}, {"subtree_restarts", 0}};
-  }
+  // The faults handled during the last step (none for a backend that cannot restart spheres).
+  virtual FaultCounts last_faults() const { return {}; }
+  // Per-sphere totals, by id.
+  virtual std::vector<SphereStats> sphere_stats() = 0;
 };
 
 }  // namespace cllm

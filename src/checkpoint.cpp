@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -373,6 +374,42 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   std::vector<std::string> out;
   for (const auto& [step, name] : found) out.push_back((fs::path(dir) / name).string());
   return out;
+}
+
+void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep) {
+  namespace fs = std::filesystem;
+  save_checkpoint(path, ck);
+  const Checkpoint back = load_checkpoint(path);
+  if (back.step != ck.step)
+    throw CheckpointError(
+        fmt::format("'{}' reads back as step {}, not {}", path, back.step, ck.step));
+  std::vector<std::string> older;
+  for (const auto& p : list_checkpoints(fs::path(path).parent_path().string()))
+    if (checkpoint_step(p) < ck.step) older.push_back(p);
+  const size_t keep_older = size_t(std::max(keep, 1)) - 1;
+  for (size_t i = 0; i + keep_older < older.size(); ++i) {
+    std::error_code ec;
+    fs::remove(older[i], ec);
+  }
+}
+
+CheckpointOutcome write_checkpoint_outcome(const Checkpoint& ck, const std::string& path,
+                                           int keep) {
+  try {
+    write_checkpoint_and_prune(ck, path, keep);
+    return {path, ""};
+  } catch (const std::exception& e) {
+    return {path, e.what()};
+  }
+}
+
+void SyncCheckpointSink::submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
+                                int keep) {
+  done_.push_back(write_checkpoint_outcome(*snapshot, path, keep));
+}
+
+std::vector<CheckpointOutcome> SyncCheckpointSink::flush() {
+  return std::exchange(done_, {});
 }
 
 }  // namespace cllm

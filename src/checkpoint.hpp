@@ -3,6 +3,7 @@
 // the model config, the tokenizer, step, seed and run settings, with checksums. See
 // docs/checkpoint-format.md for its layout and how to open it from Python.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,5 +53,45 @@ std::vector<std::string> list_checkpoints(const std::string& dir);
 // The step in a checkpoint's file name ("…/ckpt-00000042.safetensors" -> 42); CheckpointError for
 // a name that is not a checkpoint's.
 uint64_t checkpoint_step(const std::string& path);
+
+// Writes `ck` to `path`, reads it back to verify it, and only then deletes checkpoints in its
+// folder that are OLDER than it beyond `keep` (a newer file, say a damaged one from an earlier
+// life of the run, is never a reason to delete a good one, nor ours to delete). Throws
+// CheckpointError.
+void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep);
+
+// What became of one checkpoint handed to a sink.
+struct CheckpointOutcome {
+  std::string path;
+  std::string error;  // empty: written, verified, and older ones pruned
+};
+
+// Where checkpoints go. The training loop hands over a complete snapshot and goes on training;
+// the sink writes it (write_checkpoint_and_prune).
+class CheckpointSink {
+ public:
+  virtual ~CheckpointSink() = default;
+  virtual void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
+                      int keep) = 0;
+  // Outcomes of checkpoints finished so far, without waiting (each is reported once).
+  virtual std::vector<CheckpointOutcome> poll() = 0;
+  // Blocks until every submitted checkpoint is done; returns the outcomes not yet reported.
+  virtual std::vector<CheckpointOutcome> flush() = 0;
+};
+
+// Writes in the caller's thread (tests, tools).
+class SyncCheckpointSink final : public CheckpointSink {
+ public:
+  void submit(std::shared_ptr<const Checkpoint> snapshot, const std::string& path,
+              int keep) override;
+  std::vector<CheckpointOutcome> poll() override { return flush(); }
+  std::vector<CheckpointOutcome> flush() override;
+
+ private:
+  std::vector<CheckpointOutcome> done_;
+};
+
+// write_checkpoint_and_prune, with any failure as the outcome's error.
+CheckpointOutcome write_checkpoint_outcome(const Checkpoint& ck, const std::string& path, int keep);
 
 }  // namespace cllm

@@ -52,6 +52,11 @@ Injection parse_injection(const std::string& text) {
   return inj;
 }
 
+std::string describe(const Injection& inj) {
+  return fmt::format("{}:sphere={},step={}", inj.kind == Injection::crash ? "crash" : "hang",
+                     inj.sphere, inj.step + 1);
+}
+
 FaultPlan::Action FaultPlan::action(int id, int64_t step, int32_t attempt, int32_t delivery) const {
   if (attempt == 0 && delivery == 0)
     for (const auto& i : injections)
@@ -60,20 +65,6 @@ FaultPlan::Action FaultPlan::action(int id, int64_t step, int32_t attempt, int32
                                           uint64_t(attempt), uint64_t(delivery))) < chaos_p)
     return do_crash;
   return none;
-}
-
-void SupervisionPolicy::validate() const {
-  if (max_restarts < 0 || root_max_restarts < 0) throw ConfigError("restart limits must be >= 0");
-  if (!(window_s > 0 && window_s <= 1e6) || !(root_window_s > 0 && root_window_s <= 1e6))
-    throw ConfigError("restart windows must be in (0, 1e6] s");
-  // Below 2x the median step time healthy steps would be killed as hangs.
-  if (!(deadline_factor >= 2 && deadline_factor <= 1e6))
-    throw ConfigError(fmt::format("deadline factor must be in [2, 1e6], got {}", deadline_factor));
-  if (!(deadline_floor_s > 0 && deadline_floor_s <= 86400))
-    throw ConfigError(
-        fmt::format("deadline floor must be in (0, 86400] s, got {}", deadline_floor_s));
-  if (!(first_deadline_s > 0 && first_deadline_s <= 86400))
-    throw ConfigError("first-step deadline must be in (0, 86400] s");
 }
 
 }  // namespace cllm

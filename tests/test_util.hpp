@@ -47,11 +47,13 @@ inline std::string weights_hash(const TrainState& st) {
 }
 
 // Steps `st` through backend `b` until its step count reaches `steps`; no step may be
-// non-finite. Exceptions of the backend (BackendFailure) pass through.
-inline void train_steps(Backend& b, TrainState& st, int64_t steps) {
+// non-finite. Exceptions of the backend (BackendFailure) pass through. The faults the backend
+// handled are added to `faults` when given.
+inline void train_steps(Backend& b, TrainState& st, int64_t steps, FaultCounts* faults = nullptr) {
   while (st.step() < steps) {
     const StepWork w = st.next_work();
     const ExactGrad total = b.run_step(w, st.weights());
+    if (faults) *faults += b.last_faults();
     REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
   }
 }

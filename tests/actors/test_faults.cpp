@@ -16,7 +16,7 @@ RunConfig tiny_run(int steps) {
 }
 struct Run {
   std::string hash;
-  nlohmann::json faults;
+  FaultCounts faults;
   std::string failure;
 };
 Run train(const RunConfig& cfg, const WindowSampler& sampler, TreeOptions opt) {
@@ -24,12 +24,12 @@ Run train(const RunConfig& cfg, const WindowSampler& sampler, TreeOptions opt) {
   TrainState st(cfg);
   Run r;
   try {
-    test::train_steps(tree, st, cfg.steps);
+    test::train_steps(tree, st, cfg.steps, &r.faults);
   } catch (const BackendFailure& e) {
     r.failure = e.what();
+    r.faults += e.faults;
   }
   r.hash = test::weights_hash(st);
-  r.faults = tree.fault_counters();
   return r;
 }
 TreeOptions tree_opts(int spheres, int fanout) {
@@ -46,7 +46,7 @@ TEST_CASE("crashes of chosen spheres leave the result unchanged", "[faults]") {
   const RunConfig cfg = tiny_run(4);
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   const Run clean = train(cfg, sampler, tree_opts(157, 12));
-  REQUIRE(clean.faults["restarts"] == 0);
+  REQUIRE(clean.faults.restarts == 0);
 
   struct Case {
     const char* what;
@@ -69,7 +69,7 @@ TEST_CASE("crashes of chosen spheres leave the result unchanged", "[faults]") {
     const Run r = train(cfg, sampler, o);
     REQUIRE(r.failure.empty());
     REQUIRE(r.hash == clean.hash);
-    REQUIRE(r.faults["restarts"].get<int64_t>() >= int64_t(c.inj.size()));
+    REQUIRE(r.faults.restarts >= int64_t(c.inj.size()));
   }
 }
 
@@ -86,7 +86,7 @@ TEST_CASE("a hung sphere is killed at its deadline and the result is unchanged",
     REQUIRE(r.failure.empty());
     REQUIRE(r.hash == clean.hash);
     // At least the injected hang (a loaded machine may add a spurious, harmless one).
-    REQUIRE(r.faults["deadline_kills"].get<int64_t>() >= 1);
+    REQUIRE(r.faults.deadline_kills >= 1);
   }
 }
 
@@ -104,7 +104,7 @@ TEST_CASE("chaos with at least 50 crashes gives the fault-free weights", "[fault
   INFO(r.failure);
   REQUIRE(r.failure.empty());
   REQUIRE(r.hash == clean.hash);
-  REQUIRE(r.faults["restarts"].get<int64_t>() + r.faults["subtree_restarts"].get<int64_t>() >= 50);
+  REQUIRE(r.faults.restarts + r.faults.subtree_restarts >= 50);
 }
 
 TEST_CASE("past the root's restart limit the tree gives up cleanly", "[faults]") {
@@ -134,9 +134,9 @@ TEST_CASE("a sphere past its restart intensity makes its parent restart the subt
   const Run r = train(cfg, sampler, o);
   REQUIRE(r.failure.empty());
   REQUIRE(r.hash == clean.hash);
-  REQUIRE(r.faults["subtree_restarts"].get<int64_t>() >= 1);
+  REQUIRE(r.faults.subtree_restarts >= 1);
   // The two restarts sphere 1 made before giving up travel up with its exit.
-  REQUIRE(r.faults["restarts"].get<int64_t>() >= 2);
+  REQUIRE(r.faults.restarts >= 2);
 }
 
 TEST_CASE("a give-up counts only the restarts that happened", "[faults]") {
@@ -148,5 +148,5 @@ TEST_CASE("a give-up counts only the restarts that happened", "[faults]") {
   o.policy.root_max_restarts = 0;  // the first failure of sphere 0 already ends the run
   const Run r = train(cfg, sampler, o);
   REQUIRE_THAT(r.failure, Catch::Contains("gave up"));
-  REQUIRE(r.faults["restarts"] == 0);
+  REQUIRE(r.faults.restarts == 0);
 }

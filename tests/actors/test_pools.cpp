@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "actors/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
+#include "src/pool_backends.hpp"
 #include "test_util.hpp"
 
 using namespace cllm;
@@ -31,12 +31,12 @@ TEST_CASE("mutex and barrier pools give the reference loop's weights, like the t
     }
     MutexBackend mutex(cfg, sampler, workers);
     REQUIRE(mutex.name() == "mutex");
-    REQUIRE(mutex.workers() == workers);
+    REQUIRE(mutex.spheres() == workers);
     REQUIRE(test::train_with(mutex, cfg) == expected);
 
     BarrierBackend barrier(cfg, sampler, workers);
     REQUIRE(barrier.name() == "barrier");
-    REQUIRE(barrier.workers() == workers);
+    REQUIRE(barrier.spheres() == workers);
     REQUIRE(test::train_with(barrier, cfg) == expected);
   }
 }
@@ -119,7 +119,7 @@ TEST_CASE("pool statistics and timings count every shard", "[pools]") {
         const ExactGrad total = b->run_step(w, st.weights());
         REQUIRE(total.shards == cfg.batch.shards());
         const StepTiming t = b->last_timing();
-        REQUIRE(t.workers == std::min(workers, cfg.batch.shards()));
+        REQUIRE(t.spheres == std::min(workers, cfg.batch.shards()));
         REQUIRE(t.compute_ms > 0);
         REQUIRE(t.fold_ms >= 0);
         REQUIRE(t.reduce_ms >= 0);
@@ -127,26 +127,26 @@ TEST_CASE("pool statistics and timings count every shard", "[pools]") {
         ++steps;
         REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
       }
-      const auto stats = b->worker_stats();
+      const auto stats = b->sphere_stats();
       REQUIRE(stats.size() == size_t(workers));
       int64_t shards = 0;
       double s_compute = 0, s_fold = 0, s_reduce = 0;
       for (size_t i = 0; i < stats.size(); ++i) {
-        REQUIRE(stats[i]["id"] == int(i));
-        REQUIRE(stats[i]["level"] == 0);
-        REQUIRE(stats[i]["parent"] == -1);
-        REQUIRE(stats[i]["group"] == int(i) % 12);
-        REQUIRE(stats[i]["restarts"] == 0);
-        REQUIRE(stats[i]["wait_ms"].get<double>() >= 0);
+        REQUIRE(stats[i].id == int(i));
+        REQUIRE(stats[i].level == 0);
+        REQUIRE(stats[i].parent == -1);
+        REQUIRE(stats[i].group == int(i) % 12);
+        REQUIRE(stats[i].restarts == 0);
+        REQUIRE(stats[i].wait_ms >= 0);
         // Static assignment: thread i computes shards i, i + workers, ...
         const int per_step = i < size_t(cfg.batch.shards())
                                  ? (cfg.batch.shards() - int(i) + workers - 1) / workers
                                  : 0;
-        REQUIRE(stats[i]["shards"].get<int64_t>() == int64_t(per_step) * steps);
-        shards += stats[i]["shards"].get<int64_t>();
-        s_compute += stats[i]["compute_ms"].get<double>();
-        s_fold += stats[i]["fold_ms"].get<double>();
-        s_reduce += stats[i]["reduce_ms"].get<double>();
+        REQUIRE(stats[i].shards == int64_t(per_step) * steps);
+        shards += stats[i].shards;
+        s_compute += stats[i].compute_ms;
+        s_fold += stats[i].fold_ms;
+        s_reduce += stats[i].reduce_ms;
       }
       REQUIRE(shards == int64_t(cfg.batch.shards()) * steps);
       REQUIRE(s_compute == Approx(compute));

@@ -35,18 +35,21 @@ TEST_CASE("per-sphere statistics cover every sphere and every shard", "[tree]") 
   TreeOptions opt;
   opt.spheres = 13, opt.fanout = 3, opt.threads = 2;
   TreeBackend tree(cfg, sampler, opt);
-  test::train_with(tree, cfg);
-  const auto stats = tree.worker_stats();
+  TrainState st(cfg);
+  FaultCounts faults;
+  test::train_steps(tree, st, cfg.steps, &faults);
+  const auto stats = tree.sphere_stats();
   REQUIRE(stats.size() == 13);
   int64_t shards = 0;
   for (size_t i = 0; i < stats.size(); ++i) {
-    REQUIRE(stats[i]["id"] == int(i));
-    REQUIRE(stats[i]["group"] == int(i) % 12);
-    if (i > 0) REQUIRE(stats[i]["parent"] == (int(i) - 1) / 3);
-    shards += stats[i]["shards"].get<int64_t>();
+    REQUIRE(stats[i].known);
+    REQUIRE(stats[i].id == int(i));
+    REQUIRE(stats[i].group == int(i) % 12);
+    if (i > 0) REQUIRE(stats[i].parent == (int(i) - 1) / 3);
+    shards += stats[i].shards;
   }
   REQUIRE(shards == int64_t(cfg.batch.shards()) * cfg.steps);
-  REQUIRE(tree.fault_counters()["restarts"] == 0);
+  REQUIRE(faults.restarts == 0);
 }
 
 TEST_CASE("the tree's weights are the same with shards on the leaves", "[tree]") {
@@ -62,9 +65,9 @@ TEST_CASE("the tree's weights are the same with shards on the leaves", "[tree]")
     REQUIRE(test::train_with(tree, cfg) == expected);
     // Only leaves computed.
     int64_t inner_shards = 0;
-    for (const auto& s : tree.worker_stats())
-      if (spheres > 1 && !Topology(spheres, fanout).node(s["id"].get<int>()).children.empty())
-        inner_shards += s["shards"].get<int64_t>();
+    for (const auto& s : tree.sphere_stats())
+      if (spheres > 1 && !Topology(spheres, fanout).node(s.id).children.empty())
+        inner_shards += s.shards;
     REQUIRE(inner_shards == 0);
   }
 }

@@ -59,7 +59,7 @@ class GenerationBarrier {
 };
 
 namespace detail {
-struct PoolSlot;  // one worker thread's ShardWorker, accumulator and statistics
+struct PoolSphere;  // one worker thread's ShardWorker, accumulator and statistics
 }
 
 class MutexBackend final : public Backend {
@@ -71,12 +71,12 @@ class MutexBackend final : public Backend {
   MutexBackend& operator=(const MutexBackend&) = delete;
 
   std::string name() const override { return "mutex"; }
-  int workers() const override { return workers_; }
+  int spheres() const override { return spheres_; }
   ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
   // compute/fold: summed over threads; reduce: per-shard scratch reset + waiting for the lock +
   // merging under it, summed over threads; workers: threads that computed a shard this step.
   StepTiming last_timing() const override { return timing_; }
-  nlohmann::json worker_stats() override;
+  std::vector<SphereStats> sphere_stats() override;
 
  private:
   void worker_main(int id);
@@ -85,8 +85,8 @@ class MutexBackend final : public Backend {
   RunConfig run_;
   const WindowSampler& sampler_;
   ParamLayout layout_;
-  int workers_;
-  std::vector<std::unique_ptr<detail::PoolSlot>> slots_;
+  int spheres_;
+  std::vector<std::unique_ptr<detail::PoolSphere>> slots_;
   std::vector<std::thread> threads_;
 
   // Step hand-off, all guarded by ctl_mu_.
@@ -116,12 +116,12 @@ class BarrierBackend final : public Backend {
   BarrierBackend& operator=(const BarrierBackend&) = delete;
 
   std::string name() const override { return "barrier"; }
-  int workers() const override { return workers_; }
+  int spheres() const override { return spheres_; }
   ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
   // compute/fold: summed over threads; reduce: time in the reduction phase (merges and the
   // barriers between rounds), summed over threads; workers: threads that computed a shard.
   StepTiming last_timing() const override { return timing_; }
-  nlohmann::json worker_stats() override;
+  std::vector<SphereStats> sphere_stats() override;
 
  private:
   void worker_main(int id);
@@ -130,8 +130,8 @@ class BarrierBackend final : public Backend {
   RunConfig run_;
   const WindowSampler& sampler_;
   ParamLayout layout_;
-  int workers_;
-  std::vector<std::unique_ptr<detail::PoolSlot>> slots_;
+  int spheres_;
+  std::vector<std::unique_ptr<detail::PoolSphere>> slots_;
   std::vector<std::thread> threads_;
 
   GenerationBarrier start_;  // workers + the caller: a step (or the stop) begins

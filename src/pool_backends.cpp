@@ -1,19 +1,15 @@
-#include "actors/pool_backends.hpp"
+#include "src/pool_backends.hpp"
 
-#include <chrono>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "src/clock.hpp"
+#include "src/topology.hpp"
+
 namespace cllm {
 
 namespace {
-
-using clock_type = std::chrono::steady_clock;
-
-double ms_between(clock_type::time_point a, clock_type::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
 
 std::string describe(const std::exception_ptr& e) {
   try {
@@ -64,13 +60,13 @@ void GenerationBarrier::break_barrier() {
 // run_step after the step's hand-off (a mutex or a barrier orders the accesses).
 
 namespace detail {
-struct PoolSlot {
+struct PoolSphere {
   std::unique_ptr<ShardWorker> worker;  // created on the first shard: idle threads hold no model
   ExactGrad acc;                        // mutex: one shard's scratch; barrier: the thread's sum
   // This step.
   int64_t step_shards = 0;
   double step_compute = 0, step_fold = 0, step_reduce = 0, step_wait = 0;
-  clock_type::time_point done_at;
+  SteadyClock::time_point done_at;
   // Totals over the backend's life (for worker_stats).
   int64_t shards = 0;
   double compute_ms = 0, fold_ms = 0, reduce_ms = 0, wait_ms = 0;
@@ -94,37 +90,32 @@ struct PoolSlot {
 
 namespace {
 
-using detail::PoolSlot;
+using detail::PoolSphere;
 
-StepTiming sum_timing(const std::vector<std::unique_ptr<PoolSlot>>& slots) {
+StepTiming sum_timing(const std::vector<std::unique_ptr<PoolSphere>>& slots) {
   StepTiming t;
   for (const auto& s : slots) {
     t.compute_ms += s->step_compute;
     t.fold_ms += s->step_fold;
     t.reduce_ms += s->step_reduce;
-    if (s->step_shards > 0) ++t.workers;
+    t.wait_ms += s->step_wait;
+    if (s->step_shards > 0) ++t.spheres;
   }
   return t;
 }
 
-nlohmann::json slot_stats(const std::vector<std::unique_ptr<PoolSlot>>& slots) {
-  // The keys of the tree's spheres.json; every thread is a "root" of its own (level 0, no
-  // parent) and nothing restarts.
-  nlohmann::json arr = nlohmann::json::array();
+std::vector<SphereStats> slot_stats(const std::vector<std::unique_ptr<PoolSphere>>& slots) {
+  // Every thread is a "root" of its own (level 0, no parent) and nothing restarts.
+  std::vector<SphereStats> out(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) {
-    const PoolSlot& s = *slots[i];
-    arr.push_back({{"id", int(i)},
-                   {"level", 0},
-                   {"parent", -1},
-                   {"group", int(i) % 12},
-                   {"shards", s.shards},
-                   {"compute_ms", s.compute_ms},
-                   {"fold_ms", s.fold_ms},
-                   {"reduce_ms", s.reduce_ms},
-                   {"wait_ms", s.wait_ms},
-                   {"restarts", 0}});
+    const PoolSphere& s = *slots[i];
+    SphereStats& o = out[i];
+    o.id = int32_t(i), o.level = 0, o.parent = -1, o.group = int32_t(i) % kSymmetryGroups;
+    o.shards = s.shards;
+    o.compute_ms = s.compute_ms, o.fold_ms = s.fold_ms, o.reduce_ms = s.reduce_ms;
+    o.wait_ms = s.wait_ms;
   }
-  return arr;
+  return out;
 }
 
 }  // namespace
@@ -133,12 +124,12 @@ nlohmann::json slot_stats(const std::vector<std::unique_ptr<PoolSlot>>& slots) {
 // MutexBackend
 
 MutexBackend::MutexBackend(const RunConfig& run, const WindowSampler& sampler, int workers)
-    : run_(run), sampler_(sampler), layout_(run.model), workers_(workers) {
+    : run_(run), sampler_(sampler), layout_(run.model), spheres_(workers) {
   check_workers("mutex", workers);
-  for (int i = 0; i < workers_; ++i) slots_.push_back(std::make_unique<PoolSlot>());
+  for (int i = 0; i < spheres_; ++i) slots_.push_back(std::make_unique<PoolSphere>());
   try {
-    threads_.reserve(size_t(workers_));
-    for (int i = 0; i < workers_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
+    threads_.reserve(size_t(spheres_));
+    for (int i = 0; i < spheres_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
   } catch (...) {
     stop_threads();  // the threads that did start
     throw;
@@ -160,7 +151,7 @@ void MutexBackend::stop_threads() {
 }
 
 void MutexBackend::worker_main(int id) {
-  PoolSlot& me = *slots_[size_t(id)];
+  PoolSphere& me = *slots_[size_t(id)];
   uint64_t seen = 0;
   for (;;) {
     const StepWork* work = nullptr;
@@ -175,24 +166,24 @@ void MutexBackend::worker_main(int id) {
     std::exception_ptr err;
     try {
       for (int s = id; s < work->shards && !failed_.load(std::memory_order_relaxed);
-           s += workers_) {
-        const auto t0 = clock_type::now();
+           s += spheres_) {
+        const auto t0 = SteadyClock::now();
         me.acc.reset(layout_);  // scratch for one shard
-        me.step_reduce += ms_between(t0, clock_type::now());
+        me.step_reduce += ms_between(t0, SteadyClock::now());
         me.compute(run_, sampler_, weights, *work, s);
-        const auto t1 = clock_type::now();
+        const auto t1 = SteadyClock::now();
         {
           std::lock_guard<std::mutex> lk(acc_mu_);
           total_.merge(me.acc);
         }
-        me.step_reduce += ms_between(t1, clock_type::now());
+        me.step_reduce += ms_between(t1, SteadyClock::now());
       }
     } catch (...) {
       err = std::current_exception();
       failed_ = true;
     }
     std::lock_guard<std::mutex> lk(ctl_mu_);
-    me.done_at = clock_type::now();
+    me.done_at = SteadyClock::now();
     if (err && !error_) error_ = err;
     if (--remaining_ == 0) done_cv_.notify_one();
   }
@@ -207,16 +198,16 @@ ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights
     weights_ = weights->data();
     error_ = nullptr;
     failed_ = false;
-    remaining_ = workers_;
+    remaining_ = spheres_;
     ++generation_;
   }
   start_cv_.notify_all();
   std::exception_ptr err;
-  clock_type::time_point end;
+  SteadyClock::time_point end;
   {
     std::unique_lock<std::mutex> lk(ctl_mu_);
     done_cv_.wait(lk, [&] { return remaining_ == 0; });
-    end = clock_type::now();
+    end = SteadyClock::now();
     err = error_;
     work_ = nullptr, weights_ = nullptr;
   }
@@ -231,7 +222,7 @@ ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights
   return std::move(total_);
 }
 
-nlohmann::json MutexBackend::worker_stats() {
+std::vector<SphereStats> MutexBackend::sphere_stats() {
   return slot_stats(slots_);
 }
 
@@ -242,15 +233,15 @@ BarrierBackend::BarrierBackend(const RunConfig& run, const WindowSampler& sample
     : run_(run),
       sampler_(sampler),
       layout_(run.model),
-      workers_(workers),
+      spheres_(workers),
       start_(workers + 1),
       phase_(workers),
       end_(workers + 1) {
   check_workers("barrier", workers);
-  for (int i = 0; i < workers_; ++i) slots_.push_back(std::make_unique<PoolSlot>());
+  for (int i = 0; i < spheres_; ++i) slots_.push_back(std::make_unique<PoolSphere>());
   try {
-    threads_.reserve(size_t(workers_));
-    for (int i = 0; i < workers_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
+    threads_.reserve(size_t(spheres_));
+    for (int i = 0; i < spheres_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
   } catch (...) {
     // Fewer threads than participants: the barriers can never complete. Break them so that the
     // threads that did start leave, then join them.
@@ -277,7 +268,7 @@ void BarrierBackend::record_error(std::exception_ptr e) {
 }
 
 void BarrierBackend::worker_main(int id) {
-  PoolSlot& me = *slots_[size_t(id)];
+  PoolSphere& me = *slots_[size_t(id)];
   for (;;) {
     if (!start_.arrive_and_wait() || stop_) return;
     const StepWork& work = *work_;
@@ -285,7 +276,7 @@ void BarrierBackend::worker_main(int id) {
     try {
       if (id < work.shards) {
         me.acc.reset(layout_);
-        for (int s = id; s < work.shards && !failed_.load(std::memory_order_relaxed); s += workers_)
+        for (int s = id; s < work.shards && !failed_.load(std::memory_order_relaxed); s += spheres_)
           me.compute(run_, sampler_, weights_, work, s);
       } else {
         me.acc = ExactGrad{};  // nothing to contribute (merge() skips an empty sum)
@@ -293,14 +284,14 @@ void BarrierBackend::worker_main(int id) {
     } catch (...) {
       record_error(std::current_exception());
     }
-    const auto t0 = clock_type::now();
+    const auto t0 = SteadyClock::now();
     if (!phase_.arrive_and_wait()) return;
-    const auto t1 = clock_type::now();
+    const auto t1 = SteadyClock::now();
     me.step_wait = ms_between(t0, t1);
     // Reduction phase: a binary tree over threads, one barrier per round. failed_ is read after
     // a barrier, so every thread sees the same value in a round.
-    for (int stride = 1; stride < workers_; stride *= 2) {
-      if (id % (2 * stride) == 0 && id + stride < workers_ && !failed_) {
+    for (int stride = 1; stride < spheres_; stride *= 2) {
+      if (id % (2 * stride) == 0 && id + stride < spheres_ && !failed_) {
         try {
           me.acc.merge(slots_[size_t(id + stride)]->acc);
         } catch (...) {
@@ -309,7 +300,7 @@ void BarrierBackend::worker_main(int id) {
       }
       if (!phase_.arrive_and_wait()) return;
     }
-    me.step_reduce = ms_between(t1, clock_type::now());
+    me.step_reduce = ms_between(t1, SteadyClock::now());
     if (!end_.arrive_and_wait()) return;
   }
 }
@@ -339,7 +330,7 @@ ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weigh
   return std::move(slots_[0]->acc);
 }
 
-nlohmann::json BarrierBackend::worker_stats() {
+std::vector<SphereStats> BarrierBackend::sphere_stats() {
   return slot_stats(slots_);
 }
 

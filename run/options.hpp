@@ -3,6 +3,8 @@
 // (names, help, default shown in --help, setter), strict value parsing, one-line errors.
 #include <functional>
 #include <set>
+
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,13 +15,32 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What an option is to a run: whether it is recorded in config.json and the checkpoints, and
+// whether --resume takes it from there when it is not given again.
+enum class Scope {
+  action,     // what to do now (--help, --resume, ...): not recorded
+  numbers,    // decides the numbers: recorded, inherited, must match the checkpoint
+  cadence,    // the run's rhythm and data (eval, checkpoints, corpus): recorded, inherited
+  placement,  // where and how it computes (backend, spheres): recorded, free to change on resume
+  output,     // what it shows and samples, fault injection: recorded, not inherited
+};
+
 class OptionTable {
  public:
   using Setter = std::function<void(const std::string& value)>;
+  using Getter = std::function<nlohmann::json()>;  // the current value, for config.json
   // `names`: "--steps" or "--batch,--batch-size" (first is canonical). `arg` empty = a flag.
   OptionTable& add(const std::string& names, const std::string& arg, const std::string& help,
                    const std::string& def, Setter set);
+  // Makes the option added last a recorded one (see Scope).
+  OptionTable& record(Scope scope, Getter get);
   OptionTable& section(const std::string& title);
+
+  // {"steps": 2000, "lr": 0.001, ...}: every recorded option by its canonical name without "--".
+  nlohmann::json to_json() const;
+  // Sets the options of `scopes` found in `values` (as written by to_json) that were not given
+  // on the command line or in a config file. Unknown keys are ignored (a newer or older run).
+  void inherit(const nlohmann::json& values, const std::set<Scope>& scopes);
 
   // Parses argv (after the subcommand). Supports --name value, --name=value and flags.
   // Where the table declares --config, values from `--config FILE` (lines "name = value", '#'
@@ -29,6 +50,8 @@ class OptionTable {
   std::string help() const;
   // Whether an option (by its canonical, first name) was set by the command line or config file.
   bool given(const std::string& canonical) const { return given_.count(canonical) > 0; }
+  const std::set<std::string>& given_names() const { return given_; }
+  void set_given(std::set<std::string> names) { given_ = std::move(names); }
   std::vector<std::string> positionals;
 
  private:
@@ -37,6 +60,8 @@ class OptionTable {
     std::string arg, help, def;
     Setter set;
     std::string section;
+    Scope scope = Scope::action;
+    Getter get;
   };
   const Opt* find(const std::string& name) const;
   void apply(const Opt& o, const std::string& name, const std::string& value);

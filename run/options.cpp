@@ -1,4 +1,4 @@
-#include "apps/options.hpp"
+#include "run/options.hpp"
 
 #include <cerrno>
 #include <cmath>
@@ -57,6 +57,37 @@ OptionTable& OptionTable::add(const std::string& names, const std::string& arg,
                               const std::string& help, const std::string& def, Setter set) {
   opts_.push_back(Opt{split(names, ','), arg, help, def, std::move(set), section_});
   return *this;
+}
+
+OptionTable& OptionTable::record(Scope scope, Getter get) {
+  opts_.back().scope = scope;
+  opts_.back().get = std::move(get);
+  return *this;
+}
+
+nlohmann::json OptionTable::to_json() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& o : opts_)
+    if (o.get) out[o.names.front().substr(2)] = o.get();
+  return out;
+}
+
+void OptionTable::inherit(const nlohmann::json& values, const std::set<Scope>& scopes) {
+  if (!values.is_object()) return;
+  for (const auto& o : opts_) {
+    const auto it = values.find(o.names.front().substr(2));
+    if (!o.get || !scopes.count(o.scope) || given(o.names.front()) || it == values.end() ||
+        it->is_null())
+      continue;
+    if (it->is_boolean()) {  // a flag
+      if (it->get<bool>()) o.set("");
+      continue;
+    }
+    // Numbers go back through the same parser as the command line: dump() writes the shortest
+    // text that reads back as the same double, so an inherited value is exact.
+    apply(o, o.names.front(), it->is_string() ? it->get<std::string>() : it->dump());
+    given_.erase(o.names.front());  // inherited, not given
+  }
 }
 
 OptionTable& OptionTable::section(const std::string& title) {
