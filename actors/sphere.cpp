@@ -48,6 +48,14 @@ struct StepInProgress {
 struct SphereState {
   static inline const char* name = "sphere";
 
+  // A child whose last strong reference is in this state would be destroyed right here, and its
+  // state with its own children, recursively: a deep chain overflowed the stack. An exit
+  // message first schedules each child, so the scheduler holds it and it ends on its own.
+  ~SphereState() {
+    for (const auto& c : children)
+      if (c.handle) caf::anon_send_exit(c.handle, caf::exit_reason::kill);
+  }
+
   std::shared_ptr<const TreeSetup> setup;
   int id = 0;
   caf::actor_addr parent;
@@ -249,17 +257,22 @@ caf::result<Partial> on_step(sphere_pointer self, const StepWork& work, const We
   return rp;
 }
 
-// Every sphere of the subtree sends its statistics straight to the collector (no sphere
-// concatenates its subtree's list: a chain would make that quadratic).
+// Statistics go straight to the collector (no sphere concatenates its subtree's list: a chain
+// would make that quadratic), with the number of children asked in turn, so the collector knows
+// how many reports are still coming. A subtree that never had work nor a restart holds nothing
+// to report (chaos and injections fire only in steps) and is not asked.
 void on_stats(sphere_pointer self, const caf::actor& collector, int64_t restarts) {
   auto& st = self->state;
-  if (st.id != kSupervisorId) {
-    SphereStats s = st.stats;
-    s.restarts = restarts;
-    caf::anon_send(collector, s);  // typed actors may only send() to typed ones
-  }
-  for (const ChildSlot& c : st.children)
+  int32_t asked = 0;
+  for (const ChildSlot& c : st.children) {
+    if (st.setup->plan.subtree(c.id) == 0 && c.restarts == 0) continue;
     self->send(c.handle, stats_atom::value, collector, c.restarts);
+    ++asked;
+  }
+  SphereStats s = st.stats;
+  s.restarts = restarts;
+  // typed actors may only send() to typed ones
+  caf::anon_send(collector, stats_atom::value, std::move(s), asked);
 }
 
 void install_handlers(sphere_pointer self) {
@@ -303,6 +316,7 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
   st.setup = setup;
   st.id = id;
   st.parent = parent;
+  st.stats.id = id;  // the supervisor's (-1) is no sphere's: the collector skips it
   const bool supervisor = id == kSupervisorId;
   st.intensity =
       supervisor ? RestartIntensity(setup->policy.root_max_restarts, setup->policy.root_window_s)
@@ -311,7 +325,7 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
       supervisor ? std::vector<int>{0} : setup->topology.node(id).children;
   if (!supervisor) {
     const SphereInfo& node = setup->topology.node(id);
-    st.stats.id = id, st.stats.level = node.level, st.stats.parent = node.parent;
+    st.stats.level = node.level, st.stats.parent = node.parent;
     st.stats.group = node.group;
   }
   st.children.resize(child_ids.size());

@@ -102,18 +102,17 @@ std::vector<SphereStats> TreeBackend::sphere_stats() {
   for (const auto& node : setup_->topology.nodes()) {  // what is known without the tree
     SphereStats& s = out[size_t(node.id)];
     s.id = node.id, s.level = node.level, s.parent = node.parent, s.group = node.group;
-    s.known = false;
+    s.known = !gave_up_;  // unless lost, a sphere that is not asked has nothing to report
   }
   if (gave_up_) return out;
   auto& self = *self_;
   self->send(root_, stats_atom::value, caf::actor(self), int64_t(0));
-  int got = 0;
+  int64_t outstanding = 1;  // the supervisor reports too, for sphere 0's restarts
   bool silent = false;
-  self->receive_while([&] { return got < n && !silent; })(
-      [&](SphereStats& s) {
-        if (s.id < 0 || s.id >= n || out[size_t(s.id)].known) return;
-        out[size_t(s.id)] = s;
-        ++got;
+  self->receive_while([&] { return outstanding > 0 && !silent; })(
+      [&](stats_atom, SphereStats& s, int32_t asked) {
+        outstanding += asked - 1;
+        if (s.id >= 0 && s.id < n) out[size_t(s.id)] = s;
       },
       caf::after(std::chrono::seconds(10)) >> [&] { silent = true; });
   return out;

@@ -160,9 +160,9 @@ int cmd_train(const std::vector<std::string>& args) {
   const SessionResult res = train_with_signals(
       Session{s, r, corpus, tok, *backend, *folder, writer, stop, std::cout, std::cerr},
       resume_from, stop);
-  backend.reset();
   print_result(res, folder->dir());
-  return res.exit_code;
+  return res
+      .exit_code;  // the tree is torn down after the result is out (a long chain takes a while)
 }
 
 int cmd_sample(const std::vector<std::string>& args) {
