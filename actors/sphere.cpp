@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include "src/clock.hpp"
-#include "src/rng.hpp"
 
 namespace cllm {
 
@@ -24,8 +23,9 @@ struct ChildSlot {
   sphere_actor handle;
   uint64_t generation = 0;  // bumps on every (re)send; stale replies are ignored
   bool in_flight = false;
-  int32_t resends = 0;   // resends of the current step's work
-  int64_t restarts = 0;  // times this slot was respawned
+  int32_t resends = 0;    // resends of the current step's work
+  int64_t restarts = 0;   // times this slot was respawned
+  bool had_work = false;  // ever: a subtree that never had work holds no statistics
 };
 
 // The step a sphere is working on.
@@ -34,6 +34,7 @@ struct StepInProgress {
   uint64_t token = 0;  // tells this step's compute messages from a previous step's
   StepWork work;
   WeightsRef weights;
+  AssignmentRef assignment;
   StepCtl ctl;
   Partial acc;
   int pending = 0;       // children whose sums are missing
@@ -75,22 +76,11 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
                                            caf::actor_addr parent);
 
 void spawn_child(sphere_pointer self, ChildSlot& slot) {
-  slot.handle = caf::actor_cast<sphere_actor>(self->spawn<caf::linked>(
-      sphere_behavior, self->state.setup, slot.id, caf::actor_addr(self->address())));
+  slot.handle = spawn_sphere(self, self->state.setup, slot.id);
 }
 
 void merge_partial(SphereState& st, Partial& p) {
-  const auto t0 = SteadyClock::now();
-  Partial& acc = st.step.acc;
-  if (acc.grad.shards == 0 && acc.grad.sum.empty())
-    acc.grad = std::move(p.grad);  // nothing of our own yet: adopt, no copy
-  else
-    acc.grad.merge(p.grad);
-  acc.timing += p.timing;
-  acc.faults += p.faults;
-  const double ms = ms_between(t0, SteadyClock::now());
-  acc.timing.reduce_ms += ms;
-  st.stats.reduce_ms += ms;
+  st.stats.reduce_ms += st.step.acc.merge(p);
 }
 
 void maybe_finish(sphere_pointer self) {
@@ -110,14 +100,6 @@ void maybe_finish(sphere_pointer self) {
   step.acc = Partial{};
 }
 
-// The delivery number of a child's work: 0 only when neither it nor any ancestor was resent
-// (injections fire only then); otherwise a hash of the parent's delivery and the resend count,
-// so that a chaos draw is not repeated after a resend or a subtree restart.
-int32_t next_delivery(int32_t parent, int32_t resend) {
-  if (parent == 0 && resend == 0) return 0;
-  return int32_t(hash_words(uint64_t(uint32_t(parent)), uint64_t(resend)) & 0x7fffffffU) | 1;
-}
-
 void on_child_exit(sphere_pointer self, size_t slot, ChildExit how, std::string reason,
                    const FaultCounts& inherited);
 
@@ -131,7 +113,8 @@ void send_to_child(sphere_pointer self, size_t slot, int32_t delivery) {
   const auto timeout = std::chrono::milliseconds(
       StepDeadline::for_subtree(ctl.deadline_ms, st.setup->topology.height(c.id)));
   const caf::actor_addr child_addr = c.handle.address();
-  self->request(c.handle, timeout, step_atom::value, st.step.work, st.step.weights, ctl)
+  self->request(c.handle, timeout, step_atom::value, st.step.work, st.step.weights,
+                st.step.assignment, ctl)
       .then(
           [=](Partial& p) {
             auto& s = self->state;
@@ -159,18 +142,9 @@ void send_to_child(sphere_pointer self, size_t slot, int32_t delivery) {
 // in both, since a dead actor's promises are never answered in CAF 0.17.
 void give_up(sphere_pointer self, const FaultCounts& counted, const FaultEvent& last) {
   auto& st = self->state;
-  const std::string last_failure =
-      fmt::format("the last: sphere {} {}", last.sphere,
-                  last.kind == FaultEvent::gave_up ? "gave up (" + last.reason + ")" : last.reason);
-  const std::string cause =
-      st.id == kSupervisorId
-          ? fmt::format(
-                "sphere 0 failed more than {} times within {:g} s or one step (the root's "
-                "restart budget, --root-max-restarts/--root-restart-window); {}",
-                st.setup->policy.root_max_restarts, st.setup->policy.root_window_s, last_failure)
-          : fmt::format("sphere {} gave up: {}; {}", st.id, st.intensity.budget_text(),
-                        last_failure);
-  const GiveUp g{cause, counted};
+  const GiveUp g{fmt::format("sphere {} gave up: {}; {}", st.id, st.intensity.budget_text(),
+                             last_failure_text(last)),
+                 counted};
   if (st.step.active)
     st.step.rp.deliver(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
   self->quit(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
@@ -219,36 +193,36 @@ void compute_next_own(sphere_pointer self) {
 }
 
 caf::result<Partial> on_step(sphere_pointer self, const StepWork& work, const WeightsRef& weights,
-                             const StepCtl& ctl) {
+                             const AssignmentRef& assignment, const StepCtl& ctl) {
   auto& st = self->state;
-  if (st.id != kSupervisorId) {
-    switch (st.setup->faults.action(st.id, work.step, work.attempt, ctl.delivery)) {
-      case FaultPlan::do_crash:
-        throw std::runtime_error("injected crash");
-      case FaultPlan::do_hang:
-        // Stop answering (alive but silent) until the parent kills it.
-        return self->make_response_promise<Partial>();
-      case FaultPlan::none:
-        break;
-    }
+  switch (st.setup->faults.action(st.id, work.step, work.attempt, ctl.delivery)) {
+    case FaultPlan::do_crash:
+      throw std::runtime_error("injected crash");
+    case FaultPlan::do_hang:
+      // Stop answering (alive but silent) until the parent kills it.
+      return self->make_response_promise<Partial>();
+    case FaultPlan::none:
+      break;
   }
   StepInProgress& step = st.step;
   step = StepInProgress{};
   step.active = true;
   step.token = ++st.steps_begun;
-  step.work = work, step.weights = weights, step.ctl = ctl;
+  step.work = work, step.weights = weights, step.assignment = assignment, step.ctl = ctl;
   step.rp = self->make_response_promise<Partial>();
   st.intensity.begin_step();
+  const ShardPlan& plan = *assignment->plan;
   // Work flows down first so that children compute while we do.
   for (size_t slot = 0; slot < st.children.size(); ++slot) {
     ChildSlot& c = st.children[slot];
     c.in_flight = false;
-    if (st.setup->plan.subtree(c.id) == 0) continue;
+    if (plan.subtree(c.id) == 0) continue;
     ++step.pending;
     c.resends = 0;
+    c.had_work = true;
     send_to_child(self, slot, next_delivery(ctl.delivery, 0));
   }
-  if (st.id != kSupervisorId) step.own = st.setup->plan.own(st.id);
+  for (int position : plan.own(st.id)) step.own.push_back(assignment->shards[size_t(position)]);
   auto rp = step.rp;
   if (!step.own.empty())
     self->send(self, compute_atom::value, step.token);
@@ -265,7 +239,7 @@ void on_stats(sphere_pointer self, const caf::actor& collector, int64_t restarts
   auto& st = self->state;
   int32_t asked = 0;
   for (const ChildSlot& c : st.children) {
-    if (st.setup->plan.subtree(c.id) == 0 && c.restarts == 0) continue;
+    if (!c.had_work && c.restarts == 0) continue;
     self->send(c.handle, stats_atom::value, collector, c.restarts);
     ++asked;
   }
@@ -316,27 +290,21 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
   st.setup = setup;
   st.id = id;
   st.parent = parent;
-  st.stats.id = id;  // the supervisor's (-1) is no sphere's: the collector skips it
-  const bool supervisor = id == kSupervisorId;
-  st.intensity =
-      supervisor ? RestartIntensity(setup->policy.root_max_restarts, setup->policy.root_window_s)
-                 : RestartIntensity(setup->policy.max_restarts, setup->policy.window_s);
-  const std::vector<int> child_ids =
-      supervisor ? std::vector<int>{0} : setup->topology.node(id).children;
-  if (!supervisor) {
-    const SphereInfo& node = setup->topology.node(id);
-    st.stats.level = node.level, st.stats.parent = node.parent;
-    st.stats.group = node.group;
-  }
-  st.children.resize(child_ids.size());
-  for (size_t s = 0; s < child_ids.size(); ++s) {
-    st.children[s].id = child_ids[s];
+  st.intensity = RestartIntensity(setup->policy.max_restarts, setup->policy.window_s);
+  const SphereInfo& node = setup->topology.node(id);
+  st.stats.id = id, st.stats.level = node.level, st.stats.parent = node.parent;
+  st.stats.group = node.group;
+  st.children.resize(node.children.size());
+  for (size_t s = 0; s < node.children.size(); ++s) {
+    st.children[s].id = node.children[s];
     spawn_child(self, st.children[s]);
   }
   install_handlers(self);
   return {
-      [self](step_atom, const StepWork& work, const WeightsRef& weights, const StepCtl& ctl)
-          -> caf::result<Partial> { return on_step(self, work, weights, ctl); },
+      [self](step_atom, const StepWork& work, const WeightsRef& weights,
+             const AssignmentRef& assignment, const StepCtl& ctl) -> caf::result<Partial> {
+        return on_step(self, work, weights, assignment, ctl);
+      },
       [self](stats_atom, const caf::actor& collector, int64_t restarts) {
         on_stats(self, collector, restarts);
       },
@@ -349,9 +317,10 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
 
 }  // namespace
 
-sphere_actor spawn_sphere(caf::actor_system& sys, std::shared_ptr<const TreeSetup> setup, int id) {
-  return caf::actor_cast<sphere_actor>(
-      sys.spawn(sphere_behavior, std::move(setup), id, caf::actor_addr()));
+sphere_actor spawn_sphere(caf::local_actor* parent, std::shared_ptr<const TreeSetup> setup,
+                          int id) {
+  return caf::actor_cast<sphere_actor>(parent->spawn<caf::linked>(
+      sphere_behavior, std::move(setup), id, caf::actor_addr(parent->address())));
 }
 
 }  // namespace cllm

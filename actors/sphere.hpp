@@ -25,17 +25,13 @@ namespace cllm {
 struct TreeSetup {
   RunConfig run;
   Topology topology;
-  ShardPlan plan;  // which sphere computes which shard (the number of shards is fixed per run)
+  Placement placement = Placement::bfs;
   const WindowSampler* sampler;  // outlives the actor system
   FaultPlan faults;
   SupervisionPolicy policy;
 };
 
-// The id of the supervisor above sphere 0: it computes nothing and supervises sphere 0 with the
-// root's restart budget.
-constexpr int kSupervisorId = -1;
-
-// Spawns sphere `id` (or the supervisor) with its whole subtree.
-sphere_actor spawn_sphere(caf::actor_system& sys, std::shared_ptr<const TreeSetup> setup, int id);
+// Spawns sphere `id` with its whole subtree, linked to `parent` (its supervisor).
+sphere_actor spawn_sphere(caf::local_actor* parent, std::shared_ptr<const TreeSetup> setup, int id);
 
 }  // namespace cllm

@@ -1,5 +1,7 @@
 #include "actors/tree_backend.hpp"
 
+#include "actors/coordinator.hpp"
+
 #include <algorithm>
 #include <chrono>
 
@@ -20,7 +22,7 @@ std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSa
                                             const TreeOptions& opt) {
   opt.policy.validate();
   Topology topology(opt.spheres, opt.fanout);
-  ShardPlan plan(topology, run.batch.shards(), opt.placement);
+  const ShardPlan plan(topology, run.batch.shards(), opt.placement);  // with no remote nodes
   for (const auto& inj : opt.faults.injections) {
     if (inj.sphere >= opt.spheres)
       throw ConfigError(fmt::format("--inject names sphere {} but the tree has {} spheres",
@@ -32,7 +34,7 @@ std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSa
           inj.sphere, run.batch.shards(), plan.computing_spheres()));
   }
   return std::make_shared<const TreeSetup>(
-      TreeSetup{run, std::move(topology), std::move(plan), &sampler, opt.faults, opt.policy});
+      TreeSetup{run, std::move(topology), opt.placement, &sampler, opt.faults, opt.policy});
 }
 }  // namespace
 
@@ -53,13 +55,13 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, con
       deadline_(opt.policy, first_step_estimate_s(run, threads_)) {
   cfg_ = std::make_unique<Config>(threads_);
   sys_ = std::make_unique<caf::actor_system>(*cfg_);
-  root_ = spawn_sphere(*sys_, setup_, kSupervisorId);
+  root_ = spawn_coordinator(*sys_, setup_, std::min(opt.spheres, threads_));
   self_ = std::make_unique<caf::scoped_actor>(*sys_);
 }
 
 TreeBackend::~TreeBackend() {
   self_.reset();  // a live scoped_actor would block await_all_actors_done()
-  // kill cannot be trapped; the links take the whole tree down with the supervisor.
+  // kill cannot be trapped; the links take the whole tree down with the coordinator.
   caf::anon_send_exit(root_, caf::exit_reason::kill);
   root_ = nullptr;
   sys_->await_all_actors_done();
@@ -69,15 +71,13 @@ TreeBackend::~TreeBackend() {
 ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
   if (gave_up_) throw BackendFailure("the sphere tree gave up earlier");
   const auto t0 = std::chrono::steady_clock::now();
-  StepCtl ctl;
-  ctl.deadline_ms = deadline_.base_ms();
   Partial result;
   caf::error failure;
-  // No timeout here: the supervisor always answers (the step's total, or an error when it gives
+  // No timeout here: the coordinator always answers (the step's total, or an error when it gives
   // up or throws), and its own deadlines catch hangs below it. (A timeout would also leave one
   // stale message per step in this long-lived blocking actor's mailbox.)
   (*self_)
-      ->request(root_, caf::infinite, step_atom::value, work, weights, ctl)
+      ->request(root_, caf::infinite, step_atom::value, work, weights, deadline_.base_ms())
       .receive([&](Partial& p) { result = std::move(p); },
                [&](caf::error& e) { failure = std::move(e); });
   if (failure) {
@@ -107,7 +107,7 @@ std::vector<SphereStats> TreeBackend::sphere_stats() {
   if (gave_up_) return out;
   auto& self = *self_;
   self->send(root_, stats_atom::value, caf::actor(self), int64_t(0));
-  int64_t outstanding = 1;  // the supervisor reports too, for sphere 0's restarts
+  int64_t outstanding = 1;  // the coordinator reports too, with the number it asked
   bool silent = false;
   self->receive_while([&] { return outstanding > 0 && !silent; })(
       [&](stats_atom, SphereStats& s, int32_t asked) {

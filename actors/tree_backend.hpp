@@ -1,6 +1,6 @@
 #pragma once
 // The actor-tree backend: a CAF actor system holding the sphere tree. The training loop (the
-// root) hands each step to the supervisor above sphere 0 and blocks until the exact total of
+// root) hands each step to the coordinator above sphere 0 and blocks until the exact total of
 // the whole tree comes back.
 #include <memory>
 
@@ -42,7 +42,7 @@ class TreeBackend final : public Backend {
   StepDeadline deadline_;
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
-  sphere_actor root_;
+  coordinator_actor root_;
   // One blocking actor for the loop's requests, alive as long as the tree (creating one per
   // step costs a registration each time). Destroyed before the system shuts down.
   std::unique_ptr<caf::scoped_actor> self_;

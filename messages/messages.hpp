@@ -14,28 +14,35 @@
 #include "src/backend.hpp"
 #include "src/checkpoint.hpp"
 #include "src/exact_sum.hpp"
+#include "src/topology.hpp"
 #include "src/training.hpp"
 
 // The shared weights buffer is an in-process reference: it cannot be serialised (remote
 // subtrees receive the weights as raw bytes instead).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cllm::WeightsRef)
+namespace cllm {
+struct Assignment;
+}
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const cllm::Assignment>)
 
 namespace cllm {
 
 using step_atom = caf::atom_constant<caf::atom("step")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 
+// The shards a subtree computes in one step, and where in it: position i of `shards` goes to
+// the sphere plan->owner(i) of the subtree's topology. Built by the coordinator for the step's
+// membership and shared, immutable, by every sphere of the subtree (in-process only).
+struct Assignment {
+  std::vector<int32_t> shards;
+  std::shared_ptr<const ShardPlan> plan;
+};
+using AssignmentRef = std::shared_ptr<const Assignment>;
+
 // Control data that travels with a step's work.
 struct StepCtl {
   int32_t delivery = 0;     // 0 = first delivery; > 0 = resent after a failure (no injections)
   int64_t deadline_ms = 0;  // base deadline D; a child h levels high gets D * (h + 1)
-};
-
-// The reply of a subtree to a step: its exact partial sum, timings and fault counters.
-struct Partial {
-  ExactGrad grad;
-  StepTiming timing;
-  FaultCounts faults;
 };
 
 // Why a sphere gave up (its restart budget is spent), with what it had counted: the context of
@@ -57,11 +64,17 @@ std::string exit_reason_text(caf::actor_system& sys, const caf::error& reason);
 // The GiveUp carried by `e`, or null.
 const GiveUp* as_give_up(const caf::error& e);
 
-// The sphere's protocol: a step's work in, the subtree's partial sum out; a statistics request
-// (collector, restarts as counted by the parent) makes every sphere of the subtree send its
-// SphereStats to the collector.
-using sphere_actor =
-    caf::typed_actor<caf::replies_to<step_atom, StepWork, WeightsRef, StepCtl>::with<Partial>,
+// The sphere's protocol: a step's work and its shards in, the subtree's partial sum out; a
+// statistics request (collector, restarts as counted by the parent) makes every sphere of the
+// subtree send its SphereStats to the collector, with the number of children it asked in turn.
+using sphere_actor = caf::typed_actor<
+    caf::replies_to<step_atom, StepWork, WeightsRef, AssignmentRef, StepCtl>::with<Partial>,
+    caf::reacts_to<stats_atom, caf::actor, int64_t>>;
+
+// The coordinator's protocol (the root of the tree, above sphere 0 and the remote nodes): a
+// step in (work, weights, base deadline in ms), the exact total out; statistics as above.
+using coordinator_actor =
+    caf::typed_actor<caf::replies_to<step_atom, StepWork, WeightsRef, int64_t>::with<Partial>,
                      caf::reacts_to<stats_atom, caf::actor, int64_t>>;
 
 template <class Inspector>

@@ -58,6 +58,17 @@ struct FaultCounts {
   bool any() const { return restarts + deadline_kills + subtree_restarts > 0 || !events.empty(); }
 };
 
+// The reply of a subtree to a step: its exact partial sum, timings and fault counters.
+struct Partial {
+  ExactGrad grad;
+  StepTiming timing;
+  FaultCounts faults;
+
+  // Adds `p` (consumed) into this one; returns the milliseconds the merge took, which are also
+  // counted as reduce time.
+  double merge(Partial& p);
+};
+
 // Totals of one sphere (a tree actor or a pool thread) over the run, for spheres.json.
 struct SphereStats {
   int32_t id = 0, level = 0, parent = -1, group = 0;

@@ -5,7 +5,9 @@
 
 #include <fmt/format.h>
 
+#include "src/clock.hpp"
 #include "src/config.hpp"
+#include "src/rng.hpp"
 
 namespace cllm {
 
@@ -47,6 +49,18 @@ std::string RestartIntensity::budget_text() const {
                      max_restarts_, window_s_);
 }
 
+std::string last_failure_text(const FaultEvent& last) {
+  const char* what = last.kind == FaultEvent::gave_up           ? "gave up"
+                     : last.kind == FaultEvent::missed_deadline ? "was killed"
+                                                                : "crashed";
+  return fmt::format("the last: sphere {} {} ({})", last.sphere, what, last.reason);
+}
+
+int32_t next_delivery(int32_t parent, int32_t resend) {
+  if (parent == 0 && resend == 0) return 0;
+  return int32_t(hash_words(uint64_t(uint32_t(parent)), uint64_t(resend)) & 0x7fffffffU) | 1;
+}
+
 StepDeadline::StepDeadline(const SupervisionPolicy& policy, double first_step_estimate_s)
     : policy_(policy),
       first_ms_(
@@ -67,6 +81,19 @@ void StepDeadline::record_step(double ms) {
 
 int64_t StepDeadline::for_subtree(int64_t base_ms, int height) {
   return std::min<int64_t>(base_ms * (int64_t(height) + 1), int64_t(1e12));
+}
+
+double Partial::merge(Partial& p) {
+  const auto t0 = SteadyClock::now();
+  if (grad.shards == 0 && grad.sum.empty())
+    grad = std::move(p.grad);  // nothing of our own yet: adopt, no copy
+  else
+    grad.merge(p.grad);
+  timing += p.timing;
+  faults += p.faults;
+  const double ms = ms_since(t0);
+  timing.reduce_ms += ms;
+  return ms;
 }
 
 }  // namespace cllm

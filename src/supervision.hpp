@@ -52,6 +52,14 @@ class RestartIntensity {
   int this_step_ = 0;
 };
 
+// "the last: sphere 5 crashed (injected crash)": the failure that spent a restart budget.
+std::string last_failure_text(const FaultEvent& last);
+
+// The delivery number of a child's work: 0 only when neither it nor any ancestor was resent
+// (injections fire only then); otherwise a hash of the parent's delivery and the resend count,
+// so that a chaos draw is not repeated after a resend or a subtree restart.
+int32_t next_delivery(int32_t parent, int32_t resend);
+
 // The step deadline D: max(floor, factor x median of the last 9 step times), and before any
 // step time is known, the larger of first_deadline_s and 4x a pessimistic estimate of the step's
 // work. A child whose subtree is h levels high gets D x (h + 1), so a fault is caught by its

@@ -1,0 +1,21 @@
+#pragma once
+// The coordinator: the root of the sphere tree, between the training loop and the spheres. Each
+// step it deals the shards over its members (the local subtree under sphere 0, and remote nodes
+// once they join), merges their exact partial sums and answers with the step's total. It
+// supervises sphere 0 with the root's restart budget; a member that fails has its shards dealt
+// again to the others inside the same step (placement never changes the result: the sum is
+// exact).
+#include <memory>
+
+#include <caf/all.hpp>
+
+#include "actors/sphere.hpp"
+
+namespace cllm {
+
+// `local` may be null: a coordinator with no local spheres (remote nodes do all the work).
+// `local_capacity`: the local subtree's share of the shards against a node's (its threads).
+coordinator_actor spawn_coordinator(caf::actor_system& sys, std::shared_ptr<const TreeSetup> local,
+                                    int local_capacity);
+
+}  // namespace cllm
