@@ -1,5 +1,6 @@
 #include "actors/coordinator.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <string>
@@ -12,20 +13,28 @@ namespace cllm {
 
 namespace {
 
-// A member of the step: the local subtree, or (later) a remote node.
+// Internal: a step's shards found no member, and no node joined in time.
+using orphan_atom = caf::atom_constant<caf::atom("orphans")>;
+using coordinator_impl = coordinator_actor::extend<caf::reacts_to<orphan_atom, int64_t>>;
+
+// A member of a step: the local subtree under sphere 0, or a remote node (through its link).
 struct Member {
-  std::string name;
+  std::string name;  // "local", or the node's id and host
   sphere_actor handle;
-  int capacity = 1;  // spheres: its share of the shards
-  int height = 0;    // levels below its top sphere, for its deadline
-  bool local = false;
+  int32_t node = -1;  // the node's index; -1 for the local subtree
+  int capacity = 1;   // its share of the shards (threads)
+  int height = 0;     // levels below its top sphere, for its deadline
+  int spheres = 0;
+  bool leaving = false;  // a node that said goodbye: no new work after this step
   // The step in progress.
   bool busy = false;
   uint64_t generation = 0;  // bumps on every (re)send; stale replies are ignored
   int32_t resends = 0;
-  std::vector<int32_t> in_flight;          // shards of the request in flight
-  std::deque<std::vector<int32_t>> queue;  // shards dealt to it, not yet sent
+  std::vector<size_t> in_flight;          // positions in the step's shard set
+  std::deque<std::vector<size_t>> queue;  // positions dealt to it, not yet sent
   int64_t restarts = 0;
+
+  bool local() const { return node < 0; }
 };
 
 struct CoordinatorState {
@@ -36,64 +45,107 @@ struct CoordinatorState {
       if (m.handle) caf::anon_send_exit(m.handle, caf::exit_reason::kill);
   }
 
-  std::shared_ptr<const TreeSetup> local;
+  CoordinatorSetup setup;
   std::vector<Member> members;
   RestartIntensity intensity{0, 1};
   std::map<int, std::shared_ptr<const ShardPlan>> plans;  // local placement per shard count
   // The step in progress.
   bool active = false;
+  int64_t steps_begun = 0;
   StepWork work;
   WeightsRef weights;
+  ShardSetRef set;
   int64_t deadline_ms = 0;
   Partial acc;
-  int remaining = 0;  // shards not yet summed
+  size_t remaining = 0;         // shards not yet summed
+  std::vector<size_t> orphans;  // positions no member could take
   caf::typed_response_promise<Partial> rp;
   FaultCounts between_steps;
 };
 
-using coordinator_pointer = coordinator_actor::stateful_pointer<CoordinatorState>;
+using coordinator_pointer = coordinator_impl::stateful_pointer<CoordinatorState>;
 
-// Shards dealt over the members in proportion to their capacity: each shard goes to the member
-// with the fewest shards per sphere so far (ties: the earlier member), so the deal interleaves.
-std::vector<std::vector<int32_t>> deal(const std::vector<int32_t>& shards,
-                                       const std::vector<int>& capacity) {
-  std::vector<std::vector<int32_t>> out(capacity.size());
-  for (int32_t s : shards) {
+FaultCounts& counts_now(CoordinatorState& st) {
+  return st.active ? st.acc.faults : st.between_steps;
+}
+
+void record(CoordinatorState& st, int32_t kind, int32_t who, std::string what) {
+  FaultEvent e;
+  e.kind = kind, e.sphere = who, e.step = st.active ? st.work.step : -1;
+  e.reason = std::move(what);
+  counts_now(st).events.push_back(std::move(e));
+}
+
+// Positions dealt over members in proportion to their capacity: each goes to the member with the
+// fewest per unit of capacity so far (ties: the earlier member), so the deal interleaves.
+std::vector<std::vector<size_t>> deal(const std::vector<size_t>& positions,
+                                      const std::vector<int>& capacity) {
+  std::vector<std::vector<size_t>> out(capacity.size());
+  for (size_t p : positions) {
     size_t best = 0;
     for (size_t m = 1; m < capacity.size(); ++m)
       if (double(out[m].size() + 1) / capacity[m] < double(out[best].size() + 1) / capacity[best])
         best = m;
-    out[best].push_back(s);
+    out[best].push_back(p);
   }
   return out;
 }
 
 AssignmentRef assignment_for(CoordinatorState& st, const Member& m,
-                             const std::vector<int32_t>& shards) {
+                             const std::vector<size_t>& positions) {
   auto a = std::make_shared<Assignment>();
-  a->shards = shards;
-  if (m.local) {
-    auto& plan = st.plans[int(shards.size())];
+  a->set = st.set->subset(positions, shard_tokens(st.setup.run));
+  if (m.local()) {
+    auto& plan = st.plans[int(positions.size())];
     if (!plan)
-      plan = std::make_shared<const ShardPlan>(st.local->topology, int(shards.size()),
-                                               st.local->placement);
+      plan = std::make_shared<const ShardPlan>(st.setup.local->topology, int(positions.size()),
+                                               st.setup.local->placement);
     a->plan = plan;
   }
   return a;
 }
 
-void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::string reason,
-                       const FaultCounts& inherited);
+Membership membership(const CoordinatorState& st) {
+  Membership m;
+  for (const Member& x : st.members) {
+    m.nodes += x.local() ? 0 : 1;
+    m.spheres += x.spheres;
+  }
+  return m;
+}
 
 void maybe_finish(coordinator_pointer self) {
   auto& st = self->state;
   if (!st.active || st.remaining > 0) return;
   st.acc.faults += st.between_steps;
   st.between_steps = FaultCounts{};
+  st.acc.members = membership(st);
   st.active = false;
   st.weights.reset();
+  st.set.reset();
   st.rp.deliver(std::move(st.acc));
   st.acc = Partial{};
+  // Nodes that said goodbye leave now, between steps.
+  for (size_t i = st.members.size(); i-- > 0;) {
+    if (!st.members[i].leaving) continue;
+    record(st, FaultEvent::node_left, st.members[i].node, st.members[i].name);
+    ++st.between_steps.nodes_left;
+    self->send_exit(st.members[i].handle, caf::exit_reason::user_shutdown);
+    st.members.erase(st.members.begin() + std::ptrdiff_t(i));
+  }
+}
+
+void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::string reason,
+                       const FaultCounts& inherited);
+
+void on_reply(coordinator_pointer self, const caf::actor_addr& addr, uint64_t gen, Partial& p);
+
+// The member behind `who`, or members.size(). (Indices shift as nodes come and go; replies and
+// exits name their member by address.)
+size_t find_member(const CoordinatorState& st, const caf::actor_addr& who) {
+  for (size_t i = 0; i < st.members.size(); ++i)
+    if (st.members[i].handle.address() == who) return i;
+  return st.members.size();
 }
 
 // Sends the member its next dealt shards, if it is free and has any.
@@ -108,52 +160,95 @@ void dispatch(coordinator_pointer self, size_t i) {
   StepCtl ctl;
   ctl.delivery = next_delivery(0, m.resends);
   ctl.deadline_ms = st.deadline_ms;
-  const auto timeout =
-      std::chrono::milliseconds(StepDeadline::for_subtree(st.deadline_ms, m.height));
+  // A node's subtree sits one level below its link.
+  const auto timeout = std::chrono::milliseconds(
+      StepDeadline::for_subtree(st.deadline_ms, m.height + (m.local() ? 0 : 1)));
   const caf::actor_addr addr = m.handle.address();
   self->request(m.handle, timeout, step_atom::value, st.work, st.weights,
                 assignment_for(st, m, m.in_flight), ctl)
-      .then(
-          [=](Partial& p) {
-            auto& s = self->state;
-            if (i >= s.members.size() || s.members[i].generation != gen || !s.active) return;
-            Member& mm = s.members[i];
-            s.remaining -= int(mm.in_flight.size());
-            mm.in_flight.clear();
-            mm.busy = false;
-            s.acc.merge(p);
-            dispatch(self, i);
-            maybe_finish(self);
-          },
-          [=](caf::error& err) {
-            auto& s = self->state;
-            // Crashes arrive as exit messages and are handled there; here only the deadline.
-            if (err != caf::sec::request_timeout || i >= s.members.size() || !s.active ||
-                s.members[i].generation != gen || s.members[i].handle.address() != addr)
-              return;
-            on_member_failure(self, i, ChildExit::missed_deadline,
-                              fmt::format("missed its deadline of {} ms", timeout.count()), {});
-          });
+      .then([=](Partial& p) { on_reply(self, addr, gen, p); },
+            [=](caf::error& err) {
+              auto& s = self->state;
+              const size_t i = find_member(s, addr);
+              if (i == s.members.size() || !s.active || s.members[i].generation != gen) return;
+              if (err == caf::sec::request_timeout)
+                on_member_failure(self, i, ChildExit::missed_deadline,
+                                  fmt::format("missed its deadline of {} ms", timeout.count()), {});
+              else if (!s.members[i].local())  // a node's link answers with the loss
+                on_member_failure(self, i, ChildExit::crashed,
+                                  exit_reason_text(self->system(), err), {});
+              // (a local sphere's crash arrives as its exit message)
+            });
 }
 
-void give_up(coordinator_pointer self, const FaultCounts& counted, const FaultEvent& last) {
+void on_reply(coordinator_pointer self, const caf::actor_addr& addr, uint64_t gen, Partial& p) {
+  auto& s = self->state;
+  const size_t i = find_member(s, addr);
+  if (i == s.members.size() || s.members[i].generation != gen || !s.active) return;
+  Member& m = s.members[i];
+  s.remaining -= m.in_flight.size();
+  m.in_flight.clear();
+  m.busy = false;
+  s.acc.merge(p);
+  dispatch(self, i);
+  maybe_finish(self);
+}
+
+// Positions with no member to take them wait for a node to join, for a while.
+void deal_again(coordinator_pointer self, std::vector<size_t> positions) {
   auto& st = self->state;
-  const GiveUp g{
-      fmt::format("sphere 0 failed more than {} times within {:g} s or one step (the "
-                  "root's restart budget, --root-max-restarts/--root-restart-window); {}",
-                  st.local->policy.root_max_restarts, st.local->policy.root_window_s,
-                  last_failure_text(last)),
-      counted};
+  if (positions.empty()) return;
+  std::vector<int> capacity;
+  for (const Member& m : st.members) capacity.push_back(m.leaving ? 0 : m.capacity);
+  if (std::all_of(capacity.begin(), capacity.end(), [](int c) { return c == 0; })) {
+    if (st.orphans.empty())
+      self->delayed_send(self,
+                         std::chrono::milliseconds(int64_t(st.setup.orphan_timeout_s * 1000)),
+                         orphan_atom::value, st.steps_begun);
+    st.orphans.insert(st.orphans.end(), positions.begin(), positions.end());
+    return;
+  }
+  for (int& c : capacity) c = std::max(c, 0);
+  const auto dealt = deal(positions, capacity);
+  for (size_t m = 0; m < st.members.size(); ++m) {
+    if (dealt[m].empty()) continue;
+    st.members[m].queue.push_back(dealt[m]);
+    dispatch(self, m);
+  }
+}
+
+void give_up(coordinator_pointer self, const FaultCounts& counted, std::string cause) {
+  auto& st = self->state;
+  const GiveUp g{std::move(cause), counted};
   if (st.active) st.rp.deliver(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
   self->quit(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
 }
 
-// The local subtree failed: the root's budget decides; respawn sphere 0 and send its shards again.
+// A node is gone: its shards go to the others, within the same step.
+void lose_node(coordinator_pointer self, size_t i, const std::string& reason) {
+  auto& st = self->state;
+  Member m = std::move(st.members[i]);
+  st.members.erase(st.members.begin() + std::ptrdiff_t(i));
+  self->send_exit(m.handle, caf::exit_reason::kill);
+  std::vector<size_t> positions = m.in_flight;
+  for (auto& q : m.queue) positions.insert(positions.end(), q.begin(), q.end());
+  FaultCounts& fc = counts_now(st);
+  ++fc.nodes_lost;
+  fc.shards_redispatched += int64_t(positions.size());
+  record(st, FaultEvent::node_lost, m.node,
+         fmt::format("{}: {}; {} shards dealt again", m.name, reason, positions.size()));
+  if (st.active) deal_again(self, std::move(positions));
+  maybe_finish(self);
+}
+
+// A member failed. A node is lost; the local subtree is restarted (sphere 0, with the root's
+// restart budget) and given its shards again.
 void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::string reason,
                        const FaultCounts& inherited) {
   auto& st = self->state;
   Member& m = st.members[i];
-  FaultCounts& fc = st.active ? st.acc.faults : st.between_steps;
+  if (!m.local()) return lose_node(self, i, reason);
+  FaultCounts& fc = counts_now(st);
   fc += inherited;
   if (how == ChildExit::missed_deadline) self->send_exit(m.handle, caf::exit_reason::kill);
   FaultEvent ev;
@@ -163,9 +258,16 @@ void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::s
   auto d = st.intensity.on_child_exit(how, std::move(ev), seconds_now(), st.active);
   const FaultEvent last = d.counts.events.back();
   fc += d.counts;
-  if (!d.restart) return give_up(self, fc, last);
+  if (!d.restart) {
+    const auto& p = st.setup.local->policy;
+    return give_up(self, fc,
+                   fmt::format("sphere 0 failed more than {} times within {:g} s or one step (the "
+                               "root's restart budget, --root-max-restarts/--root-restart-window); "
+                               "{}",
+                               p.root_max_restarts, p.root_window_s, last_failure_text(last)));
+  }
   ++m.restarts;
-  m.handle = spawn_sphere(self, st.local, 0);
+  m.handle = spawn_sphere(self, st.setup.local, 0);
   if (st.active && m.busy) {  // the same shards again, as a fresh delivery
     m.busy = false;
     ++m.resends;
@@ -175,33 +277,59 @@ void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::s
 }
 
 caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
-                             const WeightsRef& weights, int64_t deadline_ms) {
+                             const WeightsRef& weights, const ShardSetRef& set,
+                             int64_t deadline_ms) {
   auto& st = self->state;
   st.rp = self->make_response_promise<Partial>();
-  if (st.members.empty()) {
-    st.rp.deliver(make_sphere_error(sphere_errc::crashed,
-                                    caf::make_message(std::string("the tree has no spheres"))));
-    return st.rp;
-  }
   st.active = true;
-  st.work = work, st.weights = weights, st.deadline_ms = deadline_ms;
+  ++st.steps_begun;
+  st.work = work, st.weights = weights, st.set = set, st.deadline_ms = deadline_ms;
   st.acc = Partial{};
-  st.remaining = work.shards;
+  st.remaining = set->shards.size();
+  st.orphans.clear();
   st.intensity.begin_step();
-  std::vector<int32_t> shards(size_t(work.shards));
-  for (int32_t s = 0; s < work.shards; ++s) shards[size_t(s)] = s;
-  std::vector<int> capacity;
-  for (const Member& m : st.members) capacity.push_back(m.capacity);
-  const auto dealt = deal(shards, capacity);
-  for (size_t i = 0; i < st.members.size(); ++i) {
-    Member& m = st.members[i];
-    m.busy = false, m.resends = 0, m.in_flight.clear(), m.queue.clear();
-    if (!dealt[i].empty()) m.queue.push_back(dealt[i]);
-    dispatch(self, i);
-  }
+  for (Member& m : st.members) m.busy = false, m.resends = 0, m.in_flight.clear(), m.queue.clear();
+  std::vector<size_t> positions(set->shards.size());
+  for (size_t p = 0; p < positions.size(); ++p) positions[p] = p;
   auto rp = st.rp;
+  deal_again(self, std::move(positions));
   maybe_finish(self);
   return rp;
+}
+
+// A node passed the gateway: from now on it takes a share of the shards (of the current step
+// too, if shards of it wait for a member).
+void on_join(coordinator_pointer self, sphere_actor link, const JoinedNode& node) {
+  auto& st = self->state;
+  Member m;
+  m.name = fmt::format("node {} ({})", node.id, node.host);
+  m.handle = std::move(link);
+  m.node = node.index;
+  m.capacity = std::max(1, node.threads);
+  m.height = node.height;
+  m.spheres = node.spheres;
+  self->monitor(m.handle);
+  st.members.push_back(std::move(m));
+  ++counts_now(st).nodes_joined;
+  record(st, FaultEvent::node_joined, node.index, st.members.back().name);
+  if (st.active && !st.orphans.empty()) deal_again(self, std::exchange(st.orphans, {}));
+}
+
+void on_leave(coordinator_pointer self, const caf::actor_addr& link) {
+  auto& st = self->state;
+  for (size_t i = 0; i < st.members.size(); ++i) {
+    if (st.members[i].handle.address() != link) continue;
+    st.members[i].leaving = true;
+    // Shards dealt to it but not yet sent go to the others; what it is computing it finishes.
+    if (st.active) {
+      std::vector<size_t> queued;
+      for (auto& q : st.members[i].queue) queued.insert(queued.end(), q.begin(), q.end());
+      st.members[i].queue.clear();
+      deal_again(self, std::move(queued));
+    }
+    if (!st.active) maybe_finish(self);  // between steps it leaves at once
+    return;
+  }
 }
 
 void on_stats(coordinator_pointer self, const caf::actor& collector) {
@@ -229,48 +357,64 @@ void install_handlers(coordinator_pointer self) {
     if (self->state.active) self->state.rp.deliver(err);  // nobody waits for a dead actor
     return err;
   });
-  self->set_exit_handler([self](caf::exit_msg& em) {
-    auto& st = self->state;
-    for (size_t i = 0; i < st.members.size(); ++i) {
-      if (st.members[i].handle.address() != em.source) continue;
-      if (const GiveUp* g = as_give_up(em.reason))
-        on_member_failure(self, i, ChildExit::gave_up, g->cause, g->faults);
-      else
-        on_member_failure(self, i, ChildExit::crashed, exit_reason_text(self->system(), em.reason),
-                          {});
-      return;
-    }
+  const auto find = [self](const caf::actor_addr& who) { return find_member(self->state, who); };
+  self->set_exit_handler([self, find](caf::exit_msg& em) {
+    const size_t i = find(em.source);
+    if (i == self->state.members.size()) return;  // already replaced or removed
+    if (const GiveUp* g = as_give_up(em.reason))
+      on_member_failure(self, i, ChildExit::gave_up, g->cause, g->faults);
+    else
+      on_member_failure(self, i, ChildExit::crashed, exit_reason_text(self->system(), em.reason),
+                        {});
+  });
+  self->set_down_handler([self, find](caf::down_msg& dm) {  // a node's link ended
+    const size_t i = find(dm.source);
+    if (i == self->state.members.size()) return;
+    lose_node(self, i, exit_reason_text(self->system(), dm.reason));
   });
 }
 
-coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
-                                                      std::shared_ptr<const TreeSetup> local,
-                                                      int local_capacity) {
+coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
+                                                     CoordinatorSetup setup) {
   auto& st = self->state;
-  st.local = local;
-  if (local) {
-    st.intensity = RestartIntensity(local->policy.root_max_restarts, local->policy.root_window_s);
+  st.setup = std::move(setup);
+  if (st.setup.local) {
+    const auto& local = *st.setup.local;
+    st.intensity = RestartIntensity(local.policy.root_max_restarts, local.policy.root_window_s);
     Member m;
     m.name = "local";
-    m.local = true;
-    m.capacity = std::max(1, local_capacity);
-    m.height = local->topology.height(0);
-    m.handle = spawn_sphere(self, local, 0);
+    m.capacity = std::max(1, st.setup.local_capacity);
+    m.height = local.topology.height(0);
+    m.spheres = local.topology.size();
+    m.handle = spawn_sphere(self, st.setup.local, 0);
     st.members.push_back(std::move(m));
   }
   install_handlers(self);
   return {
-      [self](step_atom, const StepWork& work, const WeightsRef& weights, int64_t deadline_ms)
-          -> caf::result<Partial> { return on_step(self, work, weights, deadline_ms); },
+      [self](step_atom, const StepWork& work, const WeightsRef& weights, const ShardSetRef& set,
+             int64_t deadline_ms) -> caf::result<Partial> {
+        return on_step(self, work, weights, set, deadline_ms);
+      },
       [self](stats_atom, const caf::actor& collector, int64_t) { on_stats(self, collector); },
+      [self](join_atom, sphere_actor link, const JoinedNode& node) {
+        on_join(self, std::move(link), node);
+      },
+      [self](leave_atom, const caf::actor_addr& link) { on_leave(self, link); },
+      [self](orphan_atom, int64_t step) {
+        auto& st = self->state;
+        if (!st.active || st.steps_begun != step || st.orphans.empty()) return;
+        give_up(self, st.acc.faults,
+                fmt::format("no spheres left for {} shards of step {}: every node was lost and "
+                            "none joined within {:g} s",
+                            st.orphans.size(), st.work.step + 1, st.setup.orphan_timeout_s));
+      },
   };
 }
 
 }  // namespace
 
-coordinator_actor spawn_coordinator(caf::actor_system& sys, std::shared_ptr<const TreeSetup> local,
-                                    int local_capacity) {
-  return sys.spawn(coordinator_behavior, std::move(local), local_capacity);
+coordinator_actor spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup) {
+  return caf::actor_cast<coordinator_actor>(sys.spawn(coordinator_behavior, std::move(setup)));
 }
 
 }  // namespace cllm

@@ -10,12 +10,17 @@
 #include <caf/all.hpp>
 
 #include "actors/sphere.hpp"
+#include "messages/cluster.hpp"
 
 namespace cllm {
 
-// `local` may be null: a coordinator with no local spheres (remote nodes do all the work).
-// `local_capacity`: the local subtree's share of the shards against a node's (its threads).
-coordinator_actor spawn_coordinator(caf::actor_system& sys, std::shared_ptr<const TreeSetup> local,
-                                    int local_capacity);
+struct CoordinatorSetup {
+  RunConfig run;
+  std::shared_ptr<const TreeSetup> local;  // null: no local spheres (remote nodes do the work)
+  int local_capacity = 1;        // the local subtree's share against a node's (its threads)
+  double orphan_timeout_s = 60;  // a step with no member left waits this long for a node
+};
+
+coordinator_actor spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup);
 
 }  // namespace cllm

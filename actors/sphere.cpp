@@ -37,8 +37,8 @@ struct StepInProgress {
   AssignmentRef assignment;
   StepCtl ctl;
   Partial acc;
-  int pending = 0;       // children whose sums are missing
-  std::vector<int> own;  // own shards, computed one per compute message
+  int pending = 0;          // children whose sums are missing
+  std::vector<size_t> own;  // positions of own shards in the assignment, one per compute message
   size_t next_own = 0;
   SteadyClock::time_point own_done_at;
   caf::typed_response_promise<Partial> rp;
@@ -176,9 +176,14 @@ void on_child_exit(sphere_pointer self, size_t slot, ChildExit how, std::string 
 void compute_next_own(sphere_pointer self) {
   auto& st = self->state;
   StepInProgress& step = st.step;
-  if (!st.worker) st.worker = std::make_unique<ShardWorker>(st.setup->run, *st.setup->sampler);
+  if (!st.worker)  // a node has no sampler: its windows come with the work
+    st.worker = st.setup->sampler ? std::make_unique<ShardWorker>(st.setup->run, *st.setup->sampler)
+                                  : std::make_unique<ShardWorker>(st.setup->run);
   if (step.acc.grad.sum.empty()) step.acc.grad.reset(st.worker->layout());
-  st.worker->compute(step.weights->data(), step.work, step.own[step.next_own++], step.acc.grad);
+  const size_t pos = step.own[step.next_own++];
+  const ShardSet& set = step.assignment->set;
+  st.worker->compute(step.weights->data(), step.work, set.shards[pos], step.acc.grad,
+                     set.tokens_of(pos, shard_tokens(st.setup->run)));
   const double compute = st.worker->last_compute_ms(), fold = st.worker->last_fold_ms();
   step.acc.timing.compute_ms += compute, step.acc.timing.fold_ms += fold;
   st.stats.compute_ms += compute, st.stats.fold_ms += fold;
@@ -222,7 +227,7 @@ caf::result<Partial> on_step(sphere_pointer self, const StepWork& work, const We
     c.had_work = true;
     send_to_child(self, slot, next_delivery(ctl.delivery, 0));
   }
-  for (int position : plan.own(st.id)) step.own.push_back(assignment->shards[size_t(position)]);
+  for (int position : plan.own(st.id)) step.own.push_back(size_t(position));
   auto rp = step.rp;
   if (!step.own.empty())
     self->send(self, compute_atom::value, step.token);

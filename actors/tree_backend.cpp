@@ -55,7 +55,12 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, con
       deadline_(opt.policy, first_step_estimate_s(run, threads_)) {
   cfg_ = std::make_unique<Config>(threads_);
   sys_ = std::make_unique<caf::actor_system>(*cfg_);
-  root_ = spawn_coordinator(*sys_, setup_, std::min(opt.spheres, threads_));
+  CoordinatorSetup cs;
+  cs.run = run, cs.local = setup_, cs.local_capacity = std::min(opt.spheres, threads_);
+  root_ = spawn_coordinator(*sys_, std::move(cs));
+  auto all = std::make_shared<ShardSet>();
+  for (int32_t s = 0; s < run.batch.shards(); ++s) all->shards.push_back(s);
+  all_shards_ = std::move(all);
   self_ = std::make_unique<caf::scoped_actor>(*sys_);
 }
 
@@ -77,7 +82,8 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
   // up or throws), and its own deadlines catch hangs below it. (A timeout would also leave one
   // stale message per step in this long-lived blocking actor's mailbox.)
   (*self_)
-      ->request(root_, caf::infinite, step_atom::value, work, weights, deadline_.base_ms())
+      ->request(root_, caf::infinite, step_atom::value, work, weights, all_shards_,
+                deadline_.base_ms())
       .receive([&](Partial& p) { result = std::move(p); },
                [&](caf::error& e) { failure = std::move(e); });
   if (failure) {

@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 
 #include "actors/sphere.hpp"
+#include "messages/cluster.hpp"
 #include "src/backend.hpp"
 
 namespace cllm {
@@ -43,6 +44,7 @@ class TreeBackend final : public Backend {
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   coordinator_actor root_;
+  ShardSetRef all_shards_;  // every shard of a step, sampled where it is computed
   // One blocking actor for the loop's requests, alive as long as the tree (creating one per
   // step costs a registration each time). Destroyed before the system shuts down.
   std::unique_ptr<caf::scoped_actor> self_;

@@ -1,5 +1,7 @@
 #include "messages/messages.hpp"
 
+#include "messages/cluster.hpp"
+
 namespace cllm {
 
 namespace {
@@ -8,6 +10,17 @@ const caf::atom_value kSphereCategory = caf::atom("sphere");
 
 caf::error make_sphere_error(sphere_errc code, caf::message context) {
   return caf::error(static_cast<uint8_t>(code), kSphereCategory, std::move(context));
+}
+
+ShardSet ShardSet::subset(const std::vector<size_t>& positions, size_t per_shard) const {
+  ShardSet out;
+  for (size_t p : positions) {
+    out.shards.push_back(shards[p]);
+    if (!tokens.empty())
+      out.tokens.insert(out.tokens.end(), tokens.begin() + std::ptrdiff_t(p * per_shard),
+                        tokens.begin() + std::ptrdiff_t((p + 1) * per_shard));
+  }
+  return out;
 }
 
 const GiveUp* as_give_up(const caf::error& e) {
@@ -32,8 +45,17 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<FaultEvent>("cllm.fault_event");
   cfg.add_message_type<FaultCounts>("cllm.fault_counts");
   cfg.add_message_type<Partial>("cllm.partial");
+  cfg.add_message_type<ShardSet>("cllm.shard_set");
   cfg.add_message_type<GiveUp>("cllm.give_up");
   cfg.add_message_type<SphereStats>("cllm.sphere_stats");
+  cfg.add_message_type<JoinedNode>("cllm.joined_node");
+  cfg.add_message_type<JoinHello>("cllm.join_hello");
+  cfg.add_message_type<Fingerprint>("cllm.fingerprint");
+  cfg.add_message_type<JoinWelcome>("cllm.join_welcome");
+  cfg.add_message_type<JoinAccepted>("cllm.join_accepted");
+  cfg.add_message_type<NodeWork>("cllm.node_work");
+  cfg.add_message_type<Chunk>("cllm.chunk");
+  cfg.add_message_type<NodeResult>("cllm.node_result");
   cfg.add_error_category(kSphereCategory, [](uint8_t code, caf::atom_value,
                                              const caf::message& ctx) {
     std::string text = code == uint8_t(sphere_errc::gave_up) ? "sphere gave up" : "sphere crashed";

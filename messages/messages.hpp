@@ -22,19 +22,36 @@
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cllm::WeightsRef)
 namespace cllm {
 struct Assignment;
-}
+struct ShardSet;
+}  // namespace cllm
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const cllm::Assignment>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const cllm::ShardSet>)
 
 namespace cllm {
 
 using step_atom = caf::atom_constant<caf::atom("step")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 
-// The shards a subtree computes in one step, and where in it: position i of `shards` goes to
-// the sphere plan->owner(i) of the subtree's topology. Built by the coordinator for the step's
-// membership and shared, immutable, by every sphere of the subtree (in-process only).
-struct Assignment {
+// The shards a subtree computes in one step, with their token windows when these were shipped
+// (to a remote node, which has no corpus) rather than sampled where they are computed.
+struct ShardSet {
   std::vector<int32_t> shards;
+  std::vector<int32_t> tokens;  // empty, or per shard in order: micro_batch x (context + 1) ids
+
+  // The windows of the shard at `position`, or null when they are sampled locally.
+  const int32_t* tokens_of(size_t position, size_t per_shard) const {
+    return tokens.empty() ? nullptr : tokens.data() + position * per_shard;
+  }
+  // The shards at `positions`, with their windows.
+  ShardSet subset(const std::vector<size_t>& positions, size_t per_shard) const;
+};
+using ShardSetRef = std::shared_ptr<const ShardSet>;
+
+// A subtree's shards and where in it they go: position i of `set` to the sphere plan->owner(i)
+// of the subtree's topology. Built by the coordinator for the step's membership and shared,
+// immutable, by every sphere of the subtree (in-process only).
+struct Assignment {
+  ShardSet set;
   std::shared_ptr<const ShardPlan> plan;
 };
 using AssignmentRef = std::shared_ptr<const Assignment>;
@@ -71,15 +88,13 @@ using sphere_actor = caf::typed_actor<
     caf::replies_to<step_atom, StepWork, WeightsRef, AssignmentRef, StepCtl>::with<Partial>,
     caf::reacts_to<stats_atom, caf::actor, int64_t>>;
 
-// The coordinator's protocol (the root of the tree, above sphere 0 and the remote nodes): a
-// step in (work, weights, base deadline in ms), the exact total out; statistics as above.
-using coordinator_actor =
-    caf::typed_actor<caf::replies_to<step_atom, StepWork, WeightsRef, int64_t>::with<Partial>,
-                     caf::reacts_to<stats_atom, caf::actor, int64_t>>;
-
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepWork& x) {
   return f(caf::meta::type_name("cllm.step_work"), x.step, x.attempt, x.shards, x.exps);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ShardSet& x) {
+  return f(caf::meta::type_name("cllm.shard_set"), x.shards, x.tokens);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepCtl& x) {
@@ -93,7 +108,7 @@ typename Inspector::result_type inspect(Inspector& f, ExactGrad& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepTiming& x) {
   return f(caf::meta::type_name("cllm.step_timing"), x.compute_ms, x.fold_ms, x.reduce_ms,
-           x.wait_ms, x.spheres);
+           x.wait_ms, x.network_ms, x.bytes_sent, x.bytes_received, x.spheres);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, FaultEvent& x) {
@@ -102,11 +117,13 @@ typename Inspector::result_type inspect(Inspector& f, FaultEvent& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, FaultCounts& x) {
   return f(caf::meta::type_name("cllm.fault_counts"), x.restarts, x.deadline_kills,
-           x.subtree_restarts, x.events);
+           x.subtree_restarts, x.nodes_joined, x.nodes_left, x.nodes_lost, x.shards_redispatched,
+           x.events);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Partial& x) {
-  return f(caf::meta::type_name("cllm.partial"), x.grad, x.timing, x.faults);
+  return f(caf::meta::type_name("cllm.partial"), x.grad, x.timing, x.faults, x.members.nodes,
+           x.members.spheres);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GiveUp& x) {
@@ -115,7 +132,7 @@ typename Inspector::result_type inspect(Inspector& f, GiveUp& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SphereStats& x) {
   return f(caf::meta::type_name("cllm.sphere_stats"), x.id, x.level, x.parent, x.group, x.shards,
-           x.compute_ms, x.fold_ms, x.reduce_ms, x.wait_ms, x.restarts, x.known);
+           x.compute_ms, x.fold_ms, x.reduce_ms, x.wait_ms, x.restarts, x.known, x.node, x.host);
 }
 
 // Registers every message type and the "sphere" error category (call in the

@@ -23,22 +23,32 @@ struct StepTiming {
   double fold_ms = 0;     // shard gradient -> exact sum
   double reduce_ms = 0;   // merging partial sums (and holding a lock, for the mutex pool)
   double wait_ms = 0;     // done with its own shards, waiting for its children's sums
-  int spheres = 0;        // spheres that computed shards
+  double network_ms = 0;  // waiting on remote nodes beyond their own step time
+  int64_t bytes_sent = 0, bytes_received = 0;  // to and from remote nodes
+  int spheres = 0;                             // spheres that computed shards
 
   StepTiming& operator+=(const StepTiming& o) {
     compute_ms += o.compute_ms, fold_ms += o.fold_ms, reduce_ms += o.reduce_ms;
-    wait_ms += o.wait_ms, spheres += o.spheres;
+    wait_ms += o.wait_ms, network_ms += o.network_ms, spheres += o.spheres;
+    bytes_sent += o.bytes_sent, bytes_received += o.bytes_received;
     return *this;
   }
 };
 
-// One failure a supervisor handled.
+// One failure a supervisor handled, or a change of the cluster's membership.
 struct FaultEvent {
-  enum Kind : int32_t { crashed = 0, missed_deadline = 1, gave_up = 2 };
+  enum Kind : int32_t {
+    crashed = 0,
+    missed_deadline = 1,
+    gave_up = 2,
+    node_joined = 3,
+    node_left = 4,
+    node_lost = 5,
+  };
   int32_t kind = crashed;
-  int32_t sphere = 0;  // the sphere that failed
-  int64_t step = 0;    // 0-based step it failed in (-1: between steps)
-  std::string reason;  // what it died of ("injected crash", an exception's text ...)
+  int32_t sphere = 0;  // the sphere that failed, or the node's index
+  int64_t step = 0;    // 0-based step it happened in (-1: between steps)
+  std::string reason;  // what it died of ("injected crash", an exception's text, a node's host)
 };
 
 // Fault counters of a subtree; they travel up with the partial sums, so that they survive the
@@ -47,22 +57,32 @@ struct FaultCounts {
   int64_t restarts = 0;          // spheres respawned after a crash or a missed deadline
   int64_t deadline_kills = 0;    // spheres killed for missing their deadline
   int64_t subtree_restarts = 0;  // spheres respawned after giving up (restart intensity)
+  int64_t nodes_joined = 0, nodes_left = 0, nodes_lost = 0;
+  int64_t shards_redispatched = 0;  // shards of lost nodes dealt again within their step
   std::vector<FaultEvent> events;
 
   FaultCounts& operator+=(const FaultCounts& o) {
     restarts += o.restarts, deadline_kills += o.deadline_kills;
     subtree_restarts += o.subtree_restarts;
+    nodes_joined += o.nodes_joined, nodes_left += o.nodes_left, nodes_lost += o.nodes_lost;
+    shards_redispatched += o.shards_redispatched;
     events.insert(events.end(), o.events.begin(), o.events.end());
     return *this;
   }
-  bool any() const { return restarts + deadline_kills + subtree_restarts > 0 || !events.empty(); }
+  bool any() const { return !events.empty() || restarts + deadline_kills + subtree_restarts > 0; }
 };
 
 // The reply of a subtree to a step: its exact partial sum, timings and fault counters.
+// Who computed a step: remote nodes, and spheres in all (set by the coordinator).
+struct Membership {
+  int32_t nodes = 0, spheres = 0;
+};
+
 struct Partial {
   ExactGrad grad;
   StepTiming timing;
   FaultCounts faults;
+  Membership members;
 
   // Adds `p` (consumed) into this one; returns the milliseconds the merge took, which are also
   // counted as reduce time.
@@ -76,6 +96,8 @@ struct SphereStats {
   double compute_ms = 0, fold_ms = 0, reduce_ms = 0, wait_ms = 0;
   int64_t restarts = 0;  // times this sphere was respawned by its current parent
   bool known = true;     // false: lost with a tree that gave up (only the place in the tree)
+  int32_t node = -1;     // the remote node it runs on (-1: the root's process)
+  std::string host;      // that node's host
 };
 
 // Raised by a backend when it cannot finish a step (e.g. the restart budget is exhausted). The
@@ -96,6 +118,8 @@ class Backend {
   virtual StepTiming last_timing() const = 0;
   // The faults handled during the last step (none for a backend that cannot restart spheres).
   virtual FaultCounts last_faults() const { return {}; }
+  // Who computed the last step (no remote nodes and spheres() spheres, unless a cluster).
+  virtual Membership last_membership() const { return {0, spheres()}; }
   // Per-sphere totals, by id.
   virtual std::vector<SphereStats> sphere_stats() = 0;
 };

@@ -83,12 +83,17 @@ uint64_t sampler_seed(uint64_t run_seed) {
   return hash_words(run_seed, 0xda7a5eedULL);
 }
 
-ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
+ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler* sampler)
     : cfg_(cfg),
       sampler_(sampler),
       model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context),
       grad_(model_.layout().total()),
       tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
+
+ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
+    : ShardWorker(cfg, &sampler) {}
+
+ShardWorker::ShardWorker(const RunConfig& cfg) : ShardWorker(cfg, nullptr) {}
 
 size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
   // Mirrors Model<float>'s workspace: per layer 16 d N activations plus B H T^2 attention
@@ -101,11 +106,16 @@ size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
   return floats * sizeof(float) + params * (sizeof(float) + sizeof(int64_t));
 }
 
-void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc) {
+void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc,
+                          const int32_t* tokens) {
   const int mb = cfg_.batch.micro_batch;
   auto t0 = std::chrono::steady_clock::now();
-  sampler_.fill(uint64_t(work.step), uint64_t(shard) * mb, mb, tokens_.data());
-  const double loss = model_.forward_backward(weights, tokens_.data(), mb, grad_.data());
+  if (!tokens) {
+    if (!sampler_) throw std::logic_error("ShardWorker: no sampler and no shipped tokens");
+    sampler_->fill(uint64_t(work.step), uint64_t(shard) * mb, mb, tokens_.data());
+    tokens = tokens_.data();
+  }
+  const double loss = model_.forward_backward(weights, tokens, mb, grad_.data());
   compute_ms_ = ms_since(t0);
   t0 = std::chrono::steady_clock::now();
   acc.add_shard(model_.layout(), grad_.data(), work.exps, work.shards, loss,

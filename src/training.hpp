@@ -51,23 +51,34 @@ struct StepWork {
 class ShardWorker {
  public:
   ShardWorker(const RunConfig& cfg, const WindowSampler& sampler);
+  // A worker without a corpus (on a remote node): every compute() gets the shard's tokens.
+  explicit ShardWorker(const RunConfig& cfg);
   const ParamLayout& layout() const { return model_.layout(); }
   // Approximate memory one worker holds for `cfg`: its model workspace, gradient buffer and the
   // exact partial sum it fills (for planning, before anything is allocated).
   static size_t memory_bytes(const RunConfig& cfg);
-  // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`.
-  void compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc);
+  // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`. `tokens`: the
+  // shard's windows (micro_batch rows of context + 1 ids) when they were shipped rather than
+  // sampled here; they must be what the sampler would give.
+  void compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc,
+               const int32_t* tokens = nullptr);
   double last_compute_ms() const { return compute_ms_; }  // forward + backward
   double last_fold_ms() const { return fold_ms_; }        // conversion into the exact sum
 
  private:
   RunConfig cfg_;
-  const WindowSampler& sampler_;
+  ShardWorker(const RunConfig& cfg, const WindowSampler* sampler);
+  const WindowSampler* sampler_;  // null on a node
   Model<float> model_;
   AlignedVector<float> grad_;
   std::vector<int32_t> tokens_;
   double compute_ms_ = 0, fold_ms_ = 0;
 };
+
+// Token ids in one shard's windows: micro_batch rows of context + 1.
+inline size_t shard_tokens(const RunConfig& r) {
+  return size_t(r.batch.micro_batch) * size_t(r.batch.context + 1);
+}
 
 // The data seed the sampler uses for a run seed (decorrelated from the init seed).
 uint64_t sampler_seed(uint64_t run_seed);

@@ -1,0 +1,144 @@
+#pragma once
+// The messages between the root and its remote nodes, over CAF's network layer. Everything here
+// is registered on both sides under the same names (register_messages). Large payloads (weights
+// down, partial sums up) travel as raw byte chunks of at most kChunkBytes: CAF 0.17 serialises a
+// vector<float> element by element (~15x slower than bytes) and its 32-bit frame length breaks
+// silently at 4 GiB.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "messages/messages.hpp"
+#include "src/backend.hpp"
+#include "src/training.hpp"
+
+namespace cllm {
+
+constexpr int32_t kClusterProtocol = 1;
+constexpr size_t kChunkBytes = size_t(4) << 20;
+
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+using proof_atom = caf::atom_constant<caf::atom("proof")>;
+using ready_atom = caf::atom_constant<caf::atom("ready")>;
+using join_atom = caf::atom_constant<caf::atom("join")>;
+using leave_atom = caf::atom_constant<caf::atom("leave")>;
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+using work_atom = caf::atom_constant<caf::atom("work")>;
+using chunk_atom = caf::atom_constant<caf::atom("chunk")>;
+using result_atom = caf::atom_constant<caf::atom("result")>;
+
+// A node that passed the gateway, as the coordinator sees it (in-process).
+struct JoinedNode {
+  int32_t index = 0;
+  std::string id, host;
+  int32_t spheres = 0, threads = 0, height = 0;
+};
+
+// The coordinator's protocol (the root of the tree, above sphere 0 and the remote nodes): a step
+// in (work, weights, the shards to compute, base deadline in ms), their exact total out;
+// statistics as for spheres; nodes joining (from the gateway) and leaving (from their link).
+using coordinator_actor = caf::typed_actor<
+    caf::replies_to<step_atom, StepWork, WeightsRef, ShardSetRef, int64_t>::with<Partial>,
+    caf::reacts_to<stats_atom, caf::actor, int64_t>,
+    caf::reacts_to<join_atom, sphere_actor, JoinedNode>,
+    caf::reacts_to<leave_atom, caf::actor_addr>>;
+
+// Node -> gateway, first: who it is and its half of the nonces. Answered with the root's nonce.
+struct JoinHello {
+  int32_t protocol = kClusterProtocol;
+  std::string node_id, host, nonce;
+  int32_t spheres = 0, fanout = 0, threads = 0, height = 0;
+};
+
+// What decides the last bits of a gradient on a machine: a fixed probe shard's gradient, the
+// build, the model and the tokenizer. Nodes whose fingerprint differs from the root's are refused.
+struct Fingerprint {
+  std::string probe_sha256, build_id, model, tokenizer;
+};
+
+// Gateway -> node, once the node's proof checks: the root's proof and what the node needs to
+// compute (the run's numbers, the tokenizer), so it can compute its fingerprint.
+struct JoinWelcome {
+  std::string proof;
+  std::string run_json;  // RunConfig::to_json()
+  std::string tokenizer_kind, tokenizer_data;
+};
+
+// Gateway -> node: joined. `link` is the node's peer at the root; work comes from it.
+struct JoinAccepted {
+  caf::actor link;
+  int32_t node_index = 0;
+};
+
+// Link -> node: one request for a subtree's shards. The weights (`weights_version`, in
+// `weight_chunks` chunks) follow unless the node already holds that version.
+struct NodeWork {
+  uint64_t request = 0;
+  StepWork work;
+  int32_t delivery = 0;
+  int64_t deadline_ms = 0;
+  ShardSet set;  // with the shards' token windows (a few KB)
+  int64_t weights_version = 0;
+  int32_t weight_chunks = 0;
+  uint64_t weight_bytes = 0;
+};
+
+// A piece of a large payload: weights (down) or a partial sum (up).
+struct Chunk {
+  uint64_t id = 0;  // weights version, or request
+  int32_t index = 0;
+  std::vector<char> bytes;
+};
+
+// Node -> link: the answer to a request. The sum follows in `sum_chunks` chunks (grad.sum is
+// empty here); `error` is set when the node could not compute it.
+struct NodeResult {
+  uint64_t request = 0;
+  Partial partial;
+  int32_t sum_chunks = 0;
+  uint64_t sum_bytes = 0;
+  std::string error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, JoinedNode& x) {
+  return f(caf::meta::type_name("cllm.joined_node"), x.index, x.id, x.host, x.spheres, x.threads,
+           x.height);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, JoinHello& x) {
+  return f(caf::meta::type_name("cllm.join_hello"), x.protocol, x.node_id, x.host, x.nonce,
+           x.spheres, x.fanout, x.threads, x.height);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Fingerprint& x) {
+  return f(caf::meta::type_name("cllm.fingerprint"), x.probe_sha256, x.build_id, x.model,
+           x.tokenizer);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, JoinWelcome& x) {
+  return f(caf::meta::type_name("cllm.join_welcome"), x.proof, x.run_json, x.tokenizer_kind,
+           x.tokenizer_data);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, JoinAccepted& x) {
+  return f(caf::meta::type_name("cllm.join_accepted"), x.link, x.node_index);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeWork& x) {
+  return f(caf::meta::type_name("cllm.node_work"), x.request, x.work, x.delivery, x.deadline_ms,
+           x.set, x.weights_version, x.weight_chunks, x.weight_bytes);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Chunk& x) {
+  return f(caf::meta::type_name("cllm.chunk"), x.id, x.index, x.bytes);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeResult& x) {
+  return f(caf::meta::type_name("cllm.node_result"), x.request, x.partial, x.sum_chunks,
+           x.sum_bytes, x.error);
+}
+
+}  // namespace cllm
