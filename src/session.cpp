@@ -301,9 +301,8 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       opt.log_every > 0 ? opt.log_every : std::max<int64_t>(1, cfg.steps / 20);
   std::unique_ptr<Evaluator> evaluator;
   if (corpus.val.size() > size_t(cfg.batch.context))
-    evaluator =
-        std::make_unique<Evaluator>(cfg.model, corpus.val, cfg.batch.context, opt.eval_windows,
-                                    cfg.batch.micro_batch, tok.bytes_per_token_hint());
+    evaluator = std::make_unique<Evaluator>(cfg.model, corpus.val, cfg.batch.context,
+                                            opt.eval_windows, cfg.batch.micro_batch, tok);
 
   std::vector<double> step_ms, tok_s;
   double last_val = -1, last_bpb = -1;
