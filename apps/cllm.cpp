@@ -16,6 +16,8 @@
 #include "actors/checkpoint_writer.hpp"
 #include "actors/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
+#include "apps/cmd_export.hpp"
+#include "apps/cmd_tokenizer.hpp"
 #include "apps/options.hpp"
 #include "src/checkpoint.hpp"
 #include "src/corpus.hpp"
@@ -73,6 +75,7 @@ struct TrainArgs {
   double epochs = 0;
   bool steps_set = false, min_lr_set = false;
   std::string corpus;
+  std::string tokenizer;  // --tokenizer SPEC (apps/cmd_tokenizer.hpp)
   double val_fraction = 0.1;
   std::string sync = "actors";
   TreeOptions tree;
@@ -98,6 +101,10 @@ OptionTable train_options(TrainArgs& a) {
         "the King James Bible, " + default_corpus(), [&](auto& v) { a.corpus = v; });
   t.add("--val-fraction", "F", "tail of the corpus held out for validation", "0.1",
         f64(a.val_fraction, "--val-fraction"));
+  t.add("--tokenizer", "SPEC",
+        "byte; bpe:N (train a byte-level BPE of N tokens on the training text first); a "
+        "tokenizer.json; a checkpoint or run folder (its tokenizer)",
+        "byte (with --resume: the run's)", [&](auto& v) { a.tokenizer = v; });
   t.section("Model");
   t.add("--model", "NAME",
         "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers)", "small",
@@ -330,8 +337,7 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   Topology(a.tree.spheres, a.tree.fanout);  // validates spheres and fan-out early
 
-  // Corpus.
-  ByteTokenizer tok;
+  // Corpus and tokenizer (the vocabulary follows the tokenizer).
   std::string corpus_path = a.corpus;
   if (corpus_path.empty()) {
     corpus_path = default_corpus();
@@ -341,7 +347,12 @@ int cmd_train(const std::vector<std::string>& args) {
           "'tools/get-default-corpus.sh' (Debian package bible-kjv) or pass --corpus PATH",
           corpus_path));
   }
-  const Corpus corpus = load_corpus(corpus_path, tok, a.val_fraction, size_t(r.batch.context) + 1);
+  CorpusText text = read_corpus(corpus_path);
+  const auto tok = run_tokenizer(a.tokenizer, text, a.val_fraction, a.session.run_dir,
+                                 a.session.resume, std::cout);
+  r.model.vocab = tok->vocab_size();
+  const Corpus corpus =
+      encode_corpus(std::move(text), *tok, a.val_fraction, size_t(r.batch.context) + 1);
   {  // recorded absolute, so that --resume works from any folder
     std::error_code ec;
     const auto abs = std::filesystem::absolute(corpus_path, ec);
@@ -359,7 +370,7 @@ int cmd_train(const std::vector<std::string>& args) {
   } else if (a.epochs < 0) {
     throw UsageError("option --epochs must be positive");
   }
-  r.data_sha256 = sha256_hex(corpus.train.data(), corpus.train.size() * sizeof(int32_t));
+  r.data_sha256 = data_fingerprint(corpus, *tok);
   r.optim.total_steps = r.steps;
   if (r.optim.warmup >= r.steps) {
     if (t.given("--warmup"))
@@ -390,12 +401,13 @@ int cmd_train(const std::vector<std::string>& args) {
                             {"spheres", a.tree.spheres},
                             {"fanout", a.tree.fanout},
                             {"threads", a.tree.threads},
-                            {"corpus", corpus_path}};
+                            {"corpus", corpus_path},
+                            {"tokenizer", a.tokenizer.empty() ? tok->kind() : a.tokenizer}};
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   ActorCheckpointSink writer;
   const SessionResult res =
-      run_session(r, corpus, tok, *backend, a.session, std::cout, std::cerr, &writer);
+      run_session(r, corpus, *tok, *backend, a.session, std::cout, std::cerr, &writer);
   backend.reset();
   std::cout << fmt::format(
       "steps {} | final loss {:.4f} | val loss {} | {:.0f} tokens/s (median) | run folder {}\n",
@@ -446,7 +458,10 @@ void usage(std::ostream& os) {
   os << "usage: cllm <command> [options]\n\n"
         "commands:\n"
         "  train    train a model (cllm train --help)\n"
-        "  sample   generate text from a checkpoint (cllm sample --help)\n";
+        "  sample   generate text from a checkpoint (cllm sample --help)\n"
+        "  tokenizer  train, encode or decode with a tokenizer (cllm tokenizer --help)\n"
+        "  export   write a checkpoint as a Hugging Face folder or a GGUF file (cllm export "
+        "--help)\n";
 }
 
 }  // namespace
@@ -466,12 +481,14 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "train") return cmd_train(args);
     if (cmd == "sample") return cmd_sample(args);
+    if (cmd == "tokenizer") return cmd_tokenizer(args);
+    if (cmd == "export") return cmd_export(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       usage(std::cout);
       return 0;
     }
     std::cerr << "cllm: error: unknown command '" << cmd
-              << "' (commands: train, sample; see cllm --help)\n";
+              << "' (commands: train, sample, tokenizer, export; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << e.what() << "\n";
