@@ -164,6 +164,10 @@ ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path) {
   g.add_string_array("tokenizer.ggml.tokens", tokens);
   g.add_i32_array("tokenizer.ggml.token_type", std::vector<int32_t>(tokens.size(), 1));  // normal
   g.add_string_array("tokenizer.ggml.merges", merges);
+  // The model knows no BOS/EOS token: nothing may be added around a prompt (llama.cpp's gpt2
+  // vocabulary would otherwise default to id 11, here the byte 0x0B).
+  g.add_bool("tokenizer.ggml.add_bos_token", false);
+  g.add_bool("tokenizer.ggml.add_eos_token", false);
 
   const float* w = ck.weights.data();
   // A row-major [rows, cols] tensor keeps its bytes: ggml dims are {cols, rows}.

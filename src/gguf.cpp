@@ -19,7 +19,7 @@ namespace cllm {
 namespace {
 
 // GGUF value types (gguf.md).
-enum : uint32_t { kU32 = 4, kI32 = 5, kF32 = 6, kString = 8, kArray = 9 };
+enum : uint32_t { kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8, kArray = 9 };
 constexpr uint32_t kGgmlF32 = 0;
 
 template <class T>
@@ -51,6 +51,13 @@ void GgufWriter::add_f32(const std::string& key, float value) {
   put_string(kv_, key);
   put<uint32_t>(kv_, kF32);
   put<float>(kv_, value);
+  ++kv_count_;
+}
+
+void GgufWriter::add_bool(const std::string& key, bool value) {
+  put_string(kv_, key);
+  put<uint32_t>(kv_, kBool);
+  put<uint8_t>(kv_, value ? 1 : 0);
   ++kv_count_;
 }
 

@@ -16,6 +16,7 @@ class GgufWriter {
   void add_string(const std::string& key, const std::string& value);
   void add_u32(const std::string& key, uint32_t value);
   void add_f32(const std::string& key, float value);
+  void add_bool(const std::string& key, bool value);
   void add_string_array(const std::string& key, const std::vector<std::string>& values);
   void add_i32_array(const std::string& key, const std::vector<int32_t>& values);
   // An F32 tensor with ggml dims `ne` (ne[0] fastest); `data` holds the product of ne floats in

@@ -393,7 +393,7 @@ TEST_CASE("export gguf: @huggingface/gguf reads llama.cpp's gpt2 layout", "[e2e]
   const cllm::Checkpoint ck = cllm::load_checkpoint(newest_checkpoint(run.dir));
   const cllm::ModelConfig& m = ck.model;
   const auto tok = cllm::BpeTokenizer::from_json(ck.tokenizer_data);
-  // Value types of gguf.md: 4 u32, 6 f32, 8 string, 9 array, 5 i32.
+  // Value types of gguf.md: 4 u32, 5 i32, 6 f32, 7 bool, 8 string, 9 array.
   const auto expect = [&](const char* key, int type, const json& value) {
     INFO(key);
     REQUIRE(md.contains(key));
@@ -411,6 +411,9 @@ TEST_CASE("export gguf: @huggingface/gguf reads llama.cpp's gpt2 layout", "[e2e]
   CHECK(md["gpt2.attention.layer_norm_epsilon"]["value"].get<double>() == Approx(1e-5));
   expect("tokenizer.ggml.model", 8, "gpt2");
   expect("tokenizer.ggml.pre", 8, "gpt-2");
+  expect("tokenizer.ggml.add_bos_token", 7, false);
+  expect("tokenizer.ggml.add_eos_token", 7, false);
+  CHECK(!md.contains("tokenizer.ggml.bos_token_id"));
   CHECK(md["tokenizer.ggml.tokens"]["subType"] == 8);
   const auto tokens = md["tokenizer.ggml.tokens"]["value"].get<std::vector<std::string>>();
   REQUIRE(tokens.size() == 320);
