@@ -333,12 +333,20 @@ BpeTokenizer BpeTokenizer::train(std::string_view text, int vocab, const BpeProg
   for (int b = 0; b < 256; ++b) t.tokens_.emplace_back(1, char(b));
 
   // 1. Distinct pieces with their counts. Single-byte pieces hold no pair and are left out.
+  // A piece longer than kMaxTrainPiece (a run of thousands of '=' or spaces, a base64 blob) is
+  // counted in chunks of that length: every merge rescans the pieces holding its pair, and one
+  // huge piece would make training quadratic. Encoding still merges such pieces whole.
+  constexpr size_t kMaxTrainPiece = 256;
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   PieceTable counts(1 << 16);
   for_each_piece(text, [&](size_t i, size_t n) {
-    if (n < 2) return;
-    bool fresh;
-    counts.find_or_insert(s + i, uint32_t(n), hash_bytes(s + i, n), true, &fresh)->value++;
+    for (size_t off = 0; off < n; off += kMaxTrainPiece) {
+      const size_t m = std::min(kMaxTrainPiece, n - off);
+      if (m < 2) continue;
+      bool fresh;
+      counts.find_or_insert(s + i + off, uint32_t(m), hash_bytes(s + i + off, m), true, &fresh)
+          ->value++;
+    }
   });
   // Words in a fixed order (by bytes), so that nothing below depends on hash-table order.
   struct Word {

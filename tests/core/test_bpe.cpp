@@ -127,6 +127,13 @@ TEST_CASE("BPE training: deterministic merges and the documented tie rule", "[bp
     CHECK(a.merges()[i].left == c.merges()[i].left);
     CHECK(a.merges()[i].right == c.merges()[i].right);
   }
+  // Pieces of any length: a 200 KB run of '=' and a 100 KB run of letters (counted in chunks
+  // for training, encoded whole).
+  const std::string runs = std::string(200000, '=') + " " + std::string(100000, 'k') + " end";
+  const BpeTokenizer r = BpeTokenizer::train(runs, 280);
+  CHECK(r.vocab_size() == 280);
+  CHECK(r.decode(r.encode(runs)) == runs);
+  CHECK(r.encode(runs).size() < runs.size() / 50);
   // Too small a text: training stops when no pair is left.
   const BpeTokenizer d = BpeTokenizer::train("aaaa", 1000);
   CHECK(d.vocab_size() == 258);  // "aa", "aaaa"
