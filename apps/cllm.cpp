@@ -15,6 +15,8 @@
 
 #include "actors/checkpoint_writer.hpp"
 #include "actors/tree_backend.hpp"
+#include "apps/cmd_export.hpp"
+#include "apps/cmd_tokenizer.hpp"
 #include "run/options.hpp"
 #include "run/run_folder.hpp"
 #include "run/session.hpp"
@@ -68,9 +70,9 @@ std::unique_ptr<Backend> make_backend(const TrainSettings& s, const RunConfig& r
   return std::make_unique<TreeBackend>(r, sampler, tree);
 }
 
-// The corpus, with its path made absolute in the settings (so that --resume works from any
+// The corpus text, with its path made absolute in the settings (so that --resume works from any
 // folder).
-Corpus read_corpus(TrainSettings& s, const Tokenizer& tok) {
+CorpusText read_corpus_text(TrainSettings& s) {
   std::string path = s.corpus;
   if (path.empty()) {
     path = default_corpus_path();
@@ -80,11 +82,11 @@ Corpus read_corpus(TrainSettings& s, const Tokenizer& tok) {
           "'tools/get-default-corpus.sh' (Debian package bible-kjv) or pass --corpus PATH",
           path));
   }
-  Corpus corpus = load_corpus(path, tok, s.val_fraction, size_t(s.shape().batch.context) + 1);
+  CorpusText text = read_corpus(path);
   std::error_code ec;
   const auto abs = std::filesystem::absolute(path, ec);
   s.corpus = ec ? path : abs.lexically_normal().string();
-  return corpus;
+  return text;
 }
 
 void print_header(const TrainSettings& s, const RunConfig& r, const Corpus& corpus) {
@@ -145,10 +147,14 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cout << ShardPlan(topology, s.shape().batch.shards(), s.placement).render(topology);
     return 0;
   }
-  ByteTokenizer tok;
-  const Corpus corpus = read_corpus(s, tok);
-  const RunConfig r = s.run_config(
-      corpus.train.size(), sha256_hex(corpus.train.data(), corpus.train.size() * sizeof(int32_t)));
+  // The corpus and its tokenizer (the vocabulary follows the tokenizer).
+  CorpusText text = read_corpus_text(s);
+  const auto tok = run_tokenizer(s.tokenizer, text, s.val_fraction,
+                                 resume_from ? &*resume_from : nullptr, std::cout);
+  const Corpus corpus =
+      encode_corpus(std::move(text), *tok, s.val_fraction, size_t(s.shape().batch.context) + 1);
+  const RunConfig r =
+      s.run_config(corpus.train.size(), data_fingerprint(corpus, *tok), tok->vocab_size());
   check_memory(r, ShardPlan(topology, r.batch.shards(), s.placement).computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
   auto backend = make_backend(s, r, sampler);
@@ -158,7 +164,7 @@ int cmd_train(const std::vector<std::string>& args) {
   ActorCheckpointSink writer;
   StopToken stop;
   const SessionResult res = train_with_signals(
-      Session{s, r, corpus, tok, *backend, *folder, writer, stop, std::cout, std::cerr},
+      Session{s, r, corpus, *tok, *backend, *folder, writer, stop, std::cout, std::cerr},
       resume_from, stop);
   print_result(res, folder->dir());
   return res
@@ -205,7 +211,10 @@ void usage(std::ostream& os) {
   os << "usage: cllm <command> [options]\n\n"
         "commands:\n"
         "  train    train a model (cllm train --help)\n"
-        "  sample   generate text from a checkpoint (cllm sample --help)\n";
+        "  sample   generate text from a checkpoint (cllm sample --help)\n"
+        "  tokenizer  train, encode or decode with a tokenizer (cllm tokenizer --help)\n"
+        "  export   write a checkpoint as a Hugging Face folder or a GGUF file (cllm export "
+        "--help)\n";
 }
 
 }  // namespace
@@ -225,12 +234,14 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "train") return cmd_train(args);
     if (cmd == "sample") return cmd_sample(args);
+    if (cmd == "tokenizer") return cmd_tokenizer(args);
+    if (cmd == "export") return cmd_export(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       usage(std::cout);
       return 0;
     }
     std::cerr << "cllm: error: unknown command '" << cmd
-              << "' (commands: train, sample; see cllm --help)\n";
+              << "' (commands: train, sample, tokenizer, export; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << e.what() << "\n";

@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "src/sha256.hpp"
+
 namespace cllm {
 
 namespace fs = std::filesystem;
@@ -109,16 +111,10 @@ bool looks_binary(const char* data, size_t size) {
   return bad * 10 > n * 3;
 }
 
-Corpus load_corpus(const std::string& path, const Tokenizer& tok, double val_fraction,
-                   size_t min_tokens) {
-  // Written so that NaN fails too.
-  if (!(val_fraction >= 0.0 && val_fraction <= 0.5)) {
-    throw CorpusError(fmt::format(
-        "validation fraction {} for corpus '{}' is out of range; it must be in [0, 0.5]",
-        val_fraction, path));
-  }
-  Corpus corpus;
-  std::string text;
+CorpusText read_corpus(const std::string& path) {
+  CorpusText corpus;
+  corpus.path = path;
+  std::string& text = corpus.text;
   const fs::path root(path);
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
@@ -207,15 +203,54 @@ Corpus load_corpus(const std::string& path, const Tokenizer& tok, double val_fra
     throw CorpusError(fmt::format("corpus '{}' is neither a regular file nor a folder", path));
   }
 
-  // One encode over the whole text, so a subword tokenizer sees the real file boundaries ("\n").
-  std::vector<int32_t> tokens = tok.encode(text);
-  std::string().swap(text);
-  const size_t n = tokens.size();
-  size_t n_val = 0;
-  if (val_fraction > 0) {
-    n_val = static_cast<size_t>(std::llround(static_cast<double>(n) * val_fraction));
+  return corpus;
+}
+
+namespace {
+void check_fraction(double val_fraction, const std::string& path) {
+  // Written so that NaN fails too.
+  if (!(val_fraction >= 0.0 && val_fraction <= 0.5)) {
+    throw CorpusError(fmt::format(
+        "validation fraction {} for corpus '{}' is out of range; it must be in [0, 0.5]",
+        val_fraction, path));
   }
-  const size_t n_train = n - n_val;
+}
+}  // namespace
+
+size_t train_bytes(const CorpusText& text, double val_fraction) {
+  check_fraction(val_fraction, text.path);
+  const size_t n = text.text.size();
+  const size_t n_val =
+      val_fraction > 0 ? size_t(std::llround(static_cast<double>(n) * val_fraction)) : 0;
+  return n - n_val;
+}
+
+std::string_view training_text(const CorpusText& text, double val_fraction) {
+  return std::string_view(text.text).substr(0, train_bytes(text, val_fraction));
+}
+
+Corpus encode_corpus(CorpusText text, const Tokenizer& tok, double val_fraction,
+                     size_t min_tokens) {
+  const std::string& path = text.path;
+  const size_t cut = train_bytes(text, val_fraction);
+  Corpus corpus;
+  corpus.bytes = text.bytes;
+  corpus.files_read = text.files_read;
+  corpus.files_skipped = text.files_skipped;
+  corpus.hidden_skipped = text.hidden_skipped;
+  corpus.skipped = std::move(text.skipped);
+  corpus.files = std::move(text.files);
+  const int vocab = tok.vocab_size();
+  const std::string_view all(text.text);
+  const size_t n_train = [&] {
+    corpus.train = TokenSeq(tok.encode(all.substr(0, cut)), vocab);
+    return corpus.train.size();
+  }();
+  const size_t n_val = [&] {
+    if (cut < all.size()) corpus.val = TokenSeq(tok.encode(all.substr(cut)), vocab);
+    return corpus.val.size();
+  }();
+  std::string().swap(text.text);
   if (n_train < min_tokens) {
     std::string held =
         n_val > 0 ? fmt::format(" (after holding out {} for validation)", n_val) : "";
@@ -229,10 +264,32 @@ Corpus load_corpus(const std::string& path, const Tokenizer& tok, double val_fra
         "a larger --val-fraction or --val-fraction 0",
         path, n_val, val_fraction, window_need(min_tokens)));
   }
-  corpus.val.assign(tokens.begin() + n_train, tokens.end());
-  tokens.resize(n_train);
-  corpus.train = std::move(tokens);
   return corpus;
+}
+
+Corpus load_corpus(const std::string& path, const Tokenizer& tok, double val_fraction,
+                   size_t min_tokens) {
+  check_fraction(val_fraction, path);
+  return encode_corpus(read_corpus(path), tok, val_fraction, min_tokens);
+}
+
+std::string data_fingerprint(const Corpus& corpus, const Tokenizer& tok) {
+  Sha256 sha;
+  if (tok.kind() != "byte") {
+    const std::string ser = tok.serialize();
+    const std::string head = tok.kind() + '\0' + sha256_hex(ser.data(), ser.size()) + '\0';
+    sha.update(head.data(), head.size());
+  }
+  // In blocks, as the int32 ids the fingerprint has always hashed.
+  const TokenView v(corpus.train);
+  int32_t block[4096];
+  for (size_t i = 0; i < v.size(); i += 4096) {
+    const size_t n = std::min<size_t>(4096, v.size() - i);
+    v.copy_to(i, n, block);
+    sha.update(block, n * sizeof(int32_t));
+  }
+  const auto d = sha.finish();
+  return to_hex(d.data(), d.size());
 }
 
 }  // namespace cllm

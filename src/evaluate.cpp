@@ -14,8 +14,8 @@ namespace cllm {
 namespace {
 
 // Runs every check before any member is built, and returns the model's batch size.
-int checked_batch(const ModelConfig& cfg, const std::vector<int32_t>& val, int context,
-                  int max_windows, int batch, double bytes_per_token, int* count) {
+int checked_batch(const ModelConfig& cfg, TokenView val, int context, int max_windows, int batch,
+                  double bytes_per_token, int* count) {
   cfg.validate();
   if (context < 1 || context > cfg.context)
     throw ConfigError(fmt::format("evaluation context {} must be in [1, {}] (the model's context)",
@@ -41,15 +41,27 @@ int checked_batch(const ModelConfig& cfg, const std::vector<int32_t>& val, int c
 
 }  // namespace
 
-Evaluator::Evaluator(const ModelConfig& cfg, const std::vector<int32_t>& val, int context,
-                     int max_windows, int batch, double bytes_per_token)
+Evaluator::Evaluator(const ModelConfig& cfg, TokenView val, int context, int max_windows, int batch,
+                     double bytes_per_token)
     : context_(context),
       batch_(checked_batch(cfg, val, context, max_windows, batch, bytes_per_token, &count_)),
-      bytes_per_token_(bytes_per_token),
       model_(cfg, batch_, context) {
   int count = 0;
   windows_ = validation_windows(val, context, count_, &count);
   if (count != count_) throw std::logic_error("validation window count mismatch");
+  bytes_ = double(int64_t(count_) * context_) * bytes_per_token;
+}
+
+Evaluator::Evaluator(const ModelConfig& cfg, TokenView val, int context, int max_windows, int batch,
+                     const Tokenizer& tok)
+    : Evaluator(cfg, val, context, max_windows, batch, 1.0) {
+  // The targets of window k are its ids 1..context.
+  const size_t width = size_t(context_) + 1;
+  int64_t bytes = 0;
+  for (int k = 0; k < count_; ++k)
+    for (size_t i = 1; i < width; ++i) bytes += int64_t(tok.token_length(windows_[k * width + i]));
+  if (bytes <= 0) throw ConfigError("the validation windows hold no text");
+  bytes_ = double(bytes);
 }
 
 EvalResult Evaluator::run(const float* weights) {
@@ -64,8 +76,8 @@ EvalResult Evaluator::run(const float* weights) {
   r.windows = count_;
   r.tokens = int64_t(count_) * context_;
   r.loss = sum / double(r.tokens);
-  const double bytes = double(r.tokens) * bytes_per_token_;
-  r.bits_per_byte = r.loss / std::log(2.0) * double(r.tokens) / bytes;
+  r.bytes = bytes_;
+  r.bits_per_byte = sum / std::log(2.0) / bytes_;
   return r;
 }
 

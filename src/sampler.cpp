@@ -11,8 +11,8 @@
 
 namespace cllm {
 
-WindowSampler::WindowSampler(const std::vector<int32_t>& tokens, int context, uint64_t seed)
-    : tokens_(&tokens), context_(context), seed_(seed), num_windows_(0) {
+WindowSampler::WindowSampler(TokenView tokens, int context, uint64_t seed)
+    : tokens_(tokens), context_(context), seed_(seed), num_windows_(0) {
   if (context < 1) {
     throw std::invalid_argument(fmt::format("window context must be >= 1, got {}", context));
   }
@@ -33,15 +33,13 @@ size_t WindowSampler::window_start(uint64_t step, uint64_t row) const {
 
 void WindowSampler::fill(uint64_t step, uint64_t first_row, int rows, int32_t* out) const {
   const size_t width = static_cast<size_t>(context_) + 1;
-  const int32_t* src = tokens_->data();
   for (int r = 0; r < rows; ++r) {
     size_t start = window_start(step, first_row + static_cast<uint64_t>(r));
-    std::copy(src + start, src + start + width, out + static_cast<size_t>(r) * width);
+    tokens_.copy_to(start, width, out + static_cast<size_t>(r) * width);
   }
 }
 
-std::vector<int32_t> validation_windows(const std::vector<int32_t>& val, int context,
-                                        int max_windows, int* count) {
+std::vector<int32_t> validation_windows(TokenView val, int context, int max_windows, int* count) {
   if (context < 1) {
     throw std::invalid_argument(fmt::format("window context must be >= 1, got {}", context));
   }
@@ -51,10 +49,8 @@ std::vector<int32_t> validation_windows(const std::vector<int32_t>& val, int con
   if (max_windows > 0) n = std::min(n, static_cast<size_t>(max_windows));
   n = std::min(n, static_cast<size_t>(std::numeric_limits<int>::max()));  // *count is an int
   std::vector<int32_t> out(n * width);
-  for (size_t k = 0; k < n; ++k) {
-    auto first = val.begin() + static_cast<std::ptrdiff_t>(k * static_cast<size_t>(context));
-    std::copy(first, first + static_cast<std::ptrdiff_t>(width), out.begin() + k * width);
-  }
+  for (size_t k = 0; k < n; ++k)
+    val.copy_to(k * static_cast<size_t>(context), width, out.data() + k * width);
   if (count != nullptr) *count = static_cast<int>(n);
   return out;
 }

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "src/tokenizer.hpp"
+
 namespace cllm {
 
 // The window for (seed, step, row) is a pure function of those numbers: resuming, restarting a
@@ -12,14 +14,14 @@ namespace cllm {
 // [s*m, (s+1)*m)), so changing the micro-batch does not change the data either.
 class WindowSampler {
  public:
-  // `tokens` must outlive the sampler. Throws CorpusError when tokens.size() < context + 1 and
-  // std::invalid_argument when context < 1.
-  WindowSampler(const std::vector<int32_t>& tokens, int context, uint64_t seed);
+  // `tokens` (ids stored in 2 or 4 bytes, see TokenView) must outlive the sampler. Throws
+  // CorpusError when tokens.size() < context + 1 and std::invalid_argument when context < 1.
+  WindowSampler(TokenView tokens, int context, uint64_t seed);
 
   // Uniform in [0, num_windows()), from hash_words(seed, step, row).
   size_t window_start(uint64_t step, uint64_t row) const;
   // Writes rows [first_row, first_row + rows) of step `step`, each context + 1 ids (inputs plus
-  // the shifted targets), row-major, into out (rows * (context + 1) ids).
+  // the shifted targets), row-major, into out (rows * (context + 1) ids, widened to int32).
   void fill(uint64_t step, uint64_t first_row, int rows, int32_t* out) const;
 
   int context() const { return context_; }
@@ -27,7 +29,7 @@ class WindowSampler {
   uint64_t seed() const { return seed_; }
 
  private:
-  const std::vector<int32_t>* tokens_;
+  TokenView tokens_;
   int context_;
   uint64_t seed_;
   size_t num_windows_;
@@ -36,7 +38,6 @@ class WindowSampler {
 // Deterministic validation windows: non-overlapping windows of context + 1 tokens taken in order
 // from the start of `val` (stride = context, so targets never repeat), at most max_windows of
 // them (max_windows <= 0 = all). Returns count * (context + 1) ids; *count (if not null) = count.
-std::vector<int32_t> validation_windows(const std::vector<int32_t>& val, int context,
-                                        int max_windows, int* count);
+std::vector<int32_t> validation_windows(TokenView val, int context, int max_windows, int* count);
 
 }  // namespace cllm

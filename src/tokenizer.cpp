@@ -1,10 +1,16 @@
 #include "src/tokenizer.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "src/bpe.hpp"
+#include "src/checkpoint.hpp"
 #include "src/config.hpp"
+#include "src/export.hpp"
 
 namespace cllm {
 
@@ -29,6 +35,13 @@ std::string ByteTokenizer::decode(const std::vector<int32_t>& ids) const {
   return text;
 }
 
+size_t ByteTokenizer::token_length(int32_t id) const {
+  if (id < 0 || id > 255)
+    throw std::invalid_argument(
+        fmt::format("token id {} is out of range for the byte tokenizer (vocabulary 256)", id));
+  return 1;
+}
+
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::string& data) {
   if (kind == "byte") {
     // A byte tokenizer has no state; data here means a corrupt or mislabelled checkpoint.
@@ -38,7 +51,72 @@ std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::st
     }
     return std::make_unique<ByteTokenizer>();
   }
+  if (kind == "bpe") return std::make_unique<BpeTokenizer>(BpeTokenizer::from_json(data));
   throw ConfigError(fmt::format("unknown tokenizer kind '{}'", kind));
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Whether the file starts like a safetensors file: u64 header length, then '{'.
+bool looks_like_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char head[9];
+  if (!in.read(reinterpret_cast<char*>(head), 9)) return false;
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | head[i];
+  return head[8] == '{' && n > 1 && n < (uint64_t(1) << 32);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
+  if (spec == "byte") return std::make_unique<ByteTokenizer>();
+  if (spec.rfind("bpe:", 0) == 0)
+    throw ConfigError(fmt::format("tokenizer '{}' must be trained on a corpus first", spec));
+  std::error_code ec;
+  const fs::file_status st = fs::status(spec, ec);
+  if (st.type() == fs::file_type::not_found)
+    throw ConfigError(fmt::format(
+        "tokenizer '{}' does not exist (give byte, bpe:N, a tokenizer.json, a checkpoint or a run "
+        "folder)",
+        spec));
+  if (fs::is_directory(st)) {
+    const Checkpoint ck = load_checkpoint_or_run(spec);
+    return make_tokenizer(ck.tokenizer_kind, ck.tokenizer_data);
+  }
+  if (looks_like_safetensors(spec)) {
+    const Checkpoint ck = load_checkpoint(spec);
+    return make_tokenizer(ck.tokenizer_kind, ck.tokenizer_data);
+  }
+  std::ifstream in(spec, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in) throw ConfigError(fmt::format("cannot read tokenizer '{}'", spec));
+  try {
+    return std::make_unique<BpeTokenizer>(BpeTokenizer::from_json(ss.str()));
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("'{}': {}", spec, e.what()));
+  }
+}
+
+TokenSeq::TokenSeq(const std::vector<int32_t>& ids, int vocab) : wide_(vocab > 65536) {
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw std::invalid_argument(
+          fmt::format("token {} (id {}) is outside the vocabulary [0, {})", i, ids[i], vocab));
+  if (wide_)
+    u32_.assign(ids.begin(), ids.end());
+  else
+    u16_.assign(ids.begin(), ids.end());
+}
+
+bool TokenSeq::operator==(const std::vector<int32_t>& ids) const {
+  if (ids.size() != size()) return false;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if ((*this)[i] != ids[i]) return false;
+  return true;
 }
 
 }  // namespace cllm

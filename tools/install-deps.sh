@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the project needs (build, tests, default corpus).
+# The npm packages of the export tests are installed by `npm ci` in tools/js (.ci/run).
 set -euo pipefail
-pkgs=(build-essential cmake libcaf-dev libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev bible-kjv)
+# python3-torch: the reference GPT-2 of the export tests (tools/hf_gpt2_reference.py).
+pkgs=(build-essential cmake libcaf-dev libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev bible-kjv
+  python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -48,8 +48,8 @@ struct TempDir {
   std::string str() const { return path.string(); }
 };
 
-std::string as_text(const std::vector<int32_t>& ids) {
-  return ByteTokenizer().decode(ids);
+std::string as_text(TokenView ids) {
+  return ByteTokenizer().decode(ids.to_vector());
 }
 
 std::vector<int32_t> iota_tokens(size_t n) {
