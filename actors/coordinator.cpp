@@ -76,21 +76,6 @@ void record(CoordinatorState& st, int32_t kind, int32_t who, std::string what) {
   counts_now(st).events.push_back(std::move(e));
 }
 
-// Positions dealt over members in proportion to their capacity: each goes to the member with the
-// fewest per unit of capacity so far (ties: the earlier member), so the deal interleaves.
-std::vector<std::vector<size_t>> deal(const std::vector<size_t>& positions,
-                                      const std::vector<int>& capacity) {
-  std::vector<std::vector<size_t>> out(capacity.size());
-  for (size_t p : positions) {
-    size_t best = 0;
-    for (size_t m = 1; m < capacity.size(); ++m)
-      if (double(out[m].size() + 1) / capacity[m] < double(out[best].size() + 1) / capacity[best])
-        best = m;
-    out[best].push_back(p);
-  }
-  return out;
-}
-
 AssignmentRef assignment_for(CoordinatorState& st, const Member& m,
                              const std::vector<size_t>& positions) {
   auto a = std::make_shared<Assignment>();
@@ -114,6 +99,15 @@ Membership membership(const CoordinatorState& st) {
   return m;
 }
 
+// A node that said goodbye and has no work left goes (its shards were already dealt elsewhere).
+void remove_leaver(coordinator_pointer self, size_t i) {
+  auto& st = self->state;
+  record(st, FaultEvent::node_left, st.members[i].node, st.members[i].name);
+  ++counts_now(st).nodes_left;
+  self->send_exit(st.members[i].handle, caf::exit_reason::user_shutdown);
+  st.members.erase(st.members.begin() + std::ptrdiff_t(i));
+}
+
 void maybe_finish(coordinator_pointer self) {
   auto& st = self->state;
   if (!st.active || st.remaining > 0) return;
@@ -126,13 +120,8 @@ void maybe_finish(coordinator_pointer self) {
   st.rp.deliver(std::move(st.acc));
   st.acc = Partial{};
   // Nodes that said goodbye leave now, between steps.
-  for (size_t i = st.members.size(); i-- > 0;) {
-    if (!st.members[i].leaving) continue;
-    record(st, FaultEvent::node_left, st.members[i].node, st.members[i].name);
-    ++st.between_steps.nodes_left;
-    self->send_exit(st.members[i].handle, caf::exit_reason::user_shutdown);
-    st.members.erase(st.members.begin() + std::ptrdiff_t(i));
-  }
+  for (size_t i = st.members.size(); i-- > 0;)
+    if (st.members[i].leaving) remove_leaver(self, i);
 }
 
 void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::string reason,
@@ -202,14 +191,13 @@ void deal_again(coordinator_pointer self, std::vector<size_t> positions) {
   for (const Member& m : st.members) capacity.push_back(m.leaving ? 0 : m.capacity);
   if (std::all_of(capacity.begin(), capacity.end(), [](int c) { return c == 0; })) {
     if (st.orphans.empty())
-      self->delayed_send(self,
-                         std::chrono::milliseconds(int64_t(st.setup.orphan_timeout_s * 1000)),
+      self->delayed_send(self, std::chrono::milliseconds(int64_t(st.setup.orphan_timeout_s * 1000)),
                          orphan_atom::value, st.steps_begun);
     st.orphans.insert(st.orphans.end(), positions.begin(), positions.end());
     return;
   }
   for (int& c : capacity) c = std::max(c, 0);
-  const auto dealt = deal(positions, capacity);
+  const auto dealt = deal_shards(positions, capacity);
   for (size_t m = 0; m < st.members.size(); ++m) {
     if (dealt[m].empty()) continue;
     st.members[m].queue.push_back(dealt[m]);
@@ -236,7 +224,7 @@ void lose_node(coordinator_pointer self, size_t i, const std::string& reason) {
   ++fc.nodes_lost;
   fc.shards_redispatched += int64_t(positions.size());
   record(st, FaultEvent::node_lost, m.node,
-         fmt::format("{}: {}; {} shards dealt again", m.name, reason, positions.size()));
+         fmt::format("{}: {}; its {} shards went to the others", m.name, reason, positions.size()));
   if (st.active) deal_again(self, std::move(positions));
   maybe_finish(self);
 }
@@ -332,6 +320,32 @@ void on_leave(coordinator_pointer self, const caf::actor_addr& link) {
   }
 }
 
+// The run is over: every node hears it (and gets a moment to), so none is left dialing.
+caf::result<bool> end_run(coordinator_pointer self) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise<bool>();
+  auto left = std::make_shared<size_t>(0);
+  for (const Member& m : st.members)
+    if (!m.local()) ++*left;
+  if (*left == 0) {
+    rp.deliver(true);
+    return rp;
+  }
+  for (const Member& m : st.members) {
+    if (m.local()) continue;
+    caf::actor link = caf::actor_cast<caf::actor>(m.handle);
+    self->request(link, std::chrono::seconds(3), shutdown_atom::value)
+        .then(
+            [=](bool) mutable {
+              if (--*left == 0) rp.deliver(true);
+            },
+            [=](caf::error&) mutable {
+              if (--*left == 0) rp.deliver(true);
+            });
+  }
+  return rp;
+}
+
 void on_stats(coordinator_pointer self, const caf::actor& collector) {
   auto& st = self->state;
   int32_t asked = 0;
@@ -369,7 +383,9 @@ void install_handlers(coordinator_pointer self) {
   });
   self->set_down_handler([self, find](caf::down_msg& dm) {  // a node's link ended
     const size_t i = find(dm.source);
-    if (i == self->state.members.size()) return;
+    auto& st = self->state;
+    if (i == st.members.size()) return;
+    if (st.members[i].leaving && !st.members[i].busy) return remove_leaver(self, i);
     lose_node(self, i, exit_reason_text(self->system(), dm.reason));
   });
 }
@@ -400,6 +416,8 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
         on_join(self, std::move(link), node);
       },
       [self](leave_atom, const caf::actor_addr& link) { on_leave(self, link); },
+      [self](members_atom) { return membership(self->state); },
+      [self](shutdown_atom) -> caf::result<bool> { return end_run(self); },
       [self](orphan_atom, int64_t step) {
         auto& st = self->state;
         if (!st.active || st.steps_begun != step || st.orphans.empty()) return;

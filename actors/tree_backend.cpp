@@ -1,11 +1,18 @@
 #include "actors/tree_backend.hpp"
 
-#include "actors/coordinator.hpp"
-
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <ostream>
+#include <thread>
 
 #include <fmt/format.h>
+#include <caf/io/all.hpp>
+
+#include "actors/cluster_root.hpp"
+#include "actors/coordinator.hpp"
+#include "src/clock.hpp"
+#include "src/fingerprint.hpp"
 
 namespace cllm {
 
@@ -21,6 +28,13 @@ double first_step_estimate_s(const RunConfig& r, int threads) {
 std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSampler& sampler,
                                             const TreeOptions& opt) {
   opt.policy.validate();
+  if (opt.spheres == 0) {
+    if (!opt.cluster.listen)
+      throw ConfigError("--spheres 0 leaves no sphere to compute; it needs --listen for nodes");
+    if (!opt.faults.injections.empty() || opt.faults.chaos_p > 0)
+      throw ConfigError("--inject and --chaos name local spheres; with --spheres 0 there are none");
+    return nullptr;
+  }
   Topology topology(opt.spheres, opt.fanout);
   const ShardPlan plan(topology, run.batch.shards(), opt.placement);  // with no remote nodes
   for (const auto& inj : opt.faults.injections) {
@@ -38,7 +52,7 @@ std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSa
 }
 }  // namespace
 
-TreeBackend::Config::Config(int threads) {
+TreeBackend::Config::Config(int threads, const ClusterOptions& cluster) {
   register_messages(*this);
   set("scheduler.max-threads", threads);
   // A step's work reaches a sibling worker by stealing. CAF's defaults let an idle worker try
@@ -47,24 +61,62 @@ TreeBackend::Config::Config(int threads) {
   set("work-stealing.moderate-steal-interval", 1);
   set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(20)});
   set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(200)});
+  if (cluster.listen) {
+    load<caf::io::middleman>();
+    // Off by default in CAF 0.17: without them a frozen peer is never noticed.
+    set("middleman.heartbeat-interval",
+        caf::timespan{std::chrono::milliseconds(cluster.heartbeat_ms)});
+    set("middleman.connection-timeout",
+        caf::timespan{std::chrono::milliseconds(int64_t(cluster.connection_timeout_s * 1000))});
+  }
 }
 
 TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, const TreeOptions& opt)
     : setup_(make_setup(run, sampler, opt)),
       threads_(std::max(1, opt.threads)),
-      deadline_(opt.policy, first_step_estimate_s(run, threads_)) {
-  cfg_ = std::make_unique<Config>(threads_);
+      deadline_(opt.policy, first_step_estimate_s(run, std::max(1, opt.threads))) {
+  cfg_ = std::make_unique<Config>(threads_, opt.cluster);
   sys_ = std::make_unique<caf::actor_system>(*cfg_);
   CoordinatorSetup cs;
   cs.run = run, cs.local = setup_, cs.local_capacity = std::min(opt.spheres, threads_);
+  cs.orphan_timeout_s = opt.cluster.orphan_timeout_s;
   root_ = spawn_coordinator(*sys_, std::move(cs));
   auto all = std::make_shared<ShardSet>();
   for (int32_t s = 0; s < run.batch.shards(); ++s) all->shards.push_back(s);
   all_shards_ = std::move(all);
   self_ = std::make_unique<caf::scoped_actor>(*sys_);
+  if (opt.cluster.listen) listen(run, sampler, opt.cluster);
+  membership_ = {0, setup_ ? setup_->topology.size() : 0};
+}
+
+void TreeBackend::listen(const RunConfig& run, const WindowSampler& sampler,
+                         const ClusterOptions& c) {
+  auto setup = std::make_shared<ClusterSetup>();
+  setup->run = run;
+  setup->key = c.key;
+  setup->fingerprint = numerics_fingerprint(run, c.tokenizer_kind, c.tokenizer_data);
+  setup->tokenizer_kind = c.tokenizer_kind, setup->tokenizer_data = c.tokenizer_data;
+  setup->sampler = &sampler;
+  setup->coordinator = root_;
+  setup->log = [](const std::string& line) { std::fprintf(stderr, "cllm: %s\n", line.c_str()); };
+  gateway_ = spawn_gateway(*sys_, std::move(setup));
+  auto port = sys_->middleman().publish(gateway_, c.port, c.host.c_str(), /*reuse=*/true);
+  if (!port)
+    throw ConfigError(
+        fmt::format("cannot listen on {}:{}: {}", c.host, c.port, sys_->render(port.error())));
+  port_ = *port;
 }
 
 TreeBackend::~TreeBackend() {
+  if (gateway_) {
+    // Tell every node the run is over (and wait a little for them to hear it), so that none is
+    // left dialing a root that is gone.
+    (*self_)
+        ->request(root_, std::chrono::seconds(5), shutdown_atom::value)
+        .receive([](bool) {}, [](caf::error&) {});
+    caf::anon_send_exit(gateway_, caf::exit_reason::kill);
+    gateway_ = nullptr;
+  }
   self_.reset();  // a live scoped_actor would block await_all_actors_done()
   // kill cannot be trapped; the links take the whole tree down with the coordinator.
   caf::anon_send_exit(root_, caf::exit_reason::kill);
@@ -75,7 +127,7 @@ TreeBackend::~TreeBackend() {
 
 ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
   if (gave_up_) throw BackendFailure("the sphere tree gave up earlier");
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = SteadyClock::now();
   Partial result;
   caf::error failure;
   // No timeout here: the coordinator always answers (the step's total, or an error when it gives
@@ -97,20 +149,50 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
   }
   timing_ = result.timing;
   faults_ = std::move(result.faults);
-  deadline_.record_step(
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  membership_ = result.members;
+  deadline_.record_step(ms_since(t0));
   return std::move(result.grad);
 }
 
+Membership TreeBackend::query_membership() {
+  Membership m = membership_;
+  (*self_)
+      ->request(root_, std::chrono::seconds(5), members_atom::value)
+      .receive([&](Membership& x) { m = x; }, [](caf::error&) {});
+  return m;
+}
+
+void TreeBackend::wait_for_nodes(int nodes, double timeout_s, std::ostream& out) {
+  const double start = seconds_now();
+  double last_line = -10;
+  for (;;) {
+    membership_ = query_membership();
+    if (membership_.nodes >= nodes) return;
+    const double waited = seconds_now() - start;
+    if (waited > timeout_s)
+      throw ConfigError(fmt::format("only {} of {} nodes joined within {:g} s (--join-timeout)",
+                                    membership_.nodes, nodes, timeout_s));
+    if (waited - last_line >= 5) {
+      out << fmt::format("waiting for nodes: {}/{} joined on port {} ({:.0f} s left)\n",
+                         membership_.nodes, nodes, port_, timeout_s - waited)
+          << std::flush;
+      last_line = waited;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 std::vector<SphereStats> TreeBackend::sphere_stats() {
-  const int n = setup_->topology.size();
+  const int n = setup_ ? setup_->topology.size() : 0;
   std::vector<SphereStats> out(static_cast<size_t>(n));
-  for (const auto& node : setup_->topology.nodes()) {  // what is known without the tree
-    SphereStats& s = out[size_t(node.id)];
+  for (int id = 0; id < n; ++id) {  // what is known without the tree
+    const SphereInfo& node = setup_->topology.node(id);
+    SphereStats& s = out[size_t(id)];
     s.id = node.id, s.level = node.level, s.parent = node.parent, s.group = node.group;
     s.known = !gave_up_;  // unless lost, a sphere that is not asked has nothing to report
   }
   if (gave_up_) return out;
+  std::vector<SphereStats> remote;
   auto& self = *self_;
   self->send(root_, stats_atom::value, caf::actor(self), int64_t(0));
   int64_t outstanding = 1;  // the coordinator reports too, with the number it asked
@@ -118,9 +200,16 @@ std::vector<SphereStats> TreeBackend::sphere_stats() {
   self->receive_while([&] { return outstanding > 0 && !silent; })(
       [&](stats_atom, SphereStats& s, int32_t asked) {
         outstanding += asked - 1;
-        if (s.id >= 0 && s.id < n) out[size_t(s.id)] = s;
+        if (s.node >= 0)
+          remote.push_back(std::move(s));
+        else if (s.id >= 0 && s.id < n)
+          out[size_t(s.id)] = std::move(s);
       },
       caf::after(std::chrono::seconds(10)) >> [&] { silent = true; });
+  std::sort(remote.begin(), remote.end(), [](const SphereStats& a, const SphereStats& b) {
+    return a.node != b.node ? a.node < b.node : a.id < b.id;
+  });
+  out.insert(out.end(), remote.begin(), remote.end());
   return out;
 }
 

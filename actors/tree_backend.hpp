@@ -1,8 +1,11 @@
 #pragma once
-// The actor-tree backend: a CAF actor system holding the sphere tree. The training loop (the
-// root) hands each step to the coordinator above sphere 0 and blocks until the exact total of
-// the whole tree comes back.
+// The actor-tree backend: a CAF actor system holding the sphere tree under its coordinator. The
+// training loop (the root) hands each step to the coordinator and blocks until the exact total
+// comes back. With `cluster.listen`, remote nodes (cllm node) may join over the network and take
+// a share of every step.
+#include <iosfwd>
 #include <memory>
+#include <string>
 
 #include <caf/all.hpp>
 
@@ -12,13 +15,26 @@
 
 namespace cllm {
 
+// How a root serves remote nodes.
+struct ClusterOptions {
+  bool listen = false;
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;                // 0: the system picks one (listening_port() says which)
+  std::string key;                  // the cluster key; required off loopback
+  int heartbeat_ms = 500;           // CAF heartbeats, so a frozen peer is noticed ...
+  double connection_timeout_s = 5;  // ... after this long without one
+  double orphan_timeout_s = 300;    // a step with no member left waits this long for a node
+  std::string tokenizer_kind = "byte", tokenizer_data;  // for the nodes' fingerprints
+};
+
 struct TreeOptions {
-  int spheres = 1;
+  int spheres = 1;  // local spheres; 0 (with cluster.listen) for a pure coordinator
   int fanout = 12;
   Placement placement = Placement::bfs;
   int threads = 1;  // CAF scheduler threads (the command line defaults them to the cores)
   FaultPlan faults;
   SupervisionPolicy policy;
+  ClusterOptions cluster;
 };
 
 class TreeBackend final : public Backend {
@@ -27,29 +43,41 @@ class TreeBackend final : public Backend {
   ~TreeBackend() override;
 
   std::string name() const override { return "actors"; }
-  int spheres() const override { return setup_->topology.size(); }
+  int spheres() const override { return membership_.spheres; }
   ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
   StepTiming last_timing() const override { return timing_; }
   FaultCounts last_faults() const override { return faults_; }
+  Membership last_membership() const override { return membership_; }
   std::vector<SphereStats> sphere_stats() override;
+
+  // The port nodes dial (after cluster.listen).
+  uint16_t listening_port() const { return port_; }
+  // Blocks until `nodes` nodes have joined (progress on `out` every few seconds); ConfigError
+  // past `timeout_s`.
+  void wait_for_nodes(int nodes, double timeout_s, std::ostream& out);
 
  private:
   struct Config : caf::actor_system_config {
-    explicit Config(int threads);
+    Config(int threads, const ClusterOptions& cluster);
   };
+  Membership query_membership();
+  void listen(const RunConfig& run, const WindowSampler& sampler, const ClusterOptions& c);
 
-  std::shared_ptr<const TreeSetup> setup_;
+  std::shared_ptr<const TreeSetup> setup_;  // null: no local spheres
   int threads_;
   StepDeadline deadline_;
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   coordinator_actor root_;
+  caf::actor gateway_;
+  uint16_t port_ = 0;
   ShardSetRef all_shards_;  // every shard of a step, sampled where it is computed
   // One blocking actor for the loop's requests, alive as long as the tree (creating one per
   // step costs a registration each time). Destroyed before the system shuts down.
   std::unique_ptr<caf::scoped_actor> self_;
   StepTiming timing_;
   FaultCounts faults_;
+  Membership membership_;
   bool gave_up_ = false;
 };
 

@@ -16,7 +16,9 @@
 #include "actors/checkpoint_writer.hpp"
 #include "actors/tree_backend.hpp"
 #include "apps/cmd_export.hpp"
+#include "apps/cmd_node.hpp"
 #include "apps/cmd_tokenizer.hpp"
+#include "run/net_address.hpp"
 #include "run/options.hpp"
 #include "run/run_folder.hpp"
 #include "run/session.hpp"
@@ -24,6 +26,7 @@
 #include "run/sysinfo.hpp"
 #include "src/atomic_file.hpp"
 #include "src/checkpoint.hpp"
+#include "src/cluster_auth.hpp"
 #include "src/corpus.hpp"
 #include "src/generate.hpp"
 #include "src/pool_backends.hpp"
@@ -61,13 +64,41 @@ void check_memory(const RunConfig& r, int computing_spheres) {
         need / 1073741824.0, computing_spheres, per / 1048576.0, avail / 1073741824.0));
 }
 
+// --listen: where nodes dial, and the key they must prove. Listening where other machines can
+// reach it without a key is refused.
+ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
+  ClusterOptions c;
+  if (s.listen.empty()) return c;
+  const HostPort hp = parse_host_port(s.listen, "--listen", /*port_zero_ok=*/true);
+  c.listen = true, c.host = hp.host, c.port = hp.port;
+  if (!s.cluster_key.empty()) c.key = read_cluster_key(s.cluster_key);
+  if (c.key.empty() && !is_loopback(hp.host))
+    throw UsageError(fmt::format(
+        "--listen {} can be reached from other machines, and nodes would join unauthenticated; "
+        "create a key (head -c 32 /dev/urandom | base64 > key.txt; chmod 600 key.txt) and pass "
+        "--cluster-key key.txt to the root and to every node",
+        s.listen));
+  c.heartbeat_ms = s.heartbeat_ms, c.connection_timeout_s = s.connection_timeout;
+  c.orphan_timeout_s = s.join_timeout;
+  c.tokenizer_kind = tok.kind(), c.tokenizer_data = tok.serialize();
+  return c;
+}
+
 std::unique_ptr<Backend> make_backend(const TrainSettings& s, const RunConfig& r,
-                                      const WindowSampler& sampler) {
+                                      const WindowSampler& sampler, const Tokenizer& tok) {
   if (s.sync != "actors") return make_pool_backend(s.sync, r, sampler, s.spheres);
   TreeOptions tree;
   tree.spheres = s.spheres, tree.fanout = s.fanout, tree.placement = s.placement;
   tree.threads = s.threads, tree.faults = s.faults, tree.policy = s.policy;
-  return std::make_unique<TreeBackend>(r, sampler, tree);
+  tree.cluster = cluster_options(s, tok);
+  auto backend = std::make_unique<TreeBackend>(r, sampler, tree);
+  if (tree.cluster.listen) {
+    std::cout << fmt::format("listening for nodes on {}:{}\n", tree.cluster.host,
+                             backend->listening_port())
+              << std::flush;
+    if (s.min_nodes > 0) backend->wait_for_nodes(s.min_nodes, s.join_timeout, std::cout);
+  }
+  return backend;
 }
 
 // The corpus text, with its path made absolute in the settings (so that --resume works from any
@@ -122,6 +153,38 @@ SessionResult train_with_signals(const Session& session, const std::optional<Che
   return res;
 }
 
+// --print-topology: the local tree and its shards; with --plan-nodes, how a step's shards would be
+// dealt over the root and nodes of those capacities (threads).
+std::string topology_text(const TrainSettings& s) {
+  const int shards = s.shape().batch.shards();
+  std::vector<int> capacity = {s.spheres > 0 ? std::min(s.spheres, s.threads) : 0};
+  std::vector<std::string> names = {"root (local spheres)"};
+  for (const auto& item : cli::split(s.plan_nodes, ',')) {
+    if (item.empty()) continue;
+    capacity.push_back(int(cli::to_int("--plan-nodes", item, 1, 4096)));
+    names.push_back(fmt::format("node {} ({} threads)", names.size(), capacity.back()));
+  }
+  std::string out;
+  if (capacity.size() > 1) {
+    std::vector<size_t> all(static_cast<size_t>(shards));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const auto dealt = deal_shards(all, capacity);
+    out += fmt::format("{} shards per step over {} members:\n", shards, capacity.size());
+    for (size_t m = 0; m < dealt.size(); ++m) {
+      out += fmt::format("  {}: {} shards", names[m], dealt[m].size());
+      for (size_t p : dealt[m]) out += fmt::format(" {}", p);
+      out += "\n";
+    }
+    if (s.spheres == 0) return out;
+    const int local = int(dealt[0].size());
+    const Topology topo(s.spheres, s.fanout);
+    return out + "the root's own tree:\n" + ShardPlan(topo, local, s.placement).render(topo);
+  }
+  if (s.spheres == 0) return "no local spheres: every shard goes to the nodes\n";
+  const Topology topo(s.spheres, s.fanout);
+  return ShardPlan(topo, shards, s.placement).render(topo);
+}
+
 int cmd_train(const std::vector<std::string>& args) {
   TrainSettings s = parse_train_settings(args);
   if (s.help) {
@@ -142,9 +205,8 @@ int cmd_train(const std::vector<std::string>& args) {
     inherit_settings(s, recorded_settings(resume_from->run, folder->read_json("config.json")));
   }
   s.validate();
-  const Topology topology(s.spheres, s.fanout);
   if (s.print_topology) {
-    std::cout << ShardPlan(topology, s.shape().batch.shards(), s.placement).render(topology);
+    std::cout << topology_text(s);
     return 0;
   }
   // The corpus and its tokenizer (the vocabulary follows the tokenizer).
@@ -155,9 +217,11 @@ int cmd_train(const std::vector<std::string>& args) {
       encode_corpus(std::move(text), *tok, s.val_fraction, size_t(s.shape().batch.context) + 1);
   const RunConfig r =
       s.run_config(corpus.train.size(), data_fingerprint(corpus, *tok), tok->vocab_size());
-  check_memory(r, ShardPlan(topology, r.batch.shards(), s.placement).computing_spheres());
+  if (s.spheres > 0)
+    check_memory(r, ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
+                        .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
-  auto backend = make_backend(s, r, sampler);
+  auto backend = make_backend(s, r, sampler, *tok);
   // Only now, with every input accepted, does a new run get its folder.
   if (!folder) folder.emplace(RunFolder::create(s.run_dir, s.overwrite));
   print_header(s, r, corpus);
@@ -212,6 +276,8 @@ void usage(std::ostream& os) {
         "commands:\n"
         "  train    train a model (cllm train --help)\n"
         "  sample   generate text from a checkpoint (cllm sample --help)\n"
+        "  node     join a training run on another machine as a subtree of spheres (cllm node "
+        "--help)\n"
         "  tokenizer  train, encode or decode with a tokenizer (cllm tokenizer --help)\n"
         "  export   write a checkpoint as a Hugging Face folder or a GGUF file (cllm export "
         "--help)\n";
@@ -234,6 +300,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "train") return cmd_train(args);
     if (cmd == "sample") return cmd_sample(args);
+    if (cmd == "node") return cmd_node(args);
     if (cmd == "tokenizer") return cmd_tokenizer(args);
     if (cmd == "export") return cmd_export(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
@@ -241,7 +308,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::cerr << "cllm: error: unknown command '" << cmd
-              << "' (commands: train, sample, tokenizer, export; see cllm --help)\n";
+              << "' (commands: train, sample, node, tokenizer, export; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << e.what() << "\n";

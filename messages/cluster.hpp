@@ -28,6 +28,7 @@ using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using work_atom = caf::atom_constant<caf::atom("work")>;
 using chunk_atom = caf::atom_constant<caf::atom("chunk")>;
 using result_atom = caf::atom_constant<caf::atom("result")>;
+using members_atom = caf::atom_constant<caf::atom("members")>;
 
 // A node that passed the gateway, as the coordinator sees it (in-process).
 struct JoinedNode {
@@ -43,7 +44,8 @@ using coordinator_actor = caf::typed_actor<
     caf::replies_to<step_atom, StepWork, WeightsRef, ShardSetRef, int64_t>::with<Partial>,
     caf::reacts_to<stats_atom, caf::actor, int64_t>,
     caf::reacts_to<join_atom, sphere_actor, JoinedNode>,
-    caf::reacts_to<leave_atom, caf::actor_addr>>;
+    caf::reacts_to<leave_atom, caf::actor_addr>, caf::replies_to<members_atom>::with<Membership>,
+    caf::replies_to<shutdown_atom>::with<bool>>;
 
 // Node -> gateway, first: who it is and its half of the nonces. Answered with the root's nonce.
 struct JoinHello {
@@ -99,9 +101,14 @@ struct NodeResult {
   Partial partial;
   int32_t sum_chunks = 0;
   uint64_t sum_bytes = 0;
+  double node_ms = 0;  // from the request's arrival to this answer, on the node
   std::string error;
 };
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Membership& x) {
+  return f(caf::meta::type_name("cllm.membership"), x.nodes, x.spheres);
+}
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinedNode& x) {
   return f(caf::meta::type_name("cllm.joined_node"), x.index, x.id, x.host, x.spheres, x.threads,
@@ -138,7 +145,7 @@ typename Inspector::result_type inspect(Inspector& f, Chunk& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeResult& x) {
   return f(caf::meta::type_name("cllm.node_result"), x.request, x.partial, x.sum_chunks,
-           x.sum_bytes, x.error);
+           x.sum_bytes, x.node_ms, x.error);
 }
 
 }  // namespace cllm

@@ -49,6 +49,7 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<GiveUp>("cllm.give_up");
   cfg.add_message_type<SphereStats>("cllm.sphere_stats");
   cfg.add_message_type<JoinedNode>("cllm.joined_node");
+  cfg.add_message_type<Membership>("cllm.membership");
   cfg.add_message_type<JoinHello>("cllm.join_hello");
   cfg.add_message_type<Fingerprint>("cllm.fingerprint");
   cfg.add_message_type<JoinWelcome>("cllm.join_welcome");

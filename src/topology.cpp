@@ -157,4 +157,18 @@ std::string ShardPlan::render(const Topology& topo, int max_lines) const {
   return out;
 }
 
+std::vector<std::vector<size_t>> deal_shards(const std::vector<size_t>& positions,
+                                             const std::vector<int>& capacity) {
+  std::vector<std::vector<size_t>> out(capacity.size());
+  const auto load = [&](size_t m) { return double(out[m].size() + 1) / capacity[m]; };
+  for (size_t p : positions) {
+    size_t best = capacity.size();
+    for (size_t m = 0; m < capacity.size(); ++m)
+      if (capacity[m] > 0 && (best == capacity.size() || load(m) < load(best))) best = m;
+    if (best == capacity.size()) throw ConfigError("no member can take shards");
+    out[best].push_back(p);
+  }
+  return out;
+}
+
 }  // namespace cllm

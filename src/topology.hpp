@@ -74,4 +74,11 @@ class ShardPlan {
   int computing_ = 0;
 };
 
+// How a step's shards (or positions) are dealt over the members of a cluster (the root's local
+// subtree, each node) in proportion to their capacity: each goes to the member with the fewest
+// per unit of capacity so far (ties: the earlier member), so the deal interleaves. Members of
+// capacity 0 get none; at least one must have more.
+std::vector<std::vector<size_t>> deal_shards(const std::vector<size_t>& positions,
+                                             const std::vector<int>& capacity);
+
 }  // namespace cllm

@@ -41,6 +41,7 @@ StepRecord TrainingLoop::record(const StepOutcome& o, double ms, int32_t redos) 
   r.redos = redos;
   r.timing = backend_.last_timing();
   r.faults = backend_.last_faults();
+  r.members = backend_.last_membership();
   const bool eval_now =
       evaluator_ && ((eval_every_ > 0 && r.step % eval_every_ == 0) || r.step == r.last_step);
   if (eval_now) r.eval = evaluator_->run(state_.weights()->data());

@@ -38,6 +38,7 @@ struct StepRecord {
   int32_t redos = 0;  // attempts redone to widen the exact-sum grid
   StepTiming timing;
   FaultCounts faults;  // handled during this step (and between the previous and this one)
+  Membership members;  // who computed it
   std::optional<EvalResult> eval;
 };
 

@@ -1,0 +1,352 @@
+#include "actors/cluster_root.hpp"
+
+#include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "src/clock.hpp"
+#include "src/cluster_auth.hpp"
+#include "src/hmac.hpp"
+
+namespace cllm {
+
+std::vector<std::vector<char>> to_chunks(const void* data, size_t bytes) {
+  std::vector<std::vector<char>> out;
+  const char* p = static_cast<const char*>(data);
+  for (size_t off = 0; off < bytes; off += kChunkBytes) {
+    const size_t n = std::min(kChunkBytes, bytes - off);
+    out.emplace_back(p + off, p + off + n);
+  }
+  return out;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The link: the coordinator's member for one node.
+
+struct PendingRequest {
+  uint64_t request = 0;
+  caf::response_promise rp;
+  SteadyClock::time_point sent;
+  std::vector<char> sum;  // the partial sum's bytes, as its chunks arrive
+  int32_t chunks = 0;
+  bool have_result = false;
+  NodeResult result;
+  int64_t bytes_sent = 0, bytes_received = 0;
+};
+
+struct LinkState {
+  static inline const char* name = "node_link";
+  std::shared_ptr<const ClusterSetup> setup;
+  caf::actor node;  // the node's agent, on its machine
+  JoinedNode info;
+  uint64_t next_request = 0;
+  int64_t weights_sent = -1;  // the weights version the node holds
+  bool has_pending = false;
+  PendingRequest pending;
+};
+
+using link_pointer = caf::stateful_actor<LinkState>*;
+
+std::string node_name(const LinkState& st) {
+  return fmt::format("node {} ({})", st.info.id, st.info.host);
+}
+
+// The windows of the node's shards, sampled here: nodes have no corpus.
+std::vector<int32_t> windows_for(const ClusterSetup& setup, const StepWork& work,
+                                 const std::vector<int32_t>& shards) {
+  const int mb = setup.run.batch.micro_batch;
+  std::vector<int32_t> tokens(shards.size() * shard_tokens(setup.run));
+  for (size_t i = 0; i < shards.size(); ++i)
+    setup.sampler->fill(uint64_t(work.step), uint64_t(shards[i]) * uint64_t(mb), mb,
+                        tokens.data() + i * shard_tokens(setup.run));
+  return tokens;
+}
+
+void fail_pending(link_pointer self, const std::string& why) {
+  auto& st = self->state;
+  if (!st.has_pending) return;
+  st.has_pending = false;
+  st.pending.rp.deliver(make_sphere_error(sphere_errc::crashed, caf::make_message(why)));
+}
+
+caf::result<Partial> on_step(link_pointer self, const StepWork& work, const WeightsRef& weights,
+                             const AssignmentRef& assignment, const StepCtl& ctl) {
+  auto& st = self->state;
+  fail_pending(self, "superseded by a new request");
+  NodeWork w;
+  w.request = ++st.next_request;
+  w.work = work, w.delivery = ctl.delivery, w.deadline_ms = ctl.deadline_ms;
+  w.set.shards = assignment->set.shards;
+  w.set.tokens = windows_for(*st.setup, work, w.set.shards);
+  // Weights change only when a step is applied; a redo of the same step reuses them.
+  const bool send_weights = st.weights_sent != work.step;
+  const size_t weight_bytes = weights->size() * sizeof(float);
+  std::vector<std::vector<char>> chunks;
+  if (send_weights) chunks = to_chunks(weights->data(), weight_bytes);
+  w.weights_version = work.step;
+  w.weight_chunks = int32_t(chunks.size());
+  w.weight_bytes = send_weights ? weight_bytes : 0;
+  st.pending = PendingRequest{};
+  st.pending.request = w.request;
+  st.pending.rp = self->make_response_promise();
+  st.pending.sent = SteadyClock::now();
+  st.pending.bytes_sent =
+      int64_t(w.set.tokens.size() * sizeof(int32_t) + (send_weights ? weight_bytes : 0));
+  st.has_pending = true;
+  self->send(st.node, work_atom::value, std::move(w));
+  for (size_t i = 0; i < chunks.size(); ++i)
+    self->send(st.node, chunk_atom::value,
+               Chunk{uint64_t(work.step), int32_t(i), std::move(chunks[i])});
+  st.weights_sent = work.step;
+  return caf::delegated<Partial>();  // answered through pending.rp
+}
+
+void maybe_deliver(link_pointer self) {
+  auto& st = self->state;
+  PendingRequest& p = st.pending;
+  if (!st.has_pending || !p.have_result || p.chunks < p.result.sum_chunks) return;
+  st.has_pending = false;
+  if (!p.result.error.empty()) {
+    p.rp.deliver(make_sphere_error(sphere_errc::crashed, caf::make_message(p.result.error)));
+    return;
+  }
+  Partial out = std::move(p.result.partial);
+  if (p.sum.size() != p.result.sum_bytes || p.sum.size() % sizeof(int64_t) != 0) {
+    p.rp.deliver(make_sphere_error(
+        sphere_errc::crashed,
+        caf::make_message(fmt::format("{} sent a malformed partial sum", node_name(st)))));
+    return;
+  }
+  out.grad.sum.resize(p.sum.size() / sizeof(int64_t));
+  std::memcpy(out.grad.sum.data(), p.sum.data(), p.sum.size());
+  // Time spent on the node's behalf beyond its own step: transfers and (de)serialisation.
+  const double round_trip = ms_since(p.sent);
+  out.timing.network_ms += std::max(0.0, round_trip - p.result.node_ms);
+  out.timing.bytes_sent += p.bytes_sent;
+  out.timing.bytes_received += p.bytes_received;
+  p.rp.deliver(std::move(out));
+}
+
+caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetup> setup,
+                            caf::actor node, JoinedNode info) {
+  auto& st = self->state;
+  st.setup = std::move(setup);
+  st.node = std::move(node);
+  st.info = std::move(info);
+  self->monitor(st.node);
+  self->set_default_handler(caf::drop);  // a stray message from the network is not an error
+  self->set_down_handler([self](caf::down_msg& dm) {
+    if (dm.source != self->state.node.address()) return;
+    const std::string why =
+        fmt::format("its connection was lost ({})", self->system().render(dm.reason));
+    fail_pending(self, why);
+    self->state.node = nullptr;
+    if (dm.reason.category() == caf::atom("node")) {  // it ended on purpose (left, run over)
+      self->quit();
+      return;
+    }
+    self->quit(make_sphere_error(sphere_errc::crashed, caf::make_message(why)));
+  });
+  // Only the node this link stands for may answer it.
+  const auto from_node = [self] {
+    return self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(self->state.node);
+  };
+  return {
+      [self](step_atom, const StepWork& work, const WeightsRef& weights,
+             const AssignmentRef& assignment, const StepCtl& ctl) -> caf::result<Partial> {
+        return on_step(self, work, weights, assignment, ctl);
+      },
+      [self, from_node](chunk_atom, Chunk& c) {
+        auto& p = self->state.pending;
+        if (!from_node() || !self->state.has_pending || c.id != p.request) return;
+        const size_t at = size_t(c.index) * kChunkBytes;
+        if (c.index < 0 || c.bytes.size() > kChunkBytes || at > (size_t(1) << 40)) return;
+        if (p.sum.size() < at + c.bytes.size()) p.sum.resize(at + c.bytes.size());
+        std::memcpy(p.sum.data() + at, c.bytes.data(), c.bytes.size());
+        p.bytes_received += int64_t(c.bytes.size());
+        ++p.chunks;
+        maybe_deliver(self);
+      },
+      [self, from_node](result_atom, NodeResult& r) {
+        auto& p = self->state.pending;
+        if (!from_node() || !self->state.has_pending || r.request != p.request) return;
+        p.result = std::move(r);
+        p.have_result = true;
+        maybe_deliver(self);
+      },
+      [self](shutdown_atom) -> caf::result<bool> {  // from the coordinator: the run is over
+        auto rp = self->make_response_promise<bool>();
+        caf::actor node = std::exchange(self->state.node, nullptr);
+        if (!node) {
+          rp.deliver(true);
+          return rp;
+        }
+        self->request(node, std::chrono::seconds(2), shutdown_atom::value)
+            .then([=](bool) mutable { rp.deliver(true); },
+                  [=](caf::error&) mutable { rp.deliver(true); });
+        return rp;
+      },
+      [self, from_node](leave_atom) {
+        if (!from_node()) return;
+        self->send(self->state.setup->coordinator, leave_atom::value, self->address());
+      },
+      [self](stats_atom, const caf::actor& collector, int64_t) {
+        // The node's spheres, each tagged with the node; the first report counts them.
+        self->request(self->state.node, std::chrono::seconds(5), stats_atom::value)
+            .then(
+                [self, collector](std::vector<SphereStats>& all) {
+                  caf::anon_send(collector, stats_atom::value, SphereStats{-1},
+                                 int32_t(all.size()));
+                  for (auto& s : all) {
+                    s.node = self->state.info.index, s.host = self->state.info.host;
+                    caf::anon_send(collector, stats_atom::value, std::move(s), int32_t(0));
+                  }
+                },
+                [collector](caf::error&) {
+                  caf::anon_send(collector, stats_atom::value, SphereStats{-1}, int32_t(0));
+                });
+      },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway: the join handshake.
+
+struct Candidate {
+  JoinHello hello;
+  std::string root_nonce;
+  bool proven = false;
+  SteadyClock::time_point since;
+};
+
+struct GatewayState {
+  static inline const char* name = "gateway";
+  std::shared_ptr<const ClusterSetup> setup;
+  std::map<caf::actor_addr, Candidate> candidates;  // peers in the handshake, by their actor
+  std::map<std::string, caf::actor> members;        // node id -> link, while it lives
+  int32_t next_index = 0;
+};
+
+using gateway_pointer = caf::stateful_actor<GatewayState>*;
+
+caf::error refuse(gateway_pointer self, const std::string& who, const std::string& why) {
+  if (self->state.setup->log) self->state.setup->log(fmt::format("refused {}: {}", who, why));
+  return make_sphere_error(sphere_errc::crashed, caf::make_message("refused: " + why));
+}
+
+bool printable(const std::string& s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (unsigned char c : s)
+    if (c < 0x21 || c > 0x7e) return false;
+  return true;
+}
+
+caf::result<std::string> on_hello(gateway_pointer self, JoinHello& h) {
+  auto& st = self->state;
+  const std::string who = printable(h.host, 255) ? "a node on " + h.host : "a node";
+  if (h.protocol != kClusterProtocol)
+    return refuse(
+        self, who,
+        fmt::format("it speaks cluster protocol {}, this root {}", h.protocol, kClusterProtocol));
+  if (!printable(h.node_id, 64) || !printable(h.host, 255) || h.nonce.size() != 32 ||
+      h.spheres < 1 || h.threads < 1 || h.height < 0 || h.spheres > 1000000 || h.threads > 4096)
+    return refuse(self, who, "its hello is malformed");
+  // A bounded list of peers in the handshake: the oldest goes first.
+  while (st.candidates.size() >= 64) {
+    auto oldest = st.candidates.begin();
+    for (auto it = st.candidates.begin(); it != st.candidates.end(); ++it)
+      if (it->second.since < oldest->second.since) oldest = it;
+    st.candidates.erase(oldest);
+  }
+  Candidate c;
+  c.hello = std::move(h);
+  c.root_nonce = random_hex(16);
+  c.since = SteadyClock::now();
+  const std::string nonce = c.root_nonce;
+  st.candidates[caf::actor_cast<caf::actor_addr>(self->current_sender())] = std::move(c);
+  return nonce;
+}
+
+caf::result<JoinWelcome> on_proof(gateway_pointer self, const std::string& proof) {
+  auto& st = self->state;
+  auto it = st.candidates.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  if (it == st.candidates.end()) return refuse(self, "a peer", "no hello came first");
+  Candidate& c = it->second;
+  const std::string who = fmt::format("node {} ({})", c.hello.node_id, c.hello.host);
+  const std::string expected =
+      node_join_proof(st.setup->key, c.root_nonce, c.hello.nonce, c.hello.node_id);
+  if (!constant_time_equal(proof, expected)) {
+    st.candidates.erase(it);
+    return refuse(self, who, "wrong cluster key");
+  }
+  c.proven = true;
+  JoinWelcome w;
+  w.proof = root_join_proof(st.setup->key, c.root_nonce, c.hello.nonce, c.hello.node_id);
+  w.run_json = st.setup->run.to_json().dump();
+  w.tokenizer_kind = st.setup->tokenizer_kind;
+  w.tokenizer_data = st.setup->tokenizer_data;
+  return w;
+}
+
+caf::result<JoinAccepted> on_ready(gateway_pointer self, const Fingerprint& fp) {
+  auto& st = self->state;
+  const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  auto it = st.candidates.find(sender);
+  if (it == st.candidates.end() || !it->second.proven)
+    return refuse(self, "a peer", "it has not proven the cluster key");
+  const Candidate c = std::move(it->second);
+  st.candidates.erase(it);
+  const std::string who = fmt::format("node {} ({})", c.hello.node_id, c.hello.host);
+  const NumericsFingerprint mine = st.setup->fingerprint;
+  const auto diff =
+      fingerprint_differences(mine, {fp.probe_sha256, fp.build_id, fp.model, fp.tokenizer});
+  if (!diff.empty()) {
+    std::string list;
+    for (const auto& d : diff) list += (list.empty() ? "" : "; ") + d;
+    return refuse(self, who, "its numerics differ from the root's: " + list);
+  }
+  if (st.members.count(c.hello.node_id))
+    return refuse(self, who,
+                  fmt::format("node id '{}' is already in the cluster", c.hello.node_id));
+  JoinedNode info;
+  info.index = ++st.next_index;
+  info.id = c.hello.node_id, info.host = c.hello.host;
+  info.spheres = c.hello.spheres, info.threads = c.hello.threads, info.height = c.hello.height;
+  auto node = caf::actor_cast<caf::actor>(self->current_sender());
+  auto link = self->spawn(link_behavior, st.setup, node, info);
+  self->monitor(link);
+  st.members[info.id] = link;
+  self->send(st.setup->coordinator, join_atom::value, caf::actor_cast<sphere_actor>(link), info);
+  return JoinAccepted{link, info.index};
+}
+
+caf::behavior gateway_behavior(gateway_pointer self, std::shared_ptr<const ClusterSetup> setup) {
+  self->state.setup = std::move(setup);
+  self->set_default_handler(caf::drop);               // anything else from an unauthenticated peer
+  self->set_down_handler([self](caf::down_msg& dm) {  // a link ended: its node id is free again
+    auto& m = self->state.members;
+    for (auto it = m.begin(); it != m.end(); ++it)
+      if (it->second.address() == dm.source) {
+        m.erase(it);
+        return;
+      }
+  });
+  return {
+      [self](hello_atom, JoinHello& h) { return on_hello(self, h); },
+      [self](proof_atom, const std::string& proof) { return on_proof(self, proof); },
+      [self](ready_atom, const Fingerprint& fp) { return on_ready(self, fp); },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const ClusterSetup> setup) {
+  return sys.spawn(gateway_behavior, std::move(setup));
+}
+
+}  // namespace cllm

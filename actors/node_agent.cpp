@@ -1,0 +1,359 @@
+#include "actors/node_agent.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <caf/io/all.hpp>
+
+#include "actors/cluster_root.hpp"
+#include "actors/coordinator.hpp"
+#include "messages/cluster.hpp"
+#include "src/clock.hpp"
+#include "src/cluster_auth.hpp"
+#include "src/fingerprint.hpp"
+#include "src/hmac.hpp"
+
+namespace cllm {
+
+namespace {
+
+using dial_atom = caf::atom_constant<caf::atom("dial")>;
+constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
+
+caf::error node_error(node_exit code, std::string line) {
+  return caf::error(uint8_t(code), caf::atom("node"), caf::make_message(std::move(line)));
+}
+
+// Weights arriving in chunks for one version.
+struct WeightsInFlight {
+  int64_t version = -1;
+  int32_t chunks = 0, received = 0;
+  std::vector<char> bytes;
+};
+
+struct AgentState {
+  static inline const char* name = "node_agent";
+  ~AgentState() {  // the subtree ends with the agent (the process waits for every actor)
+    if (local) caf::anon_send_exit(local, caf::exit_reason::kill);
+  }
+  NodeOptions opt;
+  // The connection.
+  caf::actor gateway, link;
+  double first_failure_s = -1;  // when dialing started failing (reconnect timeout)
+  double backoff_s = 0.25;
+  std::string nonce, root_nonce;
+  // The run, as the root described it, and the subtree that computes it.
+  std::string run_json;
+  RunConfig run;
+  coordinator_actor local;
+  // Serving.
+  int64_t weights_version = -1;
+  WeightsRef weights;
+  WeightsInFlight incoming;
+  bool has_work = false, computing = false;
+  NodeWork work;
+  SteadyClock::time_point work_since;
+  bool leaving = false;
+};
+
+using agent_pointer = caf::stateful_actor<AgentState>*;
+
+void dial(agent_pointer self);
+
+// ---------------------------------------------------------------------------------------------
+// Joining
+
+// The root is gone or never answered: dial again after a pause, until the reconnect timeout.
+void retry(agent_pointer self, const std::string& why) {
+  auto& st = self->state;
+  if (st.gateway) self->demonitor(st.gateway.address());
+  if (st.link) self->demonitor(st.link.address());
+  st.gateway = nullptr, st.link = nullptr;
+  st.has_work = st.computing = false;
+  const double now = seconds_now();
+  if (st.first_failure_s < 0) st.first_failure_s = now;
+  if (now - st.first_failure_s > st.opt.reconnect_timeout_s) {
+    self->quit(node_error(node_exit::no_root,
+                          fmt::format("no root at {}:{} for {:g} s ({}); giving up", st.opt.host,
+                                      st.opt.port, st.opt.reconnect_timeout_s, why)));
+    return;
+  }
+  self->delayed_send(self, std::chrono::milliseconds(int64_t(st.backoff_s * 1000)),
+                     dial_atom::value);
+  st.backoff_s = std::min(5.0, st.backoff_s * 2);
+}
+
+// An error answering the handshake: a refusal ends the node; anything else (the root went away
+// mid-handshake) means dialing again.
+void on_handshake_error(agent_pointer self, const caf::error& err) {
+  const std::string text = exit_reason_text(self->system(), err);
+  if (text.rfind("refused: ", 0) == 0) {
+    self->quit(node_error(node_exit::refused, "the root " + text));
+    return;
+  }
+  retry(self, text);
+}
+
+// The subtree for the root's run: kept across reconnections to the same run.
+void prepare_subtree(agent_pointer self, const std::string& run_json, RunConfig run) {
+  auto& st = self->state;
+  if (st.local && run_json == st.run_json) return;
+  if (st.local) {
+    self->demonitor(st.local.address());
+    self->send_exit(st.local, caf::exit_reason::kill);
+  }
+  auto tree =
+      std::make_shared<TreeSetup>(TreeSetup{run, Topology(st.opt.spheres, st.opt.fanout),
+                                            st.opt.placement, nullptr, FaultPlan{}, st.opt.policy});
+  CoordinatorSetup cs;
+  cs.run = run, cs.local = std::move(tree), cs.local_capacity = st.opt.threads;
+  st.local = spawn_coordinator(self->system(), std::move(cs));
+  self->monitor(st.local);
+  st.run_json = run_json, st.run = std::move(run);
+  st.weights_version = -1, st.weights.reset();
+}
+
+void on_welcome(agent_pointer self, JoinWelcome& w) {
+  auto& st = self->state;
+  const std::string expected = root_join_proof(st.opt.key, st.root_nonce, st.nonce, st.opt.node_id);
+  if (!constant_time_equal(w.proof, expected)) {
+    self->quit(
+        node_error(node_exit::refused, "the root did not prove that it holds the cluster key"));
+    return;
+  }
+  RunConfig run;
+  try {
+    run = RunConfig::from_json(nlohmann::json::parse(w.run_json));
+    run.validate();
+  } catch (const std::exception& e) {
+    self->quit(
+        node_error(node_exit::refused,
+                   std::string("the root described a run this node cannot compute: ") + e.what()));
+    return;
+  }
+  prepare_subtree(self, w.run_json, run);
+  const NumericsFingerprint fp =
+      numerics_fingerprint(st.run, w.tokenizer_kind, w.tokenizer_data, st.opt.perturb_probe);
+  self->request(st.gateway, kHandshakeTimeout, ready_atom::value,
+                Fingerprint{fp.probe_sha256, fp.build_id, fp.model, fp.tokenizer})
+      .then(
+          [self](JoinAccepted& a) {
+            auto& s = self->state;
+            s.link = a.link;
+            self->monitor(s.link);
+            s.first_failure_s = -1, s.backoff_s = 0.25;
+            std::fprintf(stderr, "cllm node: joined the root at %s:%u as node %d\n",
+                         s.opt.host.c_str(), unsigned(s.opt.port), int(a.node_index));
+          },
+          [self](caf::error& err) { on_handshake_error(self, err); });
+}
+
+void say_hello(agent_pointer self) {
+  auto& st = self->state;
+  st.nonce = random_hex(16);
+  JoinHello h;
+  h.node_id = st.opt.node_id, h.host = st.opt.node_host, h.nonce = st.nonce;
+  h.spheres = st.opt.spheres, h.fanout = st.opt.fanout, h.threads = st.opt.threads;
+  h.height = Topology(st.opt.spheres, st.opt.fanout).height(0);
+  self->request(st.gateway, kHandshakeTimeout, hello_atom::value, h)
+      .then(
+          [self](std::string& root_nonce) {
+            auto& s = self->state;
+            s.root_nonce = root_nonce;
+            const std::string proof =
+                node_join_proof(s.opt.key, root_nonce, s.nonce, s.opt.node_id);
+            self->request(s.gateway, kHandshakeTimeout, proof_atom::value, proof)
+                .then([self](JoinWelcome& w) { on_welcome(self, w); },
+                      [self](caf::error& err) { on_handshake_error(self, err); });
+          },
+          [self](caf::error& err) { on_handshake_error(self, err); });
+}
+
+void dial(agent_pointer self) {
+  auto& st = self->state;
+  auto mm = self->system().middleman().actor_handle();
+  self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, st.opt.host, st.opt.port)
+      .then(
+          [self](const caf::node_id&, caf::strong_actor_ptr& gw, const std::set<std::string>&) {
+            if (!gw) return retry(self, "nothing is published there");
+            self->state.gateway = caf::actor_cast<caf::actor>(gw);
+            self->monitor(self->state.gateway);
+            say_hello(self);
+          },
+          [self](caf::error& err) { retry(self, self->system().render(err)); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving
+
+void send_result(agent_pointer self, NodeResult r, const std::vector<int64_t>& sum) {
+  auto& st = self->state;
+  auto chunks = to_chunks(sum.data(), sum.size() * sizeof(int64_t));
+  r.sum_chunks = int32_t(chunks.size());
+  r.sum_bytes = sum.size() * sizeof(int64_t);
+  r.node_ms = ms_since(st.work_since);
+  for (size_t i = 0; i < chunks.size(); ++i)
+    self->send(st.link, chunk_atom::value, Chunk{r.request, int32_t(i), std::move(chunks[i])});
+  self->send(st.link, result_atom::value, std::move(r));
+  st.has_work = st.computing = false;
+  if (st.leaving) {
+    self->send(st.link, leave_atom::value);
+    self->quit(node_error(node_exit::left, "left the cluster after its step, as asked"));
+  }
+}
+
+void fail_work(agent_pointer self, const std::string& why) {
+  NodeResult r;
+  r.request = self->state.work.request;
+  r.error = fmt::format("node {}: {}", self->state.opt.node_id, why);
+  send_result(self, std::move(r), {});
+}
+
+// Checks what the root sent before anything of it is used.
+std::string malformed(const AgentState& st, const NodeWork& w) {
+  const ParamLayout layout(st.run.model);
+  if (w.set.shards.empty() || w.set.shards.size() > size_t(st.run.batch.shards()))
+    return "a request with no shards or too many";
+  for (int32_t s : w.set.shards)
+    if (s < 0 || s >= w.work.shards || w.work.shards != st.run.batch.shards())
+      return "a request for shards outside the step";
+  if (w.set.tokens.size() != w.set.shards.size() * shard_tokens(st.run))
+    return "token windows of the wrong size";
+  for (int32_t t : w.set.tokens)
+    if (t < 0 || t >= st.run.model.vocab) return "a token outside the vocabulary";
+  if (w.work.exps.size() != layout.tensors().size()) return "an exact-sum grid of the wrong size";
+  if (w.weights_version != st.weights_version &&
+      (w.weight_bytes != layout.total() * sizeof(float) ||
+       w.weight_chunks != int32_t((w.weight_bytes + kChunkBytes - 1) / kChunkBytes)))
+    return "weights of the wrong size";
+  return {};
+}
+
+void compute(agent_pointer self) {
+  auto& st = self->state;
+  if (!st.has_work || st.computing || st.weights_version != st.work.weights_version) return;
+  st.computing = true;
+  auto set = std::make_shared<ShardSet>(st.work.set);
+  self->request(st.local, caf::infinite, step_atom::value, st.work.work, st.weights,
+                ShardSetRef(std::move(set)), st.work.deadline_ms)
+      .then(
+          [self](Partial& p) {
+            NodeResult r;
+            r.request = self->state.work.request;
+            std::vector<int64_t> sum = std::move(p.grad.sum);
+            r.partial = std::move(p);
+            send_result(self, std::move(r), sum);
+          },
+          [self](caf::error& err) { fail_work(self, exit_reason_text(self->system(), err)); });
+}
+
+void on_work(agent_pointer self, NodeWork& w) {
+  auto& st = self->state;
+  st.work_since = SteadyClock::now();
+  st.work = std::move(w);
+  st.has_work = true, st.computing = false;
+  if (const std::string bad = malformed(st, st.work); !bad.empty()) return fail_work(self, bad);
+  if (st.work.weights_version != st.weights_version) {
+    st.incoming = WeightsInFlight{};
+    st.incoming.version = st.work.weights_version;
+    st.incoming.chunks = st.work.weight_chunks;
+    st.incoming.bytes.resize(st.work.weight_bytes);
+  }
+  compute(self);
+}
+
+void on_weights_chunk(agent_pointer self, Chunk& c) {
+  auto& st = self->state;
+  WeightsInFlight& in = st.incoming;
+  const size_t at = size_t(std::max(c.index, 0)) * kChunkBytes;
+  if (int64_t(c.id) != in.version || c.index < 0 || c.index >= in.chunks ||
+      at + c.bytes.size() > in.bytes.size())
+    return;
+  std::memcpy(in.bytes.data() + at, c.bytes.data(), c.bytes.size());
+  if (++in.received < in.chunks) return;
+  auto w = std::make_shared<AlignedVector<float>>(in.bytes.size() / sizeof(float));
+  std::memcpy(w->data(), in.bytes.data(), in.bytes.size());
+  st.weights = std::move(w);
+  st.weights_version = in.version;
+  in = WeightsInFlight{};
+  compute(self);
+}
+
+// The statistics of the local spheres, for the root's spheres.json.
+struct StatsRound {
+  caf::response_promise rp;
+  std::vector<SphereStats> all;
+  int64_t outstanding = 1;
+};
+
+caf::behavior agent_behavior(agent_pointer self, NodeOptions opt) {
+  self->state.opt = std::move(opt);
+  self->set_default_handler(caf::drop);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (dm.source == st.local.address()) {  // the local tree gave up: a fresh one, and say so
+      st.local = nullptr;
+      const std::string json = std::exchange(st.run_json, {});
+      prepare_subtree(self, json, st.run);
+      if (st.has_work) fail_work(self, exit_reason_text(self->system(), dm.reason));
+      return;
+    }
+    if (dm.source == st.link.address() || dm.source == st.gateway.address())
+      retry(self, "the connection to the root was lost");
+  });
+  self->send(self, dial_atom::value);
+  auto stats = std::make_shared<StatsRound>();
+  return {
+      [self](dial_atom) { dial(self); },
+      [self](work_atom, NodeWork& w) {
+        if (self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(self->state.link))
+          on_work(self, w);
+      },
+      [self](chunk_atom, Chunk& c) {
+        if (self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(self->state.link))
+          on_weights_chunk(self, c);
+      },
+      [self](shutdown_atom) -> caf::result<bool> {
+        if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(self->state.link))
+          return caf::make_error(caf::sec::unexpected_message);
+        // Answer first, then end (the root waits for the answer before it goes).
+        self->send(self, shutdown_atom::value, true);
+        return true;
+      },
+      [self](shutdown_atom, bool) {
+        if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(self)) return;
+        self->quit(node_error(node_exit::done, "the root ended the run"));
+      },
+      [self](leave_atom) {
+        auto& st = self->state;
+        st.leaving = true;
+        if (st.has_work) return;  // after this step
+        if (st.link) self->send(st.link, leave_atom::value);
+        self->quit(node_error(node_exit::left, "left the cluster, as asked"));
+      },
+      [self, stats](stats_atom) -> caf::result<std::vector<SphereStats>> {
+        *stats = StatsRound{};
+        stats->rp = self->make_response_promise();
+        self->send(self->state.local, stats_atom::value, caf::actor(self), int64_t(0));
+        return caf::delegated<std::vector<SphereStats>>();
+      },
+      [self, stats](stats_atom, SphereStats& s, int32_t asked) {
+        stats->outstanding += asked - 1;
+        if (s.id >= 0) stats->all.push_back(std::move(s));
+        if (stats->outstanding == 0) stats->rp.deliver(std::move(stats->all));
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_node_agent(caf::actor_system& sys, NodeOptions opt) {
+  return sys.spawn(agent_behavior, std::move(opt));
+}
+
+void request_leave(const caf::actor& agent) {
+  caf::anon_send(agent, leave_atom::value);
+}
+
+}  // namespace cllm

@@ -1,0 +1,45 @@
+#pragma once
+// A node: a process whose sphere subtree computes shards for a root on another machine. Its
+// agent dials the root, proves the cluster key, shows its numerics fingerprint, and then serves
+// the root's requests with its own local coordinator and spheres (supervised locally as in one
+// process). It needs no corpus: each request carries its shards' token windows, and the weights
+// come as raw bytes. When the root goes away it dials again (with backoff), so a restarted root
+// finds its nodes back.
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+
+#include "src/supervision.hpp"
+#include "src/topology.hpp"
+
+namespace cllm {
+
+struct NodeOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string key;  // the cluster key ("" when the root has none, on loopback)
+  std::string node_id, node_host;
+  int spheres = 1, fanout = 12, threads = 1;
+  Placement placement = Placement::bfs;
+  SupervisionPolicy policy;
+  double reconnect_timeout_s = 300;  // give up dialing a root that does not come back
+  bool perturb_probe = false;        // tests: a fingerprint as from another CPU
+};
+
+// How a node's agent ended (its exit reason's code, category "node").
+enum class node_exit : uint8_t {
+  done = 1,     // the root ended the run
+  left = 2,     // asked to leave (SIGTERM): finished its step and said goodbye
+  refused = 3,  // the root refused it (wrong key, other numerics, duplicate id)
+  no_root = 4,  // no root to be found within the reconnect timeout
+};
+
+// Spawns the agent; it ends with an error of category "node" (code node_exit, context the line
+// to print).
+caf::actor spawn_node_agent(caf::actor_system& sys, NodeOptions opt);
+
+// Asks the agent to leave after its current step.
+void request_leave(const caf::actor& agent);
+
+}  // namespace cllm
