@@ -334,13 +334,21 @@ caf::behavior agent_behavior(agent_pointer self, NodeOptions opt) {
       },
       [self, stats](stats_atom) -> caf::result<std::vector<SphereStats>> {
         *stats = StatsRound{};
+        // Every sphere of the subtree, with what is known without asking; the spheres that had
+        // work report the rest.
+        const Topology topo(self->state.opt.spheres, self->state.opt.fanout);
+        for (const auto& n : topo.nodes()) {
+          SphereStats s;
+          s.id = n.id, s.level = n.level, s.parent = n.parent, s.group = n.group;
+          stats->all.push_back(s);
+        }
         stats->rp = self->make_response_promise();
         self->send(self->state.local, stats_atom::value, caf::actor(self), int64_t(0));
         return caf::delegated<std::vector<SphereStats>>();
       },
       [self, stats](stats_atom, SphereStats& s, int32_t asked) {
         stats->outstanding += asked - 1;
-        if (s.id >= 0) stats->all.push_back(std::move(s));
+        if (s.id >= 0 && size_t(s.id) < stats->all.size()) stats->all[size_t(s.id)] = std::move(s);
         if (stats->outstanding == 0) stats->rp.deliver(std::move(stats->all));
       },
   };

@@ -387,6 +387,11 @@ class Background {
     if (!reaped_) ::kill(pid_, sig);
   }
 
+  // What it has written so far ("" before the child opened its files).
+  std::string out_so_far() const { return fs::exists(out_) ? read_file(out_) : std::string(); }
+  std::string err_so_far() const { return fs::exists(err_) ? read_file(err_) : std::string(); }
+  pid_t pid() const { return pid_; }
+
   // Waits until `ready()` is true; false when the process ended first or after limit_s.
   template <class Pred>
   bool wait_until(Pred ready, double limit_s = 60) {
