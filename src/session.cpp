@@ -20,6 +20,7 @@
 
 #include "src/checkpoint.hpp"
 #include "src/evaluate.hpp"
+#include "src/safe_text.hpp"
 #include "src/sha256.hpp"
 
 namespace cllm {
@@ -441,8 +442,8 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
       {"weights_sha256", res.weights_sha256},
       {"redo_steps", redo_steps},
       {"wall_s", now_s() - t_start},
-      {"checkpoint", newest_ckpt},
-      {"stop_reason", res.stop_reason}};
+      {"checkpoint", path_to_json(newest_ckpt)},
+      {"stop_reason", printable(res.stop_reason)}};  // may quote a path: any bytes
   const nlohmann::json faults = backend.fault_counters();
   for (auto it = faults.begin(); it != faults.end(); ++it) summary[it.key()] = it.value();
   write_json(dir / "summary.json", summary);
