@@ -20,6 +20,7 @@
 #include "src/checkpoint.hpp"
 #include "src/corpus.hpp"
 #include "src/generate.hpp"
+#include "src/safe_text.hpp"
 #include "src/safetensors.hpp"
 #include "src/session.hpp"
 #include "src/sha256.hpp"
@@ -95,7 +96,10 @@ OptionTable train_options(TrainArgs& a) {
   auto& r = a.run;
   t.section("Data");
   t.add("--corpus", "PATH", "text file or folder (read recursively)",
-        "the King James Bible, " + default_corpus(), [&](auto& v) { a.corpus = v; });
+        "the King James Bible, " + default_corpus(), [&](auto& v) {
+          if (v.empty()) throw UsageError("option --corpus needs a path, got ''");
+          a.corpus = v;
+        });
   t.add("--val-fraction", "F", "tail of the corpus held out for validation", "0.1",
         f64(a.val_fraction, "--val-fraction"));
   t.section("Model");
@@ -114,7 +118,10 @@ OptionTable train_options(TrainArgs& a) {
     a.steps_set = true;
   });
   t.add("--epochs", "E", "train for E passes over the training tokens (instead of --steps)", "",
-        f64(a.epochs, "--epochs"));
+        [&](auto& v) {
+          a.epochs = to_double("--epochs", v);
+          if (!(a.epochs > 0)) throw UsageError("option --epochs must be > 0, got " + v);
+        });
   t.add("--batch,--batch-size", "N", "sequences per step (the global batch)", "16",
         i32(r.batch.batch, 1, 1 << 20, "--batch"));
   t.add("--micro-batch", "N", "sequences per shard; --batch must be a multiple", "2",
@@ -137,8 +144,11 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--spheres", "N", "spheres (workers); 1741 = root + 12 + 144 + 1584 with fan-out 12",
         std::to_string(cores()) + " (cores)", i32(a.tree.spheres, 1, 1000000, "--spheres"));
   t.add("--fanout", "N", "children per sphere", "12", i32(a.tree.fanout, 1, 1000000, "--fanout"));
-  t.add("--threads", "N", "CAF scheduler threads", std::to_string(cores()) + " (cores)",
-        i32(a.tree.threads, 1, 4096, "--threads"));
+  // At most 8 per core: idle CAF workers poll for work, and every worker must take its turn to
+  // stop at shutdown, so thousands of threads on a few cores ran for minutes (issue 13: 256
+  // threads took 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
+  t.add("--threads", "N", "CAF scheduler threads, at most 8 per core",
+        std::to_string(cores()) + " (cores)", i32(a.tree.threads, 1, 8 * cores(), "--threads"));
   t.add("--print-topology", "", "print the sphere tree and exit", "",
         [&](auto&) { a.print_topology = true; });
   t.section("Output");
@@ -209,7 +219,16 @@ OptionTable train_options(TrainArgs& a) {
 // run's config.json, so `cllm train --run-dir D --resume` just continues. Settings given again
 // must match the checkpoint (checked by the session).
 void inherit_settings(TrainArgs& a, const OptionTable& t) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(a.session.run_dir, ec))
+    throw CheckpointError(
+        fmt::format("--resume: there is no run folder '{}'", printable(a.session.run_dir)));
   std::ifstream in(std::filesystem::path(a.session.run_dir) / "config.json");
+  if (!in && !t.given("--corpus"))
+    throw CheckpointError(fmt::format(
+        "--resume: '{}/config.json' is missing; give the run's settings again (--corpus and the "
+        "others)",
+        printable(a.session.run_dir)));
   if (!in) return;  // the session reports what is missing
   nlohmann::json c;
   try {
@@ -230,7 +249,8 @@ void inherit_settings(TrainArgs& a, const OptionTable& t) {
     if (!t.given("--seed")) r.seed = c.at("seed");
     if (!t.given("--steps") && !t.given("--epochs")) r.steps = c.at("steps"), a.steps_set = true;
     const auto& extra = c.at("extra");
-    if (!t.given("--corpus")) a.corpus = extra.value("corpus", a.corpus);
+    if (!t.given("--corpus") && extra.contains("corpus"))
+      a.corpus = path_from_json(extra["corpus"]);
     if (!t.given("--val-fraction")) a.val_fraction = extra.value("val_fraction", a.val_fraction);
     // The run's cadence too, so that metrics.jsonl continues as it began.
     auto& ses = a.session;
@@ -240,7 +260,7 @@ void inherit_settings(TrainArgs& a, const OptionTable& t) {
     if (!t.given("--checkpoint-every"))
       ses.checkpoint_every = extra.value("checkpoint_every", ses.checkpoint_every);
     if (!t.given("--keep")) ses.keep = extra.value("keep", ses.keep);
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::exception& e) {
     throw ConfigError(
         fmt::format("--resume: '{}/config.json' is unreadable ({}); give the run's "
                     "settings again",
@@ -297,10 +317,8 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   if (!t.positionals.empty())
     throw UsageError("unexpected argument '" + t.positionals[0] + "' (see cllm train --help)");
-  if (a.session.run_dir.empty()) {
-    if (a.session.resume) throw UsageError("--resume needs --run-dir (the run to continue)");
-    a.session.run_dir = new_run_dir();
-  }
+  if (a.session.run_dir.empty() && a.session.resume)
+    throw UsageError("--resume needs --run-dir (the run to continue)");
   if (a.sync != "actors" && a.sync != "mutex" && a.sync != "barrier")
     throw UsageError("option --sync expects actors, mutex or barrier, got '" + a.sync + "'");
 
@@ -368,6 +386,10 @@ int cmd_train(const std::vector<std::string>& args) {
     r.optim.warmup = r.steps / 10;  // the default is for long runs
   }
   r.validate();
+  for (const auto& inj : a.tree.faults.injections)
+    if (inj.step >= r.steps)
+      throw UsageError(
+          fmt::format("--inject step {} is past the run's last step {}", inj.step + 1, r.steps));
 
   check_memory(r, std::min(a.tree.spheres, r.batch.shards()));
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
@@ -390,9 +412,11 @@ int cmd_train(const std::vector<std::string>& args) {
                             {"spheres", a.tree.spheres},
                             {"fanout", a.tree.fanout},
                             {"threads", a.tree.threads},
-                            {"corpus", corpus_path}};
+                            {"corpus", path_to_json(corpus_path)}};
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // Created only now that the run starts: rejected input leaves no empty folder behind.
+  if (a.session.run_dir.empty()) a.session.run_dir = new_run_dir();
   ActorCheckpointSink writer;
   const SessionResult res =
       run_session(r, corpus, tok, *backend, a.session, std::cout, std::cerr, &writer);
@@ -458,7 +482,7 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    usage(std::cerr);
+    std::cerr << "cllm: error: no command given (commands: train, sample; see cllm --help)\n";
     return 2;
   }
   const std::string cmd = args[0];
@@ -474,15 +498,15 @@ int main(int argc, char** argv) {
               << "' (commands: train, sample; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const ConfigError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const CorpusError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const CheckpointError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
     return 1;
   }
   return 2;

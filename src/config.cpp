@@ -52,8 +52,9 @@ void OptimConfig::validate() const {
   if (!(weight_decay >= 0 && weight_decay * lr < 1))
     throw ConfigError(fmt::format("weight decay {} must be >= 0 with lr x weight decay < 1 (lr {})",
                                   weight_decay, lr));
-  if (!(clip >= 0 || clip <= 0) || std::isinf(clip))
-    throw ConfigError("clip must be a finite number");
+  // A negative clip used to switch clipping off silently, like 0: now only 0 means off.
+  if (!(clip >= 0) || std::isinf(clip))
+    throw ConfigError(fmt::format("clip must be a finite number >= 0 (0 = off), got {}", clip));
 }
 
 void BatchConfig::validate(const ModelConfig& m) const {
