@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "src/safe_text.hpp"
+
 namespace cllm {
 
 void ModelConfig::validate() const {
@@ -33,7 +35,8 @@ ModelConfig model_preset(const std::string& name) {
   } else if (name == "base") {
     c.d_model = 256, c.n_layers = 6, c.n_heads = 8, c.context = 256;
   } else {
-    throw ConfigError(fmt::format("unknown model preset '{}' (known: tiny, small, base)", name));
+    throw ConfigError(
+        fmt::format("unknown model preset '{}' (known: tiny, small, base)", printable(name, 60)));
   }
   return c;
 }

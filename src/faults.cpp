@@ -7,14 +7,15 @@
 
 #include "src/config.hpp"
 #include "src/rng.hpp"
+#include "src/safe_text.hpp"
 
 namespace cllm {
 
 Injection parse_injection(const std::string& text) {
   const auto bad = [&](const std::string& why) {
-    return ConfigError(fmt::format(
+    return ConfigError(printable(fmt::format(
         "bad --inject '{}': {} (expected crash:sphere=K,step=S or hang:sphere=K,step=S)", text,
-        why));
+        why)));
   };
   Injection inj;
   const auto colon = text.find(':');
