@@ -105,7 +105,10 @@ OptionTable train_options(TrainArgs& a) {
   t.section("Model");
   t.add("--model", "NAME",
         "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers)", "small",
-        [&](auto& v) { a.preset = v; });
+        [&](auto& v) {
+          model_preset(v);  // checked here, so that a config file's error names its line
+          a.preset = v;
+        });
   t.add("--d-model,--embed-dim", "N", "embedding width (overrides the preset)", "",
         i32(a.d_model, 1, 8192, "--d-model"));
   t.add("--layers,--num-layers", "N", "transformer blocks", "", i32(a.layers, 1, 256, "--layers"));
@@ -140,7 +143,12 @@ OptionTable train_options(TrainArgs& a) {
         [&](auto& v) { r.seed = uint64_t(to_int("--seed", v, 0, INT64_MAX)); });
   t.section("Spheres");
   t.add("--sync", "KIND", "actors (the sphere tree), mutex or barrier (thread-pool baselines)",
-        "actors", [&](auto& v) { a.sync = v; });
+        "actors", [&](auto& v) {
+          if (v != "actors" && v != "mutex" && v != "barrier")
+            throw UsageError("option --sync expects actors, mutex or barrier, got '" +
+                             printable(v, 60) + "'");
+          a.sync = v;
+        });
   t.add("--spheres", "N", "spheres (workers); 1741 = root + 12 + 144 + 1584 with fan-out 12",
         std::to_string(cores()) + " (cores)", i32(a.tree.spheres, 1, 1000000, "--spheres"));
   t.add("--fanout", "N", "children per sphere", "12", i32(a.tree.fanout, 1, 1000000, "--fanout"));
@@ -168,7 +176,8 @@ OptionTable train_options(TrainArgs& a) {
     else if (v == "plain")
       a.session.progress = 0;
     else
-      throw UsageError("option --progress expects auto, line or plain, got '" + v + "'");
+      throw UsageError("option --progress expects auto, line or plain, got '" + printable(v, 60) +
+                       "'");
   });
   t.add("--sample-tokens", "N", "tokens generated at the end (0 = none)", "200",
         i32(a.session.sample_tokens, 0, 1 << 20, "--sample-tokens"));
@@ -316,11 +325,10 @@ int cmd_train(const std::vector<std::string>& args) {
     return 0;
   }
   if (!t.positionals.empty())
-    throw UsageError("unexpected argument '" + t.positionals[0] + "' (see cllm train --help)");
+    throw UsageError("unexpected argument '" + printable(t.positionals[0], 60) +
+                     "' (see cllm train --help)");
   if (a.session.run_dir.empty() && a.session.resume)
     throw UsageError("--resume needs --run-dir (the run to continue)");
-  if (a.sync != "actors" && a.sync != "mutex" && a.sync != "barrier")
-    throw UsageError("option --sync expects actors, mutex or barrier, got '" + a.sync + "'");
 
   if (a.session.resume) inherit_settings(a, t);
 
@@ -456,7 +464,8 @@ int cmd_sample(const std::vector<std::string>& args) {
     std::cout << "usage: cllm sample --checkpoint FILE [options]\n" << t.help();
     return 0;
   }
-  if (!t.positionals.empty()) throw UsageError("unexpected argument '" + t.positionals[0] + "'");
+  if (!t.positionals.empty())
+    throw UsageError("unexpected argument '" + printable(t.positionals[0], 60) + "'");
   if (ckpt.empty()) throw UsageError("cllm sample needs --checkpoint FILE");
   validate(so);
   const Checkpoint ck = load_checkpoint(ckpt);
