@@ -456,7 +456,11 @@ std::vector<Case> config_cases() {
           {"run.cfg", "at most"}),
       bad("config: NUL and control bytes in a key (printed safely)",
           cfg(std::string("st\0e\x1bps = 6\n", 12)), {"line 1", "st\\x00e\\x1bps"}),
+      bad("config: an unknown model (named with its line)", cfg("model = ti\x01ny\n"),
+          {"line 1", "ti\\x01ny", "known: tiny"}),
       bad("config: a flag with a bad value", cfg("resume = maybe\n"), {"true or false"}),
+      bad("config: a NUL byte in a value (the message was cut there)",
+          cfg(std::string("sync = ac\0tors\n", 14)), {"line 1", "--sync", "ac\\x00tors"}),
       bad("config: an option without its value", cfg("steps\n"), {"needs a value"}),
       bad("config: --config inside a config file", cfg("config = other.cfg\n"),
           {"unknown option 'config'"}),
@@ -590,6 +594,16 @@ std::vector<Case> sample_cases() {
             return p;
           }),
           {"ckpt-00000006"}),
+      bad("sample: a header number out of range (was exit 1 with a JSON library message)",
+          sample([](const fs::path& d) {
+            std::string h = R"({"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
+            h.resize((h.size() + 7) / 8 * 8, ' ');
+            std::string bytes(8, '\0');
+            for (int i = 0; i < 8; ++i) bytes[i] = char((uint64_t(h.size()) >> (8 * i)) & 255);
+            write_file(d / "big.safetensors", bytes + h + std::string(4, '\0'));
+            return d / "big.safetensors";
+          }),
+          {"big.safetensors", "out of range"}),
       bad("sample: a text file", sample([](auto&) { return fs::path(corpus_file()); }),
           {"not a safetensors file"}),
       bad("sample: a folder", sample([](const fs::path& d) { return d; }), {"not a regular file"}),
