@@ -245,6 +245,16 @@ void sparse_file(const fs::path& p, uintmax_t size, const std::string& head = ""
   fs::resize_file(p, size);
 }
 
+// A safetensors file whose header holds a number no double can hold (found by fuzzing: it escaped
+// the reader as a JSON library exception).
+void header_number_out_of_range(const fs::path& p) {
+  std::string h = R"({"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
+  h.resize((h.size() + 7) / 8 * 8, ' ');
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = char((uint64_t(h.size()) >> (8 * i)) & 255);
+  write_file(p, bytes + h + std::string(4, '\0'));
+}
+
 void flip_byte(const fs::path& p, uintmax_t from_end) {
   std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
   f.seekg(-std::streamoff(from_end), std::ios::end);
@@ -596,11 +606,7 @@ std::vector<Case> sample_cases() {
           {"ckpt-00000006"}),
       bad("sample: a header number out of range (was exit 1 with a JSON library message)",
           sample([](const fs::path& d) {
-            std::string h = R"({"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
-            h.resize((h.size() + 7) / 8 * 8, ' ');
-            std::string bytes(8, '\0');
-            for (int i = 0; i < 8; ++i) bytes[i] = char((uint64_t(h.size()) >> (8 * i)) & 255);
-            write_file(d / "big.safetensors", bytes + h + std::string(4, '\0'));
+            header_number_out_of_range(d / "big.safetensors");
             return d / "big.safetensors";
           }),
           {"big.safetensors", "out of range"}),
@@ -747,6 +753,21 @@ TEST_CASE("battery: odd but valid input is accepted and recorded safely", "[e2e]
       [](const fs::path&, const Result& r) {
         CHECK(r.err.empty());
         CHECK(contains(r.out, "1 binary skipped"));
+      }));
+  cases.push_back(ok(
+      "--resume past a newest checkpoint whose header number is out of range",
+      [](const fs::path& d) {
+        const auto run = copy_run(d);
+        header_number_out_of_range(ckpt(run, 6));
+        return resume_run(run, {"--sample-tokens", "0"});
+      },
+      [](const fs::path& d, const Result& r) {
+        CHECK(contains(r.err, "out of range; using the previous checkpoint"));
+        CHECK(contains(r.out + r.err, "resuming from " + ckpt(d / "run", 3).string()));
+        // The run wrote a good step-6 checkpoint over the broken one.
+        const Result s =
+            run_in(d, {"sample", "--checkpoint", ckpt(d / "run", 6).string(), "--tokens", "1"});
+        CHECK(s.code == 0);
       }));
   cases.push_back(ok(
       "--resume of a finished run changes nothing",
