@@ -37,7 +37,7 @@ if [ "$what" = all ] || [ "$what" = test ]; then
   ctest --output-on-failure -j2 -LE soak --timeout 1800 -E "^resume \((a|b|d)\):"
   e2e=(./tests/cllm_e2e_tests --warn NoTests)
   rc=0
-  "${e2e[@]}" "resume (a): the uninterrupted run*" -c "--resume of a finished run changes nothing" &
+  "${e2e[@]}" "resume (a): the uninterrupted run*" -c "12 steps, --checkpoint-every 3" &
   pa=$!
   "${e2e[@]}" "resume (b): killed with SIGKILL*" \
     -c "kill -9 after 13 steps, resume --spheres 5 --threads 1" || rc=1
