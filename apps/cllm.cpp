@@ -123,7 +123,8 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--epochs", "E", "train for E passes over the training tokens (instead of --steps)", "",
         [&](auto& v) {
           a.epochs = to_double("--epochs", v);
-          if (!(a.epochs > 0)) throw UsageError("option --epochs must be > 0, got " + v);
+          if (!(a.epochs > 0))
+            throw UsageError("option --epochs must be > 0, got " + printable(v, 60));
         });
   t.add("--batch,--batch-size", "N", "sequences per step (the global batch)", "16",
         i32(r.batch.batch, 1, 1 << 20, "--batch"));

@@ -1,5 +1,6 @@
 #include "apps/options.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -38,8 +39,9 @@ long long to_int(const std::string& opt, const std::string& v, long long lo, lon
   errno = 0;
   char* end = nullptr;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  // The whole text must be the number: also no NUL byte inside it (c_str() would stop there).
-  if (v.empty() || end != v.c_str() + v.size())
+  // The whole text must be the number: no NUL byte inside it (c_str() would stop there), no
+  // leading white space (strtoll would skip "\v\f" that trim() leaves).
+  if (v.empty() || std::isspace(static_cast<unsigned char>(v[0])) || end != v.c_str() + v.size())
     throw UsageError(fmt::format("option {} expects an integer, got '{}'", opt, printable(v, 80)));
   if (errno == ERANGE || x < lo || x > hi)
     throw UsageError(
@@ -51,7 +53,8 @@ double to_double(const std::string& opt, const std::string& v) {
   errno = 0;
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || end != v.c_str() + v.size() || std::isnan(x))
+  if (v.empty() || std::isspace(static_cast<unsigned char>(v[0])) || end != v.c_str() + v.size() ||
+      std::isnan(x))
     throw UsageError(fmt::format("option {} expects a number, got '{}'", opt, printable(v, 80)));
   // strtod flags ERANGE for overflow and for results below the normal range. Subnormal numbers
   // (1e-320) are exact readings of what was written and are accepted; a value that only rounds

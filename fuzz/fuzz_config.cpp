@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   t.add("--lr,--learning-rate", "X", "", "", [&](auto& v) { lr = to_double("--lr", v); });
   t.add("--epochs", "E", "", "", [&](auto& v) {
     epochs = to_double("--epochs", v);
-    if (!(epochs > 0)) throw UsageError("option --epochs must be > 0, got " + v);
+    if (!(epochs > 0)) throw UsageError("option --epochs must be > 0, got " + printable(v, 60));
   });
   t.add("--corpus", "PATH", "", "", [&](auto& v) { corpus = v; });
   t.add("--model", "NAME", "", "", [&](auto& v) { model = model_preset(v); });  // ConfigError

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "src/safe_text.hpp"
@@ -39,18 +40,29 @@ class MemFile {
   std::string path_;
 };
 
-// A scratch folder of this process under $TMPDIR (or /tmp), for targets that need real files.
+// A scratch folder of this process, for targets that need real files: in memory (/dev/shm) where
+// there is one, else under $TMPDIR (or /tmp). (On a busy disk one fsync of a checkpoint write
+// once stalled 20 s: a "timeout" that was no bug of the code under test.)
 inline const std::string& scratch_dir() {
-  static const std::string dir = [] {
-    const char* base = std::getenv("TMPDIR");
-    std::string templ = std::string(base && *base ? base : "/tmp") + "/cllm-fuzz-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) {
-      std::perror("mkdtemp");
-      std::abort();
+  struct Scratch {
+    std::string path;
+    Scratch() {
+      const char* tmp = std::getenv("TMPDIR");
+      std::string base = tmp && *tmp ? tmp : "/tmp";
+      if (::access("/dev/shm", W_OK) == 0) base = "/dev/shm";
+      path = base + "/cllm-fuzz-XXXXXX";
+      if (::mkdtemp(path.data()) == nullptr) {
+        std::perror("mkdtemp");
+        std::abort();
+      }
     }
-    return templ;
-  }();
-  return dir;
+    ~Scratch() {  // at a normal exit; a crash leaves it for inspection
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Scratch scratch;
+  return scratch.path;
 }
 
 // Errors reach the user as one line: never empty, no line break or other control byte, valid
