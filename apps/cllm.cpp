@@ -30,6 +30,7 @@
 #include "src/corpus.hpp"
 #include "src/generate.hpp"
 #include "src/pool_backends.hpp"
+#include "src/safe_text.hpp"
 #include "src/safetensors.hpp"
 #include "src/sha256.hpp"
 #include "src/tokenizer.hpp"
@@ -261,7 +262,8 @@ int cmd_sample(const std::vector<std::string>& args) {
     std::cout << "usage: cllm sample --checkpoint FILE [options]\n" << t.help();
     return 0;
   }
-  if (!t.positionals.empty()) throw UsageError("unexpected argument '" + t.positionals[0] + "'");
+  if (!t.positionals.empty())
+    throw UsageError("unexpected argument '" + printable(t.positionals[0], 60) + "'");
   if (ckpt.empty()) throw UsageError("cllm sample needs --checkpoint FILE");
   validate(so);
   const Checkpoint ck = load_checkpoint(ckpt);
@@ -292,7 +294,8 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    usage(std::cerr);
+    std::cerr << "cllm: error: no command given (commands: train, sample, node, tokenizer, "
+                 "export; see cllm --help)\n";
     return 2;
   }
   const std::string cmd = args[0];
@@ -311,18 +314,18 @@ int main(int argc, char** argv) {
               << "' (commands: train, sample, node, tokenizer, export; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const ConfigError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const CorpusError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const CheckpointError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
   } catch (const FileError& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
     return 5;
   } catch (const std::exception& e) {
-    std::cerr << "cllm: error: " << e.what() << "\n";
+    std::cerr << "cllm: error: " << printable(e.what()) << "\n";
     return 1;
   }
   return 2;

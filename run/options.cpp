@@ -1,5 +1,6 @@
 #include "run/options.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "src/config.hpp"
+#include "src/safe_text.hpp"
 
 namespace cllm::cli {
 
@@ -37,10 +39,13 @@ long long to_int(const std::string& opt, const std::string& v, long long lo, lon
   errno = 0;
   char* end = nullptr;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno == ERANGE)
-    throw UsageError(fmt::format("option {} expects an integer, got '{}'", opt, v));
-  if (x < lo || x > hi)
-    throw UsageError(fmt::format("option {} must be in [{}, {}], got {}", opt, lo, hi, x));
+  // The whole text must be the number: no NUL byte inside it (c_str() would stop there), no
+  // leading white space (strtoll would skip "\v\f" that trim() leaves).
+  if (v.empty() || std::isspace(static_cast<unsigned char>(v[0])) || end != v.c_str() + v.size())
+    throw UsageError(fmt::format("option {} expects an integer, got '{}'", opt, printable(v, 80)));
+  if (errno == ERANGE || x < lo || x > hi)
+    throw UsageError(
+        fmt::format("option {} must be in [{}, {}], got {}", opt, lo, hi, printable(v, 80)));
   return x;
 }
 
@@ -48,8 +53,22 @@ double to_double(const std::string& opt, const std::string& v) {
   errno = 0;
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
-    throw UsageError(fmt::format("option {} expects a number, got '{}'", opt, v));
+  if (v.empty() || std::isspace(static_cast<unsigned char>(v[0])) || end != v.c_str() + v.size() ||
+      std::isnan(x))
+    throw UsageError(fmt::format("option {} expects a number, got '{}'", opt, printable(v, 80)));
+  // strtod flags ERANGE for overflow and for results below the normal range. Subnormal numbers
+  // (1e-320) are exact readings of what was written and are accepted; a value that only rounds
+  // to 0 or to infinity is refused with the reason.
+  if (errno == ERANGE && std::isinf(x))
+    throw UsageError(fmt::format("option {}: '{}' is too large to be represented (above 1.8e308)",
+                                 opt, printable(v, 80)));
+  if (errno == ERANGE && x == 0)
+    throw UsageError(fmt::format(
+        "option {}: '{}' is too close to 0 to be represented (below 4.9e-324); write 0 for 0", opt,
+        printable(v, 80)));
+  if (std::isinf(x))
+    throw UsageError(
+        fmt::format("option {} expects a finite number, got '{}'", opt, printable(v, 80)));
   return x;
 }
 
@@ -84,8 +103,12 @@ void OptionTable::inherit(const nlohmann::json& values, const std::set<Scope>& s
       continue;
     }
     // Numbers go back through the same parser as the command line: dump() writes the shortest
-    // text that reads back as the same double, so an inherited value is exact.
-    apply(o, o.names.front(), it->is_string() ? it->get<std::string>() : it->dump());
+    // text that reads back as the same double, so an inherited value is exact. An object is a
+    // path that is not UTF-8 (src/safe_text.hpp).
+    const std::string value = it->is_string()   ? it->get<std::string>()
+                              : it->is_object() ? path_from_json(*it)
+                                                : it->dump();
+    apply(o, o.names.front(), value);
     given_.erase(o.names.front());  // inherited, not given
   }
 }
@@ -116,37 +139,79 @@ void OptionTable::apply(const Opt& o, const std::string& name, const std::string
 }
 
 void OptionTable::load_config(const std::string& path) {
+  const std::string shown = printable(path, 200);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
-    throw UsageError(fmt::format("config file '{}' does not exist or is not a file", path));
-  std::ifstream in(path);
-  if (!in) throw UsageError(fmt::format("cannot read config file '{}'", path));
-  std::string line;
+    throw UsageError(fmt::format("config file '{}' does not exist or is not a file", shown));
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxConfigBytes)
+    throw UsageError(fmt::format("config file '{}' is {} bytes; a config file may have at most {}",
+                                 shown, size, kMaxConfigBytes));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(fmt::format("cannot read config file '{}'", shown));
+  // Read at most one byte past the limit (a file may grow, or report no size, as in /proc).
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), std::streamsize(text.size()));
+  if (in.bad()) throw UsageError(fmt::format("cannot read config file '{}'", shown));
+  text.resize(size_t(in.gcount()));
+  if (text.size() > kMaxConfigBytes)
+    throw UsageError(
+        fmt::format("config file '{}' is larger than the {} bytes a config file may have", shown,
+                    kMaxConfigBytes));
+  parse_config_text(text, path);
+}
+
+void OptionTable::parse_config_text(const std::string& text, const std::string& source) {
+  const std::string shown = printable(source, 200);
+  size_t pos = 0;
+  // A UTF-8 byte-order mark, as some editors write it.
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) pos = 3;
   int lineno = 0;
-  while (std::getline(in, line)) {
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = trim(text.substr(pos, nl - pos));
+    pos = nl + 1;
     ++lineno;
-    line = trim(line);
+    const auto fail = [&](const std::string& what) {
+      return UsageError(fmt::format("config file '{}' line {}: {}", shown, lineno, what));
+    };
     if (line.empty() || line[0] == '#' || line[0] == ';' || line[0] == '[') continue;
+    // A trailing comment: '#' after a space or tab, outside quotes.
+    char quote = 0;
+    for (size_t i = 1; i < line.size(); ++i) {
+      const char c = line[i];
+      if (quote != 0) {
+        if (c == quote) quote = 0;
+      } else if (c == '"' || c == '\'') {
+        if (line[i - 1] == ' ' || line[i - 1] == '\t' || line[i - 1] == '=') quote = c;
+      } else if (c == '#' && (line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        line = trim(line.substr(0, i));
+        break;
+      }
+    }
     const auto eq = line.find('=');
-    const std::string key = "--" + trim(line.substr(0, eq));
+    const std::string name = trim(line.substr(0, eq));
+    const std::string key = "--" + name;
     const Opt* o = find(key);
     if (!o || key == "--config")
-      throw UsageError(fmt::format("config file '{}' line {}: unknown option '{}'", path, lineno,
-                                   key.substr(2)));
+      throw fail(fmt::format("unknown option '{}'", printable(name, 60)));
     std::string value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
     if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
         value.back() == value.front())
       value = value.substr(1, value.size() - 2);
     if (eq == std::string::npos && !o->arg.empty())
-      throw UsageError(
-          fmt::format("config file '{}' line {}: '{}' needs a value", path, lineno, key.substr(2)));
+      throw fail(fmt::format("'{}' needs a value", name));
     if (o->arg.empty() && eq != std::string::npos) {  // a flag: "resume = true" or "= false"
       if (value == "false" || value == "0" || value == "no") continue;
       if (value != "true" && value != "1" && value != "yes")
-        throw UsageError(fmt::format("config file '{}' line {}: '{}' expects true or false", path,
-                                     lineno, key.substr(2)));
+        throw fail(fmt::format("'{}' expects true or false, got '{}'", name, printable(value, 60)));
     }
-    apply(*o, key, value);
+    try {
+      apply(*o, key, value);
+    } catch (const UsageError& e) {
+      throw fail(e.what());
+    }
   }
 }
 
@@ -178,7 +243,7 @@ void OptionTable::parse(const std::vector<std::string>& args) {
       continue;
     }
     const Opt* o = find(name);
-    if (!o) throw UsageError(fmt::format("unknown option '{}' (see --help)", name));
+    if (!o) throw UsageError(fmt::format("unknown option '{}' (see --help)", printable(name, 60)));
     if (o->arg.empty()) {
       if (has_value) throw UsageError(fmt::format("option {} takes no value", name));
     } else if (!has_value) {

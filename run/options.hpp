@@ -47,6 +47,13 @@ class OptionTable {
   // comments, [sections] ignored) are applied first, so the command line overrides them.
   // Throws UsageError.
   void parse(const std::vector<std::string>& args);
+  // Applies the lines of a config file's text (as read from `source`, named in errors): lines
+  // "name = value" or "name" (a flag); '#' and ';' start comment lines, " #" a trailing comment
+  // (outside quotes); [sections] are ignored; a UTF-8 byte-order mark is skipped. Every error
+  // names the source and line. Throws UsageError.
+  void parse_config_text(const std::string& text, const std::string& source);
+  // Config files larger than this are refused before they are read.
+  static constexpr size_t kMaxConfigBytes = size_t(1) << 20;
   std::string help() const;
   // Whether an option (by its canonical, first name) was set by the command line or config file.
   bool given(const std::string& canonical) const { return given_.count(canonical) > 0; }

@@ -244,7 +244,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     ck.model.n_heads = field("n_heads");
     ck.model.context = field("context");
     ck.model.validate();
-  } catch (const json::parse_error&) {
+  } catch (const json::exception&) {  // parse_error, and out_of_range for 1e999 (fuzzing)
     throw bad("is corrupt: its model config is not valid JSON");
   } catch (const ConfigError& e) {
     throw bad(fmt::format("has an invalid model config: {}", e.what()));
@@ -252,11 +252,18 @@ Checkpoint load_checkpoint(const std::string& path) {
   if (!parse_u64(need("step"), ck.step)) throw bad("is corrupt: invalid step");
   if (!parse_u64(need("seed"), ck.seed)) throw bad("is corrupt: invalid seed");
   ck.tokenizer_kind = need("tokenizer_kind");
+  // A name, not data: it ends up in messages and selects the tokenizer.
+  if (ck.tokenizer_kind.empty() || ck.tokenizer_kind.size() > 64 ||
+      !std::all_of(ck.tokenizer_kind.begin(), ck.tokenizer_kind.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+      }))
+    throw bad(fmt::format("is corrupt: invalid tokenizer kind {}",
+                          quoted(std::as_const(ck.tokenizer_kind))));  // not std::quoted
   if (!base64_decode(need("tokenizer_data"), ck.tokenizer_data))
     throw bad("is corrupt: tokenizer_data is not valid base64");
   try {
     ck.run = json::parse(need("run"));
-  } catch (const json::parse_error&) {
+  } catch (const json::exception&) {
     throw bad("is corrupt: its run settings are not valid JSON");
   }
 

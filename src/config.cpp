@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "src/safe_text.hpp"
+
 namespace cllm {
 
 void ModelConfig::validate() const {
@@ -33,7 +35,8 @@ ModelConfig model_preset(const std::string& name) {
   } else if (name == "base") {
     c.d_model = 256, c.n_layers = 6, c.n_heads = 8, c.context = 256;
   } else {
-    throw ConfigError(fmt::format("unknown model preset '{}' (known: tiny, small, base)", name));
+    throw ConfigError(
+        fmt::format("unknown model preset '{}' (known: tiny, small, base)", printable(name, 60)));
   }
   return c;
 }
@@ -52,8 +55,9 @@ void OptimConfig::validate() const {
   if (!(weight_decay >= 0 && weight_decay * lr < 1))
     throw ConfigError(fmt::format("weight decay {} must be >= 0 with lr x weight decay < 1 (lr {})",
                                   weight_decay, lr));
-  if (!(clip >= 0 || clip <= 0) || std::isinf(clip))
-    throw ConfigError("clip must be a finite number");
+  // A negative clip used to switch clipping off silently, like 0: now only 0 means off.
+  if (!(clip >= 0) || std::isinf(clip))
+    throw ConfigError(fmt::format("clip must be a finite number >= 0 (0 = off), got {}", clip));
 }
 
 void BatchConfig::validate(const ModelConfig& m) const {

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "src/safe_text.hpp"
 #include "src/sha256.hpp"
 
 namespace cllm {
@@ -49,34 +50,80 @@ size_t utf8_sequence(const unsigned char* s, size_t avail, bool cut) {
   return len;
 }
 
-std::string read_file(const fs::path& p) {
-  errno = 0;
-  std::FILE* f = std::fopen(p.c_str(), "rb");
-  if (f == nullptr) {
-    throw CorpusError(
-        fmt::format("cannot read corpus file '{}': {}", p.string(), std::strerror(errno)));
-  }
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, &std::fclose);
-  std::string data;
-  std::error_code ec;
-  uintmax_t hint = fs::file_size(p, ec);
-  if (!ec) data.reserve(static_cast<size_t>(hint));
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-  if (std::ferror(f)) {
-    throw CorpusError(
-        fmt::format("cannot read corpus file '{}': {}", p.string(), std::strerror(errno)));
-  }
-  return data;
+std::string read_error(const fs::path& p, int err) {
+  return fmt::format("cannot read corpus file '{}': {}", printable(p.string()), std::strerror(err));
 }
 
-// Why `data` is binary, or "" when it looks like text.
-std::string binary_reason(const std::string& data) {
-  if (!looks_binary(data.data(), data.size())) return "";
-  size_t sample = std::min(data.size(), kSniffBytes);
-  if (std::memchr(data.data(), 0, sample) != nullptr) return "it contains NUL bytes";
+using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
+
+File open_file(const fs::path& p) {
+  errno = 0;
+  std::FILE* f = std::fopen(p.c_str(), "rb");
+  if (f == nullptr) throw CorpusError(read_error(p, errno));
+  return File(f, &std::fclose);
+}
+
+// The start of a file: its first kSniffBytes + 1 bytes (the one extra byte tells looks_binary
+// that the file goes on), so that a binary file is recognised without reading all of it (a
+// folder may hold a disk image or a 100 GB sparse file).
+std::string read_head(const fs::path& p) {
+  File f = open_file(p);
+  std::string head(kSniffBytes + 1, '\0');
+  const size_t n = std::fread(head.data(), 1, head.size(), f.get());
+  if (std::ferror(f.get())) throw CorpusError(read_error(p, errno));
+  head.resize(n);
+  return head;
+}
+
+// Appends the whole file to `out`; returns the number of bytes appended.
+size_t append_file(const fs::path& p, std::string& out) {
+  File f = open_file(p);
+  const size_t before = out.size();
+  std::error_code ec;
+  const uintmax_t hint = fs::file_size(p, ec);
+  if (!ec) out.reserve(before + static_cast<size_t>(hint) + 1);
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) out.append(buf, n);
+  if (std::ferror(f.get())) throw CorpusError(read_error(p, errno));
+  return out.size() - before;
+}
+
+// Why a file whose start is `head` is binary, or "" when it looks like text.
+std::string binary_reason(const std::string& head) {
+  if (!looks_binary(head.data(), head.size())) return "";
+  size_t sample = std::min(head.size(), kSniffBytes);
+  if (std::memchr(head.data(), 0, sample) != nullptr) return "it contains NUL bytes";
   return "more than 30% of its first 8 KiB is not text";
+}
+
+// MemAvailable of /proc/meminfo in bytes; 0 when unknown.
+uint64_t available_memory() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return 0;
+  File guard(f, &std::fclose);
+  char line[256];
+  unsigned long long kb = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) return uint64_t(kb) * 1024;
+  return 0;
+}
+
+std::string gib(double bytes) {
+  return fmt::format("{:.1f} GiB", bytes / double(uint64_t(1) << 30));
+}
+
+// Refuses, with one line, a corpus whose text and token ids would not fit in memory: the text
+// is held once and its token ids (4 bytes each at most, at most one per byte) beside it, so
+// reading `bytes` of text needs about 5x that. (Instead of std::bad_alloc or the OOM killer.)
+void check_fits(const std::string& path, uint64_t bytes) {
+  const uint64_t avail = available_memory();
+  const double need = 5.0 * double(bytes);
+  if (avail > 0 && need > 0.9 * double(avail))
+    throw CorpusError(
+        fmt::format("corpus '{}' holds {} of text; reading it needs about {} of memory but {} are "
+                    "available; use a smaller corpus",
+                    printable(path), gib(double(bytes)), gib(need), gib(double(avail))));
 }
 
 std::string window_need(size_t min_tokens) {
@@ -111,7 +158,8 @@ bool looks_binary(const char* data, size_t size) {
   return bad * 10 > n * 3;
 }
 
-CorpusText read_corpus(const std::string& path) {
+namespace {
+CorpusText read_corpus_unguarded(const std::string& path) {
   CorpusText corpus;
   corpus.path = path;
   std::string& text = corpus.text;
@@ -119,18 +167,24 @@ CorpusText read_corpus(const std::string& path) {
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
   if (st.type() == fs::file_type::not_found || (ec && ec == std::errc::no_such_file_or_directory)) {
-    throw CorpusError(fmt::format("corpus '{}' does not exist", path));
+    throw CorpusError(fmt::format("corpus '{}' does not exist", printable(path)));
   }
-  if (ec) throw CorpusError(fmt::format("cannot read corpus '{}': {}", path, ec.message()));
+  if (ec)
+    throw CorpusError(fmt::format("cannot read corpus '{}': {}", printable(path), ec.message()));
 
   if (fs::is_regular_file(st)) {
-    text = read_file(root);
-    if (text.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", path));
-    std::string why = binary_reason(text);
+    const std::string head = read_head(root);
+    if (head.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", printable(path)));
+    std::string why = binary_reason(head);
     if (!why.empty()) {
-      throw CorpusError(fmt::format(
-          "corpus file '{}' looks binary ({}); pass a text file or a folder", path, why));
+      throw CorpusError(
+          fmt::format("corpus file '{}' looks binary ({}); pass a text file or a folder",
+                      printable(path), why));
     }
+    const uintmax_t size = fs::file_size(root, ec);
+    if (!ec) check_fits(path, size);
+    append_file(root, text);
+    if (text.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", printable(path)));
     corpus.bytes = text.size();
     corpus.files_read = 1;
     corpus.files.push_back(path);
@@ -140,7 +194,8 @@ CorpusText read_corpus(const std::string& path) {
     std::vector<std::string> candidates;
     fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
     if (ec) {
-      throw CorpusError(fmt::format("cannot read corpus folder '{}': {}", path, ec.message()));
+      throw CorpusError(
+          fmt::format("cannot read corpus folder '{}': {}", printable(path), ec.message()));
     }
     while (it != end) {
       const fs::path p = it->path();
@@ -154,12 +209,13 @@ CorpusText read_corpus(const std::string& path) {
       } else if (fs::is_symlink(lst)) {
         fs::file_status target = fs::status(p, ec2);
         if (target.type() == fs::file_type::not_found) {
-          throw CorpusError(fmt::format(
-              "cannot read corpus file '{}': it is a symlink to a missing file", p.string()));
+          throw CorpusError(
+              fmt::format("cannot read corpus file '{}': it is a symlink to a missing file",
+                          printable(p.string())));
         }
         if (ec2) {
-          throw CorpusError(
-              fmt::format("cannot read corpus file '{}': {}", p.string(), ec2.message()));
+          throw CorpusError(fmt::format("cannot read corpus file '{}': {}", printable(p.string()),
+                                        ec2.message()));
         }
         // Symlinked folders are not entered (cycles); symlinked files are read.
         if (fs::is_regular_file(target)) candidates.push_back(p.string());
@@ -170,40 +226,61 @@ CorpusText read_corpus(const std::string& path) {
       it.increment(ec);
       if (ec) {
         throw CorpusError(fmt::format("cannot read corpus folder '{}': {}",
-                                      fs::is_directory(lst) ? p.string() : path, ec.message()));
+                                      printable(fs::is_directory(lst) ? p.string() : path),
+                                      ec.message()));
       }
     }
     // std::string compares as unsigned char: byte-wise order, independent of the locale.
     std::sort(candidates.begin(), candidates.end());
+    // Binary files are recognised by their first bytes and skipped without reading the rest;
+    // the text files are read only once their total size is known to fit in memory.
+    uint64_t total = 0;
     for (const std::string& file : candidates) {
-      std::string data = read_file(file);
-      if (!binary_reason(data).empty()) {
+      if (!binary_reason(read_head(file)).empty()) {
         corpus.skipped.push_back(file);
         continue;
       }
       corpus.files.push_back(file);
-      if (data.empty()) continue;
-      corpus.bytes += data.size();
-      text += data;
-      if (data.back() != '\n') text.push_back('\n');
+      std::error_code size_ec;
+      const uintmax_t size = fs::file_size(file, size_ec);
+      if (!size_ec) total += size;
+    }
+    check_fits(path, total);
+    for (const std::string& file : corpus.files) {
+      const size_t n = append_file(file, text);
+      if (n == 0) continue;
+      corpus.bytes += n;
+      if (text.back() != '\n') text.push_back('\n');
     }
     corpus.files_read = corpus.files.size();
     corpus.files_skipped = corpus.skipped.size();
     if (corpus.files.empty()) {
       throw CorpusError(
           corpus.skipped.empty()
-              ? fmt::format("corpus folder '{}' contains no text files", path)
+              ? fmt::format("corpus folder '{}' contains no text files", printable(path))
               : fmt::format("corpus folder '{}' contains no text files ({} binary file{} skipped)",
-                            path, corpus.skipped.size(), corpus.skipped.size() == 1 ? "" : "s"));
+                            printable(path), corpus.skipped.size(),
+                            corpus.skipped.size() == 1 ? "" : "s"));
     }
     if (text.empty()) {
-      throw CorpusError(fmt::format("corpus folder '{}' contains only empty text files", path));
+      throw CorpusError(
+          fmt::format("corpus folder '{}' contains only empty text files", printable(path)));
     }
   } else {
-    throw CorpusError(fmt::format("corpus '{}' is neither a regular file nor a folder", path));
+    throw CorpusError(
+        fmt::format("corpus '{}' is neither a regular file nor a folder", printable(path)));
   }
-
   return corpus;
+}
+}  // namespace
+
+CorpusText read_corpus(const std::string& path) {
+  try {
+    return read_corpus_unguarded(path);
+  } catch (const std::bad_alloc&) {
+    // The size check leaves this to memory taken by others in the meantime.
+    throw CorpusError(fmt::format("not enough memory to read corpus '{}'", printable(path)));
+  }
 }
 
 namespace {
@@ -212,7 +289,7 @@ void check_fraction(double val_fraction, const std::string& path) {
   if (!(val_fraction >= 0.0 && val_fraction <= 0.5)) {
     throw CorpusError(fmt::format(
         "validation fraction {} for corpus '{}' is out of range; it must be in [0, 0.5]",
-        val_fraction, path));
+        val_fraction, printable(path)));
   }
 }
 }  // namespace
@@ -256,13 +333,13 @@ Corpus encode_corpus(CorpusText text, const Tokenizer& tok, double val_fraction,
         n_val > 0 ? fmt::format(" (after holding out {} for validation)", n_val) : "";
     throw CorpusError(fmt::format(
         "corpus '{}' has {} training tokens{} but {}; use a longer text or a smaller --context",
-        path, n_train, held, window_need(min_tokens)));
+        printable(path), n_train, held, window_need(min_tokens)));
   }
   if (val_fraction > 0 && n_val < min_tokens) {
     throw CorpusError(fmt::format(
         "corpus '{}' holds out {} validation tokens (--val-fraction {}) but {}; use a longer text, "
         "a larger --val-fraction or --val-fraction 0",
-        path, n_val, val_fraction, window_need(min_tokens)));
+        printable(path), n_val, val_fraction, window_need(min_tokens)));
   }
   return corpus;
 }

@@ -2,18 +2,20 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "src/config.hpp"
 #include "src/rng.hpp"
+#include "src/safe_text.hpp"
 
 namespace cllm {
 
 Injection parse_injection(const std::string& text) {
   const auto bad = [&](const std::string& why) {
-    return ConfigError(fmt::format(
+    return ConfigError(printable(fmt::format(
         "bad --inject '{}': {} (expected crash:sphere=K,step=S or hang:sphere=K,step=S)", text,
-        why));
+        why)));
   };
   Injection inj;
   const auto colon = text.find(':');
@@ -35,8 +37,10 @@ Injection parse_injection(const std::string& text) {
     if (eq == std::string::npos) throw bad("expected key=value, got '" + item + "'");
     const std::string key = item.substr(0, eq), val = item.substr(eq + 1);
     char* rest = nullptr;
+    errno = 0;
     const long long v = std::strtoll(val.c_str(), &rest, 10);
     if (val.empty() || *rest != '\0' || v < 0) throw bad("'" + val + "' is not a number >= 0");
+    if (errno == ERANGE) throw bad("'" + val + "' is out of range");
     if (key == "sphere") {
       if (v > 1000000) throw bad("no tree has sphere " + val);
       inj.sphere = int(v), have_sphere = true;

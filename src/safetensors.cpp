@@ -206,6 +206,9 @@ StFile read_safetensors(const std::string& path, std::string* data_sha256) {
     header = json::parse(header_text);
   } catch (const json::parse_error& e) {
     throw bad(fmt::format("has a corrupt header: invalid JSON at byte {} of {}", e.byte, n));
+  } catch (const json::exception&) {
+    // Valid syntax the parser still refuses, e.g. a number too large for a double (fuzzing).
+    throw bad("has a corrupt header: a number in it is out of range");
   }
   if (!header.is_object()) throw bad("has a corrupt header: not a JSON object");
 

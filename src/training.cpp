@@ -11,6 +11,23 @@
 namespace cllm {
 
 namespace {
+// Whether `p` is the only reference to its buffer, such that writing into it cannot race with a
+// former holder's reads. use_count() alone is not enough: it is a relaxed load, so seeing 1 does
+// not order a holder's reads before our writes. Holders do drop references after their results
+// reached the root (CAF destroys a mailbox element, with the weights it carries, after the
+// handler has replied), so that order is not given by the messages either. Copying the pointer
+// is an acquire-release increment of the same counter: it reads the count after every earlier
+// release (each holder's decrement is a release), so those releases happen before it and every
+// former holder's reads happen before our writes. (A fence would also do in C++ terms, but
+// ThreadSanitizer does not model fences; this form it checks.) Once 1 is seen, no new holder can
+// appear: only we could hand out a copy.
+template <class T>
+bool sole_owner(const std::shared_ptr<T>& p) {
+  if (p.use_count() != 1) return false;
+  const std::shared_ptr<T> acquire = p;
+  return acquire.use_count() == 2;
+}
+
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -172,7 +189,7 @@ StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
   }
   out.lr = learning_rate(cfg_.optim, step_);
   // Copy-on-write: never touch a weights buffer that a worker may still be reading.
-  if (weights_.use_count() > 1) weights_ = std::make_shared<AlignedVector<float>>(*weights_);
+  if (!sole_owner(weights_)) weights_ = std::make_shared<AlignedVector<float>>(*weights_);
   adamw_update(layout_, cfg_.optim, out.lr, clip_scale(out.grad_norm, cfg_.optim.clip),
                mean_grad_.data(), weights_->data(), adam_);
   exps_ = choose_exponents(layout_, total.max_abs, cfg_.batch.shards());

@@ -9,6 +9,8 @@
 
 #include "src/backend.hpp"
 #include "src/config.hpp"
+#include "src/faults.hpp"
+#include "src/supervision.hpp"
 #include "src/sampler.hpp"
 #include "src/sha256.hpp"
 #include "src/training.hpp"
@@ -40,6 +42,14 @@ inline const char* const kSpheresSentence =
     "In the beginning was the word, and the word was with spheres. ";
 inline RunConfig spheres_run() {
   return tiny_run(/*context=*/16, /*batch=*/12, /*micro_batch=*/1, /*steps=*/3, /*warmup=*/1);
+}
+
+// Step deadlines far beyond any step's time, however slow the machine (a sanitizer build, a
+// loaded CI runner), for tests that do not test deadlines: there a deadline kill would be a
+// spurious restart.
+inline void patient(SupervisionPolicy& p) {
+  p.deadline_floor_s = 600;
+  p.first_deadline_s = 600;
 }
 
 inline std::string weights_hash(const TrainState& st) {

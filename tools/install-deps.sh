@@ -5,6 +5,9 @@ set -euo pipefail
 # python3-torch: the reference GPT-2 of the export tests (tools/hf_gpt2_reference.py).
 pkgs=(build-essential cmake libcaf-dev libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev bible-kjv
   python3-torch)
+# Sanitizer build and fuzzing (tools/sanitize.sh, tools/fuzz.sh): clang with its sanitizer and
+# libFuzzer runtimes (only recommended by clang, so named), llvm-symbolizer for readable reports.
+pkgs+=(clang libclang-rt-14-dev llvm-14)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,6 +20,7 @@ TEST_CASE("the tree's weights equal the reference loop's for any shape", "[tree]
         if (threads == 1 && spheres > 157 && fanout != 12) continue;  // keep the test short
         TreeOptions opt;
         opt.spheres = spheres, opt.fanout = fanout, opt.threads = threads;
+        test::patient(opt.policy);
         TreeBackend tree(cfg, sampler, opt);
         INFO("spheres " << spheres << " fanout " << fanout << " threads " << threads);
         REQUIRE(test::train_with(tree, cfg) == expected);
@@ -34,6 +35,7 @@ TEST_CASE("per-sphere statistics cover every sphere and every shard", "[tree]") 
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   TreeOptions opt;
   opt.spheres = 13, opt.fanout = 3, opt.threads = 2;
+  test::patient(opt.policy);  // no deadline kill, however slow the machine: restarts stay 0
   TreeBackend tree(cfg, sampler, opt);
   TrainState st(cfg);
   FaultCounts faults;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -264,7 +265,7 @@ namespace detail {
 
 inline std::string scratch_name(const char* what) {
   static TempDir dir;
-  static int counter = 0;
+  static std::atomic<int> counter{0};  // thread-safe: the battery runs cases in parallel
   return dir / (std::to_string(++counter) + "." + what);
 }
 }  // namespace detail

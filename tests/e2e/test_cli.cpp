@@ -129,7 +129,10 @@ TEST_CASE("bad input: unknown command gets one line on stderr", "[e2e][cli]") {
 TEST_CASE("train: a normal run and its run folder", "[e2e][cli]") {
   TempDir tmp;
   const fs::path dir = tmp / "run";
-  const Result r = run_cli(quick_train(dir.string()) + Args{"--spheres", "3"});
+  // A generous deadline: on a slow machine a kill would be a (harmless) restart, and this test
+  // counts restarts.
+  const Result r =
+      run_cli(quick_train(dir.string()) + Args{"--spheres", "3", "--deadline-floor", "600"});
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   REQUIRE(r.code == 0);
 
