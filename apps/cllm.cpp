@@ -16,6 +16,7 @@
 #include "actors/checkpoint_writer.hpp"
 #include "actors/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
+#include "apps/cmd_report.hpp"
 #include "apps/options.hpp"
 #include "src/checkpoint.hpp"
 #include "src/corpus.hpp"
@@ -79,6 +80,8 @@ struct TrainArgs {
   SessionOptions session;
   bool print_topology = false;
   bool help = false;
+  int serve_port = -1;  // --serve: live page of the run (apps/cmd_report.cpp)
+  std::string serve_host = "127.0.0.1";
 };
 
 OptionTable train_options(TrainArgs& a) {
@@ -160,6 +163,10 @@ OptionTable train_options(TrainArgs& a) {
     else
       throw UsageError("option --progress expects auto, line or plain, got '" + v + "'");
   });
+  t.add("--serve", "PORT", "serve a live page of the run on PORT (0 = any free port)", "",
+        i32(a.serve_port, 0, 65535, "--serve"));
+  t.add("--serve-host", "H", "address of --serve (anything but loopback lets others read it)",
+        "127.0.0.1", [&](auto& v) { a.serve_host = v; });
   t.add("--sample-tokens", "N", "tokens generated at the end (0 = none)", "200",
         i32(a.session.sample_tokens, 0, 1 << 20, "--sample-tokens"));
   t.add("--prompt", "TEXT", "prompt of the final sample", "\"\"",
@@ -394,6 +401,9 @@ int cmd_train(const std::vector<std::string>& args) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   ActorCheckpointSink writer;
+  const auto live = a.serve_port >= 0 ? cli::serve_training(a.session.run_dir, a.serve_host,
+                                                            a.serve_port, std::cout)
+                                      : nullptr;
   const SessionResult res =
       run_session(r, corpus, tok, *backend, a.session, std::cout, std::cerr, &writer);
   backend.reset();
@@ -446,7 +456,9 @@ void usage(std::ostream& os) {
   os << "usage: cllm <command> [options]\n\n"
         "commands:\n"
         "  train    train a model (cllm train --help)\n"
-        "  sample   generate text from a checkpoint (cllm sample --help)\n";
+        "  sample   generate text from a checkpoint (cllm sample --help)\n"
+        "  report   write one self-contained HTML page of a run (cllm report --help)\n"
+        "  serve    serve a live page of a run (cllm serve --help)\n";
 }
 
 }  // namespace
@@ -466,12 +478,14 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "train") return cmd_train(args);
     if (cmd == "sample") return cmd_sample(args);
+    if (cmd == "report") return cli::cmd_report(args);
+    if (cmd == "serve") return cli::cmd_serve(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       usage(std::cout);
       return 0;
     }
     std::cerr << "cllm: error: unknown command '" << cmd
-              << "' (commands: train, sample; see cllm --help)\n";
+              << "' (commands: train, sample, report, serve; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << e.what() << "\n";

@@ -312,6 +312,11 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
   const int64_t first_step = state.step();
   StepOutcome last{};
   bool checkpoint_failed = false;
+  // For the run page (run/): fault counts per step are the changes of the backend's totals, and
+  // spheres.json is rewritten during the run at most every second and never for more than ~1%
+  // of the time (its cost is measured each time).
+  nlohmann::json faults_before = backend.fault_counters();
+  double spheres_written_at = now_s(), spheres_interval_s = 1.0;
 
   while (state.step() < cfg.steps) {
     if (stop_requested()) {
@@ -366,7 +371,18 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
                           {"tokens_per_s", tps}, {"step_ms", ms}};
     const StepTiming tm = backend.last_timing();
     row["compute_ms"] = tm.compute_ms;
-    row["reduce_ms"] = tm.reduce_ms + tm.fold_ms;
+    row["fold_ms"] = tm.fold_ms;
+    row["reduce_ms"] = tm.reduce_ms;
+    row["workers"] = tm.workers;
+    const nlohmann::json faults_now = backend.fault_counters();
+    for (auto it = faults_now.begin(); it != faults_now.end(); ++it)
+      if (it->is_number_integer() && it.value() != faults_before.value(it.key(), it.value()))
+        row[it.key()] = it->get<int64_t>() - faults_before[it.key()].get<int64_t>();
+    faults_before = faults_now;
+    if (opt.resume && done == first_step + 1) row["resumed_from"] = first_step;
+    const bool checkpoint_now =
+        opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done < cfg.steps;
+    if (checkpoint_now) row["checkpoint"] = checkpoint_name(uint64_t(done));
     const bool eval_now =
         evaluator && ((opt.eval_every > 0 && done % opt.eval_every == 0) || done == cfg.steps);
     if (eval_now) {
@@ -377,7 +393,16 @@ SessionResult run_session(const RunConfig& cfg, const Corpus& corpus, const Toke
     }
     metrics << row.dump() << "\n";
     metrics.flush();
-    if (opt.checkpoint_every > 0 && done % opt.checkpoint_every == 0 && done < cfg.steps)
+    if (const double t = now_s(); t - spheres_written_at >= spheres_interval_s) {
+      try {
+        write_json(dir / "spheres.json", backend.worker_stats());
+      } catch (const std::exception&) {
+        // a live snapshot only: the final one below reports its errors
+      }
+      spheres_written_at = now_s();
+      spheres_interval_s = std::max(1.0, 100 * (spheres_written_at - t));
+    }
+    if (checkpoint_now)
       sink->submit(std::make_shared<const Checkpoint>(make_checkpoint(state, tok)),
                    (ckdir / checkpoint_name(uint64_t(done))).string(), opt.keep);
     for (const auto& e : sink->poll()) {  // say so now, not at the end of a long run

@@ -329,6 +329,12 @@ class Background {
     if (!reaped_) ::kill(pid_, sig);
   }
 
+  // What it printed on stdout so far.
+  std::string out_so_far() const {
+    std::error_code ec;
+    return fs::exists(out_, ec) ? read_file(out_) : std::string();
+  }
+
   // Waits until `ready()` is true; false when the process ended first or after limit_s.
   template <class Pred>
   bool wait_until(Pred ready, double limit_s = 60) {
