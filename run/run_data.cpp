@@ -58,12 +58,24 @@ std::string utc_now() {
   return buf;
 }
 
-double median_of(std::vector<double> v) {
+// The q-quantile (nearest rank; the median averages the two middle values) of the finite values,
+// in linear time: the live server recomputes it every second.
+double quantile(std::vector<double> v, double q) {
   v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return !std::isfinite(x); }), v.end());
   if (v.empty()) return kNaN;
-  std::sort(v.begin(), v.end());
   const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  if (q == 0.5) {
+    std::nth_element(v.begin(), v.begin() + long(n / 2), v.end());
+    const double hi = v[n / 2];
+    if (n % 2) return hi;
+    return 0.5 * (*std::max_element(v.begin(), v.begin() + long(n / 2)) + hi);
+  }
+  const size_t k = std::min(n - 1, size_t(std::max(1.0, std::ceil(q * double(n)))) - 1);
+  std::nth_element(v.begin(), v.begin() + long(k), v.end());
+  return v[k];
+}
+double median_of(std::vector<double> v) {
+  return quantile(std::move(v), 0.5);
 }
 
 // The points of one series to draw: every valid row when there are at most `max_points`, else
@@ -75,11 +87,11 @@ json decimate(const std::vector<StepRow>& rows, Get get, int max_points) {
   std::vector<size_t> idx;
   idx.reserve(rows.size());
   for (size_t i = 0; i < rows.size(); ++i)
-    if (std::isfinite(get(rows[i]))) idx.push_back(i);
+    if (std::isfinite(get(i))) idx.push_back(i);
   json xs = json::array(), ys = json::array();
   auto emit = [&](size_t i) {
     xs.push_back(rows[i].step);
-    ys.push_back(round6(get(rows[i])));
+    ys.push_back(round6(get(i)));
   };
   const size_t n = idx.size();
   const size_t cap = size_t(std::max(2, max_points));
@@ -91,9 +103,11 @@ json decimate(const std::vector<StepRow>& rows, Get get, int max_points) {
       const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
       if (lo >= hi) continue;
       size_t imin = lo, imax = lo;
-      for (size_t k = lo; k < hi; ++k) {
-        if (get(rows[idx[k]]) < get(rows[idx[imin]])) imin = k;
-        if (get(rows[idx[k]]) > get(rows[idx[imax]])) imax = k;
+      double vmin = get(idx[lo]), vmax = vmin;
+      for (size_t k = lo + 1; k < hi; ++k) {
+        const double v = get(idx[k]);
+        if (v < vmin) vmin = v, imin = k;
+        if (v > vmax) vmax = v, imax = k;
       }
       emit(idx[std::min(imin, imax)]);
       if (imin != imax) emit(idx[std::max(imin, imax)]);
@@ -105,18 +119,17 @@ json decimate(const std::vector<StepRow>& rows, Get get, int max_points) {
 // Exact (step, value) of the smallest and of the last valid value.
 template <class Get>
 json extremes(const std::vector<StepRow>& rows, Get get) {
-  json out = {{"min", nullptr}, {"last", nullptr}};
-  double best = kNaN;
-  for (const auto& r : rows) {
-    const double v = get(r);
+  size_t imin = rows.size(), ilast = rows.size();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const double v = get(rows[i]);
     if (!std::isfinite(v)) continue;
-    if (!(v >= best)) {  // also true while best is NaN
-      best = v;
-      out["min"] = {{"step", r.step}, {"value", v}};
-    }
-    out["last"] = {{"step", r.step}, {"value", v}};
+    if (imin == rows.size() || v < get(rows[imin])) imin = i;
+    ilast = i;
   }
-  return out;
+  auto at = [&](size_t i) {
+    return i == rows.size() ? json() : json({{"step", rows[i].step}, {"value", get(rows[i])}});
+  };
+  return {{"min", at(imin)}, {"last", at(ilast)}};
 }
 
 }  // namespace
@@ -167,7 +180,20 @@ void RunReader::refresh() {
   read_metrics();
   read_json_file("config.json", config_st_, config_);
   read_json_file("summary.json", summary_st_, summary_);
-  read_json_file("spheres.json", spheres_st_, spheres_);
+  if (read_json_file("spheres.json", spheres_st_, spheres_) || !spheres_st_.present) {
+    // Shortened numbers, made once per change of the file (1,741 spheres are a lot to redo).
+    spheres_view_ = nullptr;
+    if (spheres_.is_array()) {
+      spheres_view_ = json::array();
+      for (const auto& sp : spheres_) {
+        if (!sp.is_object()) continue;
+        json o = json::object();
+        for (auto it = sp.begin(); it != sp.end(); ++it)
+          o[it.key()] = it->is_number_float() ? jnum(it->get<double>()) : *it;
+        spheres_view_.push_back(std::move(o));
+      }
+    }
+  }
   // sample.txt is text: read it whole when it changed.
   const std::string p = dir_ + "/sample.txt";
   struct stat st {};
@@ -398,67 +424,55 @@ json RunReader::view(const ViewOptions& opt) const {
       ckpts += !R[i].checkpoint.empty();
       resumes += R[i].resumed_from >= 0;
     }
-    std::sort(ms.begin(), ms.end());
-    v["stats"] = {
-        {"rows", R.size()},
-        {"first_step", R.empty() ? json() : json(R.front().step)},
-        {"last_step", R.empty() ? json() : json(R.back().step)},
-        {"loss", extremes(R, [](const StepRow& r) { return r.loss; })},
-        {"val_loss", extremes(R, [](const StepRow& r) { return r.val_loss; })},
-        {"val_bpb", extremes(R, [](const StepRow& r) { return r.val_bpb; })},
-        {"tokens_per_s_median", jnum(median_of(tps))},
-        {"step_ms_median", jnum(median_of(ms))},
-        {"step_ms_p95",
-         ms.empty()
-             ? json()
-             : jnum(ms[std::min(ms.size() - 1, size_t(std::ceil(0.95 * double(ms.size()))) - 1)])},
-        {"restarts", restarts},
-        {"deadline_kills", kills},
-        {"subtree_restarts", subtree},
-        {"checkpoints", ckpts},
-        {"resumes", resumes}};
+    v["stats"] = {{"rows", R.size()},
+                  {"first_step", R.empty() ? json() : json(R.front().step)},
+                  {"last_step", R.empty() ? json() : json(R.back().step)},
+                  {"loss", extremes(R, [](const StepRow& r) { return r.loss; })},
+                  {"val_loss", extremes(R, [](const StepRow& r) { return r.val_loss; })},
+                  {"val_bpb", extremes(R, [](const StepRow& r) { return r.val_bpb; })},
+                  {"tokens_per_s_median", jnum(median_of(tps))},
+                  {"step_ms_median", jnum(median_of(ms))},
+                  {"step_ms_p95", jnum(quantile(ms, 0.95))},
+                  {"restarts", restarts},
+                  {"deadline_kills", kills},
+                  {"subtree_restarts", subtree},
+                  {"checkpoints", ckpts},
+                  {"resumes", resumes}};
   }
 
   // Series to draw.
   {
     const int P = opt.max_points;
     json s;
-    s["loss"] = decimate(
-        R, [](const StepRow& r) { return r.loss; }, P);
+    auto series = [&](double StepRow::*field) {
+      return decimate(
+          R, [&R, field](size_t i) { return R[i].*field; }, P);
+    };
+    s["loss"] = series(&StepRow::loss);
     // Smoothed loss: a bias-corrected exponential moving average over every row (as
     // TensorBoard's), with a span that grows with the run so that long runs look smooth too.
     const int span =
         int(std::clamp<size_t>(R.size() / 40, std::min<size_t>(5, R.size() / 4 + 1), 500));
-    std::vector<StepRow> smooth;
-    smooth.reserve(R.size());
+    std::vector<double> smooth(R.size(), kNaN);
     {
       const double beta = 1.0 - 1.0 / double(span);
       double acc = 0, w = 0;
-      for (const auto& r : R) {
-        if (!std::isfinite(r.loss)) continue;
-        acc = beta * acc + (1 - beta) * r.loss;
+      for (size_t i = 0; i < R.size(); ++i) {
+        if (!std::isfinite(R[i].loss)) continue;
+        acc = beta * acc + (1 - beta) * R[i].loss;
         w = beta * w + (1 - beta);
-        StepRow q;
-        q.step = r.step;
-        q.loss = acc / w;
-        smooth.push_back(q);
+        smooth[i] = acc / w;
       }
     }
     s["loss_smooth"] = decimate(
-        smooth, [](const StepRow& r) { return r.loss; }, P);
+        R, [&smooth](size_t i) { return smooth[i]; }, P);
     s["loss_smooth"]["span"] = span;
-    s["val_loss"] = decimate(
-        R, [](const StepRow& r) { return r.val_loss; }, P);
-    s["val_bpb"] = decimate(
-        R, [](const StepRow& r) { return r.val_bpb; }, P);
-    s["lr"] = decimate(
-        R, [](const StepRow& r) { return r.lr; }, P);
-    s["grad_norm"] = decimate(
-        R, [](const StepRow& r) { return r.grad_norm; }, P);
-    s["tokens_per_s"] = decimate(
-        R, [](const StepRow& r) { return r.tokens_per_s; }, P);
-    s["step_ms"] = decimate(
-        R, [](const StepRow& r) { return r.step_ms; }, P);
+    s["val_loss"] = series(&StepRow::val_loss);
+    s["val_bpb"] = series(&StepRow::val_bpb);
+    s["lr"] = series(&StepRow::lr);
+    s["grad_norm"] = series(&StepRow::grad_norm);
+    s["tokens_per_s"] = series(&StepRow::tokens_per_s);
+    s["step_ms"] = series(&StepRow::step_ms);
 
     // Where the time of a step went: compute, fold, reduce and wait (the time the computing
     // spheres were not doing any of these while the step lasted: workers x step time minus the
@@ -551,19 +565,7 @@ json RunReader::view(const ViewOptions& opt) const {
   v["config"] = config_;
   v["summary"] = summary_;
   v["sample"] = sample_st_.present ? json(sample_) : json();
-  if (spheres_.is_array()) {
-    json sp = json::array();
-    for (const auto& s : spheres_) {
-      if (!s.is_object()) continue;
-      json o = json::object();
-      for (auto it = s.begin(); it != s.end(); ++it)
-        o[it.key()] = it->is_number_float() ? jnum(it->get<double>()) : *it;
-      sp.push_back(std::move(o));
-    }
-    v["spheres"] = std::move(sp);
-  } else {
-    v["spheres"] = nullptr;
-  }
+  v["spheres"] = spheres_view_;
   v["notices"] = std::move(notices);
   return v;
 }

@@ -89,6 +89,7 @@ class RunReader {
 
   FileState config_st_, summary_st_, spheres_st_, sample_st_;
   nlohmann::json config_, summary_, spheres_;
+  nlohmann::json spheres_view_;  // spheres_ as the page gets it
   std::string sample_;
 };
 

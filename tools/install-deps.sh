@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the project needs (build, tests, default corpus).
+# Installs the Debian 12 packages the project needs (build, tests, browser tests, default corpus).
 set -euo pipefail
 pkgs=(build-essential cmake libcaf-dev libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev bible-kjv)
+# cllm report / serve (run/): HTTP server library; the browser tests: headless Chromium and a font.
+pkgs+=(pkg-config libcpp-httplib-dev chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -92,6 +92,14 @@ TEST_CASE("live server: the page, its data, and nothing else", "[run]") {
   REQUIRE(more);
   CHECK(json::parse(more->body)["progress"]["step"] == 3);
 
+  // Never compressed (brotli would cost the trainer seconds of CPU per request).
+  auto br = c.Get("/api/run", {{"Accept-Encoding", "gzip, deflate, br"}});
+  REQUIRE(br);
+  CHECK(br->get_header_value("Content-Encoding").empty());
+  auto br_page = c.Get("/", {{"Accept-Encoding", "br"}});
+  REQUIRE(br_page);
+  CHECK(br_page->get_header_value("Content-Encoding").empty());
+
   auto report = c.Get("/report.html");
   REQUIRE(report);
   CHECK(report->status == 200);
