@@ -476,7 +476,7 @@
     const focusSp = tree.focus != null ? byId.get(tree.focus) : null;
     if (single) {
       const t = s('text', { class: 'center-label', x: 0, y: 4, 'text-anchor': 'middle' }, svg);
-      t.textContent = focusSp ? `sphere ${focusSp.id}` : members.length > 1 ? 'root' : `sphere ${starts[0].id}`;
+      t.textContent = `sphere ${starts[0].id}`;
       const fillRoot = placed[0] && placed[0].depth === 0 ? g.firstChild.getAttribute('fill') : null;
       if (fillRoot && maxc > 0 && placed[0].sp.compute_ms / maxc > 0.55) t.setAttribute('fill', '#fff');
     }

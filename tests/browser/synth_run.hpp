@@ -8,6 +8,8 @@
 #include <fstream>
 #include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +23,9 @@ struct Options {
   int checkpoint_every = 1000;
   double fault_rate = 0.0005;  // steps with a restart
   uint64_t seed = 1;
+  // Spheres of the subtrees of these level-1 spheres run on a remote host ("host" key): the
+  // shape spheres.json will have once nodes exist.
+  std::vector<std::pair<int, std::string>> remote;
 };
 
 struct Written {
@@ -91,16 +96,22 @@ inline Written write_run(const std::string& dir, const Options& o) {
     const int64_t shards = level == 0 ? 0 : int64_t(50 + 100 * uniform());
     const int64_t r = uniform() < 0.01 ? 1 + int64_t(3 * uniform()) : 0;
     restarts += r;
-    spheres.push_back({{"id", id},
-                       {"level", level},
-                       {"parent", parent},
-                       {"group", id % 12},
-                       {"shards", shards},
-                       {"compute_ms", double(shards) * (14 + 3 * uniform())},
-                       {"fold_ms", double(shards) * 0.4},
-                       {"reduce_ms", level < 3 ? 2.0 * double(shards) : 0.0},
-                       {"wait_ms", 1000 * uniform()},
-                       {"restarts", r}});
+    std::string host;
+    for (int p = id; p > 0; p = (p - 1) / o.fanout)
+      for (const auto& [top, name] : o.remote)
+        if (p == top) host = name;
+    nlohmann::json sp = {{"id", id},
+                         {"level", level},
+                         {"parent", parent},
+                         {"group", id % 12},
+                         {"shards", shards},
+                         {"compute_ms", double(shards) * (14 + 3 * uniform())},
+                         {"fold_ms", double(shards) * 0.4},
+                         {"reduce_ms", level < 3 ? 2.0 * double(shards) : 0.0},
+                         {"wait_ms", 1000 * uniform()},
+                         {"restarts", r}};
+    if (!host.empty()) sp["host"] = host;
+    spheres.push_back(std::move(sp));
   }
   std::ofstream(dir + "/spheres.json") << spheres.dump(2) << "\n";
   const nlohmann::json config = {

@@ -161,6 +161,7 @@ TEST_CASE("browser: a long run is drawn downsampled with exact figures", "[brows
   synth::Options o;
   o.steps = 30000;
   o.spheres = 157;
+  o.remote = {{3, "node-a"}, {7, "node-b"}};
   const synth::Written w = synth::write_run(dir, o);
   const Result rep = run_cli({"report", dir, "--out", tmp / "long.html"}, 120);
   INFO(rep.out << rep.err);
@@ -181,6 +182,9 @@ TEST_CASE("browser: a long run is drawn downsampled with exact figures", "[brows
   CHECK(stats["loss"]["min"]["step"] == w.loss_min_step);
   CHECK(stats["loss"]["last"]["value"].get<double>() == w.loss_last);
   CHECK(page.eval("document.querySelectorAll('#tree path.sphere').length") == 157);
+  // Remote subtrees carry their host's name.
+  CHECK(page.eval("[...document.querySelectorAll('#tree .host-label')].map(e => "
+                  "e.textContent).sort().join(',')") == "node-a,node-b");
   CHECK(page.eval("document.querySelectorAll('#chart-events .ev-restart').length") ==
         w.restart_steps);
 }
