@@ -424,7 +424,7 @@
     const box = document.getElementById('tree');
     // Small trees get a small drawing; from about 150 spheres on, the full width.
     const size = Math.max(280, Math.min(600, box.clientWidth || 600, 240 + 30 * Math.sqrt(spheres.length)));
-    const R = size / 2 - (hosts.length ? 30 : 12);
+    const R = size / 2 - (hosts.length ? 40 : 12);
     const c0 = maxDepth === 0 ? R : Math.max(26, R * 0.17);
     const ring = maxDepth === 0 ? 0 : (R - c0) / maxDepth;
     const radii = (d) => (d === 0 ? [0, c0] : [c0 + (d - 1) * ring + 1, c0 + d * ring]);
