@@ -480,6 +480,12 @@ json RunReader::view(const ViewOptions& opt) const {
     json sx = json::array(), sc = json::array(), sf = json::array(), sr = json::array(),
          sw = json::array();
     bool wait_known = false;
+    // Spheres are actors: more of them than scheduler threads cannot all be busy at once.
+    int threads = 0;
+    if (config_.is_object() && config_.contains("extra") && config_["extra"].is_object()) {
+      const json& t = config_["extra"].value("threads", json());
+      if (t.is_number_integer() && t.get<int64_t>() > 0) threads = int(t.get<int64_t>());
+    }
     const size_t n = R.size();
     const size_t buckets = std::min(n, size_t(std::max(1, P / 2)));
     for (size_t b = 0; b < buckets; ++b) {
@@ -492,7 +498,8 @@ json RunReader::view(const ViewOptions& opt) const {
         const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
         c += q.compute_ms, f += fi, r += ri;
         if (q.workers > 0 && std::isfinite(q.step_ms)) {
-          w += std::max(0.0, double(q.workers) * q.step_ms - q.compute_ms - fi - ri);
+          const int busy = threads > 0 ? std::min(q.workers, threads) : q.workers;
+          w += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
           wait_known = true;
         }
       }

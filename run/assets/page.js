@@ -425,7 +425,7 @@
     // Small trees get a small drawing; from about 150 spheres on, the full width.
     const size = Math.max(280, Math.min(600, box.clientWidth || 600, 240 + 30 * Math.sqrt(spheres.length)));
     const R = size / 2 - (hosts.length ? 40 : 12);
-    const c0 = maxDepth === 0 ? R : Math.max(26, R * 0.17);
+    const c0 = maxDepth === 0 ? R : Math.max(36, R * 0.18);
     const ring = maxDepth === 0 ? 0 : (R - c0) / maxDepth;
     const radii = (d) => (d === 0 ? [0, c0] : [c0 + (d - 1) * ring + 1, c0 + d * ring]);
     const svg = s('svg', { width: size, height: size, viewBox: `${-size / 2} ${-size / 2} ${size} ${size}` });
@@ -477,8 +477,8 @@
     if (single) {
       const t = s('text', { class: 'center-label', x: 0, y: 4, 'text-anchor': 'middle' }, svg);
       t.textContent = `sphere ${starts[0].id}`;
-      const fillRoot = placed[0] && placed[0].depth === 0 ? g.firstChild.getAttribute('fill') : null;
-      if (fillRoot && maxc > 0 && placed[0].sp.compute_ms / maxc > 0.55) t.setAttribute('fill', '#fff');
+      const root = placed[0] && placed[0].sp;
+      if (root && maxc > 0 && finite(root.compute_ms) && (root.shards || 0) > 0 && root.compute_ms / maxc > 0.5) t.style.fill = '#fff';
     }
     fill('tree', svg);
 
@@ -689,7 +689,7 @@
     lineChart('chart-ms', { height: 150, xDomain: xd, series: [se.step_ms && { ...se.step_ms, color: '#5b6578', width: 1, cls: 's-ms', label: 'step time', fmt: ms }], yLabel: 'step ms', yMin0: true, legend: false });
     shareChart('chart-share', se.share || {}, xd);
     fill('share-note', se.share && se.share.x && se.share.x.length
-      ? 'Shares of the time the computing spheres spent in each step' + (se.share.wait_known ? ': wait = spheres × step time − compute − fold − reduce (idle while others worked, the root applying the update).' : '.') + (se.share.per_step ? '' : ' Summed over buckets of steps.')
+      ? 'Shares of the time the computing spheres had in each step' + (se.share.wait_known ? ': wait = (computing spheres, at most the scheduler threads) × step time − compute − fold − reduce: idle while others worked, and while the root applied the update.' : '.') + (se.share.per_step ? '' : ' Summed over buckets of steps.')
       : '');
 
     // Events table.
