@@ -597,6 +597,14 @@
   // The whole page
 
   let last = null;
+  // Sections redrawn only when their input changed (the live page redraws once a second).
+  const drawn = {};
+  function changed(key, value) {
+    const sig = JSON.stringify(value === undefined ? null : value);
+    if (drawn[key] === sig) return false;
+    drawn[key] = sig;
+    return true;
+  }
 
   // The steps done so far (the header's bar shows them against the planned steps).
   function xDomainOf(d) {
@@ -692,20 +700,10 @@
       ? 'Shares of the time the computing spheres had in each step' + (se.share.wait_known ? ': wait = (computing spheres, at most the scheduler threads) × step time − compute − fold − reduce: idle while others worked, and while the root applied the update.' : '.') + (se.share.per_step ? '' : ' Summed over buckets of steps.')
       : '');
 
-    // Events table.
-    const evt = h('table', { cls: 't' }, h('tr', null, ['step', 'event', 'count', 'detail'].map((c, i) => h('th', { cls: i === 0 || i === 2 ? 'num' : null, text: c }))));
-    for (const e of ev)
-      evt.append(h('tr', { cls: ['restart', 'deadline_kill', 'subtree_restart', 'stop'].includes(e.kind) ? 'hot' : null },
-        h('td', { cls: 'num', text: int(e.step) }), h('td', null, h('span', { style: `color:${(KINDS[e.kind] || {}).color || '#333'}`, text: '● ' }), (KINDS[e.kind] || { label: e.kind }).label),
-        h('td', { cls: 'num', text: int(e.count) }), h('td', { text: e.detail || '' })));
-    fill('event-table', ev.length ? h('div', { cls: 'scroll' }, evt) : h('div', { cls: 'empty', text: 'no restarts, deadline kills, resumes or checkpoints recorded' }));
-    const counts = {};
-    for (const e of ev) counts[e.kind] = (counts[e.kind] || 0) + e.count;
-    fill('events-figures', Object.keys(counts).map((k) => `${(KINDS[k] || { label: k }).label} ${int(counts[k])}`).join(' · ') + (d.events_bucket > 1 ? ` (merged per ${int(d.events_bucket)} steps)` : ''));
-
-    kvTable('settings', d.config, 'no config.json yet');
-    kvTable('summary', d.summary, d.status && d.status.state === 'running' ? 'summary.json is written when the run ends' : 'no summary.json');
-    document.getElementById('sample').textContent = d.sample != null ? d.sample : d.status && d.status.state === 'running' ? '(written when the run ends)' : '(no sample.txt)';
+    if (changed('events', ev)) renderEvents(ev, d.events_bucket);
+    if (changed('config', d.config)) kvTable('settings', d.config, 'no config.json yet');
+    if (changed('summary', [d.summary, d.status && d.status.state])) kvTable('summary', d.summary, d.status && d.status.state === 'running' ? 'summary.json is written when the run ends' : 'no summary.json');
+    if (changed('sample', [d.sample, d.status && d.status.state])) document.getElementById('sample').textContent = d.sample != null ? d.sample : d.status && d.status.state === 'running' ? '(written when the run ends)' : '(no sample.txt)';
     fill('footer', `${MODE === 'live' ? 'Live page of' : 'Report of'} ${d.meta ? d.meta.run_dir : ''} · made by cllm ${MODE === 'live' ? 'serve' : 'report'} · ${d.meta ? d.meta.generated_at : ''}`,
       MODE === 'live' ? h('span', null, ' · ', h('a', { href: 'report.html', download: 'report.html', text: 'save a report' })) : null);
 
@@ -722,10 +720,22 @@
     document.body.dataset.renders = String(+(document.body.dataset.renders || 0) + 1);
   }
 
+  function renderEvents(ev, bucket) {
+    const evt = h('table', { cls: 't' }, h('tr', null, ['step', 'event', 'count', 'detail'].map((c, i) => h('th', { cls: i === 0 || i === 2 ? 'num' : null, text: c }))));
+    for (const e of ev)
+      evt.append(h('tr', { cls: ['restart', 'deadline_kill', 'subtree_restart', 'stop'].includes(e.kind) ? 'hot' : null },
+        h('td', { cls: 'num', text: int(e.step) }), h('td', null, h('span', { style: `color:${(KINDS[e.kind] || {}).color || '#333'}`, text: '● ' }), (KINDS[e.kind] || { label: e.kind }).label),
+        h('td', { cls: 'num', text: int(e.count) }), h('td', { text: e.detail || '' })));
+    fill('event-table', ev.length ? h('div', { cls: 'scroll' }, evt) : h('div', { cls: 'empty', text: 'no restarts, deadline kills, resumes or checkpoints recorded' }));
+    const counts = {};
+    for (const e of ev) counts[e.kind] = (counts[e.kind] || 0) + e.count;
+    fill('events-figures', Object.keys(counts).map((k) => `${(KINDS[k] || { label: k }).label} ${int(counts[k])}`).join(' · ') + (bucket > 1 ? ` (merged per ${int(bucket)} steps)` : ''));
+  }
+
   let resizeTimer = 0;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => { if (last) { tree.drawnSig = null; render(last); } }, 150);
+    resizeTimer = setTimeout(() => { if (last) { tree.drawnSig = null; for (const k in drawn) delete drawn[k]; render(last); } }, 150);
   });
 
   // ---------------------------------------------------------------------------------------
