@@ -682,9 +682,9 @@
     lineChart('chart-loss', { height: 300, xDomain: xd, series: lossSeries, yLabel: 'loss', eventLines: ev, showX: false, empty: 'no steps yet' });
     eventLane('chart-events', ev, xd);
     lineChart('chart-lr', { height: 96, xDomain: xd, series: [se.lr && { ...se.lr, color: '#7b61c9', cls: 's-lr', label: 'learning rate' }], yLabel: 'lr', yMin0: true, yFmt: (v) => (v === 0 ? '0' : v.toExponential(1)), legend: false });
-    const n = se.loss ? se.loss.n : 0, drawn = se.loss ? se.loss.x.length : 0;
-    fill('loss-note', n > drawn
-      ? `${int(n)} steps; each line is drawn from ${int(drawn)} points (the smallest and largest value of each of ${int(drawn / 2)} step buckets). The figures above are exact.`
+    const n = se.loss ? se.loss.n : 0, points = se.loss ? se.loss.x.length : 0;
+    fill('loss-note', n > points
+      ? `${int(n)} steps; each line is drawn from ${int(points)} points (the smallest and largest value of each of ${int(points / 2)} step buckets). The figures above are exact.`
       : n ? `${int(n)} steps, every step drawn.` : '');
 
     const Bb = st.val_bpb || {};
