@@ -597,6 +597,32 @@
   // The whole page
 
   let last = null;
+
+  // The live page redraws a chart only while it is on screen (or near): one that scrolled away
+  // is drawn again when it comes back. A page left open beside a training costs less CPU so.
+  const pendingDraw = new Map();
+  const observer = MODE === 'live' && 'IntersectionObserver' in window
+    ? new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        if (!e.isIntersecting) continue;
+        const fn = pendingDraw.get(e.target.id);
+        if (fn) { pendingDraw.delete(e.target.id); fn(); }
+      }
+    }, { rootMargin: '200px 0px' })
+    : null;
+  function whenVisible(id, draw) {
+    const box = document.getElementById(id);
+    if (observer) {
+      if (!box.dataset.observed) { observer.observe(box); box.dataset.observed = '1'; }
+      const r = box.getBoundingClientRect();
+      if (box.childNodes.length && (r.bottom < -200 || r.top > window.innerHeight + 200)) {
+        pendingDraw.set(id, draw);
+        return;
+      }
+    }
+    pendingDraw.delete(id);
+    draw();
+  }
   // Sections redrawn only when their input changed (the live page redraws once a second).
   const drawn = {};
   function changed(key, value) {
@@ -679,9 +705,9 @@
       se.loss_smooth && { ...se.loss_smooth, color: '#1f5fbf', width: 2.2, cls: 's-loss-smooth', label: `smoothed (EMA, span ${se.loss_smooth.span})` },
       se.val_loss && se.val_loss.x.length ? { ...se.val_loss, color: '#e0662a', width: 1.8, cls: 's-val', label: 'validation loss', dots: true } : null,
     ];
-    lineChart('chart-loss', { height: 300, xDomain: xd, series: lossSeries, yLabel: 'loss', eventLines: ev, showX: false, empty: 'no steps yet' });
-    eventLane('chart-events', ev, xd);
-    lineChart('chart-lr', { height: 96, xDomain: xd, series: [se.lr && { ...se.lr, color: '#7b61c9', cls: 's-lr', label: 'learning rate' }], yLabel: 'lr', yMin0: true, yFmt: (v) => (v === 0 ? '0' : v.toExponential(1)), legend: false });
+    whenVisible('chart-loss', () => lineChart('chart-loss', { height: 300, xDomain: xd, series: lossSeries, yLabel: 'loss', eventLines: ev, showX: false, empty: 'no steps yet' }));
+    whenVisible('chart-events', () => eventLane('chart-events', ev, xd));
+    whenVisible('chart-lr', () => lineChart('chart-lr', { height: 96, xDomain: xd, series: [se.lr && { ...se.lr, color: '#7b61c9', cls: 's-lr', label: 'learning rate' }], yLabel: 'lr', yMin0: true, yFmt: (v) => (v === 0 ? '0' : v.toExponential(1)), legend: false }));
     const n = se.loss ? se.loss.n : 0, points = se.loss ? se.loss.x.length : 0;
     fill('loss-note', n > points
       ? `${int(n)} steps; each line is drawn from ${int(points)} points (the smallest and largest value of each of ${int(points / 2)} step buckets). The figures above are exact.`
@@ -689,13 +715,13 @@
 
     const Bb = st.val_bpb || {};
     fill('bpb-figures', Bb.last ? `last ${num(Bb.last.value)} · min ${num(Bb.min.value)}` : '');
-    lineChart('chart-bpb', { height: 180, xDomain: xd, series: [se.val_bpb && se.val_bpb.x.length ? { ...se.val_bpb, color: '#e0662a', cls: 's-bpb', label: 'validation bits per byte', dots: true } : null], yLabel: 'bits / byte', legend: false, empty: 'no evaluation yet' });
-    lineChart('chart-grad', { height: 180, xDomain: xd, series: [se.grad_norm && { ...se.grad_norm, color: '#2a9d68', width: 1, cls: 's-grad', label: 'gradient norm (before clipping)' }], yLabel: 'norm', yMin0: true, legend: false });
+    whenVisible('chart-bpb', () => lineChart('chart-bpb', { height: 180, xDomain: xd, series: [se.val_bpb && se.val_bpb.x.length ? { ...se.val_bpb, color: '#e0662a', cls: 's-bpb', label: 'validation bits per byte', dots: true } : null], yLabel: 'bits / byte', legend: false, empty: 'no evaluation yet' }));
+    whenVisible('chart-grad', () => lineChart('chart-grad', { height: 180, xDomain: xd, series: [se.grad_norm && { ...se.grad_norm, color: '#2a9d68', width: 1, cls: 's-grad', label: 'gradient norm (before clipping)' }], yLabel: 'norm', yMin0: true, legend: false }));
 
     fill('speed-figures', `median ${int(st.tokens_per_s_median)} tokens/s · step ${ms(st.step_ms_median)} (p95 ${ms(st.step_ms_p95)})`);
-    lineChart('chart-tps', { height: 150, xDomain: xd, series: [se.tokens_per_s && { ...se.tokens_per_s, color: '#2f74c0', width: 1, cls: 's-tps', label: 'tokens / s', fmt: int }], yLabel: 'tokens / s', yFmt: si, yMin0: true, legend: false, showX: false });
-    lineChart('chart-ms', { height: 150, xDomain: xd, series: [se.step_ms && { ...se.step_ms, color: '#5b6578', width: 1, cls: 's-ms', label: 'step time', fmt: ms }], yLabel: 'step ms', yMin0: true, legend: false });
-    shareChart('chart-share', se.share || {}, xd);
+    whenVisible('chart-tps', () => lineChart('chart-tps', { height: 150, xDomain: xd, series: [se.tokens_per_s && { ...se.tokens_per_s, color: '#2f74c0', width: 1, cls: 's-tps', label: 'tokens / s', fmt: int }], yLabel: 'tokens / s', yFmt: si, yMin0: true, legend: false, showX: false }));
+    whenVisible('chart-ms', () => lineChart('chart-ms', { height: 150, xDomain: xd, series: [se.step_ms && { ...se.step_ms, color: '#5b6578', width: 1, cls: 's-ms', label: 'step time', fmt: ms }], yLabel: 'step ms', yMin0: true, legend: false }));
+    whenVisible('chart-share', () => shareChart('chart-share', se.share || {}, xd));
     fill('share-note', se.share && se.share.x && se.share.x.length
       ? 'Shares of the time the computing spheres had in each step' + (se.share.wait_known ? ': wait = (computing spheres, at most the scheduler threads) × step time − compute − fold − reduce: idle while others worked, and while the root applied the update.' : '.') + (se.share.per_step ? '' : ' Summed over buckets of steps.')
       : '');
