@@ -17,6 +17,7 @@
 #include "actors/tree_backend.hpp"
 #include "apps/cmd_export.hpp"
 #include "apps/cmd_node.hpp"
+#include "apps/cmd_report.hpp"
 #include "apps/cmd_tokenizer.hpp"
 #include "run/net_address.hpp"
 #include "run/options.hpp"
@@ -226,6 +227,9 @@ int cmd_train(const std::vector<std::string>& args) {
   // Only now, with every input accepted, does a new run get its folder.
   if (!folder) folder.emplace(RunFolder::create(s.run_dir, s.overwrite));
   print_header(s, r, corpus);
+  const auto live = s.serve_port >= 0
+                        ? cli::serve_training(folder->dir(), s.serve_host, s.serve_port, std::cout)
+                        : nullptr;
   ActorCheckpointSink writer;
   StopToken stop;
   const SessionResult res = train_with_signals(
@@ -280,6 +284,8 @@ void usage(std::ostream& os) {
         "  sample   generate text from a checkpoint (cllm sample --help)\n"
         "  node     join a training run on another machine as a subtree of spheres (cllm node "
         "--help)\n"
+        "  report   write one self-contained HTML page of a run (cllm report --help)\n"
+        "  serve    serve a live page of a run (cllm serve --help)\n"
         "  tokenizer  train, encode or decode with a tokenizer (cllm tokenizer --help)\n"
         "  export   write a checkpoint as a Hugging Face folder or a GGUF file (cllm export "
         "--help)\n";
@@ -294,8 +300,8 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    std::cerr << "cllm: error: no command given (commands: train, sample, node, tokenizer, "
-                 "export; see cllm --help)\n";
+    std::cerr << "cllm: error: no command given (commands: train, sample, node, report, "
+                 "serve, tokenizer, export; see cllm --help)\n";
     return 2;
   }
   const std::string cmd = args[0];
@@ -304,14 +310,17 @@ int main(int argc, char** argv) {
     if (cmd == "train") return cmd_train(args);
     if (cmd == "sample") return cmd_sample(args);
     if (cmd == "node") return cmd_node(args);
+    if (cmd == "report") return cli::cmd_report(args);
+    if (cmd == "serve") return cli::cmd_serve(args);
     if (cmd == "tokenizer") return cmd_tokenizer(args);
     if (cmd == "export") return cmd_export(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       usage(std::cout);
       return 0;
     }
-    std::cerr << "cllm: error: unknown command '" << cmd
-              << "' (commands: train, sample, node, tokenizer, export; see cllm --help)\n";
+    std::cerr
+        << "cllm: error: unknown command '" << cmd
+        << "' (commands: train, sample, node, report, serve, tokenizer, export; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << printable(e.what()) << "\n";

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the project needs (build, tests, default corpus).
+# Installs the Debian 12 packages the project needs (build, tests, browser tests, default corpus).
 # The npm packages of the export tests are installed by `npm ci` in tools/js (.ci/run).
 set -euo pipefail
 # python3-torch: the reference GPT-2 of the export tests (tools/hf_gpt2_reference.py).
@@ -8,6 +8,8 @@ pkgs=(build-essential cmake libcaf-dev libeigen3-dev libfmt-dev catch2 nlohmann-
 # Sanitizer build and fuzzing (tools/sanitize.sh, tools/fuzz.sh): clang with its sanitizer and
 # libFuzzer runtimes (only recommended by clang, so named), llvm-symbolizer for readable reports.
 pkgs+=(clang libclang-rt-14-dev llvm-14)
+# cllm report / serve (run/): HTTP server library; the browser tests: headless Chromium and a font.
+pkgs+=(pkg-config libcpp-httplib-dev chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

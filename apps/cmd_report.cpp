@@ -1,0 +1,130 @@
+// `cllm report RUN_DIR [--out FILE]` and `cllm serve RUN_DIR [--port N] [--host H]`: option
+// parsing and output only; the work is in run/.
+#include "apps/cmd_report.hpp"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "run/options.hpp"
+#include "run/report.hpp"
+
+namespace cllm::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string one_run_dir(const OptionTable& t, const char* cmd) {
+  if (t.positionals.empty())
+    throw UsageError(fmt::format("cllm {} needs a run folder (see cllm {} --help)", cmd, cmd));
+  if (t.positionals.size() > 1)
+    throw UsageError(fmt::format("unexpected argument '{}' (cllm {} takes one run folder)",
+                                 t.positionals[1], cmd));
+  const std::string dir = t.positionals[0];
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) throw UsageError(fmt::format("there is no run folder '{}'", dir));
+  if (!fs::is_directory(dir, ec))
+    throw UsageError(fmt::format("'{}' is not a folder (give a run folder)", dir));
+  return dir;
+}
+
+std::string where(const run::LiveServer& srv, const std::string& host) {
+  std::string s = srv.url();
+  if (!run::is_loopback_host(host))
+    s += fmt::format(" (on {}: anyone who can reach this machine can read the run)", host);
+  return s;
+}
+
+}  // namespace
+
+int cmd_report(const std::vector<std::string>& args) {
+  std::string out;
+  bool help = false;
+  OptionTable t;
+  t.add("--out,-o", "FILE", "where the HTML file goes", "RUN_DIR/report.html",
+        [&](const std::string& v) { out = v; });
+  t.add("--help,-h", "", "show this help", "", [&](const std::string&) { help = true; });
+  t.parse(args);
+  if (help) {
+    std::cout << "usage: cllm report RUN_DIR [--out FILE]\n\nWrites one self-contained HTML file "
+                 "of a run (finished or in progress): loss, throughput, the sphere tree, fault "
+                 "events, settings and sample. It loads nothing from anywhere.\n"
+              << t.help();
+    return 0;
+  }
+  const std::string dir = one_run_dir(t, "report");
+  if (out.empty()) out = (fs::path(dir) / "report.html").string();
+  run::ReportResult r;
+  try {
+    r = run::write_report(dir, out);
+  } catch (const run::RunFolderError& e) {
+    throw UsageError(e.what());
+  }
+  for (const auto& n : r.notices) std::cerr << "cllm report: note: " << n << "\n";
+  std::cout << fmt::format("wrote {} ({:.1f} KB, {} steps)\n", r.path, double(r.bytes) / 1024.0,
+                           r.rows);
+  return 0;
+}
+
+int cmd_serve(const std::vector<std::string>& args) {
+  run::ServeOptions so;
+  bool help = false;
+  OptionTable t;
+  t.add("--port,-p", "N", "TCP port (0 = any free port)", "8080",
+        [&](const std::string& v) { so.port = int(to_int("--port", v, 0, 65535)); });
+  t.add("--host", "H",
+        "address to listen on; anything but loopback makes the run readable by "
+        "others",
+        "127.0.0.1", [&](const std::string& v) { so.host = v; });
+  t.add("--help,-h", "", "show this help", "", [&](const std::string&) { help = true; });
+  t.parse(args);
+  if (help) {
+    std::cout << "usage: cllm serve RUN_DIR [--port N] [--host H]\n\nServes a live page of a "
+                 "run (in progress or finished) that updates about once a second. Read-only; "
+                 "loopback unless --host says otherwise. Ctrl-C stops it.\n"
+              << t.help();
+    return 0;
+  }
+  const std::string dir = one_run_dir(t, "serve");
+  if (so.host.empty()) throw UsageError("option --host needs an address");
+  // SIGINT/SIGTERM are taken by sigwait below: block them before any thread starts.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::unique_ptr<run::LiveServer> srv;
+  try {
+    srv = std::make_unique<run::LiveServer>(dir, so);
+  } catch (const run::ServeError& e) {
+    throw UsageError(e.what());
+  }
+  std::cout << "cllm serve: live page of " << dir << " at " << where(*srv, so.host)
+            << " (Ctrl-C stops)" << std::endl;
+  int sig = 0;
+  sigwait(&set, &sig);
+  srv->stop();
+  return 0;
+}
+
+std::unique_ptr<run::LiveServer> serve_training(const std::string& run_dir, const std::string& host,
+                                                int port, std::ostream& out) {
+  run::ServeOptions so;
+  so.host = host;
+  so.port = port;
+  so.threads = 2;
+  so.low_priority = true;  // the training loop comes first
+  try {
+    auto srv = std::make_unique<run::LiveServer>(run_dir, so);
+    out << "live page: " << where(*srv, host) << std::endl;
+    return srv;
+  } catch (const run::ServeError& e) {
+    throw UsageError(std::string("--serve: ") + e.what());
+  }
+}
+
+}  // namespace cllm::cli

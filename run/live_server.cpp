@@ -1,0 +1,265 @@
+#include "run/live_server.hpp"
+
+#include <arpa/inet.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "run/report.hpp"
+#include "run/run_data.hpp"
+
+namespace cllm::run {
+
+namespace {
+
+// Lowers the calling thread's priority (Linux applies nice per thread).
+void lower_priority() {
+  ::setpriority(PRIO_PROCESS, pid_t(::syscall(SYS_gettid)), 10);
+}
+
+// httplib's request threads, at low priority when asked.
+class Pool final : public httplib::TaskQueue {
+ public:
+  Pool(int n, bool low) {
+    for (int i = 0; i < n; ++i)
+      threads_.emplace_back([this, low] {
+        if (low) lower_priority();
+        for (;;) {
+          std::function<void()> fn;
+          {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
+            if (jobs_.empty()) return;  // stopping and nothing left
+            fn = std::move(jobs_.front());
+            jobs_.pop_front();
+          }
+          fn();
+        }
+      });
+  }
+  void enqueue(std::function<void()> fn) override {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      jobs_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+  }
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  std::vector<std::thread> threads_;
+  std::deque<std::function<void()>> jobs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
+// The Host header without its port, lower-case ("[::1]:8080" -> "[::1]").
+std::string host_name(const std::string& host_header) {
+  std::string h = host_header;
+  if (!h.empty() && h[0] == '[') {
+    const size_t e = h.find(']');
+    h = e == std::string::npos ? h : h.substr(0, e + 1);
+  } else if (const size_t c = h.rfind(':'); c != std::string::npos) {
+    h = h.substr(0, c);
+  }
+  for (char& c : h) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return h;
+}
+
+}  // namespace
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  in_addr a4{};
+  if (::inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  return false;
+}
+
+struct LiveServer::Impl {
+  std::string run_dir;
+  ServeOptions opt;
+  httplib::Server svr;
+  std::thread thread;
+  int port = 0;
+  bool loopback = true;
+
+  std::mutex mu;  // guards everything below
+  RunReader reader;
+  std::chrono::steady_clock::time_point last_refresh{};
+  uint64_t cached_version = 0;
+  std::string cached_view;  // the JSON of /api/run for cached_version
+
+  Impl(std::string dir, ServeOptions o) : run_dir(dir), opt(std::move(o)), reader(std::move(dir)) {}
+
+  // Reads what is new (at most a few times a second however many pages poll) and returns the
+  // current version; the view is rebuilt only when something changed.
+  uint64_t refresh_locked() {
+    const auto now = std::chrono::steady_clock::now();
+    if (cached_view.empty() || now - last_refresh > std::chrono::milliseconds(250)) {
+      reader.refresh();
+      last_refresh = now;
+      const uint64_t v = reader.version();
+      if (cached_view.empty() || v != cached_version) {
+        ViewOptions vo;
+        vo.live = true;
+        nlohmann::json view = reader.view(vo);
+        view["version"] = std::to_string(v);
+        cached_view = dump_for_page(view);
+        cached_version = v;
+      }
+    }
+    return cached_version;
+  }
+};
+
+LiveServer::LiveServer(std::string run_dir, ServeOptions opt)
+    : impl_(std::make_unique<Impl>(std::move(run_dir), std::move(opt))) {
+  Impl& m = *impl_;
+  auto& svr = m.svr;
+  m.loopback = is_loopback_host(m.opt.host);
+  const int threads = std::max(1, m.opt.threads);
+  const bool low = m.opt.low_priority;
+  svr.new_task_queue = [threads, low] { return new Pool(threads, low); };
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second server
+  // bind the same port silently and take half of the requests.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  svr.set_keep_alive_timeout(2);
+  svr.set_read_timeout(5);
+  svr.set_write_timeout(5);
+  svr.set_payload_max_length(4096);  // GET only: no request carries a body
+  svr.set_default_headers({{"Cache-Control", "no-store"},
+                           {"X-Content-Type-Options", "nosniff"},
+                           {"Referrer-Policy", "no-referrer"}});
+
+  svr.set_pre_routing_handler([&m](const httplib::Request& req, httplib::Response& res) {
+    // No compression: Debian's httplib would answer "Accept-Encoding: br" with brotli at its
+    // highest quality, about 2 s of CPU for the data of a 100,000-step run, every second,
+    // taken from the trainer. (The request is httplib's own non-const object, passed as const.)
+    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+    if (req.method != "GET" && req.method != "HEAD") {
+      res.status = 405;
+      res.set_header("Allow", "GET, HEAD");
+      res.set_content("read-only: GET only\n", "text/plain");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // On loopback, only pages that name this machine may ask (a web page elsewhere that
+    // rebinds its own name to 127.0.0.1 must not read the run).
+    if (m.loopback && !is_loopback_host(host_name(req.get_header_value("Host")))) {
+      res.status = 403;
+      res.set_content("this server answers requests for localhost only\n", "text/plain");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(render_page(nullptr, true), "text/html; charset=utf-8");
+  });
+  svr.Get("/api/run", [&m](const httplib::Request& req, httplib::Response& res) {
+    std::string body;
+    {
+      std::lock_guard<std::mutex> lk(m.mu);
+      const uint64_t v = m.refresh_locked();
+      if (req.has_param("v") && req.get_param_value("v") == std::to_string(v))
+        body = R"({"unchanged":true})";
+      else
+        body = m.cached_view;
+    }
+    res.set_content(std::move(body), "application/json; charset=utf-8");
+  });
+  svr.Get("/report.html", [&m](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json view;
+    {
+      std::lock_guard<std::mutex> lk(m.mu);
+      m.reader.refresh();
+      view = m.reader.view(ViewOptions{});
+    }
+    res.set_header("Content-Disposition", "inline; filename=\"report.html\"");
+    res.set_content(render_page(view, false), "text/html; charset=utf-8");
+  });
+  svr.Get("/favicon.ico",
+          [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty())
+      res.set_content(fmt::format("{} (this server has /, /api/run and /report.html)\n",
+                                  res.status == 404 ? "not found" : "error"),
+                      "text/plain");
+  });
+  svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        res.status = 500;
+        res.set_content("error: " + what + "\n", "text/plain");
+      });
+
+  if (m.opt.port == 0) {
+    m.port = svr.bind_to_any_port(m.opt.host);
+  } else if (svr.bind_to_port(m.opt.host, m.opt.port)) {
+    m.port = m.opt.port;
+  } else {
+    m.port = -1;
+  }
+  if (m.port <= 0)
+    throw ServeError(
+        fmt::format("cannot listen on {}:{} (the port is in use, or the address is not one of this "
+                    "machine's)",
+                    m.opt.host, m.opt.port));
+  m.thread = std::thread([&m, low] {
+    if (low) lower_priority();
+    m.svr.listen_after_bind();
+  });
+  // stop() only takes effect once the server runs: wait for that (a moment).
+  for (int i = 0; i < 5000 && !m.svr.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+LiveServer::~LiveServer() {
+  stop();
+}
+
+void LiveServer::stop() {
+  if (!impl_) return;
+  impl_->svr.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int LiveServer::port() const {
+  return impl_->port;
+}
+
+std::string LiveServer::url() const {
+  const std::string& h = impl_->opt.host;
+  const bool v6 = h.find(':') != std::string::npos && h.front() != '[';
+  return fmt::format("http://{}:{}/", v6 ? "[" + h + "]" : h, impl_->port);
+}
+
+}  // namespace cllm::run

@@ -1,0 +1,40 @@
+#include "run/net_address.hpp"
+
+#include <fmt/format.h>
+
+#include "run/options.hpp"
+
+namespace cllm {
+
+HostPort parse_host_port(const std::string& text, const std::string& option, bool port_zero_ok) {
+  const auto bad = [&](const char* why) {
+    return cli::UsageError(
+        fmt::format("option {} expects HOST:PORT, got '{}' ({})", option, text, why));
+  };
+  HostPort hp;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {  // [IPv6]:port
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw bad("an IPv6 address goes in brackets: [::1]:7100");
+    hp.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) throw bad("no port");
+    hp.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (hp.host.empty() || hp.host.size() > 253) throw bad("no host");
+  for (unsigned char c : hp.host)
+    if (c <= 0x20 || c >= 0x7f) throw bad("the host has a space or an odd byte");
+  const long long p = cli::to_int(option + " (port)", port, port_zero_ok ? 0 : 1, 65535);
+  hp.port = uint16_t(p);
+  return hp;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace cllm

@@ -1,0 +1,139 @@
+#include "run/report.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+namespace cllm::run {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// Nothing but the page itself may load: no network, no other file. The live page may also
+// fetch from the server that sent it.
+std::string csp(bool live) {
+  return std::string(
+             "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+             "img-src data:; base-uri 'none'; form-action 'none'") +
+         (live ? "; connect-src 'self'" : "");
+}
+
+}  // namespace
+
+std::string dump_for_page(const json& j) {
+  const std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  // '<' only occurs inside JSON strings, where \u003c means the same.
+  std::string out;
+  out.reserve(text.size() + 64);
+  for (char c : text) {
+    if (c == '<')
+      out += "\\u003c";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string render_page(const json& data, bool live) {
+  const std::string_view tpl = asset("page.html");
+  std::string title = "cllm run";
+  if (data.is_object() && data.contains("meta"))
+    title = "cllm · " + data["meta"].value("name", std::string("run"));
+  // Placeholders are replaced in one pass over the template, so that nothing inserted (the
+  // script, the data) is ever scanned for placeholders again.
+  auto fill = [&](std::string_view key) -> std::string {
+    if (key == "CSP") return csp(live);
+    if (key == "TITLE") return html_escape(title);
+    if (key == "MODE") return live ? "live" : "report";
+    if (key == "CSS") return std::string(asset("page.css"));
+    if (key == "JS") return std::string(asset("page.js"));
+    if (key == "DATA") return live ? "null" : dump_for_page(data);
+    return std::string();
+  };
+  std::string out;
+  out.reserve(tpl.size() + asset("page.js").size() + asset("page.css").size() + 1024);
+  size_t pos = 0;
+  while (true) {
+    const size_t a = tpl.find("@@", pos);
+    if (a == std::string_view::npos) break;
+    const size_t b = tpl.find("@@", a + 2);
+    if (b == std::string_view::npos) break;
+    out.append(tpl.substr(pos, a - pos));
+    out += fill(tpl.substr(a + 2, b - a - 2));
+    pos = b + 2;
+  }
+  out.append(tpl.substr(pos));
+  return out;
+}
+
+ReportResult write_report(const std::string& run_dir, const std::string& out_path,
+                          const ViewOptions& opt) {
+  std::error_code ec;
+  if (!fs::exists(run_dir, ec))
+    throw RunFolderError(fmt::format("there is no run folder '{}'", run_dir));
+  if (!fs::is_directory(run_dir, ec))
+    throw RunFolderError(fmt::format("'{}' is not a folder (give a run folder)", run_dir));
+  RunReader reader(run_dir);
+  reader.refresh();
+  if (!reader.looks_like_run())
+    throw RunFolderError(fmt::format(
+        "'{}' is not a run folder (it has neither config.json nor metrics.jsonl)", run_dir));
+  ViewOptions o = opt;
+  o.live = false;
+  const json view = reader.view(o);
+  const std::string page = render_page(view, false);
+
+  ReportResult res;
+  res.path = out_path;
+  res.bytes = page.size();
+  res.rows = int64_t(reader.rows().size());
+  for (const auto& n : view["notices"])
+    if (n["level"] != "info") res.notices.push_back(n["text"].get<std::string>());
+
+  const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << page;
+    f.flush();
+    if (!f) {
+      fs::remove(tmp, ec);
+      throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
+    }
+  }
+  fs::rename(tmp, out_path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
+  }
+  return res;
+}
+
+}  // namespace cllm::run

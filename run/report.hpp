@@ -1,0 +1,39 @@
+#pragma once
+// `cllm report`: one self-contained HTML file of a run (page, styles, script and data inline;
+// nothing is loaded from anywhere, so it opens offline, from a USB stick, years later).
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "run/run_data.hpp"
+
+namespace cllm::run {
+
+// Bad input of `cllm report` / `cllm serve` (exit 2), e.g. a folder that is not a run.
+struct RunFolderError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The page. `data` (the RunReader view) is embedded for a report; null for the live page, which
+// fetches it from the server.
+std::string render_page(const nlohmann::json& data, bool live);
+
+// JSON text that is safe to put inside a <script> element (no "</script>" can appear) and never
+// throws on bytes that are not UTF-8 (a byte-level model's sample may hold any bytes).
+std::string dump_for_page(const nlohmann::json& j);
+
+struct ReportResult {
+  std::string path;
+  size_t bytes = 0;
+  int64_t rows = 0;
+  std::vector<std::string> notices;  // "warning: ..." lines worth telling on the terminal
+};
+
+// Reads `run_dir` and writes the report to `out_path` (through a temporary file and a rename).
+// Throws RunFolderError when `run_dir` is no run folder, std::runtime_error when it cannot write.
+ReportResult write_report(const std::string& run_dir, const std::string& out_path,
+                          const ViewOptions& opt = {});
+
+}  // namespace cllm::run

@@ -1,0 +1,584 @@
+#include "run/run_data.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace cllm::run {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double num(const json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return kNaN;
+  return it->get<double>();
+}
+
+int32_t count(const json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return 0;
+  const double v = it->get<double>();
+  return v > 0 && v < 2e9 ? int32_t(v) : 0;
+}
+
+// A number for the page: NaN and infinities become null.
+json jnum(double x) {
+  return std::isfinite(x) ? json(round6(x)) : json();
+}
+
+int64_t mtime_ns(const struct stat& st) {
+  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+double now_epoch_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buf;
+}
+
+// The q-quantile (nearest rank; the median averages the two middle values) of the finite values,
+// in linear time: the live server recomputes it every second.
+double quantile(std::vector<double> v, double q) {
+  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return !std::isfinite(x); }), v.end());
+  if (v.empty()) return kNaN;
+  const size_t n = v.size();
+  if (q == 0.5) {
+    std::nth_element(v.begin(), v.begin() + long(n / 2), v.end());
+    const double hi = v[n / 2];
+    if (n % 2) return hi;
+    return 0.5 * (*std::max_element(v.begin(), v.begin() + long(n / 2)) + hi);
+  }
+  const size_t k = std::min(n - 1, size_t(std::max(1.0, std::ceil(q * double(n)))) - 1);
+  std::nth_element(v.begin(), v.begin() + long(k), v.end());
+  return v[k];
+}
+double median_of(std::vector<double> v) {
+  return quantile(std::move(v), 0.5);
+}
+
+// The points of one series to draw: every valid row when there are at most `max_points`, else
+// the rows cut into max_points/2 equal buckets and, of each bucket, the row with the smallest
+// and the row with the largest value (in step order). Spikes and dips survive; the drawn line
+// looks the same as the full one at any width the page uses.
+template <class Get>
+json decimate(const std::vector<StepRow>& rows, Get get, int max_points) {
+  std::vector<size_t> idx;
+  idx.reserve(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (std::isfinite(get(i))) idx.push_back(i);
+  json xs = json::array(), ys = json::array();
+  auto emit = [&](size_t i) {
+    xs.push_back(rows[i].step);
+    ys.push_back(round6(get(i)));
+  };
+  const size_t n = idx.size();
+  const size_t cap = size_t(std::max(2, max_points));
+  if (n <= cap) {
+    for (size_t i : idx) emit(i);
+  } else {
+    const size_t buckets = cap / 2;
+    for (size_t b = 0; b < buckets; ++b) {
+      const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
+      if (lo >= hi) continue;
+      size_t imin = lo, imax = lo;
+      double vmin = get(idx[lo]), vmax = vmin;
+      for (size_t k = lo + 1; k < hi; ++k) {
+        const double v = get(idx[k]);
+        if (v < vmin) vmin = v, imin = k;
+        if (v > vmax) vmax = v, imax = k;
+      }
+      emit(idx[std::min(imin, imax)]);
+      if (imin != imax) emit(idx[std::max(imin, imax)]);
+    }
+  }
+  return {{"x", std::move(xs)}, {"y", std::move(ys)}, {"n", n}};
+}
+
+// Exact (step, value) of the smallest and of the last valid value.
+template <class Get>
+json extremes(const std::vector<StepRow>& rows, Get get) {
+  size_t imin = rows.size(), ilast = rows.size();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const double v = get(rows[i]);
+    if (!std::isfinite(v)) continue;
+    if (imin == rows.size() || v < get(rows[imin])) imin = i;
+    ilast = i;
+  }
+  auto at = [&](size_t i) {
+    return i == rows.size() ? json() : json({{"step", rows[i].step}, {"value", get(rows[i])}});
+  };
+  return {{"min", at(imin)}, {"last", at(ilast)}};
+}
+
+}  // namespace
+
+double round6(double x) {
+  if (!std::isfinite(x) || x == 0) return x;
+  const double mag = std::floor(std::log10(std::fabs(x)));
+  const double scale = std::pow(10.0, 5 - mag);
+  const double r = std::round(x * scale) / scale;
+  return std::isfinite(r) ? r : x;
+}
+
+bool parse_row(std::string_view line, StepRow& row) {
+  const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  const auto st = j.find("step");
+  if (st == j.end() || !st->is_number_integer()) return false;
+  row = StepRow{};
+  row.step = st->get<int64_t>();
+  row.loss = num(j, "loss");
+  row.lr = num(j, "lr");
+  row.grad_norm = num(j, "grad_norm");
+  row.tokens_per_s = num(j, "tokens_per_s");
+  row.step_ms = num(j, "step_ms");
+  row.compute_ms = num(j, "compute_ms");
+  row.fold_ms = num(j, "fold_ms");
+  row.reduce_ms = num(j, "reduce_ms");
+  row.val_loss = num(j, "val_loss");
+  row.val_bpb = num(j, "val_bpb");
+  row.workers = count(j, "spheres_computing");
+  // Faults handled in the step (an object, written only when there were any).
+  if (const auto f = j.find("faults"); f != j.end() && f->is_object()) {
+    row.restarts = count(*f, "restarts");
+    row.deadline_kills = count(*f, "deadline_kills");
+    row.subtree_restarts = count(*f, "subtree_restarts");
+  }
+  if (const auto it = j.find("resumed_from"); it != j.end() && it->is_number_integer())
+    row.resumed_from = it->get<int64_t>();
+  if (const auto it = j.find("checkpoint"); it != j.end() && it->is_string())
+    row.checkpoint = it->get<std::string>();
+  return true;
+}
+
+RunReader::RunReader(std::string dir) : dir_(std::move(dir)) {}
+
+void RunReader::refresh() {
+  std::error_code ec;
+  folder_exists_ = fs::is_directory(dir_, ec);
+  if (!folder_exists_) return;  // keep what was read: the page says the folder is gone
+  ever_existed_ = true;
+  read_metrics();
+  read_json_file("config.json", config_st_, config_);
+  read_json_file("summary.json", summary_st_, summary_);
+  if (read_json_file("spheres.json", spheres_st_, spheres_) || !spheres_st_.present) {
+    // Shortened numbers, made once per change of the file (1,741 spheres are a lot to redo).
+    spheres_view_ = nullptr;
+    if (spheres_.is_array()) {
+      spheres_view_ = json::array();
+      for (const auto& sp : spheres_) {
+        if (!sp.is_object()) continue;
+        json o = json::object();
+        for (auto it = sp.begin(); it != sp.end(); ++it)
+          o[it.key()] = it->is_number_float() ? jnum(it->get<double>()) : *it;
+        spheres_view_.push_back(std::move(o));
+      }
+    }
+  }
+  // sample.txt is text: read it whole when it changed.
+  const std::string p = dir_ + "/sample.txt";
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) {
+    sample_st_ = FileState{};
+    sample_.clear();
+  } else if (!sample_st_.present || sample_st_.size != st.st_size ||
+             sample_st_.mtime_ns != mtime_ns(st)) {
+    sample_st_.present = true;
+    sample_st_.size = st.st_size;
+    sample_st_.mtime_ns = mtime_ns(st);
+    sample_.clear();
+    if (const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+      char buf[4096];
+      ssize_t got;
+      while ((got = ::read(fd, buf, sizeof buf)) > 0 && sample_.size() < (1u << 20))
+        sample_.append(buf, size_t(got));
+      ::close(fd);
+    }
+  }
+}
+
+void RunReader::read_metrics() {
+  const std::string path = dir_ + "/metrics.jsonl";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    metrics_error_ = errno == ENOENT
+                         ? std::string()
+                         : fmt::format("cannot read metrics.jsonl: {}", std::strerror(errno));
+    return;
+  }
+  metrics_error_.clear();
+  metrics_seen_ = true;
+  struct stat st {};
+  ::fstat(fd, &st);
+  metrics_mtime_ns_ = mtime_ns(st);
+  // A resumed run rewrites the file (a new inode) and may drop rows past its checkpoint.
+  if (st.st_dev != metrics_dev_ || st.st_ino != metrics_ino_ ||
+      int64_t(st.st_size) < metrics_offset_ + metrics_tail_) {
+    rows_.clear();
+    metrics_dev_ = st.st_dev, metrics_ino_ = st.st_ino;
+    metrics_offset_ = metrics_tail_ = metrics_bad_lines_ = metrics_first_bad_ = 0;
+    metrics_lines_ = 0;
+  }
+  const int64_t end = int64_t(st.st_size);
+  std::string buf;
+  if (end > metrics_offset_) {
+    buf.resize(size_t(end - metrics_offset_));
+    size_t got = 0;
+    while (got < buf.size()) {
+      const ssize_t n = ::pread(fd, buf.data() + got, buf.size() - got, metrics_offset_ + got);
+      if (n <= 0) break;
+      got += size_t(n);
+    }
+    buf.resize(got);
+  }
+  ::close(fd);
+  size_t pos = 0;
+  StepRow row;
+  for (size_t nl; (nl = buf.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    const std::string_view line(buf.data() + pos, nl - pos);
+    ++metrics_lines_;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    if (!parse_row(line, row)) {
+      if (metrics_bad_lines_++ == 0) metrics_first_bad_ = metrics_lines_;
+      continue;
+    }
+    // Steps only grow; a smaller one means the history was rewritten from there.
+    while (!rows_.empty() && rows_.back().step >= row.step) rows_.pop_back();
+    rows_.push_back(std::move(row));
+  }
+  metrics_offset_ += int64_t(pos);
+  metrics_tail_ = int64_t(buf.size() - pos);
+}
+
+bool RunReader::read_json_file(const char* name, FileState& fst, json& out) {
+  const std::string p = dir_ + "/" + name;
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) {
+    if (fst.present) out = json();
+    fst = FileState{};
+    return false;
+  }
+  if (fst.present && fst.size == st.st_size && fst.mtime_ns == mtime_ns(st)) return false;
+  fst.present = true;
+  fst.size = st.st_size;
+  fst.mtime_ns = mtime_ns(st);
+  std::string text;
+  if (const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    char buf[65536];
+    ssize_t got;
+    while ((got = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, size_t(got));
+    ::close(fd);
+  } else {
+    fst.error = fmt::format("cannot read {}: {}", name, std::strerror(errno));
+    return false;
+  }
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    fst.error = fmt::format("{} is not valid JSON ({} bytes); it is left out", name, text.size());
+    return false;
+  }
+  fst.error.clear();
+  out = std::move(j);
+  return true;
+}
+
+uint64_t RunReader::version() const {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a over the words below
+  auto mix = [&h](int64_t x) {
+    for (int i = 0; i < 8; ++i) h = (h ^ ((uint64_t(x) >> (8 * i)) & 0xff)) * 1099511628211ULL;
+  };
+  mix(folder_exists_), mix(metrics_seen_), mix(int64_t(metrics_ino_)), mix(metrics_offset_);
+  mix(metrics_tail_), mix(metrics_bad_lines_), mix(int64_t(metrics_error_.size()));
+  for (const FileState* f : {&config_st_, &summary_st_, &spheres_st_, &sample_st_})
+    mix(f->present), mix(f->size), mix(f->mtime_ns), mix(int64_t(f->error.size()));
+  return h;
+}
+
+json RunReader::view(const ViewOptions& opt) const {
+  json v;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(dir_, ec);
+  const std::string shown = ec ? dir_ : abs.lexically_normal().string();
+  std::string name = fs::path(shown).filename().string();
+  if (name.empty()) name = fs::path(shown).parent_path().filename().string();
+  v["meta"] = {{"run_dir", shown},
+               {"name", name},
+               {"generated_at", utc_now()},
+               {"live", opt.live},
+               {"max_points", opt.max_points}};
+
+  json notices = json::array();
+  auto notice = [&](const char* level, std::string text) {
+    notices.push_back({{"level", level}, {"text", std::move(text)}});
+  };
+  if (!folder_exists_)
+    notice("error", ever_existed_
+                        ? fmt::format("The run folder '{}' is gone (deleted, moved or unmounted); "
+                                      "the page shows what was read before.",
+                                      shown)
+                        : fmt::format("There is no run folder '{}' (yet).", shown));
+  if (!metrics_error_.empty()) notice("error", metrics_error_);
+  if (metrics_tail_ > 0)
+    notice("warning",
+           fmt::format("metrics.jsonl ends with an incomplete line ({} bytes; a run killed while "
+                       "writing it?); that line is left out.",
+                       metrics_tail_));
+  if (metrics_bad_lines_ > 0)
+    notice("warning",
+           metrics_bad_lines_ == 1
+               ? fmt::format("1 line of metrics.jsonl is not a valid row and is left out (line "
+                             "{}).",
+                             metrics_first_bad_)
+               : fmt::format("{} lines of metrics.jsonl are not valid rows and are left out (the "
+                             "first is line {}).",
+                             metrics_bad_lines_, metrics_first_bad_));
+  for (const FileState* f : {&config_st_, &summary_st_, &spheres_st_})
+    if (!f->error.empty()) notice("warning", f->error);
+  if (folder_exists_ && !metrics_seen_ && config_.is_null())
+    notice("info", "No config.json or metrics.jsonl in this folder yet: waiting for the run.");
+  if (!spheres_.is_null() && !spheres_.is_array()) notice("warning", "spheres.json is no list.");
+
+  const auto& R = rows_;
+  const int64_t last_step = R.empty() ? 0 : R.back().step;
+  const json run_cfg = config_.is_object() ? config_.value("run", json()) : json();
+  const int64_t steps_total =
+      run_cfg.is_object() && run_cfg.contains("steps") && run_cfg["steps"].is_number_integer()
+          ? run_cfg["steps"].get<int64_t>()
+          : 0;
+
+  // Status, as the progress line would say it.
+  json status;
+  const bool summary_done = summary_.is_object() && summary_.contains("steps") &&
+                            summary_["steps"].is_number_integer() &&
+                            summary_["steps"].get<int64_t>() >= last_step;
+  const std::string stop_reason =
+      summary_.is_object() ? summary_.value("stop_reason", std::string()) : std::string();
+  if (!folder_exists_) {
+    status = {{"state", "gone"}, {"text", "run folder gone"}};
+  } else if (summary_done && !stop_reason.empty()) {
+    status = {{"state", "stopped"}, {"text", "stopped: " + stop_reason}};
+  } else if (summary_done) {
+    status = {{"state", "finished"}, {"text", "finished"}};
+  } else if (!R.empty()) {
+    status = {{"state", "running"}, {"text", opt.live ? "running" : "in progress (a snapshot)"}};
+  } else {
+    status = {{"state", "starting"}, {"text", "waiting for the first step"}};
+  }
+  if (metrics_seen_)
+    status["age_s"] = round6(std::max(0.0, now_epoch_s() - double(metrics_mtime_ns_) * 1e-9));
+  v["status"] = status;
+
+  // The progress line's figures.
+  {
+    std::vector<double> tps, ms;
+    for (size_t i = R.size() > 20 ? R.size() - 20 : 0; i < R.size(); ++i)
+      tps.push_back(R[i].tokens_per_s), ms.push_back(R[i].step_ms);
+    const double ms_med = median_of(ms);
+    double train_ms = 0;
+    for (const auto& r : R)
+      if (std::isfinite(r.step_ms)) train_ms += r.step_ms;
+    double last_val = kNaN;
+    for (auto it = R.rbegin(); it != R.rend(); ++it)
+      if (std::isfinite(it->val_loss)) {
+        last_val = it->val_loss;
+        break;
+      }
+    const bool running = status["state"] == "running";
+    v["progress"] = {{"step", last_step},
+                     {"steps", steps_total > 0 ? json(steps_total) : json()},
+                     {"loss", jnum(R.empty() ? kNaN : R.back().loss)},
+                     {"val_loss", jnum(last_val)},
+                     {"tokens_per_s", jnum(median_of(tps))},
+                     {"train_s", round6(train_ms / 1e3)},
+                     {"eta_s", running && steps_total > last_step
+                                   ? jnum(ms_med * double(steps_total - last_step) / 1e3)
+                                   : json()}};
+  }
+
+  // Exact figures (over every row, not the drawn points).
+  {
+    const size_t skip = std::min<size_t>(R.size() / 10 + (R.size() > 2 ? 1 : 0), 5);
+    std::vector<double> tps, ms;
+    int64_t restarts = 0, kills = 0, subtree = 0, ckpts = 0, resumes = 0;
+    for (size_t i = 0; i < R.size(); ++i) {
+      if (i >= skip) tps.push_back(R[i].tokens_per_s), ms.push_back(R[i].step_ms);
+      restarts += R[i].restarts, kills += R[i].deadline_kills, subtree += R[i].subtree_restarts;
+      ckpts += !R[i].checkpoint.empty();
+      resumes += R[i].resumed_from >= 0;
+    }
+    v["stats"] = {{"rows", R.size()},
+                  {"first_step", R.empty() ? json() : json(R.front().step)},
+                  {"last_step", R.empty() ? json() : json(R.back().step)},
+                  {"loss", extremes(R, [](const StepRow& r) { return r.loss; })},
+                  {"val_loss", extremes(R, [](const StepRow& r) { return r.val_loss; })},
+                  {"val_bpb", extremes(R, [](const StepRow& r) { return r.val_bpb; })},
+                  {"tokens_per_s_median", jnum(median_of(tps))},
+                  {"step_ms_median", jnum(median_of(ms))},
+                  {"step_ms_p95", jnum(quantile(ms, 0.95))},
+                  {"restarts", restarts},
+                  {"deadline_kills", kills},
+                  {"subtree_restarts", subtree},
+                  {"checkpoints", ckpts},
+                  {"resumes", resumes}};
+  }
+
+  // Series to draw.
+  {
+    const int P = opt.max_points;
+    json s;
+    auto series = [&](double StepRow::*field) {
+      return decimate(
+          R, [&R, field](size_t i) { return R[i].*field; }, P);
+    };
+    s["loss"] = series(&StepRow::loss);
+    // Smoothed loss: a bias-corrected exponential moving average over every row (as
+    // TensorBoard's), with a span that grows with the run so that long runs look smooth too.
+    const int span =
+        int(std::clamp<size_t>(R.size() / 40, std::min<size_t>(5, R.size() / 4 + 1), 500));
+    std::vector<double> smooth(R.size(), kNaN);
+    {
+      const double beta = 1.0 - 1.0 / double(span);
+      double acc = 0, w = 0;
+      for (size_t i = 0; i < R.size(); ++i) {
+        if (!std::isfinite(R[i].loss)) continue;
+        acc = beta * acc + (1 - beta) * R[i].loss;
+        w = beta * w + (1 - beta);
+        smooth[i] = acc / w;
+      }
+    }
+    s["loss_smooth"] = decimate(
+        R, [&smooth](size_t i) { return smooth[i]; }, P);
+    s["loss_smooth"]["span"] = span;
+    s["val_loss"] = series(&StepRow::val_loss);
+    s["val_bpb"] = series(&StepRow::val_bpb);
+    s["lr"] = series(&StepRow::lr);
+    s["grad_norm"] = series(&StepRow::grad_norm);
+    s["tokens_per_s"] = series(&StepRow::tokens_per_s);
+    s["step_ms"] = series(&StepRow::step_ms);
+
+    // Where the time of a step went: compute, fold, reduce and wait (the time the computing
+    // spheres were not doing any of these while the step lasted: workers x step time minus the
+    // rest), as shares, per step or summed over buckets of steps.
+    json sx = json::array(), sc = json::array(), sf = json::array(), sr = json::array(),
+         sw = json::array();
+    bool wait_known = false;
+    // Spheres are actors: more of them than scheduler threads cannot all be busy at once.
+    int threads = 0;
+    if (config_.is_object() && config_.contains("settings") && config_["settings"].is_object()) {
+      const json& t = config_["settings"].value("threads", json());
+      if (t.is_number_integer() && t.get<int64_t>() > 0) threads = int(t.get<int64_t>());
+    }
+    const size_t n = R.size();
+    const size_t buckets = std::min(n, size_t(std::max(1, P / 2)));
+    for (size_t b = 0; b < buckets; ++b) {
+      const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
+      double c = 0, f = 0, r = 0, w = 0;
+      for (size_t i = lo; i < hi; ++i) {
+        const StepRow& q = R[i];
+        if (!std::isfinite(q.compute_ms)) continue;
+        const double fi = std::isfinite(q.fold_ms) ? q.fold_ms : 0;
+        const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
+        c += q.compute_ms, f += fi, r += ri;
+        if (q.workers > 0 && std::isfinite(q.step_ms)) {
+          const int busy = threads > 0 ? std::min(q.workers, threads) : q.workers;
+          w += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
+          wait_known = true;
+        }
+      }
+      const double total = c + f + r + w;
+      if (!(total > 0)) continue;
+      sx.push_back(R[hi - 1].step);
+      sc.push_back(round6(c / total)), sf.push_back(round6(f / total));
+      sr.push_back(round6(r / total)), sw.push_back(round6(w / total));
+    }
+    s["share"] = {{"x", sx},
+                  {"compute", sc},
+                  {"fold", sf},
+                  {"reduce", sr},
+                  {"wait", sw},
+                  {"wait_known", wait_known},
+                  {"per_step", n <= buckets}};
+    v["series"] = std::move(s);
+  }
+
+  // Fault and checkpoint events on the step axis.
+  {
+    struct Ev {
+      int64_t step;
+      const char* kind;
+      int64_t count;
+      std::string detail;
+    };
+    std::vector<Ev> ev;
+    for (const auto& r : R) {
+      if (r.resumed_from >= 0)
+        ev.push_back({r.step, "resume", 1, fmt::format("resumed from step {}", r.resumed_from)});
+      if (r.restarts > 0) ev.push_back({r.step, "restart", r.restarts, {}});
+      if (r.deadline_kills > 0) ev.push_back({r.step, "deadline_kill", r.deadline_kills, {}});
+      if (r.subtree_restarts > 0) ev.push_back({r.step, "subtree_restart", r.subtree_restarts, {}});
+      if (!r.checkpoint.empty()) ev.push_back({r.step, "checkpoint", 1, r.checkpoint});
+    }
+    if (summary_done && summary_.is_object()) {
+      const std::string ck = summary_.value("checkpoint", std::string());
+      if (!ck.empty() && (R.empty() || R.back().checkpoint.empty()))
+        ev.push_back(
+            {summary_.value("steps", int64_t(0)), "checkpoint", 1, fs::path(ck).filename()});
+      if (!stop_reason.empty())
+        ev.push_back({summary_.value("steps", int64_t(0)), "stop", 1, stop_reason});
+    }
+    json arr = json::array();
+    int64_t width = 1;
+    if (int64_t(ev.size()) > opt.max_events && last_step > 0) {
+      // Too many to list (chaos runs): merged per kind and bucket of steps, counts kept.
+      width = std::max<int64_t>(1, (last_step + opt.max_events / 5 - 1) / (opt.max_events / 5));
+      std::map<std::pair<int64_t, std::string>, Ev> merged;
+      for (auto& e : ev) {
+        const auto key = std::make_pair((e.step - 1) / width, std::string(e.kind));
+        auto it = merged.find(key);
+        if (it == merged.end())
+          merged.emplace(key, e);
+        else
+          it->second.count += e.count;
+      }
+      ev.clear();
+      for (auto& [k, e] : merged) ev.push_back(e);
+      std::stable_sort(ev.begin(), ev.end(),
+                       [](const Ev& a, const Ev& b) { return a.step < b.step; });
+    }
+    for (const auto& e : ev)
+      arr.push_back({{"step", e.step}, {"kind", e.kind}, {"count", e.count}, {"detail", e.detail}});
+    v["events"] = std::move(arr);
+    v["events_bucket"] = width;
+  }
+
+  v["config"] = config_;
+  v["summary"] = summary_;
+  v["sample"] = sample_st_.present ? json(sample_) : json();
+  v["spheres"] = spheres_view_;
+  v["notices"] = std::move(notices);
+  return v;
+}
+
+}  // namespace cllm::run

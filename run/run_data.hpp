@@ -1,0 +1,99 @@
+#pragma once
+// Reading a run folder for people: the rows of metrics.jsonl and the run's JSON files, turned
+// into the data of the report page (downsampled for drawing, exact figures kept). Used by
+// `cllm report` (once) and by the live server (again and again, reading only what is new).
+//
+// It only reads. Whatever is in the folder (a missing or half-written file, a torn last line,
+// a folder that disappeared) becomes a notice on the page, never an exception.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace cllm::run {
+
+// The embedded page assets (page.html, page.css, page.js): generated at build time from
+// run/assets/ by cmake/embed_assets.cmake. Empty for an unknown name.
+std::string_view asset(std::string_view name);
+
+// One row of metrics.jsonl. Missing numbers are NaN (older runs lack some keys).
+struct StepRow {
+  int64_t step = 0;
+  double loss, lr, grad_norm, tokens_per_s, step_ms, compute_ms, fold_ms, reduce_ms;
+  double val_loss, val_bpb;
+  int32_t workers = 0;  // spheres (threads) that computed shards in the step; 0 = not recorded
+  int32_t restarts = 0, deadline_kills = 0, subtree_restarts = 0;  // in this step
+  int64_t resumed_from = -1;                                       // first step after a resume
+  std::string checkpoint;                                          // written after this step
+};
+
+// Parses one line of metrics.jsonl; false when it is not a row (not JSON, no "step").
+bool parse_row(std::string_view line, StepRow& row);
+
+struct ViewOptions {
+  int max_points = 2000;  // per drawn series: more rows are min/max-decimated to about this many
+  int max_events = 1000;  // more fault events are merged per step bucket
+  bool live = false;      // the page polls for new data
+};
+
+// A run folder, read incrementally: refresh() reads the rows appended to metrics.jsonl since
+// the previous call (the whole file again when it was replaced or shrank, as a resume does)
+// and re-reads the other files only when their size or time changed.
+class RunReader {
+ public:
+  explicit RunReader(std::string dir);
+
+  void refresh();
+  // The page's data: see the top of run/assets/page.js for its shape.
+  nlohmann::json view(const ViewOptions& opt = {}) const;
+
+  const std::vector<StepRow>& rows() const { return rows_; }
+  bool folder_exists() const { return folder_exists_; }
+  // config.json or metrics.jsonl was found at least once.
+  bool looks_like_run() const { return !config_.is_null() || metrics_seen_; }
+  const std::string& dir() const { return dir_; }
+  // Changes whenever anything that view() shows changed (a cheap "has it changed?" for pollers).
+  uint64_t version() const;
+
+ private:
+  struct FileState {
+    bool present = false;
+    int64_t size = -1;
+    int64_t mtime_ns = -1;
+    std::string error;  // why it could not be read, when it could not
+  };
+  void read_metrics();
+  // Re-reads `name` when it changed; returns true when `out` was replaced.
+  bool read_json_file(const char* name, FileState& st, nlohmann::json& out);
+
+  std::string dir_;
+  bool folder_exists_ = false;
+  bool ever_existed_ = false;
+
+  // metrics.jsonl: rows read so far and where the next read starts.
+  std::vector<StepRow> rows_;
+  bool metrics_seen_ = false;
+  dev_t metrics_dev_ = 0;
+  ino_t metrics_ino_ = 0;
+  int64_t metrics_offset_ = 0;     // bytes consumed (complete lines)
+  int64_t metrics_tail_ = 0;       // bytes after the last newline (an incomplete last line)
+  int64_t metrics_bad_lines_ = 0;  // lines that are not rows
+  int64_t metrics_first_bad_ = 0;  // 1-based number of the first such line
+  int64_t metrics_lines_ = 0;
+  int64_t metrics_mtime_ns_ = 0;
+  std::string metrics_error_;
+
+  FileState config_st_, summary_st_, spheres_st_, sample_st_;
+  nlohmann::json config_, summary_, spheres_;
+  nlohmann::json spheres_view_;  // spheres_ as the page gets it
+  std::string sample_;
+};
+
+// Rounds to 6 significant digits (shorter JSON; the page shows at most 5).
+double round6(double x);
+
+}  // namespace cllm::run

@@ -1,0 +1,405 @@
+#include "run/settings.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "run/sysinfo.hpp"
+#include "src/safe_text.hpp"
+
+namespace cllm {
+
+using cli::OptionTable;
+using cli::Scope;
+using cli::UsageError;
+
+namespace {
+
+std::string shortest(double v) {
+  return fmt::format("{}", v);
+}
+
+// Binders: each option parses strictly into one member and records that member. The default
+// shown in --help is the member's value when the table is built (or `shown`, when the default
+// is a rule rather than a value).
+// A member whose default is a rule (`shown`, e.g. "the preset's") holds a value outside the
+// option's range until it is set; it is recorded as null until then.
+template <class Int>
+void integer(OptionTable& t, const std::string& names, const std::string& help, Int& dst,
+             long long lo, long long hi, Scope scope, const std::string& shown = "") {
+  const std::string name = cli::split(names, ',').front();
+  t.add(names, "N", help, shown.empty() ? std::to_string(dst) : shown,
+        [&dst, lo, hi, name](const std::string& v) { dst = Int(cli::to_int(name, v, lo, hi)); })
+      .record(scope, [&dst, lo] {
+        return (long long)(dst) < lo ? nlohmann::json() : nlohmann::json(dst);
+      });
+}
+
+void real(OptionTable& t, const std::string& names, const std::string& arg, const std::string& help,
+          double& dst, Scope scope, const std::string& shown = "",
+          double unset_below = -std::numeric_limits<double>::infinity()) {
+  const std::string name = cli::split(names, ',').front();
+  t.add(names, arg, help, shown.empty() ? shortest(dst) : shown,
+        [&dst, name](const std::string& v) { dst = cli::to_double(name, v); })
+      .record(scope, [&dst, unset_below] {
+        return dst < unset_below ? nlohmann::json() : nlohmann::json(dst);
+      });
+}
+
+void text(OptionTable& t, const std::string& names, const std::string& arg, const std::string& help,
+          std::string& dst, Scope scope, const std::string& shown = "") {
+  t.add(names, arg, help, shown.empty() ? dst : shown, [&dst](const std::string& v) {
+     dst = v;
+   }).record(scope, [&dst] { return nlohmann::json(dst); });
+}
+
+void flag(OptionTable& t, const std::string& names, const std::string& help, bool& dst) {
+  t.add(names, "", help, "", [&dst](const std::string&) { dst = true; });
+}
+
+// One of a fixed set of words.
+void choice(OptionTable& t, const std::string& names, const std::string& help, std::string& dst,
+            std::vector<std::string> words, Scope scope) {
+  const std::string name = cli::split(names, ',').front();
+  std::string list;
+  for (size_t i = 0; i < words.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == words.size() ? " or " : ", ") + words[i];
+  t.add(names, "KIND", help, dst, [&dst, words, name, list](const std::string& v) {
+     if (std::find(words.begin(), words.end(), v) == words.end())
+       throw UsageError(
+           fmt::format("option {} expects {}, got '{}'", name, list, printable(v, 60)));
+     dst = v;
+   }).record(scope, [&dst] { return nlohmann::json(dst); });
+}
+
+void data_and_model(OptionTable& t, TrainSettings& s) {
+  t.section("Data");
+  t.add("--corpus", "PATH", "text file or folder (read recursively)",
+        "the King James Bible, " + default_corpus_path(),
+        [&s](const std::string& v) {
+          if (v.empty()) throw UsageError("option --corpus needs a path, got ''");
+          s.corpus = v;
+        })
+      .record(Scope::cadence, [&s] { return path_to_json(s.corpus); });  // paths are bytes
+  real(t, "--val-fraction", "F", "tail of the corpus held out for validation", s.val_fraction,
+       Scope::cadence);
+  text(t, "--tokenizer", "SPEC",
+       "byte; bpe:N (train a byte-level BPE of N tokens on the training text first); a "
+       "tokenizer.json; a checkpoint or run folder (its tokenizer)",
+       s.tokenizer, Scope::output, "byte (with --resume: the run's)");
+  t.section("Model");
+  t.add("--model", "NAME",
+        "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers)", s.model,
+        [&s](const std::string& v) {
+          model_preset(v);  // checked here, so that a config file's error names its line
+          s.model = v;
+        })
+      .record(Scope::numbers, [&s] { return nlohmann::json(s.model); });
+  integer(t, "--d-model,--embed-dim", "embedding width (overrides the preset)", s.d_model, 1, 8192,
+          Scope::numbers, "the preset's");
+  integer(t, "--layers,--num-layers", "transformer blocks", s.layers, 1, 256, Scope::numbers,
+          "the preset's");
+  integer(t, "--heads,--num-heads", "attention heads", s.heads, 1, 1024, Scope::numbers,
+          "the preset's");
+  integer(t, "--context,--seq-len", "tokens per sequence (and the model's context)", s.context, 1,
+          65536, Scope::numbers, "the preset's");
+}
+
+void training(OptionTable& t, TrainSettings& s) {
+  t.section("Training");
+  integer(t, "--steps", "optimizer steps", s.steps, 1, int64_t(1) << 40, Scope::numbers);
+  real(t, "--epochs", "E", "train for E passes over the training tokens (instead of --steps)",
+       s.epochs, Scope::numbers, "off", 1e-300);
+  integer(t, "--batch,--batch-size", "sequences per step (the global batch)", s.batch, 1, 1 << 20,
+          Scope::numbers);
+  integer(t, "--micro-batch", "sequences per shard; --batch must be a multiple", s.micro_batch, 1,
+          1 << 20, Scope::numbers);
+  real(t, "--lr,--learning-rate", "X", "peak learning rate", s.lr, Scope::numbers);
+  real(t, "--min-lr", "X", "floor of the cosine decay", s.min_lr, Scope::numbers, "lr/10", 0);
+  integer(t, "--warmup", "linear warm-up steps (shortened to steps/10 for short runs)", s.warmup, 0,
+          int64_t(1) << 40, Scope::numbers);
+  real(t, "--weight-decay", "X", "AdamW decoupled weight decay (2-D weights)", s.weight_decay,
+       Scope::numbers);
+  real(t, "--clip", "X", "global gradient-norm clip (0 = off)", s.clip, Scope::numbers);
+  integer(t, "--seed", "seed of the initial weights and of the data order", s.seed, 0, INT64_MAX,
+          Scope::numbers);
+}
+
+void spheres(OptionTable& t, TrainSettings& s) {
+  t.section("Spheres");
+  choice(t, "--sync", "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.sync,
+         {"actors", "mutex", "barrier"}, Scope::placement);
+  integer(t, "--spheres",
+          "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: the "
+          "nodes compute",
+          s.spheres, 0, 1000000, Scope::placement, std::to_string(s.spheres) + " (cores)");
+  integer(t, "--fanout", "children per sphere", s.fanout, 1, 1000000, Scope::placement);
+  t.add("--placement", "KIND",
+        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
+        "leaves of every subtree)",
+        placement_name(s.placement),
+        [&s](const std::string& v) { s.placement = parse_placement(v); })
+      .record(Scope::placement, [&s] { return nlohmann::json(placement_name(s.placement)); });
+  // At most 8 per core: idle CAF workers poll for work, and every worker must take its turn to
+  // stop at shutdown, so thousands of threads on a few cores ran for minutes (256 threads took
+  // 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
+  integer(t, "--threads", "CAF scheduler threads, at most 8 per core", s.threads, 1,
+          8 * detected_cores(), Scope::placement, std::to_string(s.threads) + " (cores)");
+  flag(t, "--print-topology", "print the sphere tree and the shard placement, and exit",
+       s.print_topology);
+}
+
+void cluster(OptionTable& t, TrainSettings& s) {
+  t.section("Spheres on other machines (see cllm node --help)");
+  text(t, "--listen", "HOST:PORT",
+       "accept nodes on this address (port 0: any free one, printed); off loopback it needs "
+       "--cluster-key",
+       s.listen, Scope::placement, "off");
+  text(t, "--cluster-key", "FILE", "the cluster's shared secret (a private file, 16+ bytes)",
+       s.cluster_key, Scope::placement, "none");
+  integer(t, "--min-nodes", "nodes to wait for before step 1", s.min_nodes, 0, 100000,
+          Scope::placement);
+  real(t, "--join-timeout", "SECONDS",
+       "how long to wait for --min-nodes, and for a node when none is left", s.join_timeout,
+       Scope::placement);
+  integer(t, "--heartbeat-ms", "network heartbeat interval", s.heartbeat_ms, 10, 60000,
+          Scope::placement);
+  real(t, "--connection-timeout", "SECONDS", "a peer silent this long is lost",
+       s.connection_timeout, Scope::placement);
+  t.add("--plan-nodes", "LIST",
+        "with --print-topology: nodes of these thread counts (e.g. 16,4) join the deal", "",
+        [&s](const std::string& v) { s.plan_nodes = v; });
+}
+
+void output(OptionTable& t, TrainSettings& s) {
+  t.section("Output");
+  text(t, "--run-dir,--checkpoint-dir", "DIR", "run folder: config, metrics, checkpoints, summary",
+       s.run_dir, Scope::action, "a new runs/<date-time>");
+  integer(t, "--eval-every", "steps between validation evaluations (0 = at the end only)",
+          s.eval_every, 0, INT32_MAX, Scope::cadence);
+  integer(t, "--eval-windows", "validation windows per evaluation (0 = all)", s.eval_windows, 0,
+          INT32_MAX, Scope::cadence);
+  integer(t, "--log-every", "progress lines every N steps when not on a terminal", s.log_every, 0,
+          INT32_MAX, Scope::output, "steps/20");
+  choice(t, "--progress", "auto, line (update in place) or plain", s.progress,
+         {"auto", "line", "plain"}, Scope::output);
+  integer(t, "--serve", "serve a live page of the run on PORT (0 = any free port)", s.serve_port, 0,
+          65535, Scope::output, "off");
+  text(t, "--serve-host", "H", "address of --serve (anything but loopback lets others read it)",
+       s.serve_host, Scope::output);
+  integer(t, "--sample-tokens", "tokens generated at the end (0 = none)", s.sample_tokens, 0,
+          1 << 20, Scope::output);
+  text(t, "--prompt", "TEXT", "prompt of the final sample", s.prompt, Scope::output, "\"\"");
+  real(t, "--temperature", "T", "sampling temperature (0 = greedy)", s.sampling.temperature,
+       Scope::output);
+  integer(t, "--top-k", "sample among the K most likely tokens (0 = off)", s.sampling.top_k, 0,
+          1 << 20, Scope::output);
+  real(t, "--top-p", "P", "nucleus sampling mass (1 = off)", s.sampling.top_p, Scope::output);
+}
+
+void checkpoints(OptionTable& t, TrainSettings& s) {
+  t.section("Checkpoints");
+  integer(t, "--checkpoint-every", "steps between checkpoints (0 = final only)", s.checkpoint_every,
+          0, int64_t(1) << 40, Scope::cadence);
+  integer(t, "--keep", "checkpoints kept", s.keep, 1, 1 << 20, Scope::cadence);
+  flag(t, "--resume", "continue from the newest valid checkpoint in --run-dir", s.resume);
+  flag(t, "--overwrite", "a new run may replace the files of a previous run in --run-dir",
+       s.overwrite);
+}
+
+void faults(OptionTable& t, TrainSettings& s) {
+  t.section("Faults and supervision");
+  t.add("--inject", "SPEC",
+        "crash:sphere=K,step=S or hang:sphere=K,step=S: fault of sphere K in step S (counted from "
+        "1 as in the progress line); repeatable, each fires once",
+        "", [&s](const std::string& v) { s.faults.injections.push_back(parse_injection(v)); })
+      .record(Scope::output, [&s] {
+        nlohmann::json a = nlohmann::json::array();
+        for (const auto& i : s.faults.injections) a.push_back(describe(i));
+        return a;
+      });
+  real(t, "--chaos", "P", "each sphere crashes with probability P in each step", s.faults.chaos_p,
+       Scope::output);
+  integer(t, "--chaos-seed", "seed of the chaos draws", s.faults.chaos_seed, 0, INT64_MAX,
+          Scope::output);
+  auto& p = s.policy;
+  integer(t, "--max-restarts", "restarts a sphere allows its children within --restart-window",
+          p.max_restarts, 0, INT32_MAX, Scope::output);
+  real(t, "--restart-window", "SECONDS", "window of --max-restarts", p.window_s, Scope::output);
+  integer(t, "--root-max-restarts", "restarts of sphere 0 allowed within --root-restart-window",
+          p.root_max_restarts, 0, INT32_MAX, Scope::output);
+  real(t, "--root-restart-window", "SECONDS", "window of --root-max-restarts", p.root_window_s,
+       Scope::output);
+  real(t, "--deadline-factor", "X", "step deadline = X * median recent step time",
+       p.deadline_factor, Scope::output);
+  real(t, "--deadline-floor", "SECONDS", "the step deadline is never shorter", p.deadline_floor_s,
+       Scope::output);
+}
+
+}  // namespace
+
+#ifndef CLLM_DEFAULT_CORPUS
+#define CLLM_DEFAULT_CORPUS "data/kjv.txt"
+#endif
+
+std::string default_corpus_path() {
+  if (const char* env = std::getenv("CLLM_DEFAULT_CORPUS")) return env;
+  return CLLM_DEFAULT_CORPUS;
+}
+
+TrainSettings::TrainSettings() : spheres(detected_cores()), threads(detected_cores()) {}
+
+OptionTable train_options(TrainSettings& s) {
+  OptionTable t;
+  data_and_model(t, s);
+  training(t, s);
+  spheres(t, s);
+  cluster(t, s);
+  output(t, s);
+  checkpoints(t, s);
+  faults(t, s);
+  t.section("General");
+  t.add("--config", "FILE", "read options from FILE (lines 'name = value'; the command line wins)",
+        "", [](const std::string&) {});
+  flag(t, "--help,-h", "show this help", s.help);
+  return t;
+}
+
+TrainSettings parse_train_settings(const std::vector<std::string>& args) {
+  TrainSettings s;
+  OptionTable t = train_options(s);
+  t.parse(args);
+  if (!t.positionals.empty())
+    throw UsageError("unexpected argument '" + printable(t.positionals[0], 60) +
+                     "' (see cllm train --help)");
+  s.given = t.given_names();
+  return s;
+}
+
+void inherit_settings(TrainSettings& s, const nlohmann::json& recorded) {
+  OptionTable t = train_options(s);
+  t.set_given(s.given);
+  t.inherit(recorded, {Scope::numbers, Scope::cadence});
+}
+
+nlohmann::json settings_json(const TrainSettings& s) {
+  TrainSettings copy = s;  // the table binds to a mutable struct; reading changes nothing
+  nlohmann::json j = train_options(copy).to_json();
+  // Any text given may be bytes that are not UTF-8 (a path, a prompt): recorded exactly, as hex.
+  for (auto& [name, value] : j.items())
+    if (value.is_string() && !valid_utf8(value.get<std::string>()))
+      value = path_to_json(value.get<std::string>());
+  return j;
+}
+
+nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
+                                 const nlohmann::json& config_json) {
+  if (checkpoint_run.contains("settings")) return checkpoint_run["settings"];
+  // A run of an earlier version: its numbers are in the checkpoint, its cadence and corpus in
+  // config.json's "extra" block; the option names are the keys with '-' for '_'.
+  nlohmann::json out = nlohmann::json::object();
+  const auto take = [&out](const nlohmann::json& from, const char* key) {
+    if (from.is_object() && from.contains(key)) {
+      std::string name = key;
+      std::replace(name.begin(), name.end(), '_', '-');
+      out[name] = from[key];
+    }
+  };
+  for (const char* k :
+       {"batch", "micro_batch", "lr", "min_lr", "warmup", "weight_decay", "clip", "seed", "steps"})
+    take(checkpoint_run, k);
+  if (checkpoint_run.contains("model"))
+    for (const char* k : {"d_model", "context"}) take(checkpoint_run["model"], k);
+  if (checkpoint_run.contains("model")) {
+    out["layers"] = checkpoint_run["model"].value("n_layers", 0);
+    out["heads"] = checkpoint_run["model"].value("n_heads", 0);
+  }
+  const nlohmann::json extra = config_json.value("extra", nlohmann::json::object());
+  for (const char* k :
+       {"corpus", "val_fraction", "eval_every", "eval_windows", "checkpoint_every", "keep"})
+    take(extra, k);
+  return out;
+}
+
+void TrainSettings::validate() const {
+  model_preset(model);  // an unknown preset, before any I/O
+  if (!(val_fraction >= 0 && val_fraction <= 0.5))
+    throw UsageError(
+        fmt::format("option --val-fraction must be in [0, 0.5], got {}", val_fraction));
+  if (given.count("--epochs") && !(epochs > 0))
+    throw UsageError(fmt::format("option --epochs must be > 0, got {}", epochs));
+  if (given.count("--corpus") && corpus.empty())
+    throw UsageError("option --corpus needs a path, got ''");
+  if (given.count("--epochs") && given.count("--steps"))
+    throw UsageError("give either --steps or --epochs, not both");
+  if (clip < 0) throw UsageError(fmt::format("option --clip must be >= 0 (0 = off), got {}", clip));
+  if (given.count("--min-lr") && min_lr < 0)
+    throw UsageError(fmt::format("option --min-lr must be >= 0, got {}", min_lr));
+  if (faults.chaos_p < 0 || faults.chaos_p >= 1)
+    throw UsageError(fmt::format("option --chaos must be in [0, 1), got {}", faults.chaos_p));
+  if (sync != "actors" && faults.any())
+    throw ConfigError("--inject and --chaos need --sync actors (the baselines cannot recover)");
+  cllm::validate(sampling);
+  policy.validate();
+  if (spheres == 0 && listen.empty())
+    throw UsageError("--spheres 0 leaves no sphere to compute; it needs --listen for nodes");
+  if (listen.empty() && (min_nodes > 0 || !cluster_key.empty()))
+    throw UsageError("--min-nodes and --cluster-key need --listen");
+  if (!listen.empty() && sync != "actors")
+    throw UsageError("--listen needs --sync actors (nodes join the sphere tree)");
+  if (!(join_timeout > 0 && join_timeout <= 1e6) ||
+      !(connection_timeout > 0 && connection_timeout <= 3600))
+    throw UsageError("--join-timeout and --connection-timeout must be positive");
+}
+
+RunConfig TrainSettings::shape() const {
+  RunConfig r;
+  r.model = model_preset(model);
+  if (d_model) r.model.d_model = d_model;
+  if (layers) r.model.n_layers = layers;
+  if (heads) r.model.n_heads = heads;
+  if (context) r.model.context = context;
+  r.batch.batch = batch, r.batch.micro_batch = micro_batch, r.batch.context = r.model.context;
+  r.model.validate();
+  r.batch.validate(r.model);
+  return r;
+}
+
+RunConfig TrainSettings::run_config(size_t train_tokens, const std::string& data_sha256,
+                                    int vocab) const {
+  RunConfig r = shape();
+  r.model.vocab = vocab;
+  r.model.validate();
+  r.seed = seed;
+  r.steps = steps;
+  if (epochs > 0) {
+    const double n = std::ceil(epochs * double(train_tokens) / double(r.batch.tokens_per_step()));
+    if (!(n <= double(int64_t(1) << 40)))
+      throw UsageError(fmt::format("--epochs {} means {:g} steps, more than 2^40", epochs, n));
+    r.steps = std::max<int64_t>(1, int64_t(n));
+  }
+  r.optim.lr = lr;
+  r.optim.min_lr = min_lr >= 0 ? min_lr : lr / 10;
+  r.optim.weight_decay = weight_decay;
+  r.optim.clip = clip;
+  r.optim.total_steps = r.steps;
+  r.optim.warmup = warmup;
+  if (r.optim.warmup >= r.steps) {
+    if (given.count("--warmup"))
+      throw UsageError(
+          fmt::format("--warmup {} is not shorter than the run ({} steps)", warmup, r.steps));
+    r.optim.warmup = r.steps / 10;  // the default is for long runs
+  }
+  for (const auto& inj : faults.injections)
+    if (inj.step >= r.steps)
+      throw UsageError(
+          fmt::format("--inject {} is past the run's last step ({})", describe(inj), r.steps));
+  r.data_sha256 = data_sha256;
+  r.validate();
+  return r;
+}
+
+}  // namespace cllm

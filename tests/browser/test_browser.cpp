@@ -1,0 +1,261 @@
+// The report and the live page in a real browser (Debian's headless Chromium, driven over the
+// DevTools protocol): a short real run with injected crashes, a long synthetic run (drawn
+// downsampled), a live training with --serve, and a served folder that breaks under the page.
+// Chromium missing is a failure, not a skip. Screenshots go to CLLM_BROWSER_OUT.
+#include <catch2/catch.hpp>
+
+#include <regex>
+
+#include "browser/cdp.hpp"
+#include "browser/synth_run.hpp"
+#include "e2e/cli_util.hpp"
+
+#ifndef CLLM_BROWSER_OUT
+#error "CLLM_BROWSER_OUT (folder of the screenshots) must be defined by the build"
+#endif
+
+using namespace e2e;
+
+namespace {
+
+const std::string& out_dir() {
+  static const std::string dir = [] {
+    fs::create_directories(CLLM_BROWSER_OUT);
+    return std::string(CLLM_BROWSER_OUT);
+  }();
+  return dir;
+}
+
+// One Chromium per test process, started on first use.
+cdp::Browser& browser() {
+  static TempDir scratch;
+  static cdp::Browser b(scratch.path().string());
+  return b;
+}
+
+std::string js_string(const std::string& s) {
+  return json(s).dump();
+}
+
+// The settings table's text for `key` (a dotted path into config.json).
+std::string setting(cdp::Page& page, const std::string& key) {
+  const json v = page.eval("(() => { const r = document.querySelector('#settings tr[data-key=" +
+                           js_string(key) + "] td.val'); return r ? r.textContent : null; })()");
+  return v.is_string() ? v.get<std::string>() : std::string("<missing>");
+}
+
+// How the page shows a config value: strings bare, numbers as JavaScript prints them (the
+// shortest round-trip form, as nlohmann::json writes them).
+std::string shown(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+void no_console_errors(const cdp::Page& page) {
+  const auto errors = page.console_errors();
+  for (const auto& e : errors) UNSCOPED_INFO(e);
+  CHECK(errors.empty());
+}
+
+// The URL that `cllm serve` or `cllm train --serve` printed (waits for it).
+std::string served_url(Background& bg, const std::string& prefix) {
+  static const std::regex re(R"((http://127\.0\.0\.1:[0-9]+/))");
+  std::string url;
+  bg.wait_until(
+      [&] {
+        const std::string out = bg.out_so_far();
+        const size_t at = out.find(prefix);
+        std::smatch m;
+        const std::string rest = at == std::string::npos ? std::string() : out.substr(at);
+        if (std::regex_search(rest, m, re)) url = m[1].str();
+        return !url.empty();
+      },
+      120);
+  return url;
+}
+
+int64_t page_step(cdp::Page& page) {
+  const json v = page.eval("+(document.getElementById('progress').dataset.step || 0)");
+  return v.is_number() ? v.get<int64_t>() : -1;
+}
+
+}  // namespace
+
+TEST_CASE("browser: Chromium is installed and starts", "[browser]") {
+  INFO("Chromium: " << cdp::chromium_path());
+  REQUIRE_NOTHROW(browser());
+  cdp::Page page(browser());
+  page.navigate("data:text/html,<p id=x>hi</p>");
+  CHECK(page.eval("document.getElementById('x').textContent") == "hi");
+}
+
+TEST_CASE("browser: report of a short run with injected crashes", "[browser]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  const Result r =
+      run_cli(quick_train(dir) + Args{"--spheres", "3", "--steps", "10", "--eval-every", "4",
+                                      "--checkpoint-every", "4", "--inject",
+                                      "crash:sphere=1,step=3", "--inject", "crash:sphere=2,step=6"},
+              180);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  const Result rep = run_cli({"report", dir}, 60);
+  INFO(rep.out << rep.err);
+  REQUIRE(rep.code == 0);
+  const std::string html = dir + "/report.html";
+  REQUIRE(fs::exists(html));
+
+  const auto rows = read_jsonl(fs::path(dir) / "metrics.jsonl");
+  const json config = read_json(fs::path(dir) / "config.json");
+  const json summary = read_json(fs::path(dir) / "summary.json");
+  const json spheres = read_json(fs::path(dir) / "spheres.json");
+  REQUIRE(rows.size() == 10);
+  REQUIRE(spheres.size() == 3);
+  REQUIRE(summary["restarts"].get<int64_t>() >= 2);
+  size_t val_rows = 0, restart_rows = 0, restart_count = 0;
+  for (const auto& row : rows) {
+    val_rows += row.contains("val_loss");
+    if (row.contains("faults") && row["faults"].value("restarts", 0) > 0)
+      ++restart_rows, restart_count += row["faults"]["restarts"].get<size_t>();
+  }
+  // The per-step counts add up to the run's total.
+  CHECK(int64_t(restart_count) == summary["restarts"].get<int64_t>());
+
+  cdp::Page page(browser());
+  page.navigate("file://" + html);
+  REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 30));
+  page.screenshot(out_dir() + "/report.png");
+  no_console_errors(page);
+
+  // Loss chart: one point per step (a short run is drawn in full), validation points too.
+  CHECK(page.eval("document.querySelector('#chart-loss polyline.s-loss').points.length") ==
+        rows.size());
+  CHECK(page.eval("document.querySelector('#chart-loss polyline.s-val').points.length") ==
+        val_rows);
+  CHECK(page.eval("document.querySelector('#chart-lr polyline.s-lr').points.length") ==
+        rows.size());
+  // The tree: every sphere, and the restarted ones marked.
+  CHECK(page.eval("document.querySelectorAll('#tree path.sphere').length") == spheres.size());
+  for (const auto& sp : spheres) {
+    const bool restarted = sp.value("restarts", 0) > 0;
+    CHECK(page.eval("!!document.querySelector('#tree path.sphere.restarted[data-id=\"" +
+                    std::to_string(sp["id"].get<int>()) + "\"]')") == restarted);
+  }
+  CHECK(page.eval("document.querySelectorAll('#spheres tr[data-id]').length") == spheres.size());
+  // Fault events on the step axis: one restart marker per step with restarts.
+  CHECK(page.eval("document.querySelectorAll('#chart-events .ev-restart').length") == restart_rows);
+  CHECK(page.eval("document.querySelectorAll('#chart-events .ev-checkpoint').length").get<int>() >=
+        2);
+  // Settings as in config.json.
+  for (const char* key : {"steps", "batch", "micro_batch", "lr", "seed", "warmup"})
+    CHECK(setting(page, std::string("run.") + key) == shown(config["run"][key]));
+  CHECK(setting(page, "run.model.d_model") == shown(config["run"]["model"]["d_model"]));
+  CHECK(setting(page, "settings.spheres") == shown(config["settings"]["spheres"]));
+  CHECK(setting(page, "settings.corpus") == shown(config["settings"]["corpus"]));
+  CHECK(page.eval("document.getElementById('weights-hash').textContent") ==
+        summary["weights_sha256"]);
+}
+
+TEST_CASE("browser: a long run is drawn downsampled with exact figures", "[browser]") {
+  TempDir tmp;
+  const std::string dir = tmp / "long";
+  fs::create_directories(dir);
+  synth::Options o;
+  o.steps = 30000;
+  o.spheres = 157;
+  o.remote = {{3, "node-a"}, {7, "node-b"}};
+  const synth::Written w = synth::write_run(dir, o);
+  const Result rep = run_cli({"report", dir, "--out", tmp / "long.html"}, 120);
+  INFO(rep.out << rep.err);
+  REQUIRE(rep.code == 0);
+
+  cdp::Page page(browser());
+  page.navigate("file://" + tmp / "long.html");
+  REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 60));
+  page.screenshot(out_dir() + "/report-long.png");
+  no_console_errors(page);
+  // 30,000 rows with distinct values: 1,000 buckets of 30, each drawn by its min and its max.
+  CHECK(page.eval("document.querySelector('#chart-loss polyline.s-loss').points.length") == 2000);
+  CHECK(page.eval("+document.querySelector('#chart-loss polyline.s-loss').dataset.n") == 30000);
+  // The exact smallest and last loss survive downsampling.
+  const json stats =
+      page.eval("JSON.parse(document.getElementById('cllm-data').textContent).stats");
+  CHECK(stats["loss"]["min"]["value"].get<double>() == w.loss_min);
+  CHECK(stats["loss"]["min"]["step"] == w.loss_min_step);
+  CHECK(stats["loss"]["last"]["value"].get<double>() == w.loss_last);
+  CHECK(page.eval("document.querySelectorAll('#tree path.sphere').length") == 157);
+  // Remote subtrees carry their host's name.
+  CHECK(page.eval("[...document.querySelectorAll('#tree .host-label')].map(e => "
+                  "e.textContent).sort().join(',')") == "node-a,node-b");
+  CHECK(page.eval("document.querySelectorAll('#chart-events .ev-restart').length") ==
+        w.restart_steps);
+}
+
+TEST_CASE("browser: the live page of cllm train --serve follows the run", "[browser]") {
+  TempDir tmp;
+  const std::string dir = tmp / "live";
+  Background bg(quick_train(dir) + Args{"--steps", "100000", "--spheres", "2", "--eval-every", "50",
+                                        "--checkpoint-every", "0", "--serve", "0"});
+  const std::string url = served_url(bg, "live page: ");
+  INFO(bg.out_so_far());
+  REQUIRE(!url.empty());
+
+  cdp::Page page(browser());
+  page.navigate(url);
+  REQUIRE(
+      page.wait_for("document.body.dataset.ready === '1' && "
+                    "+document.getElementById('progress').dataset.step > 0",
+                    60));
+  const int64_t first = page_step(page);
+  // The page polls by itself: the step shown advances without a reload.
+  REQUIRE(page.wait_for(
+      "+document.getElementById('progress').dataset.step > " + std::to_string(first), 60));
+  CHECK(page_step(page) > first);
+  // spheres.json appears during the run.
+  CHECK(page.wait_for("document.querySelectorAll('#tree path.sphere').length === 2", 60));
+  CHECK(
+      page.eval("document.getElementById('status').className").get<std::string>().find("running") !=
+      std::string::npos);
+  page.screenshot(out_dir() + "/live.png");
+  no_console_errors(page);
+  CHECK(bg.running());
+  bg.signal(SIGINT);
+  const Result r = bg.wait(120);
+  CHECK(r.code == 130);
+}
+
+TEST_CASE("browser: a served folder that breaks shows a message, not a crash", "[browser]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  const Result r = run_cli(quick_train(dir), 120);
+  REQUIRE(r.code == 0);
+  Background bg({"serve", dir, "--port", "0"});
+  const std::string url = served_url(bg, "cllm serve: ");
+  INFO(bg.out_so_far());
+  REQUIRE(!url.empty());
+
+  cdp::Page page(browser());
+  page.navigate(url);
+  REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 60));
+  CHECK(page.eval("document.getElementById('status').textContent") == "finished");
+  no_console_errors(page);
+
+  // A torn last line (a run killed while writing it).
+  {
+    std::ofstream m(fs::path(dir) / "metrics.jsonl", std::ios::app);
+    m << "{\"step\":7,\"loss\":2.5,\"l";
+  }
+  CHECK(page.wait_for("document.getElementById('notices').textContent.includes('incomplete line')",
+                      30));
+  CHECK(page_step(page) == 6);
+
+  // The folder disappears.
+  fs::rename(dir, tmp / "moved-away");
+  CHECK(page.wait_for("document.getElementById('notices').textContent.includes('is gone')", 30));
+  CHECK(page.eval("document.getElementById('status').textContent") == "run folder gone");
+  page.screenshot(out_dir() + "/live-gone.png");
+  CHECK(bg.running());
+  // The server still answers.
+  CHECK(page.eval("fetch('api/run').then(r => r.status)") == 200);
+  bg.signal(SIGINT);
+  CHECK(bg.wait(30).code == 0);
+}
