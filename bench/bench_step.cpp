@@ -47,6 +47,7 @@ struct Options {
   int warmup = 2;
   int repeats = 3;
   int gen_tokens = 256;
+  int compare_micro = 2;
   std::string json;
 };
 
@@ -61,13 +62,14 @@ Options parse(int argc, char** argv) {
   t.add("--model", "tiny|small|base", "model preset", o.model,
         [&o](const std::string& v) { o.model = v; });
   add_int(t, "--batch", "sequences per step", o.batch);
-  add_int(t, "--micro-batch", "sequences per shard (micro-batch 2 is timed as well)",
-          o.micro_batch);
+  add_int(t, "--micro-batch", "sequences per shard (see --compare-micro)", o.micro_batch);
   add_int(t, "--context", "tokens per sequence", o.context);
   add_int(t, "--steps", "timed steps per repeat", o.steps, 1);
   add_int(t, "--warmup", "untimed steps first", o.warmup, 0);
   add_int(t, "--repeats", "repeats of --steps timed steps", o.repeats, 1);
   add_int(t, "--gen-tokens", "tokens to generate (0 = no generation)", o.gen_tokens, 0);
+  add_int(t, "--compare-micro", "also time this micro-batch (0 = only --micro-batch)",
+          o.compare_micro, 0);
   t.add("--json", "FILE", "also write the figures to FILE as JSON", "",
         [&o](const std::string& v) { o.json = v; });
   parse_options(t, argc, argv, kUsage);
@@ -207,7 +209,8 @@ int run(const Options& o) {
       o.warmup, o.repeats, o.steps);
 
   std::vector<int> micros = {o.micro_batch};
-  if (o.micro_batch != 2 && o.batch % 2 == 0) micros.push_back(2);
+  const int cm = o.compare_micro;
+  if (cm > 0 && cm != o.micro_batch && o.batch % cm == 0) micros.push_back(cm);
 
   fmt::print("{:<10} {:>5} {:>6} {:>9} {:>9} {:>9} {:>10} {:>8} {:>7} {:>8} {:>9} {:>5}\n", "batch",
              "micro", "shards", "med ms", "min ms", "p90 ms", "tokens/s", "GFLOP/s", "fold %",

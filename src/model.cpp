@@ -19,6 +19,8 @@ struct Model<Scalar>::Impl {
   using CMapM = typename Ops::CMapM;
   using MapV = typename Ops::MapV;
   using CMapV = typename Ops::CMapV;
+  using Op = gemm::Op;
+  using Causal = gemm::Causal;
 
   ModelConfig cfg;
   ParamLayout layout;
@@ -106,10 +108,12 @@ struct Model<Scalar>::Impl {
           auto k = qkv.block(d + h * hd, int64_t(b) * T, hd, T);
           auto v = qkv.block(2 * d + h * hd, int64_t(b) * T, hd, T);
           MapM p(a.probs.data() + (size_t(b) * H + h) * T * T, T, T);
-          // p(j, i) = softmax_j (k_j . q_i) over keys j <= i: column i is query i.
-          p.noalias() = k.transpose() * q;
+          // p(j, i) = softmax_j (k_j . q_i) over keys j <= i: column i is query i. Only the
+          // causal half is computed.
+          Ops::product(Op::T, Op::N, k, q, p, false, nullptr, Causal::rows_upto_col);
           Ops::causal_softmax_columns(p, scale);
-          att.block(h * hd, int64_t(b) * T, hd, T).noalias() = v * p;
+          Ops::product(Op::N, Op::N, v, p, att.block(h * hd, int64_t(b) * T, hd, T), false, nullptr,
+                       Causal::k_upto_col);
         }
       }
       xm = x;
@@ -125,20 +129,31 @@ struct Model<Scalar>::Impl {
     MapM xf = m(x_final, d, N), lf = m(lnf, d, N), lg = m(logits, V, N);
     Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
                            meanf.data(), rstdf.data());
-    lg.noalias() = w(P, layout.wte, d, V).transpose() * lf;
+    Ops::product(Op::T, Op::N, w(P, layout.wte, d, V), lf, lg, false);
     return Ops::cross_entropy(lg, targets.data(), for_backward);
   }
 
   void backward(const Scalar* P, Scalar* G) {
     const int64_t N = int64_t(cur_batch) * T;
     const Scalar scale = Scalar(1) / std::sqrt(Scalar(hd));
-    std::fill(G, G + layout.total(), Scalar(0));
+    // No zeroing pass over the gradient: every 2-D weight's gradient is stored by exactly one
+    // product below (wte's by the LM head, before the embedding adds to it); only the 1-D
+    // tensors (LayerNorm and bias gradients, summed over columns) and wpe start from zero.
+    // The padding between tensors is zeroed too: the whole buffer is defined.
+    size_t end = 0;
+    for (const auto& t : layout.tensors()) {
+      std::fill(G + end, G + t.offset, Scalar(0));
+      if (t.shape.size() == 1 || t.offset == layout.wpe)
+        std::fill(G + t.offset, G + t.offset + t.size, Scalar(0));
+      end = t.offset + t.size;
+    }
+    std::fill(G + end, G + layout.total(), Scalar(0));
     auto gw = [&](size_t off, int rows, int cols) { return MapM(G + off, rows, cols); };
     auto gv = [&](size_t off, int n) { return MapV(G + off, n); };
     MapM lg = m(logits, V, N), lf = m(lnf, d, N), g = m(dx, d, N), tmp = m(dtmp, d, N);
     // Tied LM head: logits = wte^T lnf.
-    gw(layout.wte, d, V).noalias() += lf * lg.transpose();
-    tmp.noalias() = w(P, layout.wte, d, V) * lg;
+    Ops::product(Op::N, Op::T, lf, lg, gw(layout.wte, d, V), false);
+    Ops::product(Op::N, Op::N, w(P, layout.wte, d, V), lg, tmp, false);
     Ops::layernorm_backward(m(x_final, d, N), CMapV(P + layout.lnf_w, d), meanf.data(),
                             rstdf.data(), tmp, gv(layout.lnf_w, d), gv(layout.lnf_b, d), g, false);
     for (int l = L - 1; l >= 0; --l) {
@@ -167,11 +182,14 @@ struct Model<Scalar>::Impl {
           auto v = qkv.block(2 * d + h * hd, c0, hd, T);
           MapM p(a.probs.data() + (size_t(b) * H + h) * T * T, T, T);
           auto dy = da.block(h * hd, c0, hd, T);
-          dq.block(2 * d + h * hd, c0, hd, T).noalias() = dy * p.transpose();
-          dp.noalias() = v.transpose() * dy;
+          Ops::product(Op::N, Op::T, dy, p, dq.block(2 * d + h * hd, c0, hd, T), false, nullptr,
+                       Causal::k_from_col);
+          Ops::product(Op::T, Op::N, v, dy, dp, false, nullptr, Causal::rows_upto_col);
           Ops::softmax_backward_columns(p, dp, scale);  // dp := dLoss/dscores (pre-scale folded)
-          dq.block(h * hd, c0, hd, T).noalias() = k * dp;
-          dq.block(d + h * hd, c0, hd, T).noalias() = q * dp.transpose();
+          Ops::product(Op::N, Op::N, k, dp, dq.block(h * hd, c0, hd, T), false, nullptr,
+                       Causal::k_upto_col);
+          Ops::product(Op::N, Op::T, q, dp, dq.block(d + h * hd, c0, hd, T), false, nullptr,
+                       Causal::k_from_col);
         }
       }
       Ops::linear_backward(w(P, o.qkv_w, 3 * d, d), ln1, dq, gw(o.qkv_w, 3 * d, d),
@@ -286,7 +304,7 @@ struct Decoder<Scalar>::Impl {
     Ops::layernorm_forward(xv, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lv, &mean,
                            &rstd);
     MapM lg(logits.data(), V, 1);
-    lg.noalias() = W(layout.wte, d, V).transpose() * lv;
+    Ops::product(gemm::Op::T, gemm::Op::N, W(layout.wte, d, V), lv, lg, false);
     ++pos;
     return logits.data();
   }

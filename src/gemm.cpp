@@ -1,0 +1,261 @@
+#include "src/gemm.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <immintrin.h>
+
+#include "src/aligned.hpp"
+
+namespace cllm::gemm {
+
+namespace {
+
+// One SIMD register of floats, per instruction set. The kernel below is written once against this
+// interface; which one a binary uses is fixed at compile time (-march), so one binary always sums
+// in the same order.
+#if defined(__AVX512F__)
+struct Simd {
+  using V = __m512;
+  static constexpr int W = 16;
+  static constexpr int NR = 12;  // 2 x 12 accumulators + 2 loads of A: 26 of 32 registers
+  static V zero() { return _mm512_setzero_ps(); }
+  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static __mmask16 mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+  static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Simd {
+  using V = __m256;
+  static constexpr int W = 8;
+  static constexpr int NR = 6;  // 2 x 6 accumulators + 2 loads of A + 1 broadcast: 15 of 16
+  static V zero() { return _mm256_setzero_ps(); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V load_n(const float* p, int n) {
+    return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask(n));
+  }
+  static void store_n(float* p, V v, int n) {
+    if (n >= 8)
+      _mm256_storeu_ps(p, v);
+    else
+      _mm256_maskstore_ps(p, mask(n), v);
+  }
+};
+#else
+struct Simd {  // SSE (x86-64-v2 builds): no FMA instruction, multiply then add
+  using V = __m128;
+  static constexpr int W = 4;
+  static constexpr int NR = 4;
+  static V zero() { return _mm_setzero_ps(); }
+  static V loadu(const float* p) { return _mm_loadu_ps(p); }
+  static V set1(float x) { return _mm_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static V add(V a, V b) { return _mm_add_ps(a, b); }
+  static V load_n(const float* p, int n) {
+    alignas(16) float t[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n && i < 4; ++i) t[i] = p[i];
+    return _mm_load_ps(t);
+  }
+  static void store_n(float* p, V v, int n) {
+    alignas(16) float t[4];
+    _mm_store_ps(t, v);
+    for (int i = 0; i < n && i < 4; ++i) p[i] = t[i];
+  }
+};
+#endif
+
+constexpr int MR = 2 * Simd::W;  // rows of C per kernel call (two registers)
+constexpr int NR = Simd::NR;     // columns of C per kernel call
+constexpr int64_t KC = 256;      // depth of one packed block of A (a panel of A stays in L1)
+constexpr int64_t MC = 256;      // rows of one packed block of A (the block stays in L2)
+
+// C(0:m, 0:NRt) (+)= A * B(k0:k0+kc, 0:NRt) (+ bias), where column k of A (MR rows) starts at
+// Ap + k * sa: a packed panel (sa = MR) or, for few columns of B, A itself in place (sa = lda,
+// which then has at least MR rows from Ap). The sum over k runs in order k = 0, 1, ..., one fused
+// multiply-add per step.
+template <int NRt, bool BT>
+void kernel(int64_t kc, const float* __restrict Ap, int64_t sa, const float* __restrict B,
+            int64_t ldb, float* __restrict C, int64_t ldc, int m, bool add, const float* bias) {
+  using V = typename Simd::V;
+  V c0[NRt], c1[NRt];
+  for (int j = 0; j < NRt; ++j) c0[j] = Simd::zero(), c1[j] = Simd::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    const V a0 = Simd::loadu(Ap + k * sa), a1 = Simd::loadu(Ap + k * sa + Simd::W);
+#pragma GCC unroll 16
+    for (int j = 0; j < NRt; ++j) {
+      const V b = Simd::set1(BT ? B[k * ldb + j] : B[j * ldb + k]);
+      c0[j] = Simd::fma(a0, b, c0[j]);
+      c1[j] = Simd::fma(a1, b, c1[j]);
+    }
+  }
+  const int m0 = std::min(m, Simd::W), m1 = std::max(0, m - Simd::W);
+  V b0 = Simd::zero(), b1 = Simd::zero();
+  if (bias) b0 = Simd::load_n(bias, m0), b1 = Simd::load_n(bias + Simd::W, m1);
+  for (int j = 0; j < NRt; ++j) {
+    float* cj = C + j * ldc;
+    V x0 = c0[j], x1 = c1[j];
+    if (bias) x0 = Simd::add(x0, b0), x1 = Simd::add(x1, b1);
+    if (add)
+      x0 = Simd::add(x0, Simd::load_n(cj, m0)), x1 = Simd::add(x1, Simd::load_n(cj + Simd::W, m1));
+    Simd::store_n(cj, x0, m0);
+    if (m1 > 0) Simd::store_n(cj + Simd::W, x1, m1);
+  }
+}
+
+using KernelFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                          int, bool, const float*);
+
+template <bool BT, int... Ns>
+constexpr std::array<KernelFn, sizeof...(Ns)> kernel_table(std::integer_sequence<int, Ns...>) {
+  return {&kernel<Ns + 1, BT>...};
+}
+const auto kKernelsN = kernel_table<false>(std::make_integer_sequence<int, NR>());
+const auto kKernelsT = kernel_table<true>(std::make_integer_sequence<int, NR>());
+
+// Packs op(A)(i0:i0+mc, k0:k0+kc) into panels of MR rows, each kc x MR k-major, zero-padded.
+void pack_a(const Args& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* Ap) {
+  for (int64_t ip = 0; ip < mc; ip += MR) {
+    const int m = int(std::min<int64_t>(MR, mc - ip));
+    float* dst = Ap + ip * kc;
+    if (a.op_a == Op::N) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = a.A + (k0 + k) * a.lda + i0 + ip;
+        float* d = dst + k * MR;
+        std::memcpy(d, src, sizeof(float) * size_t(m));
+        for (int i = m; i < MR; ++i) d[i] = 0.0f;
+      }
+    } else {
+      if (m < MR) std::memset(dst, 0, sizeof(float) * size_t(kc * MR));
+#if defined(__AVX512F__)
+      if (m == MR && a.lda * MR < (int64_t(1) << 31)) {
+        // Gathers: one register of 16 rows per k (the transposed operand is read row by row).
+        const __m512i idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(int(a.lda)));
+        const float* base = a.A + (i0 + ip) * a.lda + k0;
+        const float* base1 = base + 16 * a.lda;
+        for (int64_t k = 0; k < kc; ++k) {
+          _mm512_store_ps(dst + k * MR, _mm512_i32gather_ps(idx, base + k, 4));
+          _mm512_store_ps(dst + k * MR + 16, _mm512_i32gather_ps(idx, base1 + k, 4));
+        }
+        continue;
+      }
+#endif
+      for (int i = 0; i < m; ++i) {
+        const float* src = a.A + (i0 + ip + i) * a.lda + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
+      }
+    }
+  }
+}
+
+void check(const Args& a) {
+  if (a.M < 0 || a.N < 0 || a.K < 0) throw std::invalid_argument("gemm: negative size");
+  if (a.causal != Causal::none && (a.M > kMaxCausal || a.N > kMaxCausal || a.K > kMaxCausal))
+    throw std::invalid_argument("gemm: causal product too large");
+  if (a.bf16 && !has_bf16())
+    throw std::invalid_argument("gemm: bf16 products need AVX512_BF16 (not in this build/CPU)");
+}
+
+// y = op(A) x for op(A) = A^T and one column: dot products along A's contiguous rows (packing
+// would cost more than the product).
+void gemv_t(const Args& a) {
+  using V = typename Simd::V;
+  constexpr int W = Simd::W;
+  auto dot = [&](int64_t i) {
+    const float* r = a.A + i * a.lda;
+    V acc = Simd::zero();
+    for (int64_t k = 0; k < a.K; k += W) {
+      const int n = int(std::min<int64_t>(W, a.K - k));
+      acc = Simd::fma(Simd::load_n(r + k, n), Simd::load_n(a.B + k, n), acc);
+    }
+    alignas(64) float lanes[W];
+    Simd::store_n(lanes, acc, W);
+    float s = 0;
+    for (int l = 0; l < W; ++l) s += lanes[l];
+    return s;
+  };
+  for (int64_t i = 0; i < a.M; ++i) {
+    float y = dot(i);
+    if (a.bias) y += a.bias[i];
+    if (a.accumulate) y += a.C[i];
+    a.C[i] = y;
+  }
+}
+
+}  // namespace
+
+void run(const Args& a) {
+  check(a);
+  if (a.M == 0 || a.N == 0) return;
+  if (a.op_a == Op::T && a.N == 1 && (a.op_b == Op::N || a.ldb == 1) && !a.bf16 &&
+      a.causal == Causal::none)
+    return gemv_t(a);
+  thread_local AlignedVector<float> packed;
+  const auto& kernels = a.op_b == Op::T ? kKernelsT : kKernelsN;
+  const int64_t K = a.K;
+  // Few columns of B (decoding: one): A is read once, in place, over the whole depth.
+  const bool direct = a.op_a == Op::N && a.N <= NR;
+  const int64_t kc_max = direct ? std::max<int64_t>(K, 1) : std::min(KC, std::max<int64_t>(K, 1));
+  const size_t need = size_t((direct ? MR : std::min(MC, (a.M + MR - 1) / MR * MR)) * kc_max);
+  if (packed.size() < need) packed.resize(need);
+  // K == 0: the product is zero; one pass with an empty sum still stores (or adds) the bias.
+  for (int64_t pc = 0; pc < std::max<int64_t>(K, 1); pc += kc_max) {
+    const int64_t kc = std::min(kc_max, K - pc);
+    const bool first = pc == 0 && !a.accumulate;
+    const bool last = pc + kc_max >= K;
+    const int64_t mc_max = direct ? a.M : MC;
+    for (int64_t ic = 0; ic < a.M; ic += mc_max) {
+      const int64_t mc = std::min(mc_max, a.M - ic);
+      if (kc > 0 && !direct) pack_a(a, ic, mc, pc, kc, packed.data());
+      for (int64_t jr = 0; jr < a.N; jr += NR) {
+        const int n = int(std::min<int64_t>(NR, a.N - jr));
+        int64_t k0 = pc, k1 = pc + kc;
+        if (a.causal == Causal::k_upto_col) k1 = std::min(k1, jr + n);
+        if (a.causal == Causal::k_from_col) k0 = std::max(k0, jr);
+        const int64_t kn = std::max<int64_t>(0, k1 - k0);
+        int64_t rows = mc;
+        if (a.causal == Causal::rows_upto_col) rows = std::min(mc, jr + n - ic);
+        const float* Bk = a.op_b == Op::T ? a.B + k0 * a.ldb + jr : a.B + jr * a.ldb + k0;
+        for (int64_t ir = 0; ir < rows; ir += MR) {
+          const int m = int(std::min<int64_t>(MR, mc - ir));
+          const float* Ap = packed.data() + ir * kc + (k0 - pc) * MR;
+          int64_t sa = MR;
+          if (direct && m == MR) {
+            Ap = a.A + k0 * a.lda + ic + ir, sa = a.lda;
+          } else if (direct && kn > 0) {  // the last rows: pack them (no reads past A)
+            pack_a(a, ic + ir, m, k0, kn, packed.data());
+            Ap = packed.data();
+          }
+          kernels[size_t(n - 1)](kn, Ap, sa, Bk, a.ldb, a.C + (jr * a.ldc + ic + ir), a.ldc, m,
+                                 !first, last && a.bias ? a.bias + ic + ir : nullptr);
+        }
+      }
+    }
+  }
+}
+
+int64_t causal_panel_end(int64_t col) {
+  return (col / NR + 1) * NR;
+}
+
+bool has_bf16() {
+  return false;
+}
+
+}  // namespace cllm::gemm
