@@ -198,6 +198,92 @@ void gemv_t(const Args& a) {
   }
 }
 
+// y = A x for A as stored and one column (decoding): columns of A scaled and added, NV registers
+// of rows at a time. With few rows the sum over k is split into KS interleaved partial sums
+// (added in a fixed order at the end) so that several multiply-adds are in flight.
+template <int NV, int KS>
+void gemv_n_block(const Args& a, int64_t i0, int rows) {
+  using V = typename Simd::V;
+  constexpr int W = Simd::W;
+  V acc[KS][NV];
+  for (int s = 0; s < KS; ++s)
+    for (int r = 0; r < NV; ++r) acc[s][r] = Simd::zero();
+  const float* __restrict A = a.A + i0;
+  const float* __restrict x = a.B;
+  const int64_t K = a.K, KK = K / KS * KS, lda = a.lda;
+  const int tail = rows - (NV - 1) * W;  // rows in the last register (1..W)
+  if (tail == W) {
+    for (int64_t k = 0; k < KK; k += KS)
+#pragma GCC unroll 4
+      for (int s = 0; s < KS; ++s) {
+        const V b = Simd::set1(x[k + s]);
+        const float* col = A + (k + s) * lda;
+#pragma GCC unroll 8
+        for (int r = 0; r < NV; ++r) acc[s][r] = Simd::fma(Simd::loadu(col + r * W), b, acc[s][r]);
+      }
+  } else {
+    for (int64_t k = 0; k < KK; k += KS)
+#pragma GCC unroll 4
+      for (int s = 0; s < KS; ++s) {
+        const V b = Simd::set1(x[k + s]);
+        const float* col = A + (k + s) * lda;
+#pragma GCC unroll 8
+        for (int r = 0; r < NV - 1; ++r)
+          acc[s][r] = Simd::fma(Simd::loadu(col + r * W), b, acc[s][r]);
+        acc[s][NV - 1] = Simd::fma(Simd::load_n(col + (NV - 1) * W, tail), b, acc[s][NV - 1]);
+      }
+  }
+  for (int64_t k = KK; k < K; ++k) {
+    const V b = Simd::set1(x[k]);
+    const float* col = A + k * lda;
+    for (int r = 0; r < NV; ++r)
+      acc[0][r] = Simd::fma(Simd::load_n(col + r * W, std::min(W, rows - r * W)), b, acc[0][r]);
+  }
+  for (int r = 0; r < NV; ++r) {
+    V y = acc[0][r];
+    if constexpr (KS == 2) y = Simd::add(acc[0][r], acc[1][r]);
+    if constexpr (KS == 4)
+      y = Simd::add(Simd::add(acc[0][r], acc[1][r]), Simd::add(acc[2][r], acc[3][r]));
+    const int n = std::min(W, rows - r * W);
+    if (a.bias) y = Simd::add(y, Simd::load_n(a.bias + i0 + r * W, n));
+    if (a.accumulate) y = Simd::add(y, Simd::load_n(a.C + i0 + r * W, n));
+    Simd::store_n(a.C + i0 + r * W, y, n);
+  }
+}
+
+void gemv_n(const Args& a) {
+  constexpr int W = Simd::W;
+  for (int64_t i0 = 0; i0 < a.M; i0 += 8 * W) {
+    const int rows = int(std::min<int64_t>(8 * W, a.M - i0));
+    switch ((rows + W - 1) / W) {
+      case 1:
+        gemv_n_block<1, 4>(a, i0, rows);
+        break;
+      case 2:
+        gemv_n_block<2, 4>(a, i0, rows);
+        break;
+      case 3:
+        gemv_n_block<3, 2>(a, i0, rows);
+        break;
+      case 4:
+        gemv_n_block<4, 2>(a, i0, rows);
+        break;
+      case 5:
+        gemv_n_block<5, 1>(a, i0, rows);
+        break;
+      case 6:
+        gemv_n_block<6, 1>(a, i0, rows);
+        break;
+      case 7:
+        gemv_n_block<7, 1>(a, i0, rows);
+        break;
+      default:
+        gemv_n_block<8, 1>(a, i0, rows);
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 void run(const Args& a) {
@@ -206,6 +292,9 @@ void run(const Args& a) {
   if (a.op_a == Op::T && a.N == 1 && (a.op_b == Op::N || a.ldb == 1) && !a.bf16 &&
       a.causal == Causal::none)
     return gemv_t(a);
+  if (a.op_a == Op::N && a.N == 1 && (a.op_b == Op::N || a.ldb == 1) && !a.bf16 &&
+      a.causal == Causal::none)
+    return gemv_n(a);
   thread_local AlignedVector<float> packed;
   const auto& kernels = a.op_b == Op::T ? kKernelsT : kKernelsN;
   const int64_t K = a.K;

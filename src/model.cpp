@@ -255,57 +255,90 @@ struct Decoder<Scalar>::Impl {
   using CMapM = typename Ops::CMapM;
   using MapV = typename Ops::MapV;
   using CMapV = typename Ops::CMapV;
+  using Op = gemm::Op;
+  using Causal = gemm::Causal;
 
   ModelConfig cfg;
   ParamLayout layout;
   int d, V, H, hd, L, Tmax;
   int pos = 0;
-  std::vector<AlignedVector<Scalar>> kcache, vcache;  // per layer: d x Tmax
-  AlignedVector<Scalar> x, ln, qkv, att, hid, act, scores, logits;
-  Scalar mean = 0, rstd = 0;
+  // Per layer. Keys are kept transposed (Tmax x d: row = position), so that one query's scores
+  // are a product with the cache as stored; values as d x Tmax (column = position).
+  std::vector<AlignedVector<Scalar>> kcache_t, vcache;
+  // Activations of up to Tmax tokens at once (prefill), one column per token; step() uses column 0.
+  AlignedVector<Scalar> x, ln, qkv, att, hid, act, scores, logits, mean, rstd;
 
   explicit Impl(const ModelConfig& c) : cfg(c), layout(c) {
     d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers, Tmax = c.context;
-    kcache.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
+    kcache_t.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
     vcache.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
-    x.resize(d), ln.resize(d), qkv.resize(3 * d), att.resize(d), hid.resize(4 * d);
-    act.resize(4 * d), scores.resize(Tmax), logits.resize(V);
+    const size_t D = size_t(d), T = size_t(Tmax);
+    x.resize(D * T), ln.resize(D * T), qkv.resize(3 * D * T), att.resize(D * T);
+    hid.resize(4 * D * T), act.resize(4 * D * T), scores.resize(T * T), logits.resize(V);
+    mean.resize(T), rstd.resize(T);
   }
 
-  const Scalar* step(const Scalar* P, int32_t token) {
-    if (token < 0 || token >= V)
-      throw std::invalid_argument("token id " + std::to_string(token) + " outside the vocabulary");
-    if (pos >= Tmax) throw std::out_of_range("decoder context is full; reset() first");
-    auto col = [&](AlignedVector<Scalar>& v, int rows) { return MapM(v.data(), rows, 1); };
+  // Consumes tokens[0..n) at positions pos, pos + 1, ...: the same layers as Model::forward, over
+  // n columns at once (products instead of n matrix-vector passes). Returns the logits after the
+  // last token.
+  const Scalar* run(const Scalar* P, const int32_t* tokens, int n) {
+    if (n < 1) throw std::invalid_argument("decoder: no tokens to consume");
+    for (int i = 0; i < n; ++i)
+      if (tokens[i] < 0 || tokens[i] >= V)
+        throw std::invalid_argument("token id " + std::to_string(tokens[i]) +
+                                    " outside the vocabulary");
+    if (pos + n > Tmax) throw std::out_of_range("decoder context is full; reset() first");
+    if (n > 1 && pos > 0) {  // the causal products assume the block starts at position 0
+      const Scalar* out = nullptr;
+      for (int i = 0; i < n; ++i) out = run(P, tokens + i, 1);
+      return out;
+    }
     auto W = [&](size_t off, int rows, int cols) { return CMapM(P + off, rows, cols); };
-    MapM xv = col(x, d), lv = col(ln, d), qv = col(qkv, 3 * d), av = col(att, d);
-    MapM hv = col(hid, 4 * d), actv = col(act, 4 * d);
-    xv = W(layout.wte, d, V).col(token) + W(layout.wpe, d, Tmax).col(pos);
+    MapM xv(x.data(), d, n), lv(ln.data(), d, n), qv(qkv.data(), 3 * d, n);
+    MapM av(att.data(), d, n), hv(hid.data(), 4 * d, n), actv(act.data(), 4 * d, n);
+    for (int i = 0; i < n; ++i)
+      xv.col(i) = W(layout.wte, d, V).col(tokens[i]) + W(layout.wpe, d, Tmax).col(pos + i);
     const Scalar scale = Scalar(1) / std::sqrt(Scalar(hd));
+    const int keys = pos + n;
     for (int l = 0; l < L; ++l) {
       const auto& o = layout.blocks[l];
-      Ops::layernorm_forward(xv, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), lv, &mean, &rstd);
+      Ops::layernorm_forward(xv, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), lv, mean.data(),
+                             rstd.data());
       Ops::linear_forward(W(o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), lv, qv);
-      MapM kc(kcache[l].data(), d, Tmax), vc(vcache[l].data(), d, Tmax);
-      kc.col(pos) = qv.block(d, 0, d, 1);
-      vc.col(pos) = qv.block(2 * d, 0, d, 1);
+      MapM kt(kcache_t[l].data(), Tmax, d), vc(vcache[l].data(), d, Tmax);
+      kt.block(pos, 0, n, d) = qv.block(d, 0, d, n).transpose();
+      vc.block(0, pos, d, n) = qv.block(2 * d, 0, d, n);
       for (int h = 0; h < H; ++h) {
-        MapM s(scores.data(), pos + 1, 1);
-        s.noalias() = kc.block(h * hd, 0, hd, pos + 1).transpose() * qv.block(h * hd, 0, hd, 1);
-        Ops::causal_softmax_last(s, scale);
-        av.block(h * hd, 0, hd, 1).noalias() = vc.block(h * hd, 0, hd, pos + 1) * s;
+        MapM s(scores.data(), keys, n);  // s(j, i): key j against query i (at position pos + i)
+        auto q = qv.block(h * hd, 0, hd, n);
+        auto att_h = av.block(h * hd, 0, hd, n);
+        if (n == 1) {
+          Ops::product(Op::N, Op::N, kt.block(0, h * hd, keys, hd), q, s, false);
+          Ops::causal_softmax_last(s, scale);
+          Ops::product(Op::N, Op::N, vc.block(h * hd, 0, hd, keys), s, att_h, false);
+        } else {  // pos == 0: keys == n, the causal square of training
+          Ops::product(Op::N, Op::N, kt.block(0, h * hd, keys, hd), q, s, false, nullptr,
+                       Causal::rows_upto_col);
+          Ops::causal_softmax_columns(s, scale);
+          Ops::product(Op::N, Op::N, vc.block(h * hd, 0, hd, keys), s, att_h, false, nullptr,
+                       Causal::k_upto_col);
+        }
       }
       Ops::linear_forward_add(W(o.proj_w, d, d), CMapV(P + o.proj_b, d), av, xv);
-      Ops::layernorm_forward(xv, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), lv, &mean, &rstd);
+      Ops::layernorm_forward(xv, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), lv, mean.data(),
+                             rstd.data());
       Ops::linear_forward(W(o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), lv, hv);
       Ops::gelu_forward(hv, actv);
       Ops::linear_forward_add(W(o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), actv, xv);
     }
-    Ops::layernorm_forward(xv, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lv, &mean,
-                           &rstd);
+    // Only the last token's logits are needed.
+    auto last = xv.block(0, n - 1, d, 1);
+    MapM lf(ln.data(), d, 1);
+    Ops::layernorm_forward(last, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
+                           mean.data(), rstd.data());
     MapM lg(logits.data(), V, 1);
-    Ops::product(gemm::Op::T, gemm::Op::N, W(layout.wte, d, V), lv, lg, false);
-    ++pos;
+    Ops::product(Op::T, Op::N, W(layout.wte, d, V), lf, lg, false);
+    pos += n;
     return logits.data();
   }
 };
@@ -324,7 +357,11 @@ int Decoder<Scalar>::position() const {
 }
 template <class Scalar>
 const Scalar* Decoder<Scalar>::step(const Scalar* params, int32_t token) {
-  return impl_->step(params, token);
+  return impl_->run(params, &token, 1);
+}
+template <class Scalar>
+const Scalar* Decoder<Scalar>::prefill(const Scalar* params, const int32_t* tokens, int n) {
+  return impl_->run(params, tokens, n);
 }
 
 template class Model<float>;

@@ -62,6 +62,10 @@ class Decoder {
   int position() const;  // tokens consumed so far (< config().context)
   // Consumes `token` at position(); returns the vocab logits for the next token.
   const Scalar* step(const Scalar* params, int32_t token);
+  // Consumes tokens[0..n) (n >= 1, position() + n <= context) as n step() calls would, but
+  // through matrix products when the cache is empty (a prompt, or the sliding window's
+  // re-encoding); returns the logits after the last one. Same values as step() up to rounding.
+  const Scalar* prefill(const Scalar* params, const int32_t* tokens, int n);
 
  private:
   struct Impl;
