@@ -131,6 +131,9 @@ OptionTable train_options(TrainArgs& a) {
   t.add("--clip", "X", "global gradient-norm clip (0 = off)", "1.0", f64(r.optim.clip, "--clip"));
   t.add("--seed", "N", "seed of the initial weights and of the data order", "1337",
         [&](auto& v) { r.seed = uint64_t(to_int("--seed", v, 0, INT64_MAX)); });
+  t.add("--precision", "P",
+        "fp32, or bf16: linear layers in bfloat16 with float sums (CPUs with AVX512_BF16)", "fp32",
+        [&](auto& v) { r.precision = parse_precision(v); });
   t.section("Spheres");
   t.add("--sync", "KIND", "actors (the sphere tree), mutex or barrier (thread-pool baselines)",
         "actors", [&](auto& v) { a.sync = v; });
@@ -228,6 +231,7 @@ void inherit_settings(TrainArgs& a, const OptionTable& t) {
     if (!t.given("--weight-decay")) r.optim.weight_decay = c.at("weight_decay");
     if (!t.given("--clip")) r.optim.clip = c.at("clip");
     if (!t.given("--seed")) r.seed = c.at("seed");
+    if (!t.given("--precision")) r.precision = parse_precision(c.value("precision", "fp32"));
     if (!t.given("--steps") && !t.given("--epochs")) r.steps = c.at("steps"), a.steps_set = true;
     const auto& extra = c.at("extra");
     if (!t.given("--corpus")) a.corpus = extra.value("corpus", a.corpus);

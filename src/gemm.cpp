@@ -164,12 +164,169 @@ void pack_a(const Args& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
   }
 }
 
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+// ---- bfloat16 products (AVX512_BF16). Operands are rounded to bf16 (nearest even) while they
+// are packed, as pairs of consecutive k in one 32-bit lane, which is what VDPBF16PS multiplies:
+// c += a(2p) b(2p) + a(2p+1) b(2p+1), in float. A panel: [pair][MR rows]; B: pairs in place of
+// floats, column-major ([column][pair], "N") or row-major ([pair][column], "T").
+constexpr bool kBf16 = true;
+
+inline uint16_t bf16_bits(float x) {
+  const float r = round_bf16(x);
+  uint32_t u;
+  std::memcpy(&u, &r, 4);
+  return uint16_t(u >> 16);
+}
+inline uint32_t bf16_pair(float lo, float hi) {
+  return uint32_t(bf16_bits(lo)) | (uint32_t(bf16_bits(hi)) << 16);
+}
+// Sixteen pairs (x0[t], x1[t]) from two registers of floats.
+inline __m512i bf16_interleave(__m512 x0, __m512 x1) {
+  const __m512i idx =
+      _mm512_setr_epi32(0x00100000, 0x00110001, 0x00120002, 0x00130003, 0x00140004, 0x00150005,
+                        0x00160006, 0x00170007, 0x00180008, 0x00190009, 0x001a000a, 0x001b000b,
+                        0x001c000c, 0x001d000d, 0x001e000e, 0x001f000f);
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);  // low half x0, high half x1
+  return _mm512_permutexvar_epi16(idx, both);
+}
+
+template <int NRt, bool BT>
+void kernel_bf16(int64_t kp, const uint32_t* __restrict Ap, const uint32_t* __restrict B,
+                 int64_t ldb, float* __restrict C, int64_t ldc, int m, bool add,
+                 const float* bias) {
+  __m512 c0[NRt], c1[NRt];
+  for (int j = 0; j < NRt; ++j) c0[j] = _mm512_setzero_ps(), c1[j] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kp; ++p) {
+    const __m512bh a0 = (__m512bh)_mm512_loadu_si512(Ap + p * 32);
+    const __m512bh a1 = (__m512bh)_mm512_loadu_si512(Ap + p * 32 + 16);
+#pragma GCC unroll 16
+    for (int j = 0; j < NRt; ++j) {
+      const __m512bh b = (__m512bh)_mm512_set1_epi32(int(BT ? B[p * ldb + j] : B[j * ldb + p]));
+      c0[j] = _mm512_dpbf16_ps(c0[j], a0, b);
+      c1[j] = _mm512_dpbf16_ps(c1[j], a1, b);
+    }
+  }
+  const int m0 = std::min(m, 16), m1 = std::max(0, m - 16);
+  __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+  if (bias) b0 = Simd::load_n(bias, m0), b1 = Simd::load_n(bias + 16, m1);
+  for (int j = 0; j < NRt; ++j) {
+    float* cj = C + j * ldc;
+    __m512 x0 = c0[j], x1 = c1[j];
+    if (bias) x0 = _mm512_add_ps(x0, b0), x1 = _mm512_add_ps(x1, b1);
+    if (add)
+      x0 = _mm512_add_ps(x0, Simd::load_n(cj, m0)),
+      x1 = _mm512_add_ps(x1, Simd::load_n(cj + 16, m1));
+    Simd::store_n(cj, x0, m0);
+    if (m1 > 0) Simd::store_n(cj + 16, x1, m1);
+  }
+}
+
+using KernelBf16Fn = void (*)(int64_t, const uint32_t*, const uint32_t*, int64_t, float*, int64_t,
+                              int, bool, const float*);
+template <bool BT, int... Ns>
+constexpr std::array<KernelBf16Fn, sizeof...(Ns)> kernel_bf16_table(
+    std::integer_sequence<int, Ns...>) {
+  return {&kernel_bf16<Ns + 1, BT>...};
+}
+const auto kKernelsBf16N = kernel_bf16_table<false>(std::make_integer_sequence<int, NR>());
+const auto kKernelsBf16T = kernel_bf16_table<true>(std::make_integer_sequence<int, NR>());
+
+// op(A)(i0:i0+mc, k0:k0+kc) as bf16 pair panels of MR rows: panel ip holds kp * MR lanes.
+void pack_a_bf16(const Args& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, uint32_t* Ap) {
+  const int64_t kp = (kc + 1) / 2;
+  for (int64_t ip = 0; ip < mc; ip += MR) {
+    const int m = int(std::min<int64_t>(MR, mc - ip));
+    uint32_t* dst = Ap + ip * kp;
+    auto at = [&](int64_t i, int64_t k) -> float {
+      if (i >= m || k >= kc) return 0.0f;
+      const int64_t r = i0 + ip + i, c = k0 + k;
+      return a.op_a == Op::N ? a.A[c * a.lda + r] : a.A[r * a.lda + c];
+    };
+    for (int64_t p = 0; p < kp; ++p) {
+      if (a.op_a == Op::N && m == MR && 2 * p + 1 < kc) {
+        const float* c0 = a.A + (k0 + 2 * p) * a.lda + i0 + ip;
+        const float* c1 = c0 + a.lda;
+        _mm512_storeu_si512(dst + p * MR,
+                            bf16_interleave(_mm512_loadu_ps(c0), _mm512_loadu_ps(c1)));
+        _mm512_storeu_si512(dst + p * MR + 16,
+                            bf16_interleave(_mm512_loadu_ps(c0 + 16), _mm512_loadu_ps(c1 + 16)));
+        continue;
+      }
+      for (int i = 0; i < MR; ++i) dst[p * MR + i] = bf16_pair(at(i, 2 * p), at(i, 2 * p + 1));
+    }
+  }
+}
+
+// B(k0:k0+kc, 0:N) as bf16 pairs. op N: [column][pair], ld kp; op T: [pair][column], ld N.
+void pack_b_bf16(const Args& a, int64_t k0, int64_t kc, uint32_t* Bp) {
+  const int64_t kp = (kc + 1) / 2, N = a.N;
+  if (a.op_b == Op::N) {
+    for (int64_t j = 0; j < N; ++j) {
+      const float* col = a.B + j * a.ldb + k0;
+      uint32_t* dst = Bp + j * kp;
+      int64_t p = 0;
+      for (; 2 * p + 32 <= kc; p += 16) {  // 32 consecutive k: already in pair order
+        const __m512 lo = _mm512_loadu_ps(col + 2 * p), hi = _mm512_loadu_ps(col + 2 * p + 16);
+        _mm512_storeu_si512(dst + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      }
+      for (; p < kp; ++p) dst[p] = bf16_pair(col[2 * p], 2 * p + 1 < kc ? col[2 * p + 1] : 0.0f);
+    }
+  } else {
+    for (int64_t p = 0; p < kp; ++p) {
+      const float* r0 = a.B + (k0 + 2 * p) * a.ldb;
+      const bool has1 = 2 * p + 1 < kc;
+      const float* r1 = r0 + a.ldb;
+      uint32_t* dst = Bp + p * N;
+      int64_t j = 0;
+      if (has1)
+        for (; j + 16 <= N; j += 16)
+          _mm512_storeu_si512(dst + j,
+                              bf16_interleave(_mm512_loadu_ps(r0 + j), _mm512_loadu_ps(r1 + j)));
+      for (; j < N; ++j) dst[j] = bf16_pair(r0[j], has1 ? r1[j] : 0.0f);
+    }
+  }
+}
+
+void run_bf16(const Args& a) {
+  thread_local std::vector<uint32_t, AlignedAllocator<uint32_t>> pa, pb;
+  const int64_t K = a.K, kc_max = std::min(KC, std::max<int64_t>(K, 1)), kp_max = (kc_max + 1) / 2;
+  pa.resize(size_t(std::min(MC, (a.M + MR - 1) / MR * MR) * kp_max));
+  pb.resize(size_t(a.N * kp_max));
+  const auto& kernels = a.op_b == Op::T ? kKernelsBf16T : kKernelsBf16N;
+  for (int64_t pc = 0; pc < std::max<int64_t>(K, 1); pc += kc_max) {
+    const int64_t kc = std::min(kc_max, K - pc), kp = (std::max<int64_t>(kc, 0) + 1) / 2;
+    const bool first = pc == 0 && !a.accumulate;
+    const bool last = pc + kc_max >= K;
+    if (kc > 0) pack_b_bf16(a, pc, kc, pb.data());
+    const int64_t ldb = a.op_b == Op::T ? a.N : kp;
+    for (int64_t ic = 0; ic < a.M; ic += MC) {
+      const int64_t mc = std::min(MC, a.M - ic);
+      if (kc > 0) pack_a_bf16(a, ic, mc, pc, kc, pa.data());
+      for (int64_t jr = 0; jr < a.N; jr += NR) {
+        const int n = int(std::min<int64_t>(NR, a.N - jr));
+        const uint32_t* Bk = a.op_b == Op::T ? pb.data() + jr : pb.data() + jr * kp;
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int m = int(std::min<int64_t>(MR, mc - ir));
+          kernels[size_t(n - 1)](kp, pa.data() + ir * kp, Bk, ldb, a.C + (jr * a.ldc + ic + ir),
+                                 a.ldc, m, !first, last && a.bias ? a.bias + ic + ir : nullptr);
+        }
+      }
+    }
+  }
+}
+#else
+constexpr bool kBf16 = false;
+void run_bf16(const Args&) {}
+#endif
+
 void check(const Args& a) {
   if (a.M < 0 || a.N < 0 || a.K < 0) throw std::invalid_argument("gemm: negative size");
   if (a.causal != Causal::none && (a.M > kMaxCausal || a.N > kMaxCausal || a.K > kMaxCausal))
     throw std::invalid_argument("gemm: causal product too large");
   if (a.bf16 && !has_bf16())
     throw std::invalid_argument("gemm: bf16 products need AVX512_BF16 (not in this build/CPU)");
+  if (a.bf16 && a.causal != Causal::none)
+    throw std::invalid_argument("gemm: bf16 products have no causal shapes");
 }
 
 // y = op(A) x for op(A) = A^T and one column: dot products along A's contiguous rows (packing
@@ -289,6 +446,7 @@ void gemv_n(const Args& a) {
 void run(const Args& a) {
   check(a);
   if (a.M == 0 || a.N == 0) return;
+  if (a.bf16) return run_bf16(a);
   if (a.op_a == Op::T && a.N == 1 && (a.op_b == Op::N || a.ldb == 1) && !a.bf16 &&
       a.causal == Causal::none)
     return gemv_t(a);
@@ -344,7 +502,10 @@ int64_t causal_panel_end(int64_t col) {
 }
 
 bool has_bf16() {
-  return false;
+  // The binary must have been built for it (-march with AVX512_BF16), and the CPU must run it.
+  if constexpr (!kBf16) return false;
+  static const bool cpu = __builtin_cpu_supports("avx512bf16");
+  return cpu;
 }
 
 }  // namespace cllm::gemm

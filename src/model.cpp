@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "src/nn_ops.hpp"
 
@@ -40,8 +41,13 @@ struct Model<Scalar>::Impl {
   AlignedVector<int32_t> inputs, targets;
   int cur_batch = 0;
 
-  Impl(const ModelConfig& c, int mb, int t) : cfg(c), layout(c), max_b(mb), T(t) {
+  bool bf16 = false;  // the linear layers' products in bfloat16
+
+  Impl(const ModelConfig& c, int mb, int t, bool half)
+      : cfg(c), layout(c), max_b(mb), T(t), bf16(half) {
     if (mb < 1) throw std::invalid_argument("max_batch must be >= 1");
+    if (bf16 && (!std::is_same_v<Scalar, float> || !gemm::has_bf16()))
+      throw std::invalid_argument("bf16 products need the float model and AVX512_BF16");
     if (t < 1 || t > c.context)
       throw std::invalid_argument("seq_len must be in [1, context]: got " + std::to_string(t));
     d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers;
@@ -101,7 +107,7 @@ struct Model<Scalar>::Impl {
       MapM fpre = m(a.fc_pre, 4 * d, N), fact = m(a.fc_act, 4 * d, N);
       Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
                              a.rstd1.data());
-      Ops::linear_forward(w(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv);
+      Ops::linear_forward(w(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv, bf16);
       for (int b = 0; b < cur_batch; ++b) {
         for (int h = 0; h < H; ++h) {
           auto q = qkv.block(h * hd, int64_t(b) * T, hd, T);
@@ -117,19 +123,19 @@ struct Model<Scalar>::Impl {
         }
       }
       xm = x;
-      Ops::linear_forward_add(w(P, o.proj_w, d, d), CMapV(P + o.proj_b, d), att, xm);
+      Ops::linear_forward_add(w(P, o.proj_w, d, d), CMapV(P + o.proj_b, d), att, xm, bf16);
       Ops::layernorm_forward(xm, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), ln2, a.mean2.data(),
                              a.rstd2.data());
-      Ops::linear_forward(w(P, o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), ln2, fpre);
+      Ops::linear_forward(w(P, o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), ln2, fpre, bf16);
       Ops::gelu_forward(fpre, fact);
       MapM xn = (l + 1 < L) ? m(acts[l + 1].x_in, d, N) : m(x_final, d, N);
       xn = xm;
-      Ops::linear_forward_add(w(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn);
+      Ops::linear_forward_add(w(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn, bf16);
     }
     MapM xf = m(x_final, d, N), lf = m(lnf, d, N), lg = m(logits, V, N);
     Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
                            meanf.data(), rstdf.data());
-    Ops::product(Op::T, Op::N, w(P, layout.wte, d, V), lf, lg, false);
+    Ops::product(Op::T, Op::N, w(P, layout.wte, d, V), lf, lg, false, nullptr, Causal::none, bf16);
     return Ops::cross_entropy(lg, targets.data(), for_backward);
   }
 
@@ -152,8 +158,8 @@ struct Model<Scalar>::Impl {
     auto gv = [&](size_t off, int n) { return MapV(G + off, n); };
     MapM lg = m(logits, V, N), lf = m(lnf, d, N), g = m(dx, d, N), tmp = m(dtmp, d, N);
     // Tied LM head: logits = wte^T lnf.
-    Ops::product(Op::N, Op::T, lf, lg, gw(layout.wte, d, V), false);
-    Ops::product(Op::N, Op::N, w(P, layout.wte, d, V), lg, tmp, false);
+    Ops::product(Op::N, Op::T, lf, lg, gw(layout.wte, d, V), false, nullptr, Causal::none, bf16);
+    Ops::product(Op::N, Op::N, w(P, layout.wte, d, V), lg, tmp, false, nullptr, Causal::none, bf16);
     Ops::layernorm_backward(m(x_final, d, N), CMapV(P + layout.lnf_w, d), meanf.data(),
                             rstdf.data(), tmp, gv(layout.lnf_w, d), gv(layout.lnf_b, d), g, false);
     for (int l = L - 1; l >= 0; --l) {
@@ -165,14 +171,15 @@ struct Model<Scalar>::Impl {
       MapM dh = m(d4, 4 * d, N), dq = m(dqkv, 3 * d, N), da = m(datt, d, N);
       // MLP: g is dLoss/d(x_out); the residual passes it through unchanged.
       Ops::linear_backward(w(P, o.fc2_w, d, 4 * d), fact, g, gw(o.fc2_w, d, 4 * d), gv(o.fc2_b, d),
-                           dh);
+                           dh, bf16);
       Ops::gelu_backward(fpre, dh);
       Ops::linear_backward(w(P, o.fc_w, 4 * d, d), ln2, dh, gw(o.fc_w, 4 * d, d), gv(o.fc_b, 4 * d),
-                           tmp);
+                           tmp, bf16);
       Ops::layernorm_backward(xm, CMapV(P + o.ln2_w, d), a.mean2.data(), a.rstd2.data(), tmp,
                               gv(o.ln2_w, d), gv(o.ln2_b, d), g, true);
       // Attention.
-      Ops::linear_backward(w(P, o.proj_w, d, d), att, g, gw(o.proj_w, d, d), gv(o.proj_b, d), da);
+      Ops::linear_backward(w(P, o.proj_w, d, d), att, g, gw(o.proj_w, d, d), gv(o.proj_b, d), da,
+                           bf16);
       MapM dp(dprobs.data(), T, T);
       for (int b = 0; b < cur_batch; ++b) {
         for (int h = 0; h < H; ++h) {
@@ -193,7 +200,7 @@ struct Model<Scalar>::Impl {
         }
       }
       Ops::linear_backward(w(P, o.qkv_w, 3 * d, d), ln1, dq, gw(o.qkv_w, 3 * d, d),
-                           gv(o.qkv_b, 3 * d), tmp);
+                           gv(o.qkv_b, 3 * d), tmp, bf16);
       Ops::layernorm_backward(x, CMapV(P + o.ln1_w, d), a.mean1.data(), a.rstd1.data(), tmp,
                               gv(o.ln1_w, d), gv(o.ln1_b, d), g, true);
     }
@@ -207,8 +214,8 @@ struct Model<Scalar>::Impl {
 };
 
 template <class Scalar>
-Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int seq_len)
-    : impl_(std::make_unique<Impl>(cfg, max_batch, seq_len)) {}
+Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int seq_len, bool bf16)
+    : impl_(std::make_unique<Impl>(cfg, max_batch, seq_len, bf16)) {}
 template <class Scalar>
 Model<Scalar>::~Model() = default;
 template <class Scalar>

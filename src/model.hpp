@@ -20,7 +20,9 @@ class Model {
  public:
   // Allocates a reusable workspace for up to `max_batch` sequences of `seq_len` tokens.
   // Nothing is allocated afterwards: the training step's hot path is allocation-free.
-  Model(const ModelConfig& cfg, int max_batch, int seq_len);
+  // `bf16`: the linear layers' products in bfloat16 with float sums (float model only; needs
+  // gemm::has_bf16()).
+  Model(const ModelConfig& cfg, int max_batch, int seq_len, bool bf16 = false);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "src/gemm.hpp"
 #include "src/rng.hpp"
 
 namespace cllm {
@@ -16,8 +17,22 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+const char* precision_name(Precision p) {
+  return p == Precision::bf16 ? "bf16" : "fp32";
+}
+
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::fp32;
+  if (name == "bf16") return Precision::bf16;
+  throw ConfigError(fmt::format("--precision must be fp32 or bf16 (got '{}')", name));
+}
+
 void RunConfig::validate() const {
   model.validate();
+  if (precision == Precision::bf16 && !gemm::has_bf16())
+    throw ConfigError(
+        "--precision bf16 needs a CPU with AVX512_BF16 and a build for it (-march=native on "
+        "such a CPU); this one has none: use --precision fp32");
   batch.validate(model);
   optim.validate();
   if (steps < 1) throw ConfigError(fmt::format("steps must be >= 1 (got {})", steps));
@@ -45,6 +60,7 @@ nlohmann::json RunConfig::to_json() const {
           {"clip", optim.clip},
           {"seed", seed},
           {"steps", steps},
+          {"precision", precision_name(precision)},
           {"data_sha256", data_sha256}};
 }
 
@@ -63,6 +79,8 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     c.optim.weight_decay = j.at("weight_decay"), c.optim.clip = j.at("clip");
     c.seed = j.at("seed"), c.steps = j.at("steps");
     c.data_sha256 = j.value("data_sha256", std::string());
+    // Runs from before the setting existed computed in fp32.
+    c.precision = parse_precision(j.value("precision", std::string("fp32")));
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("run configuration is incomplete or malformed: ") + e.what());
@@ -86,7 +104,7 @@ uint64_t sampler_seed(uint64_t run_seed) {
 ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
     : cfg_(cfg),
       sampler_(sampler),
-      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context),
+      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context, cfg.precision == Precision::bf16),
       grad_(model_.layout().total()),
       tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
 

@@ -1,6 +1,7 @@
 // src/gemm: every operand layout, epilogue and causal shape against a double-precision reference.
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -100,4 +101,35 @@ TEST_CASE("gemm is bit-for-bit repeatable", "[gemm]") {
   cllm::gemm::matmul(Op::N, Op::N, M, N, K, A.data(), M, B.data(), K, C1.data(), M, false);
   cllm::gemm::matmul(Op::N, Op::N, M, N, K, A.data(), M, B.data(), K, C2.data(), M, false);
   CHECK(C1 == C2);
+}
+
+TEST_CASE("bf16 products: rounded inputs, float sums (where the CPU has AVX512_BF16)", "[gemm]") {
+  if (!cllm::gemm::has_bf16()) {
+    // Refused with an exception, never computed some other way.
+    std::vector<float> A(4, 1.0f), B(4, 1.0f), C(4);
+    CHECK_THROWS_AS(cllm::gemm::matmul(Op::N, Op::N, 2, 2, 2, A.data(), 2, B.data(), 2, C.data(), 2,
+                                       false, nullptr, Causal::none, true),
+                    std::invalid_argument);
+    return;
+  }
+  const int64_t sizes[][3] = {{1, 1, 1},      {5, 3, 7},     {32, 12, 16},
+                              {33, 13, 17},   {64, 40, 300}, {300, 29, 64},
+                              {17, 100, 521}, {4, 3, 0},     {128, 2048, 128}};
+  for (const auto& s : sizes)
+    for (Op oa : {Op::N, Op::T})
+      for (Op ob : {Op::N, Op::T})
+        for (bool acc : {false, true}) {
+          INFO("M " << s[0] << " N " << s[1] << " K " << s[2] << " opA " << int(oa) << " opB "
+                    << int(ob) << " acc " << acc);
+          check_product(oa, ob, s[0], s[1], s[2], acc, true, Causal::none, true);
+        }
+}
+
+TEST_CASE("round_bf16 rounds to nearest, ties to even", "[gemm]") {
+  using cllm::gemm::round_bf16;
+  CHECK(round_bf16(1.0f) == 1.0f);
+  CHECK(round_bf16(1.0f + 1.0f / 256) == 1.0f);               // tie: to even (down)
+  CHECK(round_bf16(1.0f + 3.0f / 256) == 1.0f + 4.0f / 256);  // tie: to even (up)
+  CHECK(round_bf16(1.0f + 1.5f / 256) == 1.0f + 2.0f / 256);  // above the tie
+  CHECK(round_bf16(-2.5f) == -2.5f);
 }
