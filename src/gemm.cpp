@@ -83,6 +83,7 @@ constexpr int MR = 2 * Simd::W;  // rows of C per kernel call (two registers)
 constexpr int NR = Simd::NR;     // columns of C per kernel call
 constexpr int64_t KC = 256;      // depth of one packed block of A (a panel of A stays in L1)
 constexpr int64_t MC = 256;      // rows of one packed block of A (the block stays in L2)
+static_assert(size_t(KC * MC) * sizeof(float) == kScratchBytes, "gemm.hpp's estimate");
 
 // C(0:m, 0:NRt) (+)= A * B(k0:k0+kc, 0:NRt) (+ bias), where column k of A (MR rows) starts at
 // Ap + k * sa: a packed panel (sa = MR) or, for few columns of B, A itself in place (sa = lda,

@@ -44,6 +44,10 @@ struct Args {
 
 constexpr int64_t kMaxCausal = 4096;
 
+// The per-thread packing buffer run() keeps for float products (one block of A); bf16 products
+// also keep one block of B.
+constexpr size_t kScratchBytes = 256 * 256 * sizeof(float);
+
 void run(const Args& a);
 
 // A causal product computes whole panels of columns: for column `col` it may read B(k, col) or

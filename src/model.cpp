@@ -29,16 +29,37 @@ struct Model<Scalar>::Impl {
   int d, V, H, hd, L;
   int64_t max_n;
 
-  // Activations saved by the forward pass for the backward pass, one set per layer.
+  // Activations saved by the forward pass for the backward pass, one set per layer. Column-major,
+  // one column per token: N = batch * seq_len columns (token n = row n / T, position n % T).
   struct LayerActs {
-    AlignedVector<Scalar> x_in, ln1, mean1, rstd1, qkv, probs, att_y, x_mid, ln2, mean2, rstd2,
-        fc_pre, fc_act;
+    AlignedVector<Scalar> x_in;    // d x N     residual stream entering the block
+    AlignedVector<Scalar> ln1;     // d x N     LayerNorm 1 output
+    AlignedVector<Scalar> mean1;   // N         its means
+    AlignedVector<Scalar> rstd1;   // N         its 1 / std
+    AlignedVector<Scalar> qkv;     // 3d x N    q = rows [0, d), k = [d, 2d), v = [2d, 3d)
+    AlignedVector<Scalar> probs;   // B H T T   attention weights: (key, query) per sequence, head
+    AlignedVector<Scalar> att_y;   // d x N     attention output, heads concatenated
+    AlignedVector<Scalar> x_mid;   // d x N     residual stream after attention
+    AlignedVector<Scalar> ln2;     // d x N     LayerNorm 2 output
+    AlignedVector<Scalar> mean2;   // N
+    AlignedVector<Scalar> rstd2;   // N
+    AlignedVector<Scalar> fc_pre;  // 4d x N    MLP hidden layer before GELU
+    AlignedVector<Scalar> fc_act;  // 4d x N    after GELU
   };
   std::vector<LayerActs> acts;
-  AlignedVector<Scalar> x_final, lnf, meanf, rstdf, logits;
-  // Backward scratch.
-  AlignedVector<Scalar> dx, dtmp, d4, dqkv, datt, dprobs;
-  AlignedVector<int32_t> inputs, targets;
+  AlignedVector<Scalar> x_final;  // d x N     residual stream after the last block
+  AlignedVector<Scalar> lnf;      // d x N     final LayerNorm output
+  AlignedVector<Scalar> meanf;    // N
+  AlignedVector<Scalar> rstdf;    // N
+  AlignedVector<Scalar> logits;   // V x N     (dLoss/dlogits after the backward's start)
+  // Backward scratch: gradients of the loss with respect to ...
+  AlignedVector<Scalar> grad_resid;   // d x N   ... the residual stream (carried down the blocks)
+  AlignedVector<Scalar> grad_ln_out;  // d x N   ... a LayerNorm's output
+  AlignedVector<Scalar> grad_hidden;  // 4d x N  ... the MLP hidden layer
+  AlignedVector<Scalar> grad_qkv;     // 3d x N  ... q, k and v
+  AlignedVector<Scalar> grad_att;     // d x N   ... the attention output
+  AlignedVector<Scalar> grad_scores;  // T x T   ... one head's attention weights, then scores
+  AlignedVector<int32_t> inputs, targets;  // N
   int cur_batch = 0;
 
   bool bf16 = false;  // the linear layers' products in bfloat16
@@ -52,24 +73,29 @@ struct Model<Scalar>::Impl {
       throw std::invalid_argument("seq_len must be in [1, context]: got " + std::to_string(t));
     d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers;
     max_n = int64_t(mb) * t;
-    const size_t N = size_t(max_n), D = size_t(d);
+    // Every size comes from the one table (model_workspace), which memory estimates read too.
+    const ModelWorkspace ws = model_workspace(c, mb, t);
     acts.resize(L);
     for (auto& a : acts) {
-      a.x_in.resize(D * N), a.ln1.resize(D * N), a.mean1.resize(N), a.rstd1.resize(N);
-      a.qkv.resize(3 * D * N), a.probs.resize(size_t(mb) * H * T * T), a.att_y.resize(D * N);
-      a.x_mid.resize(D * N), a.ln2.resize(D * N), a.mean2.resize(N), a.rstd2.resize(N);
-      a.fc_pre.resize(4 * D * N), a.fc_act.resize(4 * D * N);
+      a.x_in.resize(ws.x_in), a.ln1.resize(ws.ln1), a.mean1.resize(ws.mean1);
+      a.rstd1.resize(ws.rstd1), a.qkv.resize(ws.qkv), a.probs.resize(ws.probs);
+      a.att_y.resize(ws.att_y), a.x_mid.resize(ws.x_mid), a.ln2.resize(ws.ln2);
+      a.mean2.resize(ws.mean2), a.rstd2.resize(ws.rstd2), a.fc_pre.resize(ws.fc_pre);
+      a.fc_act.resize(ws.fc_act);
     }
-    x_final.resize(D * N), lnf.resize(D * N), meanf.resize(N), rstdf.resize(N);
-    logits.resize(size_t(V) * N);
-    dx.resize(D * N), dtmp.resize(D * N), d4.resize(4 * D * N), dqkv.resize(3 * D * N);
-    datt.resize(D * N), dprobs.resize(size_t(T) * T);
-    inputs.resize(N), targets.resize(N);
+    x_final.resize(ws.x_final), lnf.resize(ws.lnf), meanf.resize(ws.meanf);
+    rstdf.resize(ws.rstdf), logits.resize(ws.logits);
+    grad_resid.resize(ws.grad_resid), grad_ln_out.resize(ws.grad_ln_out);
+    grad_hidden.resize(ws.grad_hidden), grad_qkv.resize(ws.grad_qkv);
+    grad_att.resize(ws.grad_att), grad_scores.resize(ws.grad_scores);
+    inputs.resize(ws.tokens), targets.resize(ws.tokens);
   }
 
-  MapM m(AlignedVector<Scalar>& v, int rows, int64_t cols) { return MapM(v.data(), rows, cols); }
-  CMapM w(const Scalar* p, size_t off, int rows, int cols) const {
-    return CMapM(p + off, rows, cols);
+  // A workspace buffer as a rows x cols matrix.
+  MapM mat(AlignedVector<Scalar>& v, int rows, int64_t cols) { return MapM(v.data(), rows, cols); }
+  // A parameter tensor (at `off` in the flat buffer P) as a rows x cols matrix.
+  CMapM param(const Scalar* P, size_t off, int rows, int cols) const {
+    return CMapM(P + off, rows, cols);
   }
 
   void load_tokens(const int32_t* tokens, int batch) {
@@ -95,19 +121,19 @@ struct Model<Scalar>::Impl {
     const Scalar scale = Scalar(1) / std::sqrt(Scalar(hd));
     // Embeddings.
     {
-      MapM x = m(acts[0].x_in, d, N);
-      CMapM wte = w(P, layout.wte, d, V), wpe = w(P, layout.wpe, d, cfg.context);
+      MapM x = mat(acts[0].x_in, d, N);
+      CMapM wte = param(P, layout.wte, d, V), wpe = param(P, layout.wpe, d, cfg.context);
       for (int64_t n = 0; n < N; ++n) x.col(n) = wte.col(inputs[n]) + wpe.col(n % T);
     }
     for (int l = 0; l < L; ++l) {
       auto& a = acts[l];
       const auto& o = layout.blocks[l];
-      MapM x = m(a.x_in, d, N), ln1 = m(a.ln1, d, N), qkv = m(a.qkv, 3 * d, N);
-      MapM att = m(a.att_y, d, N), xm = m(a.x_mid, d, N), ln2 = m(a.ln2, d, N);
-      MapM fpre = m(a.fc_pre, 4 * d, N), fact = m(a.fc_act, 4 * d, N);
+      MapM x = mat(a.x_in, d, N), ln1 = mat(a.ln1, d, N), qkv = mat(a.qkv, 3 * d, N);
+      MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(a.ln2, d, N);
+      MapM fpre = mat(a.fc_pre, 4 * d, N), fact = mat(a.fc_act, 4 * d, N);
       Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
                              a.rstd1.data());
-      Ops::linear_forward(w(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv, bf16);
+      Ops::linear_forward(param(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv, bf16);
       for (int b = 0; b < cur_batch; ++b) {
         for (int h = 0; h < H; ++h) {
           auto q = qkv.block(h * hd, int64_t(b) * T, hd, T);
@@ -123,19 +149,20 @@ struct Model<Scalar>::Impl {
         }
       }
       xm = x;
-      Ops::linear_forward_add(w(P, o.proj_w, d, d), CMapV(P + o.proj_b, d), att, xm, bf16);
+      Ops::linear_forward_add(param(P, o.proj_w, d, d), CMapV(P + o.proj_b, d), att, xm, bf16);
       Ops::layernorm_forward(xm, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), ln2, a.mean2.data(),
                              a.rstd2.data());
-      Ops::linear_forward(w(P, o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), ln2, fpre, bf16);
+      Ops::linear_forward(param(P, o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), ln2, fpre, bf16);
       Ops::gelu_forward(fpre, fact);
-      MapM xn = (l + 1 < L) ? m(acts[l + 1].x_in, d, N) : m(x_final, d, N);
+      MapM xn = (l + 1 < L) ? mat(acts[l + 1].x_in, d, N) : mat(x_final, d, N);
       xn = xm;
-      Ops::linear_forward_add(w(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn, bf16);
+      Ops::linear_forward_add(param(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn, bf16);
     }
-    MapM xf = m(x_final, d, N), lf = m(lnf, d, N), lg = m(logits, V, N);
+    MapM xf = mat(x_final, d, N), lf = mat(lnf, d, N), lg = mat(logits, V, N);
     Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
                            meanf.data(), rstdf.data());
-    Ops::product(Op::T, Op::N, w(P, layout.wte, d, V), lf, lg, false, nullptr, Causal::none, bf16);
+    Ops::product(Op::T, Op::N, param(P, layout.wte, d, V), lf, lg, false, nullptr, Causal::none,
+                 bf16);
     return Ops::cross_entropy(lg, targets.data(), for_backward);
   }
 
@@ -154,33 +181,38 @@ struct Model<Scalar>::Impl {
       end = t.offset + t.size;
     }
     std::fill(G + end, G + layout.total(), Scalar(0));
-    auto gw = [&](size_t off, int rows, int cols) { return MapM(G + off, rows, cols); };
-    auto gv = [&](size_t off, int n) { return MapV(G + off, n); };
-    MapM lg = m(logits, V, N), lf = m(lnf, d, N), g = m(dx, d, N), tmp = m(dtmp, d, N);
+    auto grad_mat = [&](size_t off, int rows, int cols) { return MapM(G + off, rows, cols); };
+    auto grad_vec = [&](size_t off, int n) { return MapV(G + off, n); };
+    MapM lg = mat(logits, V, N), lf = mat(lnf, d, N), dresid = mat(grad_resid, d, N),
+         dln = mat(grad_ln_out, d, N);
     // Tied LM head: logits = wte^T lnf.
-    Ops::product(Op::N, Op::T, lf, lg, gw(layout.wte, d, V), false, nullptr, Causal::none, bf16);
-    Ops::product(Op::N, Op::N, w(P, layout.wte, d, V), lg, tmp, false, nullptr, Causal::none, bf16);
-    Ops::layernorm_backward(m(x_final, d, N), CMapV(P + layout.lnf_w, d), meanf.data(),
-                            rstdf.data(), tmp, gv(layout.lnf_w, d), gv(layout.lnf_b, d), g, false);
+    Ops::product(Op::N, Op::T, lf, lg, grad_mat(layout.wte, d, V), false, nullptr, Causal::none,
+                 bf16);
+    Ops::product(Op::N, Op::N, param(P, layout.wte, d, V), lg, dln, false, nullptr, Causal::none,
+                 bf16);
+    Ops::layernorm_backward(mat(x_final, d, N), CMapV(P + layout.lnf_w, d), meanf.data(),
+                            rstdf.data(), dln, grad_vec(layout.lnf_w, d), grad_vec(layout.lnf_b, d),
+                            dresid, false);
     for (int l = L - 1; l >= 0; --l) {
       auto& a = acts[l];
       const auto& o = layout.blocks[l];
-      MapM x = m(a.x_in, d, N), ln1 = m(a.ln1, d, N), qkv = m(a.qkv, 3 * d, N);
-      MapM att = m(a.att_y, d, N), xm = m(a.x_mid, d, N), ln2 = m(a.ln2, d, N);
-      MapM fact = m(a.fc_act, 4 * d, N), fpre = m(a.fc_pre, 4 * d, N);
-      MapM dh = m(d4, 4 * d, N), dq = m(dqkv, 3 * d, N), da = m(datt, d, N);
-      // MLP: g is dLoss/d(x_out); the residual passes it through unchanged.
-      Ops::linear_backward(w(P, o.fc2_w, d, 4 * d), fact, g, gw(o.fc2_w, d, 4 * d), gv(o.fc2_b, d),
-                           dh, bf16);
-      Ops::gelu_backward(fpre, dh);
-      Ops::linear_backward(w(P, o.fc_w, 4 * d, d), ln2, dh, gw(o.fc_w, 4 * d, d), gv(o.fc_b, 4 * d),
-                           tmp, bf16);
-      Ops::layernorm_backward(xm, CMapV(P + o.ln2_w, d), a.mean2.data(), a.rstd2.data(), tmp,
-                              gv(o.ln2_w, d), gv(o.ln2_b, d), g, true);
+      MapM x = mat(a.x_in, d, N), ln1 = mat(a.ln1, d, N), qkv = mat(a.qkv, 3 * d, N);
+      MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(a.ln2, d, N);
+      MapM fact = mat(a.fc_act, 4 * d, N), fpre = mat(a.fc_pre, 4 * d, N);
+      MapM dhidden = mat(grad_hidden, 4 * d, N), dqkv = mat(grad_qkv, 3 * d, N),
+           datt = mat(grad_att, d, N);
+      // MLP: dresid is dLoss/d(block output); the residual passes it through unchanged.
+      Ops::linear_backward(param(P, o.fc2_w, d, 4 * d), fact, dresid, grad_mat(o.fc2_w, d, 4 * d),
+                           grad_vec(o.fc2_b, d), dhidden, bf16);
+      Ops::gelu_backward(fpre, dhidden);
+      Ops::linear_backward(param(P, o.fc_w, 4 * d, d), ln2, dhidden, grad_mat(o.fc_w, 4 * d, d),
+                           grad_vec(o.fc_b, 4 * d), dln, bf16);
+      Ops::layernorm_backward(xm, CMapV(P + o.ln2_w, d), a.mean2.data(), a.rstd2.data(), dln,
+                              grad_vec(o.ln2_w, d), grad_vec(o.ln2_b, d), dresid, true);
       // Attention.
-      Ops::linear_backward(w(P, o.proj_w, d, d), att, g, gw(o.proj_w, d, d), gv(o.proj_b, d), da,
-                           bf16);
-      MapM dp(dprobs.data(), T, T);
+      Ops::linear_backward(param(P, o.proj_w, d, d), att, dresid, grad_mat(o.proj_w, d, d),
+                           grad_vec(o.proj_b, d), datt, bf16);
+      MapM dscores(grad_scores.data(), T, T);
       for (int b = 0; b < cur_batch; ++b) {
         for (int h = 0; h < H; ++h) {
           const int64_t c0 = int64_t(b) * T;
@@ -188,30 +220,59 @@ struct Model<Scalar>::Impl {
           auto k = qkv.block(d + h * hd, c0, hd, T);
           auto v = qkv.block(2 * d + h * hd, c0, hd, T);
           MapM p(a.probs.data() + (size_t(b) * H + h) * T * T, T, T);
-          auto dy = da.block(h * hd, c0, hd, T);
-          Ops::product(Op::N, Op::T, dy, p, dq.block(2 * d + h * hd, c0, hd, T), false, nullptr,
+          auto dy = datt.block(h * hd, c0, hd, T);
+          Ops::product(Op::N, Op::T, dy, p, dqkv.block(2 * d + h * hd, c0, hd, T), false, nullptr,
                        Causal::k_from_col);
-          Ops::product(Op::T, Op::N, v, dy, dp, false, nullptr, Causal::rows_upto_col);
-          Ops::softmax_backward_columns(p, dp, scale);  // dp := dLoss/dscores (pre-scale folded)
-          Ops::product(Op::N, Op::N, k, dp, dq.block(h * hd, c0, hd, T), false, nullptr,
+          Ops::product(Op::T, Op::N, v, dy, dscores, false, nullptr, Causal::rows_upto_col);
+          Ops::softmax_backward_columns(p, dscores,
+                                        scale);  // now dLoss/d(scores), the 1/sqrt(hd) folded in
+          Ops::product(Op::N, Op::N, k, dscores, dqkv.block(h * hd, c0, hd, T), false, nullptr,
                        Causal::k_upto_col);
-          Ops::product(Op::N, Op::T, q, dp, dq.block(d + h * hd, c0, hd, T), false, nullptr,
+          Ops::product(Op::N, Op::T, q, dscores, dqkv.block(d + h * hd, c0, hd, T), false, nullptr,
                        Causal::k_from_col);
         }
       }
-      Ops::linear_backward(w(P, o.qkv_w, 3 * d, d), ln1, dq, gw(o.qkv_w, 3 * d, d),
-                           gv(o.qkv_b, 3 * d), tmp, bf16);
-      Ops::layernorm_backward(x, CMapV(P + o.ln1_w, d), a.mean1.data(), a.rstd1.data(), tmp,
-                              gv(o.ln1_w, d), gv(o.ln1_b, d), g, true);
+      Ops::linear_backward(param(P, o.qkv_w, 3 * d, d), ln1, dqkv, grad_mat(o.qkv_w, 3 * d, d),
+                           grad_vec(o.qkv_b, 3 * d), dln, bf16);
+      Ops::layernorm_backward(x, CMapV(P + o.ln1_w, d), a.mean1.data(), a.rstd1.data(), dln,
+                              grad_vec(o.ln1_w, d), grad_vec(o.ln1_b, d), dresid, true);
     }
     // Embeddings.
-    MapM gte = gw(layout.wte, d, V), gpe = gw(layout.wpe, d, cfg.context);
+    MapM gte = grad_mat(layout.wte, d, V), gpe = grad_mat(layout.wpe, d, cfg.context);
     for (int64_t n = 0; n < N; ++n) {
-      gte.col(inputs[n]) += g.col(n);
-      gpe.col(n % T) += g.col(n);
+      gte.col(inputs[n]) += dresid.col(n);
+      gpe.col(n % T) += dresid.col(n);
     }
   }
 };
+
+ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_len) {
+  const size_t d = size_t(cfg.d_model), V = size_t(cfg.vocab), H = size_t(cfg.n_heads);
+  const size_t B = size_t(std::max(0, max_batch)), T = size_t(std::max(0, seq_len)), N = B * T;
+  ModelWorkspace w;
+  w.layers = size_t(std::max(0, cfg.n_layers));
+  w.x_in = d * N, w.ln1 = d * N, w.mean1 = N, w.rstd1 = N, w.qkv = 3 * d * N;
+  w.probs = B * H * T * T, w.att_y = d * N, w.x_mid = d * N, w.ln2 = d * N, w.mean2 = N;
+  w.rstd2 = N, w.fc_pre = 4 * d * N, w.fc_act = 4 * d * N;
+  w.x_final = d * N, w.lnf = d * N, w.meanf = N, w.rstdf = N, w.logits = V * N;
+  w.grad_resid = d * N, w.grad_ln_out = d * N, w.grad_hidden = 4 * d * N, w.grad_qkv = 3 * d * N;
+  w.grad_att = d * N, w.grad_scores = T * T;
+  w.tokens = N;
+  return w;
+}
+
+size_t ModelWorkspace::scalars() const {
+  const size_t layer = x_in + ln1 + mean1 + rstd1 + qkv + probs + att_y + x_mid + ln2 + mean2 +
+                       rstd2 + fc_pre + fc_act;
+  return layers * layer + x_final + lnf + meanf + rstdf + logits + grad_resid + grad_ln_out +
+         grad_hidden + grad_qkv + grad_att + grad_scores;
+}
+
+template <class Scalar>
+size_t Model<Scalar>::workspace_bytes(const ModelConfig& cfg, int max_batch, int seq_len) {
+  const ModelWorkspace w = model_workspace(cfg, max_batch, seq_len);
+  return w.scalars() * sizeof(Scalar) + 2 * w.tokens * sizeof(int32_t) + gemm::kScratchBytes;
+}
 
 template <class Scalar>
 Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int seq_len, bool bf16)

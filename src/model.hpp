@@ -15,6 +15,23 @@
 
 namespace cllm {
 
+// The model's workspace for (cfg, max_batch B, seq_len T), in elements, one entry per buffer
+// (N = B T tokens; shapes in model.cpp's LayerActs). The one table: Model allocates exactly these
+// sizes and Model::workspace_bytes adds them up for memory planning.
+struct ModelWorkspace {
+  size_t layers = 0;
+  // Per layer, saved by the forward pass for the backward pass.
+  size_t x_in = 0, ln1 = 0, mean1 = 0, rstd1 = 0, qkv = 0, probs = 0, att_y = 0, x_mid = 0;
+  size_t ln2 = 0, mean2 = 0, rstd2 = 0, fc_pre = 0, fc_act = 0;
+  // Once: the final LayerNorm and logits, the backward pass's scratch.
+  size_t x_final = 0, lnf = 0, meanf = 0, rstdf = 0, logits = 0;
+  size_t grad_resid = 0, grad_ln_out = 0, grad_hidden = 0, grad_qkv = 0, grad_att = 0;
+  size_t grad_scores = 0;
+  size_t tokens = 0;       // int32 ids, twice (inputs and targets)
+  size_t scalars() const;  // every Scalar buffer above, all layers
+};
+ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_len);
+
 template <class Scalar>
 class Model {
  public:
@@ -26,6 +43,10 @@ class Model {
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
+
+  // Bytes a Model(cfg, max_batch, seq_len) holds (its workspace, from model_workspace(), and the
+  // products' per-thread packing scratch), for planning before anything is allocated.
+  static size_t workspace_bytes(const ModelConfig& cfg, int max_batch, int seq_len);
 
   const ModelConfig& config() const;
   const ParamLayout& layout() const;

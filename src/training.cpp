@@ -109,14 +109,11 @@ ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
       tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
 
 size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
-  // Mirrors Model<float>'s workspace: per layer 16 d N activations plus B H T^2 attention
-  // probabilities, the final LayerNorm, the logits and the backward scratch.
-  const size_t d = size_t(cfg.model.d_model), T = size_t(cfg.batch.context);
-  const size_t B = size_t(cfg.batch.micro_batch), N = B * T, H = size_t(cfg.model.n_heads);
-  const size_t L = size_t(cfg.model.n_layers), V = size_t(cfg.model.vocab);
-  const size_t floats = L * (16 * d * N + B * H * T * T) + 3 * d * N + V * N + 10 * d * N + T * T;
+  // The model's workspace (its one size table), the shard's gradient (float) and the exact
+  // partial sum it is folded into (int64), per parameter.
   const size_t params = ParamLayout(cfg.model).total();
-  return floats * sizeof(float) + params * (sizeof(float) + sizeof(int64_t));
+  return Model<float>::workspace_bytes(cfg.model, cfg.batch.micro_batch, cfg.batch.context) +
+         params * (sizeof(float) + sizeof(int64_t));
 }
 
 void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc) {
