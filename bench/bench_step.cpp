@@ -48,6 +48,7 @@ struct Options {
   int repeats = 3;
   int gen_tokens = 256;
   int compare_micro = 2;
+  std::string precision = "fp32";
   std::string json;
 };
 
@@ -70,6 +71,8 @@ Options parse(int argc, char** argv) {
   add_int(t, "--gen-tokens", "tokens to generate (0 = no generation)", o.gen_tokens, 0);
   add_int(t, "--compare-micro", "also time this micro-batch (0 = only --micro-batch)",
           o.compare_micro, 0);
+  t.add("--precision", "fp32|bf16", "arithmetic of the linear layers' products", o.precision,
+        [&o](const std::string& v) { o.precision = v; });
   t.add("--json", "FILE", "also write the figures to FILE as JSON", "",
         [&o](const std::string& v) { o.json = v; });
   parse_options(t, argc, argv, kUsage);
@@ -92,6 +95,7 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
   RunConfig cfg;
   cfg.model = model;
   cfg.batch.batch = o.batch, cfg.batch.micro_batch = micro_batch, cfg.batch.context = o.context;
+  cfg.precision = parse_precision(o.precision);
   const int total = o.warmup + o.repeats * o.steps;
   cfg.steps = total;
   cfg.optim.total_steps = total;
@@ -194,8 +198,8 @@ int run(const Options& o) {
   fmt::print(
       "cllm-bench-step: one thread, synthetic stream of {} pseudo-random bytes (seed {:#x})\n",
       stream.size(), kStreamSeed);
-  fmt::print("model {}: {}; {} parameters ({} in matmuls)\n", o.model, model.describe(),
-             layout.num_parameters(), int64_t(n_matmul));
+  fmt::print("model {}: {}; {} parameters ({} in matmuls); precision {}\n", o.model,
+             model.describe(), layout.num_parameters(), int64_t(n_matmul), o.precision);
   fmt::print(
       "step = every shard's ShardWorker::compute (fill, forward, backward, exact fold) + "
       "TrainState::apply (normalise, clip, AdamW)\n");

@@ -26,6 +26,7 @@ struct Simd {
   static constexpr int NR = 12;  // 2 x 12 accumulators + 2 loads of A: 26 of 32 registers
   static V zero() { return _mm512_setzero_ps(); }
   static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_store_ps(p, v); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
@@ -40,6 +41,7 @@ struct Simd {
   static constexpr int NR = 6;  // 2 x 6 accumulators + 2 loads of A + 1 broadcast: 15 of 16
   static V zero() { return _mm256_setzero_ps(); }
   static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
@@ -63,6 +65,7 @@ struct Simd {  // SSE (x86-64-v2 builds): no FMA instruction, multiply then add
   static constexpr int NR = 4;
   static V zero() { return _mm_setzero_ps(); }
   static V loadu(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, V v) { _mm_store_ps(p, v); }
   static V set1(float x) { return _mm_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
   static V add(V a, V b) { return _mm_add_ps(a, b); }
@@ -134,11 +137,12 @@ void pack_a(const Args& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float
     const int m = int(std::min<int64_t>(MR, mc - ip));
     float* dst = Ap + ip * kc;
     if (a.op_a == Op::N) {
+      // Register copies (a memcpy of 128 bytes compiles to `rep movs`, slow to start).
       for (int64_t k = 0; k < kc; ++k) {
         const float* src = a.A + (k0 + k) * a.lda + i0 + ip;
         float* d = dst + k * MR;
-        std::memcpy(d, src, sizeof(float) * size_t(m));
-        for (int i = m; i < MR; ++i) d[i] = 0.0f;
+        for (int v = 0; v < MR; v += Simd::W)
+          Simd::store(d + v, Simd::load_n(src + v, std::max(0, std::min(Simd::W, m - v))));
       }
     } else {
       if (m < MR) std::memset(dst, 0, sizeof(float) * size_t(kc * MR));
