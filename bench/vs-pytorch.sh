@@ -54,7 +54,7 @@ torch_run() {  # $1 = OPENBLAS_CORETYPE ('' = OpenBLAS's own choice), $2 = steps
   OPENBLAS_CORETYPE="$1" "${pin[@]}" "$py" "$here/tools/torch_step.py" --model "$model" \
     --batch "$batch" --context "$context" --steps "$2" --warmup 2 --threads 1
 }
-value() { sed -n "s/^$1=//p" | tail -1; }
+value() { grep -o "$1=[0-9.]*" | tail -1 | cut -d= -f2; }
 
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), pinned to CPU $cpu"
 echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512[a-z_0-9]*\|amx[a-z_0-9]*\|avx2' | sort -u | tr '\n' ' ')"
