@@ -272,8 +272,11 @@ int cmd_sample(const std::vector<std::string>& args) {
   validate(so);
   const Checkpoint ck = load_checkpoint(ckpt);
   const auto tok = make_tokenizer(ck.tokenizer_kind, ck.tokenizer_data);
-  const auto out = generate(ck.model, ck.weights.data(), tok->encode(prompt), tokens, so);
-  std::cout << prompt << tok->decode(out) << std::endl;
+  // Streamed: each token is printed as soon as it is drawn (a long sample shows text at once).
+  std::cout << prompt << std::flush;
+  generate(ck.model, ck.weights.data(), tok->encode(prompt), tokens, so,
+           [&](int32_t id) { std::cout << tok->decode({id}) << std::flush; });
+  std::cout << std::endl;
   return 0;
 }
 

@@ -47,6 +47,8 @@ struct Options {
   int warmup = 2;
   int repeats = 3;
   int gen_tokens = 256;
+  int compare_micro = 2;
+  std::string precision = "fp32";
   std::string json;
 };
 
@@ -61,13 +63,16 @@ Options parse(int argc, char** argv) {
   t.add("--model", "tiny|small|base", "model preset", o.model,
         [&o](const std::string& v) { o.model = v; });
   add_int(t, "--batch", "sequences per step", o.batch);
-  add_int(t, "--micro-batch", "sequences per shard (micro-batch 2 is timed as well)",
-          o.micro_batch);
+  add_int(t, "--micro-batch", "sequences per shard (see --compare-micro)", o.micro_batch);
   add_int(t, "--context", "tokens per sequence", o.context);
   add_int(t, "--steps", "timed steps per repeat", o.steps, 1);
   add_int(t, "--warmup", "untimed steps first", o.warmup, 0);
   add_int(t, "--repeats", "repeats of --steps timed steps", o.repeats, 1);
   add_int(t, "--gen-tokens", "tokens to generate (0 = no generation)", o.gen_tokens, 0);
+  add_int(t, "--compare-micro", "also time this micro-batch (0 = only --micro-batch)",
+          o.compare_micro, 0);
+  t.add("--precision", "fp32|bf16", "arithmetic of the linear layers' products", o.precision,
+        [&o](const std::string& v) { o.precision = v; });
   t.add("--json", "FILE", "also write the figures to FILE as JSON", "",
         [&o](const std::string& v) { o.json = v; });
   parse_options(t, argc, argv, kUsage);
@@ -90,6 +95,7 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
   RunConfig cfg;
   cfg.model = model;
   cfg.batch.batch = o.batch, cfg.batch.micro_batch = micro_batch, cfg.batch.context = o.context;
+  cfg.precision = parse_precision(o.precision);
   const int total = o.warmup + o.repeats * o.steps;
   cfg.steps = total;
   cfg.optim.total_steps = total;
@@ -192,8 +198,8 @@ int run(const Options& o) {
   fmt::print(
       "cllm-bench-step: one thread, synthetic stream of {} pseudo-random bytes (seed {:#x})\n",
       stream.size(), kStreamSeed);
-  fmt::print("model {}: {}; {} parameters ({} in matmuls)\n", o.model, model.describe(),
-             layout.num_parameters(), int64_t(n_matmul));
+  fmt::print("model {}: {}; {} parameters ({} in matmuls); precision {}\n", o.model,
+             model.describe(), layout.num_parameters(), int64_t(n_matmul), o.precision);
   fmt::print(
       "step = every shard's ShardWorker::compute (fill, forward, backward, exact fold) + "
       "TrainState::apply (normalise, clip, AdamW)\n");
@@ -207,7 +213,8 @@ int run(const Options& o) {
       o.warmup, o.repeats, o.steps);
 
   std::vector<int> micros = {o.micro_batch};
-  if (o.micro_batch != 2 && o.batch % 2 == 0) micros.push_back(2);
+  const int cm = o.compare_micro;
+  if (cm > 0 && cm != o.micro_batch && o.batch % cm == 0) micros.push_back(cm);
 
   fmt::print("{:<10} {:>5} {:>6} {:>9} {:>9} {:>9} {:>10} {:>8} {:>7} {:>8} {:>9} {:>5}\n", "batch",
              "micro", "shards", "med ms", "min ms", "p90 ms", "tokens/s", "GFLOP/s", "fold %",

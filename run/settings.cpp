@@ -126,6 +126,9 @@ void training(OptionTable& t, TrainSettings& s) {
   real(t, "--clip", "X", "global gradient-norm clip (0 = off)", s.clip, Scope::numbers);
   integer(t, "--seed", "seed of the initial weights and of the data order", s.seed, 0, INT64_MAX,
           Scope::numbers);
+  choice(t, "--precision",
+         "fp32, or bf16: linear layers in bfloat16 with float sums (CPUs with AVX512_BF16)",
+         s.precision, {"fp32", "bf16"}, Scope::numbers);
 }
 
 void spheres(OptionTable& t, TrainSettings& s) {
@@ -375,6 +378,7 @@ RunConfig TrainSettings::run_config(size_t train_tokens, const std::string& data
   r.model.validate();
   r.seed = seed;
   r.steps = steps;
+  r.precision = parse_precision(precision);
   if (epochs > 0) {
     const double n = std::ceil(epochs * double(train_tokens) / double(r.batch.tokens_per_step()));
     if (!(n <= double(int64_t(1) << 40)))

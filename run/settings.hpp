@@ -36,6 +36,7 @@ struct TrainSettings {
   int64_t warmup = 100;
   double weight_decay = 0.1, clip = 1.0;
   uint64_t seed = 1337;
+  std::string precision = "fp32";  // or bf16 (src/training.hpp)
   // Spheres
   std::string sync = "actors";
   int spheres = 1, fanout = 12, threads = 1;

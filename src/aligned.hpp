@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
-#include <utility>
 #include <vector>
 
 namespace cllm {
@@ -36,29 +35,5 @@ struct AlignedAllocator {
 
 template <class T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
-
-// The same, but resize() leaves new elements uninitialised: for big buffers that are always
-// written before they are read (saves a pass over megabytes).
-template <class T>
-struct UninitAlignedAllocator : AlignedAllocator<T> {
-  template <class U>
-  struct rebind {
-    using other = UninitAlignedAllocator<U>;
-  };
-  UninitAlignedAllocator() noexcept = default;
-  template <class U>
-  UninitAlignedAllocator(const UninitAlignedAllocator<U>&) noexcept {}
-  template <class U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
-
-template <class T>
-using UninitVector = std::vector<T, UninitAlignedAllocator<T>>;
 
 }  // namespace cllm

@@ -173,10 +173,12 @@ std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vect
 double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
                               const std::vector<int32_t>& exps, float* out) {
   if (total.tokens <= 0) throw std::invalid_argument("exact sum holds no tokens");
-  std::fill(out, out + layout.total(), 0.0f);
   double norm_sq = 0;
   const auto& ts = layout.tensors();
+  size_t end = 0;  // only the padding between tensors needs zeros: every element is written below
   for (size_t t = 0; t < ts.size(); ++t) {
+    std::fill(out + end, out + ts[t].offset, 0.0f);
+    end = ts[t].offset + ts[t].size;
     const double f = std::ldexp(1.0, -exps[t]) / double(total.tokens);
     const int64_t* __restrict s = total.sum.data() + ts[t].offset;
     float* __restrict o = out + ts[t].offset;
@@ -195,6 +197,7 @@ double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
     norm_sq += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
   }
+  std::fill(out + end, out + layout.total(), 0.0f);
   return norm_sq;
 }
 

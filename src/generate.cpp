@@ -44,7 +44,10 @@ int32_t sample_token(const float* logits, int vocab, const SamplingOptions& o, u
   size_t m = size_t(vocab);
   if (o.top_k > 0 && o.top_k < vocab) {
     m = size_t(o.top_k);
-    std::partial_sort(scratch.begin(), scratch.begin() + std::ptrdiff_t(m), scratch.end(), before);
+    // The k most likely, then in order (the same prefix as a partial sort: the order is total).
+    std::nth_element(scratch.begin(), scratch.begin() + std::ptrdiff_t(m - 1), scratch.end(),
+                     before);
+    std::sort(scratch.begin(), scratch.begin() + std::ptrdiff_t(m), before);
   } else if (use_p) {
     std::sort(scratch.begin(), scratch.end(), before);
   }  // else: no truncation, the draw walks the ids in order.
@@ -53,7 +56,10 @@ int32_t sample_token(const float* logits, int vocab, const SamplingOptions& o, u
   // mass is >= 1 and nothing overflows. Division (not a multiplication by 1/T) keeps a tiny
   // temperature from producing 0 * inf.
   const double t = o.temperature, top = double(mx);
-  auto weight = [&](size_t j) { return std::exp((double(scratch[j].first) - top) / t); };
+  thread_local std::vector<double> weights;  // computed once per draw
+  weights.resize(m);
+  for (size_t j = 0; j < m; ++j) weights[j] = std::exp((double(scratch[j].first) - top) / t);
+  auto weight = [&](size_t j) { return weights[j]; };
   double mass = 0;
   for (size_t j = 0; j < m; ++j) mass += weight(j);
   if (use_p) {
@@ -79,7 +85,8 @@ int32_t sample_token(const float* logits, int vocab, const SamplingOptions& o, u
 }
 
 std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
-                              const std::vector<int32_t>& prompt, int n, const SamplingOptions& o) {
+                              const std::vector<int32_t>& prompt, int n, const SamplingOptions& o,
+                              const std::function<void(int32_t)>& on_token) {
   cfg.validate();
   validate(o);
   if (n < 0)
@@ -104,8 +111,7 @@ std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
     window.assign(prompt.end() - std::ptrdiff_t(keep), prompt.end());
   }
   Decoder<float> dec(cfg);
-  const float* logits = nullptr;
-  for (int32_t t : window) logits = dec.step(weights, t);
+  const float* logits = dec.prefill(weights, window.data(), int(window.size()));
 
   std::vector<std::pair<float, int32_t>> scratch;
   scratch.reserve(size_t(cfg.vocab));
@@ -114,6 +120,7 @@ std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
     const int32_t tok =
         sample_token(logits, cfg.vocab, o, uint64_t(prompt.size()) + uint64_t(i), scratch);
     out.push_back(tok);
+    if (on_token) on_token(tok);
     if (i + 1 == n) break;
     window.push_back(tok);
     if (dec.position() < C) {
@@ -123,7 +130,7 @@ std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
       // position 0.
       window.erase(window.begin(), window.end() - std::ptrdiff_t(slide));
       dec.reset();
-      for (int32_t t : window) logits = dec.step(weights, t);
+      logits = dec.prefill(weights, window.data(), int(window.size()));
     }
   }
   return out;

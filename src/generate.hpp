@@ -6,6 +6,7 @@
 // so the same weights, prompt and options always give the same text, on any machine that runs the
 // same binary.
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -53,7 +54,9 @@ int32_t sample_token(const float* logits, int vocab, const SamplingOptions& o, u
 //    the full text (prompt followed by the result).
 // Throws ConfigError for an invalid model configuration, options or n < 0, and
 // std::invalid_argument for a prompt id outside [0, vocab).
+// `on_token`, when given, is called with each token as soon as it is drawn (to stream the text).
 std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
-                              const std::vector<int32_t>& prompt, int n, const SamplingOptions& o);
+                              const std::vector<int32_t>& prompt, int n, const SamplingOptions& o,
+                              const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace cllm

@@ -15,15 +15,38 @@
 
 namespace cllm {
 
+// The model's workspace for (cfg, max_batch B, seq_len T), in elements, one entry per buffer
+// (N = B T tokens; shapes in model.cpp's LayerActs). The one table: Model allocates exactly these
+// sizes and Model::workspace_bytes adds them up for memory planning.
+struct ModelWorkspace {
+  size_t layers = 0;
+  // Per layer, saved by the forward pass for the backward pass.
+  size_t x_in = 0, ln1 = 0, mean1 = 0, rstd1 = 0, qkv = 0, probs = 0, att_y = 0, x_mid = 0;
+  size_t ln2 = 0, mean2 = 0, rstd2 = 0, fc_pre = 0, fc_act = 0;
+  // Once: the final LayerNorm and logits, the backward pass's scratch.
+  size_t x_final = 0, lnf = 0, meanf = 0, rstdf = 0, logits = 0;
+  size_t grad_resid = 0, grad_ln_out = 0, grad_hidden = 0, grad_qkv = 0, grad_att = 0;
+  size_t grad_scores = 0;
+  size_t tokens = 0;       // int32 ids, twice (inputs and targets)
+  size_t scalars() const;  // every Scalar buffer above, all layers
+};
+ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_len);
+
 template <class Scalar>
 class Model {
  public:
   // Allocates a reusable workspace for up to `max_batch` sequences of `seq_len` tokens.
   // Nothing is allocated afterwards: the training step's hot path is allocation-free.
-  Model(const ModelConfig& cfg, int max_batch, int seq_len);
+  // `bf16`: the linear layers' products in bfloat16 with float sums (float model only; needs
+  // gemm::has_bf16()).
+  Model(const ModelConfig& cfg, int max_batch, int seq_len, bool bf16 = false);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
+
+  // Bytes a Model(cfg, max_batch, seq_len) holds (its workspace, from model_workspace(), and the
+  // products' per-thread packing scratch), for planning before anything is allocated.
+  static size_t workspace_bytes(const ModelConfig& cfg, int max_batch, int seq_len);
 
   const ModelConfig& config() const;
   const ParamLayout& layout() const;
@@ -62,6 +85,10 @@ class Decoder {
   int position() const;  // tokens consumed so far (< config().context)
   // Consumes `token` at position(); returns the vocab logits for the next token.
   const Scalar* step(const Scalar* params, int32_t token);
+  // Consumes tokens[0..n) (n >= 1, position() + n <= context) as n step() calls would, but
+  // through matrix products when the cache is empty (a prompt, or the sliding window's
+  // re-encoding); returns the logits after the last one. Same values as step() up to rounding.
+  const Scalar* prefill(const Scalar* params, const int32_t* tokens, int n);
 
  private:
   struct Impl;

@@ -4,6 +4,9 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#include "src/gemm.hpp"
 
 namespace cllm {
 
@@ -16,6 +19,39 @@ struct NnOps {
   using MapV = Eigen::Map<Vec>;
   using CMapV = Eigen::Map<const Vec>;
   static constexpr Scalar kLnEps = Scalar(1e-5);
+  using Op = gemm::Op;
+  using Causal = gemm::Causal;
+
+  // C (+)= op(A) op(B) (+ bias per row). A, B and C are column-major Eigen maps or blocks of
+  // what is stored (op T reads A or B transposed). float goes through src/gemm (bf16 products
+  // when asked); double, the precision of the tests' references, through Eigen, which computes
+  // every element whatever `causal` says (the skipped terms are zeros).
+  template <class MA, class MB, class MC>
+  static void product(Op oa, Op ob, const MA& A, const MB& B, MC&& C, bool accumulate,
+                      const Scalar* bias = nullptr, Causal causal = Causal::none,
+                      bool bf16 = false) {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      gemm::matmul(oa, ob, C.rows(), C.cols(), oa == Op::N ? A.cols() : A.rows(), A.data(),
+                   A.outerStride(), B.data(), B.outerStride(), C.data(), C.outerStride(),
+                   accumulate, bias, causal, bf16);
+    } else {
+      (void)causal, (void)bf16;
+      if (!accumulate) C.setZero();
+      if (oa == Op::N && ob == Op::N) C.noalias() += A * B;
+      if (oa == Op::T && ob == Op::N) C.noalias() += A.transpose() * B;
+      if (oa == Op::N && ob == Op::T) C.noalias() += A * B.transpose();
+      if (oa == Op::T && ob == Op::T) C.noalias() += A.transpose() * B.transpose();
+      if (bias) C.colwise() += CMapV(bias, C.rows());
+    }
+  }
+  // Rows (of a causal product's column `col`) that the float products may touch above the
+  // diagonal: [col + 1, causal_end). Those must hold zeros; Eigen's products touch all of them.
+  static Eigen::Index causal_end(Eigen::Index col, Eigen::Index rows) {
+    if constexpr (std::is_same_v<Scalar, float>)
+      return std::min<Eigen::Index>(rows, gemm::causal_panel_end(col));
+    else
+      return rows;
+  }
 
   // y = LN(x) * w + b per column; saves mean and 1/std for the backward pass.
   template <class X, class Y>
@@ -54,22 +90,22 @@ struct NnOps {
 
   // y = W x + b, W is out x in.
   template <class W, class X, class Y>
-  static void linear_forward(const W& w, const CMapV& b, const X& x, Y y) {
-    y.noalias() = w * x;
-    y.colwise() += b;
+  static void linear_forward(const W& w, const CMapV& b, const X& x, Y y, bool bf16 = false) {
+    product(Op::N, Op::N, w, x, y, false, b.data(), Causal::none, bf16);
   }
   // y += W x + b (a residual connection).
   template <class W, class X, class Y>
-  static void linear_forward_add(const W& w, const CMapV& b, const X& x, Y y) {
-    y.noalias() += w * x;
-    y.colwise() += b;
+  static void linear_forward_add(const W& w, const CMapV& b, const X& x, Y y, bool bf16 = false) {
+    product(Op::N, Op::N, w, x, y, true, b.data(), Causal::none, bf16);
   }
-  // dW += dy x^T, db += rowsum(dy), dx = W^T dy.
+  // dW = dy x^T, db = rowsum(dy), dx = W^T dy. (Each layer's weights get their gradient here
+  // only, so it is stored, not added: the gradient buffer needs no zeroing pass.)
   template <class W, class X, class DY, class DW, class DX>
-  static void linear_backward(const W& w, const X& x, const DY& dy, DW dw, MapV db, DX dx) {
-    dw.noalias() += dy * x.transpose();
-    db += dy.rowwise().sum();
-    dx.noalias() = w.transpose() * dy;
+  static void linear_backward(const W& w, const X& x, const DY& dy, DW dw, MapV db, DX dx,
+                              bool bf16 = false) {
+    product(Op::N, Op::T, dy, x, dw, false, nullptr, Causal::none, bf16);
+    db = dy.rowwise().sum();
+    product(Op::T, Op::N, w, dy, dx, false, nullptr, Causal::none, bf16);
   }
 
   static constexpr Scalar kGeluC = Scalar(0.7978845608028654);  // sqrt(2/pi)
@@ -89,7 +125,8 @@ struct NnOps {
                                                      (Scalar(1) + Scalar(3) * kGeluA * a.square());
   }
 
-  // Column i holds the scores of query i against keys j; keys j > i are masked (future).
+  // Column i holds the scores of query i against keys j; keys j > i are masked (future): zeros,
+  // as far as the products read them (causal_end).
   template <class P>
   static void causal_softmax_columns(P p, Scalar scale) {
     const Eigen::Index T = p.rows();
@@ -98,7 +135,7 @@ struct NnOps {
       const Scalar mx = c.maxCoeff();
       c.array() = ((c.array() - mx) * scale).exp();
       c *= Scalar(1) / c.sum();
-      p.col(i).tail(T - i - 1).setZero();
+      p.col(i).segment(i + 1, causal_end(i, T) - i - 1).setZero();
     }
   }
   // Softmax of a single query over all of its (already causal) keys.
@@ -117,7 +154,7 @@ struct NnOps {
       auto dc = dp.col(i).head(i + 1);
       const Scalar dot = pc.dot(dc);
       dc.array() = pc.array() * (dc.array() - dot) * scale;
-      dp.col(i).tail(T - i - 1).setZero();
+      dp.col(i).segment(i + 1, causal_end(i, T) - i - 1).setZero();
     }
   }
 

@@ -54,12 +54,6 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) : cfg_(cfg) {
   lnf_b = add("ln_f.bias", {d}, false);
 }
 
-const TensorInfo& ParamLayout::find(const std::string& name) const {
-  for (const auto& t : tensors_)
-    if (t.name == name) return t;
-  throw std::out_of_range("no parameter tensor named " + name);
-}
-
 template <class Scalar>
 void init_parameters(const ParamLayout& layout, uint64_t seed, Scalar* params) {
   const double resid_std = 0.02 / std::sqrt(2.0 * layout.config().n_layers);

@@ -30,9 +30,8 @@ class ParamLayout {
 
   const ModelConfig& config() const { return cfg_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
-  size_t total() const { return total_; }                 // flat buffer length (with padding)
-  size_t num_parameters() const { return count_; }        // real parameters, without padding
-  const TensorInfo& find(const std::string& name) const;  // throws std::out_of_range
+  size_t total() const { return total_; }           // flat buffer length (with padding)
+  size_t num_parameters() const { return count_; }  // real parameters, without padding
 
   size_t wte = 0, wpe = 0, lnf_w = 0, lnf_b = 0;
   std::vector<BlockOffsets> blocks;

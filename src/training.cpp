@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "src/gemm.hpp"
 #include "src/rng.hpp"
 
 namespace cllm {
@@ -33,8 +34,22 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+const char* precision_name(Precision p) {
+  return p == Precision::bf16 ? "bf16" : "fp32";
+}
+
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::fp32;
+  if (name == "bf16") return Precision::bf16;
+  throw ConfigError(fmt::format("--precision must be fp32 or bf16 (got '{}')", name));
+}
+
 void RunConfig::validate() const {
   model.validate();
+  if (precision == Precision::bf16 && !gemm::has_bf16())
+    throw ConfigError(
+        "--precision bf16 needs a CPU with AVX512_BF16 and a build for it (-march=native on "
+        "such a CPU); this one has none: use --precision fp32");
   batch.validate(model);
   optim.validate();
   if (steps < 1) throw ConfigError(fmt::format("steps must be >= 1 (got {})", steps));
@@ -62,6 +77,7 @@ nlohmann::json RunConfig::to_json() const {
           {"clip", optim.clip},
           {"seed", seed},
           {"steps", steps},
+          {"precision", precision_name(precision)},
           {"data_sha256", data_sha256}};
 }
 
@@ -80,6 +96,8 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     c.optim.weight_decay = j.at("weight_decay"), c.optim.clip = j.at("clip");
     c.seed = j.at("seed"), c.steps = j.at("steps");
     c.data_sha256 = j.value("data_sha256", std::string());
+    // Runs from before the setting existed computed in fp32.
+    c.precision = parse_precision(j.value("precision", std::string("fp32")));
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string("run configuration is incomplete or malformed: ") + e.what());
@@ -103,7 +121,7 @@ uint64_t sampler_seed(uint64_t run_seed) {
 ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler* sampler)
     : cfg_(cfg),
       sampler_(sampler),
-      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context),
+      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context, cfg.precision == Precision::bf16),
       grad_(model_.layout().total()),
       tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
 
@@ -113,14 +131,11 @@ ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
 ShardWorker::ShardWorker(const RunConfig& cfg) : ShardWorker(cfg, nullptr) {}
 
 size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
-  // Mirrors Model<float>'s workspace: per layer 16 d N activations plus B H T^2 attention
-  // probabilities, the final LayerNorm, the logits and the backward scratch.
-  const size_t d = size_t(cfg.model.d_model), T = size_t(cfg.batch.context);
-  const size_t B = size_t(cfg.batch.micro_batch), N = B * T, H = size_t(cfg.model.n_heads);
-  const size_t L = size_t(cfg.model.n_layers), V = size_t(cfg.model.vocab);
-  const size_t floats = L * (16 * d * N + B * H * T * T) + 3 * d * N + V * N + 10 * d * N + T * T;
+  // The model's workspace (its one size table), the shard's gradient (float) and the exact
+  // partial sum it is folded into (int64), per parameter.
   const size_t params = ParamLayout(cfg.model).total();
-  return floats * sizeof(float) + params * (sizeof(float) + sizeof(int64_t));
+  return Model<float>::workspace_bytes(cfg.model, cfg.batch.micro_batch, cfg.batch.context) +
+         params * (sizeof(float) + sizeof(int64_t));
 }
 
 void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc,

@@ -21,6 +21,13 @@
 
 namespace cllm {
 
+// Arithmetic of the model's matrix products. fp32: float throughout. bf16: the linear layers'
+// products (forward and backward, LM head included) take bfloat16 inputs and accumulate in float;
+// weights, optimizer, attention, exact sum and everything else stay float (needs AVX512_BF16).
+enum class Precision { fp32, bf16 };
+const char* precision_name(Precision p);
+Precision parse_precision(const std::string& name);  // throws ConfigError naming --precision
+
 // Everything that determines the numbers of a run (and must match on resume).
 struct RunConfig {
   ModelConfig model = model_preset("small");
@@ -28,6 +35,7 @@ struct RunConfig {
   OptimConfig optim;
   uint64_t seed = 1337;
   int64_t steps = 200;
+  Precision precision = Precision::fp32;
   // SHA-256 of the training token ids: a resumed run must train on the same data.
   std::string data_sha256;
 

@@ -88,6 +88,26 @@ void check_decoder_matches_forward(double tol) {
     CHECK(spread > 0.5);  // the logits are not flat, so the comparison means something
     CHECK_THROWS_AS(dec.step(params.data(), 0), std::out_of_range);
   }
+  // prefill: any prefix at once from an empty cache, then step() on top of it.
+  for (int n : {1, 2, N / 2 + 1, N - 1}) {
+    dec.reset();
+    const Scalar* inc = dec.prefill(params.data(), tokens.data(), n);
+    REQUIRE(dec.position() == n);
+    double worst = 0;
+    for (int v = 0; v < cfg.vocab; ++v) {
+      const double a = double(inc[v]), b = double(full[size_t(n - 1) * cfg.vocab + v]);
+      worst = std::max(worst, std::abs(a - b) / std::max(1.0, std::abs(b)));
+    }
+    inc = dec.step(params.data(), tokens[size_t(n)]);
+    for (int v = 0; v < cfg.vocab; ++v) {
+      const double a = double(inc[v]), b = double(full[size_t(n) * cfg.vocab + v]);
+      worst = std::max(worst, std::abs(a - b) / std::max(1.0, std::abs(b)));
+    }
+    INFO("prefill of " << n << " tokens");
+    CHECK(worst <= tol);
+  }
+  dec.reset();
+  CHECK_THROWS_AS(dec.prefill(params.data(), tokens.data(), N + 1), std::out_of_range);
 }
 
 SamplingOptions opts(double temperature, int top_k, double top_p, uint64_t seed = 1) {
@@ -141,8 +161,7 @@ std::vector<int32_t> reference_generate(const ModelConfig& cfg, const float* w,
   Decoder<float> dec(cfg);
   for (int i = 0; i < n; ++i) {
     dec.reset();
-    const float* logits = nullptr;
-    for (int32_t t : window) logits = dec.step(w, t);
+    const float* logits = dec.prefill(w, window.data(), int(window.size()));
     const int32_t tok = sample_token(logits, cfg.vocab, o, prompt.size() + size_t(i), scratch);
     out.push_back(tok);
     window.push_back(tok);
@@ -294,6 +313,12 @@ TEST_CASE("generate: determinism, prompts and the sliding window", "[generate]")
     CHECK(generate(cfg, w.data(), prompt, 40, opts(1.0, 0, 1, 78)) !=
           generate(cfg, w.data(), prompt, 40, o));
     CHECK(generate(cfg, w.data(), prompt, 0, o).empty());
+    // Streaming: the callback sees every token, in order, as it is drawn.
+    std::vector<int32_t> streamed;
+    const auto b =
+        generate(cfg, w.data(), prompt, 20, o, [&](int32_t t) { streamed.push_back(t); });
+    CHECK(streamed == b);
+    CHECK(b == longer);
   }
   SECTION("empty prompt starts from a newline") {
     const auto a = generate(cfg, w.data(), {}, 10, o);

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# cllm-bench-step against PyTorch on the same model, batch, optimizer and thread count (one),
+# in interleaved rounds on one CPU, with the ratio per round and the median.
+#
+#   bash bench/vs-pytorch.sh [--build DIR] [--rounds N] [--steps N] [--model small]
+#                            [--batch 16] [--context 128] [--cpu C] [--coretype auto|NAME]
+#                            [--baseline DIR]
+#
+# --baseline DIR adds another build's cllm-bench-step (an older commit, say) to every round, so
+# a before/after comparison shares the same rounds.
+# Installs nothing: it needs Debian's python3-torch (with OpenBLAS: libopenblas0-pthread) and
+# says so when they are missing. Not part of CI. On a shared machine, hold a lock around it
+# (e.g. `flock -x /work/cpu.lock bash bench/vs-pytorch.sh`).
+#
+# PyTorch is compared at its best: Debian's OpenBLAS picks its kernels from the CPU id and falls
+# back to slow generic ones on CPUs it does not know (an Intel AVX-512 part in a VM, say), so
+# with --coretype auto (the default) every OPENBLAS_CORETYPE of the candidates below is timed
+# briefly first and the fastest is used for the rounds.
+set -euo pipefail
+
+build=build rounds=5 steps=8 model=small batch=16 context=128 cpu=0 coretype=auto baseline=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --model) model=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    --context) context=$2; shift 2 ;;
+    --cpu) cpu=$2; shift 2 ;;
+    --coretype) coretype=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "vs-pytorch.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bench="$build/bench/cllm-bench-step"
+[ -x "$bench" ] || { echo "vs-pytorch.sh: $bench not found (build first, or --build DIR)" >&2; exit 2; }
+if [ -n "$baseline" ]; then
+  base_bench="$baseline/bench/cllm-bench-step"
+  [ -x "$base_bench" ] || { echo "vs-pytorch.sh: $base_bench not found" >&2; exit 2; }
+fi
+py=/usr/bin/python3
+if ! "$py" -c 'import torch' 2>/dev/null; then
+  echo "vs-pytorch.sh: PyTorch not found for $py (apt-get install python3-torch libopenblas0-pthread)" >&2
+  exit 2
+fi
+
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+pin=(taskset -c "$cpu")
+torch_run() {  # $1 = OPENBLAS_CORETYPE ('' = OpenBLAS's own choice), $2 = steps
+  OPENBLAS_CORETYPE="$1" "${pin[@]}" "$py" "$here/tools/torch_step.py" --model "$model" \
+    --batch "$batch" --context "$context" --steps "$2" --warmup 2 --threads 1
+}
+value() { grep -o "$1=[0-9.]*" | tail -1 | cut -d= -f2; }
+
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), pinned to CPU $cpu"
+echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512[a-z_0-9]*\|amx[a-z_0-9]*\|avx2' | sort -u | tr '\n' ' ')"
+
+if [ "$coretype" = auto ]; then
+  best="" best_tps=0
+  for ct in "" SkylakeX Cooperlake SapphireRapids Haswell Zen; do
+    out=$(torch_run "$ct" 4 2>&1) || { echo "  OPENBLAS_CORETYPE='$ct': failed"; continue; }
+    tps=$(echo "$out" | value torch_tokens_per_s)
+    kern=$(echo "$out" | sed -n 's/^openblas kernel: \([^ ]*\).*/\1/p')
+    printf "  probe OPENBLAS_CORETYPE=%-15s kernel %-15s %8.0f tokens/s\n" "'$ct'" "$kern" "$tps"
+    if awk -v a="$tps" -v b="$best_tps" 'BEGIN{exit !(a>b)}'; then best=$ct best_tps=$tps; fi
+  done
+  coretype=$best
+fi
+echo "PyTorch uses OPENBLAS_CORETYPE='$coretype': $(torch_run "$coretype" 1 2>&1 | sed -n 's/^openblas kernel: //p')"
+echo "model $model, batch ${batch}x${context}, AdamW + clipping, one thread; $steps timed steps each"
+echo
+
+printf "%-6s %14s %14s %8s" round "cllm tok/s" "torch tok/s" ratio
+[ -n "$baseline" ] && printf " %14s %8s" "baseline tok/s" ratio
+echo
+# One timed run of a cllm-bench-step binary: its training tokens/s.
+run_cllm() {
+  local extra=()
+  "$1" --help | grep -q -- --compare-micro && extra=(--compare-micro 0)
+  "${pin[@]}" "$1" --model "$model" --batch "$batch" --micro-batch "$batch" --context "$context" \
+    --steps "$steps" --repeats 1 --warmup 2 --gen-tokens 0 "${extra[@]}" | value train_tokens_per_s
+}
+run_torch() { torch_run "$coretype" "$steps" 2>&1 | value torch_tokens_per_s; }
+ours=() theirs=() ratios=() bases=() bratios=()
+for r in $(seq 1 "$rounds"); do
+  # Alternate who goes first, so a drift in machine speed favours neither.
+  c="" t="" bl=""
+  if [ $((r % 2)) -eq 1 ]; then
+    c=$(run_cllm "$bench"); t=$(run_torch); [ -n "$baseline" ] && bl=$(run_cllm "$base_bench")
+  else
+    [ -n "$baseline" ] && bl=$(run_cllm "$base_bench"); t=$(run_torch); c=$(run_cllm "$bench")
+  fi
+  ratio=$(awk -v a="$c" -v b="$t" 'BEGIN{printf "%.2f", a/b}')
+  ours+=("$c") theirs+=("$t") ratios+=("$ratio")
+  printf "%-6s %14.0f %14.0f %8s" "$r" "$c" "$t" "$ratio"
+  if [ -n "$baseline" ]; then
+    br=$(awk -v a="$bl" -v b="$t" 'BEGIN{printf "%.2f", a/b}')
+    bases+=("$bl") bratios+=("$br")
+    printf " %14.0f %8s" "$bl" "$br"
+  fi
+  echo
+done
+med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+printf "%-6s %14.0f %14.0f %8.2f" median "$(med "${ours[@]}")" "$(med "${theirs[@]}")" "$(med "${ratios[@]}")"
+[ -n "$baseline" ] && printf " %14.0f %8.2f" "$(med "${bases[@]}")" "$(med "${bratios[@]}")"
+echo
