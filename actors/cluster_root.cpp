@@ -13,16 +13,6 @@
 
 namespace cllm {
 
-std::vector<std::vector<char>> to_chunks(const void* data, size_t bytes) {
-  std::vector<std::vector<char>> out;
-  const char* p = static_cast<const char*>(data);
-  for (size_t off = 0; off < bytes; off += kChunkBytes) {
-    const size_t n = std::min(kChunkBytes, bytes - off);
-    out.emplace_back(p + off, p + off + n);
-  }
-  return out;
-}
-
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -32,7 +22,7 @@ struct PendingRequest {
   uint64_t request = 0;
   caf::response_promise rp;
   SteadyClock::time_point sent;
-  std::vector<char> sum;  // the partial sum's bytes, as its chunks arrive
+  std::vector<int64_t> sum;  // the partial sum, as its chunks arrive
   int32_t chunks = 0;
   bool have_result = false;
   NodeResult result;
@@ -86,8 +76,9 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   // Weights change only when a step is applied; a redo of the same step reuses them.
   const bool send_weights = st.weights_sent != work.step;
   const size_t weight_bytes = weights->size() * sizeof(float);
-  std::vector<std::vector<char>> chunks;
-  if (send_weights) chunks = to_chunks(weights->data(), weight_bytes);
+  std::vector<Chunk> chunks;  // pieces of the shared weights: no copy before the serializer
+  if (send_weights)
+    chunks = Chunk::split(uint64_t(work.step), weights, weights->data(), weight_bytes);
   w.weights_version = work.step;
   w.weight_chunks = int32_t(chunks.size());
   w.weight_bytes = send_weights ? weight_bytes : 0;
@@ -99,9 +90,8 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
       int64_t(w.set.tokens.size() * sizeof(int32_t) + (send_weights ? weight_bytes : 0));
   st.has_pending = true;
   self->send(st.node, work_atom::value, std::move(w));
-  for (size_t i = 0; i < chunks.size(); ++i)
-    self->send(st.node, chunk_atom::value,
-               Chunk{uint64_t(work.step), int32_t(i), std::move(chunks[i])});
+  for (auto& c : chunks) self->send(st.node, chunk_atom::value, std::move(c));
+
   st.weights_sent = work.step;
   return caf::delegated<Partial>();  // answered through pending.rp
 }
@@ -116,14 +106,13 @@ void maybe_deliver(link_pointer self) {
     return;
   }
   Partial out = std::move(p.result.partial);
-  if (p.sum.size() != p.result.sum_bytes || p.sum.size() % sizeof(int64_t) != 0) {
+  if (p.sum.size() * sizeof(int64_t) != p.result.sum_bytes) {
     p.rp.deliver(make_sphere_error(
         sphere_errc::crashed,
         caf::make_message(fmt::format("{} sent a malformed partial sum", node_name(st)))));
     return;
   }
-  out.grad.sum.resize(p.sum.size() / sizeof(int64_t));
-  std::memcpy(out.grad.sum.data(), p.sum.data(), p.sum.size());
+  out.grad.sum = std::move(p.sum);
   // Time spent on the node's behalf beyond its own step: transfers and (de)serialisation.
   const double round_trip = ms_since(p.sent);
   out.timing.network_ms += std::max(0.0, round_trip - p.result.node_ms);
@@ -164,10 +153,15 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
       [self, from_node](chunk_atom, Chunk& c) {
         auto& p = self->state.pending;
         if (!from_node() || !self->state.has_pending || c.id != p.request) return;
-        const size_t at = size_t(c.index) * kChunkBytes;
-        if (c.index < 0 || c.bytes.size() > kChunkBytes || at > (size_t(1) << 40)) return;
-        if (p.sum.size() < at + c.bytes.size()) p.sum.resize(at + c.bytes.size());
-        std::memcpy(p.sum.data() + at, c.bytes.data(), c.bytes.size());
+        const uint64_t at = uint64_t(std::max(c.index, 0)) * kChunkBytes;
+        // Sized by the first chunk; a chunk that does not fit the payload it names is dropped
+        // (and the answer, missing it, is refused as malformed).
+        if (p.sum.empty() && c.total % sizeof(int64_t) == 0 && c.total <= kMaxPayloadBytes)
+          p.sum.resize(c.total / sizeof(int64_t));
+        if (c.index < 0 || c.total != p.sum.size() * sizeof(int64_t) ||
+            at + c.bytes.size() > c.total)
+          return;
+        std::memcpy(reinterpret_cast<char*>(p.sum.data()) + at, c.bytes.data(), c.bytes.size());
         p.bytes_received += int64_t(c.bytes.size());
         ++p.chunks;
         maybe_deliver(self);
@@ -200,7 +194,7 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
         self->request(self->state.node, std::chrono::seconds(5), stats_atom::value)
             .then(
                 [self, collector](std::vector<SphereStats>& all) {
-                  caf::anon_send(collector, stats_atom::value, SphereStats{-1},
+                  caf::anon_send(collector, stats_atom::value, SphereStats::count_only(),
                                  int32_t(all.size()));
                   for (auto& s : all) {
                     s.node = self->state.info.index, s.host = self->state.info.host;
@@ -208,7 +202,8 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
                   }
                 },
                 [collector](caf::error&) {
-                  caf::anon_send(collector, stats_atom::value, SphereStats{-1}, int32_t(0));
+                  caf::anon_send(collector, stats_atom::value, SphereStats::count_only(),
+                                 int32_t(0));
                 });
       },
   };

@@ -27,7 +27,4 @@ struct ClusterSetup {
 
 caf::actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const ClusterSetup> setup);
 
-// Raw little-endian bytes of n elements, in chunks of at most kChunkBytes (no chunk when n is 0).
-std::vector<std::vector<char>> to_chunks(const void* data, size_t bytes);
-
 }  // namespace cllm

@@ -353,9 +353,8 @@ void on_stats(coordinator_pointer self, const caf::actor& collector) {
     self->send(m.handle, stats_atom::value, collector, m.restarts);
     ++asked;
   }
-  SphereStats none;
-  none.id = -1;  // the coordinator is no sphere: the collector counts this report only
-  caf::anon_send(collector, stats_atom::value, none, asked);
+  // The coordinator is no sphere: the collector counts this report only.
+  caf::anon_send(collector, stats_atom::value, SphereStats::count_only(), asked);
 }
 
 void install_handlers(coordinator_pointer self) {

@@ -25,11 +25,11 @@ caf::error node_error(node_exit code, std::string line) {
   return caf::error(uint8_t(code), caf::atom("node"), caf::make_message(std::move(line)));
 }
 
-// Weights arriving in chunks for one version.
+// Weights arriving in chunks for one version, straight into the buffer the spheres will read.
 struct WeightsInFlight {
   int64_t version = -1;
   int32_t chunks = 0, received = 0;
-  std::vector<char> bytes;
+  std::shared_ptr<AlignedVector<float>> weights;
 };
 
 struct AgentState {
@@ -187,14 +187,15 @@ void dial(agent_pointer self) {
 // ---------------------------------------------------------------------------------------------
 // Serving
 
-void send_result(agent_pointer self, NodeResult r, const std::vector<int64_t>& sum) {
+void send_result(agent_pointer self, NodeResult r, std::vector<int64_t> sum) {
   auto& st = self->state;
-  auto chunks = to_chunks(sum.data(), sum.size() * sizeof(int64_t));
+  auto owner = std::make_shared<const std::vector<int64_t>>(std::move(sum));
+  // Pieces of the sum itself: the serializer copies straight from it.
+  auto chunks = Chunk::split(r.request, owner, owner->data(), owner->size() * sizeof(int64_t));
   r.sum_chunks = int32_t(chunks.size());
-  r.sum_bytes = sum.size() * sizeof(int64_t);
+  r.sum_bytes = owner->size() * sizeof(int64_t);
   r.node_ms = ms_since(st.work_since);
-  for (size_t i = 0; i < chunks.size(); ++i)
-    self->send(st.link, chunk_atom::value, Chunk{r.request, int32_t(i), std::move(chunks[i])});
+  for (auto& c : chunks) self->send(st.link, chunk_atom::value, std::move(c));
   self->send(st.link, result_atom::value, std::move(r));
   st.has_work = st.computing = false;
   if (st.leaving) {
@@ -243,7 +244,7 @@ void compute(agent_pointer self) {
             r.request = self->state.work.request;
             std::vector<int64_t> sum = std::move(p.grad.sum);
             r.partial = std::move(p);
-            send_result(self, std::move(r), sum);
+            send_result(self, std::move(r), std::move(sum));
           },
           [self](caf::error& err) { fail_work(self, exit_reason_text(self->system(), err)); });
 }
@@ -258,7 +259,8 @@ void on_work(agent_pointer self, NodeWork& w) {
     st.incoming = WeightsInFlight{};
     st.incoming.version = st.work.weights_version;
     st.incoming.chunks = st.work.weight_chunks;
-    st.incoming.bytes.resize(st.work.weight_bytes);
+    st.incoming.weights =
+        std::make_shared<AlignedVector<float>>(st.work.weight_bytes / sizeof(float));
   }
   compute(self);
 }
@@ -266,15 +268,13 @@ void on_work(agent_pointer self, NodeWork& w) {
 void on_weights_chunk(agent_pointer self, Chunk& c) {
   auto& st = self->state;
   WeightsInFlight& in = st.incoming;
-  const size_t at = size_t(std::max(c.index, 0)) * kChunkBytes;
-  if (int64_t(c.id) != in.version || c.index < 0 || c.index >= in.chunks ||
-      at + c.bytes.size() > in.bytes.size())
-    return;
-  std::memcpy(in.bytes.data() + at, c.bytes.data(), c.bytes.size());
+  if (!in.weights || int64_t(c.id) != in.version || c.index < 0 || c.index >= in.chunks) return;
+  const size_t bytes = in.weights->size() * sizeof(float);
+  const size_t at = size_t(c.index) * kChunkBytes;
+  if (c.total != bytes || at + c.bytes.size() > bytes) return;
+  std::memcpy(reinterpret_cast<char*>(in.weights->data()) + at, c.bytes.data(), c.bytes.size());
   if (++in.received < in.chunks) return;
-  auto w = std::make_shared<AlignedVector<float>>(in.bytes.size() / sizeof(float));
-  std::memcpy(w->data(), in.bytes.data(), in.bytes.size());
-  st.weights = std::move(w);
+  st.weights = std::move(in.weights);
   st.weights_version = in.version;
   in = WeightsInFlight{};
   compute(self);

@@ -18,6 +18,8 @@ namespace cllm {
 
 constexpr int32_t kClusterProtocol = 1;
 constexpr size_t kChunkBytes = size_t(4) << 20;
+// No payload (weights, a partial sum) is accepted beyond this: 16 GiB, a model of 2G parameters.
+constexpr uint64_t kMaxPayloadBytes = uint64_t(16) << 30;
 
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using proof_atom = caf::atom_constant<caf::atom("proof")>;
@@ -87,11 +89,21 @@ struct NodeWork {
   uint64_t weight_bytes = 0;
 };
 
-// A piece of a large payload: weights (down) or a partial sum (up).
+// A piece of a large payload: weights (down) or a partial sum (up). The sender's pieces point
+// into the whole payload, which they keep alive, so the serializer copies straight from it; the
+// receiver's arrive in `bytes`. (A payload of n bytes is ceil(n / kChunkBytes) chunks, in order.)
 struct Chunk {
   uint64_t id = 0;  // weights version, or request
   int32_t index = 0;
-  std::vector<char> bytes;
+  uint64_t total = 0;                   // bytes of the whole payload
+  std::shared_ptr<const void> payload;  // sending side: the whole payload ...
+  const char* data = nullptr;           // ... and this piece of it
+  uint64_t size = 0;
+  std::vector<char> bytes;  // receiving side
+
+  // The chunks of `bytes` bytes at `data`, kept alive by `owner`.
+  static std::vector<Chunk> split(uint64_t id, std::shared_ptr<const void> owner, const void* data,
+                                  uint64_t bytes);
 };
 
 // Node -> link: the answer to a request. The sum follows in `sum_chunks` chunks (grad.sum is
@@ -140,7 +152,24 @@ typename Inspector::result_type inspect(Inspector& f, NodeWork& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Chunk& x) {
-  return f(caf::meta::type_name("cllm.chunk"), x.id, x.index, x.bytes);
+  // Raw bytes both ways (one memcpy; a vector of numbers goes element by element in CAF 0.17).
+  // Pieces larger than a chunk are refused before anything is allocated.
+  uint64_t n = x.data ? x.size : x.bytes.size();
+  return f(caf::meta::type_name("cllm.chunk"), x.id, x.index, x.total, n,
+           caf::meta::save_callback([&]() -> caf::error {
+             if constexpr (std::is_base_of<caf::serializer, Inspector>::value)
+               return f.apply_raw(size_t(n), const_cast<char*>(x.data ? x.data : x.bytes.data()));
+             return caf::none;
+           }),
+           caf::meta::load_callback([&]() -> caf::error {
+             if constexpr (std::is_base_of<caf::deserializer, Inspector>::value) {
+               if (n > kChunkBytes || n > x.total) return caf::sec::invalid_argument;
+               x.payload.reset(), x.data = nullptr, x.size = 0;
+               x.bytes.resize(size_t(n));
+               return f.apply_raw(size_t(n), x.bytes.data());
+             }
+             return caf::none;
+           }));
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeResult& x) {

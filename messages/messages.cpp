@@ -23,6 +23,21 @@ ShardSet ShardSet::subset(const std::vector<size_t>& positions, size_t per_shard
   return out;
 }
 
+std::vector<Chunk> Chunk::split(uint64_t id, std::shared_ptr<const void> owner, const void* data,
+                                uint64_t bytes) {
+  std::vector<Chunk> out;
+  const char* p = static_cast<const char*>(data);
+  for (uint64_t off = 0; off < bytes; off += kChunkBytes) {
+    Chunk c;
+    c.id = id, c.index = int32_t(off / kChunkBytes), c.total = bytes;
+    c.payload = owner;
+    c.data = p + off;
+    c.size = std::min<uint64_t>(kChunkBytes, bytes - off);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 const GiveUp* as_give_up(const caf::error& e) {
   if (e.category() != kSphereCategory || e.code() != uint8_t(sphere_errc::gave_up) ||
       !e.context().match_elements<GiveUp>())

@@ -98,6 +98,13 @@ struct SphereStats {
   bool known = true;     // false: lost with a tree that gave up (only the place in the tree)
   int32_t node = -1;     // the remote node it runs on (-1: the root's process)
   std::string host;      // that node's host
+
+  // A report that stands for no sphere (id -1): a stats collector only counts it.
+  static SphereStats count_only() {
+    SphereStats s;
+    s.id = -1;
+    return s;
+  }
 };
 
 // Raised by a backend when it cannot finish a step (e.g. the restart budget is exhausted). The
