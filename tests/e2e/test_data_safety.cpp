@@ -163,3 +163,23 @@ TEST_CASE("data safety: a full disk never replaces a good file", "[e2e][safety]"
     CHECK(!any_temporary(dir));
   }
 }
+
+// Issue 13, case 4: a chain of a million spheres (fan-out 1, both in range) once recursed a
+// million levels and crashed; a chain is planned and torn down without recursion now, and is
+// still one tree summing in one order, so it ends with the weights of a single sphere. About
+// 20 s and 4.5 GB alone on a 2-core machine, so it runs alone ([heavy]: RUN_SERIAL in ctest)
+// under a limit that only turns a hang into a failure.
+TEST_CASE("data safety: a chain of a million spheres trains to the one-sphere weights",
+          "[e2e][heavy]") {
+  TempDir tmp;
+  const Args one_step = {"--steps", "1", "--eval-every", "0", "--sample-tokens", "0"};
+  const Result one = run_cli(quick_train(tmp / "one") + one_step + Args{"--spheres", "1"});
+  INFO("one sphere: " << one.out << one.err);
+  REQUIRE(one.code == 0);
+  const Result chain = run_cli(
+      quick_train(tmp / "chain") + one_step + Args{"--fanout", "1", "--spheres", "1000000"}, 600);
+  INFO("chain: " << chain.out << chain.err);
+  CHECK(chain.code == 0);
+  CHECK(printed_hash(chain).size() == 64);
+  CHECK(printed_hash(chain) == printed_hash(one));
+}
