@@ -22,8 +22,8 @@ struct PendingRequest {
   uint64_t request = 0;
   caf::response_promise rp;
   SteadyClock::time_point sent;
-  std::vector<int64_t> sum;  // the partial sum, as its chunks arrive
-  int32_t chunks = 0;
+  std::vector<int64_t> sum;  // the partial sum, as its chunks arrive ...
+  ChunkAssembly sum_chunks;  // ... into `sum`
   bool have_result = false;
   NodeResult result;
   int64_t bytes_sent = 0, bytes_received = 0;
@@ -84,6 +84,10 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   w.weight_bytes = send_weights ? weight_bytes : 0;
   st.pending = PendingRequest{};
   st.pending.request = w.request;
+  // A partial sum has one number per parameter, as the weights.
+  st.pending.sum.resize(weights->size());
+  st.pending.sum_chunks = ChunkAssembly(w.request, st.pending.sum.size() * sizeof(int64_t),
+                                        reinterpret_cast<char*>(st.pending.sum.data()));
   st.pending.rp = self->make_response_promise();
   st.pending.sent = SteadyClock::now();
   st.pending.bytes_sent =
@@ -99,19 +103,19 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
 void maybe_deliver(link_pointer self) {
   auto& st = self->state;
   PendingRequest& p = st.pending;
-  if (!st.has_pending || !p.have_result || p.chunks < p.result.sum_chunks) return;
+  if (!st.has_pending || !p.have_result) return;
+  const auto refuse = [&](const std::string& why) {
+    st.has_pending = false;
+    p.rp.deliver(make_sphere_error(sphere_errc::crashed, caf::make_message(why)));
+  };
+  if (!p.result.error.empty()) return refuse(p.result.error);
+  // The answer names a sum of another size, or its chunks did not add up: never summed.
+  if (p.result.sum_bytes != p.sum.size() * sizeof(int64_t) ||
+      size_t(p.result.sum_chunks) != ChunkAssembly::chunks_for(p.result.sum_bytes))
+    return refuse(fmt::format("{} sent a malformed partial sum", node_name(st)));
+  if (!p.sum_chunks.complete()) return;  // chunks still on their way (the answer came first)
   st.has_pending = false;
-  if (!p.result.error.empty()) {
-    p.rp.deliver(make_sphere_error(sphere_errc::crashed, caf::make_message(p.result.error)));
-    return;
-  }
   Partial out = std::move(p.result.partial);
-  if (p.sum.size() * sizeof(int64_t) != p.result.sum_bytes) {
-    p.rp.deliver(make_sphere_error(
-        sphere_errc::crashed,
-        caf::make_message(fmt::format("{} sent a malformed partial sum", node_name(st)))));
-    return;
-  }
   out.grad.sum = std::move(p.sum);
   // Time spent on the node's behalf beyond its own step: transfers and (de)serialisation.
   const double round_trip = ms_since(p.sent);
@@ -152,18 +156,8 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
       },
       [self, from_node](chunk_atom, Chunk& c) {
         auto& p = self->state.pending;
-        if (!from_node() || !self->state.has_pending || c.id != p.request) return;
-        const uint64_t at = uint64_t(std::max(c.index, 0)) * kChunkBytes;
-        // Sized by the first chunk; a chunk that does not fit the payload it names is dropped
-        // (and the answer, missing it, is refused as malformed).
-        if (p.sum.empty() && c.total % sizeof(int64_t) == 0 && c.total <= kMaxPayloadBytes)
-          p.sum.resize(c.total / sizeof(int64_t));
-        if (c.index < 0 || c.total != p.sum.size() * sizeof(int64_t) ||
-            at + c.bytes.size() > c.total)
-          return;
-        std::memcpy(reinterpret_cast<char*>(p.sum.data()) + at, c.bytes.data(), c.bytes.size());
-        p.bytes_received += int64_t(c.bytes.size());
-        ++p.chunks;
+        if (!from_node() || !self->state.has_pending || !p.sum_chunks.add(c)) return;
+        p.bytes_received = int64_t(p.sum_chunks.received_bytes());
         maybe_deliver(self);
       },
       [self, from_node](result_atom, NodeResult& r) {

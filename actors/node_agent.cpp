@@ -28,8 +28,8 @@ caf::error node_error(node_exit code, std::string line) {
 // Weights arriving in chunks for one version, straight into the buffer the spheres will read.
 struct WeightsInFlight {
   int64_t version = -1;
-  int32_t chunks = 0, received = 0;
   std::shared_ptr<AlignedVector<float>> weights;
+  ChunkAssembly chunks;  // into `weights`
 };
 
 struct AgentState {
@@ -256,11 +256,12 @@ void on_work(agent_pointer self, NodeWork& w) {
   st.has_work = true, st.computing = false;
   if (const std::string bad = malformed(st, st.work); !bad.empty()) return fail_work(self, bad);
   if (st.work.weights_version != st.weights_version) {
-    st.incoming = WeightsInFlight{};
-    st.incoming.version = st.work.weights_version;
-    st.incoming.chunks = st.work.weight_chunks;
-    st.incoming.weights =
-        std::make_shared<AlignedVector<float>>(st.work.weight_bytes / sizeof(float));
+    WeightsInFlight& in = st.incoming;
+    in = WeightsInFlight{};
+    in.version = st.work.weights_version;
+    in.weights = std::make_shared<AlignedVector<float>>(st.work.weight_bytes / sizeof(float));
+    in.chunks = ChunkAssembly(uint64_t(in.version), st.work.weight_bytes,
+                              reinterpret_cast<char*>(in.weights->data()));
   }
   compute(self);
 }
@@ -268,12 +269,7 @@ void on_work(agent_pointer self, NodeWork& w) {
 void on_weights_chunk(agent_pointer self, Chunk& c) {
   auto& st = self->state;
   WeightsInFlight& in = st.incoming;
-  if (!in.weights || int64_t(c.id) != in.version || c.index < 0 || c.index >= in.chunks) return;
-  const size_t bytes = in.weights->size() * sizeof(float);
-  const size_t at = size_t(c.index) * kChunkBytes;
-  if (c.total != bytes || at + c.bytes.size() > bytes) return;
-  std::memcpy(reinterpret_cast<char*>(in.weights->data()) + at, c.bytes.data(), c.bytes.size());
-  if (++in.received < in.chunks) return;
+  if (!in.chunks.add(c) || !in.chunks.complete()) return;
   st.weights = std::move(in.weights);
   st.weights_version = in.version;
   in = WeightsInFlight{};
