@@ -17,7 +17,8 @@ TrainingLoop::TrainingLoop(TrainState& state, Backend& backend, Evaluator* evalu
       eval_every_(eval_every),
       stop_(stop) {}
 
-StepOutcome TrainingLoop::compute_and_apply(int32_t& redos) {
+StepOutcome TrainingLoop::compute_and_apply(Attempts& a) {
+  int32_t& redos = a.redos;
   for (redos = 0;; ++redos) {
     // A redo always fits (its grid comes from exact maxima); a second one would be a bug.
     if (redos > 2)
@@ -25,22 +26,32 @@ StepOutcome TrainingLoop::compute_and_apply(int32_t& redos) {
           fmt::format("step {}: the exact-sum grid did not settle after {} attempts",
                       state_.step() + 1, redos));
     const StepWork work = state_.next_work();
-    const ExactGrad total = backend_.run_step(work, state_.weights());
+    ExactGrad total;
+    try {
+      total = backend_.run_step(work, state_.weights());
+    } catch (BackendFailure& e) {
+      FaultCounts all = a.faults;  // the earlier attempts' faults too, first
+      all += e.faults;
+      e.faults = std::move(all);
+      throw;
+    }
+    a.timing += backend_.last_timing();
+    a.faults += backend_.last_faults();
     const StepOutcome o = state_.apply(total, work);
     if (o.kind != StepOutcome::redo) return o;
   }
 }
 
-StepRecord TrainingLoop::record(const StepOutcome& o, double ms, int32_t redos) {
+StepRecord TrainingLoop::record(const StepOutcome& o, double ms, const Attempts& a) {
   StepRecord r;
   r.step = state_.step();
   r.last_step = state_.config().steps;
   r.loss = o.loss, r.lr = o.lr, r.grad_norm = o.grad_norm, r.tokens = o.tokens;
   r.step_ms = ms;
   r.tokens_per_s = double(o.tokens) / (ms / 1e3);
-  r.redos = redos;
-  r.timing = backend_.last_timing();
-  r.faults = backend_.last_faults();
+  r.redos = a.redos;
+  r.timing = a.timing;
+  r.faults = a.faults;
   r.members = backend_.last_membership();
   const bool eval_now =
       evaluator_ && ((eval_every_ > 0 && r.step % eval_every_ == 0) || r.step == r.last_step);
@@ -62,16 +73,16 @@ LoopResult TrainingLoop::run(const std::vector<StepObserver*>& observers) {
     }
     const auto t0 = SteadyClock::now();
     try {
-      int32_t redos = 0;
-      const StepOutcome o = compute_and_apply(redos);
-      res.redo_steps += redos;
+      Attempts attempts;
+      const StepOutcome o = compute_and_apply(attempts);
+      res.redo_steps += attempts.redos;
       if (o.kind == StepOutcome::nonfinite) {
         fail(3, fmt::format("step {}: the loss or gradient is not finite (NaN/Inf) or out of "
                             "range; the update was refused and the weights are those after step {}",
                             o.step + 1, o.step));
         break;
       }
-      const StepRecord r = record(o, ms_since(t0), redos);
+      const StepRecord r = record(o, ms_since(t0), attempts);
       res.step_ms.push_back(r.step_ms);
       res.tokens_per_s.push_back(r.tokens_per_s);
       res.last = r;

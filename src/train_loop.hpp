@@ -68,8 +68,15 @@ class TrainingLoop {
 
  private:
   // One step with its redos; throws whatever the backend or apply() throws.
-  StepOutcome compute_and_apply(int32_t& redos);
-  StepRecord record(const StepOutcome& o, double ms, int32_t redos);
+  // What a step's attempts (the first and its redos) did together: a redo recomputes the step,
+  // and what happened in the first attempt (a lost node, a restart, bytes sent) still happened.
+  struct Attempts {
+    int32_t redos = 0;
+    StepTiming timing;
+    FaultCounts faults;
+  };
+  StepOutcome compute_and_apply(Attempts& a);
+  StepRecord record(const StepOutcome& o, double ms, const Attempts& a);
 
   TrainState& state_;
   Backend& backend_;
