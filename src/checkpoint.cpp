@@ -95,21 +95,6 @@ std::string metadata_sha256(const std::map<std::string, std::string>& metadata) 
   return to_hex(d.data(), d.size());
 }
 
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 60; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    out += c >= 0x20 && c < 0x7f ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
-  }
-  return out + (s.size() > 60 ? "...'" : "'");
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Checkpoint& ck) {

@@ -24,26 +24,6 @@ using nlohmann::json;
 
 constexpr uint64_t kMaxHeader = 100u << 20;  // 100 MiB: more is not a plausible header
 
-// A name or value from a file, made safe for a one-line message: quoted, printable, short.
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 60; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f)
-      out += char(c);
-    else
-      out += fmt::format("\\x{:02x}", c);
-  }
-  if (s.size() > 60) out += "...";
-  return out + "'";
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Element count of a shape; false on a negative dimension or overflow past 2^62.
 bool element_count(const std::vector<int64_t>& shape, uint64_t& count) {
   count = 1;
@@ -80,6 +60,25 @@ ssize_t pread_all(int fd, void* data, size_t n, uint64_t offset) {
 }
 
 }  // namespace
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 60; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f)
+      out += char(c);
+    else
+      out += fmt::format("\\x{:02x}", c);
+  }
+  if (s.size() > 60) out += "...";
+  return out + "'";
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
 
 size_t dtype_size(const std::string& dtype) {
   static const std::map<std::string, size_t> kSizes = {
