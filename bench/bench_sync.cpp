@@ -33,10 +33,11 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "src/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
 #include "bench/bench_util.hpp"
+#include "run/sysinfo.hpp"
 #include "src/config.hpp"
+#include "src/pool_backends.hpp"
 #include "src/sampler.hpp"
 #include "src/sha256.hpp"
 #include "src/training.hpp"
@@ -45,10 +46,6 @@ using namespace cllm;
 using namespace cllm::bench;
 
 namespace {
-
-int detected_cores() {
-  return int(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 struct Options {
   std::vector<std::string> models = {"small"};
