@@ -115,14 +115,14 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
     work.step = state.step();
     work.attempt = attempt;
     work.shards = shards;
-    work.exps = state.exponents();  // same size: copy-assignment reuses the buffer
+    work.grad_scale_exp = state.grad_scale_exp();  // same size: copy-assignment reuses the buffer
   };
 
   refresh();
   {
     const StepWork ref = state.next_work();
-    if (ref.step != work.step || ref.shards != work.shards || ref.exps != work.exps ||
-        ref.attempt != work.attempt)
+    if (ref.step != work.step || ref.shards != work.shards ||
+        ref.grad_scale_exp != work.grad_scale_exp || ref.attempt != work.attempt)
       throw std::logic_error("bench's StepWork refresh disagrees with next_work()");
   }
 

@@ -90,7 +90,7 @@ using sphere_actor = caf::typed_actor<
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepWork& x) {
-  return f(caf::meta::type_name("cllm.step_work"), x.step, x.attempt, x.shards, x.exps);
+  return f(caf::meta::type_name("cllm.step_work"), x.step, x.attempt, x.shards, x.grad_scale_exp);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShardSet& x) {
