@@ -54,16 +54,16 @@ struct StepWork {
   std::vector<int32_t> grad_scale_exp;  // exact-sum exponent per tensor
 };
 
-// One worker's reusable state: model workspace and gradient buffer. Not thread-safe; one per
-// sphere or thread.
+// The numerics of computing shards: a model workspace and gradient buffer, reused from shard to
+// shard. Not thread-safe; one per sphere (or pool worker thread).
 class ShardWorker {
  public:
   ShardWorker(const RunConfig& cfg, const WindowSampler& sampler);
-  // A worker without a corpus (on a remote node): every compute() gets the shard's tokens.
+  // A ShardWorker without a corpus (on a remote node): every compute() gets the shard's tokens.
   explicit ShardWorker(const RunConfig& cfg);
   const ParamLayout& layout() const { return model_.layout(); }
-  // Approximate memory one worker holds for `cfg`: its model workspace, gradient buffer and the
-  // exact partial sum it fills (for planning, before anything is allocated).
+  // Approximate memory one ShardWorker holds for `cfg`: its model workspace, gradient buffer and
+  // the exact partial sum it fills (for planning, before anything is allocated).
   static size_t memory_bytes(const RunConfig& cfg);
   // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`. `tokens`: the
   // shard's windows (micro_batch rows of context + 1 ids) when they were shipped rather than
