@@ -258,14 +258,7 @@ void install_handlers(sphere_pointer self) {
   // An exception (an injected crash, a bug, bad_alloc) ends the sphere with its text as the
   // reason; a step it was working on is answered with it, so that nobody waits for a dead actor.
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    auto err = make_sphere_error(sphere_errc::crashed, caf::make_message(what));
+    auto err = crash_error(ep);
     if (self->state.step.active) self->state.step.rp.deliver(err);
     return err;
   });
