@@ -22,34 +22,6 @@ namespace {
 
 constexpr size_t kSniffBytes = 8192;
 
-// Length of the valid UTF-8 multi-byte sequence starting at s[0] (RFC 3629: no overlongs, no
-// surrogates, nothing above U+10FFFF), or 0 when invalid. A sequence cut off by the end of the
-// sample counts as valid when `cut` says the sample stops before the file does.
-size_t utf8_sequence(const unsigned char* s, size_t avail, bool cut) {
-  unsigned char c = s[0];
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  for (size_t k = 1; k < len; ++k) {
-    if (k >= avail) return cut ? avail : 0;
-    unsigned char lo_k = k == 1 ? lo : 0x80, hi_k = k == 1 ? hi : 0xBF;
-    if (s[k] < lo_k || s[k] > hi_k) return 0;
-  }
-  return len;
-}
-
 std::string read_error(const fs::path& p, int err) {
   return fmt::format("cannot read corpus file '{}': {}", printable(p.string()), std::strerror(err));
 }
@@ -145,7 +117,7 @@ bool looks_binary(const char* data, size_t size) {
       continue;
     }
     if (c >= 0x80) {
-      size_t len = utf8_sequence(s + i, n - i, cut);
+      size_t len = utf8_length(std::string_view(data, n), i, cut);
       if (len > 0) {
         i += len;
         continue;
