@@ -359,14 +359,7 @@ void on_stats(coordinator_pointer self, const caf::actor& collector) {
 
 void install_handlers(coordinator_pointer self) {
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    auto err = make_sphere_error(sphere_errc::crashed, caf::make_message(what));
+    auto err = crash_error(ep);
     if (self->state.active) self->state.rp.deliver(err);  // nobody waits for a dead actor
     return err;
   });

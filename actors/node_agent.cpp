@@ -223,7 +223,8 @@ std::string malformed(const AgentState& st, const NodeWork& w) {
     return "token windows of the wrong size";
   for (int32_t t : w.set.tokens)
     if (t < 0 || t >= st.run.model.vocab) return "a token outside the vocabulary";
-  if (w.work.exps.size() != layout.tensors().size()) return "an exact-sum grid of the wrong size";
+  if (w.work.grad_scale_exp.size() != layout.tensors().size())
+    return "an exact-sum grid of the wrong size";
   if (w.weights_version != st.weights_version &&
       (w.weight_bytes != layout.total() * sizeof(float) ||
        w.weight_chunks != int32_t((w.weight_bytes + kChunkBytes - 1) / kChunkBytes)))

@@ -18,13 +18,13 @@ using compute_atom = caf::atom_constant<caf::atom("compute")>;
 
 using sphere_impl = sphere_actor::extend<caf::reacts_to<compute_atom, uint64_t>>;
 
-struct ChildSlot {
+struct Child {
   int id = 0;
   sphere_actor handle;
   uint64_t generation = 0;  // bumps on every (re)send; stale replies are ignored
   bool in_flight = false;
   int32_t resends = 0;    // resends of the current step's work
-  int64_t restarts = 0;   // times this slot was respawned
+  int64_t restarts = 0;   // times this child was respawned
   bool had_work = false;  // ever: a subtree that never had work holds no statistics
 };
 
@@ -60,7 +60,7 @@ struct SphereState {
   std::shared_ptr<const TreeSetup> setup;
   int id = 0;
   caf::actor_addr parent;
-  std::vector<ChildSlot> children;
+  std::vector<Child> children;
   RestartIntensity intensity{0, 1};
   StepInProgress step;
   FaultCounts between_steps;            // faults of idle children, reported with the next step
@@ -75,8 +75,8 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
                                            std::shared_ptr<const TreeSetup> setup, int id,
                                            caf::actor_addr parent);
 
-void spawn_child(sphere_pointer self, ChildSlot& slot) {
-  slot.handle = spawn_sphere(self, self->state.setup, slot.id);
+void spawn_child(sphere_pointer self, Child& child) {
+  child.handle = spawn_sphere(self, self->state.setup, child.id);
 }
 
 void merge_partial(SphereState& st, Partial& p) {
@@ -100,12 +100,12 @@ void maybe_finish(sphere_pointer self) {
   step.acc = Partial{};
 }
 
-void on_child_exit(sphere_pointer self, size_t slot, ChildExit how, std::string reason,
+void on_child_exit(sphere_pointer self, size_t index, ChildExit how, std::string reason,
                    const FaultCounts& inherited);
 
-void send_to_child(sphere_pointer self, size_t slot, int32_t delivery) {
+void send_to_child(sphere_pointer self, size_t index, int32_t delivery) {
   auto& st = self->state;
-  ChildSlot& c = st.children[slot];
+  Child& c = st.children[index];
   const uint64_t gen = ++c.generation;
   c.in_flight = true;
   StepCtl ctl = st.step.ctl;
@@ -118,7 +118,7 @@ void send_to_child(sphere_pointer self, size_t slot, int32_t delivery) {
       .then(
           [=](Partial& p) {
             auto& s = self->state;
-            ChildSlot& ch = s.children[slot];
+            Child& ch = s.children[index];
             if (!s.step.active || ch.generation != gen) return;
             ch.in_flight = false;
             merge_partial(s, p);
@@ -127,12 +127,12 @@ void send_to_child(sphere_pointer self, size_t slot, int32_t delivery) {
           },
           [=](caf::error& err) {
             auto& s = self->state;
-            const ChildSlot& ch = s.children[slot];
+            const Child& ch = s.children[index];
             // Crashes arrive as exit messages and are handled there; here only the deadline.
             if (err != caf::sec::request_timeout || !s.step.active || ch.generation != gen ||
                 ch.handle.address() != child_addr)
               return;
-            on_child_exit(self, slot, ChildExit::missed_deadline,
+            on_child_exit(self, index, ChildExit::missed_deadline,
                           fmt::format("missed its deadline of {} ms", timeout.count()), {});
           });
 }
@@ -152,10 +152,10 @@ void give_up(sphere_pointer self, const FaultCounts& counted, const FaultEvent& 
 
 // A child crashed, gave up or missed its deadline: the policy decides; respawn it in place and
 // send its work again, or give up.
-void on_child_exit(sphere_pointer self, size_t slot, ChildExit how, std::string reason,
+void on_child_exit(sphere_pointer self, size_t index, ChildExit how, std::string reason,
                    const FaultCounts& inherited) {
   auto& st = self->state;
-  ChildSlot& c = st.children[slot];
+  Child& c = st.children[index];
   FaultCounts& fc = st.step.active ? st.step.acc.faults : st.between_steps;
   fc += inherited;
   if (how == ChildExit::missed_deadline) self->send_exit(c.handle, caf::exit_reason::kill);
@@ -170,7 +170,7 @@ void on_child_exit(sphere_pointer self, size_t slot, ChildExit how, std::string 
   ++c.restarts;
   spawn_child(self, c);
   if (st.step.active && c.in_flight)
-    send_to_child(self, slot, next_delivery(st.step.ctl.delivery, ++c.resends));
+    send_to_child(self, index, next_delivery(st.step.ctl.delivery, ++c.resends));
 }
 
 void compute_next_own(sphere_pointer self) {
@@ -218,14 +218,14 @@ caf::result<Partial> on_step(sphere_pointer self, const StepWork& work, const We
   st.intensity.begin_step();
   const ShardPlan& plan = *assignment->plan;
   // Work flows down first so that children compute while we do.
-  for (size_t slot = 0; slot < st.children.size(); ++slot) {
-    ChildSlot& c = st.children[slot];
+  for (size_t index = 0; index < st.children.size(); ++index) {
+    Child& c = st.children[index];
     c.in_flight = false;
     if (plan.subtree(c.id) == 0) continue;
     ++step.pending;
     c.resends = 0;
     c.had_work = true;
-    send_to_child(self, slot, next_delivery(ctl.delivery, 0));
+    send_to_child(self, index, next_delivery(ctl.delivery, 0));
   }
   for (int position : plan.own(st.id)) step.own.push_back(size_t(position));
   auto rp = step.rp;
@@ -243,7 +243,7 @@ caf::result<Partial> on_step(sphere_pointer self, const StepWork& work, const We
 void on_stats(sphere_pointer self, const caf::actor& collector, int64_t restarts) {
   auto& st = self->state;
   int32_t asked = 0;
-  for (const ChildSlot& c : st.children) {
+  for (const Child& c : st.children) {
     if (!c.had_work && c.restarts == 0) continue;
     self->send(c.handle, stats_atom::value, collector, c.restarts);
     ++asked;
@@ -258,14 +258,7 @@ void install_handlers(sphere_pointer self) {
   // An exception (an injected crash, a bug, bad_alloc) ends the sphere with its text as the
   // reason; a step it was working on is answered with it, so that nobody waits for a dead actor.
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    auto err = make_sphere_error(sphere_errc::crashed, caf::make_message(what));
+    auto err = crash_error(ep);
     if (self->state.step.active) self->state.step.rp.deliver(err);
     return err;
   });
@@ -275,12 +268,12 @@ void install_handlers(sphere_pointer self) {
       self->quit(em.reason);
       return;
     }
-    for (size_t slot = 0; slot < st.children.size(); ++slot) {
-      if (st.children[slot].handle.address() != em.source) continue;
+    for (size_t index = 0; index < st.children.size(); ++index) {
+      if (st.children[index].handle.address() != em.source) continue;
       if (const GiveUp* g = as_give_up(em.reason))
-        on_child_exit(self, slot, ChildExit::gave_up, g->cause, g->faults);
+        on_child_exit(self, index, ChildExit::gave_up, g->cause, g->faults);
       else
-        on_child_exit(self, slot, ChildExit::crashed, exit_reason_text(self->system(), em.reason),
+        on_child_exit(self, index, ChildExit::crashed, exit_reason_text(self->system(), em.reason),
                       {});
       return;
     }

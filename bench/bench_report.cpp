@@ -132,125 +132,145 @@ double train_once(int kind, const std::vector<std::string>& base, const std::str
   return nlohmann::json::parse(slurp(dir + "/summary.json"))["tokens_per_s"].get<double>();
 }
 
+struct Options {
+  int synth_steps = 0, spheres = 1741, rounds = 5;
+  std::string runs, keep, model = "small";
+  int train_rounds = 0, train_steps = 150, train_spheres = 2;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  cli::OptionTable t;
+  add_int(t, "--synth", "steps of a synthetic run to add (0 = none)", o.synth_steps, 0);
+  add_int(t, "--spheres", "spheres of the synthetic run", o.spheres, 1);
+  add_int(t, "--rounds", "report writes and page opens per run (medians are printed)", o.rounds, 1);
+  t.add("--runs", "DIRS", "comma-separated run folders", "", [&](auto& v) { o.runs = v; });
+  t.add("--keep", "DIR", "write the synthetic run here (kept)", "", [&](auto& v) { o.keep = v; });
+  add_int(t, "--train-rounds", "rounds of the live-page cost of a training (0 = skip)",
+          o.train_rounds, 0);
+  add_int(t, "--train-steps", "steps of each training run", o.train_steps, 1);
+  add_int(t, "--train-spheres", "spheres of each training run", o.train_spheres, 1);
+  t.add("--model", "NAME", "model preset of the training runs", o.model,
+        [&](auto& v) { o.model = v; });
+  parse_options(t, argc, argv, "usage: cllm-bench-report [options]\n");
+  return o;
+}
+
+// What a live page costs a training: tokens/s without a server, with a poller, with the page
+// open in Chromium, the three kinds rotated through the rounds.
+void bench_live_cost(const Options& o) {
+  char tt[] = "/tmp/cllm-bench-live-XXXXXX";
+  const std::string scratch_t = ::mkdtemp(tt);
+  {
+    cdp::Browser browser(scratch_t);
+    const std::vector<std::string> base = {"train",
+                                           "--model",
+                                           o.model,
+                                           "--steps",
+                                           std::to_string(o.train_steps),
+                                           "--spheres",
+                                           std::to_string(o.train_spheres),
+                                           "--eval-every",
+                                           "0",
+                                           "--checkpoint-every",
+                                           "0",
+                                           "--sample-tokens",
+                                           "0",
+                                           "--progress",
+                                           "plain"};
+    const char* names[3] = {"no server", "server + poller", "server + Chromium page"};
+    std::vector<double> tps[3];
+    for (int r = 0; r < o.train_rounds; ++r) {
+      std::printf("round %d:", r + 1);
+      for (int k = 0; k < 3; ++k) {
+        const int kind = (k + r) % 3;
+        const std::string dir = fmt::format("{}/r{}k{}", scratch_t, r, kind);
+        const double v = train_once(kind, base, dir, browser);
+        tps[kind].push_back(v);
+        std::printf("  %s %.0f", names[kind], v);
+        std::fflush(stdout);
+      }
+      std::printf("\n");
+    }
+    for (int k = 0; k < 3; ++k)
+      std::printf("%-24s median %.0f tokens/s (%+.1f%% vs no server)\n", names[k], median(tps[k]),
+                  100.0 * (median(tps[k]) / median(tps[0]) - 1));
+  }
+  std::error_code ec;
+  fs::remove_all(scratch_t, ec);
+}
+
+size_t count_lines(const std::string& path) {
+  size_t lines = 0;
+  std::ifstream m(path);
+  std::string l;
+  while (std::getline(m, l)) ++lines;
+  return lines;
+}
+
+// Writes the report of `dir` and opens it in Chromium, `rounds` times each; prints the medians.
+void bench_report_of(const std::string& dir, const std::string& scratch, int rounds,
+                     cdp::Browser& browser) {
+  const std::string out = scratch + "/report.html";
+  std::vector<double> write_s, ready_ms, painted_ms;
+  for (int r = 0; r < rounds; ++r) write_s.push_back(time_report(dir, out));
+  const auto bytes = fs::file_size(out);
+  for (int r = 0; r < rounds; ++r) {
+    cdp::Page page(browser);
+    page.navigate("file://" + out);
+    if (!page.wait_for("window.cllmTiming && window.cllmTiming.painted", 60))
+      throw std::runtime_error("the page did not finish drawing: " + out);
+    const auto timing = page.eval("window.cllmTiming");
+    ready_ms.push_back(timing["ready"].get<double>());
+    painted_ms.push_back(timing["painted"].get<double>());
+    const auto errors = page.console_errors();
+    if (!errors.empty()) throw std::runtime_error("console error: " + errors[0]);
+  }
+  const size_t lines = count_lines(dir + "/metrics.jsonl");
+  std::printf("%-40s %9zu %8.1fMB %7.0fKB %10.3f %10.0f %10.0f\n",
+              fs::path(dir).filename().string().c_str(), lines,
+              double(fs::file_size(dir + "/metrics.jsonl")) / 1048576.0, double(bytes) / 1024.0,
+              median(write_s), median(ready_ms), median(painted_ms));
+  std::printf("  rounds: write s");
+  for (double v : write_s) std::printf(" %.3f", v);
+  std::printf(" | ready ms");
+  for (double v : ready_ms) std::printf(" %.0f", v);
+  std::printf(" | painted ms");
+  for (double v : painted_ms) std::printf(" %.0f", v);
+  std::printf("\n");
+}
+
+int run(const Options& o) {
+  if (o.train_rounds > 0) {
+    bench_live_cost(o);
+    if (o.runs.empty() && o.synth_steps == 0) return 0;
+  }
+  char templ[] = "/tmp/cllm-bench-report-XXXXXX";
+  const std::string scratch = ::mkdtemp(templ);
+  std::vector<std::string> dirs = split_list(o.runs);
+  if (o.synth_steps > 0) {
+    const std::string dir = o.keep.empty() ? scratch + "/synth" : o.keep;
+    fs::create_directories(dir);
+    synth::Options so;
+    so.steps = o.synth_steps;
+    so.spheres = o.spheres;
+    synth::write_run(dir, so);
+    dirs.push_back(dir);
+  }
+  if (dirs.empty()) throw cli::UsageError("give --runs or --synth");
+  {
+    cdp::Browser browser(scratch);
+    std::printf("%-40s %9s %10s %9s %10s %10s %10s\n", "run", "steps", "metrics", "report",
+                "write s", "ready ms", "painted ms");
+    for (const auto& dir : dirs) bench_report_of(dir, scratch, o.rounds, browser);
+  }
+  std::error_code ec;
+  fs::remove_all(scratch, ec);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  return bench_main("cllm-bench-report", [&] {
-    int synth_steps = 0, spheres = 1741, rounds = 5;
-    std::string runs, keep, model = "small";
-    int train_rounds = 0, train_steps = 150, train_spheres = 2;
-    cli::OptionTable t;
-    add_int(t, "--synth", "steps of a synthetic run to add (0 = none)", synth_steps, 0);
-    add_int(t, "--spheres", "spheres of the synthetic run", spheres, 1);
-    add_int(t, "--rounds", "report writes and page opens per run (medians are printed)", rounds, 1);
-    t.add("--runs", "DIRS", "comma-separated run folders", "", [&](auto& v) { runs = v; });
-    t.add("--keep", "DIR", "write the synthetic run here (kept)", "", [&](auto& v) { keep = v; });
-    add_int(t, "--train-rounds", "rounds of the live-page cost of a training (0 = skip)",
-            train_rounds, 0);
-    add_int(t, "--train-steps", "steps of each training run", train_steps, 1);
-    add_int(t, "--train-spheres", "spheres of each training run", train_spheres, 1);
-    t.add("--model", "NAME", "model preset of the training runs", model,
-          [&](auto& v) { model = v; });
-    parse_options(t, argc, argv, "usage: cllm-bench-report [options]\n");
-
-    if (train_rounds > 0) {
-      char tt[] = "/tmp/cllm-bench-live-XXXXXX";
-      const std::string scratch_t = ::mkdtemp(tt);
-      {
-        cdp::Browser browser(scratch_t);
-        const std::vector<std::string> base = {"train",
-                                               "--model",
-                                               model,
-                                               "--steps",
-                                               std::to_string(train_steps),
-                                               "--spheres",
-                                               std::to_string(train_spheres),
-                                               "--eval-every",
-                                               "0",
-                                               "--checkpoint-every",
-                                               "0",
-                                               "--sample-tokens",
-                                               "0",
-                                               "--progress",
-                                               "plain"};
-        const char* names[3] = {"no server", "server + poller", "server + Chromium page"};
-        std::vector<double> tps[3];
-        for (int r = 0; r < train_rounds; ++r) {
-          std::printf("round %d:", r + 1);
-          for (int k = 0; k < 3; ++k) {
-            const int kind = (k + r) % 3;
-            const std::string dir = fmt::format("{}/r{}k{}", scratch_t, r, kind);
-            const double v = train_once(kind, base, dir, browser);
-            tps[kind].push_back(v);
-            std::printf("  %s %.0f", names[kind], v);
-            std::fflush(stdout);
-          }
-          std::printf("\n");
-        }
-        for (int k = 0; k < 3; ++k)
-          std::printf("%-24s median %.0f tokens/s (%+.1f%% vs no server)\n", names[k],
-                      median(tps[k]), 100.0 * (median(tps[k]) / median(tps[0]) - 1));
-      }
-      std::error_code ec;
-      fs::remove_all(scratch_t, ec);
-      if (runs.empty() && synth_steps == 0) return 0;
-    }
-
-    char templ[] = "/tmp/cllm-bench-report-XXXXXX";
-    const std::string scratch = ::mkdtemp(templ);
-    std::vector<std::string> dirs = split_list(runs);
-    if (synth_steps > 0) {
-      const std::string dir = keep.empty() ? scratch + "/synth" : keep;
-      fs::create_directories(dir);
-      synth::Options o;
-      o.steps = synth_steps;
-      o.spheres = spheres;
-      synth::write_run(dir, o);
-      dirs.push_back(dir);
-    }
-    if (dirs.empty()) throw cli::UsageError("give --runs or --synth");
-
-    {
-      cdp::Browser browser(scratch);
-      std::printf("%-40s %9s %10s %9s %10s %10s %10s\n", "run", "steps", "metrics", "report",
-                  "write s", "ready ms", "painted ms");
-      for (const auto& dir : dirs) {
-        const std::string out = scratch + "/report.html";
-        std::vector<double> write_s, ready_ms, painted_ms;
-        for (int r = 0; r < rounds; ++r) write_s.push_back(time_report(dir, out));
-        const auto bytes = fs::file_size(out);
-        for (int r = 0; r < rounds; ++r) {
-          cdp::Page page(browser);
-          page.navigate("file://" + out);
-          if (!page.wait_for("window.cllmTiming && window.cllmTiming.painted", 60))
-            throw std::runtime_error("the page did not finish drawing: " + out);
-          const auto timing = page.eval("window.cllmTiming");
-          ready_ms.push_back(timing["ready"].get<double>());
-          painted_ms.push_back(timing["painted"].get<double>());
-          const auto errors = page.console_errors();
-          if (!errors.empty()) throw std::runtime_error("console error: " + errors[0]);
-        }
-        size_t lines = 0;
-        {
-          std::ifstream m(dir + "/metrics.jsonl");
-          std::string l;
-          while (std::getline(m, l)) ++lines;
-        }
-        std::printf("%-40s %9zu %8.1fMB %7.0fKB %10.3f %10.0f %10.0f\n",
-                    fs::path(dir).filename().string().c_str(), lines,
-                    double(fs::file_size(dir + "/metrics.jsonl")) / 1048576.0,
-                    double(bytes) / 1024.0, median(write_s), median(ready_ms), median(painted_ms));
-        std::printf("  rounds: write s");
-        for (double v : write_s) std::printf(" %.3f", v);
-        std::printf(" | ready ms");
-        for (double v : ready_ms) std::printf(" %.0f", v);
-        std::printf(" | painted ms");
-        for (double v : painted_ms) std::printf(" %.0f", v);
-        std::printf("\n");
-      }
-    }
-    std::error_code ec;
-    fs::remove_all(scratch, ec);
-    return 0;
-  });
+  return bench_main("cllm-bench-report", [&] { return run(parse(argc, argv)); });
 }

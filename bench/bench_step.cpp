@@ -90,8 +90,7 @@ struct StepFigures {
   std::shared_ptr<const AlignedVector<float>> weights;  // after the last step
 };
 
-StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_batch,
-                          const std::vector<int32_t>& stream, double flops_per_token) {
+RunConfig step_config(const ModelConfig& model, const Options& o, int micro_batch) {
   RunConfig cfg;
   cfg.model = model;
   cfg.batch.batch = o.batch, cfg.batch.micro_batch = micro_batch, cfg.batch.context = o.context;
@@ -100,29 +99,64 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
   cfg.steps = total;
   cfg.optim.total_steps = total;
   cfg.validate();
+  return cfg;
+}
 
+// The timed loop refreshes one StepWork in place instead of calling next_work() (which returns
+// a new vector each time): same step, same grid, no allocation. Checked against next_work().
+void refresh_work(StepWork& work, const TrainState& state, int32_t attempt, int shards) {
+  work.step = state.step();
+  work.attempt = attempt;
+  work.shards = shards;
+  work.grad_scale_exp = state.grad_scale_exp();  // same size: copy-assignment reuses the buffer
+}
+
+struct StepTimes {
+  double fold = 0, compute = 0, apply = 0;  // ms
+};
+
+// One step: every shard, then apply(), again while the step must be redone (counted in `redos`).
+StepOutcome run_step(TrainState& state, ShardWorker& worker, ExactGrad& acc, StepWork& work,
+                     StepTimes& t, int& redos) {
+  const int shards = work.shards;
+  for (int32_t attempt = 0;; ++attempt, ++redos) {
+    refresh_work(work, state, attempt, shards);
+    acc.reset(state.layout());
+    {
+      // Hold the weights only while the shards run: apply() copies a buffer that someone else
+      // still holds (copy-on-write), which a real backend avoids the same way.
+      const auto w = state.weights();
+      for (int k = 0; k < shards; ++k) {
+        worker.compute(w->data(), work, k, acc);
+        t.fold += worker.last_fold_ms(), t.compute += worker.last_compute_ms();
+      }
+    }
+    const auto ta = Clock::now();
+    const StepOutcome out = state.apply(acc, work);
+    t.apply += ms_between(ta, Clock::now());
+    if (out.kind == StepOutcome::redo) continue;
+    if (out.kind == StepOutcome::nonfinite)
+      throw std::runtime_error(fmt::format("step {}: non-finite loss or gradient", out.step));
+    return out;
+  }
+}
+
+StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_batch,
+                          const std::vector<int32_t>& stream, double flops_per_token) {
+  const RunConfig cfg = step_config(model, o, micro_batch);
+  const int total = cfg.steps;
   WindowSampler sampler(stream, o.context, sampler_seed(cfg.seed));
   TrainState state(cfg);
   ShardWorker worker(cfg, sampler);
   ExactGrad acc(state.layout());
   const int shards = cfg.batch.shards();
 
-  // The timed loop refreshes one StepWork in place instead of calling next_work() (which returns
-  // a new vector each time): same step, same grid, no allocation. Checked against next_work().
   StepWork work = state.next_work();
-  int32_t attempt = 0;
-  auto refresh = [&] {
-    work.step = state.step();
-    work.attempt = attempt;
-    work.shards = shards;
-    work.exps = state.exponents();  // same size: copy-assignment reuses the buffer
-  };
-
-  refresh();
+  refresh_work(work, state, 0, shards);
   {
     const StepWork ref = state.next_work();
-    if (ref.step != work.step || ref.shards != work.shards || ref.exps != work.exps ||
-        ref.attempt != work.attempt)
+    if (ref.step != work.step || ref.shards != work.shards ||
+        ref.grad_scale_exp != work.grad_scale_exp || ref.attempt != work.attempt)
       throw std::logic_error("bench's StepWork refresh disagrees with next_work()");
   }
 
@@ -131,42 +165,16 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
   std::vector<double> step_ms, apply_ms;
   step_ms.reserve(size_t(total)), apply_ms.reserve(size_t(total));
   double fold_sum = 0, compute_sum = 0, step_sum = 0;
-
   for (int s = 0; s < total; ++s) {
-    const bool timed = s >= o.warmup;
-    double fold = 0, compute = 0, apply = 0;
+    StepTimes t;
     const auto t0 = Clock::now();
-    StepOutcome out;
-    for (;;) {
-      refresh();
-      acc.reset(state.layout());
-      {
-        // Hold the weights only while the shards run: apply() copies a buffer that someone else
-        // still holds (copy-on-write), which a real backend avoids the same way.
-        const auto w = state.weights();
-        for (int k = 0; k < shards; ++k) {
-          worker.compute(w->data(), work, k, acc);
-          fold += worker.last_fold_ms(), compute += worker.last_compute_ms();
-        }
-      }
-      const auto ta = Clock::now();
-      out = state.apply(acc, work);
-      apply += ms_between(ta, Clock::now());
-      if (out.kind == StepOutcome::redo) {
-        ++attempt, ++f.redos;
-        continue;
-      }
-      if (out.kind == StepOutcome::nonfinite)
-        throw std::runtime_error(fmt::format("step {}: non-finite loss or gradient", out.step));
-      attempt = 0;
-      break;
-    }
+    const StepOutcome out = run_step(state, worker, acc, work, t, f.redos);
     const double ms = ms_between(t0, Clock::now());
     if (s == 0) f.first_loss = out.loss;
     f.last_loss = out.loss;
-    if (!timed) continue;
-    step_ms.push_back(ms), apply_ms.push_back(apply);
-    fold_sum += fold, compute_sum += compute, step_sum += ms;
+    if (s < o.warmup) continue;
+    step_ms.push_back(ms), apply_ms.push_back(t.apply);
+    fold_sum += t.fold, compute_sum += t.compute, step_sum += ms;
   }
   f.timed_steps = int(step_ms.size());
   f.median_ms = median(step_ms);
@@ -181,6 +189,93 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
   return f;
 }
 
+// Floating-point work per token: 6 N_matmul (forward and backward) + the attention scores.
+struct Flops {
+  double n_matmul = 0, per_token = 0;
+};
+Flops flops_of(const ModelConfig& model, int context) {
+  const double L = model.n_layers, d = model.d_model, V = model.vocab, T = context;
+  Flops f;
+  f.n_matmul = L * 12 * d * d + V * d;
+  f.per_token = 6 * f.n_matmul + 12 * L * T * d;
+  return f;
+}
+
+void print_setup(const ModelConfig& model, const Options& o, const ParamLayout& layout,
+                 const Flops& flops, size_t stream_size) {
+  fmt::print(
+      "cllm-bench-step: one thread, synthetic stream of {} pseudo-random bytes (seed {:#x})\n",
+      stream_size, kStreamSeed);
+  fmt::print("model {}: {}; {} parameters ({} in matmuls); precision {}\n", o.model,
+             model.describe(), layout.num_parameters(), int64_t(flops.n_matmul), o.precision);
+  fmt::print(
+      "step = every shard's ShardWorker::compute (fill, forward, backward, exact fold) + "
+      "TrainState::apply (normalise, clip, AdamW)\n");
+  fmt::print(
+      "FLOP/token = 6*N_matmul + 12*L*T*d = 6*{} + 12*{}*{}*{} = {:.0f} (fwd+bwd; N_matmul = "
+      "12*L*d^2 + V*d)\n",
+      int64_t(flops.n_matmul), model.n_layers, o.context, model.d_model, flops.per_token);
+  fmt::print(
+      "timing: {} warm-up steps, then {} x {} timed steps per micro-batch; median over all "
+      "timed steps\n\n",
+      o.warmup, o.repeats, o.steps);
+}
+
+// Generation with the KV cache from `weights`: the median time of 3 runs, in ms.
+double measure_generation(const ModelConfig& model, const Options& o, const float* weights) {
+  SamplingOptions so;
+  std::vector<double> times;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = Clock::now();
+    const auto toks = generate(model, weights, {}, o.gen_tokens, so);
+    times.push_back(ms_between(t0, Clock::now()));
+    if (int(toks.size()) != o.gen_tokens) throw std::logic_error("generate() returned too few");
+  }
+  const double gen_ms = median(times);
+  fmt::print(
+      "generation: {} tokens from an empty prompt (KV cache, sliding window at context {}, "
+      "T {} top-k {} top-p {}), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
+      o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, gen_ms,
+      o.gen_tokens / (gen_ms / 1e3));
+  return gen_ms;
+}
+
+void write_step_json(const Options& o, const ModelConfig& model, const ParamLayout& layout,
+                     const Flops& flops, const std::vector<StepFigures>& figs, double gen_ms,
+                     double gen_tps) {
+  nlohmann::json j;
+  j["model"] = o.model;
+  j["model_config"] = model.describe();
+  j["params"] = layout.num_parameters();
+  j["matmul_params"] = int64_t(flops.n_matmul);
+  j["batch"] = o.batch, j["context"] = o.context;
+  j["flops_per_token"] = flops.per_token;
+  j["flops_formula"] = "6*N_matmul + 12*L*T*d, N_matmul = 12*L*d^2 + V*d";
+  j["threads"] = 1;
+  j["warmup"] = o.warmup, j["steps"] = o.steps, j["repeats"] = o.repeats;
+  j["runs"] = nlohmann::json::array();
+  for (const auto& f : figs)
+    j["runs"].push_back({{"micro_batch", f.micro_batch},
+                         {"shards", f.shards},
+                         {"timed_steps", f.timed_steps},
+                         {"step_ms_median", f.median_ms},
+                         {"step_ms_min", f.min_ms},
+                         {"step_ms_p90", f.p90_ms},
+                         {"tokens_per_s", f.tokens_per_s},
+                         {"gflops", f.gflops},
+                         {"fold_share", f.fold_share},
+                         {"compute_share", f.compute_share},
+                         {"apply_ms_median", f.apply_ms},
+                         {"redos", f.redos},
+                         {"first_loss", f.first_loss},
+                         {"last_loss", f.last_loss}});
+  j["gen_tokens"] = o.gen_tokens;
+  j["gen_ms_median"] = gen_ms;
+  j["gen_tokens_per_s"] = gen_tps;
+  j["train_tokens_per_s"] = figs.front().tokens_per_s;
+  write_json(o.json, j);
+}
+
 int run(const Options& o) {
   const ModelConfig model = model_preset(o.model);
   {
@@ -189,28 +284,9 @@ int run(const Options& o) {
     b.validate(model);
   }
   const ParamLayout layout(model);
-  const double L = model.n_layers, d = model.d_model, V = model.vocab, T = o.context;
-  const double n_matmul = L * 12 * d * d + V * d;
-  const double flops_per_token = 6 * n_matmul + 12 * L * T * d;
-
+  const Flops flops = flops_of(model, o.context);
   const std::vector<int32_t> stream = synthetic_stream(model.vocab);
-
-  fmt::print(
-      "cllm-bench-step: one thread, synthetic stream of {} pseudo-random bytes (seed {:#x})\n",
-      stream.size(), kStreamSeed);
-  fmt::print("model {}: {}; {} parameters ({} in matmuls); precision {}\n", o.model,
-             model.describe(), layout.num_parameters(), int64_t(n_matmul), o.precision);
-  fmt::print(
-      "step = every shard's ShardWorker::compute (fill, forward, backward, exact fold) + "
-      "TrainState::apply (normalise, clip, AdamW)\n");
-  fmt::print(
-      "FLOP/token = 6*N_matmul + 12*L*T*d = 6*{} + 12*{}*{}*{} = {:.0f} (fwd+bwd; N_matmul = "
-      "12*L*d^2 + V*d)\n",
-      int64_t(n_matmul), model.n_layers, o.context, model.d_model, flops_per_token);
-  fmt::print(
-      "timing: {} warm-up steps, then {} x {} timed steps per micro-batch; median over all "
-      "timed steps\n\n",
-      o.warmup, o.repeats, o.steps);
+  print_setup(model, o, layout, flops, stream.size());
 
   std::vector<int> micros = {o.micro_batch};
   const int cm = o.compare_micro;
@@ -221,7 +297,7 @@ int run(const Options& o) {
              "fwd+bwd%", "apply ms", "redos");
   std::vector<StepFigures> figs;
   for (int mb : micros) {
-    figs.push_back(measure_steps(model, o, mb, stream, flops_per_token));
+    figs.push_back(measure_steps(model, o, mb, stream, flops.per_token));
     const auto& f = figs.back();
     fmt::print(
         "{:<10} {:>5} {:>6} {:>9.2f} {:>9.2f} {:>9.2f} {:>10.0f} {:>8.1f} {:>7.2f} {:>8.1f} "
@@ -234,59 +310,13 @@ int run(const Options& o) {
   fmt::print("loss (micro-batch {}): {:.4f} at the first step, {:.4f} at the last\n",
              main_fig.micro_batch, main_fig.first_loss, main_fig.last_loss);
 
-  // Generation with the KV cache, from the weights after the default run's last step.
+  // Generation from the weights after the default run's last step.
   double gen_ms = 0, gen_tps = 0;
   if (o.gen_tokens > 0) {
-    SamplingOptions so;
-    std::vector<double> times;
-    for (int r = 0; r < 3; ++r) {
-      const auto t0 = Clock::now();
-      const auto toks = generate(model, main_fig.weights->data(), {}, o.gen_tokens, so);
-      times.push_back(ms_between(t0, Clock::now()));
-      if (int(toks.size()) != o.gen_tokens) throw std::logic_error("generate() returned too few");
-    }
-    gen_ms = median(times);
+    gen_ms = measure_generation(model, o, main_fig.weights->data());
     gen_tps = o.gen_tokens / (gen_ms / 1e3);
-    fmt::print(
-        "generation: {} tokens from an empty prompt (KV cache, sliding window at context {}, "
-        "T {} top-k {} top-p {}), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
-        o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, gen_ms, gen_tps);
   }
-
-  if (!o.json.empty()) {
-    nlohmann::json j;
-    j["model"] = o.model;
-    j["model_config"] = model.describe();
-    j["params"] = layout.num_parameters();
-    j["matmul_params"] = int64_t(n_matmul);
-    j["batch"] = o.batch, j["context"] = o.context;
-    j["flops_per_token"] = flops_per_token;
-    j["flops_formula"] = "6*N_matmul + 12*L*T*d, N_matmul = 12*L*d^2 + V*d";
-    j["threads"] = 1;
-    j["warmup"] = o.warmup, j["steps"] = o.steps, j["repeats"] = o.repeats;
-    j["runs"] = nlohmann::json::array();
-    for (const auto& f : figs)
-      j["runs"].push_back({{"micro_batch", f.micro_batch},
-                           {"shards", f.shards},
-                           {"timed_steps", f.timed_steps},
-                           {"step_ms_median", f.median_ms},
-                           {"step_ms_min", f.min_ms},
-                           {"step_ms_p90", f.p90_ms},
-                           {"tokens_per_s", f.tokens_per_s},
-                           {"gflops", f.gflops},
-                           {"fold_share", f.fold_share},
-                           {"compute_share", f.compute_share},
-                           {"apply_ms_median", f.apply_ms},
-                           {"redos", f.redos},
-                           {"first_loss", f.first_loss},
-                           {"last_loss", f.last_loss}});
-    j["gen_tokens"] = o.gen_tokens;
-    j["gen_ms_median"] = gen_ms;
-    j["gen_tokens_per_s"] = gen_tps;
-    j["train_tokens_per_s"] = main_fig.tokens_per_s;
-    write_json(o.json, j);
-  }
-
+  if (!o.json.empty()) write_step_json(o, model, layout, flops, figs, gen_ms, gen_tps);
   fmt::print("train_tokens_per_s={:.1f} gen_tokens_per_s={:.1f}\n", main_fig.tokens_per_s, gen_tps);
   return 0;
 }

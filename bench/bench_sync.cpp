@@ -33,10 +33,11 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "src/pool_backends.hpp"
 #include "actors/tree_backend.hpp"
 #include "bench/bench_util.hpp"
+#include "run/sysinfo.hpp"
 #include "src/config.hpp"
+#include "src/pool_backends.hpp"
 #include "src/sampler.hpp"
 #include "src/sha256.hpp"
 #include "src/training.hpp"
@@ -45,10 +46,6 @@ using namespace cllm;
 using namespace cllm::bench;
 
 namespace {
-
-int detected_cores() {
-  return int(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 struct Options {
   std::vector<std::string> models = {"small"};
@@ -214,8 +211,7 @@ void print_table(const std::vector<Result>& rs) {
         r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best, r.redos);
 }
 
-int run(const Options& o) {
-  const int cores = detected_cores();
+void print_preamble(const Options& o, int cores) {
   fmt::print(
       "cllm-bench-sync: {} detected cores; synthetic stream of {} pseudo-random bytes (seed "
       "{:#x})\n",
@@ -230,114 +226,140 @@ int run(const Options& o) {
   fmt::print(
       "shares of worker time (workers x run_step wall): compute = fwd+bwd, fold = exact fold, "
       "reduce = merging partial sums (+ lock / reduction phase), wait = the rest\n");
+}
 
+RunConfig sync_config(const std::string& model_name, const Options& o) {
+  RunConfig cfg;
+  cfg.model = model_preset(model_name);
+  const int context = std::min(o.context, cfg.model.context);
+  cfg.batch.batch = o.batch, cfg.batch.micro_batch = o.micro_batch;
+  cfg.batch.context = context;
+  cfg.steps = o.warmup + o.steps;
+  cfg.optim.total_steps = cfg.steps;
+  cfg.validate();
+  return cfg;
+}
+
+// Speed-up over the smallest worker count of the same backend; ratio to the best backend at the
+// same worker count.
+void add_ratios(std::vector<Result>& rs, int base_w) {
+  for (auto& r : rs) {
+    double base = 0, best = 0;
+    for (const auto& q : rs) {
+      if (q.backend == r.backend && q.workers == base_w) base = q.tokens_per_s;
+      if (q.workers == r.workers) best = std::max(best, q.tokens_per_s);
+    }
+    r.speedup = base > 0 ? r.tokens_per_s / base : 0;
+    r.vs_best = best > 0 ? r.tokens_per_s / best : 0;
+  }
+}
+
+// Every backend at every worker count on one model, each checked against the reference loop's
+// weights; `matched` is false when one of them differs.
+std::vector<Result> bench_model(const std::string& model_name, const Options& o, bool& matched) {
+  const RunConfig cfg = sync_config(model_name, o);
+  const int context = cfg.batch.context;
+  const std::vector<int32_t> stream = synthetic_stream(cfg.model.vocab);
+  WindowSampler sampler(stream, context, sampler_seed(cfg.seed));
+
+  fmt::print("\nmodel {}: {}; {} parameters; batch {} x {} tokens, micro-batch {} ({} shards)\n",
+             model_name, cfg.model.describe(), ParamLayout(cfg.model).num_parameters(),
+             cfg.batch.batch, context, cfg.batch.micro_batch, cfg.batch.shards());
+  if (context != o.context)
+    fmt::print("(--context {} exceeds the model's context: using {})\n", o.context, context);
+
+  std::string ref_sha;
+  {
+    TrainState ref(cfg);
+    train_reference(ref, sampler, cfg.steps);
+    ref_sha = weights_sha256(ref.layout(), ref.weights()->data());
+  }
+
+  std::vector<Result> rs;
+  for (int w : o.workers)
+    for (const auto& b : o.backends) {
+      rs.push_back(run_one(model_name, cfg, sampler, b, w, o.warmup));
+      std::fflush(stdout);
+    }
+  const int base_w = *std::min_element(o.workers.begin(), o.workers.end());
+  add_ratios(rs, base_w);
+  if (base_w != 1) fmt::print("(speed-up is over {} workers of the same backend)\n", base_w);
+  print_table(rs);
+
+  int bad = 0;
+  for (const auto& r : rs)
+    if (r.sha != ref_sha) {
+      ++bad;
+      fmt::print("MISMATCH: {} with {} workers ended with weights {} (reference loop: {})\n",
+                 r.backend, r.workers, r.sha, ref_sha);
+    }
+  if (bad == 0)
+    fmt::print("weights sha256 after {} steps: {} (reference loop and all {} runs agree)\n",
+               cfg.steps, ref_sha, rs.size());
+  matched = bad == 0;
+  return rs;
+}
+
+void write_csv(const Options& o, const std::vector<Result>& all) {
+  std::string csv =
+      "model,backend,workers,threads,fanout,levels,timed_steps,redos,tokens_per_s,"
+      "step_ms_median,step_ms_p95,compute_share,fold_share,reduce_share,wait_share,speedup,"
+      "vs_best,weights_sha256\n";
+  for (const auto& r : all)
+    csv += fmt::format(
+        "{},{},{},{},{},{},{},{},{:.1f},{:.3f},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f},"
+        "{:.3f},{:.3f},{}\n",
+        r.model, r.backend, r.workers, r.threads, r.fanout, r.levels, r.timed_steps, r.redos,
+        r.tokens_per_s, r.median_ms, r.p95_ms, r.compute_share, r.fold_share, r.reduce_share,
+        r.wait_share, r.speedup, r.vs_best, r.sha);
+  write_text(o.csv, csv);
+}
+
+void write_results_json(const Options& o, const std::vector<Result>& all, int cores,
+                        bool mismatch) {
+  nlohmann::json j;
+  j["cores"] = cores;
+  j["batch"] = o.batch, j["micro_batch"] = o.micro_batch, j["context"] = o.context;
+  j["steps"] = o.steps, j["warmup"] = o.warmup;
+  j["workers"] = o.workers;
+  j["backends"] = o.backends;
+  j["weights_match"] = !mismatch;
+  j["results"] = nlohmann::json::array();
+  for (const auto& r : all)
+    j["results"].push_back({{"model", r.model},
+                            {"backend", r.backend},
+                            {"workers", r.workers},
+                            {"threads", r.threads},
+                            {"fanout", r.fanout},
+                            {"levels", r.levels},
+                            {"timed_steps", r.timed_steps},
+                            {"redos", r.redos},
+                            {"tokens_per_s", r.tokens_per_s},
+                            {"step_ms_median", r.median_ms},
+                            {"step_ms_p95", r.p95_ms},
+                            {"compute_share", r.compute_share},
+                            {"fold_share", r.fold_share},
+                            {"reduce_share", r.reduce_share},
+                            {"wait_share", r.wait_share},
+                            {"speedup", r.speedup},
+                            {"vs_best", r.vs_best},
+                            {"weights_sha256", r.sha}});
+  write_json(o.json, j);
+}
+
+int run(const Options& o) {
+  const int cores = detected_cores();
+  print_preamble(o, cores);
   std::vector<Result> all;
   bool mismatch = false;
   for (const auto& model_name : o.models) {
-    RunConfig cfg;
-    cfg.model = model_preset(model_name);
-    const int context = std::min(o.context, cfg.model.context);
-    cfg.batch.batch = o.batch, cfg.batch.micro_batch = o.micro_batch;
-    cfg.batch.context = context;
-    cfg.steps = o.warmup + o.steps;
-    cfg.optim.total_steps = cfg.steps;
-    cfg.validate();
-    const std::vector<int32_t> stream = synthetic_stream(cfg.model.vocab);
-    WindowSampler sampler(stream, context, sampler_seed(cfg.seed));
-
-    fmt::print("\nmodel {}: {}; {} parameters; batch {} x {} tokens, micro-batch {} ({} shards)\n",
-               model_name, cfg.model.describe(), ParamLayout(cfg.model).num_parameters(),
-               cfg.batch.batch, context, cfg.batch.micro_batch, cfg.batch.shards());
-    if (context != o.context)
-      fmt::print("(--context {} exceeds the model's context: using {})\n", o.context, context);
-
-    std::string ref_sha;
-    {
-      TrainState ref(cfg);
-      train_reference(ref, sampler, cfg.steps);
-      ref_sha = weights_sha256(ref.layout(), ref.weights()->data());
-    }
-
-    std::vector<Result> rs;
-    for (int w : o.workers)
-      for (const auto& b : o.backends) {
-        rs.push_back(run_one(model_name, cfg, sampler, b, w, o.warmup));
-        std::fflush(stdout);
-      }
-    // Speed-up over the smallest worker count of the same backend; ratio to the best backend at
-    // the same worker count.
-    const int base_w = *std::min_element(o.workers.begin(), o.workers.end());
-    for (auto& r : rs) {
-      double base = 0, best = 0;
-      for (const auto& q : rs) {
-        if (q.backend == r.backend && q.workers == base_w) base = q.tokens_per_s;
-        if (q.workers == r.workers) best = std::max(best, q.tokens_per_s);
-      }
-      r.speedup = base > 0 ? r.tokens_per_s / base : 0;
-      r.vs_best = best > 0 ? r.tokens_per_s / best : 0;
-    }
-    if (base_w != 1) fmt::print("(speed-up is over {} workers of the same backend)\n", base_w);
-    print_table(rs);
-
-    int bad = 0;
-    for (const auto& r : rs)
-      if (r.sha != ref_sha) {
-        ++bad;
-        fmt::print("MISMATCH: {} with {} workers ended with weights {} (reference loop: {})\n",
-                   r.backend, r.workers, r.sha, ref_sha);
-      }
-    if (bad == 0)
-      fmt::print("weights sha256 after {} steps: {} (reference loop and all {} runs agree)\n",
-                 cfg.steps, ref_sha, rs.size());
-    else
-      mismatch = true;
+    bool matched = true;
+    const std::vector<Result> rs = bench_model(model_name, o, matched);
+    if (!matched) mismatch = true;
     all.insert(all.end(), rs.begin(), rs.end());
   }
-
-  if (!o.csv.empty()) {
-    std::string csv =
-        "model,backend,workers,threads,fanout,levels,timed_steps,redos,tokens_per_s,"
-        "step_ms_median,step_ms_p95,compute_share,fold_share,reduce_share,wait_share,speedup,"
-        "vs_best,weights_sha256\n";
-    for (const auto& r : all)
-      csv += fmt::format(
-          "{},{},{},{},{},{},{},{},{:.1f},{:.3f},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f},"
-          "{:.3f},{:.3f},{}\n",
-          r.model, r.backend, r.workers, r.threads, r.fanout, r.levels, r.timed_steps, r.redos,
-          r.tokens_per_s, r.median_ms, r.p95_ms, r.compute_share, r.fold_share, r.reduce_share,
-          r.wait_share, r.speedup, r.vs_best, r.sha);
-    write_text(o.csv, csv);
-  }
-  if (!o.json.empty()) {
-    nlohmann::json j;
-    j["cores"] = cores;
-    j["batch"] = o.batch, j["micro_batch"] = o.micro_batch, j["context"] = o.context;
-    j["steps"] = o.steps, j["warmup"] = o.warmup;
-    j["workers"] = o.workers;
-    j["backends"] = o.backends;
-    j["weights_match"] = !mismatch;
-    j["results"] = nlohmann::json::array();
-    for (const auto& r : all)
-      j["results"].push_back({{"model", r.model},
-                              {"backend", r.backend},
-                              {"workers", r.workers},
-                              {"threads", r.threads},
-                              {"fanout", r.fanout},
-                              {"levels", r.levels},
-                              {"timed_steps", r.timed_steps},
-                              {"redos", r.redos},
-                              {"tokens_per_s", r.tokens_per_s},
-                              {"step_ms_median", r.median_ms},
-                              {"step_ms_p95", r.p95_ms},
-                              {"compute_share", r.compute_share},
-                              {"fold_share", r.fold_share},
-                              {"reduce_share", r.reduce_share},
-                              {"wait_share", r.wait_share},
-                              {"speedup", r.speedup},
-                              {"vs_best", r.vs_best},
-                              {"weights_sha256", r.sha}});
-    write_json(o.json, j);
-  }
+  if (!o.csv.empty()) write_csv(o, all);
+  if (!o.json.empty()) write_results_json(o, all, cores, mismatch);
   if (mismatch) {
     fmt::print(stderr, "cllm-bench-sync: the backends did not produce the same weights\n");
     return 1;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "run/options.hpp"
+#include "src/clock.hpp"
 #include "src/config.hpp"
 #include "src/rng.hpp"
 
@@ -76,10 +77,7 @@ int bench_main(const char* program, Body&& body) {
 
 // --- Timing and statistics ----------------------------------------------------------------------
 
-using Clock = std::chrono::steady_clock;
-inline double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
+using Clock = SteadyClock;  // ms_between and ms_since: src/clock.hpp
 
 inline double percentile(std::vector<double> v, double q) {  // nearest rank
   std::sort(v.begin(), v.end());

@@ -15,6 +15,17 @@ caf::error make_sphere_error(sphere_errc code, caf::message context) {
   return caf::error(static_cast<uint8_t>(code), kSphereCategory, std::move(context));
 }
 
+caf::error crash_error(const std::exception_ptr& ep) {
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  return make_sphere_error(sphere_errc::crashed, caf::make_message(what));
+}
+
 ShardSet ShardSet::subset(const std::vector<size_t>& positions, size_t per_shard) const {
   ShardSet out;
   for (size_t p : positions) {

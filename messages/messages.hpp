@@ -6,6 +6,7 @@
 // sphere; partial sums are moved up (a moved-into message is unique, so a handler taking it by
 // non-const reference owns it without a copy).
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,9 @@ enum class sphere_errc : uint8_t {
   gave_up = 2,  // context: GiveUp
 };
 caf::error make_sphere_error(sphere_errc code, caf::message context);
+// The error of an actor that an exception ended (code crashed): the exception's what(), or
+// "unknown exception" for one that is no std::exception.
+caf::error crash_error(const std::exception_ptr& ep);
 // The text of a sphere's exit reason: an exception's what(), a give-up's cause, or CAF's text.
 std::string exit_reason_text(caf::actor_system& sys, const caf::error& reason);
 // The GiveUp carried by `e`, or null.
@@ -90,7 +94,7 @@ using sphere_actor = caf::typed_actor<
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepWork& x) {
-  return f(caf::meta::type_name("cllm.step_work"), x.step, x.attempt, x.shards, x.exps);
+  return f(caf::meta::type_name("cllm.step_work"), x.step, x.attempt, x.shards, x.grad_scale_exp);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShardSet& x) {

@@ -130,116 +130,135 @@ struct LiveServer::Impl {
     }
     return cached_version;
   }
+
+  // Request threads, socket options, timeouts and headers.
+  void configure() {
+    const int threads = std::max(1, opt.threads);
+    const bool low = opt.low_priority;
+    svr.new_task_queue = [threads, low] { return new Pool(threads, low); };
+    // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second server
+    // bind the same port silently and take half of the requests.
+    svr.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
+    svr.set_keep_alive_timeout(2);
+    svr.set_read_timeout(5);
+    svr.set_write_timeout(5);
+    svr.set_payload_max_length(4096);  // GET only: no request carries a body
+    svr.set_default_headers({{"Cache-Control", "no-store"},
+                             {"X-Content-Type-Options", "nosniff"},
+                             {"Referrer-Policy", "no-referrer"}});
+  }
+
+  // Read-only, and on loopback for pages of this machine only.
+  void guard_requests() {
+    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      // No compression: Debian's httplib would answer "Accept-Encoding: br" with brotli at its
+      // highest quality, about 2 s of CPU for the data of a 100,000-step run, every second,
+      // taken from the trainer. (The request is httplib's own non-const object, passed as const.)
+      const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+      if (req.method != "GET" && req.method != "HEAD") {
+        res.status = 405;
+        res.set_header("Allow", "GET, HEAD");
+        res.set_content("read-only: GET only\n", "text/plain");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      // On loopback, only pages that name this machine may ask (a web page elsewhere that
+      // rebinds its own name to 127.0.0.1 must not read the run).
+      if (loopback && !is_loopback_host(host_name(req.get_header_value("Host")))) {
+        res.status = 403;
+        res.set_content("this server answers requests for localhost only\n", "text/plain");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+  }
+
+  void add_routes() {
+    svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(render_page(nullptr, true), "text/html; charset=utf-8");
+    });
+    svr.Get("/api/run", [this](const httplib::Request& req, httplib::Response& res) {
+      std::string body;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        const uint64_t v = refresh_locked();
+        if (req.has_param("v") && req.get_param_value("v") == std::to_string(v))
+          body = R"({"unchanged":true})";
+        else
+          body = cached_view;
+      }
+      res.set_content(std::move(body), "application/json; charset=utf-8");
+    });
+    svr.Get("/report.html", [this](const httplib::Request&, httplib::Response& res) {
+      nlohmann::json view;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        reader.refresh();
+        view = reader.view(ViewOptions{});
+      }
+      res.set_header("Content-Disposition", "inline; filename=\"report.html\"");
+      res.set_content(render_page(view, false), "text/html; charset=utf-8");
+    });
+    svr.Get("/favicon.ico",
+            [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  }
+
+  void add_error_handlers() {
+    svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+      if (res.body.empty())
+        res.set_content(fmt::format("{} (this server has /, /api/run and /report.html)\n",
+                                    res.status == 404 ? "not found" : "error"),
+                        "text/plain");
+    });
+    svr.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown error";
+          try {
+            if (ep) std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          res.status = 500;
+          res.set_content("error: " + what + "\n", "text/plain");
+        });
+  }
+
+  // Binds (ServeError when it cannot) and serves on a thread of its own.
+  void start() {
+    const bool low = opt.low_priority;
+    if (opt.port == 0) {
+      port = svr.bind_to_any_port(opt.host);
+    } else if (svr.bind_to_port(opt.host, opt.port)) {
+      port = opt.port;
+    } else {
+      port = -1;
+    }
+    if (port <= 0)
+      throw ServeError(fmt::format(
+          "cannot listen on {}:{} (the port is in use, or the address is not one of this "
+          "machine's)",
+          opt.host, opt.port));
+    thread = std::thread([this, low] {
+      if (low) lower_priority();
+      svr.listen_after_bind();
+    });
+    // stop() only takes effect once the server runs: wait for that (a moment).
+    for (int i = 0; i < 5000 && !svr.is_running(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 };
 
 LiveServer::LiveServer(std::string run_dir, ServeOptions opt)
     : impl_(std::make_unique<Impl>(std::move(run_dir), std::move(opt))) {
-  Impl& m = *impl_;
-  auto& svr = m.svr;
-  m.loopback = is_loopback_host(m.opt.host);
-  const int threads = std::max(1, m.opt.threads);
-  const bool low = m.opt.low_priority;
-  svr.new_task_queue = [threads, low] { return new Pool(threads, low); };
-  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second server
-  // bind the same port silently and take half of the requests.
-  svr.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  svr.set_keep_alive_timeout(2);
-  svr.set_read_timeout(5);
-  svr.set_write_timeout(5);
-  svr.set_payload_max_length(4096);  // GET only: no request carries a body
-  svr.set_default_headers({{"Cache-Control", "no-store"},
-                           {"X-Content-Type-Options", "nosniff"},
-                           {"Referrer-Policy", "no-referrer"}});
-
-  svr.set_pre_routing_handler([&m](const httplib::Request& req, httplib::Response& res) {
-    // No compression: Debian's httplib would answer "Accept-Encoding: br" with brotli at its
-    // highest quality, about 2 s of CPU for the data of a 100,000-step run, every second,
-    // taken from the trainer. (The request is httplib's own non-const object, passed as const.)
-    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
-    if (req.method != "GET" && req.method != "HEAD") {
-      res.status = 405;
-      res.set_header("Allow", "GET, HEAD");
-      res.set_content("read-only: GET only\n", "text/plain");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    // On loopback, only pages that name this machine may ask (a web page elsewhere that
-    // rebinds its own name to 127.0.0.1 must not read the run).
-    if (m.loopback && !is_loopback_host(host_name(req.get_header_value("Host")))) {
-      res.status = 403;
-      res.set_content("this server answers requests for localhost only\n", "text/plain");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-
-  svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render_page(nullptr, true), "text/html; charset=utf-8");
-  });
-  svr.Get("/api/run", [&m](const httplib::Request& req, httplib::Response& res) {
-    std::string body;
-    {
-      std::lock_guard<std::mutex> lk(m.mu);
-      const uint64_t v = m.refresh_locked();
-      if (req.has_param("v") && req.get_param_value("v") == std::to_string(v))
-        body = R"({"unchanged":true})";
-      else
-        body = m.cached_view;
-    }
-    res.set_content(std::move(body), "application/json; charset=utf-8");
-  });
-  svr.Get("/report.html", [&m](const httplib::Request&, httplib::Response& res) {
-    nlohmann::json view;
-    {
-      std::lock_guard<std::mutex> lk(m.mu);
-      m.reader.refresh();
-      view = m.reader.view(ViewOptions{});
-    }
-    res.set_header("Content-Disposition", "inline; filename=\"report.html\"");
-    res.set_content(render_page(view, false), "text/html; charset=utf-8");
-  });
-  svr.Get("/favicon.ico",
-          [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty())
-      res.set_content(fmt::format("{} (this server has /, /api/run and /report.html)\n",
-                                  res.status == 404 ? "not found" : "error"),
-                      "text/plain");
-  });
-  svr.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown error";
-        try {
-          if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        res.status = 500;
-        res.set_content("error: " + what + "\n", "text/plain");
-      });
-
-  if (m.opt.port == 0) {
-    m.port = svr.bind_to_any_port(m.opt.host);
-  } else if (svr.bind_to_port(m.opt.host, m.opt.port)) {
-    m.port = m.opt.port;
-  } else {
-    m.port = -1;
-  }
-  if (m.port <= 0)
-    throw ServeError(
-        fmt::format("cannot listen on {}:{} (the port is in use, or the address is not one of this "
-                    "machine's)",
-                    m.opt.host, m.opt.port));
-  m.thread = std::thread([&m, low] {
-    if (low) lower_priority();
-    m.svr.listen_after_bind();
-  });
-  // stop() only takes effect once the server runs: wait for that (a moment).
-  for (int i = 0; i < 5000 && !m.svr.is_running(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->loopback = is_loopback_host(impl_->opt.host);
+  impl_->configure();
+  impl_->guard_requests();
+  impl_->add_routes();
+  impl_->add_error_handlers();
+  impl_->start();
 }
 
 LiveServer::~LiveServer() {

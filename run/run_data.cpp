@@ -159,7 +159,7 @@ bool parse_row(std::string_view line, StepRow& row) {
   row.reduce_ms = num(j, "reduce_ms");
   row.val_loss = num(j, "val_loss");
   row.val_bpb = num(j, "val_bpb");
-  row.workers = count(j, "spheres_computing");
+  row.spheres_computing = count(j, "spheres_computing");
   // Faults handled in the step (an object, written only when there were any).
   if (const auto f = j.find("faults"); f != j.end() && f->is_object()) {
     row.restarts = count(*f, "restarts");
@@ -316,19 +316,200 @@ uint64_t RunReader::version() const {
   return h;
 }
 
-json RunReader::view(const ViewOptions& opt) const {
-  json v;
+namespace {
+
+// The progress line's figures: the last step, recent speed, time trained and left.
+json progress_view(const std::vector<StepRow>& R, int64_t steps_total, bool running) {
+  const int64_t last_step = R.empty() ? 0 : R.back().step;
+  std::vector<double> tps, ms;
+  for (size_t i = R.size() > 20 ? R.size() - 20 : 0; i < R.size(); ++i)
+    tps.push_back(R[i].tokens_per_s), ms.push_back(R[i].step_ms);
+  const double ms_med = median_of(ms);
+  double train_ms = 0;
+  for (const auto& r : R)
+    if (std::isfinite(r.step_ms)) train_ms += r.step_ms;
+  double last_val = kNaN;
+  for (auto it = R.rbegin(); it != R.rend(); ++it)
+    if (std::isfinite(it->val_loss)) {
+      last_val = it->val_loss;
+      break;
+    }
+  return {{"step", last_step},
+          {"steps", steps_total > 0 ? json(steps_total) : json()},
+          {"loss", jnum(R.empty() ? kNaN : R.back().loss)},
+          {"val_loss", jnum(last_val)},
+          {"tokens_per_s", jnum(median_of(tps))},
+          {"train_s", round6(train_ms / 1e3)},
+          {"eta_s", running && steps_total > last_step
+                        ? jnum(ms_med * double(steps_total - last_step) / 1e3)
+                        : json()}};
+}
+
+// Exact figures (over every row, not the drawn points).
+json stats_view(const std::vector<StepRow>& R) {
+  const size_t skip = std::min<size_t>(R.size() / 10 + (R.size() > 2 ? 1 : 0), 5);
+  std::vector<double> tps, ms;
+  int64_t restarts = 0, kills = 0, subtree = 0, ckpts = 0, resumes = 0;
+  for (size_t i = 0; i < R.size(); ++i) {
+    if (i >= skip) tps.push_back(R[i].tokens_per_s), ms.push_back(R[i].step_ms);
+    restarts += R[i].restarts, kills += R[i].deadline_kills, subtree += R[i].subtree_restarts;
+    ckpts += !R[i].checkpoint.empty();
+    resumes += R[i].resumed_from >= 0;
+  }
+  return {{"rows", R.size()},
+          {"first_step", R.empty() ? json() : json(R.front().step)},
+          {"last_step", R.empty() ? json() : json(R.back().step)},
+          {"loss", extremes(R, [](const StepRow& r) { return r.loss; })},
+          {"val_loss", extremes(R, [](const StepRow& r) { return r.val_loss; })},
+          {"val_bpb", extremes(R, [](const StepRow& r) { return r.val_bpb; })},
+          {"tokens_per_s_median", jnum(median_of(tps))},
+          {"step_ms_median", jnum(median_of(ms))},
+          {"step_ms_p95", jnum(quantile(ms, 0.95))},
+          {"restarts", restarts},
+          {"deadline_kills", kills},
+          {"subtree_restarts", subtree},
+          {"checkpoints", ckpts},
+          {"resumes", resumes}};
+}
+
+// Smoothed loss: a bias-corrected exponential moving average over every row (as TensorBoard's),
+// with a span that grows with the run so that long runs look smooth too.
+json smoothed_loss(const std::vector<StepRow>& R, int max_points) {
+  const int span =
+      int(std::clamp<size_t>(R.size() / 40, std::min<size_t>(5, R.size() / 4 + 1), 500));
+  std::vector<double> smooth(R.size(), kNaN);
+  const double beta = 1.0 - 1.0 / double(span);
+  double acc = 0, w = 0;
+  for (size_t i = 0; i < R.size(); ++i) {
+    if (!std::isfinite(R[i].loss)) continue;
+    acc = beta * acc + (1 - beta) * R[i].loss;
+    w = beta * w + (1 - beta);
+    smooth[i] = acc / w;
+  }
+  json s = decimate(
+      R, [&smooth](size_t i) { return smooth[i]; }, max_points);
+  s["span"] = span;
+  return s;
+}
+
+// Where the time of a step went: compute, fold, reduce and wait (the time the computing spheres
+// were not doing any of these while the step lasted: spheres computing x step time minus the
+// rest), as shares, per step or summed over buckets of steps. `threads`: the scheduler's (0 =
+// unknown); spheres are actors, and more of them than threads cannot all be busy at once.
+json time_shares(const std::vector<StepRow>& R, int max_points, int threads) {
+  json sx = json::array(), sc = json::array(), sf = json::array(), sr = json::array(),
+       sw = json::array();
+  bool wait_known = false;
+  const size_t n = R.size();
+  const size_t buckets = std::min(n, size_t(std::max(1, max_points / 2)));
+  for (size_t b = 0; b < buckets; ++b) {
+    const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
+    double c = 0, f = 0, r = 0, w = 0;
+    for (size_t i = lo; i < hi; ++i) {
+      const StepRow& q = R[i];
+      if (!std::isfinite(q.compute_ms)) continue;
+      const double fi = std::isfinite(q.fold_ms) ? q.fold_ms : 0;
+      const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
+      c += q.compute_ms, f += fi, r += ri;
+      if (q.spheres_computing > 0 && std::isfinite(q.step_ms)) {
+        const int busy = threads > 0 ? std::min(q.spheres_computing, threads) : q.spheres_computing;
+        w += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
+        wait_known = true;
+      }
+    }
+    const double total = c + f + r + w;
+    if (!(total > 0)) continue;
+    sx.push_back(R[hi - 1].step);
+    sc.push_back(round6(c / total)), sf.push_back(round6(f / total));
+    sr.push_back(round6(r / total)), sw.push_back(round6(w / total));
+  }
+  return {{"x", sx},
+          {"compute", sc},
+          {"fold", sf},
+          {"reduce", sr},
+          {"wait", sw},
+          {"wait_known", wait_known},
+          {"per_step", n <= buckets}};
+}
+
+// The series to draw.
+json series_view(const std::vector<StepRow>& R, int max_points, int threads) {
+  json s;
+  auto series = [&](double StepRow::*field) {
+    return decimate(
+        R, [&R, field](size_t i) { return R[i].*field; }, max_points);
+  };
+  s["loss"] = series(&StepRow::loss);
+  s["loss_smooth"] = smoothed_loss(R, max_points);
+  s["val_loss"] = series(&StepRow::val_loss);
+  s["val_bpb"] = series(&StepRow::val_bpb);
+  s["lr"] = series(&StepRow::lr);
+  s["grad_norm"] = series(&StepRow::grad_norm);
+  s["tokens_per_s"] = series(&StepRow::tokens_per_s);
+  s["step_ms"] = series(&StepRow::step_ms);
+  s["share"] = time_shares(R, max_points, threads);
+  return s;
+}
+
+struct RunEvent {
+  int64_t step;
+  const char* kind;
+  int64_t count;
+  std::string detail;
+};
+
+// Too many events to list (chaos runs): merged per kind and bucket of `width` steps, counts kept.
+void merge_events(std::vector<RunEvent>& ev, int64_t width) {
+  std::map<std::pair<int64_t, std::string>, RunEvent> merged;
+  for (auto& e : ev) {
+    const auto key = std::make_pair((e.step - 1) / width, std::string(e.kind));
+    auto it = merged.find(key);
+    if (it == merged.end())
+      merged.emplace(key, e);
+    else
+      it->second.count += e.count;
+  }
+  ev.clear();
+  for (auto& [k, e] : merged) ev.push_back(e);
+  std::stable_sort(ev.begin(), ev.end(),
+                   [](const RunEvent& a, const RunEvent& b) { return a.step < b.step; });
+}
+
+}  // namespace
+
+std::string RunReader::shown_dir() const {
   std::error_code ec;
   const fs::path abs = fs::absolute(dir_, ec);
-  const std::string shown = ec ? dir_ : abs.lexically_normal().string();
-  std::string name = fs::path(shown).filename().string();
-  if (name.empty()) name = fs::path(shown).parent_path().filename().string();
-  v["meta"] = {{"run_dir", shown},
-               {"name", name},
-               {"generated_at", utc_now()},
-               {"live", opt.live},
-               {"max_points", opt.max_points}};
+  return ec ? dir_ : abs.lexically_normal().string();
+}
 
+bool RunReader::summary_done() const {
+  const int64_t last_step = rows_.empty() ? 0 : rows_.back().step;
+  return summary_.is_object() && summary_.contains("steps") &&
+         summary_["steps"].is_number_integer() && summary_["steps"].get<int64_t>() >= last_step;
+}
+
+std::string RunReader::stop_reason() const {
+  return summary_.is_object() ? summary_.value("stop_reason", std::string()) : std::string();
+}
+
+int64_t RunReader::steps_total() const {
+  const json run_cfg = config_.is_object() ? config_.value("run", json()) : json();
+  return run_cfg.is_object() && run_cfg.contains("steps") && run_cfg["steps"].is_number_integer()
+             ? run_cfg["steps"].get<int64_t>()
+             : 0;
+}
+
+int RunReader::scheduler_threads() const {
+  int threads = 0;
+  if (config_.is_object() && config_.contains("settings") && config_["settings"].is_object()) {
+    const json& t = config_["settings"].value("threads", json());
+    if (t.is_number_integer() && t.get<int64_t>() > 0) threads = int(t.get<int64_t>());
+  }
+  return threads;
+}
+
+json RunReader::notices_view(const std::string& shown) const {
   json notices = json::array();
   auto notice = [&](const char* level, std::string text) {
     notices.push_back({{"level", level}, {"text", std::move(text)}});
@@ -359,225 +540,83 @@ json RunReader::view(const ViewOptions& opt) const {
   if (folder_exists_ && !metrics_seen_ && config_.is_null())
     notice("info", "No config.json or metrics.jsonl in this folder yet: waiting for the run.");
   if (!spheres_.is_null() && !spheres_.is_array()) notice("warning", "spheres.json is no list.");
+  return notices;
+}
 
-  const auto& R = rows_;
-  const int64_t last_step = R.empty() ? 0 : R.back().step;
-  const json run_cfg = config_.is_object() ? config_.value("run", json()) : json();
-  const int64_t steps_total =
-      run_cfg.is_object() && run_cfg.contains("steps") && run_cfg["steps"].is_number_integer()
-          ? run_cfg["steps"].get<int64_t>()
-          : 0;
-
-  // Status, as the progress line would say it.
+// Status, as the progress line would say it.
+json RunReader::status_view(const ViewOptions& opt) const {
   json status;
-  const bool summary_done = summary_.is_object() && summary_.contains("steps") &&
-                            summary_["steps"].is_number_integer() &&
-                            summary_["steps"].get<int64_t>() >= last_step;
-  const std::string stop_reason =
-      summary_.is_object() ? summary_.value("stop_reason", std::string()) : std::string();
+  const std::string why_stopped = stop_reason();
   if (!folder_exists_) {
     status = {{"state", "gone"}, {"text", "run folder gone"}};
-  } else if (summary_done && !stop_reason.empty()) {
-    status = {{"state", "stopped"}, {"text", "stopped: " + stop_reason}};
-  } else if (summary_done) {
+  } else if (summary_done() && !why_stopped.empty()) {
+    status = {{"state", "stopped"}, {"text", "stopped: " + why_stopped}};
+  } else if (summary_done()) {
     status = {{"state", "finished"}, {"text", "finished"}};
-  } else if (!R.empty()) {
+  } else if (!rows_.empty()) {
     status = {{"state", "running"}, {"text", opt.live ? "running" : "in progress (a snapshot)"}};
   } else {
     status = {{"state", "starting"}, {"text", "waiting for the first step"}};
   }
   if (metrics_seen_)
     status["age_s"] = round6(std::max(0.0, now_epoch_s() - double(metrics_mtime_ns_) * 1e-9));
-  v["status"] = status;
+  return status;
+}
 
-  // The progress line's figures.
-  {
-    std::vector<double> tps, ms;
-    for (size_t i = R.size() > 20 ? R.size() - 20 : 0; i < R.size(); ++i)
-      tps.push_back(R[i].tokens_per_s), ms.push_back(R[i].step_ms);
-    const double ms_med = median_of(ms);
-    double train_ms = 0;
-    for (const auto& r : R)
-      if (std::isfinite(r.step_ms)) train_ms += r.step_ms;
-    double last_val = kNaN;
-    for (auto it = R.rbegin(); it != R.rend(); ++it)
-      if (std::isfinite(it->val_loss)) {
-        last_val = it->val_loss;
-        break;
-      }
-    const bool running = status["state"] == "running";
-    v["progress"] = {{"step", last_step},
-                     {"steps", steps_total > 0 ? json(steps_total) : json()},
-                     {"loss", jnum(R.empty() ? kNaN : R.back().loss)},
-                     {"val_loss", jnum(last_val)},
-                     {"tokens_per_s", jnum(median_of(tps))},
-                     {"train_s", round6(train_ms / 1e3)},
-                     {"eta_s", running && steps_total > last_step
-                                   ? jnum(ms_med * double(steps_total - last_step) / 1e3)
-                                   : json()}};
+// Fault and checkpoint events on the step axis; sets `width` to the steps per merged bucket.
+json RunReader::events_view(const ViewOptions& opt, int64_t& width) const {
+  const auto& R = rows_;
+  const int64_t last_step = R.empty() ? 0 : R.back().step;
+  std::vector<RunEvent> ev;
+  for (const auto& r : R) {
+    if (r.resumed_from >= 0)
+      ev.push_back({r.step, "resume", 1, fmt::format("resumed from step {}", r.resumed_from)});
+    if (r.restarts > 0) ev.push_back({r.step, "restart", r.restarts, {}});
+    if (r.deadline_kills > 0) ev.push_back({r.step, "deadline_kill", r.deadline_kills, {}});
+    if (r.subtree_restarts > 0) ev.push_back({r.step, "subtree_restart", r.subtree_restarts, {}});
+    if (!r.checkpoint.empty()) ev.push_back({r.step, "checkpoint", 1, r.checkpoint});
   }
-
-  // Exact figures (over every row, not the drawn points).
-  {
-    const size_t skip = std::min<size_t>(R.size() / 10 + (R.size() > 2 ? 1 : 0), 5);
-    std::vector<double> tps, ms;
-    int64_t restarts = 0, kills = 0, subtree = 0, ckpts = 0, resumes = 0;
-    for (size_t i = 0; i < R.size(); ++i) {
-      if (i >= skip) tps.push_back(R[i].tokens_per_s), ms.push_back(R[i].step_ms);
-      restarts += R[i].restarts, kills += R[i].deadline_kills, subtree += R[i].subtree_restarts;
-      ckpts += !R[i].checkpoint.empty();
-      resumes += R[i].resumed_from >= 0;
-    }
-    v["stats"] = {{"rows", R.size()},
-                  {"first_step", R.empty() ? json() : json(R.front().step)},
-                  {"last_step", R.empty() ? json() : json(R.back().step)},
-                  {"loss", extremes(R, [](const StepRow& r) { return r.loss; })},
-                  {"val_loss", extremes(R, [](const StepRow& r) { return r.val_loss; })},
-                  {"val_bpb", extremes(R, [](const StepRow& r) { return r.val_bpb; })},
-                  {"tokens_per_s_median", jnum(median_of(tps))},
-                  {"step_ms_median", jnum(median_of(ms))},
-                  {"step_ms_p95", jnum(quantile(ms, 0.95))},
-                  {"restarts", restarts},
-                  {"deadline_kills", kills},
-                  {"subtree_restarts", subtree},
-                  {"checkpoints", ckpts},
-                  {"resumes", resumes}};
+  if (summary_done() && summary_.is_object()) {
+    const std::string ck = summary_.value("checkpoint", std::string());
+    if (!ck.empty() && (R.empty() || R.back().checkpoint.empty()))
+      ev.push_back({summary_.value("steps", int64_t(0)), "checkpoint", 1, fs::path(ck).filename()});
+    if (const std::string why = stop_reason(); !why.empty())
+      ev.push_back({summary_.value("steps", int64_t(0)), "stop", 1, why});
   }
-
-  // Series to draw.
-  {
-    const int P = opt.max_points;
-    json s;
-    auto series = [&](double StepRow::*field) {
-      return decimate(
-          R, [&R, field](size_t i) { return R[i].*field; }, P);
-    };
-    s["loss"] = series(&StepRow::loss);
-    // Smoothed loss: a bias-corrected exponential moving average over every row (as
-    // TensorBoard's), with a span that grows with the run so that long runs look smooth too.
-    const int span =
-        int(std::clamp<size_t>(R.size() / 40, std::min<size_t>(5, R.size() / 4 + 1), 500));
-    std::vector<double> smooth(R.size(), kNaN);
-    {
-      const double beta = 1.0 - 1.0 / double(span);
-      double acc = 0, w = 0;
-      for (size_t i = 0; i < R.size(); ++i) {
-        if (!std::isfinite(R[i].loss)) continue;
-        acc = beta * acc + (1 - beta) * R[i].loss;
-        w = beta * w + (1 - beta);
-        smooth[i] = acc / w;
-      }
-    }
-    s["loss_smooth"] = decimate(
-        R, [&smooth](size_t i) { return smooth[i]; }, P);
-    s["loss_smooth"]["span"] = span;
-    s["val_loss"] = series(&StepRow::val_loss);
-    s["val_bpb"] = series(&StepRow::val_bpb);
-    s["lr"] = series(&StepRow::lr);
-    s["grad_norm"] = series(&StepRow::grad_norm);
-    s["tokens_per_s"] = series(&StepRow::tokens_per_s);
-    s["step_ms"] = series(&StepRow::step_ms);
-
-    // Where the time of a step went: compute, fold, reduce and wait (the time the computing
-    // spheres were not doing any of these while the step lasted: workers x step time minus the
-    // rest), as shares, per step or summed over buckets of steps.
-    json sx = json::array(), sc = json::array(), sf = json::array(), sr = json::array(),
-         sw = json::array();
-    bool wait_known = false;
-    // Spheres are actors: more of them than scheduler threads cannot all be busy at once.
-    int threads = 0;
-    if (config_.is_object() && config_.contains("settings") && config_["settings"].is_object()) {
-      const json& t = config_["settings"].value("threads", json());
-      if (t.is_number_integer() && t.get<int64_t>() > 0) threads = int(t.get<int64_t>());
-    }
-    const size_t n = R.size();
-    const size_t buckets = std::min(n, size_t(std::max(1, P / 2)));
-    for (size_t b = 0; b < buckets; ++b) {
-      const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
-      double c = 0, f = 0, r = 0, w = 0;
-      for (size_t i = lo; i < hi; ++i) {
-        const StepRow& q = R[i];
-        if (!std::isfinite(q.compute_ms)) continue;
-        const double fi = std::isfinite(q.fold_ms) ? q.fold_ms : 0;
-        const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
-        c += q.compute_ms, f += fi, r += ri;
-        if (q.workers > 0 && std::isfinite(q.step_ms)) {
-          const int busy = threads > 0 ? std::min(q.workers, threads) : q.workers;
-          w += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
-          wait_known = true;
-        }
-      }
-      const double total = c + f + r + w;
-      if (!(total > 0)) continue;
-      sx.push_back(R[hi - 1].step);
-      sc.push_back(round6(c / total)), sf.push_back(round6(f / total));
-      sr.push_back(round6(r / total)), sw.push_back(round6(w / total));
-    }
-    s["share"] = {{"x", sx},
-                  {"compute", sc},
-                  {"fold", sf},
-                  {"reduce", sr},
-                  {"wait", sw},
-                  {"wait_known", wait_known},
-                  {"per_step", n <= buckets}};
-    v["series"] = std::move(s);
+  width = 1;
+  if (int64_t(ev.size()) > opt.max_events && last_step > 0) {
+    width = std::max<int64_t>(1, (last_step + opt.max_events / 5 - 1) / (opt.max_events / 5));
+    merge_events(ev, width);
   }
+  json arr = json::array();
+  for (const auto& e : ev)
+    arr.push_back({{"step", e.step}, {"kind", e.kind}, {"count", e.count}, {"detail", e.detail}});
+  return arr;
+}
 
-  // Fault and checkpoint events on the step axis.
-  {
-    struct Ev {
-      int64_t step;
-      const char* kind;
-      int64_t count;
-      std::string detail;
-    };
-    std::vector<Ev> ev;
-    for (const auto& r : R) {
-      if (r.resumed_from >= 0)
-        ev.push_back({r.step, "resume", 1, fmt::format("resumed from step {}", r.resumed_from)});
-      if (r.restarts > 0) ev.push_back({r.step, "restart", r.restarts, {}});
-      if (r.deadline_kills > 0) ev.push_back({r.step, "deadline_kill", r.deadline_kills, {}});
-      if (r.subtree_restarts > 0) ev.push_back({r.step, "subtree_restart", r.subtree_restarts, {}});
-      if (!r.checkpoint.empty()) ev.push_back({r.step, "checkpoint", 1, r.checkpoint});
-    }
-    if (summary_done && summary_.is_object()) {
-      const std::string ck = summary_.value("checkpoint", std::string());
-      if (!ck.empty() && (R.empty() || R.back().checkpoint.empty()))
-        ev.push_back(
-            {summary_.value("steps", int64_t(0)), "checkpoint", 1, fs::path(ck).filename()});
-      if (!stop_reason.empty())
-        ev.push_back({summary_.value("steps", int64_t(0)), "stop", 1, stop_reason});
-    }
-    json arr = json::array();
-    int64_t width = 1;
-    if (int64_t(ev.size()) > opt.max_events && last_step > 0) {
-      // Too many to list (chaos runs): merged per kind and bucket of steps, counts kept.
-      width = std::max<int64_t>(1, (last_step + opt.max_events / 5 - 1) / (opt.max_events / 5));
-      std::map<std::pair<int64_t, std::string>, Ev> merged;
-      for (auto& e : ev) {
-        const auto key = std::make_pair((e.step - 1) / width, std::string(e.kind));
-        auto it = merged.find(key);
-        if (it == merged.end())
-          merged.emplace(key, e);
-        else
-          it->second.count += e.count;
-      }
-      ev.clear();
-      for (auto& [k, e] : merged) ev.push_back(e);
-      std::stable_sort(ev.begin(), ev.end(),
-                       [](const Ev& a, const Ev& b) { return a.step < b.step; });
-    }
-    for (const auto& e : ev)
-      arr.push_back({{"step", e.step}, {"kind", e.kind}, {"count", e.count}, {"detail", e.detail}});
-    v["events"] = std::move(arr);
-    v["events_bucket"] = width;
-  }
-
+json RunReader::view(const ViewOptions& opt) const {
+  json v;
+  const std::string shown = shown_dir();
+  std::string name = fs::path(shown).filename().string();
+  if (name.empty()) name = fs::path(shown).parent_path().filename().string();
+  v["meta"] = {{"run_dir", shown},
+               {"name", name},
+               {"generated_at", utc_now()},
+               {"live", opt.live},
+               {"max_points", opt.max_points}};
+  const json notices = notices_view(shown);
+  v["status"] = status_view(opt);
+  v["progress"] = progress_view(rows_, steps_total(), v["status"]["state"] == "running");
+  v["stats"] = stats_view(rows_);
+  v["series"] = series_view(rows_, opt.max_points, scheduler_threads());
+  int64_t width = 1;
+  v["events"] = events_view(opt, width);
+  v["events_bucket"] = width;
   v["config"] = config_;
   v["summary"] = summary_;
   v["sample"] = sample_st_.present ? json(sample_) : json();
   v["spheres"] = spheres_view_;
-  v["notices"] = std::move(notices);
+  v["notices"] = notices;
   return v;
 }
 

@@ -25,7 +25,7 @@ struct StepRow {
   int64_t step = 0;
   double loss, lr, grad_norm, tokens_per_s, step_ms, compute_ms, fold_ms, reduce_ms;
   double val_loss, val_bpb;
-  int32_t workers = 0;  // spheres (threads) that computed shards in the step; 0 = not recorded
+  int32_t spheres_computing = 0;  // spheres that computed shards in the step; 0 = not recorded
   int32_t restarts = 0, deadline_kills = 0, subtree_restarts = 0;  // in this step
   int64_t resumed_from = -1;                                       // first step after a resume
   std::string checkpoint;                                          // written after this step
@@ -69,6 +69,16 @@ class RunReader {
   void read_metrics();
   // Re-reads `name` when it changed; returns true when `out` was replaced.
   bool read_json_file(const char* name, FileState& st, nlohmann::json& out);
+
+  // Parts of view().
+  std::string shown_dir() const;  // the folder as the page names it (absolute when possible)
+  bool summary_done() const;      // summary.json covers the last step read
+  std::string stop_reason() const;
+  int64_t steps_total() const;    // the run's planned steps (config.json); 0 = unknown
+  int scheduler_threads() const;  // settings.threads (config.json); 0 = unknown
+  nlohmann::json notices_view(const std::string& shown) const;
+  nlohmann::json status_view(const ViewOptions& opt) const;
+  nlohmann::json events_view(const ViewOptions& opt, int64_t& width) const;
 
   std::string dir_;
   bool folder_exists_ = false;

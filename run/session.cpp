@@ -53,7 +53,7 @@ std::shared_ptr<const Checkpoint> snapshot(const TrainState& st, const Tokenizer
   ck->weights.assign(st.weights()->begin(), st.weights()->end());
   ck->adam_m = st.adam().m;
   ck->adam_v = st.adam().v;
-  ck->grad_scale_exp = st.exponents();
+  ck->grad_scale_exp = st.grad_scale_exp();
   return ck;
 }
 

@@ -9,10 +9,6 @@
 
 namespace cllm {
 
-int detected_cores() {
-  return int(std::max(1u, std::thread::hardware_concurrency()));
-}
-
 double peak_rss_mb() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);

@@ -313,29 +313,27 @@ size_t pow2_at_least(size_t n) {
   return p;
 }
 
-}  // namespace
-
-std::vector<std::string_view> gpt2_split(std::string_view text) {
-  std::vector<std::string_view> out;
-  for_each_piece(text, [&](size_t i, size_t n) { out.push_back(text.substr(i, n)); });
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Training
 
-BpeTokenizer BpeTokenizer::train(std::string_view text, int vocab, const BpeProgress& progress) {
-  if (vocab < kMinVocab || vocab > kMaxVocab)
-    throw ConfigError(
-        fmt::format("BPE vocabulary must be in [{}, {}] (got {})", kMinVocab, kMaxVocab, vocab));
-  BpeTokenizer t;
-  t.tokens_.reserve(size_t(vocab));
-  for (int b = 0; b < 256; ++b) t.tokens_.emplace_back(1, char(b));
+// The training text's distinct pieces ("words") with their counts, each as a run of symbols that
+// merges shrink in place.
+struct TrainWord {
+  size_t begin;  // first symbol in TrainWords::sym
+  uint32_t len;
+  int64_t count;
+};
+struct TrainWords {
+  std::vector<TrainWord> words;
+  std::vector<uint32_t> sym;  // every word's symbols, back to back
+  int64_t bytes = 0;          // bytes of the text the words cover (count x length, summed)
+};
 
-  // 1. Distinct pieces with their counts. Single-byte pieces hold no pair and are left out.
-  // A piece longer than kMaxTrainPiece (a run of thousands of '=' or spaces, a base64 blob) is
-  // counted in chunks of that length: every merge rescans the pieces holding its pair, and one
-  // huge piece would make training quadratic. Encoding still merges such pieces whole.
+// Single-byte pieces hold no pair and are left out. A piece longer than kMaxTrainPiece (a run of
+// thousands of '=' or spaces, a base64 blob) is counted in chunks of that length: every merge
+// rescans the pieces holding its pair, and one huge piece would make training quadratic.
+// Encoding still merges such pieces whole.
+TrainWords count_words(std::string_view text) {
   constexpr size_t kMaxTrainPiece = 256;
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   PieceTable counts(1 << 16);
@@ -349,11 +347,6 @@ BpeTokenizer BpeTokenizer::train(std::string_view text, int vocab, const BpeProg
     }
   });
   // Words in a fixed order (by bytes), so that nothing below depends on hash-table order.
-  struct Word {
-    size_t begin;
-    uint32_t len;
-    int64_t count;
-  };
   std::vector<const PieceTable::Entry*> entries;
   for (const auto& e : counts.slots())
     if (e.ptr != nullptr) entries.push_back(&e);
@@ -361,77 +354,71 @@ BpeTokenizer BpeTokenizer::train(std::string_view text, int vocab, const BpeProg
     return std::string_view(reinterpret_cast<const char*>(a->ptr), a->len) <
            std::string_view(reinterpret_cast<const char*>(b->ptr), b->len);
   });
-  std::vector<Word> words;
-  std::vector<uint32_t> sym;  // every word's symbols, back to back (words shrink in place)
-  words.reserve(entries.size());
+  TrainWords tw;
+  tw.words.reserve(entries.size());
   for (const auto* e : entries) {
-    words.push_back({sym.size(), e->len, int64_t(e->value)});
-    for (uint32_t k = 0; k < e->len; ++k) sym.push_back(e->ptr[k]);
+    tw.words.push_back({tw.sym.size(), e->len, int64_t(e->value)});
+    for (uint32_t k = 0; k < e->len; ++k) tw.sym.push_back(e->ptr[k]);
+    tw.bytes += int64_t(e->value) * e->len;
+  }
+  return tw;
+}
+
+// Pair counts, where each pair occurs, and a max-heap of (count, pair) with lazy updates: an
+// entry whose count is stale is re-queued with the current count when it surfaces.
+class PairIndex {
+ public:
+  explicit PairIndex(const TrainWords& tw) : stamp_(tw.words.size(), UINT32_MAX) {
+    for (uint32_t w = 0; w < tw.words.size(); ++w) {
+      const TrainWord& wd = tw.words[w];
+      for (uint32_t k = 0; k + 1 < wd.len; ++k) {
+        const uint64_t p = pair_key(tw.sym[wd.begin + k], tw.sym[wd.begin + k + 1]);
+        count_[p] += wd.count;
+        auto& list = where_[p];
+        if (list.empty() || list.back() != w) list.push_back(w);
+      }
+    }
+    std::vector<Cand> initial;
+    initial.reserve(count_.size());
+    for (const auto& [p, c] : count_) initial.push_back({c, p});
+    heap_ = std::priority_queue<Cand>(std::less<Cand>(), std::move(initial));
   }
 
-  // 2. Pair counts, where each pair occurs, and a max-heap of (count, pair) with lazy updates:
-  // an entry whose count is stale is re-queued with the current count when it surfaces.
-  std::unordered_map<uint64_t, int64_t> count;
-  std::unordered_map<uint64_t, std::vector<uint32_t>> where;
-  for (uint32_t w = 0; w < words.size(); ++w) {
-    const Word& wd = words[w];
-    for (uint32_t k = 0; k + 1 < wd.len; ++k) {
-      const uint64_t p = pair_key(sym[wd.begin + k], sym[wd.begin + k + 1]);
-      count[p] += wd.count;
-      auto& list = where[p];
-      if (list.empty() || list.back() != w) list.push_back(w);
+  // The most frequent pair (ties: the smallest); false when no pair occurs any more.
+  bool pop_best(uint64_t& pair) {
+    while (!heap_.empty()) {
+      const Cand top = heap_.top();
+      heap_.pop();
+      const auto cit = count_.find(top.pair);
+      const int64_t now = cit == count_.end() ? 0 : cit->second;
+      if (now != top.count) {
+        if (now > 0) heap_.push({now, top.pair});
+        continue;
+      }
+      if (now <= 0) return false;
+      pair = top.pair;
+      return true;
     }
+    return false;
   }
-  struct Cand {
-    int64_t count;
-    uint64_t pair;
-    // Highest count first; among equal counts the smallest (left, right).
-    bool operator<(const Cand& o) const {
-      return count != o.count ? count < o.count : pair > o.pair;
-    }
-  };
-  std::vector<Cand> initial;
-  initial.reserve(count.size());
-  for (const auto& [p, c] : count) initial.push_back({c, p});
-  std::priority_queue<Cand> heap(std::less<Cand>(), std::move(initial));
 
-  std::unordered_map<std::string, uint32_t> id_of;
-  for (uint32_t b = 0; b < 256; ++b) id_of.emplace(t.tokens_[b], b);
-  std::vector<uint32_t> stamp(words.size(), UINT32_MAX);
-  std::vector<uint64_t> touched;
-  const int wanted = vocab - 256;
-  uint32_t merge_no = 0;
-  while (int(t.tokens_.size()) < vocab && !heap.empty()) {
-    const Cand top = heap.top();
-    heap.pop();
-    const auto cit = count.find(top.pair);
-    const int64_t now = cit == count.end() ? 0 : cit->second;
-    if (now != top.count) {
-      if (now > 0) heap.push({now, top.pair});
-      continue;
-    }
-    if (now <= 0) break;
-    const uint32_t a = uint32_t(top.pair >> 32), b = uint32_t(top.pair);
-    std::string joined = t.tokens_[a] + t.tokens_[b];
-    auto [jit, added] = id_of.emplace(std::move(joined), uint32_t(t.tokens_.size()));
-    const uint32_t x = jit->second;
-    if (added) t.tokens_.push_back(jit->first);
-    t.merges_.push_back({a, b, x});
-
-    // Every occurrence of (a, b) is merged, left to right, in every word that holds it; the
-    // word's pairs are taken out of the counts before and put back after.
-    std::vector<uint32_t> list = std::move(where[top.pair]);
-    where.erase(top.pair);
-    touched.clear();
+  // Every occurrence of `pair` becomes `x`, left to right, in every word that holds it; the
+  // word's pairs are taken out of the counts before and put back after. `merge_no` is unique per
+  // call.
+  void merge(TrainWords& tw, uint64_t pair, uint32_t x, uint32_t merge_no) {
+    const uint32_t a = uint32_t(pair >> 32), b = uint32_t(pair);
+    std::vector<uint32_t> list = std::move(where_[pair]);
+    where_.erase(pair);
+    touched_.clear();
     for (uint32_t w : list) {
-      if (stamp[w] == merge_no) continue;
-      stamp[w] = merge_no;
-      Word& wd = words[w];
-      uint32_t* ws = sym.data() + wd.begin;
+      if (stamp_[w] == merge_no) continue;
+      stamp_[w] = merge_no;
+      TrainWord& wd = tw.words[w];
+      uint32_t* ws = tw.sym.data() + wd.begin;
       bool has = false;
       for (uint32_t k = 0; k + 1 < wd.len && !has; ++k) has = ws[k] == a && ws[k + 1] == b;
       if (!has) continue;  // a stale entry: the pair left this word in an earlier merge
-      for (uint32_t k = 0; k + 1 < wd.len; ++k) count[pair_key(ws[k], ws[k + 1])] -= wd.count;
+      for (uint32_t k = 0; k + 1 < wd.len; ++k) count_[pair_key(ws[k], ws[k + 1])] -= wd.count;
       uint32_t out = 0;
       for (uint32_t k = 0; k < wd.len;) {
         if (k + 1 < wd.len && ws[k] == a && ws[k + 1] == b) {
@@ -442,23 +429,78 @@ BpeTokenizer BpeTokenizer::train(std::string_view text, int vocab, const BpeProg
         }
       }
       wd.len = out;
-      for (uint32_t k = 0; k + 1 < wd.len; ++k) {
-        const uint64_t p = pair_key(ws[k], ws[k + 1]);
-        count[p] += wd.count;
-        // Only pairs with the new token can have grown; the others keep valid heap entries.
-        if (ws[k] == x || ws[k + 1] == x) {
-          auto& l = where[p];
-          if (l.empty() || l.back() != w) l.push_back(w);
-          touched.push_back(p);
-        }
+      count_pairs_with(ws, w, wd, x);
+    }
+    std::sort(touched_.begin(), touched_.end());
+    touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
+    for (uint64_t p : touched_) {
+      const int64_t c = count_[p];
+      if (c > 0) heap_.push({c, p});
+    }
+  }
+
+ private:
+  struct Cand {
+    int64_t count;
+    uint64_t pair;
+    // Highest count first; among equal counts the smallest (left, right).
+    bool operator<(const Cand& o) const {
+      return count != o.count ? count < o.count : pair > o.pair;
+    }
+  };
+
+  // Puts the merged word's pairs back into the counts. Only pairs with the new token `x` can have
+  // grown; the others keep valid heap entries.
+  void count_pairs_with(const uint32_t* ws, uint32_t w, const TrainWord& wd, uint32_t x) {
+    for (uint32_t k = 0; k + 1 < wd.len; ++k) {
+      const uint64_t p = pair_key(ws[k], ws[k + 1]);
+      count_[p] += wd.count;
+      if (ws[k] == x || ws[k + 1] == x) {
+        auto& l = where_[p];
+        if (l.empty() || l.back() != w) l.push_back(w);
+        touched_.push_back(p);
       }
     }
-    std::sort(touched.begin(), touched.end());
-    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    for (uint64_t p : touched) {
-      const int64_t c = count[p];
-      if (c > 0) heap.push({c, p});
-    }
+  }
+
+  std::unordered_map<uint64_t, int64_t> count_;
+  std::unordered_map<uint64_t, std::vector<uint32_t>> where_;
+  std::priority_queue<Cand> heap_;
+  std::vector<uint32_t> stamp_;    // per word: the last merge that looked at it
+  std::vector<uint64_t> touched_;  // pairs whose count grew in this merge
+};
+
+}  // namespace
+
+std::vector<std::string_view> gpt2_split(std::string_view text) {
+  std::vector<std::string_view> out;
+  for_each_piece(text, [&](size_t i, size_t n) { out.push_back(text.substr(i, n)); });
+  return out;
+}
+
+BpeTokenizer BpeTokenizer::train(std::string_view text, int vocab, const BpeProgress& progress) {
+  if (vocab < kMinVocab || vocab > kMaxVocab)
+    throw ConfigError(
+        fmt::format("BPE vocabulary must be in [{}, {}] (got {})", kMinVocab, kMaxVocab, vocab));
+  BpeTokenizer t;
+  t.tokens_.reserve(size_t(vocab));
+  for (int b = 0; b < 256; ++b) t.tokens_.emplace_back(1, char(b));
+  TrainWords tw = count_words(text);
+  PairIndex pairs(tw);
+
+  std::unordered_map<std::string, uint32_t> id_of;
+  for (uint32_t b = 0; b < 256; ++b) id_of.emplace(t.tokens_[b], b);
+  const int wanted = vocab - 256;
+  uint32_t merge_no = 0;
+  uint64_t pair = 0;
+  while (int(t.tokens_.size()) < vocab && pairs.pop_best(pair)) {
+    const uint32_t a = uint32_t(pair >> 32), b = uint32_t(pair);
+    std::string joined = t.tokens_[a] + t.tokens_[b];
+    auto [jit, added] = id_of.emplace(std::move(joined), uint32_t(t.tokens_.size()));
+    const uint32_t x = jit->second;
+    if (added) t.tokens_.push_back(jit->first);
+    t.merges_.push_back({a, b, x});
+    pairs.merge(tw, pair, x, merge_no);
     ++merge_no;
     if (progress && (merge_no % 64 == 0)) progress(int(t.tokens_.size()) - 256, wanted);
   }
@@ -466,13 +508,10 @@ BpeTokenizer BpeTokenizer::train(std::string_view text, int vocab, const BpeProg
   t.finish();
   // Bytes per token on the training text, for messages (encoding it again would cost time):
   // estimated from the final word segmentations.
-  {
-    int64_t bytes = 0, toks = 0;
-    for (const Word& wd : words) toks += wd.count * wd.len;
-    for (const auto* e : entries) bytes += int64_t(e->value) * e->len;
-    const int64_t singles = int64_t(text.size()) - bytes;  // one-byte pieces: one token each
-    t.bytes_per_token_ = toks + singles > 0 ? double(text.size()) / double(toks + singles) : 1.0;
-  }
+  int64_t toks = 0;
+  for (const TrainWord& wd : tw.words) toks += wd.count * wd.len;
+  const int64_t singles = int64_t(text.size()) - tw.bytes;  // one-byte pieces: one token each
+  t.bytes_per_token_ = toks + singles > 0 ? double(text.size()) / double(toks + singles) : 1.0;
   return t;
 }
 

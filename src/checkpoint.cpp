@@ -95,19 +95,155 @@ std::string metadata_sha256(const std::map<std::string, std::string>& metadata) 
   return to_hex(d.data(), d.size());
 }
 
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 60; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    out += c >= 0x20 && c < 0x7f ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
+// A checkpoint's safetensors file while it is being read: errors name the file.
+struct CheckpointReader {
+  const std::string& path;
+  StFile file;
+
+  CheckpointError bad(const std::string& what) const {
+    return CheckpointError(fmt::format("'{}' {}", path, what));
   }
-  return out + (s.size() > 60 ? "...'" : "'");
+  const std::string* get(const char* key) const {
+    const auto it = file.metadata.find(key);
+    return it == file.metadata.end() ? nullptr : &it->second;
+  }
+  const std::string& need(const char* key) const {
+    const std::string* v = get(key);
+    if (!v) throw bad(fmt::format("is corrupt: its metadata has no '{}'", key));
+    return *v;
+  }
+};
+
+// The format, its version and both checksums of the file itself, before anything is trusted.
+void check_format_and_checksums(const CheckpointReader& in, const std::string& payload_sha) {
+  const std::string* format = in.get("format");
+  if (!format) throw in.bad("is not a CLLM checkpoint (no 'format' in its metadata)");
+  if (*format != kFormat)
+    throw in.bad(fmt::format("is not a CLLM checkpoint (format {})", quoted(*format)));
+  // The metadata checksum first when present, so that a damaged version number reads as damage.
+  if (const std::string* msha = in.get("metadata_sha256");
+      msha && *msha != metadata_sha256(in.file.metadata))
+    throw in.bad("has a checksum mismatch: file is corrupt (its metadata was altered)");
+  uint64_t version = 0;
+  const std::string& version_text = in.need("format_version");
+  if (!parse_u64(version_text, version) || version == 0)
+    throw in.bad(fmt::format("is corrupt: invalid format_version {}", quoted(version_text)));
+  if (version > uint64_t(kCheckpointFormatVersion))
+    throw in.bad(
+        fmt::format("has checkpoint format version {}, newer than this build reads ({}): "
+                    "update cllm",
+                    version, kCheckpointFormatVersion));
+  in.need("metadata_sha256");
+  const std::string& stored_sha = in.need("payload_sha256");
+  if (stored_sha != payload_sha)
+    throw in.bad(
+        fmt::format("has a checksum mismatch: file is corrupt (data sha256 {}, header says {})",
+                    payload_sha.substr(0, 16), quoted(stored_sha.substr(0, 16))));
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+ModelConfig read_model_config(const CheckpointReader& in) {
+  ModelConfig model;
+  try {
+    const json m = json::parse(in.need("model"));
+    const auto field = [&](const char* key) {
+      if (!m.is_object() || !m.contains(key) || !m[key].is_number_integer())
+        throw in.bad(fmt::format("is corrupt: the model config has no integer '{}'", key));
+      const int64_t v = m[key].get<int64_t>();
+      if (v < -(int64_t(1) << 30) || v > (int64_t(1) << 30))
+        throw in.bad(fmt::format("is corrupt: the model config's '{}' is out of range", key));
+      return int(v);
+    };
+    model.vocab = field("vocab");
+    model.d_model = field("d_model");
+    model.n_layers = field("n_layers");
+    model.n_heads = field("n_heads");
+    model.context = field("context");
+    model.validate();
+  } catch (const json::exception&) {  // parse_error, and out_of_range for 1e999 (fuzzing)
+    throw in.bad("is corrupt: its model config is not valid JSON");
+  } catch (const ConfigError& e) {
+    throw in.bad(fmt::format("has an invalid model config: {}", e.what()));
+  }
+  return model;
+}
+
+// Step, seed, tokenizer and run settings: everything in the metadata but the model.
+void read_run_metadata(const CheckpointReader& in, Checkpoint& ck) {
+  if (!parse_u64(in.need("step"), ck.step)) throw in.bad("is corrupt: invalid step");
+  if (!parse_u64(in.need("seed"), ck.seed)) throw in.bad("is corrupt: invalid seed");
+  ck.tokenizer_kind = in.need("tokenizer_kind");
+  // A name, not data: it ends up in messages and selects the tokenizer.
+  if (ck.tokenizer_kind.empty() || ck.tokenizer_kind.size() > 64 ||
+      !std::all_of(ck.tokenizer_kind.begin(), ck.tokenizer_kind.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+      }))
+    throw in.bad(fmt::format("is corrupt: invalid tokenizer kind {}",
+                             quoted(std::as_const(ck.tokenizer_kind))));  // not std::quoted
+  if (!base64_decode(in.need("tokenizer_data"), ck.tokenizer_data))
+    throw in.bad("is corrupt: tokenizer_data is not valid base64");
+  try {
+    ck.run = json::parse(in.need("run"));
+  } catch (const json::exception&) {
+    throw in.bad("is corrupt: its run settings are not valid JSON");
+  }
+}
+
+// The tensor `name`, which must have this dtype and shape.
+StTensor& take_tensor(CheckpointReader& in, const ModelConfig& model, const std::string& name,
+                      const std::string& dtype, const std::vector<int64_t>& shape) {
+  const auto it = in.file.tensors.find(name);
+  if (it == in.file.tensors.end())
+    throw in.bad(fmt::format("is missing tensor '{}' (model {})", name, model.describe()));
+  if (it->second.dtype != dtype || it->second.shape != shape)
+    throw in.bad(fmt::format("has tensor '{}' of {} {} but its model ({}) needs {} {}", name,
+                             it->second.dtype, shape_text(it->second.shape), model.describe(),
+                             dtype, shape_text(shape)));
+  return it->second;
+}
+
+// Every tensor the model needs is there with its shape, and the table matches tensors_sha256
+// (see save_checkpoint): all checked before anything large is allocated.
+void check_tensor_table(CheckpointReader& in, const ModelConfig& model, const ParamLayout& layout) {
+  for (const char* prefix : {"", kMomentM, kMomentV})
+    for (const auto& t : layout.tensors()) take_tensor(in, model, prefix + t.name, "F32", t.shape);
+  const std::string* tsha = in.get("tensors_sha256");
+  if (!tsha) return;
+  Sha256 sha;
+  for (const char* prefix : {"", kMomentM, kMomentV})
+    for (const auto& t : layout.tensors()) {
+      const auto& b = in.file.tensors.at(prefix + t.name).bytes;
+      sha.update(b.data(), b.size());
+    }
+  if (const auto it = in.file.tensors.find(kScaleExp); it != in.file.tensors.end())
+    sha.update(it->second.bytes.data(), it->second.bytes.size());
+  const auto digest = sha.finish();
+  if (to_hex(digest.data(), digest.size()) != *tsha)
+    throw in.bad("has a checksum mismatch: file is corrupt (its tensor table was altered)");
+}
+
+// Moves the tensors into the checkpoint, freeing each file tensor as it goes; none may be left.
+void take_tensors(CheckpointReader& in, const ParamLayout& layout, Checkpoint& ck) {
+  const auto fill = [&](const std::string& prefix, AlignedVector<float>& v) {
+    v.assign(layout.total(), 0.0f);
+    for (const auto& t : layout.tensors()) {
+      const auto it = in.file.tensors.find(prefix + t.name);
+      StTensor& src = take_tensor(in, ck.model, prefix + t.name, "F32", t.shape);
+      std::memcpy(v.data() + t.offset, src.bytes.data(), src.bytes.size());
+      in.file.tensors.erase(it);  // frees the bytes as we go
+    }
+  };
+  fill("", ck.weights);
+  fill(kMomentM, ck.adam_m);
+  fill(kMomentV, ck.adam_v);
+  if (in.file.tensors.count(kScaleExp)) {
+    StTensor& src = take_tensor(in, ck.model, kScaleExp, "I32", {int64_t(layout.tensors().size())});
+    ck.grad_scale_exp.resize(layout.tensors().size());
+    std::memcpy(ck.grad_scale_exp.data(), src.bytes.data(), src.bytes.size());
+    in.file.tensors.erase(kScaleExp);
+  }
+  if (!in.file.tensors.empty())
+    throw in.bad(fmt::format("has unexpected tensor {} (model {})",
+                             quoted(in.file.tensors.begin()->first), ck.model.describe()));
 }
 
 }  // namespace
@@ -187,135 +323,16 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  const auto bad = [&](const std::string& what) {
-    return CheckpointError(fmt::format("'{}' {}", path, what));
-  };
   std::string payload_sha;
-  StFile file = read_safetensors(path, &payload_sha);
-  const auto& meta = file.metadata;
-  const auto get = [&](const char* key) -> const std::string* {
-    const auto it = meta.find(key);
-    return it == meta.end() ? nullptr : &it->second;
-  };
-  const auto need = [&](const char* key) -> const std::string& {
-    const std::string* v = get(key);
-    if (!v) throw bad(fmt::format("is corrupt: its metadata has no '{}'", key));
-    return *v;
-  };
-
-  const std::string* format = get("format");
-  if (!format) throw bad("is not a CLLM checkpoint (no 'format' in its metadata)");
-  if (*format != kFormat)
-    throw bad(fmt::format("is not a CLLM checkpoint (format {})", quoted(*format)));
-  // The metadata checksum first when present, so that a damaged version number reads as damage.
-  if (const std::string* msha = get("metadata_sha256"); msha && *msha != metadata_sha256(meta))
-    throw bad("has a checksum mismatch: file is corrupt (its metadata was altered)");
-  uint64_t version = 0;
-  const std::string& version_text = need("format_version");
-  if (!parse_u64(version_text, version) || version == 0)
-    throw bad(fmt::format("is corrupt: invalid format_version {}", quoted(version_text)));
-  if (version > uint64_t(kCheckpointFormatVersion))
-    throw bad(
-        fmt::format("has checkpoint format version {}, newer than this build reads ({}): "
-                    "update cllm",
-                    version, kCheckpointFormatVersion));
-  need("metadata_sha256");
-  const std::string& stored_sha = need("payload_sha256");
-  if (stored_sha != payload_sha)
-    throw bad(
-        fmt::format("has a checksum mismatch: file is corrupt (data sha256 {}, header says {})",
-                    payload_sha.substr(0, 16), quoted(stored_sha.substr(0, 16))));
-
+  CheckpointReader in{path, read_safetensors(path, &payload_sha)};
+  check_format_and_checksums(in, payload_sha);
   Checkpoint ck;
   ck.source_path = path;
-  try {
-    const json m = json::parse(need("model"));
-    const auto field = [&](const char* key) {
-      if (!m.is_object() || !m.contains(key) || !m[key].is_number_integer())
-        throw bad(fmt::format("is corrupt: the model config has no integer '{}'", key));
-      const int64_t v = m[key].get<int64_t>();
-      if (v < -(int64_t(1) << 30) || v > (int64_t(1) << 30))
-        throw bad(fmt::format("is corrupt: the model config's '{}' is out of range", key));
-      return int(v);
-    };
-    ck.model.vocab = field("vocab");
-    ck.model.d_model = field("d_model");
-    ck.model.n_layers = field("n_layers");
-    ck.model.n_heads = field("n_heads");
-    ck.model.context = field("context");
-    ck.model.validate();
-  } catch (const json::exception&) {  // parse_error, and out_of_range for 1e999 (fuzzing)
-    throw bad("is corrupt: its model config is not valid JSON");
-  } catch (const ConfigError& e) {
-    throw bad(fmt::format("has an invalid model config: {}", e.what()));
-  }
-  if (!parse_u64(need("step"), ck.step)) throw bad("is corrupt: invalid step");
-  if (!parse_u64(need("seed"), ck.seed)) throw bad("is corrupt: invalid seed");
-  ck.tokenizer_kind = need("tokenizer_kind");
-  // A name, not data: it ends up in messages and selects the tokenizer.
-  if (ck.tokenizer_kind.empty() || ck.tokenizer_kind.size() > 64 ||
-      !std::all_of(ck.tokenizer_kind.begin(), ck.tokenizer_kind.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-      }))
-    throw bad(fmt::format("is corrupt: invalid tokenizer kind {}",
-                          quoted(std::as_const(ck.tokenizer_kind))));  // not std::quoted
-  if (!base64_decode(need("tokenizer_data"), ck.tokenizer_data))
-    throw bad("is corrupt: tokenizer_data is not valid base64");
-  try {
-    ck.run = json::parse(need("run"));
-  } catch (const json::exception&) {
-    throw bad("is corrupt: its run settings are not valid JSON");
-  }
-
+  ck.model = read_model_config(in);
+  read_run_metadata(in, ck);
   const ParamLayout layout(ck.model);
-  const auto take = [&](const std::string& name, const std::string& dtype,
-                        const std::vector<int64_t>& shape) -> StTensor& {
-    const auto it = file.tensors.find(name);
-    if (it == file.tensors.end())
-      throw bad(fmt::format("is missing tensor '{}' (model {})", name, ck.model.describe()));
-    if (it->second.dtype != dtype || it->second.shape != shape)
-      throw bad(fmt::format("has tensor '{}' of {} {} but its model ({}) needs {} {}", name,
-                            it->second.dtype, shape_text(it->second.shape), ck.model.describe(),
-                            dtype, shape_text(shape)));
-    return it->second;
-  };
-  // Every tensor checked before anything large is allocated.
-  for (const char* prefix : {"", kMomentM, kMomentV})
-    for (const auto& t : layout.tensors()) take(prefix + t.name, "F32", t.shape);
-  if (const std::string* tsha = get("tensors_sha256")) {  // see save_checkpoint
-    Sha256 sha;
-    for (const char* prefix : {"", kMomentM, kMomentV})
-      for (const auto& t : layout.tensors()) {
-        const auto& b = file.tensors.at(prefix + t.name).bytes;
-        sha.update(b.data(), b.size());
-      }
-    if (const auto it = file.tensors.find(kScaleExp); it != file.tensors.end())
-      sha.update(it->second.bytes.data(), it->second.bytes.size());
-    const auto digest = sha.finish();
-    if (to_hex(digest.data(), digest.size()) != *tsha)
-      throw bad("has a checksum mismatch: file is corrupt (its tensor table was altered)");
-  }
-  const auto fill = [&](const std::string& prefix, AlignedVector<float>& v) {
-    v.assign(layout.total(), 0.0f);
-    for (const auto& t : layout.tensors()) {
-      const auto it = file.tensors.find(prefix + t.name);
-      StTensor& src = take(prefix + t.name, "F32", t.shape);
-      std::memcpy(v.data() + t.offset, src.bytes.data(), src.bytes.size());
-      file.tensors.erase(it);  // frees the bytes as we go
-    }
-  };
-  fill("", ck.weights);
-  fill(kMomentM, ck.adam_m);
-  fill(kMomentV, ck.adam_v);
-  if (file.tensors.count(kScaleExp)) {
-    StTensor& src = take(kScaleExp, "I32", {int64_t(layout.tensors().size())});
-    ck.grad_scale_exp.resize(layout.tensors().size());
-    std::memcpy(ck.grad_scale_exp.data(), src.bytes.data(), src.bytes.size());
-    file.tensors.erase(kScaleExp);
-  }
-  if (!file.tensors.empty())
-    throw bad(fmt::format("has unexpected tensor {} (model {})",
-                          quoted(file.tensors.begin()->first), ck.model.describe()));
+  check_tensor_table(in, ck.model, layout);
+  take_tensors(in, layout, ck);
   return ck;
 }
 

@@ -22,34 +22,6 @@ namespace {
 
 constexpr size_t kSniffBytes = 8192;
 
-// Length of the valid UTF-8 multi-byte sequence starting at s[0] (RFC 3629: no overlongs, no
-// surrogates, nothing above U+10FFFF), or 0 when invalid. A sequence cut off by the end of the
-// sample counts as valid when `cut` says the sample stops before the file does.
-size_t utf8_sequence(const unsigned char* s, size_t avail, bool cut) {
-  unsigned char c = s[0];
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  for (size_t k = 1; k < len; ++k) {
-    if (k >= avail) return cut ? avail : 0;
-    unsigned char lo_k = k == 1 ? lo : 0x80, hi_k = k == 1 ? hi : 0xBF;
-    if (s[k] < lo_k || s[k] > hi_k) return 0;
-  }
-  return len;
-}
-
 std::string read_error(const fs::path& p, int err) {
   return fmt::format("cannot read corpus file '{}': {}", printable(p.string()), std::strerror(err));
 }
@@ -145,7 +117,7 @@ bool looks_binary(const char* data, size_t size) {
       continue;
     }
     if (c >= 0x80) {
-      size_t len = utf8_sequence(s + i, n - i, cut);
+      size_t len = utf8_length(std::string_view(data, n), i, cut);
       if (len > 0) {
         i += len;
         continue;
@@ -159,10 +131,120 @@ bool looks_binary(const char* data, size_t size) {
 }
 
 namespace {
+void read_corpus_file(const fs::path& root, CorpusText& corpus) {
+  const std::string& path = corpus.path;
+  std::string& text = corpus.text;
+  const std::string head = read_head(root);
+  if (head.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", printable(path)));
+  std::string why = binary_reason(head);
+  if (!why.empty()) {
+    throw CorpusError(fmt::format(
+        "corpus file '{}' looks binary ({}); pass a text file or a folder", printable(path), why));
+  }
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(root, ec);
+  if (!ec) check_fits(path, size);
+  append_file(root, text);
+  if (text.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", printable(path)));
+  corpus.bytes = text.size();
+  corpus.files_read = 1;
+  corpus.files.push_back(path);
+  if (text.back() != '\n') text.push_back('\n');
+}
+
+// The files below a corpus folder that may hold text, in byte-wise order of their paths: hidden
+// entries are skipped (and counted), symlinked files followed, symlinked folders not entered.
+std::vector<std::string> list_corpus_folder(const fs::path& root, CorpusText& corpus) {
+  const std::string& path = corpus.path;
+  // Collect first, then sort: directory iteration order is unspecified, the corpus must not be.
+  std::vector<std::string> candidates;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
+  if (ec) {
+    throw CorpusError(
+        fmt::format("cannot read corpus folder '{}': {}", printable(path), ec.message()));
+  }
+  while (it != end) {
+    const fs::path p = it->path();
+    const std::string name = p.filename().string();
+    std::error_code ec2;
+    fs::file_status lst = it->symlink_status(ec2);
+    if (!name.empty() && name[0] == '.') {
+      // .git, .DS_Store, editor lock files (often dangling symlinks): not training text.
+      ++corpus.hidden_skipped;
+      if (fs::is_directory(lst)) it.disable_recursion_pending();
+    } else if (fs::is_symlink(lst)) {
+      fs::file_status target = fs::status(p, ec2);
+      if (target.type() == fs::file_type::not_found) {
+        throw CorpusError(
+            fmt::format("cannot read corpus file '{}': it is a symlink to a missing file",
+                        printable(p.string())));
+      }
+      if (ec2) {
+        throw CorpusError(
+            fmt::format("cannot read corpus file '{}': {}", printable(p.string()), ec2.message()));
+      }
+      // Symlinked folders are not entered (cycles); symlinked files are read.
+      if (fs::is_regular_file(target)) candidates.push_back(p.string());
+    } else if (fs::is_regular_file(lst)) {
+      candidates.push_back(p.string());
+    }
+    // Folders are entered by the iterator; fifos, sockets and devices are never read.
+    it.increment(ec);
+    if (ec) {
+      throw CorpusError(fmt::format("cannot read corpus folder '{}': {}",
+                                    printable(fs::is_directory(lst) ? p.string() : path),
+                                    ec.message()));
+    }
+  }
+  // std::string compares as unsigned char: byte-wise order, independent of the locale.
+  std::sort(candidates.begin(), candidates.end());
+  return candidates;
+}
+
+void read_corpus_folder(const fs::path& root, CorpusText& corpus) {
+  const std::string& path = corpus.path;
+  std::string& text = corpus.text;
+  const std::vector<std::string> candidates = list_corpus_folder(root, corpus);
+  // Binary files are recognised by their first bytes and skipped without reading the rest;
+  // the text files are read only once their total size is known to fit in memory.
+  uint64_t total = 0;
+  for (const std::string& file : candidates) {
+    if (!binary_reason(read_head(file)).empty()) {
+      corpus.skipped.push_back(file);
+      continue;
+    }
+    corpus.files.push_back(file);
+    std::error_code size_ec;
+    const uintmax_t size = fs::file_size(file, size_ec);
+    if (!size_ec) total += size;
+  }
+  check_fits(path, total);
+  for (const std::string& file : corpus.files) {
+    const size_t n = append_file(file, text);
+    if (n == 0) continue;
+    corpus.bytes += n;
+    if (text.back() != '\n') text.push_back('\n');
+  }
+  corpus.files_read = corpus.files.size();
+  corpus.files_skipped = corpus.skipped.size();
+  if (corpus.files.empty()) {
+    throw CorpusError(
+        corpus.skipped.empty()
+            ? fmt::format("corpus folder '{}' contains no text files", printable(path))
+            : fmt::format("corpus folder '{}' contains no text files ({} binary file{} skipped)",
+                          printable(path), corpus.skipped.size(),
+                          corpus.skipped.size() == 1 ? "" : "s"));
+  }
+  if (text.empty()) {
+    throw CorpusError(
+        fmt::format("corpus folder '{}' contains only empty text files", printable(path)));
+  }
+}
+
 CorpusText read_corpus_unguarded(const std::string& path) {
   CorpusText corpus;
   corpus.path = path;
-  std::string& text = corpus.text;
   const fs::path root(path);
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
@@ -171,105 +253,13 @@ CorpusText read_corpus_unguarded(const std::string& path) {
   }
   if (ec)
     throw CorpusError(fmt::format("cannot read corpus '{}': {}", printable(path), ec.message()));
-
-  if (fs::is_regular_file(st)) {
-    const std::string head = read_head(root);
-    if (head.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", printable(path)));
-    std::string why = binary_reason(head);
-    if (!why.empty()) {
-      throw CorpusError(
-          fmt::format("corpus file '{}' looks binary ({}); pass a text file or a folder",
-                      printable(path), why));
-    }
-    const uintmax_t size = fs::file_size(root, ec);
-    if (!ec) check_fits(path, size);
-    append_file(root, text);
-    if (text.empty()) throw CorpusError(fmt::format("corpus file '{}' is empty", printable(path)));
-    corpus.bytes = text.size();
-    corpus.files_read = 1;
-    corpus.files.push_back(path);
-    if (text.back() != '\n') text.push_back('\n');
-  } else if (fs::is_directory(st)) {
-    // Collect first, then sort: directory iteration order is unspecified, the corpus must not be.
-    std::vector<std::string> candidates;
-    fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
-    if (ec) {
-      throw CorpusError(
-          fmt::format("cannot read corpus folder '{}': {}", printable(path), ec.message()));
-    }
-    while (it != end) {
-      const fs::path p = it->path();
-      const std::string name = p.filename().string();
-      std::error_code ec2;
-      fs::file_status lst = it->symlink_status(ec2);
-      if (!name.empty() && name[0] == '.') {
-        // .git, .DS_Store, editor lock files (often dangling symlinks): not training text.
-        ++corpus.hidden_skipped;
-        if (fs::is_directory(lst)) it.disable_recursion_pending();
-      } else if (fs::is_symlink(lst)) {
-        fs::file_status target = fs::status(p, ec2);
-        if (target.type() == fs::file_type::not_found) {
-          throw CorpusError(
-              fmt::format("cannot read corpus file '{}': it is a symlink to a missing file",
-                          printable(p.string())));
-        }
-        if (ec2) {
-          throw CorpusError(fmt::format("cannot read corpus file '{}': {}", printable(p.string()),
-                                        ec2.message()));
-        }
-        // Symlinked folders are not entered (cycles); symlinked files are read.
-        if (fs::is_regular_file(target)) candidates.push_back(p.string());
-      } else if (fs::is_regular_file(lst)) {
-        candidates.push_back(p.string());
-      }
-      // Folders are entered by the iterator; fifos, sockets and devices are never read.
-      it.increment(ec);
-      if (ec) {
-        throw CorpusError(fmt::format("cannot read corpus folder '{}': {}",
-                                      printable(fs::is_directory(lst) ? p.string() : path),
-                                      ec.message()));
-      }
-    }
-    // std::string compares as unsigned char: byte-wise order, independent of the locale.
-    std::sort(candidates.begin(), candidates.end());
-    // Binary files are recognised by their first bytes and skipped without reading the rest;
-    // the text files are read only once their total size is known to fit in memory.
-    uint64_t total = 0;
-    for (const std::string& file : candidates) {
-      if (!binary_reason(read_head(file)).empty()) {
-        corpus.skipped.push_back(file);
-        continue;
-      }
-      corpus.files.push_back(file);
-      std::error_code size_ec;
-      const uintmax_t size = fs::file_size(file, size_ec);
-      if (!size_ec) total += size;
-    }
-    check_fits(path, total);
-    for (const std::string& file : corpus.files) {
-      const size_t n = append_file(file, text);
-      if (n == 0) continue;
-      corpus.bytes += n;
-      if (text.back() != '\n') text.push_back('\n');
-    }
-    corpus.files_read = corpus.files.size();
-    corpus.files_skipped = corpus.skipped.size();
-    if (corpus.files.empty()) {
-      throw CorpusError(
-          corpus.skipped.empty()
-              ? fmt::format("corpus folder '{}' contains no text files", printable(path))
-              : fmt::format("corpus folder '{}' contains no text files ({} binary file{} skipped)",
-                            printable(path), corpus.skipped.size(),
-                            corpus.skipped.size() == 1 ? "" : "s"));
-    }
-    if (text.empty()) {
-      throw CorpusError(
-          fmt::format("corpus folder '{}' contains only empty text files", printable(path)));
-    }
-  } else {
+  if (fs::is_regular_file(st))
+    read_corpus_file(root, corpus);
+  else if (fs::is_directory(st))
+    read_corpus_folder(root, corpus);
+  else
     throw CorpusError(
         fmt::format("corpus '{}' is neither a regular file nor a folder", printable(path)));
-  }
   return corpus;
 }
 }  // namespace

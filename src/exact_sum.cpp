@@ -32,11 +32,11 @@ void ExactGrad::reset(const ParamLayout& layout) {
 }
 
 void ExactGrad::add_shard(const ParamLayout& layout, const float* grad,
-                          const std::vector<int32_t>& exps, int step_shards, double loss,
+                          const std::vector<int32_t>& grad_scale_exp, int step_shards, double loss,
                           int64_t ntok) {
   if (sum.size() != layout.total()) reset(layout);
   const bool store = shards == 0;
-  if (exps.size() != layout.tensors().size())
+  if (grad_scale_exp.size() != layout.tensors().size())
     throw std::invalid_argument("exact sum: one exponent per tensor required");
   const double limit = std::ldexp(1.0, 62 - shard_bits(step_shards));
   const auto& ts = layout.tensors();
@@ -44,7 +44,7 @@ void ExactGrad::add_shard(const ParamLayout& layout, const float* grad,
     const float* __restrict g = grad + ts[t].offset;
     int64_t* __restrict acc = sum.data() + ts[t].offset;
     const size_t n = ts[t].size;
-    const float s = std::ldexp(1.0f, exps[t]);
+    const float s = std::ldexp(1.0f, grad_scale_exp[t]);
     const float lim = float(limit);
     // One pass: convert and add optimistically while tracking max |g| and finiteness. A value
     // that does not fit is clamped (the partial sum is then flagged and the step redone), so
@@ -157,8 +157,8 @@ double ExactGrad::loss_sum() const {
   return std::ldexp(double(loss_fixed), -kLossFracBits);
 }
 
-std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vector<float>& max_abs,
-                                      int step_shards) {
+std::vector<int32_t> choose_grad_scale_exp(const ParamLayout& layout,
+                                           const std::vector<float>& max_abs, int step_shards) {
   const int k = shard_bits(step_shards);
   std::vector<int32_t> e(layout.tensors().size());
   for (size_t t = 0; t < e.size(); ++t) {
@@ -171,7 +171,7 @@ std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vect
 }
 
 double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
-                              const std::vector<int32_t>& exps, float* out) {
+                              const std::vector<int32_t>& grad_scale_exp, float* out) {
   if (total.tokens <= 0) throw std::invalid_argument("exact sum holds no tokens");
   double norm_sq = 0;
   const auto& ts = layout.tensors();
@@ -179,7 +179,7 @@ double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
   for (size_t t = 0; t < ts.size(); ++t) {
     std::fill(out + end, out + ts[t].offset, 0.0f);
     end = ts[t].offset + ts[t].size;
-    const double f = std::ldexp(1.0, -exps[t]) / double(total.tokens);
+    const double f = std::ldexp(1.0, -grad_scale_exp[t]) / double(total.tokens);
     const int64_t* __restrict s = total.sum.data() + ts[t].offset;
     float* __restrict o = out + ts[t].offset;
     // Eight fixed partial sums: vectorisable, and the association never changes.

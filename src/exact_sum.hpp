@@ -5,10 +5,11 @@
 // (q = round(g * 2^e)) and summed as 64-bit integers. Integer addition is associative, so the
 // total does not depend on tree shape, arrival order, fan-out, backend or restarts.
 //
-// The exponents e are chosen by the root from the previous step's exact max |g| per tensor (max
-// is order-free too), with headroom for growth. A shard whose values would not fit marks the
-// partial sum `overflow`; the root then redoes the step with exponents from this step's max,
-// which always fit. The choice depends only on the data, so it is itself deterministic.
+// The exponents e (one per tensor, named grad_scale_exp everywhere: in StepWork, TrainState and
+// the checkpoint's "optim.grad_scale_exp") are chosen by the root from the previous step's exact
+// max |g| per tensor (max is order-free too), with headroom for growth. A shard whose values would
+// not fit marks the partial sum `overflow`; the root then redoes the step with exponents from this
+// step's max, which always fit. The choice depends only on the data, so it is itself deterministic.
 #include <cstdint>
 #include <vector>
 
@@ -34,10 +35,11 @@ struct ExactGrad {
   // or merge, which stores rather than adds.
   void reset(const ParamLayout& layout);
 
-  // Folds one shard: `grad` has layout.total() floats, `exps` one exponent per tensor, and
-  // `step_shards` is the number of shards in the whole step (it bounds the integer range).
-  void add_shard(const ParamLayout& layout, const float* grad, const std::vector<int32_t>& exps,
-                 int step_shards, double loss_sum, int64_t tokens);
+  // Folds one shard: `grad` has layout.total() floats, `grad_scale_exp` one exponent per tensor,
+  // and `step_shards` is the number of shards in the whole step (it bounds the integer range).
+  void add_shard(const ParamLayout& layout, const float* grad,
+                 const std::vector<int32_t>& grad_scale_exp, int step_shards, double loss_sum,
+                 int64_t tokens);
   // Adds another partial sum (same layout). Order-independent.
   void merge(const ExactGrad& other);
 
@@ -50,13 +52,13 @@ constexpr int kGrowthHeadroomBits = 3;
 
 // Exponents for the next step, from the last step's exact per-tensor maxima (empty = no history:
 // assume |g| < 2^8).
-std::vector<int32_t> choose_exponents(const ParamLayout& layout, const std::vector<float>& max_abs,
-                                      int step_shards);
+std::vector<int32_t> choose_grad_scale_exp(const ParamLayout& layout,
+                                           const std::vector<float>& max_abs, int step_shards);
 
 // Converts an exact total into the mean gradient: out = sum * 2^-e / tokens, in float. Returns
 // the squared L2 norm of `out` (accumulated in double, in a fixed order).
 double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
-                              const std::vector<int32_t>& exps, float* out);
+                              const std::vector<int32_t>& grad_scale_exp, float* out);
 
 namespace detail {
 // The fold of one tensor: acc[i] += round_to_nearest_even(clamp(g[i] * s, -lim, lim)), with

@@ -137,14 +137,11 @@ ExportSummary export_hf(const Checkpoint& ck, const std::string& out_dir) {
   return sum;
 }
 
-ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path) {
-  const BpeTokenizer tok = export_tokenizer(ck);
-  refuse_existing(out_path);
-  const ModelConfig& m = ck.model;
-  const ParamLayout layout(m);
-  const uint32_t d = uint32_t(m.d_model);
+namespace {
 
-  GgufWriter g;
+// The model's hyperparameters and its tokenizer, as llama.cpp's gpt2 loader reads them.
+void add_gguf_metadata(GgufWriter& g, const ModelConfig& m, const BpeTokenizer& tok) {
+  const uint32_t d = uint32_t(m.d_model);
   g.add_string("general.architecture", "gpt2");
   g.add_string("general.name", "cllm");
   g.add_u32("general.file_type", 0);  // all F32
@@ -168,8 +165,13 @@ ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path) {
   // vocabulary would otherwise default to id 11, here the byte 0x0B).
   g.add_bool("tokenizer.ggml.add_bos_token", false);
   g.add_bool("tokenizer.ggml.add_eos_token", false);
+}
 
-  const float* w = ck.weights.data();
+// Every weight under llama.cpp's gpt2 tensor names, in its layouts.
+void add_gguf_tensors(GgufWriter& g, const ModelConfig& m, const ParamLayout& layout,
+                      const AlignedVector<float>& weights) {
+  const uint64_t d = uint64_t(m.d_model);
+  const float* w = weights.data();
   // A row-major [rows, cols] tensor keeps its bytes: ggml dims are {cols, rows}.
   const auto plain = [&](const std::string& name, size_t off, uint64_t rows, uint64_t cols) {
     g.add_f32_tensor(name, {cols, rows}, w + off);
@@ -209,6 +211,17 @@ ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path) {
   vec("output_norm.bias", layout.lnf_b, d);
   // The LM head is tied to the embedding; llama.cpp's converter writes it out as its own tensor.
   plain("output.weight", layout.wte, V, d);
+}
+
+}  // namespace
+
+ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path) {
+  const BpeTokenizer tok = export_tokenizer(ck);
+  refuse_existing(out_path);
+  const ModelConfig& m = ck.model;
+  GgufWriter g;
+  add_gguf_metadata(g, m, tok);
+  add_gguf_tensors(g, m, ParamLayout(m), ck.weights);
   g.write(out_path);
 
   ExportSummary sum;

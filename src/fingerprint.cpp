@@ -33,7 +33,7 @@ NumericsFingerprint numerics_fingerprint(const RunConfig& run, const std::string
     tokens[i] = int32_t((i * 2654435761ULL + 12345) % uint64_t(run.model.vocab));
   StepWork work;
   work.shards = 1;
-  work.exps = choose_exponents(layout, {}, 1);
+  work.grad_scale_exp = choose_grad_scale_exp(layout, {}, 1);
   ShardWorker worker(run);
   ExactGrad acc(layout);
   worker.compute(weights.data(), work, 0, acc, tokens.data());

@@ -60,9 +60,9 @@ void GenerationBarrier::break_barrier() {
 // run_step after the step's hand-off (a mutex or a barrier orders the accesses).
 
 namespace detail {
-struct PoolSphere {
-  std::unique_ptr<ShardWorker> worker;  // created on the first shard: idle threads hold no model
-  ExactGrad acc;                        // mutex: one shard's scratch; barrier: the thread's sum
+struct PoolWorker {
+  std::unique_ptr<ShardWorker> shard_worker;  // made on the first shard: idle threads hold no model
+  ExactGrad acc;  // mutex: one shard's scratch; barrier: the thread's sum
   // This step.
   int64_t step_shards = 0;
   double step_compute = 0, step_fold = 0, step_reduce = 0, step_wait = 0;
@@ -74,11 +74,11 @@ struct PoolSphere {
   void begin_step() { step_shards = 0, step_compute = step_fold = step_reduce = step_wait = 0; }
   void compute(const RunConfig& run, const WindowSampler& sampler, const float* weights,
                const StepWork& work, int shard) {
-    if (!worker) worker = std::make_unique<ShardWorker>(run, sampler);
-    worker->compute(weights, work, shard, acc);
+    if (!shard_worker) shard_worker = std::make_unique<ShardWorker>(run, sampler);
+    shard_worker->compute(weights, work, shard, acc);
     ++step_shards;
-    step_compute += worker->last_compute_ms();
-    step_fold += worker->last_fold_ms();
+    step_compute += shard_worker->last_compute_ms();
+    step_fold += shard_worker->last_fold_ms();
   }
   void end_step() {
     shards += step_shards;
@@ -90,11 +90,11 @@ struct PoolSphere {
 
 namespace {
 
-using detail::PoolSphere;
+using detail::PoolWorker;
 
-StepTiming sum_timing(const std::vector<std::unique_ptr<PoolSphere>>& slots) {
+StepTiming sum_timing(const std::vector<std::unique_ptr<PoolWorker>>& workers) {
   StepTiming t;
-  for (const auto& s : slots) {
+  for (const auto& s : workers) {
     t.compute_ms += s->step_compute;
     t.fold_ms += s->step_fold;
     t.reduce_ms += s->step_reduce;
@@ -104,11 +104,11 @@ StepTiming sum_timing(const std::vector<std::unique_ptr<PoolSphere>>& slots) {
   return t;
 }
 
-std::vector<SphereStats> slot_stats(const std::vector<std::unique_ptr<PoolSphere>>& slots) {
+std::vector<SphereStats> worker_stats(const std::vector<std::unique_ptr<PoolWorker>>& workers) {
   // Every thread is a "root" of its own (level 0, no parent) and nothing restarts.
-  std::vector<SphereStats> out(slots.size());
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const PoolSphere& s = *slots[i];
+  std::vector<SphereStats> out(workers.size());
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const PoolWorker& s = *workers[i];
     SphereStats& o = out[i];
     o.id = int32_t(i), o.level = 0, o.parent = -1, o.group = int32_t(i) % kSymmetryGroups;
     o.shards = s.shards;
@@ -126,7 +126,7 @@ std::vector<SphereStats> slot_stats(const std::vector<std::unique_ptr<PoolSphere
 MutexBackend::MutexBackend(const RunConfig& run, const WindowSampler& sampler, int workers)
     : run_(run), sampler_(sampler), layout_(run.model), spheres_(workers) {
   check_workers("mutex", workers);
-  for (int i = 0; i < spheres_; ++i) slots_.push_back(std::make_unique<PoolSphere>());
+  for (int i = 0; i < spheres_; ++i) workers_.push_back(std::make_unique<PoolWorker>());
   try {
     threads_.reserve(size_t(spheres_));
     for (int i = 0; i < spheres_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
@@ -151,7 +151,7 @@ void MutexBackend::stop_threads() {
 }
 
 void MutexBackend::worker_main(int id) {
-  PoolSphere& me = *slots_[size_t(id)];
+  PoolWorker& me = *workers_[size_t(id)];
   uint64_t seen = 0;
   for (;;) {
     const StepWork* work = nullptr;
@@ -191,7 +191,7 @@ void MutexBackend::worker_main(int id) {
 
 ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights) {
   total_.reset(layout_);
-  for (auto& s : slots_) s->begin_step();
+  for (auto& s : workers_) s->begin_step();
   {
     std::lock_guard<std::mutex> lk(ctl_mu_);
     work_ = &work;
@@ -211,11 +211,11 @@ ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights
     err = error_;
     work_ = nullptr, weights_ = nullptr;
   }
-  for (auto& s : slots_) {
+  for (auto& s : workers_) {
     s->step_wait = ms_between(s->done_at, end);  // idle until the slowest thread is done
     s->end_step();
   }
-  timing_ = sum_timing(slots_);
+  timing_ = sum_timing(workers_);
   if (err)
     throw BackendFailure(
         fmt::format("a mutex-pool worker failed at step {}: {}", work.step, describe(err)));
@@ -223,7 +223,7 @@ ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights
 }
 
 std::vector<SphereStats> MutexBackend::sphere_stats() {
-  return slot_stats(slots_);
+  return worker_stats(workers_);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ BarrierBackend::BarrierBackend(const RunConfig& run, const WindowSampler& sample
       phase_(workers),
       end_(workers + 1) {
   check_workers("barrier", workers);
-  for (int i = 0; i < spheres_; ++i) slots_.push_back(std::make_unique<PoolSphere>());
+  for (int i = 0; i < spheres_; ++i) workers_.push_back(std::make_unique<PoolWorker>());
   try {
     threads_.reserve(size_t(spheres_));
     for (int i = 0; i < spheres_; ++i) threads_.emplace_back([this, i] { worker_main(i); });
@@ -268,7 +268,7 @@ void BarrierBackend::record_error(std::exception_ptr e) {
 }
 
 void BarrierBackend::worker_main(int id) {
-  PoolSphere& me = *slots_[size_t(id)];
+  PoolWorker& me = *workers_[size_t(id)];
   for (;;) {
     if (!start_.arrive_and_wait() || stop_) return;
     const StepWork& work = *work_;
@@ -293,7 +293,7 @@ void BarrierBackend::worker_main(int id) {
     for (int stride = 1; stride < spheres_; stride *= 2) {
       if (id % (2 * stride) == 0 && id + stride < spheres_ && !failed_) {
         try {
-          me.acc.merge(slots_[size_t(id + stride)]->acc);
+          me.acc.merge(workers_[size_t(id + stride)]->acc);
         } catch (...) {
           record_error(std::current_exception());
         }
@@ -306,7 +306,7 @@ void BarrierBackend::worker_main(int id) {
 }
 
 ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weights) {
-  for (auto& s : slots_) s->begin_step();
+  for (auto& s : workers_) s->begin_step();
   work_ = &work;
   weights_ = weights->data();
   {
@@ -317,8 +317,8 @@ ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weigh
   start_.arrive_and_wait();  // workers compute, reduce...
   end_.arrive_and_wait();    // ...and thread 0 holds the total
   work_ = nullptr, weights_ = nullptr;
-  for (auto& s : slots_) s->end_step();
-  timing_ = sum_timing(slots_);
+  for (auto& s : workers_) s->end_step();
+  timing_ = sum_timing(workers_);
   std::exception_ptr err;
   {
     std::lock_guard<std::mutex> lk(err_mu_);
@@ -327,11 +327,11 @@ ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weigh
   if (err)
     throw BackendFailure(
         fmt::format("a barrier-pool worker failed at step {}: {}", work.step, describe(err)));
-  return std::move(slots_[0]->acc);
+  return std::move(workers_[0]->acc);
 }
 
 std::vector<SphereStats> BarrierBackend::sphere_stats() {
-  return slot_stats(slots_);
+  return worker_stats(workers_);
 }
 
 // ---------------------------------------------------------------------------------------------

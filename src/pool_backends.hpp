@@ -23,6 +23,10 @@
 // Both: a worker that throws (bad_alloc, an invalid step) never deadlocks the pool; the first
 // exception is rethrown from run_step as BackendFailure and the pool stays usable. The destructor
 // stops and joins every thread, whether or not a step ever ran.
+//
+// Words: a worker is one of the pool's threads (it computes with a ShardWorker of its own). Where
+// the Backend interface counts spheres (spheres(), sphere_stats(), StepTiming::spheres), a pool
+// reports its workers.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -59,7 +63,7 @@ class GenerationBarrier {
 };
 
 namespace detail {
-struct PoolSphere;  // one worker thread's ShardWorker, accumulator and statistics
+struct PoolWorker;  // one worker thread's ShardWorker, accumulator and statistics
 }
 
 class MutexBackend final : public Backend {
@@ -74,7 +78,7 @@ class MutexBackend final : public Backend {
   int spheres() const override { return spheres_; }
   ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
   // compute/fold: summed over threads; reduce: per-shard scratch reset + waiting for the lock +
-  // merging under it, summed over threads; workers: threads that computed a shard this step.
+  // merging under it, summed over threads; spheres: the threads that computed a shard this step.
   StepTiming last_timing() const override { return timing_; }
   std::vector<SphereStats> sphere_stats() override;
 
@@ -86,7 +90,7 @@ class MutexBackend final : public Backend {
   const WindowSampler& sampler_;
   ParamLayout layout_;
   int spheres_;
-  std::vector<std::unique_ptr<detail::PoolSphere>> slots_;
+  std::vector<std::unique_ptr<detail::PoolWorker>> workers_;
   std::vector<std::thread> threads_;
 
   // Step hand-off, all guarded by ctl_mu_.
@@ -119,7 +123,7 @@ class BarrierBackend final : public Backend {
   int spheres() const override { return spheres_; }
   ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
   // compute/fold: summed over threads; reduce: time in the reduction phase (merges and the
-  // barriers between rounds), summed over threads; workers: threads that computed a shard.
+  // barriers between rounds), summed over threads; spheres: the threads that computed a shard.
   StepTiming last_timing() const override { return timing_; }
   std::vector<SphereStats> sphere_stats() override;
 
@@ -131,7 +135,7 @@ class BarrierBackend final : public Backend {
   const WindowSampler& sampler_;
   ParamLayout layout_;
   int spheres_;
-  std::vector<std::unique_ptr<detail::PoolSphere>> slots_;
+  std::vector<std::unique_ptr<detail::PoolWorker>> workers_;
   std::vector<std::thread> threads_;
 
   GenerationBarrier start_;  // workers + the caller: a step (or the stop) begins

@@ -6,8 +6,11 @@ namespace cllm {
 
 namespace {
 
-// Length of the valid UTF-8 sequence at s[i] (1 for ASCII), or 0 when it is not valid.
-size_t utf8_length(std::string_view s, size_t i) {
+constexpr char kHex[] = "0123456789abcdef";
+
+}  // namespace
+
+size_t utf8_length(std::string_view s, size_t i, bool cut) {
   const auto c = static_cast<unsigned char>(s[i]);
   if (c < 0x80) return 1;
   size_t len;
@@ -25,17 +28,14 @@ size_t utf8_length(std::string_view s, size_t i) {
   } else {
     return 0;
   }
-  if (i + len > s.size()) return 0;
+  const size_t avail = s.size() - i;
   for (size_t k = 1; k < len; ++k) {
+    if (k >= avail) return cut ? avail : 0;
     const auto b = static_cast<unsigned char>(s[i + k]);
     if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return 0;
   }
   return len;
 }
-
-constexpr char kHex[] = "0123456789abcdef";
-
-}  // namespace
 
 bool valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {

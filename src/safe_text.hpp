@@ -10,6 +10,11 @@
 
 namespace cllm {
 
+// Length of the valid UTF-8 sequence at s[i] (1 for ASCII; RFC 3629: no overlong forms, no
+// surrogates, nothing past U+10FFFF), or 0 when it is not valid. A sequence cut off by the end of
+// `s` counts as valid (the bytes there are) when `cut` says `s` stops before the text does.
+size_t utf8_length(std::string_view s, size_t i, bool cut = false);
+
 // Whether `s` is valid UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
 bool valid_utf8(std::string_view s);
 

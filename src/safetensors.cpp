@@ -24,26 +24,6 @@ using nlohmann::json;
 
 constexpr uint64_t kMaxHeader = 100u << 20;  // 100 MiB: more is not a plausible header
 
-// A name or value from a file, made safe for a one-line message: quoted, printable, short.
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 60; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f)
-      out += char(c);
-    else
-      out += fmt::format("\\x{:02x}", c);
-  }
-  if (s.size() > 60) out += "...";
-  return out + "'";
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Element count of a shape; false on a negative dimension or overflow past 2^62.
 bool element_count(const std::vector<int64_t>& shape, uint64_t& count) {
   count = 1;
@@ -79,7 +59,195 @@ ssize_t pread_all(int fd, void* data, size_t n, uint64_t offset) {
   return ssize_t(done);
 }
 
+// A safetensors file open for reading: errors name it.
+struct StReader {
+  const std::string& path;
+  Fd file;
+  uint64_t size = 0;          // of the whole file
+  uint64_t header_bytes = 0;  // N, the header's length
+  CheckpointError bad(const std::string& what) const {
+    return CheckpointError(fmt::format("'{}' {}", path, what));
+  }
+  CheckpointError cannot_read() const {
+    return CheckpointError(fmt::format("cannot read '{}': {}", path, errno_text()));
+  }
+};
+
+// One tensor of the header, with where its bytes lie in the data buffer.
+struct StEntry {
+  const std::string* name;
+  StTensor* tensor;
+  uint64_t begin, end;
+};
+
+// Opens a regular, non-empty file and sets in.size.
+void open_for_reading(StReader& in) {
+  in.file.fd = ::open(in.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in.file.fd < 0)
+    throw CheckpointError(fmt::format("cannot open '{}': {}", in.path, errno_text()));
+  struct stat st;
+  if (::fstat(in.file.fd, &st) != 0)
+    throw CheckpointError(fmt::format("cannot stat '{}': {}", in.path, errno_text()));
+  if (!S_ISREG(st.st_mode)) throw in.bad("is not a regular file");
+  in.size = uint64_t(st.st_size);
+  if (in.size == 0) throw in.bad("is empty (not a safetensors file)");
+  if (in.size < 8)
+    throw in.bad(fmt::format("is truncated or not a safetensors file: only {} bytes", in.size));
+}
+
+// Reads the length field and the JSON header (sets in.header_bytes).
+json read_header(StReader& in) {
+  uint8_t prefix[9] = {};
+  const ssize_t got = pread_all(in.file.fd, prefix, in.size > 8 ? 9 : 8, 0);
+  if (got < 8) throw in.cannot_read();
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(prefix[i]) << (8 * i);
+  if (n > kMaxHeader || n < 2)
+    throw in.bad(
+        fmt::format("is not a safetensors file (its first 8 bytes give a header length of {})", n));
+  if (in.size > 8 && prefix[8] != '{')
+    throw in.bad("is not a safetensors file (the header does not start with '{')");
+  if (n > in.size - 8)
+    throw in.bad(
+        fmt::format("is truncated: header says {} bytes of header, file has {} after the "
+                    "length field",
+                    n, in.size - 8));
+  in.header_bytes = n;
+
+  std::string header_text(n, '\0');
+  if (pread_all(in.file.fd, header_text.data(), n, 8) != ssize_t(n)) throw in.cannot_read();
+  json header;
+  try {
+    header = json::parse(header_text);
+  } catch (const json::parse_error& e) {
+    throw in.bad(fmt::format("has a corrupt header: invalid JSON at byte {} of {}", e.byte, n));
+  } catch (const json::exception&) {
+    // Valid syntax the parser still refuses, e.g. a number too large for a double (fuzzing).
+    throw in.bad("has a corrupt header: a number in it is out of range");
+  }
+  if (!header.is_object()) throw in.bad("has a corrupt header: not a JSON object");
+  return header;
+}
+
+void read_metadata(const StReader& in, const json& v, StFile& out) {
+  if (v.is_null()) return;
+  if (!v.is_object()) throw in.bad("has a corrupt header: __metadata__ is not an object");
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string())
+      throw in.bad(
+          fmt::format("has a corrupt header: metadata {} is not a string", quoted(m.key())));
+    out.metadata[m.key()] = m.value().get<std::string>();
+  }
+}
+
+// One tensor's header entry, checked in itself (dtype, shape, offsets that agree with both);
+// adds the tensor, without its bytes, to `out`.
+StEntry read_tensor_entry(const StReader& in, const std::string& key, const json& v, StFile& out) {
+  const auto corrupt = [&](const std::string& what) {
+    return in.bad(fmt::format("has a corrupt header: tensor {} {}", quoted(key), what));
+  };
+  if (!v.is_object()) throw corrupt("is not an object");
+  const auto dt = v.find("dtype");
+  const auto sh = v.find("shape");
+  const auto off = v.find("data_offsets");
+  if (dt == v.end() || !dt->is_string()) throw corrupt("has no dtype");
+  const std::string dtype = dt->get<std::string>();
+  const size_t es = dtype_size(dtype);
+  if (es == 0) throw corrupt(fmt::format("has unknown dtype {}", quoted(dtype)));
+  if (sh == v.end() || !sh->is_array()) throw corrupt("has no shape");
+  std::vector<int64_t> shape;
+  for (const auto& d : *sh) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 62))
+      throw corrupt("has an invalid shape");
+    shape.push_back(int64_t(d.get<uint64_t>()));
+  }
+  if (off == v.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+      !(*off)[1].is_number_unsigned())
+    throw corrupt("has no valid data_offsets");
+  const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
+  if (end < begin)
+    throw corrupt(fmt::format("has data_offsets [{}, {}] that end before they begin", begin, end));
+  uint64_t count = 0;
+  if (!element_count(shape, count) || count > (uint64_t(1) << 62) / es)
+    throw corrupt(fmt::format("has an impossible shape {}", shape_text(shape)));
+  if (count * es != end - begin)
+    throw corrupt(fmt::format("has shape {} of {} ({} bytes) but data_offsets span {} bytes",
+                              shape_text(shape), dtype, count * es, end - begin));
+  StTensor& t = out.tensors[key];
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  return StEntry{&key, &t, begin, end};
+}
+
+// The tensors tile the data buffer exactly: inside it, no overlaps, no gaps, nothing after.
+// Sorts `entries` by offset.
+void check_tiling(const StReader& in, std::vector<StEntry>& entries) {
+  const uint64_t buffer = in.size - 8 - in.header_bytes;
+  uint64_t needed = 0;
+  for (const auto& e : entries) needed = std::max(needed, e.end);
+  if (needed > buffer)
+    throw in.bad(
+        fmt::format("is truncated: header says {} bytes of data, file has {}", needed, buffer));
+  std::sort(entries.begin(), entries.end(), [](const StEntry& a, const StEntry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t pos = 0;
+  const StEntry* previous = nullptr;
+  for (const auto& e : entries) {
+    if (e.begin < pos)
+      throw in.bad(fmt::format("has a corrupt header: tensors {} and {} overlap",
+                               quoted(*previous->name), quoted(*e.name)));
+    if (e.begin > pos)
+      throw in.bad(fmt::format("has a corrupt header: {} unused bytes in the data before tensor {}",
+                               e.begin - pos, quoted(*e.name)));
+    pos = e.end;
+    previous = &e;
+  }
+  if (pos != buffer)
+    throw in.bad(
+        fmt::format("has {} bytes after its data (header says {} bytes of data, file has {})",
+                    buffer - pos, pos, buffer));
+}
+
+// Reads every tensor's bytes, in file order; hashes them when data_sha256 is given.
+void read_tensor_bytes(const StReader& in, const std::vector<StEntry>& entries,
+                       std::string* data_sha256) {
+  Sha256 sha;
+  for (const auto& e : entries) {
+    auto& bytes = e.tensor->bytes;
+    bytes.resize(e.end - e.begin);
+    const ssize_t r =
+        pread_all(in.file.fd, bytes.data(), bytes.size(), 8 + in.header_bytes + e.begin);
+    if (r < 0) throw in.cannot_read();
+    if (uint64_t(r) != bytes.size()) throw in.bad("is truncated: it shrank while being read");
+    if (data_sha256) sha.update(bytes.data(), bytes.size());
+  }
+  if (data_sha256) {
+    const auto digest = sha.finish();
+    *data_sha256 = to_hex(digest.data(), digest.size());
+  }
+}
+
 }  // namespace
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 60; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f)
+      out += char(c);
+    else
+      out += fmt::format("\\x{:02x}", c);
+  }
+  if (s.size() > 60) out += "...";
+  return out + "'";
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
 
 size_t dtype_size(const std::string& dtype) {
   static const std::map<std::string, size_t> kSizes = {
@@ -167,147 +335,19 @@ void write_safetensors(const std::string& path, const StFile& file) {
 }
 
 StFile read_safetensors(const std::string& path, std::string* data_sha256) {
-  const auto bad = [&](const std::string& what) {
-    return CheckpointError(fmt::format("'{}' {}", path, what));
-  };
-  Fd file;
-  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (file.fd < 0) throw CheckpointError(fmt::format("cannot open '{}': {}", path, errno_text()));
-  struct stat st;
-  if (::fstat(file.fd, &st) != 0)
-    throw CheckpointError(fmt::format("cannot stat '{}': {}", path, errno_text()));
-  if (!S_ISREG(st.st_mode)) throw bad("is not a regular file");
-  const uint64_t size = uint64_t(st.st_size);
-  if (size == 0) throw bad("is empty (not a safetensors file)");
-  if (size < 8)
-    throw bad(fmt::format("is truncated or not a safetensors file: only {} bytes", size));
-
-  uint8_t prefix[9] = {};
-  const ssize_t got = pread_all(file.fd, prefix, size > 8 ? 9 : 8, 0);
-  if (got < 8) throw CheckpointError(fmt::format("cannot read '{}': {}", path, errno_text()));
-  uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= uint64_t(prefix[i]) << (8 * i);
-  if (n > kMaxHeader || n < 2)
-    throw bad(
-        fmt::format("is not a safetensors file (its first 8 bytes give a header length of {})", n));
-  if (size > 8 && prefix[8] != '{')
-    throw bad("is not a safetensors file (the header does not start with '{')");
-  if (n > size - 8)
-    throw bad(
-        fmt::format("is truncated: header says {} bytes of header, file has {} after the "
-                    "length field",
-                    n, size - 8));
-
-  std::string header_text(n, '\0');
-  if (pread_all(file.fd, header_text.data(), n, 8) != ssize_t(n))
-    throw CheckpointError(fmt::format("cannot read '{}': {}", path, errno_text()));
-  json header;
-  try {
-    header = json::parse(header_text);
-  } catch (const json::parse_error& e) {
-    throw bad(fmt::format("has a corrupt header: invalid JSON at byte {} of {}", e.byte, n));
-  } catch (const json::exception&) {
-    // Valid syntax the parser still refuses, e.g. a number too large for a double (fuzzing).
-    throw bad("has a corrupt header: a number in it is out of range");
-  }
-  if (!header.is_object()) throw bad("has a corrupt header: not a JSON object");
-
-  struct Entry {
-    const std::string* name;
-    StTensor* tensor;
-    uint64_t begin, end;
-  };
+  StReader in{path};
+  open_for_reading(in);
+  const json header = read_header(in);
   StFile out;
-  std::vector<Entry> entries;
+  std::vector<StEntry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& key = it.key();
-    const json& v = it.value();
-    if (key == "__metadata__") {
-      if (v.is_null()) continue;
-      if (!v.is_object()) throw bad("has a corrupt header: __metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string())
-          throw bad(
-              fmt::format("has a corrupt header: metadata {} is not a string", quoted(m.key())));
-        out.metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const auto corrupt = [&](const std::string& what) {
-      return bad(fmt::format("has a corrupt header: tensor {} {}", quoted(key), what));
-    };
-    if (!v.is_object()) throw corrupt("is not an object");
-    const auto dt = v.find("dtype");
-    const auto sh = v.find("shape");
-    const auto off = v.find("data_offsets");
-    if (dt == v.end() || !dt->is_string()) throw corrupt("has no dtype");
-    const std::string dtype = dt->get<std::string>();
-    const size_t es = dtype_size(dtype);
-    if (es == 0) throw corrupt(fmt::format("has unknown dtype {}", quoted(dtype)));
-    if (sh == v.end() || !sh->is_array()) throw corrupt("has no shape");
-    std::vector<int64_t> shape;
-    for (const auto& d : *sh) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 62))
-        throw corrupt("has an invalid shape");
-      shape.push_back(int64_t(d.get<uint64_t>()));
-    }
-    if (off == v.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-        !(*off)[1].is_number_unsigned())
-      throw corrupt("has no valid data_offsets");
-    const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
-    if (end < begin)
-      throw corrupt(
-          fmt::format("has data_offsets [{}, {}] that end before they begin", begin, end));
-    uint64_t count = 0;
-    if (!element_count(shape, count) || count > (uint64_t(1) << 62) / es)
-      throw corrupt(fmt::format("has an impossible shape {}", shape_text(shape)));
-    if (count * es != end - begin)
-      throw corrupt(fmt::format("has shape {} of {} ({} bytes) but data_offsets span {} bytes",
-                                shape_text(shape), dtype, count * es, end - begin));
-    StTensor& t = out.tensors[key];
-    t.dtype = dtype;
-    t.shape = std::move(shape);
-    entries.push_back(Entry{&key, &t, begin, end});
+    if (it.key() == "__metadata__")
+      read_metadata(in, it.value(), out);
+    else
+      entries.push_back(read_tensor_entry(in, it.key(), it.value(), out));
   }
-
-  const uint64_t buffer = size - 8 - n;
-  uint64_t needed = 0;
-  for (const auto& e : entries) needed = std::max(needed, e.end);
-  if (needed > buffer)
-    throw bad(
-        fmt::format("is truncated: header says {} bytes of data, file has {}", needed, buffer));
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  uint64_t pos = 0;
-  const Entry* previous = nullptr;
-  for (const auto& e : entries) {
-    if (e.begin < pos)
-      throw bad(fmt::format("has a corrupt header: tensors {} and {} overlap",
-                            quoted(*previous->name), quoted(*e.name)));
-    if (e.begin > pos)
-      throw bad(fmt::format("has a corrupt header: {} unused bytes in the data before tensor {}",
-                            e.begin - pos, quoted(*e.name)));
-    pos = e.end;
-    previous = &e;
-  }
-  if (pos != buffer)
-    throw bad(fmt::format("has {} bytes after its data (header says {} bytes of data, file has {})",
-                          buffer - pos, pos, buffer));
-
-  Sha256 sha;
-  for (const auto& e : entries) {
-    auto& bytes = e.tensor->bytes;
-    bytes.resize(e.end - e.begin);
-    const ssize_t r = pread_all(file.fd, bytes.data(), bytes.size(), 8 + n + e.begin);
-    if (r < 0) throw CheckpointError(fmt::format("cannot read '{}': {}", path, errno_text()));
-    if (uint64_t(r) != bytes.size()) throw bad("is truncated: it shrank while being read");
-    if (data_sha256) sha.update(bytes.data(), bytes.size());
-  }
-  if (data_sha256) {
-    const auto digest = sha.finish();
-    *data_sha256 = to_hex(digest.data(), digest.size());
-  }
+  check_tiling(in, entries);
+  read_tensor_bytes(in, entries, data_sha256);
   return out;
 }
 

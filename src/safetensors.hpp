@@ -31,6 +31,13 @@ struct StFile {
   std::map<std::string, StTensor> tensors;
 };
 
+// A name or value from a file, made safe for a one-line message: quoted, printable ASCII (other
+// bytes as \xNN), cut after 60 bytes with "...". Pass a const string: for a non-const one,
+// argument-dependent lookup prefers std::quoted.
+std::string quoted(const std::string& s);
+// A shape as "[2, 3]".
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // Bytes per element of a safetensors dtype; 0 when unknown.
 size_t dtype_size(const std::string& dtype);
 

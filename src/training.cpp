@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "src/clock.hpp"
 #include "src/gemm.hpp"
 #include "src/rng.hpp"
 
@@ -29,9 +30,6 @@ bool sole_owner(const std::shared_ptr<T>& p) {
   return acquire.use_count() == 2;
 }
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 }  // namespace
 
 const char* precision_name(Precision p) {
@@ -141,7 +139,7 @@ size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
 void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc,
                           const int32_t* tokens) {
   const int mb = cfg_.batch.micro_batch;
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = SteadyClock::now();
   if (!tokens) {
     if (!sampler_) throw std::logic_error("ShardWorker: no sampler and no shipped tokens");
     sampler_->fill(uint64_t(work.step), uint64_t(shard) * mb, mb, tokens_.data());
@@ -149,8 +147,8 @@ void ShardWorker::compute(const float* weights, const StepWork& work, int shard,
   }
   const double loss = model_.forward_backward(weights, tokens, mb, grad_.data());
   compute_ms_ = ms_since(t0);
-  t0 = std::chrono::steady_clock::now();
-  acc.add_shard(model_.layout(), grad_.data(), work.exps, work.shards, loss,
+  t0 = SteadyClock::now();
+  acc.add_shard(model_.layout(), grad_.data(), work.grad_scale_exp, work.shards, loss,
                 int64_t(mb) * cfg_.batch.context);
   fold_ms_ = ms_since(t0);
 }
@@ -163,7 +161,7 @@ TrainState::TrainState(const RunConfig& cfg)
   cfg_.validate();
   init_parameters(layout_, cfg.seed, weights_->data());
   adam_.init(layout_);
-  exps_ = choose_exponents(layout_, {}, cfg.batch.shards());
+  grad_scale_exp_ = choose_grad_scale_exp(layout_, {}, cfg.batch.shards());
 }
 
 StepWork TrainState::next_work() const {
@@ -171,14 +169,14 @@ StepWork TrainState::next_work() const {
   w.step = step_;
   w.attempt = attempt_;
   w.shards = cfg_.batch.shards();
-  w.exps = exps_;
+  w.grad_scale_exp = grad_scale_exp_;
   return w;
 }
 
 StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
   StepOutcome out;
   out.step = work.step;
-  if (work.step != step_ || work.exps != exps_)
+  if (work.step != step_ || work.grad_scale_exp != grad_scale_exp_)
     throw std::logic_error("apply() got the result of another step or grid");
   if (total.shards != cfg_.batch.shards())
     throw std::logic_error(fmt::format("step {} summed {} shards, expected {}", work.step,
@@ -190,13 +188,13 @@ StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
   }
   if (total.overflow) {
     // The maxima of this attempt are exact; a grid chosen from them always fits.
-    exps_ = choose_exponents(layout_, total.max_abs, cfg_.batch.shards());
+    grad_scale_exp_ = choose_grad_scale_exp(layout_, total.max_abs, cfg_.batch.shards());
     ++attempt_;
     out.kind = StepOutcome::redo;
     return out;
   }
   out.loss = total.loss_sum() / double(total.tokens);
-  const double norm_sq = exact_to_mean_gradient(layout_, total, exps_, mean_grad_.data());
+  const double norm_sq = exact_to_mean_gradient(layout_, total, grad_scale_exp_, mean_grad_.data());
   out.grad_norm = std::sqrt(norm_sq);
   if (!std::isfinite(out.grad_norm) || !std::isfinite(out.loss)) {
     out.kind = StepOutcome::nonfinite;
@@ -207,7 +205,7 @@ StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
   if (!sole_owner(weights_)) weights_ = std::make_shared<AlignedVector<float>>(*weights_);
   adamw_update(layout_, cfg_.optim, out.lr, clip_scale(out.grad_norm, cfg_.optim.clip),
                mean_grad_.data(), weights_->data(), adam_);
-  exps_ = choose_exponents(layout_, total.max_abs, cfg_.batch.shards());
+  grad_scale_exp_ = choose_grad_scale_exp(layout_, total.max_abs, cfg_.batch.shards());
   attempt_ = 0;
   ++step_;
   out.kind = StepOutcome::applied;
@@ -215,7 +213,7 @@ StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
 }
 
 void TrainState::restore(int64_t step, const float* w, const float* m, const float* v,
-                         std::vector<int32_t> exps) {
+                         std::vector<int32_t> grad_scale_exp) {
   const size_t n = layout_.total();
   weights_ = std::make_shared<AlignedVector<float>>(w, w + n);
   std::memcpy(adam_.m.data(), m, n * sizeof(float));
@@ -223,10 +221,11 @@ void TrainState::restore(int64_t step, const float* w, const float* m, const flo
   adam_.t = step;
   step_ = step;
   attempt_ = 0;
-  if (exps.empty()) exps = choose_exponents(layout_, {}, cfg_.batch.shards());
-  if (exps.size() != layout_.tensors().size())
+  if (grad_scale_exp.empty())
+    grad_scale_exp = choose_grad_scale_exp(layout_, {}, cfg_.batch.shards());
+  if (grad_scale_exp.size() != layout_.tensors().size())
     throw ConfigError("checkpoint's exact-sum state does not match the model");
-  exps_ = std::move(exps);
+  grad_scale_exp_ = std::move(grad_scale_exp);
 }
 
 void train_reference(TrainState& state, const WindowSampler& sampler, int64_t steps) {

@@ -49,21 +49,21 @@ struct RunConfig {
 // What the root sends down for one step: which step, and the exact-sum grid to use.
 struct StepWork {
   int64_t step = 0;
-  int32_t attempt = 0;        // > 0 when the step is redone with wider exponents
-  int32_t shards = 0;         // shards in the whole step
-  std::vector<int32_t> exps;  // exact-sum exponent per tensor
+  int32_t attempt = 0;                  // > 0 when the step is redone with wider exponents
+  int32_t shards = 0;                   // shards in the whole step
+  std::vector<int32_t> grad_scale_exp;  // exact-sum exponent per tensor
 };
 
-// One worker's reusable state: model workspace and gradient buffer. Not thread-safe; one per
-// sphere or thread.
+// The numerics of computing shards: a model workspace and gradient buffer, reused from shard to
+// shard. Not thread-safe; one per sphere (or pool worker thread).
 class ShardWorker {
  public:
   ShardWorker(const RunConfig& cfg, const WindowSampler& sampler);
-  // A worker without a corpus (on a remote node): every compute() gets the shard's tokens.
+  // A ShardWorker without a corpus (on a remote node): every compute() gets the shard's tokens.
   explicit ShardWorker(const RunConfig& cfg);
   const ParamLayout& layout() const { return model_.layout(); }
-  // Approximate memory one worker holds for `cfg`: its model workspace, gradient buffer and the
-  // exact partial sum it fills (for planning, before anything is allocated).
+  // Approximate memory one ShardWorker holds for `cfg`: its model workspace, gradient buffer and
+  // the exact partial sum it fills (for planning, before anything is allocated).
   static size_t memory_bytes(const RunConfig& cfg);
   // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`. `tokens`: the
   // shard's windows (micro_batch rows of context + 1 ids) when they were shipped rather than
@@ -119,9 +119,9 @@ class TrainState {
 
   // Checkpoint support.
   const AdamState& adam() const { return adam_; }
-  const std::vector<int32_t>& exponents() const { return exps_; }
+  const std::vector<int32_t>& grad_scale_exp() const { return grad_scale_exp_; }
   void restore(int64_t step, const float* weights, const float* m, const float* v,
-               std::vector<int32_t> exps);
+               std::vector<int32_t> grad_scale_exp);
 
  private:
   RunConfig cfg_;
@@ -129,7 +129,8 @@ class TrainState {
   std::shared_ptr<AlignedVector<float>> weights_;
   AdamState adam_;
   int64_t step_ = 0;
-  std::vector<int32_t> exps_;  // exact-sum grid for the next attempt (from the last exact maxima)
+  std::vector<int32_t>
+      grad_scale_exp_;  // exact-sum grid for the next attempt (from the last exact maxima)
   int32_t attempt_ = 0;
   AlignedVector<float> mean_grad_;
 };

@@ -95,7 +95,8 @@ TEST_CASE("a failing worker becomes BackendFailure, and the pool stays usable", 
       auto b = make_pool_backend(kind, cfg, sampler, workers);
       TrainState st(cfg);
       StepWork bad = st.next_work();
-      bad.exps.pop_back();  // ExactGrad::add_shard throws: one exponent per tensor required
+      bad.grad_scale_exp
+          .pop_back();  // ExactGrad::add_shard throws: one exponent per tensor required
       REQUIRE_THROWS_AS(b->run_step(bad, st.weights()), BackendFailure);
       REQUIRE_THROWS_AS(b->run_step(bad, st.weights()), BackendFailure);
       REQUIRE(test::train_with(*b, cfg) == expected);

@@ -28,9 +28,10 @@ std::vector<AlignedVector<float>> make_shards(const ParamLayout& L, int n, uint3
   return out;
 }
 ExactGrad fold(const ParamLayout& L, const std::vector<AlignedVector<float>>& shards,
-               const std::vector<int>& order, const std::vector<int32_t>& exps) {
+               const std::vector<int>& order, const std::vector<int32_t>& grad_scale_exp) {
   ExactGrad acc(L);
-  for (int s : order) acc.add_shard(L, shards[s].data(), exps, int(shards.size()), 0.25 * s, 10);
+  for (int s : order)
+    acc.add_shard(L, shards[s].data(), grad_scale_exp, int(shards.size()), 0.25 * s, 10);
   return acc;
 }
 }  // namespace
@@ -41,13 +42,13 @@ TEST_CASE("every permutation and grouping of shards gives bit-identical sums", "
   auto shards = make_shards(L, n, 42);
   // Exponents from the true maxima, as the root would choose after one attempt.
   ExactGrad probe(L);
-  auto exps0 = choose_exponents(L, {}, n);
-  for (auto& g : shards) probe.add_shard(L, g.data(), exps0, n, 0, 0);
-  auto exps = choose_exponents(L, probe.max_abs, n);
+  auto grad_scale_exp0 = choose_grad_scale_exp(L, {}, n);
+  for (auto& g : shards) probe.add_shard(L, g.data(), grad_scale_exp0, n, 0, 0);
+  auto grad_scale_exp = choose_grad_scale_exp(L, probe.max_abs, n);
 
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
-  const ExactGrad ref = fold(L, shards, order, exps);
+  const ExactGrad ref = fold(L, shards, order, grad_scale_exp);
   REQUIRE_FALSE(ref.overflow);
   std::mt19937 rng(7);
   for (int trial = 0; trial < 50; ++trial) {
@@ -59,7 +60,7 @@ TEST_CASE("every permutation and grouping of shards gives bit-identical sums", "
     while (i < order.size()) {
       size_t len = 1 + rng() % 3;
       std::vector<int> part(order.begin() + i, order.begin() + std::min(order.size(), i + len));
-      groups.push_back(fold(L, shards, part, exps));
+      groups.push_back(fold(L, shards, part, grad_scale_exp));
       i += len;
     }
     std::shuffle(groups.begin(), groups.end(), rng);
@@ -78,15 +79,15 @@ TEST_CASE("exact sum is as accurate as a double sum rounded to float", "[exact]"
   const int n = 64;
   auto shards = make_shards(L, n, 9);
   ExactGrad probe(L);
-  for (auto& g : shards) probe.add_shard(L, g.data(), choose_exponents(L, {}, n), n, 0, 1);
-  auto exps = choose_exponents(L, probe.max_abs, n);
+  for (auto& g : shards) probe.add_shard(L, g.data(), choose_grad_scale_exp(L, {}, n), n, 0, 1);
+  auto grad_scale_exp = choose_grad_scale_exp(L, probe.max_abs, n);
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
-  ExactGrad total = fold(L, shards, order, exps);
+  ExactGrad total = fold(L, shards, order, grad_scale_exp);
   REQUIRE_FALSE(total.overflow);
   AlignedVector<float> mean(L.total());
   total.tokens = 1;  // compare sums, not means
-  exact_to_mean_gradient(L, total, exps, mean.data());
+  exact_to_mean_gradient(L, total, grad_scale_exp, mean.data());
 
   size_t worse_than_fp32 = 0, checked = 0;
   for (size_t t = 0; t < L.tensors().size(); ++t) {
@@ -103,7 +104,7 @@ TEST_CASE("exact sum is as accurate as a double sum rounded to float", "[exact]"
       // Bounded by half a float ulp of the tensor's max (the grid is 2^-55 of it) plus the final
       // rounding to float, and never worse than the float32 sequential sum except where both
       // are within the grid resolution.
-      const double grid = std::ldexp(1.0, -exps[t]) * n;
+      const double grid = std::ldexp(1.0, -grad_scale_exp[t]) * n;
       REQUIRE(err_exact <= std::fabs(ref) * 0x1p-24 + grid);
       if (err_exact > err_seq + grid) ++worse_than_fp32;
       ++checked;
@@ -117,20 +118,20 @@ TEST_CASE("a value that does not fit the grid is reported as overflow, never wra
   ParamLayout L(micro_cfg());
   AlignedVector<float> g(L.total(), 0.f);
   g[L.tensors()[0].offset] = 1.0f;
-  auto exps = choose_exponents(L, {}, 4);  // no history: assumes |g| < 2^8
+  auto grad_scale_exp = choose_grad_scale_exp(L, {}, 4);  // no history: assumes |g| < 2^8
   ExactGrad ok(L);
-  ok.add_shard(L, g.data(), exps, 4, 1.0, 1);
+  ok.add_shard(L, g.data(), grad_scale_exp, 4, 1.0, 1);
   REQUIRE_FALSE(ok.overflow);
   g[L.tensors()[0].offset] = 1e6f;  // 2^20 > 2^8 * 2^3 headroom
   ExactGrad bad(L);
-  bad.add_shard(L, g.data(), exps, 4, 1.0, 1);
+  bad.add_shard(L, g.data(), grad_scale_exp, 4, 1.0, 1);
   REQUIRE(bad.overflow);
   REQUIRE(bad.max_abs[0] == 1e6f);  // the exact max still travels up
   ExactGrad merged = ok;
   merged.merge(bad);
   REQUIRE(merged.overflow);
   // Exponents chosen from the reported max fit.
-  auto wider = choose_exponents(L, merged.max_abs, 4);
+  auto wider = choose_grad_scale_exp(L, merged.max_abs, 4);
   ExactGrad redo(L);
   redo.add_shard(L, g.data(), wider, 4, 1.0, 1);
   REQUIRE_FALSE(redo.overflow);
@@ -139,13 +140,13 @@ TEST_CASE("a value that does not fit the grid is reported as overflow, never wra
 TEST_CASE("non-finite gradients and losses are flagged", "[exact]") {
   ParamLayout L(micro_cfg());
   AlignedVector<float> g(L.total(), 0.f);
-  auto exps = choose_exponents(L, {}, 1);
+  auto grad_scale_exp = choose_grad_scale_exp(L, {}, 1);
   ExactGrad a(L);
-  a.add_shard(L, g.data(), exps, 1, std::nan(""), 1);
+  a.add_shard(L, g.data(), grad_scale_exp, 1, std::nan(""), 1);
   REQUIRE(a.nonfinite);
   g[3] = INFINITY;
   ExactGrad b(L);
-  b.add_shard(L, g.data(), exps, 1, 1.0, 1);
+  b.add_shard(L, g.data(), grad_scale_exp, 1, 1.0, 1);
   REQUIRE(b.nonfinite);
 }
 
@@ -184,18 +185,19 @@ TEST_CASE("the vectorised fold gives exactly the portable fold's integers", "[ex
 TEST_CASE("a loss beyond the fixed-point range refuses the step instead of redoing it", "[exact]") {
   ParamLayout L(micro_cfg());
   AlignedVector<float> g(L.total(), 0.f);
-  const auto exps = choose_exponents(L, {}, 4);
+  const auto grad_scale_exp = choose_grad_scale_exp(L, {}, 4);
   ExactGrad a(L);
-  a.add_shard(L, g.data(), exps, 4, 1e9, 1);  // fine: 1e9 * 2^16 < 2^60
+  a.add_shard(L, g.data(), grad_scale_exp, 4, 1e9, 1);  // fine: 1e9 * 2^16 < 2^60
   REQUIRE_FALSE(a.nonfinite);
   REQUIRE_FALSE(a.overflow);
   ExactGrad b(L);
-  b.add_shard(L, g.data(), exps, 4, 1e14, 1);  // 1e14 * 2^16 > 2^60: cannot be summed exactly
+  b.add_shard(L, g.data(), grad_scale_exp, 4, 1e14,
+              1);  // 1e14 * 2^16 > 2^60: cannot be summed exactly
   REQUIRE(b.nonfinite);
   REQUIRE_FALSE(b.overflow);  // a wider grid would not help: no redo
   // Four shards at the per-shard limit never wrap when summed.
   ExactGrad c(L);
-  for (int k = 0; k < 4; ++k) c.add_shard(L, g.data(), exps, 4, 1.7e13, 1);
+  for (int k = 0; k < 4; ++k) c.add_shard(L, g.data(), grad_scale_exp, 4, 1.7e13, 1);
   REQUIRE_FALSE(c.nonfinite);
   REQUIRE(c.loss_sum() == Approx(4 * 1.7e13).epsilon(1e-12));
 }

@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli_util.hpp"
+#include "run/sysinfo.hpp"
 
 using namespace e2e;
 
@@ -667,7 +668,7 @@ TEST_CASE("battery: odd but valid input is accepted and recorded safely", "[e2e]
   cases.push_back(ok(
       "--threads at its maximum (8 per core) trains",
       [](const fs::path& d) {
-        const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+        const int cores = cllm::detected_cores();
         return in_run(d, {"--threads", std::to_string(8 * cores), "--sample-tokens", "0"});
       },
       [](const fs::path&, const Result& r) { CHECK(r.err.empty()); }));
