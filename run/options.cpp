@@ -74,7 +74,8 @@ double to_double(const std::string& opt, const std::string& v) {
 
 OptionTable& OptionTable::add(const std::string& names, const std::string& arg,
                               const std::string& help, const std::string& def, Setter set) {
-  opts_.push_back(Opt{split(names, ','), arg, help, def, std::move(set), section_});
+  opts_.push_back(
+      Opt{split(names, ','), arg, help, def, std::move(set), section_, Scope::action, {}});
   return *this;
 }
 

@@ -335,7 +335,7 @@ void write_safetensors(const std::string& path, const StFile& file) {
 }
 
 StFile read_safetensors(const std::string& path, std::string* data_sha256) {
-  StReader in{path};
+  StReader in{path, Fd{}};
   open_for_reading(in);
   const json header = read_header(in);
   StFile out;
