@@ -17,9 +17,9 @@
 namespace cllm {
 
 constexpr int32_t kClusterProtocol = 1;
+// Every payload's size is known to its receiver (the run's model): a piece of anything else is
+// dropped (messages/cluster_checks.hpp).
 constexpr size_t kChunkBytes = size_t(4) << 20;
-// No payload (weights, a partial sum) is accepted beyond this: 16 GiB, a model of 2G parameters.
-constexpr uint64_t kMaxPayloadBytes = uint64_t(16) << 30;
 
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using proof_atom = caf::atom_constant<caf::atom("proof")>;
