@@ -7,6 +7,7 @@
 //   - what decodes encodes again to bytes that decode to the same bytes (inspect is symmetric);
 //   - a refusal is one printable line;
 //   - what passes the checks can be used: a computed shard, an applied step, never a throw.
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +46,23 @@ caf::actor_system& actor_system() {
   return *sys;
 }
 
+// CAF 0.17 encodes a float or double by halving it until it is below 2 (detail::pack754): an
+// infinity never gets there, and the encoding loops forever. Bytes from a peer can decode to an
+// infinity (an exponent field of all ones), so a received value must never be sent on unless
+// finite: the root refuses answers with one (result_problem) and sends nothing of them on.
+bool finite_all(const NodeResult& r) {
+  const StepTiming& t = r.partial.timing;
+  for (double d : {r.node_ms, t.compute_ms, t.fold_ms, t.reduce_ms, t.wait_ms, t.network_ms})
+    if (!std::isfinite(d)) return false;
+  for (float f : r.partial.grad.max_abs)
+    if (!std::isfinite(f)) return false;
+  return true;
+}
+template <class T>
+bool finite_all(const T&) {
+  return true;  // no floating-point fields
+}
+
 // Bytes being decoded, one message after another.
 class Reader {
  public:
@@ -59,6 +77,7 @@ class Reader {
   template <class T>
   bool read(T& x) {
     if (src_(x)) return false;
+    if (!finite_all(x)) return true;  // (see finite_all)
     std::vector<char> once, twice;
     caf::binary_serializer s1(nullptr, once);
     if (s1(x)) fuzz::fail("a decoded message does not encode");
@@ -238,9 +257,6 @@ void any_message(const uint8_t* data, size_t size) {
   caf::binary_deserializer src(actor_system(), reinterpret_cast<const char*>(data), size);
   if (src(m)) return;
   trace("a message of " + std::to_string(m.size()) + " elements");
-  std::vector<char> buf;
-  caf::binary_serializer sink(actor_system(), buf);
-  if (sink(m)) fuzz::fail("a decoded message does not encode");
   if (m.match_elements<hello_atom, JoinHello>()) {
     check_refusal(hello_problem(m.get_as<JoinHello>(1)));
   } else if (m.match_elements<ready_atom, Fingerprint>()) {
