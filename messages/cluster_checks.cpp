@@ -22,6 +22,21 @@ bool plain_token(const std::string& s, size_t max) {
   return true;
 }
 
+// `s` in visible ASCII, any other byte as \xNN, cut after `max` bytes of input: text that stays
+// one valid line however it is cut later (a refusal shows the first bytes of each field).
+std::string ascii(const std::string& s, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f)
+      out += char(c);
+    else
+      out += fmt::format("\\x{:02x}", c);
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
 bool sane_ms(double ms) {
   return std::isfinite(ms) && ms >= 0;
 }
@@ -61,8 +76,8 @@ std::string hello_who(const JoinHello& h) {
 }
 
 NumericsFingerprint fingerprint_from_wire(const Fingerprint& fp) {
-  return {printable(fp.probe_sha256, 200), printable(fp.build_id, 500), printable(fp.model, 200),
-          printable(fp.tokenizer, 200)};
+  return {ascii(fp.probe_sha256, 200), ascii(fp.build_id, 500), ascii(fp.model, 200),
+          ascii(fp.tokenizer, 200)};
 }
 
 std::string welcome_problem(const JoinWelcome& w, RunConfig& run) {

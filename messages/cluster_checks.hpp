@@ -17,8 +17,8 @@ namespace cllm {
 std::string hello_problem(const JoinHello& h);
 // Root: how a peer is named in a log line ("a node on HOST" or "a node").
 std::string hello_who(const JoinHello& h);
-// Root, from a proven peer: its fingerprint, with any byte that is not printable escaped (the
-// fields end up in the refusal's line).
+// Root, from a proven peer: its fingerprint in visible ASCII, any other byte escaped (the fields'
+// first bytes end up in the refusal's line).
 NumericsFingerprint fingerprint_from_wire(const Fingerprint& fp);
 
 // Node, from the proven root: the run it describes (parsed and validated into `run`).
