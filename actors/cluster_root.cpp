@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "messages/cluster_checks.hpp"
 #include "src/clock.hpp"
 #include "src/cluster_auth.hpp"
 #include "src/hmac.hpp"
@@ -22,8 +23,9 @@ struct PendingRequest {
   uint64_t request = 0;
   caf::response_promise rp;
   SteadyClock::time_point sent;
+  int32_t shards = 0;        // asked for
   std::vector<int64_t> sum;  // the partial sum, as its chunks arrive ...
-  ChunkAssembly sum_chunks;  // ... into `sum`
+  PayloadAssembly pieces;    // ... checked here
   bool have_result = false;
   NodeResult result;
   int64_t bytes_sent = 0, bytes_received = 0;
@@ -84,10 +86,8 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   w.weight_bytes = send_weights ? weight_bytes : 0;
   st.pending = PendingRequest{};
   st.pending.request = w.request;
-  // A partial sum has one number per parameter, as the weights.
-  st.pending.sum.resize(weights->size());
-  st.pending.sum_chunks = ChunkAssembly(w.request, st.pending.sum.size() * sizeof(int64_t),
-                                        reinterpret_cast<char*>(st.pending.sum.data()));
+  st.pending.shards = int32_t(w.set.shards.size());
+  st.pending.pieces = sum_assembly(st.setup->run);
   st.pending.rp = self->make_response_promise();
   st.pending.sent = SteadyClock::now();
   st.pending.bytes_sent =
@@ -103,18 +103,19 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
 void maybe_deliver(link_pointer self) {
   auto& st = self->state;
   PendingRequest& p = st.pending;
+  // The node sends its sum's chunks, then its result: all chunks came before the result.
   if (!st.has_pending || !p.have_result) return;
-  const auto refuse = [&](const std::string& why) {
-    st.has_pending = false;
-    p.rp.deliver(make_sphere_error(sphere_errc::crashed, caf::make_message(why)));
-  };
-  if (!p.result.error.empty()) return refuse(p.result.error);
-  // The answer names a sum of another size, or its chunks did not add up: never summed.
-  if (p.result.sum_bytes != p.sum.size() * sizeof(int64_t) ||
-      size_t(p.result.sum_chunks) != ChunkAssembly::chunks_for(p.result.sum_bytes))
-    return refuse(fmt::format("{} sent a malformed partial sum", node_name(st)));
-  if (!p.sum_chunks.complete()) return;  // chunks still on their way (the answer came first)
   st.has_pending = false;
+  if (const auto bad = result_problem(st.setup->run, p.shards, p.pieces, p.result); !bad.empty()) {
+    p.rp.deliver(make_sphere_error(
+        sphere_errc::crashed,
+        caf::make_message(fmt::format("{} sent a malformed answer: {}", node_name(st), bad))));
+    return;
+  }
+  if (!p.result.error.empty()) {
+    p.rp.deliver(make_sphere_error(sphere_errc::crashed, caf::make_message(p.result.error)));
+    return;
+  }
   Partial out = std::move(p.result.partial);
   out.grad.sum = std::move(p.sum);
   // Time spent on the node's behalf beyond its own step: transfers and (de)serialisation.
@@ -156,9 +157,14 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
       },
       [self, from_node](chunk_atom, Chunk& c) {
         auto& p = self->state.pending;
-        if (!from_node() || !self->state.has_pending || !p.sum_chunks.add(c)) return;
-        p.bytes_received = int64_t(p.sum_chunks.received_bytes());
-        maybe_deliver(self);
+        if (!from_node() || !self->state.has_pending || c.id != p.request) return;
+        // A chunk that is not a piece of the sum this request expects is dropped (and the
+        // answer, missing it, is refused as malformed).
+        const int64_t at = p.pieces.place(c.total, c.index, c.bytes.size());
+        if (at < 0) return;
+        if (p.sum.empty()) p.sum.resize(p.pieces.bytes() / sizeof(int64_t));
+        std::memcpy(reinterpret_cast<char*>(p.sum.data()) + at, c.bytes.data(), c.bytes.size());
+        p.bytes_received += int64_t(c.bytes.size());
       },
       [self, from_node](result_atom, NodeResult& r) {
         auto& p = self->state.pending;
@@ -228,23 +234,9 @@ caf::error refuse(gateway_pointer self, const std::string& who, const std::strin
   return make_sphere_error(sphere_errc::crashed, caf::make_message("refused: " + why));
 }
 
-bool printable(const std::string& s, size_t max) {
-  if (s.empty() || s.size() > max) return false;
-  for (unsigned char c : s)
-    if (c < 0x21 || c > 0x7e) return false;
-  return true;
-}
-
 caf::result<std::string> on_hello(gateway_pointer self, JoinHello& h) {
   auto& st = self->state;
-  const std::string who = printable(h.host, 255) ? "a node on " + h.host : "a node";
-  if (h.protocol != kClusterProtocol)
-    return refuse(
-        self, who,
-        fmt::format("it speaks cluster protocol {}, this root {}", h.protocol, kClusterProtocol));
-  if (!printable(h.node_id, 64) || !printable(h.host, 255) || h.nonce.size() != 32 ||
-      h.spheres < 1 || h.threads < 1 || h.height < 0 || h.spheres > 1000000 || h.threads > 4096)
-    return refuse(self, who, "its hello is malformed");
+  if (const auto bad = hello_problem(h); !bad.empty()) return refuse(self, hello_who(h), bad);
   // A bounded list of peers in the handshake: the oldest goes first.
   while (st.candidates.size() >= 64) {
     auto oldest = st.candidates.begin();
@@ -292,8 +284,7 @@ caf::result<JoinAccepted> on_ready(gateway_pointer self, const Fingerprint& fp) 
   st.candidates.erase(it);
   const std::string who = fmt::format("node {} ({})", c.hello.node_id, c.hello.host);
   const NumericsFingerprint mine = st.setup->fingerprint;
-  const auto diff =
-      fingerprint_differences(mine, {fp.probe_sha256, fp.build_id, fp.model, fp.tokenizer});
+  const auto diff = fingerprint_differences(mine, fingerprint_from_wire(fp));
   if (!diff.empty()) {
     std::string list;
     for (const auto& d : diff) list += (list.empty() ? "" : "; ") + d;

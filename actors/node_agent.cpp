@@ -9,6 +9,7 @@
 #include "actors/cluster_root.hpp"
 #include "actors/coordinator.hpp"
 #include "messages/cluster.hpp"
+#include "messages/cluster_checks.hpp"
 #include "src/clock.hpp"
 #include "src/cluster_auth.hpp"
 #include "src/fingerprint.hpp"
@@ -28,8 +29,8 @@ caf::error node_error(node_exit code, std::string line) {
 // Weights arriving in chunks for one version, straight into the buffer the spheres will read.
 struct WeightsInFlight {
   int64_t version = -1;
+  PayloadAssembly pieces;
   std::shared_ptr<AlignedVector<float>> weights;
-  ChunkAssembly chunks;  // into `weights`
 };
 
 struct AgentState {
@@ -123,13 +124,8 @@ void on_welcome(agent_pointer self, JoinWelcome& w) {
     return;
   }
   RunConfig run;
-  try {
-    run = RunConfig::from_json(nlohmann::json::parse(w.run_json));
-    run.validate();
-  } catch (const std::exception& e) {
-    self->quit(
-        node_error(node_exit::refused,
-                   std::string("the root described a run this node cannot compute: ") + e.what()));
+  if (const auto bad = welcome_problem(w, run); !bad.empty()) {
+    self->quit(node_error(node_exit::refused, bad));
     return;
   }
   prepare_subtree(self, w.run_json, run);
@@ -211,27 +207,6 @@ void fail_work(agent_pointer self, const std::string& why) {
   send_result(self, std::move(r), {});
 }
 
-// Checks what the root sent before anything of it is used.
-std::string malformed(const AgentState& st, const NodeWork& w) {
-  const ParamLayout layout(st.run.model);
-  if (w.set.shards.empty() || w.set.shards.size() > size_t(st.run.batch.shards()))
-    return "a request with no shards or too many";
-  for (int32_t s : w.set.shards)
-    if (s < 0 || s >= w.work.shards || w.work.shards != st.run.batch.shards())
-      return "a request for shards outside the step";
-  if (w.set.tokens.size() != w.set.shards.size() * shard_tokens(st.run))
-    return "token windows of the wrong size";
-  for (int32_t t : w.set.tokens)
-    if (t < 0 || t >= st.run.model.vocab) return "a token outside the vocabulary";
-  if (w.work.grad_scale_exp.size() != layout.tensors().size())
-    return "an exact-sum grid of the wrong size";
-  if (w.weights_version != st.weights_version &&
-      (w.weight_bytes != layout.total() * sizeof(float) ||
-       w.weight_chunks != int32_t((w.weight_bytes + kChunkBytes - 1) / kChunkBytes)))
-    return "weights of the wrong size";
-  return {};
-}
-
 void compute(agent_pointer self) {
   auto& st = self->state;
   if (!st.has_work || st.computing || st.weights_version != st.work.weights_version) return;
@@ -255,14 +230,15 @@ void on_work(agent_pointer self, NodeWork& w) {
   st.work_since = SteadyClock::now();
   st.work = std::move(w);
   st.has_work = true, st.computing = false;
-  if (const std::string bad = malformed(st, st.work); !bad.empty()) return fail_work(self, bad);
+  // Checked before anything of it is used.
+  if (const auto bad = work_problem(st.run, st.weights_version, st.work); !bad.empty())
+    return fail_work(self, bad);
   if (st.work.weights_version != st.weights_version) {
-    WeightsInFlight& in = st.incoming;
-    in = WeightsInFlight{};
-    in.version = st.work.weights_version;
-    in.weights = std::make_shared<AlignedVector<float>>(st.work.weight_bytes / sizeof(float));
-    in.chunks = ChunkAssembly(uint64_t(in.version), st.work.weight_bytes,
-                              reinterpret_cast<char*>(in.weights->data()));
+    st.incoming = WeightsInFlight{};
+    st.incoming.version = st.work.weights_version;
+    st.incoming.pieces = weights_assembly(st.work);
+    st.incoming.weights =
+        std::make_shared<AlignedVector<float>>(st.work.weight_bytes / sizeof(float));
   }
   compute(self);
 }
@@ -270,7 +246,11 @@ void on_work(agent_pointer self, NodeWork& w) {
 void on_weights_chunk(agent_pointer self, Chunk& c) {
   auto& st = self->state;
   WeightsInFlight& in = st.incoming;
-  if (!in.chunks.add(c) || !in.chunks.complete()) return;
+  if (!in.weights || int64_t(c.id) != in.version) return;
+  const int64_t at = in.pieces.place(c.total, c.index, c.bytes.size());
+  if (at < 0) return;  // not a piece of these weights, or one that came already
+  std::memcpy(reinterpret_cast<char*>(in.weights->data()) + at, c.bytes.data(), c.bytes.size());
+  if (!in.pieces.complete()) return;
   st.weights = std::move(in.weights);
   st.weights_version = in.version;
   in = WeightsInFlight{};

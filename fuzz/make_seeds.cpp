@@ -5,6 +5,11 @@
 #include <fstream>
 #include <string>
 
+#include <caf/all.hpp>
+
+#include "cluster_run.hpp"
+#include "messages/cluster.hpp"
+#include "messages/messages.hpp"
 #include "src/checkpoint.hpp"
 #include "src/params.hpp"
 #include "src/safetensors.hpp"
@@ -58,6 +63,112 @@ std::string corpus_input(bool folder, int fraction, int window,
     s += bytes;
   }
   return s;
+}
+
+// fuzz_cluster: CAF's bytes of `xs`, one after another, after the mode byte.
+struct Bytes {
+  std::vector<char> buf;
+  explicit Bytes(uint8_t mode) { buf.push_back(char(mode)); }
+  template <class T>
+  Bytes& add(T x) {
+    caf::binary_serializer sink(nullptr, buf);
+    if (sink(x)) throw std::runtime_error("cannot serialise a seed");
+    return *this;
+  }
+  Bytes& tag(uint8_t t) {
+    buf.push_back(char(t));
+    return *this;
+  }
+  std::string str() const { return std::string(buf.begin(), buf.end()); }
+};
+
+// A node's request for shards 0 and 2 of step 3 with the windows, and its weights in chunks.
+NodeWork cluster_work(const RunConfig& run, bool weights) {
+  const ParamLayout layout(run.model);
+  NodeWork w;
+  w.request = 7, w.delivery = 0, w.deadline_ms = 5000;
+  w.work.step = 3, w.work.shards = run.batch.shards();
+  w.work.exps = choose_exponents(layout, {}, w.work.shards);
+  w.set.shards = {0, 2};
+  for (size_t i = 0; i < 2 * shard_tokens(run); ++i) w.set.tokens.push_back(int32_t(i * 7 % 16));
+  w.weights_version = 3;
+  w.weight_bytes = weights ? layout.total() * sizeof(float) : 0;
+  w.weight_chunks = weights ? 1 : 0;
+  return w;
+}
+
+// The node's answer to it: the sum computed as a node computes it.
+std::pair<NodeResult, std::vector<int64_t>> cluster_answer(const RunConfig& run, const NodeWork& w,
+                                                           const AlignedVector<float>& weights) {
+  ShardWorker worker(run);
+  NodeResult r;
+  r.request = w.request;
+  for (size_t i = 0; i < w.set.shards.size(); ++i)
+    worker.compute(weights.data(), w.work, w.set.shards[i], r.partial.grad,
+                   w.set.tokens_of(i, shard_tokens(run)));
+  r.partial.timing.compute_ms = 1.5, r.partial.timing.spheres = 2;
+  r.partial.faults.restarts = 1;
+  r.partial.faults.events.push_back(FaultEvent{FaultEvent::crashed, 1, 3, "injected crash"});
+  std::vector<int64_t> sum = std::move(r.partial.grad.sum);
+  r.partial.grad.sum.clear();
+  r.sum_chunks = 1, r.sum_bytes = sum.size() * sizeof(int64_t), r.node_ms = 2.5;
+  return {std::move(r), std::move(sum)};
+}
+
+Chunk chunk_of(uint64_t id, const void* data, uint64_t bytes) {
+  auto chunks = Chunk::split(id, nullptr, data, bytes);
+  return chunks.at(0);
+}
+
+void cluster_seeds(const fs::path& out) {
+  const fs::path dir = out / "fuzz_cluster";
+  const RunConfig run = fuzz::cluster_run();
+  JoinHello h;
+  h.node_id = "node-1", h.host = "10.0.0.2", h.nonce = std::string(32, 'a');
+  h.spheres = 3, h.fanout = 2, h.threads = 1, h.height = 1;
+  write(dir / "hello", Bytes(fuzz::kHello).add(h).str());
+  const Fingerprint fp{"ab12", "cllm other build", "d 4", "bytes 00"};
+  write(dir / "fingerprint", Bytes(fuzz::kFingerprint).add(fp).str());
+  const JoinWelcome jw{std::string(64, 'f'), run.to_json().dump(), "bytes", ""};
+  write(dir / "welcome", Bytes(fuzz::kWelcome).add(jw).str());
+
+  const ParamLayout layout(run.model);
+  AlignedVector<float> weights(layout.total());
+  init_parameters(layout, 1, weights.data());
+  const NodeWork w = cluster_work(run, true);
+  const Chunk wc = chunk_of(3, weights.data(), weights.size() * sizeof(float));
+  // The request, its weights, and a second request for the weights it holds.
+  write(dir / "node-session", Bytes(fuzz::kNodeSession)
+                                  .tag(0)
+                                  .add(w)
+                                  .tag(1)
+                                  .add(wc)
+                                  .tag(0)
+                                  .add(cluster_work(run, false))
+                                  .str());
+  auto [r, sum] = cluster_answer(run, w, weights);
+  const Chunk sc = chunk_of(7, sum.data(), sum.size() * sizeof(int64_t));
+  write(dir / "root-session", Bytes(fuzz::kRootSession).tag(1).tag(0).add(sc).tag(1).add(r).str());
+  NodeResult failed;
+  failed.request = 7, failed.error = "node node-1: out of memory";
+  write(dir / "root-session-error", Bytes(fuzz::kRootSession).tag(0).tag(1).add(failed).str());
+
+  struct Config : caf::actor_system_config {
+    Config() { register_messages(*this); }
+  } cfg;
+  caf::actor_system sys{cfg};
+  const auto message = [&](const std::string& name, const caf::message& m) {
+    std::vector<char> buf{char(fuzz::kAnyMessage)};
+    caf::binary_serializer sink(sys, buf);
+    if (sink(const_cast<caf::message&>(m))) throw std::runtime_error("cannot serialise " + name);
+    write(dir / ("message-" + name), std::string(buf.begin(), buf.end()));
+  };
+  message("hello", caf::make_message(hello_atom::value, h));
+  message("ready", caf::make_message(ready_atom::value, fp));
+  message("welcome", caf::make_message(jw));
+  message("work", caf::make_message(work_atom::value, w));
+  message("chunk", caf::make_message(chunk_atom::value, sc));
+  message("result", caf::make_message(result_atom::value, r));
 }
 
 }  // namespace
@@ -114,6 +225,7 @@ int main(int argc, char** argv) {
                                       "ELF\0\0\0binary",
                                       13)},
                       {0, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n"}}));
+  cluster_seeds(out);
   std::printf("seeds written to %s\n", out.c_str());
   return 0;
 }

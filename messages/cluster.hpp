@@ -17,9 +17,9 @@
 namespace cllm {
 
 constexpr int32_t kClusterProtocol = 1;
+// Every payload's size is known to its receiver (the run's model): a piece of anything else is
+// dropped (messages/cluster_checks.hpp).
 constexpr size_t kChunkBytes = size_t(4) << 20;
-// No payload (weights, a partial sum) is accepted beyond this: 16 GiB, a model of 2G parameters.
-constexpr uint64_t kMaxPayloadBytes = uint64_t(16) << 30;
 
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using proof_atom = caf::atom_constant<caf::atom("proof")>;
@@ -104,31 +104,6 @@ struct Chunk {
   // The chunks of `bytes` bytes at `data`, kept alive by `owner`.
   static std::vector<Chunk> split(uint64_t id, std::shared_ptr<const void> owner, const void* data,
                                   uint64_t bytes);
-};
-
-// One payload arriving in chunks, written straight into memory its owner keeps. Each chunk
-// index is taken once and only at the size its place demands (kChunkBytes; the last one the
-// rest), so a complete payload holds every byte the sender sent: a duplicate, a short or stray
-// chunk is ignored and leaves the payload incomplete, never summed with a gap.
-class ChunkAssembly {
- public:
-  ChunkAssembly() = default;
-  // A payload `id` of `total` bytes, written to `dest` (which must hold `total` bytes).
-  ChunkAssembly(uint64_t id, uint64_t total, char* dest);
-  // Takes one chunk; false when it is not a missing piece of this payload.
-  bool add(const Chunk& c);
-  bool complete() const { return dest_ != nullptr && missing_ == 0; }
-  uint64_t received_bytes() const { return received_; }
-
-  static size_t chunks_for(uint64_t total) {
-    return size_t((total + kChunkBytes - 1) / kChunkBytes);
-  }
-
- private:
-  uint64_t id_ = 0, total_ = 0, received_ = 0;
-  char* dest_ = nullptr;
-  std::vector<bool> have_;
-  size_t missing_ = 0;
 };
 
 // Node -> link: the answer to a request. The sum follows in `sum_chunks` chunks (grad.sum is

@@ -52,22 +52,6 @@ std::vector<Chunk> Chunk::split(uint64_t id, std::shared_ptr<const void> owner, 
   return out;
 }
 
-ChunkAssembly::ChunkAssembly(uint64_t id, uint64_t total, char* dest)
-    : id_(id), total_(total), dest_(dest), have_(chunks_for(total)), missing_(have_.size()) {}
-
-bool ChunkAssembly::add(const Chunk& c) {
-  if (!dest_ || c.id != id_ || c.total != total_ || c.index < 0 ||
-      size_t(c.index) >= have_.size() || have_[size_t(c.index)])
-    return false;
-  const uint64_t at = uint64_t(c.index) * kChunkBytes;
-  if (c.bytes.size() != std::min<uint64_t>(kChunkBytes, total_ - at)) return false;
-  std::memcpy(dest_ + at, c.bytes.data(), c.bytes.size());
-  have_[size_t(c.index)] = true;
-  --missing_;
-  received_ += c.bytes.size();
-  return true;
-}
-
 const GiveUp* as_give_up(const caf::error& e) {
   if (e.category() != kSphereCategory || e.code() != uint8_t(sphere_errc::gave_up) ||
       !e.context().match_elements<GiveUp>())

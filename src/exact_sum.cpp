@@ -17,8 +17,6 @@ int shard_bits(int step_shards) {
   while ((1LL << k) < step_shards) ++k;
   return k;
 }
-constexpr int kMinExp = -126, kMaxExp = 126;  // 2^e must itself be a normal float
-
 }  // namespace
 
 void ExactGrad::reset(const ParamLayout& layout) {

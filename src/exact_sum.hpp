@@ -18,6 +18,9 @@
 
 namespace cllm {
 
+// The range of the exponents of the grid: 2^e must itself be a normal float.
+constexpr int kMinExp = -126, kMaxExp = 126;
+
 struct ExactGrad {
   std::vector<int64_t> sum;    // layout.total() fixed-point sums (two's complement, wrapping)
   std::vector<float> max_abs;  // per tensor: max |g| over every folded shard

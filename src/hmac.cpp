@@ -37,7 +37,7 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
-  unsigned diff = unsigned(a.size() ^ b.size());
+  unsigned diff = a.size() == b.size() ? 0u : 1u;  // (sizes differing by 2^32 are unequal too)
   const size_t n = std::min(a.size(), b.size());
   for (size_t i = 0; i < n; ++i) diff |= unsigned(uint8_t(a[i]) ^ uint8_t(b[i]));
   return diff == 0;

@@ -1,0 +1,148 @@
+#include "messages/cluster_checks.hpp"
+
+#include <cmath>
+#include <exception>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "src/exact_sum.hpp"
+#include "src/params.hpp"
+#include "src/safe_text.hpp"
+
+namespace cllm {
+
+namespace {
+
+// Visible ASCII only (ids and host names), 1 to `max` bytes.
+bool plain_token(const std::string& s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (unsigned char c : s)
+    if (c < 0x21 || c > 0x7e) return false;
+  return true;
+}
+
+// `s` in visible ASCII, any other byte as \xNN, cut after `max` bytes of input: text that stays
+// one valid line however it is cut later (a refusal shows the first bytes of each field).
+std::string ascii(const std::string& s, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f)
+      out += char(c);
+    else
+      out += fmt::format("\\x{:02x}", c);
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+bool sane_ms(double ms) {
+  return std::isfinite(ms) && ms >= 0;
+}
+
+std::string timing_problem(const StepTiming& t) {
+  for (double ms : {t.compute_ms, t.fold_ms, t.reduce_ms, t.wait_ms, t.network_ms})
+    if (!sane_ms(ms)) return "a timing that is not a duration";
+  if (t.bytes_sent < 0 || t.bytes_received < 0 || t.spheres < 0) return "negative counts";
+  return {};
+}
+
+std::string faults_problem(FaultCounts& f) {
+  for (int64_t n : {f.restarts, f.deadline_kills, f.subtree_restarts, f.nodes_joined, f.nodes_left,
+                    f.nodes_lost, f.shards_redispatched})
+    if (n < 0) return "negative fault counts";
+  for (FaultEvent& e : f.events) {
+    if (e.kind < FaultEvent::crashed || e.kind > FaultEvent::node_lost)
+      return "a fault event of no known kind";
+    e.reason = printable(e.reason, 500);
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string hello_problem(const JoinHello& h) {
+  if (h.protocol != kClusterProtocol)
+    return fmt::format("it speaks cluster protocol {}, this root {}", h.protocol, kClusterProtocol);
+  if (!plain_token(h.node_id, 64) || !plain_token(h.host, 255) || h.nonce.size() != 32 ||
+      h.spheres < 1 || h.threads < 1 || h.height < 0 || h.spheres > 1000000 || h.threads > 4096)
+    return "its hello is malformed";
+  return {};
+}
+
+std::string hello_who(const JoinHello& h) {
+  return plain_token(h.host, 255) ? "a node on " + h.host : "a node";
+}
+
+NumericsFingerprint fingerprint_from_wire(const Fingerprint& fp) {
+  return {ascii(fp.probe_sha256, 200), ascii(fp.build_id, 500), ascii(fp.model, 200),
+          ascii(fp.tokenizer, 200)};
+}
+
+std::string welcome_problem(const JoinWelcome& w, RunConfig& run) {
+  try {
+    run = RunConfig::from_json(nlohmann::json::parse(w.run_json));
+    run.validate();
+  } catch (const std::exception& e) {
+    return "the root described a run this node cannot compute: " + printable(e.what(), 300);
+  }
+  return {};
+}
+
+std::string work_problem(const RunConfig& run, int64_t held_version, const NodeWork& w) {
+  const ParamLayout layout(run.model);
+  if (w.set.shards.empty() || w.set.shards.size() > size_t(run.batch.shards()))
+    return "a request with no shards or too many";
+  for (int32_t s : w.set.shards)
+    if (s < 0 || s >= w.work.shards || w.work.shards != run.batch.shards())
+      return "a request for shards outside the step";
+  if (w.set.tokens.size() != w.set.shards.size() * shard_tokens(run))
+    return "token windows of the wrong size";
+  for (int32_t t : w.set.tokens)
+    if (t < 0 || t >= run.model.vocab) return "a token outside the vocabulary";
+  if (w.work.exps.size() != layout.tensors().size()) return "an exact-sum grid of the wrong size";
+  for (int32_t e : w.work.exps)
+    if (e < kMinExp || e > kMaxExp) return "an exact-sum grid out of range";
+  if (w.work.step < 0 || w.work.attempt < 0 || w.delivery < 0 || w.weights_version < 0)
+    return "a negative step, attempt, delivery or weights version";
+  if (w.deadline_ms < 0 || w.deadline_ms > int64_t(1e12)) return "a deadline out of range";
+  if (w.weights_version != held_version &&
+      (w.weight_bytes != layout.total() * sizeof(float) ||
+       w.weight_chunks != int32_t((w.weight_bytes + kChunkBytes - 1) / kChunkBytes)))
+    return "weights of the wrong size";
+  return {};
+}
+
+PayloadAssembly weights_assembly(const NodeWork& w) {
+  return PayloadAssembly(w.weight_bytes, kChunkBytes);
+}
+
+PayloadAssembly sum_assembly(const RunConfig& run) {
+  return PayloadAssembly(ParamLayout(run.model).total() * sizeof(int64_t), kChunkBytes);
+}
+
+std::string result_problem(const RunConfig& run, int32_t shards, const PayloadAssembly& sum,
+                           NodeResult& r) {
+  if (!r.error.empty()) {  // an answer too: the node could not compute it
+    r.error = printable(r.error, 1000);
+    return sum.received() == 0 ? "" : "an error with a partial sum";
+  }
+  const ExactGrad& g = r.partial.grad;
+  if (r.sum_bytes != sum.bytes() || r.sum_chunks < 0 || uint64_t(r.sum_chunks) != sum.pieces())
+    return "a partial sum of the wrong size";
+  if (!sum.complete()) return "a partial sum with chunks missing";
+  if (!g.sum.empty()) return "a partial sum outside its chunks";
+  if (g.max_abs.size() != ParamLayout(run.model).tensors().size())
+    return "maxima of the wrong size";
+  for (float m : g.max_abs)
+    if (!std::isfinite(m) || m < 0) return "maxima that are not magnitudes";
+  if (g.shards != shards) return fmt::format("{} shards summed of {}", g.shards, shards);
+  if (g.tokens != int64_t(shards) * run.batch.micro_batch * run.batch.context)
+    return "a token count that is not the shards'";
+  if (!sane_ms(r.node_ms)) return "a node time that is not a duration";
+  if (std::string t = timing_problem(r.partial.timing); !t.empty()) return t;
+  return faults_problem(r.partial.faults);
+}
+
+}  // namespace cllm

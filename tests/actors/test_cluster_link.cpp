@@ -1,0 +1,127 @@
+// The root's side of a cluster in one process: a peer that passes the handshake and then answers
+// a step with malformed pieces gets an error for that step (the coordinator deals its shards
+// again), never a sum with holes, a crash or a hang; a well-formed answer goes through.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "actors/cluster_root.hpp"
+#include "messages/cluster.hpp"
+#include "src/cluster_auth.hpp"
+#include "test_util.hpp"
+
+using namespace cllm;
+
+namespace {
+
+struct Config : caf::actor_system_config {
+  Config() { register_messages(*this); }
+};
+
+const NumericsFingerprint kPrint{"probe", "build", "model", "tokenizer"};
+constexpr auto kWait = std::chrono::seconds(30);
+
+// Joins `gateway` as `node` (hello, proof, ready); returns the link that stands for it.
+caf::actor join(caf::scoped_actor& node, const caf::actor& gateway, const std::string& key) {
+  JoinHello h;
+  h.node_id = "n1", h.host = "127.0.0.1", h.nonce = std::string(32, '7');
+  h.spheres = 1, h.threads = 1;
+  std::string root_nonce;
+  node->request(gateway, kWait, hello_atom::value, h)
+      .receive([&](std::string& n) { root_nonce = n; },
+               [&](caf::error& e) { FAIL("hello: " << node->system().render(e)); });
+  const std::string proof = node_join_proof(key, root_nonce, h.nonce, h.node_id);
+  node->request(gateway, kWait, proof_atom::value, proof)
+      .receive([](JoinWelcome&) {},
+               [&](caf::error& e) { FAIL("proof: " << node->system().render(e)); });
+  caf::actor link;
+  const Fingerprint fp{kPrint.probe_sha256, kPrint.build_id, kPrint.model, kPrint.tokenizer};
+  node->request(gateway, kWait, ready_atom::value, fp)
+      .receive([&](JoinAccepted& a) { link = a.link; },
+               [&](caf::error& e) { FAIL("ready: " << node->system().render(e)); });
+  return link;
+}
+
+// The request and its weight chunks, as the node receives them.
+NodeWork take_work(caf::scoped_actor& node) {
+  NodeWork w;
+  node->receive([&](work_atom, NodeWork& x) { w = std::move(x); },
+                caf::after(kWait) >> [] { FAIL("no request came"); });
+  for (int32_t i = 0; i < w.weight_chunks; ++i)
+    node->receive([](chunk_atom, Chunk&) {}, caf::after(kWait) >> [] { FAIL("no chunk came"); });
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one", "[cluster]") {
+  Config cfg;
+  caf::actor_system sys{cfg};
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig run = test::spheres_run();
+  WindowSampler sampler(tokens, run.batch.context, sampler_seed(run.seed));
+  caf::scoped_actor coordinator{sys}, node{sys}, parent{sys};
+  auto setup = std::make_shared<ClusterSetup>();
+  setup->run = run, setup->key = "key", setup->fingerprint = kPrint, setup->sampler = &sampler;
+  setup->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
+  const caf::actor gateway = spawn_gateway(sys, setup);
+  const caf::actor link = join(node, gateway, setup->key);
+  REQUIRE(link);
+
+  const ParamLayout layout(run.model);
+  TrainState state(run);
+  auto assignment = std::make_shared<Assignment>();
+  assignment->set.shards = {0, 1};
+  const std::vector<int64_t> sum(layout.total(), 0);
+  // One step through the link; `answer` plays the node. Returns the step's error ("" if none).
+  const auto step = [&](auto answer) {
+    auto rh = parent->request(link, kWait, step_atom::value, state.next_work(), state.weights(),
+                              AssignmentRef(assignment), StepCtl{});
+    const NodeWork w = take_work(node);
+    NodeResult r;
+    r.request = w.request;
+    r.partial.grad.max_abs.assign(layout.tensors().size(), 0.0f);
+    r.partial.grad.shards = 2;
+    r.partial.grad.tokens = 2 * int64_t(run.batch.micro_batch) * run.batch.context;
+    // The chunks as a receiver holds them (in one process nothing is serialised).
+    auto chunks = Chunk::split(w.request, nullptr, sum.data(), sum.size() * sizeof(int64_t));
+    for (Chunk& c : chunks) c.bytes.assign(c.data, c.data + c.size), c.data = nullptr, c.size = 0;
+    r.sum_chunks = int32_t(chunks.size());
+    r.sum_bytes = sum.size() * sizeof(int64_t);
+    answer(r, chunks);
+    for (auto& c : chunks) node->send(link, chunk_atom::value, std::move(c));
+    node->send(link, result_atom::value, std::move(r));
+    std::string error = "no answer";
+    rh.receive([&](Partial& p) { error = p.grad.sum == sum ? "" : "another sum"; },
+               [&](caf::error& e) { error = exit_reason_text(sys, e); });
+    return error;
+  };
+
+  CHECK(step([](NodeResult&, std::vector<Chunk>&) {}) == "");
+  // A repeated piece counts once (the sum stays whole); a piece of another payload size, one cut
+  // short, one missing: the sum has a hole, the answer is refused.
+  CHECK(step([](NodeResult&, std::vector<Chunk>& c) { c.push_back(c.front()); }) == "");
+  CHECK_THAT(step([](NodeResult&, std::vector<Chunk>& c) { c.front().total += 8; }),
+             Catch::Contains("malformed answer") && Catch::Contains("chunks missing"));
+  CHECK_THAT(step([](NodeResult&, std::vector<Chunk>& c) { c.front().bytes.pop_back(); }),
+             Catch::Contains("chunks missing"));
+  CHECK_THAT(step([](NodeResult&, std::vector<Chunk>& c) { c.pop_back(); }),
+             Catch::Contains("chunks missing"));
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>&) { r.partial.grad.shards = 3; }),
+             Catch::Contains("3 shards summed of 2"));
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>&) { r.partial.grad.max_abs.pop_back(); }),
+             Catch::Contains("maxima of the wrong size"));
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>&) { r.node_ms = -1; }),
+             Catch::Contains("not a duration"));
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>& c) {
+               r.error = "node n1: out of\nmemory";
+               c.clear();
+             }),
+             Catch::Equals("node n1: out of\\nmemory"));
+  // The link still serves its node after all that.
+  CHECK(step([](NodeResult&, std::vector<Chunk>&) {}) == "");
+  caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+}
