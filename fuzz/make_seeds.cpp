@@ -88,7 +88,7 @@ NodeWork cluster_work(const RunConfig& run, bool weights) {
   NodeWork w;
   w.request = 7, w.delivery = 0, w.deadline_ms = 5000;
   w.work.step = 3, w.work.shards = run.batch.shards();
-  w.work.exps = choose_exponents(layout, {}, w.work.shards);
+  w.work.grad_scale_exp = choose_grad_scale_exp(layout, {}, w.work.shards);
   w.set.shards = {0, 2};
   for (size_t i = 0; i < 2 * shard_tokens(run); ++i) w.set.tokens.push_back(int32_t(i * 7 % 16));
   w.weights_version = 3;

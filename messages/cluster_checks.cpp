@@ -101,8 +101,9 @@ std::string work_problem(const RunConfig& run, int64_t held_version, const NodeW
     return "token windows of the wrong size";
   for (int32_t t : w.set.tokens)
     if (t < 0 || t >= run.model.vocab) return "a token outside the vocabulary";
-  if (w.work.exps.size() != layout.tensors().size()) return "an exact-sum grid of the wrong size";
-  for (int32_t e : w.work.exps)
+  if (w.work.grad_scale_exp.size() != layout.tensors().size())
+    return "an exact-sum grid of the wrong size";
+  for (int32_t e : w.work.grad_scale_exp)
     if (e < kMinExp || e > kMaxExp) return "an exact-sum grid out of range";
   if (w.work.step < 0 || w.work.attempt < 0 || w.delivery < 0 || w.weights_version < 0)
     return "a negative step, attempt, delivery or weights version";

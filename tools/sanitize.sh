@@ -18,6 +18,7 @@ jobs="$(nproc)"
 
 # detect_leaks: a leak is an error too. Child processes (the e2e tests' cllm runs) inherit these.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:check_initialization_order=1"
+export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
 if [ "$what" = all ] || [ "$what" = build ]; then

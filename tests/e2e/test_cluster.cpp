@@ -14,6 +14,11 @@ using namespace e2e;
 
 namespace {
 
+// Limits that only turn a hang into a failure: a root's whole run, and a node's end after it
+// (generous: a sanitizer build on a loaded 2-core machine runs these 10x slower).
+constexpr int kLimitS = 600;
+constexpr int kNodeLimitS = 120;
+
 // Fast failure detection, so that a lost node costs a second, not minutes.
 const Args kNet = {"--heartbeat-ms", "100", "--connection-timeout", "1"};
 
@@ -39,7 +44,7 @@ std::string one_process_hash(int steps) {
   auto& h = cache[steps];
   if (h.empty()) {
     TempDir tmp;
-    const Result r = run_cli(cluster_train(tmp / "one", steps) + Args{"--spheres", "2"});
+    const Result r = run_cli(cluster_train(tmp / "one", steps) + Args{"--spheres", "2"}, kLimitS);
     if (r.code != 0) throw std::runtime_error("the one-process run failed: " + r.err);
     h = printed_hash(r);
   }
@@ -50,13 +55,15 @@ std::string one_process_hash(int steps) {
 std::string wait_for_port(Background& root) {
   static const std::regex re(R"(listening for nodes on 127\.0\.0\.1:([0-9]+))");
   std::string port;
-  root.wait_until([&] {
-    std::smatch m;
-    const std::string out = root.out_so_far();
-    if (!std::regex_search(out, m, re)) return false;
-    port = m[1].str();
-    return true;
-  });
+  root.wait_until(
+      [&] {
+        std::smatch m;
+        const std::string out = root.out_so_far();
+        if (!std::regex_search(out, m, re)) return false;
+        port = m[1].str();
+        return true;
+      },
+      kNodeLimitS);
   return port;
 }
 
@@ -141,10 +148,10 @@ TEST_CASE("cluster: a root and two nodes give the one-process weights", "[e2e][c
   REQUIRE(!port.empty());
   Background a(node_args(port, 1));
   Background b(node_args(port, 3, {"--fanout", "2"}));
-  const Result r = root.wait(120);
+  const Result r = root.wait(kLimitS);
   check_same_weights(r, 60);
-  CHECK(a.wait(30).code == 0);  // told that the run is over: nothing is left behind
-  CHECK(b.wait(30).code == 0);
+  CHECK(a.wait(kNodeLimitS).code == 0);  // told that the run is over: nothing is left behind
+  CHECK(b.wait(kNodeLimitS).code == 0);
   const json s = read_json(fs::path(dir) / "summary.json");
   CHECK(s.value("nodes_joined", 0) == 2);
   CHECK(s.value("bytes_sent", 0) > 0);
@@ -170,8 +177,8 @@ TEST_CASE("cluster: a pure coordinator and three nodes of different shapes", "[e
   Background a(node_args(port, 1));
   Background b(node_args(port, 3, {"--fanout", "2"}));
   Background c(node_args(port, 4, {"--fanout", "3", "--placement", "leaves"}));
-  check_same_weights(root.wait(120), 60);
-  for (Background* n : {&a, &b, &c}) CHECK(n->wait(30).code == 0);
+  check_same_weights(root.wait(kLimitS), 60);
+  for (Background* n : {&a, &b, &c}) CHECK(n->wait(kNodeLimitS).code == 0);
 }
 
 TEST_CASE("cluster: a node killed mid-run has its shards dealt again", "[e2e][cluster]") {
@@ -183,14 +190,14 @@ TEST_CASE("cluster: a node killed mid-run has its shards dealt again", "[e2e][cl
   const std::string port = wait_for_port(root);
   Background a(node_args(port, 1));
   Background b(node_args(port, 1));
-  REQUIRE(root.wait_until([&] { return last_step(root) >= 8; }));
+  REQUIRE(root.wait_until([&] { return last_step(root) >= 8; }, kNodeLimitS));
   b.signal(SIGKILL);
-  const Result r = root.wait(180);
+  const Result r = root.wait(kLimitS);
   check_same_weights(r, 200);
   CHECK(contains(r.err, "lost node"));
   const json s = read_json(fs::path(dir) / "summary.json");
   CHECK(s.value("nodes_lost", 0) == 1);
-  CHECK(a.wait(30).code == 0);
+  CHECK(a.wait(kNodeLimitS).code == 0);
 }
 
 TEST_CASE("cluster: a frozen node is lost by heartbeat and rejoins when it thaws",
@@ -202,16 +209,17 @@ TEST_CASE("cluster: a frozen node is lost by heartbeat and rejoins when it thaws
                        "--join-timeout", "30"});
   const std::string port = wait_for_port(root);
   Background b(node_args(port, 1));
-  REQUIRE(root.wait_until([&] { return last_step(root) >= 8; }));
+  REQUIRE(root.wait_until([&] { return last_step(root) >= 8; }, kNodeLimitS));
   b.signal(SIGSTOP);
   // Frozen past the connection timeout (1 s): the root must go on without it.
-  REQUIRE(root.wait_until([&] { return contains(root.err_so_far(), "lost node"); }, 60));
+  REQUIRE(root.wait_until([&] { return contains(root.err_so_far(), "lost node"); }, kNodeLimitS));
   b.signal(SIGCONT);
-  const Result r = root.wait(180);
+  const Result r = root.wait(kLimitS);
   check_same_weights(r, 200);
   const json s = read_json(fs::path(dir) / "summary.json");
   CHECK(s.value("nodes_lost", 0) >= 1);
-  CHECK(b.wait(60).code == 0);  // it rejoined or found the run over; either way it ends cleanly
+  CHECK(b.wait(kNodeLimitS).code ==
+        0);  // it rejoined or found the run over; either way it ends cleanly
 }
 
 TEST_CASE("cluster: a node may join a running job, and leave it with SIGTERM", "[e2e][cluster]") {
@@ -220,25 +228,27 @@ TEST_CASE("cluster: a node may join a running job, and leave it with SIGTERM", "
   Background root(cluster_train(dir, 200) + kNet +
                   Args{"--spheres", "1", "--listen", "127.0.0.1:0"});
   const std::string port = wait_for_port(root);
-  REQUIRE(root.wait_until([&] { return last_step(root) >= 5; }));
+  REQUIRE(root.wait_until([&] { return last_step(root) >= 5; }, kNodeLimitS));
   Background late(node_args(port, 1));
   Background leaver(node_args(port, 1));
-  REQUIRE(root.wait_until([&] {
-    const std::string err = root.err_so_far();
-    return std::count(err.begin(), err.end(), '\n') >= 2;
-  }));
+  REQUIRE(root.wait_until(
+      [&] {
+        const std::string err = root.err_so_far();
+        return std::count(err.begin(), err.end(), '\n') >= 2;
+      },
+      kNodeLimitS));
   leaver.signal(SIGTERM);
-  const Result gone = leaver.wait(60);
+  const Result gone = leaver.wait(kNodeLimitS);
   CHECK(gone.code == 0);
   CHECK(contains(gone.out, "left the cluster"));
-  const Result r = root.wait(180);
+  const Result r = root.wait(kLimitS);
   check_same_weights(r, 200);
   const json s = read_json(fs::path(dir) / "summary.json");
   CHECK(s.value("nodes_joined", 0) == 2);
   CHECK(s.value("nodes_left", 0) + s.value("nodes_lost", 0) == 1);
   const auto rows = read_jsonl(fs::path(dir) / "metrics.jsonl");
   CHECK(rows.front().value("nodes", 0) == 0);  // it began alone
-  CHECK(late.wait(30).code == 0);
+  CHECK(late.wait(kNodeLimitS).code == 0);
 }
 
 TEST_CASE("cluster: a root killed and resumed finds its nodes back", "[e2e][cluster]") {
@@ -250,14 +260,14 @@ TEST_CASE("cluster: a root killed and resumed finds its nodes back", "[e2e][clus
   Background node(node_args(port, 1));
   {
     Background root(cluster_train(dir, 200) + listen);
-    REQUIRE(root.wait_until([&] { return last_step(root) >= 25; }, 120));
+    REQUIRE(root.wait_until([&] { return last_step(root) >= 25; }, kNodeLimitS));
     root.signal(SIGKILL);
     root.wait();
   }
-  const Result r = run_cli(Args{"train", "--run-dir", dir, "--resume"} + listen, 180);
+  const Result r = run_cli(Args{"train", "--run-dir", dir, "--resume"} + listen, kLimitS);
   check_same_weights(r, 200);
   CHECK(contains(r.err, "resuming from"));
-  CHECK(node.wait(30).code == 0);
+  CHECK(node.wait(kNodeLimitS).code == 0);
 }
 
 TEST_CASE("cluster: peers without the key, with other numerics or speaking garbage are refused",
@@ -271,16 +281,16 @@ TEST_CASE("cluster: peers without the key, with other numerics or speaking garba
   const std::string port = wait_for_port(root);
 
   SECTION("the run goes on past them with the one-process weights") {
-    const Result wrong = run_cli(node_args(port, 1, {"--cluster-key", other}), 60);
+    const Result wrong = run_cli(node_args(port, 1, {"--cluster-key", other}), kNodeLimitS);
     CHECK(wrong.code == 2);
     CHECK(wrong.err_lines().size() == 1);
     CHECK(contains(wrong.err, "wrong cluster key"));
-    const Result none = run_cli(node_args(port, 1), 60);
+    const Result none = run_cli(node_args(port, 1), kNodeLimitS);
     CHECK(none.code == 2);
     ::setenv("CLLM_TEST_PERTURB_PROBE", "1", 1);
     Background odd(node_args(port, 1, {"--cluster-key", key}));
     ::unsetenv("CLLM_TEST_PERTURB_PROBE");
-    const Result differ = odd.wait(60);
+    const Result differ = odd.wait(kNodeLimitS);
     CHECK(differ.code == 2);
     CHECK(contains(differ.err, "numerics differ"));
     CHECK(contains(differ.err, "probe gradient"));
@@ -299,13 +309,13 @@ TEST_CASE("cluster: peers without the key, with other numerics or speaking garba
     const int idle = send_raw(port, basp_header(1, 64, 3).substr(0, 20), true);
     // A node with the key still gets in and helps finish.
     Background good(node_args(port, 1, {"--cluster-key", key}));
-    const Result r = root.wait(180);
+    const Result r = root.wait(kLimitS);
     ::close(idle);
     check_same_weights(r, 200);
     CHECK(contains(r.err, "refused node"));
     CHECK(contains(r.err, "wrong cluster key"));
     CHECK(contains(r.err, "numerics differ"));
-    CHECK(good.wait(30).code == 0);
+    CHECK(good.wait(kNodeLimitS).code == 0);
   }
 }
 
