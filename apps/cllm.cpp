@@ -35,6 +35,7 @@
 #include "src/safetensors.hpp"
 #include "src/sha256.hpp"
 #include "src/tokenizer.hpp"
+#include "src/training.hpp"
 
 using namespace cllm;
 using cli::OptionTable;
@@ -259,6 +260,9 @@ int cmd_sample(const std::vector<std::string>& args) {
         [&](auto& v) { so.top_p = to_double("--top-p", v); });
   t.add("--seed", "N", "sampling seed", "1",
         [&](auto& v) { so.seed = uint64_t(to_int("--seed", v, 0, INT64_MAX)); });
+  t.add("--decode-precision", "fp32|bf16",
+        "weights of the decoding steps (bf16: a rounded copy, about twice as fast; other text)",
+        "fp32", [&](auto& v) { so.bf16_weights = parse_precision(v) == Precision::bf16; });
   t.add("--config", "FILE", "read options from FILE", "", [](auto&) {});
   t.add("--help,-h", "", "show this help", "", [&](auto&) { help = true; });
   t.parse(args);

@@ -49,6 +49,7 @@ struct Options {
   int gen_tokens = 256;
   int compare_micro = 2;
   std::string precision = "fp32";
+  std::string gen_precision = "fp32";
   std::string json;
 };
 
@@ -73,6 +74,8 @@ Options parse(int argc, char** argv) {
           o.compare_micro, 0);
   t.add("--precision", "fp32|bf16", "arithmetic of the linear layers' products", o.precision,
         [&o](const std::string& v) { o.precision = v; });
+  t.add("--gen-precision", "fp32|bf16", "decoding weights of the generation (bf16: a copy)",
+        o.gen_precision, [&o](const std::string& v) { o.gen_precision = v; });
   t.add("--json", "FILE", "also write the figures to FILE as JSON", "",
         [&o](const std::string& v) { o.json = v; });
   parse_options(t, argc, argv, kUsage);
@@ -238,6 +241,7 @@ int run(const Options& o) {
   double gen_ms = 0, gen_tps = 0;
   if (o.gen_tokens > 0) {
     SamplingOptions so;
+    so.bf16_weights = parse_precision(o.gen_precision) == Precision::bf16;
     std::vector<double> times;
     for (int r = 0; r < 3; ++r) {
       const auto t0 = Clock::now();
@@ -249,8 +253,9 @@ int run(const Options& o) {
     gen_tps = o.gen_tokens / (gen_ms / 1e3);
     fmt::print(
         "generation: {} tokens from an empty prompt (KV cache, sliding window at context {}, "
-        "T {} top-k {} top-p {}), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
-        o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, gen_ms, gen_tps);
+        "T {} top-k {} top-p {}, {} weights), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
+        o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, o.gen_precision, gen_ms,
+        gen_tps);
   }
 
   if (!o.json.empty()) {
@@ -283,6 +288,7 @@ int run(const Options& o) {
     j["gen_tokens"] = o.gen_tokens;
     j["gen_ms_median"] = gen_ms;
     j["gen_tokens_per_s"] = gen_tps;
+    j["gen_precision"] = o.gen_precision;
     j["train_tokens_per_s"] = main_fig.tokens_per_s;
     write_json(o.json, j);
   }
