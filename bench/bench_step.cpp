@@ -16,6 +16,7 @@
 // (Counting ALL parameters instead of N_matmul, as DESIGN.md's 5.84 MFLOP/token for `small` does,
 // adds 6 * (N_total - N_matmul).)
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -29,6 +30,7 @@
 #include "src/config.hpp"
 #include "src/exact_sum.hpp"
 #include "src/generate.hpp"
+#include "src/model.hpp"
 #include "src/params.hpp"
 #include "src/sampler.hpp"
 #include "src/training.hpp"
@@ -92,6 +94,31 @@ struct StepFigures {
   double first_loss = 0, last_loss = 0;
   std::shared_ptr<const AlignedVector<float>> weights;  // after the last step
 };
+
+// Decoding weights in bf16 against float on the same tokens (the float text): the largest logit
+// difference, the logits' spread, and how often the most likely token differs. The cache starts
+// afresh every context tokens (no re-encoding: enough for a comparison).
+void compare_decoding(const ModelConfig& m, const float* w, const std::vector<int32_t>& text) {
+  const DecodeWeights f32(m, w, false), b16(m, w, true);
+  Decoder<float> a(m), b(m);
+  double worst = 0, spread = 0;
+  int differ = 0;
+  int32_t tok = m.vocab > 10 ? 10 : 0;
+  for (int32_t next : text) {
+    if (a.position() == m.context) a.reset(), b.reset();
+    const float* x = a.step(w, f32, tok);
+    const float* y = b.step(w, b16, tok);
+    const auto ax = std::max_element(x, x + m.vocab) - x, ay = std::max_element(y, y + m.vocab) - y;
+    differ += ax != ay;
+    spread = std::max(spread, double(x[ax] - *std::min_element(x, x + m.vocab)));
+    for (int v = 0; v < m.vocab; ++v) worst = std::max(worst, double(std::abs(x[v] - y[v])));
+    tok = next;
+  }
+  fmt::print(
+      "bf16 vs fp32 decoding weights over {} tokens: logits max abs diff {:.4f} (largest logit "
+      "spread {:.2f}), most likely token differs at {} tokens\n",
+      text.size(), worst, spread, differ);
+}
 
 StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_batch,
                           const std::vector<int32_t>& stream, double flops_per_token) {
@@ -256,6 +283,12 @@ int run(const Options& o) {
         "T {} top-k {} top-p {}, {} weights), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
         o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, o.gen_precision, gen_ms,
         gen_tps);
+    if (so.bf16_weights) {
+      SamplingOptions fo = so;
+      fo.bf16_weights = false;
+      compare_decoding(model, main_fig.weights->data(),
+                       generate(model, main_fig.weights->data(), {}, o.gen_tokens, fo));
+    }
   }
 
   if (!o.json.empty()) {

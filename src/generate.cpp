@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -121,7 +122,11 @@ std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
     window.assign(prompt.end() - std::ptrdiff_t(keep), prompt.end());
   }
   Decoder<float> dec(cfg);
-  const DecodeWeights packed(cfg, weights, o.bf16_weights);  // once: streamed on every token
+  // bf16: the weight matrices rounded once, then streamed from L2 on every token. Float decodes
+  // from the parameters as stored (a packed float copy measured no faster: it still streams
+  // from L3), so the float text is that of earlier builds.
+  std::optional<DecodeWeights> packed;
+  if (o.bf16_weights) packed.emplace(cfg, weights, true);
   const float* logits = dec.prefill(weights, window.data(), int(window.size()));
 
   std::vector<std::pair<float, int32_t>> scratch;
@@ -135,7 +140,7 @@ std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
     if (i + 1 == n) break;
     window.push_back(tok);
     if (dec.position() < C) {
-      logits = dec.step(weights, packed, tok);
+      logits = packed ? dec.step(weights, *packed, tok) : dec.step(weights, tok);
     } else {
       // Cache full: keep the last context/2 tokens (ending with `tok`) and re-encode them from
       // position 0.
