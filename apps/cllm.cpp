@@ -259,6 +259,14 @@ int cmd_sample(const std::vector<std::string>& args) {
         [&](auto& v) { so.top_p = to_double("--top-p", v); });
   t.add("--seed", "N", "sampling seed", "1",
         [&](auto& v) { so.seed = uint64_t(to_int("--seed", v, 0, INT64_MAX)); });
+  t.add("--decode-precision", "fp32|bf16",
+        "weights of the decoding steps (bf16: a rounded copy, about twice as fast; other text)",
+        "fp32", [&](auto& v) {
+          if (v != "fp32" && v != "bf16")
+            throw UsageError("--decode-precision must be fp32 or bf16 (got '" + printable(v, 40) +
+                             "')");
+          so.bf16_weights = v == "bf16";
+        });
   t.add("--config", "FILE", "read options from FILE", "", [](auto&) {});
   t.add("--help,-h", "", "show this help", "", [&](auto&) { help = true; });
   t.parse(args);

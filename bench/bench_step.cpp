@@ -16,6 +16,7 @@
 // (Counting ALL parameters instead of N_matmul, as DESIGN.md's 5.84 MFLOP/token for `small` does,
 // adds 6 * (N_total - N_matmul).)
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -29,6 +30,7 @@
 #include "src/config.hpp"
 #include "src/exact_sum.hpp"
 #include "src/generate.hpp"
+#include "src/model.hpp"
 #include "src/params.hpp"
 #include "src/sampler.hpp"
 #include "src/training.hpp"
@@ -49,6 +51,7 @@ struct Options {
   int gen_tokens = 256;
   int compare_micro = 2;
   std::string precision = "fp32";
+  std::string gen_precision = "fp32";
   std::string json;
 };
 
@@ -73,6 +76,8 @@ Options parse(int argc, char** argv) {
           o.compare_micro, 0);
   t.add("--precision", "fp32|bf16", "arithmetic of the linear layers' products", o.precision,
         [&o](const std::string& v) { o.precision = v; });
+  t.add("--gen-precision", "fp32|bf16", "decoding weights of the generation (bf16: a copy)",
+        o.gen_precision, [&o](const std::string& v) { o.gen_precision = v; });
   t.add("--json", "FILE", "also write the figures to FILE as JSON", "",
         [&o](const std::string& v) { o.json = v; });
   parse_options(t, argc, argv, kUsage);
@@ -89,6 +94,31 @@ struct StepFigures {
   double first_loss = 0, last_loss = 0;
   std::shared_ptr<const AlignedVector<float>> weights;  // after the last step
 };
+
+// Decoding weights in bf16 against float on the same tokens (the float text): the largest logit
+// difference, the logits' spread, and how often the most likely token differs. The cache starts
+// afresh every context tokens (no re-encoding: enough for a comparison).
+void compare_decoding(const ModelConfig& m, const float* w, const std::vector<int32_t>& text) {
+  const DecodeWeights f32(m, w, false), b16(m, w, true);
+  Decoder<float> a(m), b(m);
+  double worst = 0, spread = 0;
+  int differ = 0;
+  int32_t tok = m.vocab > 10 ? 10 : 0;
+  for (int32_t next : text) {
+    if (a.position() == m.context) a.reset(), b.reset();
+    const float* x = a.step(w, f32, tok);
+    const float* y = b.step(w, b16, tok);
+    const auto ax = std::max_element(x, x + m.vocab) - x, ay = std::max_element(y, y + m.vocab) - y;
+    differ += ax != ay;
+    spread = std::max(spread, double(x[ax] - *std::min_element(x, x + m.vocab)));
+    for (int v = 0; v < m.vocab; ++v) worst = std::max(worst, double(std::abs(x[v] - y[v])));
+    tok = next;
+  }
+  fmt::print(
+      "bf16 vs fp32 decoding weights over {} tokens: logits max abs diff {:.4f} (largest logit "
+      "spread {:.2f}), most likely token differs at {} tokens\n",
+      text.size(), worst, spread, differ);
+}
 
 RunConfig step_config(const ModelConfig& model, const Options& o, int micro_batch) {
   RunConfig cfg;
@@ -224,6 +254,7 @@ void print_setup(const ModelConfig& model, const Options& o, const ParamLayout& 
 // Generation with the KV cache from `weights`: the median time of 3 runs, in ms.
 double measure_generation(const ModelConfig& model, const Options& o, const float* weights) {
   SamplingOptions so;
+  so.bf16_weights = parse_precision(o.gen_precision) == Precision::bf16;
   std::vector<double> times;
   for (int r = 0; r < 3; ++r) {
     const auto t0 = Clock::now();
@@ -234,9 +265,14 @@ double measure_generation(const ModelConfig& model, const Options& o, const floa
   const double gen_ms = median(times);
   fmt::print(
       "generation: {} tokens from an empty prompt (KV cache, sliding window at context {}, "
-      "T {} top-k {} top-p {}), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
-      o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, gen_ms,
+      "T {} top-k {} top-p {}, {} weights), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
+      o.gen_tokens, model.context, so.temperature, so.top_k, so.top_p, o.gen_precision, gen_ms,
       o.gen_tokens / (gen_ms / 1e3));
+  if (so.bf16_weights) {
+    SamplingOptions fo = so;
+    fo.bf16_weights = false;
+    compare_decoding(model, weights, generate(model, weights, {}, o.gen_tokens, fo));
+  }
   return gen_ms;
 }
 
@@ -272,6 +308,7 @@ void write_step_json(const Options& o, const ModelConfig& model, const ParamLayo
   j["gen_tokens"] = o.gen_tokens;
   j["gen_ms_median"] = gen_ms;
   j["gen_tokens_per_s"] = gen_tps;
+  j["gen_precision"] = o.gen_precision;
   j["train_tokens_per_s"] = figs.front().tokens_per_s;
   write_json(o.json, j);
 }

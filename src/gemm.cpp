@@ -33,6 +33,12 @@ struct Simd {
   static __mmask16 mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
   static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  // W lanes of two bfloat16 each: the low halves and the high halves as floats.
+  static void bf16_pair(const uint32_t* p, V& lo, V& hi) {
+    const __m512i v = _mm512_loadu_si512(p);
+    lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int(0xFFFF0000u))));
+  }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
 struct Simd {
@@ -57,6 +63,11 @@ struct Simd {
     else
       _mm256_maskstore_ps(p, mask(n), v);
   }
+  static void bf16_pair(const uint32_t* p, V& lo, V& hi) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    lo = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    hi = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xFFFF0000u))));
+  }
 };
 #else
 struct Simd {  // SSE (x86-64-v2 builds): no FMA instruction, multiply then add
@@ -78,6 +89,11 @@ struct Simd {  // SSE (x86-64-v2 builds): no FMA instruction, multiply then add
     alignas(16) float t[4];
     _mm_store_ps(t, v);
     for (int i = 0; i < n && i < 4; ++i) p[i] = t[i];
+  }
+  static void bf16_pair(const uint32_t* p, V& lo, V& hi) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    lo = _mm_castsi128_ps(_mm_slli_epi32(v, 16));
+    hi = _mm_castsi128_ps(_mm_and_si128(v, _mm_set1_epi32(int(0xFFFF0000u))));
   }
 };
 #endif
@@ -446,7 +462,108 @@ void gemv_n(const Args& a) {
   }
 }
 
+// PackedGemv: one group of kGemvRegs registers of rows. Even columns sum into e, odd ones into o
+// (two chains per register: 2 * kGemvRegs multiply-adds in flight), then y = (e + o) + bias
+// (+ y).
+constexpr int kGemvRegs = 4;
+constexpr int64_t kGemvRows = kGemvRegs * Simd::W;
+
+template <bool BF16>
+void gemv_packed_group(const void* group, int64_t K, const float* __restrict x, float* __restrict y,
+                       int rows, const float* bias, bool add) {
+  using V = typename Simd::V;
+  constexpr int W = Simd::W, R = kGemvRegs;
+  constexpr int64_t G = kGemvRows;
+  V e[R], o[R];
+  for (int r = 0; r < R; ++r) e[r] = Simd::zero(), o[r] = Simd::zero();
+  auto pair = [&](int64_t kk, V b0, V b1) {
+    if constexpr (BF16) {
+      const uint32_t* p = static_cast<const uint32_t*>(group) + kk * G;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        V lo, hi;
+        Simd::bf16_pair(p + r * W, lo, hi);
+        e[r] = Simd::fma(lo, b0, e[r]);
+        o[r] = Simd::fma(hi, b1, o[r]);
+      }
+    } else {
+      const float* p = static_cast<const float*>(group) + kk * 2 * G;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        e[r] = Simd::fma(Simd::loadu(p + r * W), b0, e[r]);
+        o[r] = Simd::fma(Simd::loadu(p + G + r * W), b1, o[r]);
+      }
+    }
+  };
+  const int64_t full = K / 2;
+  // Software prefetch 1 KiB ahead in the stream: with bf16 weights held in L2 the hardware
+  // prefetchers alone left the kernel waiting (measured: 10.5 -> 13.9 thousand tokens/s).
+  constexpr int64_t bytes = (BF16 ? 4 : 8) * G, ahead = 1024;
+  const char* base = static_cast<const char*>(group);
+  for (int64_t kk = 0; kk < full; ++kk) {
+    for (int64_t c = 0; c < bytes; c += 64)
+      _mm_prefetch(base + kk * bytes + ahead + c, _MM_HINT_T0);
+    pair(kk, Simd::set1(x[2 * kk]), Simd::set1(x[2 * kk + 1]));
+  }
+  if (K % 2) pair(full, Simd::set1(x[K - 1]), Simd::zero());  // the padding column is zero
+  for (int r = 0; r < R && r * W < rows; ++r) {
+    const int n = std::min(W, rows - r * W);
+    V v = Simd::add(e[r], o[r]);
+    if (bias) v = Simd::add(v, Simd::load_n(bias + r * W, n));
+    if (add) v = Simd::add(v, Simd::load_n(y + r * W, n));
+    Simd::store_n(y + r * W, v, n);
+  }
+}
+
 }  // namespace
+
+int64_t gemv_group_rows() {
+  return kGemvRows;
+}
+
+PackedGemv::PackedGemv(Op op, int64_t M, int64_t K, const float* A, int64_t lda, bool bf16)
+    : M_(M), K_(K), bf16_(bf16) {
+  if (M < 0 || K < 0) throw std::invalid_argument("PackedGemv: negative size");
+  const int64_t G = kGemvRows, groups = (M + G - 1) / G, pairs = (K + 1) / 2;
+  auto at = [&](int64_t i, int64_t k) {
+    if (i >= M || k >= K) return 0.0f;
+    return op == Op::N ? A[k * lda + i] : A[i * lda + k];
+  };
+  auto bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  };
+  if (bf16)
+    b16_.assign(size_t(groups * pairs * G), 0u);
+  else
+    f32_.assign(size_t(groups * pairs * 2 * G), 0.0f);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t kk = 0; kk < pairs; ++kk)
+      for (int64_t i = 0; i < G; ++i) {
+        const float lo = at(g * G + i, 2 * kk), hi = at(g * G + i, 2 * kk + 1);
+        if (bf16) {
+          b16_[size_t((g * pairs + kk) * G + i)] =
+              (bits(round_bf16(lo)) >> 16) | (bits(round_bf16(hi)) & 0xFFFF0000u);
+        } else {
+          f32_[size_t(((g * pairs + kk) * 2) * G + i)] = lo;
+          f32_[size_t(((g * pairs + kk) * 2 + 1) * G + i)] = hi;
+        }
+      }
+}
+
+void PackedGemv::apply(const float* x, const float* bias, float* y, bool accumulate) const {
+  const int64_t G = kGemvRows, pairs = (K_ + 1) / 2;
+  for (int64_t g = 0; g * G < M_; ++g) {
+    const int rows = int(std::min(G, M_ - g * G));
+    const float* b = bias ? bias + g * G : nullptr;
+    if (bf16_)
+      gemv_packed_group<true>(b16_.data() + g * pairs * G, K_, x, y + g * G, rows, b, accumulate);
+    else
+      gemv_packed_group<false>(f32_.data() + g * pairs * 2 * G, K_, x, y + g * G, rows, b,
+                               accumulate);
+  }
+}
 
 void run(const Args& a) {
   check(a);

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "src/aligned.hpp"
+
 namespace cllm::gemm {
 
 enum class Op : uint8_t { N, T };  // as stored (column-major) / transposed
@@ -78,5 +80,32 @@ inline void matmul(Op op_a, Op op_b, int64_t M, int64_t N, int64_t K, const floa
   a.bf16 = bf16;
   run(a);
 }
+
+// A weight matrix W (M x K) repacked for y = W x with ONE column (decoding a token), so that the
+// product reads it as a single sequential stream: groups of gemv_group_rows() rows; within a
+// group, for each pair of columns (k, k + 1), the group's rows of both columns. With `bf16` the
+// entries are rounded to bfloat16 (nearest, ties to even) and a pair of columns shares one 32-bit
+// lane per row (column k in the low half), half the bytes of float; x, the sums and y stay float.
+// The order of every sum depends only on (M, K): even columns and odd columns are summed in
+// column order into two partial sums, added at the end, then the bias, then y (accumulate).
+class PackedGemv {
+ public:
+  PackedGemv() = default;
+  // W(i, k) = A[k * lda + i] (op N: A as stored, column-major) or A[i * lda + k] (op T).
+  PackedGemv(Op op, int64_t M, int64_t K, const float* A, int64_t lda, bool bf16);
+  // y (M entries) = W x (+ bias) (+ y when accumulate); x has K entries.
+  void apply(const float* x, const float* bias, float* y, bool accumulate) const;
+  int64_t rows() const { return M_; }
+  int64_t cols() const { return K_; }
+  bool bf16() const { return bf16_; }
+  size_t bytes() const { return f32_.size() * 4 + b16_.size() * 4; }
+
+ private:
+  int64_t M_ = 0, K_ = 0;
+  bool bf16_ = false;
+  AlignedVector<float> f32_;
+  AlignedVector<uint32_t> b16_;
+};
+int64_t gemv_group_rows();
 
 }  // namespace cllm::gemm

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -34,8 +36,6 @@ int32_t sample_token(const float* logits, int vocab, const SamplingOptions& o, u
   }
   if (o.temperature == 0 || o.top_k == 1 || vocab == 1) return best;
 
-  scratch.resize(size_t(vocab));
-  for (int i = 0; i < vocab; ++i) scratch[size_t(i)] = {logits[i], int32_t(i)};
   // Most likely first; equal logits by lower id, so the order is fully determined.
   auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
@@ -44,12 +44,23 @@ int32_t sample_token(const float* logits, int vocab, const SamplingOptions& o, u
   size_t m = size_t(vocab);
   if (o.top_k > 0 && o.top_k < vocab) {
     m = size_t(o.top_k);
-    // The k most likely, then in order (the same prefix as a partial sort: the order is total).
-    std::nth_element(scratch.begin(), scratch.begin() + std::ptrdiff_t(m - 1), scratch.end(),
-                     before);
-    std::sort(scratch.begin(), scratch.begin() + std::ptrdiff_t(m), before);
-  } else if (use_p) {
+    // The k most likely in that order: the k-th largest logit `cut` by selection over the bare
+    // values, then every logit above it and the lowest ids among those equal to it, sorted.
+    thread_local std::vector<float> vals;
+    vals.assign(logits, logits + vocab);
+    std::nth_element(vals.begin(), vals.begin() + std::ptrdiff_t(m - 1), vals.end(),
+                     std::greater<float>());
+    const float cut = vals[m - 1];
+    scratch.clear();
+    for (int i = 0; i < vocab; ++i)
+      if (logits[i] > cut) scratch.emplace_back(logits[i], int32_t(i));
+    for (int i = 0; i < vocab && scratch.size() < m; ++i)
+      if (logits[i] == cut) scratch.emplace_back(logits[i], int32_t(i));
     std::sort(scratch.begin(), scratch.end(), before);
+  } else {
+    scratch.resize(size_t(vocab));
+    for (int i = 0; i < vocab; ++i) scratch[size_t(i)] = {logits[i], int32_t(i)};
+    if (use_p) std::sort(scratch.begin(), scratch.end(), before);
   }  // else: no truncation, the draw walks the ids in order.
 
   // Unnormalised probabilities exp((l - max) / T) in double: the largest is exactly 1, so the
@@ -111,6 +122,11 @@ std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
     window.assign(prompt.end() - std::ptrdiff_t(keep), prompt.end());
   }
   Decoder<float> dec(cfg);
+  // bf16: the weight matrices rounded once, then streamed from L2 on every token. Float decodes
+  // from the parameters as stored (a packed float copy measured no faster: it still streams
+  // from L3), so the float text is that of earlier builds.
+  std::optional<DecodeWeights> packed;
+  if (o.bf16_weights) packed.emplace(cfg, weights, true);
   const float* logits = dec.prefill(weights, window.data(), int(window.size()));
 
   std::vector<std::pair<float, int32_t>> scratch;
@@ -124,7 +140,7 @@ std::vector<int32_t> generate(const ModelConfig& cfg, const float* weights,
     if (i + 1 == n) break;
     window.push_back(tok);
     if (dec.position() < C) {
-      logits = dec.step(weights, tok);
+      logits = packed ? dec.step(weights, *packed, tok) : dec.step(weights, tok);
     } else {
       // Cache full: keep the last context/2 tokens (ending with `tok`) and re-encode them from
       // position 0.

@@ -19,6 +19,10 @@ struct SamplingOptions {
   int top_k = 40;            // keep the k most likely tokens; <= 0 = off
   double top_p = 0.95;  // keep the smallest set of most likely tokens with mass >= p; >= 1 = off
   uint64_t seed = 1;
+  // Decode with bfloat16 copies of the weight matrices (DecodeWeights): half the bytes per token,
+  // about twice as fast where float weights exceed the L2 cache; logits within bf16 rounding of
+  // float ones, so the text may differ from the float text. Still deterministic. Off by default.
+  bool bf16_weights = false;
 };
 
 // Throws ConfigError with a one-line message naming the bad option (temperature < 0 or not

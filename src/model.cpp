@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "src/nn_ops.hpp"
 
@@ -316,6 +317,21 @@ const Scalar* Model<Scalar>::logits() const {
 // ---------------------------------------------------------------------------------------------
 // Decoder with a KV cache.
 
+DecodeWeights::DecodeWeights(const ModelConfig& cfg, const float* P, bool bf16) {
+  const ParamLayout layout(cfg);
+  const int64_t d = cfg.d_model;
+  using gemm::Op;
+  for (const auto& o : layout.blocks) {
+    Layer l;
+    l.qkv = gemm::PackedGemv(Op::N, 3 * d, d, P + o.qkv_w, 3 * d, bf16);
+    l.proj = gemm::PackedGemv(Op::N, d, d, P + o.proj_w, d, bf16);
+    l.fc = gemm::PackedGemv(Op::N, 4 * d, d, P + o.fc_w, 4 * d, bf16);
+    l.fc2 = gemm::PackedGemv(Op::N, d, 4 * d, P + o.fc2_w, d, bf16);
+    layers.push_back(std::move(l));
+  }
+  head = gemm::PackedGemv(Op::T, cfg.vocab, d, P + layout.wte, d, bf16);
+}
+
 template <class Scalar>
 struct Decoder<Scalar>::Impl {
   using Ops = NnOps<Scalar>;
@@ -349,13 +365,25 @@ struct Decoder<Scalar>::Impl {
   // Consumes tokens[0..n) at positions pos, pos + 1, ...: the same layers as Model::forward, over
   // n columns at once (products instead of n matrix-vector passes). Returns the logits after the
   // last token.
-  const Scalar* run(const Scalar* P, const int32_t* tokens, int n) {
+  // y (+)= W x + b over x's columns: through the packed weights when given (one column), else
+  // through the products.
+  template <class X, class Y>
+  void linear(const gemm::PackedGemv* pw, CMapM w, const Scalar* b, const X& x, Y&& y, bool add) {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (pw) return pw->apply(x.data(), b, y.data(), add);
+    }
+    Ops::product(Op::N, Op::N, w, x, y, add, b);
+  }
+
+  const Scalar* run(const Scalar* P, const int32_t* tokens, int n,
+                    const DecodeWeights* packed = nullptr) {
     if (n < 1) throw std::invalid_argument("decoder: no tokens to consume");
     for (int i = 0; i < n; ++i)
       if (tokens[i] < 0 || tokens[i] >= V)
         throw std::invalid_argument("token id " + std::to_string(tokens[i]) +
                                     " outside the vocabulary");
     if (pos + n > Tmax) throw std::out_of_range("decoder context is full; reset() first");
+    if (n > 1 && packed) throw std::invalid_argument("decoder: packed weights take one token");
     if (n > 1 && pos > 0) {  // the causal products assume the block starts at position 0
       const Scalar* out = nullptr;
       for (int i = 0; i < n; ++i) out = run(P, tokens + i, 1);
@@ -372,7 +400,8 @@ struct Decoder<Scalar>::Impl {
       const auto& o = layout.blocks[l];
       Ops::layernorm_forward(xv, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), lv, mean.data(),
                              rstd.data());
-      Ops::linear_forward(W(o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), lv, qv);
+      const DecodeWeights::Layer* pl = packed ? &packed->layers[size_t(l)] : nullptr;
+      linear(pl ? &pl->qkv : nullptr, W(o.qkv_w, 3 * d, d), P + o.qkv_b, lv, qv, false);
       MapM kt(kcache_t[l].data(), Tmax, d), vc(vcache[l].data(), d, Tmax);
       kt.block(pos, 0, n, d) = qv.block(d, 0, d, n).transpose();
       vc.block(0, pos, d, n) = qv.block(2 * d, 0, d, n);
@@ -392,12 +421,12 @@ struct Decoder<Scalar>::Impl {
                        Causal::k_upto_col);
         }
       }
-      Ops::linear_forward_add(W(o.proj_w, d, d), CMapV(P + o.proj_b, d), av, xv);
+      linear(pl ? &pl->proj : nullptr, W(o.proj_w, d, d), P + o.proj_b, av, xv, true);
       Ops::layernorm_forward(xv, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), lv, mean.data(),
                              rstd.data());
-      Ops::linear_forward(W(o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), lv, hv);
+      linear(pl ? &pl->fc : nullptr, W(o.fc_w, 4 * d, d), P + o.fc_b, lv, hv, false);
       Ops::gelu_forward(hv, actv);
-      Ops::linear_forward_add(W(o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), actv, xv);
+      linear(pl ? &pl->fc2 : nullptr, W(o.fc2_w, d, 4 * d), P + o.fc2_b, actv, xv, true);
     }
     // Only the last token's logits are needed.
     auto last = xv.block(0, n - 1, d, 1);
@@ -405,6 +434,13 @@ struct Decoder<Scalar>::Impl {
     Ops::layernorm_forward(last, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
                            mean.data(), rstd.data());
     MapM lg(logits.data(), V, 1);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (packed) {
+        packed->head.apply(lf.data(), nullptr, lg.data(), false);
+        pos += n;
+        return logits.data();
+      }
+    }
     Ops::product(Op::T, Op::N, W(layout.wte, d, V), lf, lg, false);
     pos += n;
     return logits.data();
@@ -426,6 +462,17 @@ int Decoder<Scalar>::position() const {
 template <class Scalar>
 const Scalar* Decoder<Scalar>::step(const Scalar* params, int32_t token) {
   return impl_->run(params, &token, 1);
+}
+template <class Scalar>
+const Scalar* Decoder<Scalar>::step(const Scalar* params, const DecodeWeights& packed,
+                                    int32_t token) {
+  if constexpr (!std::is_same_v<Scalar, float>)
+    throw std::invalid_argument("decoder: packed weights are float");
+  const auto& c = impl_->cfg;
+  if (packed.layers.size() != size_t(c.n_layers) || packed.head.rows() != c.vocab ||
+      packed.head.cols() != c.d_model)
+    throw std::invalid_argument("decoder: packed weights of another model");
+  return impl_->run(params, &token, 1, &packed);
 }
 template <class Scalar>
 const Scalar* Decoder<Scalar>::prefill(const Scalar* params, const int32_t* tokens, int n) {

@@ -420,3 +420,84 @@ TEST_CASE("Evaluator: mean loss over validation windows", "[generate]") {
   bad[3] = cfg.vocab;
   CHECK_THROWS_AS(Evaluator(cfg, bad, context, 0, 4, 1.0), std::invalid_argument);
 }
+
+TEST_CASE("PackedGemv: y = W x from the packed copy, float and bfloat16", "[generate]") {
+  const int64_t G = gemm::gemv_group_rows();
+  for (const auto& [M, K] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 1}, {5, 3}, {G, 16}, {G + 3, 17}, {3 * G - 1, 128}, {2 * G, 513}}) {
+    for (gemm::Op op : {gemm::Op::N, gemm::Op::T}) {
+      const int64_t lda = (op == gemm::Op::N ? M : K) + 2;
+      std::vector<float> A(size_t(lda * (op == gemm::Op::N ? K : M)));
+      std::vector<float> x(static_cast<size_t>(K)), bias(static_cast<size_t>(M));
+      for (size_t i = 0; i < A.size(); ++i) A[i] = float(normal_at(11, i));
+      for (size_t i = 0; i < x.size(); ++i) x[i] = float(normal_at(12, i));
+      for (size_t i = 0; i < bias.size(); ++i) bias[i] = float(normal_at(13, i));
+      auto w = [&](int64_t i, int64_t k) {
+        return double(op == gemm::Op::N ? A[size_t(k * lda + i)] : A[size_t(i * lda + k)]);
+      };
+      for (bool bf16 : {false, true}) {
+        const gemm::PackedGemv p(op, M, K, A.data(), lda, bf16);
+        std::vector<float> y(size_t(M) + 1, 7.0f), y2(size_t(M), 1.5f);
+        p.apply(x.data(), bias.data(), y.data(), false);
+        p.apply(x.data(), nullptr, y2.data(), true);
+        CHECK(y[size_t(M)] == 7.0f);  // nothing written past M rows
+        double worst = 0;
+        for (int64_t i = 0; i < M; ++i) {
+          double ref = 0;  // bf16: the product of the rounded weights
+          for (int64_t k = 0; k < K; ++k)
+            ref += (bf16 ? double(gemm::round_bf16(float(w(i, k)))) : w(i, k)) * x[size_t(k)];
+          worst = std::max(worst, std::abs(y[size_t(i)] - (ref + bias[size_t(i)])));
+          worst = std::max(worst, std::abs(y2[size_t(i)] - (ref + 1.5)));
+        }
+        INFO("M " << M << " K " << K << " bf16 " << bf16);
+        CHECK(worst <= 1e-4 * std::sqrt(double(K)));
+      }
+    }
+  }
+}
+
+TEST_CASE("decoding through DecodeWeights: float as step(), bf16 within its rounding",
+          "[generate]") {
+  const ModelConfig cfg = tiny_config();
+  const auto params = noisy_params<float>(ParamLayout(cfg), 42);
+  const auto tokens = random_tokens(size_t(cfg.context), cfg.vocab, 5);
+  const DecodeWeights f32(cfg, params.data(), false), b16(cfg, params.data(), true);
+  Decoder<float> ref(cfg), a(cfg), b(cfg);
+  double worst_f32 = 0, worst_b16 = 0;
+  for (int n = 0; n < cfg.context; ++n) {
+    const float* r = ref.step(params.data(), tokens[size_t(n)]);
+    const float* x = a.step(params.data(), f32, tokens[size_t(n)]);
+    const float* y = b.step(params.data(), b16, tokens[size_t(n)]);
+    for (int v = 0; v < cfg.vocab; ++v) {
+      worst_f32 = std::max(worst_f32, double(std::abs(x[v] - r[v])));
+      worst_b16 = std::max(worst_b16, double(std::abs(y[v] - r[v])));
+    }
+  }
+  CHECK(worst_f32 <= 1e-4);
+  CHECK(worst_b16 <= 0.1);  // bfloat16 keeps 8 bits: logits of size ~3 move by ~1e-2
+  CHECK(worst_b16 > 0);
+  ModelConfig other = cfg;
+  other.n_layers = 1;
+  CHECK_THROWS_AS(a.step(params.data(), DecodeWeights(other, params.data(), false), 1),
+                  std::invalid_argument);
+}
+
+TEST_CASE("generate with bf16 decoding weights is deterministic", "[generate]") {
+  const ModelConfig cfg = tiny_config();
+  const auto w = noisy_params<float>(ParamLayout(cfg), 9);
+  SamplingOptions o = opts(1.0, 0, 1, 77);
+  o.bf16_weights = true;
+  const auto a = generate(cfg, w.data(), {1, 2, 3}, 3 * cfg.context, o);
+  REQUIRE(a.size() == size_t(3 * cfg.context));
+  CHECK(a == generate(cfg, w.data(), {1, 2, 3}, 3 * cfg.context, o));
+}
+
+TEST_CASE("sample_token top-k with tied logits keeps the lowest ids", "[generate]") {
+  std::vector<float> l(50, 0.25f);
+  l[7] = 1.0f;
+  std::vector<std::pair<float, int32_t>> scratch;
+  std::set<int32_t> seen;
+  for (uint64_t i = 0; i < 400; ++i)
+    seen.insert(sample_token(l.data(), 50, opts(1, 3, 1), i, scratch));
+  CHECK(seen == std::set<int32_t>{0, 1, 7});
+}

@@ -374,7 +374,20 @@ TEST_CASE("sample: continues the prompt, the same for the same seed", "[e2e][cli
   CHECK(a.out.rfind("In the", 0) == 0);
   CHECK(a.out.size() > std::string("In the").size());
   CHECK(a.out == b.out);
-  CHECK(a.err.empty());
+  CHECK(a.err.empty());  // bfloat16 decoding weights: deterministic too; a bad precision is refused
+                         // by name.
+  Args half = args;
+  half.insert(half.end(), {"--decode-precision", "bf16"});
+  const Result c = run_cli(half, 30), d = run_cli(half, 30);
+  INFO("stderr: " << c.err);
+  REQUIRE(c.code == 0);
+  CHECK(c.out.rfind("In the", 0) == 0);
+  CHECK(c.out == d.out);
+  Args bad = args;
+  bad.insert(bad.end(), {"--decode-precision", "fp16"});
+  const Result e = run_cli(bad, 30);
+  CHECK(e.code != 0);
+  CHECK(e.err.find("--decode-precision") != std::string::npos);
 }
 
 // Finding: a run folder whose checkpoints/ cannot be created ends with exit code 1, which is
