@@ -126,6 +126,51 @@ void maybe_deliver(link_pointer self) {
   p.rp.deliver(std::move(out));
 }
 
+void on_node_down(link_pointer self, const caf::down_msg& dm) {
+  if (dm.source != self->state.node.address()) return;
+  const std::string why =
+      fmt::format("its connection was lost ({})", self->system().render(dm.reason));
+  fail_pending(self, why);
+  self->state.node = nullptr;
+  if (dm.reason.category() == caf::atom("node")) {  // it ended on purpose (left, run over)
+    self->quit();
+    return;
+  }
+  self->quit(make_sphere_error(sphere_errc::crashed, caf::make_message(why)));
+}
+
+// From the coordinator: the run is over. The node is told (and given a moment to hear it), so
+// that it does not keep dialing a root that is gone.
+caf::result<bool> on_shutdown(link_pointer self) {
+  auto rp = self->make_response_promise<bool>();
+  caf::actor node = std::exchange(self->state.node, nullptr);
+  if (!node) {
+    rp.deliver(true);
+    return rp;
+  }
+  self->request(node, std::chrono::seconds(2), shutdown_atom::value)
+      .then([=](bool) mutable { rp.deliver(true); },
+            [=](caf::error&) mutable { rp.deliver(true); });
+  return rp;
+}
+
+// The node's spheres, each tagged with the node; the first report counts them.
+void on_stats(link_pointer self, const caf::actor& collector) {
+  self->request(self->state.node, std::chrono::seconds(5), stats_atom::value)
+      .then(
+          [self, collector](std::vector<SphereStats>& all) {
+            caf::anon_send(collector, stats_atom::value, SphereStats::count_only(),
+                           int32_t(all.size()));
+            for (auto& s : all) {
+              s.node = self->state.info.index, s.host = self->state.info.host;
+              caf::anon_send(collector, stats_atom::value, std::move(s), int32_t(0));
+            }
+          },
+          [collector](caf::error&) {
+            caf::anon_send(collector, stats_atom::value, SphereStats::count_only(), int32_t(0));
+          });
+}
+
 caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetup> setup,
                             caf::actor node, JoinedNode info) {
   auto& st = self->state;
@@ -134,18 +179,7 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
   st.info = std::move(info);
   self->monitor(st.node);
   self->set_default_handler(caf::drop);  // a stray message from the network is not an error
-  self->set_down_handler([self](caf::down_msg& dm) {
-    if (dm.source != self->state.node.address()) return;
-    const std::string why =
-        fmt::format("its connection was lost ({})", self->system().render(dm.reason));
-    fail_pending(self, why);
-    self->state.node = nullptr;
-    if (dm.reason.category() == caf::atom("node")) {  // it ended on purpose (left, run over)
-      self->quit();
-      return;
-    }
-    self->quit(make_sphere_error(sphere_errc::crashed, caf::make_message(why)));
-  });
+  self->set_down_handler([self](caf::down_msg& dm) { on_node_down(self, dm); });
   // Only the node this link stands for may answer it.
   const auto from_node = [self] {
     return self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(self->state.node);
@@ -173,39 +207,12 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
         p.have_result = true;
         maybe_deliver(self);
       },
-      [self](shutdown_atom) -> caf::result<bool> {  // from the coordinator: the run is over
-        auto rp = self->make_response_promise<bool>();
-        caf::actor node = std::exchange(self->state.node, nullptr);
-        if (!node) {
-          rp.deliver(true);
-          return rp;
-        }
-        self->request(node, std::chrono::seconds(2), shutdown_atom::value)
-            .then([=](bool) mutable { rp.deliver(true); },
-                  [=](caf::error&) mutable { rp.deliver(true); });
-        return rp;
-      },
+      [self](shutdown_atom) { return on_shutdown(self); },
       [self, from_node](leave_atom) {
         if (!from_node()) return;
         self->send(self->state.setup->coordinator, leave_atom::value, self->address());
       },
-      [self](stats_atom, const caf::actor& collector, int64_t) {
-        // The node's spheres, each tagged with the node; the first report counts them.
-        self->request(self->state.node, std::chrono::seconds(5), stats_atom::value)
-            .then(
-                [self, collector](std::vector<SphereStats>& all) {
-                  caf::anon_send(collector, stats_atom::value, SphereStats::count_only(),
-                                 int32_t(all.size()));
-                  for (auto& s : all) {
-                    s.node = self->state.info.index, s.host = self->state.info.host;
-                    caf::anon_send(collector, stats_atom::value, std::move(s), int32_t(0));
-                  }
-                },
-                [collector](caf::error&) {
-                  caf::anon_send(collector, stats_atom::value, SphereStats::count_only(),
-                                 int32_t(0));
-                });
-      },
+      [self](stats_atom, const caf::actor& collector, int64_t) { on_stats(self, collector); },
   };
 }
 
