@@ -22,7 +22,8 @@ TEST_CASE("payload assembly: pieces in any order, each once, of their own size",
   CHECK(a.complete());
 }
 
-TEST_CASE("payload assembly: an empty payload is complete; a default one takes nothing", "[payload]") {
+TEST_CASE("payload assembly: an empty payload is complete; a default one takes nothing",
+          "[payload]") {
   PayloadAssembly empty(0, 4);
   CHECK(empty.pieces() == 0);
   CHECK(empty.complete());
