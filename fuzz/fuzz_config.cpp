@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "run/options.hpp"
 #include "fuzz_util.hpp"
+#include "run/options.hpp"
 #include "src/config.hpp"
 
 using namespace cllm;

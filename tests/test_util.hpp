@@ -10,9 +10,9 @@
 #include "src/backend.hpp"
 #include "src/config.hpp"
 #include "src/faults.hpp"
-#include "src/supervision.hpp"
 #include "src/sampler.hpp"
 #include "src/sha256.hpp"
+#include "src/supervision.hpp"
 #include "src/training.hpp"
 
 namespace cllm::test {

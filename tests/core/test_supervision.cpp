@@ -86,7 +86,7 @@ TEST_CASE("step deadline: floor, factor x median, first-step estimate, subtree h
   StepDeadline big(p, 100.0);
   REQUIRE(big.base_ms() == 400000);  // 4 x a pessimistic estimate of a big first step
   for (double ms : {100.0, 120.0, 110.0}) small.record_step(ms);
-  REQUIRE(small.base_ms() == 2000);  // 4 x 110 ms is under the 2 s floor
+  REQUIRE(small.base_ms() == 2000);                           // 4 x 110 ms is under the 2 s floor
   for (int i = 0; i < 9; ++i) small.record_step(1000.0 + i);  // only the last 9 count
   REQUIRE(small.base_ms() == 4 * 1004);
   REQUIRE(StepDeadline::for_subtree(2000, 0) == 2000);
