@@ -272,8 +272,10 @@ inline std::string scratch_name(const char* what) {
 
 // Runs `cllm args...` under `timeout -s KILL timeout_s`, waits, returns the exit status and the
 // whole of stdout and stderr. A hang shows up as code 137.
-inline Result run_cli(const Args& args, int timeout_s = 60) {
+// With `cwd`, the process runs in that folder.
+inline Result run_cli(const Args& args, int timeout_s = 60, const std::string& cwd = "") {
   std::vector<std::string> argv = {"timeout", "-s", "KILL", std::to_string(timeout_s), cllm_bin()};
+  if (!cwd.empty()) argv.insert(argv.begin(), {"env", "-C", cwd});
   argv.insert(argv.end(), args.begin(), args.end());
   const std::string out = detail::scratch_name("out"), err = detail::scratch_name("err");
   const pid_t pid = ::fork();

@@ -111,22 +111,7 @@ std::vector<std::string> changes(const std::map<std::string, Entry>& before,
 
 // `cllm args...` in folder `cwd`, under `timeout -s KILL`.
 Result run_in(const fs::path& cwd, const Args& args) {
-  std::vector<std::string> argv = {
-      "env", "-C", cwd.string(), "timeout", "-s", "KILL", std::to_string(kTimeoutS), cllm_bin()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  const std::string out = detail::scratch_name("out"), err = detail::scratch_name("err");
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) detail::exec_child(argv, out, err, true);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  Result r;
-  r.code = decode_status(status);
-  r.out = read_file(out);
-  r.err = read_file(err);
-  fs::remove(out), fs::remove(err);
-  return r;
+  return run_cli(args, kTimeoutS, cwd);
 }
 
 struct Outcome {
