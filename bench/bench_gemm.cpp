@@ -31,8 +31,14 @@ int run(int argc, char** argv) {
   cli::OptionTable t;
   add_int(t, "--repeats", "timed repeats (median reported)", repeats, 1);
   add_int(t, "--iters", "products per repeat", iters, 1);
+  bool peak_only = false;
   t.add("--bf16", "", "also time bf16 products", "", [&](const std::string&) { bf16 = true; });
+  t.add("--peak", "", "only measure the core's fp32 FMA peak", "",
+        [&](const std::string&) { peak_only = true; });
   parse_options(t, argc, argv, "usage: cllm-bench-gemm [options]\n");
+  const double peak = gemm::fma_peak_gflops();
+  fmt::print("fma_peak_gflops={:.1f}\n", peak);
+  if (peak_only) return 0;
   const int64_t d = 128, N = 16 * 128, V = 256, T = 128, hd = 32;
   const std::vector<Shape> shapes = {
       {"qkv fwd  W x", Op::N, Op::N, 3 * d, N, d, Causal::none},
@@ -44,8 +50,8 @@ int run(int argc, char** argv) {
       {"att k^T q", Op::T, Op::N, T, T, hd, Causal::rows_upto_col},
       {"att v p", Op::N, Op::N, hd, T, T, Causal::k_upto_col},
   };
-  fmt::print("{:<16} {:>5} {:>5} {:>5} {:>10} {:>10} {:>10}\n", "product", "M", "N", "K",
-             "ours GF/s", "Eigen GF/s", bf16 ? "bf16 GF/s" : "");
+  fmt::print("{:<16} {:>5} {:>5} {:>5} {:>10} {:>10} {:>10} {:>7}\n", "product", "M", "N", "K",
+             "ours GF/s", "Eigen GF/s", bf16 ? "bf16 GF/s" : "", "ours %pk");
   using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>;
   for (const auto& s : shapes) {
     const int64_t ra = s.oa == Op::N ? s.M : s.K, ca = s.oa == Op::N ? s.K : s.M;
@@ -75,8 +81,9 @@ int run(int argc, char** argv) {
         half.push_back(flops * iters / (ms_between(t0, Clock::now()) * 1e6));
       }
     }
-    fmt::print("{:<16} {:>5} {:>5} {:>5} {:>10.1f} {:>10.1f} {:>10}\n", s.what, s.M, s.N, s.K,
-               median(ours), median(eig), half.empty() ? "" : fmt::format("{:.1f}", median(half)));
+    fmt::print("{:<16} {:>5} {:>5} {:>5} {:>10.1f} {:>10.1f} {:>10} {:>7.1f}\n", s.what, s.M, s.N,
+               s.K, median(ours), median(eig),
+               half.empty() ? "" : fmt::format("{:.1f}", median(half)), 100 * median(ours) / peak);
   }
   return 0;
 }

@@ -4,10 +4,14 @@
 #
 #   bash bench/vs-pytorch.sh [--build DIR] [--rounds N] [--steps N] [--model small]
 #                            [--batch 16] [--context 128] [--cpu C] [--coretype auto|NAME]
-#                            [--baseline DIR]
+#                            [--baseline DIR] [--precision fp32|bf16]
 #
 # --baseline DIR adds another build's cllm-bench-step (an older commit, say) to every round, so
-# a before/after comparison shares the same rounds.
+# a before/after comparison shares the same rounds. --precision bf16 times cllm's opt-in bf16
+# products against PyTorch in fp32 (the baseline build, if any, keeps fp32).
+#
+# The end of the table puts both figures against the core's fp32 multiply-add peak
+# (cllm-bench-gemm --peak): the share of the peak each reaches, and the share 2x PyTorch needs.
 # Installs nothing: it needs Debian's python3-torch (with OpenBLAS: libopenblas0-pthread) and
 # says so when they are missing. Not part of CI. On a shared machine, hold a lock around it
 # (e.g. `flock -x /work/cpu.lock bash bench/vs-pytorch.sh`).
@@ -19,6 +23,7 @@
 set -euo pipefail
 
 build=build rounds=5 steps=8 model=small batch=16 context=128 cpu=0 coretype=auto baseline=
+precision=fp32
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -30,6 +35,7 @@ while [ $# -gt 0 ]; do
     --cpu) cpu=$2; shift 2 ;;
     --coretype) coretype=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
+    --precision) precision=$2; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "vs-pytorch.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -78,9 +84,10 @@ printf "%-6s %14s %14s %8s" round "cllm tok/s" "torch tok/s" ratio
 [ -n "$baseline" ] && printf " %14s %8s" "baseline tok/s" ratio
 echo
 # One timed run of a cllm-bench-step binary: its training tokens/s.
-run_cllm() {
+run_cllm() {  # $1 = binary, $2 = precision
   local extra=()
   "$1" --help | grep -q -- --compare-micro && extra=(--compare-micro 0)
+  [ "$2" != fp32 ] && extra+=(--precision "$2")
   "${pin[@]}" "$1" --model "$model" --batch "$batch" --micro-batch "$batch" --context "$context" \
     --steps "$steps" --repeats 1 --warmup 2 --gen-tokens 0 "${extra[@]}" | value train_tokens_per_s
 }
@@ -90,9 +97,9 @@ for r in $(seq 1 "$rounds"); do
   # Alternate who goes first, so a drift in machine speed favours neither.
   c="" t="" bl=""
   if [ $((r % 2)) -eq 1 ]; then
-    c=$(run_cllm "$bench"); t=$(run_torch); [ -n "$baseline" ] && bl=$(run_cllm "$base_bench")
+    c=$(run_cllm "$bench" "$precision"); t=$(run_torch); [ -n "$baseline" ] && bl=$(run_cllm "$base_bench" fp32)
   else
-    [ -n "$baseline" ] && bl=$(run_cllm "$base_bench"); t=$(run_torch); c=$(run_cllm "$bench")
+    [ -n "$baseline" ] && bl=$(run_cllm "$base_bench" fp32); t=$(run_torch); c=$(run_cllm "$bench" "$precision")
   fi
   ratio=$(awk -v a="$c" -v b="$t" 'BEGIN{printf "%.2f", a/b}')
   ours+=("$c") theirs+=("$t") ratios+=("$ratio")
@@ -108,3 +115,14 @@ med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1
 printf "%-6s %14.0f %14.0f %8.2f" median "$(med "${ours[@]}")" "$(med "${theirs[@]}")" "$(med "${ratios[@]}")"
 [ -n "$baseline" ] && printf " %14.0f %8.2f" "$(med "${bases[@]}")" "$(med "${bratios[@]}")"
 echo
+
+# The ceiling: tokens/s at the core's fp32 FMA peak, and where both sides stand against it.
+peak=$("${pin[@]}" "$build/bench/cllm-bench-gemm" --peak | value fma_peak_gflops)
+fpt=$("${pin[@]}" "$bench" --model "$model" --batch "$batch" --micro-batch "$batch" \
+  --context "$context" --steps 1 --repeats 1 --warmup 0 --gen-tokens 0 --compare-micro 0 |
+  sed -n 's/^FLOP\/token = .* = \([0-9]*\) (fwd+bwd.*/\1/p')
+awk -v p="$peak" -v f="$fpt" -v c="$(med "${ours[@]}")" -v t="$(med "${theirs[@]}")" 'BEGIN{
+  top = p * 1e9 / f
+  printf "ceiling: fp32 FMA peak %.1f GFLOP/s, %d FLOP/token: %.0f tokens/s at 100%% of the peak\n", p, f, top
+  printf "cllm reaches %.1f%% of it, PyTorch %.1f%%; 2x PyTorch would need %.1f%%\n", 100*c/top, 100*t/top, 200*t/top
+}'

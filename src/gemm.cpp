@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -549,6 +550,29 @@ void gemv_packed_group(const void* group, int64_t K, const float* __restrict x, 
 }
 
 }  // namespace
+
+double fma_peak_gflops(double ms) {
+  using V = typename Simd::V;
+  constexpr int kChains = 12;  // more than latency x throughput of every x86 core's FMA units
+  const int64_t iters = std::max<int64_t>(1000, int64_t(ms * 1e5));  // ~1e5 iterations per ms
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    V acc[kChains];
+    for (int c = 0; c < kChains; ++c) acc[c] = Simd::set1(1.0f + 1e-7f * float(c));
+    const V mul = Simd::set1(0.9999999f), add = Simd::set1(1e-7f);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+      for (int c = 0; c < kChains; ++c) acc[c] = Simd::fma(acc[c], mul, add);
+        // An empty asm that "reads" the registers: the loop can't be folded or vectorised away.
+#pragma GCC unroll 12
+      for (int c = 0; c < kChains; ++c) asm volatile("" : "+v"(acc[c]));
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, double(iters) * kChains * Simd::W * 2 / s / 1e9);
+  }
+  return best;
+}
 
 int64_t gemv_group_rows() {
   return kGemvRows;

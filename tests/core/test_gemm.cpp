@@ -103,6 +103,31 @@ TEST_CASE("gemm is bit-for-bit repeatable", "[gemm]") {
   CHECK(C1 == C2);
 }
 
+TEST_CASE("a transposed A gives the bits of its explicit transpose", "[gemm]") {
+  // Packing only moves data (16 x 16 register transposes for op(A) = A^T), so both layouts must
+  // sum the same products in the same order: equality, not a tolerance. The sizes cover whole and
+  // partial panels of rows, and depths that are not multiples of 16 or of the packed block.
+  const int64_t sizes[][3] = {{32, 12, 16}, {70, 50, 600}, {128, 37, 129}, {64, 2048, 128}};
+  for (const auto& s : sizes) {
+    const int64_t M = s[0], N = s[1], K = s[2], lda = K + 3;
+    const auto At = random_floats(size_t(lda * M), 7), B = random_floats(size_t(K * N), 8);
+    std::vector<float> A(size_t(M * K));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K; ++k) A[size_t(k * M + i)] = At[size_t(i * lda + k)];
+    std::vector<float> C1(size_t(M * N)), C2(size_t(M * N));
+    cllm::gemm::matmul(Op::T, Op::N, M, N, K, At.data(), lda, B.data(), K, C1.data(), M, false);
+    cllm::gemm::matmul(Op::N, Op::N, M, N, K, A.data(), M, B.data(), K, C2.data(), M, false);
+    INFO("M " << M << " N " << N << " K " << K);
+    CHECK(C1 == C2);
+  }
+}
+
+TEST_CASE("the FMA peak probe measures a positive, finite rate", "[gemm]") {
+  const double peak = cllm::gemm::fma_peak_gflops(1);
+  CHECK(std::isfinite(peak));
+  CHECK(peak > 0);
+}
+
 TEST_CASE("bf16 products: rounded inputs, float sums (where the CPU has AVX512_BF16)", "[gemm]") {
   if (!cllm::gemm::has_bf16()) {
     // Refused with an exception, never computed some other way.
