@@ -554,7 +554,7 @@ void gemv_packed_group(const void* group, int64_t K, const float* __restrict x, 
 double fma_peak_gflops(double ms) {
   using V = typename Simd::V;
   constexpr int kChains = 12;  // more than latency x throughput of every x86 core's FMA units
-  const int64_t iters = std::max<int64_t>(1000, int64_t(ms * 1e5));  // ~1e5 iterations per ms
+  const int64_t iters = std::max<int64_t>(1000, int64_t(ms * 1e5));
   double best = 0;
   for (int round = 0; round < 3; ++round) {
     V acc[kChains];
@@ -563,10 +563,15 @@ double fma_peak_gflops(double ms) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < iters; ++i) {
 #pragma GCC unroll 12
-      for (int c = 0; c < kChains; ++c) acc[c] = Simd::fma(acc[c], mul, add);
-        // An empty asm that "reads" the registers: the loop can't be folded or vectorised away.
+      for (int c = 0; c < kChains; ++c) {
+        acc[c] = Simd::fma(acc[c], mul, add);
+      }
+      // An empty asm that "reads and writes" every register: the chains can't be folded away.
+      // (In a separate loop: inside the first one GCC kept the accumulators in memory.)
 #pragma GCC unroll 12
-      for (int c = 0; c < kChains; ++c) asm volatile("" : "+v"(acc[c]));
+      for (int c = 0; c < kChains; ++c) {
+        asm volatile("" : "+v"(acc[c]));
+      }
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, double(iters) * kChains * Simd::W * 2 / s / 1e9);

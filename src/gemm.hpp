@@ -109,8 +109,9 @@ class PackedGemv {
 int64_t gemv_group_rows();
 
 // The core's fp32 multiply-add peak in GFLOP/s, measured with the kernels' own SIMD width: 12
-// independent chains of fused multiply-adds for about `ms` milliseconds, best of three. The
-// ceiling every benchmark figure is compared with (a step can't run faster than this).
+// independent chains of fused multiply-adds, 1e5 x `ms` iterations (a few tens of milliseconds
+// at the default), best of three. The ceiling every benchmark figure is compared with (a step
+// can't run faster than this).
 double fma_peak_gflops(double ms = 100);
 
 }  // namespace cllm::gemm
