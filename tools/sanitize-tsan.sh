@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ThreadSanitizer run of the actors tests (and of the core test of the weights' copy-on-write).
-# CI runs it with --caf-tsan (.ci/run); without it (Debian's CAF) it is slow and by hand only.
-# Run it after changing actors/, messages/ or the thread-pool baselines.
+# Not part of CI yet (docs/robustness.md says why). Run it by hand, with --caf-tsan, after
+# changing actors/, messages/ or the thread-pool baselines.
 #
 #   tools/sanitize-tsan.sh                  build build-tsan/ (clang, -O1) and run
 #   tools/sanitize-tsan.sh test             run only
