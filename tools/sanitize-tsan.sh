@@ -35,7 +35,8 @@ if [ "${1:-all}" = all ]; then
   cmake --build "$build" -j"$(nproc)" --target cllm_actor_tests cllm_core_tests
 fi
 if [ "$supp" = "$root/tools/tsan-caf.supp" ]; then
-  # The canary: a real race between two actors must be reported, an ordered hand-off must not.
+  # The canary: a real race between an actor and the main thread must be reported, the same
+  # writes ordered by a request and its reply must not.
   prefix="$root/build-caf-tsan/prefix"
   clang++ -std=c++17 -fsanitize=thread -O1 -g -include limits -Wno-deprecated-declarations -I"$prefix/include" \
     "$root/tools/tsan_canary.cpp" -L"$prefix/lib" -Wl,-rpath,"$prefix/lib" -lcaf_core -lpthread \

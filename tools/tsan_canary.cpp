@@ -29,8 +29,8 @@ int main(int argc, char** argv) {
   auto a = sys.spawn(bumper), b = sys.spawn(bumper);
   caf::scoped_actor self{sys};
   if (argc > 1 && std::string(argv[1]) == "racy") {
-    // The main thread writes after the send, the actor before its reply: nothing orders the two,
-    // whatever the timing (a send orders only what the sender did before it).
+    // The main thread writes after the send, the actor before its reply: nothing orders the two
+    // (a send orders only what the sender did before it).
     self->send(a, 1000);
     ++shared_counter;
     // Let the actor run now: a later message taken from its mailbox together with the first
