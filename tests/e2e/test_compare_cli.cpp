@@ -1,0 +1,178 @@
+// End-to-end tests of comparing runs: the weights fingerprints in metrics.jsonl, `cllm diff`
+// (same bits for any sphere count or resume; the first step where settings make runs part) and
+// `cllm runs`.
+#include <catch2/catch.hpp>
+
+#include "cli_util.hpp"
+
+using namespace e2e;
+
+namespace {
+
+Args train(const std::string& dir, const Args& more = {}) {
+  return quick_train(dir) + Args{"--sample-tokens", "0", "--steps", "12", "--eval-every", "6"} +
+         more;
+}
+
+// Removes "key": from every row of metrics.jsonl (a run of an earlier version).
+void strip_key(const std::string& dir, const std::string& key) {
+  std::string out;
+  for (auto row : read_jsonl(fs::path(dir) / "metrics.jsonl")) {
+    row.erase(key);
+    out += row.dump() + "\n";
+  }
+  write_file(fs::path(dir) / "metrics.jsonl", out);
+}
+
+}  // namespace
+
+TEST_CASE("fingerprints: every row by default, every N with --fingerprint-every", "[e2e][diff]") {
+  TempDir tmp;
+  REQUIRE(run_cli(train(tmp / "a")).code == 0);
+  const auto rows = read_jsonl(fs::path(tmp / "a") / "metrics.jsonl");
+  REQUIRE(rows.size() == 12);
+  const json config = read_json(fs::path(tmp / "a") / "config.json");
+  CHECK(config["settings"]["fingerprint-every"] == 1);
+  for (const auto& row : rows) {
+    INFO(row.dump());
+    REQUIRE(row.contains("weights_fp"));
+    CHECK(row["weights_fp"].get<std::string>().size() == 16);
+    // tiny: 2 blocks of 12 tensors, embeddings and the final LayerNorm: 28 tensors, 8 hex each.
+    CHECK(row["tensors_fp"].get<std::string>().size() == 28 * 8);
+    // The system figures of the step.
+    CHECK(row["cpu_s"].get<double>() > 0);
+    CHECK(row["rss_mb"].get<double>() > 0);
+  }
+  // Every step changes the weights.
+  for (size_t i = 1; i < rows.size(); ++i)
+    CHECK(rows[i]["weights_fp"] != rows[i - 1]["weights_fp"]);
+
+  REQUIRE(run_cli(train(tmp / "b", {"--fingerprint-every", "5"})).code == 0);
+  std::vector<int64_t> steps;
+  for (const auto& row : read_jsonl(fs::path(tmp / "b") / "metrics.jsonl"))
+    if (row.contains("weights_fp")) {
+      steps.push_back(row["step"]);
+      CHECK(row["weights_fp"] == rows[size_t(row["step"].get<int64_t>()) - 1]["weights_fp"]);
+    }
+  CHECK(steps == std::vector<int64_t>{5, 10, 12});  // and always the last step
+  for (const char* bad : {"0", "-1", "x"}) {
+    const Result r = run_cli(train(tmp / "c", {"--fingerprint-every", bad}));
+    CHECK(r.code == 2);
+    CHECK(contains(r.err, "--fingerprint-every"));
+  }
+}
+
+TEST_CASE("diff: same seed, other sphere counts and backends: identical", "[e2e][diff]") {
+  TempDir tmp;
+  REQUIRE(run_cli(train(tmp / "one", {"--spheres", "1", "--threads", "1"})).code == 0);
+  REQUIRE(run_cli(train(tmp / "five", {"--spheres", "5", "--fanout", "2"})).code == 0);
+  REQUIRE(run_cli(train(tmp / "mutex", {"--sync", "mutex", "--spheres", "3"})).code == 0);
+  for (const char* other : {"five", "mutex"}) {
+    const Result r = run_cli({"diff", tmp / "one", tmp / other});
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    CHECK(contains(r.out, "identical through step 12 (12 steps compared)"));
+    CHECK(contains(r.out, "setting spheres: 1 vs "));  // what differs is said too
+  }
+}
+
+TEST_CASE("diff: --lr changed parts at step 1, and names the tensors", "[e2e][diff]") {
+  TempDir tmp;
+  REQUIRE(run_cli(train(tmp / "a")).code == 0);
+  REQUIRE(run_cli(train(tmp / "b", {"--lr", "0.002"})).code == 0);
+  const Result r = run_cli({"diff", tmp / "a", tmp / "b"});
+  INFO(r.out << r.err);
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "first difference at step 1"));
+  CHECK(contains(r.out, "tensors that differ (28): wte.weight, wpe.weight"));
+  CHECK(contains(r.out, "setting lr: 0.001 vs 0.002"));
+
+  // With fingerprints every 5 steps, the difference is located within the steps between two.
+  REQUIRE(run_cli(train(tmp / "c", {"--lr", "0.002", "--fingerprint-every", "5"})).code == 0);
+  const Result r2 = run_cli({"diff", tmp / "a", tmp / "c"});
+  INFO(r2.out << r2.err);
+  CHECK(r2.code == 1);
+  CHECK(contains(r2.out, "first difference at step 5"));
+  CHECK(contains(r2.out, "parted somewhere in steps 1 to 5"));
+}
+
+TEST_CASE("diff: a resumed run is identical to the uninterrupted one", "[e2e][diff]") {
+  TempDir tmp;
+  const Args more = {"--steps", "20", "--batch", "16"};
+  REQUIRE(run_cli(train(tmp / "whole", more + Args{"--checkpoint-every", "0"})).code == 0);
+  const std::string dir = tmp / "resumed";
+  REQUIRE(run_cli(train(dir, more + Args{"--checkpoint-every", "4", "--keep", "10"})).code == 0);
+  // As after a crash past step 8: the checkpoints after it are gone; --resume recomputes steps
+  // 9 to 20 (on another tree) and rewrites their rows.
+  for (int64_t s : {12, 16, 20}) fs::remove(fs::path(dir) / "checkpoints" / ckpt_name(s));
+  const Result r = run_cli(train(dir, more + Args{"--resume", "--spheres", "3"}));
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE(contains(r.out + r.err, "(step 8)"));
+  const Result d = run_cli({"diff", tmp / "whole", dir});
+  INFO(d.out << d.err);
+  CHECK(d.code == 0);
+  CHECK(contains(d.out, "identical through step 20 (20 steps compared)"));
+}
+
+TEST_CASE("diff: bad input is exit 2 with one line", "[e2e][diff]") {
+  TempDir tmp;
+  REQUIRE(run_cli(train(tmp / "a")).code == 0);
+  REQUIRE(run_cli(train(tmp / "b")).code == 0);
+  fs::create_directories(tmp / "empty");
+  const auto bad = [&](const Args& args, const std::string& says) {
+    const Result r = run_cli(args);
+    INFO(describe(args) << "\n" << r.out << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err_lines().size() == 1);
+    CHECK(contains(r.err, says));
+  };
+  bad({"diff", tmp / "a"}, "needs two run folders");
+  bad({"diff", tmp / "a", tmp / "b", tmp / "a"}, "needs two run folders");
+  bad({"diff", tmp / "a", tmp / "missing"}, "there is no run folder");
+  bad({"diff", tmp / "a", tmp / "empty"}, "no metrics.jsonl");
+  strip_key(tmp / "b", "weights_fp");
+  bad({"diff", tmp / "a", tmp / "b"}, "has no weights fingerprints");
+  const Result help = run_cli({"diff", "--help"});
+  CHECK(help.code == 0);
+  CHECK(contains(help.out, "0 identical, 1 they differ, 2 bad input"));
+}
+
+TEST_CASE("runs: lists the runs of a folder", "[e2e][runs]") {
+  TempDir tmp;
+  const std::string all = tmp / "runs";
+  fs::create_directories(all);
+  REQUIRE(run_cli(train(all + "/first")).code == 0);
+  REQUIRE(run_cli(train(all + "/second", {"--lr", "0.002", "--steps", "7"})).code == 0);
+  // A run killed before its end: no summary.json.
+  REQUIRE(run_cli(train(all + "/third")).code == 0);
+  fs::remove(fs::path(all) / "third" / "summary.json");
+  fs::create_directories(fs::path(all) / "not-a-run");
+
+  const Result r = run_cli({"runs", all, "--json"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  const json list = json::parse(r.out);
+  REQUIRE(list.size() == 3);
+  std::map<std::string, json> by_name;
+  for (const auto& e : list) by_name[e["name"]] = e;
+  const json first_summary = read_json(fs::path(all) / "first" / "summary.json");
+  CHECK(by_name["first"]["status"] == "finished");
+  CHECK(by_name["first"]["steps"] == 12);
+  CHECK(by_name["first"]["final_loss"] == first_summary["final_loss"]);
+  CHECK(by_name["first"]["tokens_per_s"] == first_summary["tokens_per_s"]);
+  CHECK(by_name["first"]["tokenizer"] == "byte");
+  CHECK(contains(by_name["first"]["model"].get<std::string>(), "tiny"));
+  CHECK(by_name["second"]["steps"] == 7);
+  CHECK(by_name["third"]["status"] == "incomplete");
+  CHECK(by_name["third"]["steps"] == 12);
+
+  const Result text = run_cli({"runs", all});
+  INFO(text.out << text.err);
+  CHECK(text.code == 0);
+  CHECK(split_lines(text.out).size() == 4);  // a header and one line per run
+  CHECK(contains(text.out, "incomplete"));
+  // One run folder lists itself.
+  CHECK(json::parse(run_cli({"runs", all + "/first", "--json"}).out).size() == 1);
+  CHECK(run_cli({"runs", tmp / "missing"}).code == 2);
+}
