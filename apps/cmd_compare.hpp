@@ -7,5 +7,8 @@ namespace cllm::cli {
 
 int cmd_diff(const std::vector<std::string>& args);
 int cmd_runs(const std::vector<std::string>& args);
+// `cllm report` of several runs (or with --group-by): the compare page to `out`.
+int report_compare(const std::vector<std::string>& dirs, const std::string& group_by,
+                   const std::string& out);
 
 }  // namespace cllm::cli

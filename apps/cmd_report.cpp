@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/cmd_compare.hpp"
 #include "run/options.hpp"
 #include "run/report.hpp"
 
@@ -42,20 +43,28 @@ std::string where(const run::LiveServer& srv, const std::string& host) {
 }  // namespace
 
 int cmd_report(const std::vector<std::string>& args) {
-  std::string out;
+  std::string out, group_by;
   bool help = false;
   OptionTable t;
   t.add("--out,-o", "FILE", "where the HTML file goes", "RUN_DIR/report.html",
         [&](const std::string& v) { out = v; });
+  t.add("--group-by", "SETTING", "several runs: a band per value of this setting (e.g. lr)", "",
+        [&](const std::string& v) { group_by = v; });
   t.add("--help,-h", "", "show this help", "", [&](const std::string&) { help = true; });
   t.parse(args);
   if (help) {
     std::cout << "usage: cllm report RUN_DIR [--out FILE]\n\nWrites one self-contained HTML file "
                  "of a run (finished or in progress): loss, throughput, the sphere tree, fault "
-                 "events, settings and sample. It loads nothing from anywhere.\n"
+                 "events, settings and sample. It loads nothing from anywhere.\n\n"
+                 "       cllm report RUN_A RUN_B ... [--group-by SETTING] --out FILE\n\nCompares "
+                 "runs on one page: curves overlaid against the step and training time, the "
+                 "settings that differ, a summary row per run, bands per group, and the first "
+                 "step where the weights differ.\n"
               << t.help();
     return 0;
   }
+  if (t.positionals.size() > 1 || !group_by.empty())
+    return report_compare(t.positionals, group_by, out);
   const std::string dir = one_run_dir(t, "report");
   if (out.empty()) out = (fs::path(dir) / "report.html").string();
   run::ReportResult r;

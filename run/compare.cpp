@@ -5,10 +5,13 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <memory>
 
 #include <fmt/format.h>
 
+#include "run/run_data.hpp"
 #include "src/params.hpp"
 #include "src/training.hpp"
 
@@ -122,19 +125,26 @@ std::string describe_diff(const RunDiff& d, const std::string& name_a, const std
   return out;
 }
 
+namespace {
+
+// A run's settings as compared: config.json "settings" with the backend and the sphere count of
+// the run (the settings' own may be a machine default), without run-dir.
+json settings_of(const json& c) {
+  json s = c.is_object() ? c.value("settings", json::object()) : json::object();
+  if (!s.is_object()) s = json::object();
+  if (c.is_object()) {
+    if (c.contains("backend")) s["backend"] = c["backend"];
+    if (c.contains("spheres")) s["spheres"] = c["spheres"];
+  }
+  s.erase("run-dir");
+  return s;
+}
+
+}  // namespace
+
 json settings_differences(const std::vector<json>& configs) {
   // Every key of every run, each run's value (null where absent).
   std::map<std::string, std::vector<json>> values;
-  const auto settings_of = [](const json& c) {
-    json s = c.is_object() ? c.value("settings", json::object()) : json::object();
-    if (!s.is_object()) s = json::object();
-    if (c.is_object()) {
-      if (c.contains("backend")) s["backend"] = c["backend"];
-      if (c.contains("spheres")) s["spheres"] = c["spheres"];
-    }
-    s.erase("run-dir");
-    return s;
-  };
   for (size_t r = 0; r < configs.size(); ++r) {
     const json s = settings_of(configs[r]);
     for (const auto& [k, v] : s.items()) {
@@ -279,6 +289,237 @@ json list_runs(const std::string& dir) {
     return da != db ? da < db : a["name"].get<std::string>() < b["name"].get<std::string>();
   });
   return json(sorted);
+}
+
+namespace {
+
+// The series the compare page overlays.
+struct Metric {
+  const char* name;
+  double StepRow::*field;
+};
+constexpr Metric kMetrics[] = {{"loss", &StepRow::loss},
+                               {"val_bpb", &StepRow::val_bpb},
+                               {"tokens_per_s", &StepRow::tokens_per_s},
+                               {"step_ms", &StepRow::step_ms}};
+
+// One run's series: the drawn rows' steps (x), training time in seconds (t: the steps' times
+// summed, so runs line up by the time they trained) and values (y).
+json run_series(const std::vector<StepRow>& R, int max_points) {
+  std::vector<double> t(R.size());
+  double acc = 0;
+  for (size_t i = 0; i < R.size(); ++i) {
+    if (std::isfinite(R[i].step_ms)) acc += R[i].step_ms / 1e3;
+    t[i] = acc;
+  }
+  json out = json::object();
+  for (const Metric& m : kMetrics) {
+    const auto get = [&R, &m](size_t i) { return R[i].*m.field; };
+    json xs = json::array(), ts = json::array(), ys = json::array();
+    for (size_t i : decimate_indices(R.size(), get, max_points)) {
+      xs.push_back(R[i].step);
+      ts.push_back(round6(t[i]));
+      ys.push_back(round6(get(i)));
+    }
+    out[m.name] = {{"x", std::move(xs)}, {"t", std::move(ts)}, {"y", std::move(ys)}};
+  }
+  return out;
+}
+
+// Over the runs of a group, per step: the smallest, the largest and the mean value of a metric
+// (of the runs that have one at that step), in at most max_points/2 buckets of steps.
+json group_band(const std::vector<const std::vector<StepRow>*>& runs, double StepRow::*field,
+                int max_points) {
+  struct Acc {
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0;
+    int64_t n = 0;
+  };
+  std::map<int64_t, Acc> sparse;
+  std::vector<Acc> dense;
+  int64_t max_step = 0;
+  for (const auto* R : runs)
+    if (!R->empty()) max_step = std::max(max_step, R->back().step);
+  const bool use_dense = max_step < (int64_t(1) << 24);
+  if (use_dense) dense.resize(size_t(max_step) + 1);
+  for (const auto* R : runs)
+    for (const StepRow& r : *R) {
+      const double v = r.*field;
+      if (!std::isfinite(v) || r.step < 0) continue;
+      Acc& a = use_dense ? dense[size_t(r.step)] : sparse[r.step];
+      a.lo = std::min(a.lo, v), a.hi = std::max(a.hi, v), a.sum += v, ++a.n;
+    }
+  std::vector<std::pair<int64_t, Acc>> pts;
+  if (use_dense) {
+    for (size_t st = 0; st < dense.size(); ++st)
+      if (dense[st].n > 0) pts.emplace_back(int64_t(st), dense[st]);
+  } else {
+    pts.assign(sparse.begin(), sparse.end());
+  }
+  const size_t buckets = std::min(pts.size(), size_t(std::max(1, max_points / 2)));
+  json xs = json::array(), lo = json::array(), hi = json::array(), mean = json::array();
+  for (size_t b = 0; b < buckets; ++b) {
+    const size_t from = b * pts.size() / buckets, to = (b + 1) * pts.size() / buckets;
+    Acc a;
+    double means = 0;
+    for (size_t k = from; k < to; ++k) {
+      const Acc& p = pts[k].second;
+      a.lo = std::min(a.lo, p.lo), a.hi = std::max(a.hi, p.hi);
+      means += p.sum / double(p.n);
+    }
+    xs.push_back(pts[to - 1].first);
+    lo.push_back(round6(a.lo)), hi.push_back(round6(a.hi));
+    mean.push_back(round6(means / double(to - from)));
+  }
+  return {{"x", xs}, {"lo", lo}, {"hi", hi}, {"mean", mean}};
+}
+
+std::string value_text(const json& v) {
+  if (v.is_null()) return "(not set)";
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+json diff_json(const RunDiff& d) {
+  return {{"identical", d.identical},
+          {"compared", d.compared},
+          {"through", d.through},
+          {"first_differ", d.first_differ},
+          {"tensors", d.tensors},
+          {"other_models", d.other_models},
+          {"text", describe_diff(d, "the first run", "the other run")}};
+}
+
+}  // namespace
+
+json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions& o) {
+  const size_t n = run_dirs.size();
+  // About 40,000 points per chart however many runs (200 runs: 200 points each).
+  const int max_points = o.max_points > 0
+                             ? o.max_points
+                             : int(std::clamp<size_t>(40000 / std::max<size_t>(1, n), 200, 2000));
+  std::vector<std::unique_ptr<RunReader>> readers;
+  std::vector<json> configs;
+  json runs = json::array(), notices = json::array();
+  for (const auto& dir : run_dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+      throw RunFolderError(fmt::format("there is no run folder '{}'", dir));
+    auto reader = std::make_unique<RunReader>(dir);
+    reader->refresh();
+    if (!reader->looks_like_run())
+      throw RunFolderError(fmt::format(
+          "'{}' is not a run folder (it has neither config.json nor metrics.jsonl)", dir));
+    ViewOptions vo;
+    vo.max_points = 2;  // only the figures are used; the compare page draws its own series
+    const json v = reader->view(vo);
+    for (const auto& note : v["notices"])
+      if (note["level"] != "info")
+        notices.push_back({{"level", note["level"]},
+                           {"text", fmt::format("{}: {}", v["meta"]["name"].get<std::string>(),
+                                                note["text"].get<std::string>())}});
+    const json& sm = v["summary"].is_object() ? v["summary"] : json::object();
+    const json& st = v["stats"];
+    const auto from_summary = [&sm](const char* key, const json& fallback) {
+      return sm.contains(key) && sm[key].is_number() ? sm[key] : fallback;
+    };
+    runs.push_back(
+        {{"name", v["meta"]["name"]},
+         {"dir", v["meta"]["run_dir"]},
+         {"status", v["status"]},
+         {"steps", st["last_step"]},
+         {"final_loss",
+          from_summary("final_loss",
+                       st["loss"]["last"].is_object() ? st["loss"]["last"]["value"] : json())},
+         {"val_bpb", st["val_bpb"]["last"].is_object() ? st["val_bpb"]["last"]["value"] : json()},
+         {"tokens_per_s_median", st["tokens_per_s_median"]},
+         {"restarts", from_summary("restarts", st["restarts"])},
+         {"nodes_lost", from_summary("nodes_lost", 0)},
+         {"wall_s", from_summary("wall_s", json())},
+         {"series", run_series(reader->rows(), max_points)}});
+    configs.push_back(v["config"]);
+    readers.push_back(std::move(reader));
+  }
+
+  json view = {{"meta",
+                {{"mode", "compare"},
+                 {"generated_at",
+                  [] {
+                    const std::time_t t = std::time(nullptr);
+                    char buf[32];
+                    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+                    return std::string(buf);
+                  }()},
+                 {"runs", n},
+                 {"max_points", max_points},
+                 {"group_by", o.group_by.empty() ? json() : json(o.group_by)}}},
+               {"differ", settings_differences(configs)},
+               {"notices", notices}};
+
+  // Groups: the runs of each value of the setting, with a band per metric against the step.
+  if (!o.group_by.empty()) {
+    std::vector<json> values(n);
+    bool any = false;
+    for (size_t r = 0; r < n; ++r) {
+      const json s = settings_of(configs[r]);
+      if (s.contains(o.group_by)) values[r] = s[o.group_by], any = true;
+    }
+    if (!any)
+      throw RunFolderError(fmt::format(
+          "--group-by {}: none of the runs has that setting (see the keys of \"settings\" in a "
+          "run's config.json, e.g. lr, spheres, sync)",
+          o.group_by));
+    std::vector<std::pair<json, std::vector<size_t>>> groups;
+    for (size_t r = 0; r < n; ++r) {
+      auto it = std::find_if(groups.begin(), groups.end(),
+                             [&](const auto& g) { return g.first == values[r]; });
+      if (it == groups.end()) {
+        groups.push_back({values[r], {}});
+        it = groups.end() - 1;
+      }
+      it->second.push_back(r);
+      runs[r]["group"] = int(it - groups.begin());
+    }
+    json gs = json::array();
+    for (const auto& [value, members] : groups) {
+      std::vector<const std::vector<StepRow>*> rows;
+      for (size_t r : members) rows.push_back(&readers[r]->rows());
+      json bands = json::object();
+      for (const Metric& m : kMetrics) bands[m.name] = group_band(rows, m.field, max_points);
+      gs.push_back({{"value", value_text(value)}, {"runs", members}, {"bands", bands}});
+    }
+    view["groups"] = gs;
+  }
+
+  // Where the runs' weights part: two runs against each other, more runs each against the first.
+  std::vector<std::vector<FingerprintRow>> fps(n);
+  for (size_t r = 0; r < n; ++r) {
+    try {
+      fps[r] = read_fingerprints(run_dirs[r]);
+    } catch (const RunFolderError&) {
+      // no metrics.jsonl: nothing to compare
+    }
+  }
+  const std::vector<std::string> names = tensor_names(configs.empty() ? json() : configs[0]);
+  for (size_t r = 1; r < n; ++r) {
+    if (fps[0].empty() || fps[r].empty()) continue;
+    const RunDiff d = diff_runs(fps[0], fps[r], names);
+    if (d.compared > 0) runs[r]["diff"] = diff_json(d);
+  }
+  view["runs"] = std::move(runs);
+  return view;
+}
+
+ReportResult write_compare_report(const std::vector<std::string>& run_dirs,
+                                  const std::string& out_path, const CompareOptions& o) {
+  const json view = compare_view(run_dirs, o);
+  const std::string page = render_compare_page(view);
+  ReportResult res;
+  res.path = out_path;
+  res.bytes = page.size();
+  res.rows = int64_t(run_dirs.size());
+  for (const auto& n : view["notices"]) res.notices.push_back(n["text"].get<std::string>());
+  write_page_file(out_path, page);
+  return res;
 }
 
 }  // namespace cllm::run

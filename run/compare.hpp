@@ -66,4 +66,17 @@ nlohmann::json list_runs(const std::string& dir);
 // A folder with config.json or metrics.jsonl.
 bool is_run_folder(const std::string& dir);
 
+struct CompareOptions {
+  std::string group_by;  // a setting (config.json "settings" key, or backend / spheres); "" = none
+  int max_points = 0;    // per run and series; 0 = from the number of runs
+};
+
+// The compare page's data: see the top of run/assets/compare.js for its shape. Throws
+// RunFolderError for a folder that is no run, or a --group-by setting no run has.
+nlohmann::json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions& o);
+
+// Reads the runs and writes the compare page to `out_path` (through a temporary and a rename).
+ReportResult write_compare_report(const std::vector<std::string>& run_dirs,
+                                  const std::string& out_path, const CompareOptions& o);
+
 }  // namespace cllm::run

@@ -176,3 +176,44 @@ TEST_CASE("runs: lists the runs of a folder", "[e2e][runs]") {
   CHECK(json::parse(run_cli({"runs", all + "/first", "--json"}).out).size() == 1);
   CHECK(run_cli({"runs", tmp / "missing"}).code == 2);
 }
+
+TEST_CASE("report of several runs: bad input is exit 2, the runs' files are never replaced",
+          "[e2e][report][compare]") {
+  TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b";
+  REQUIRE(run_cli(train(a)).code == 0);
+  REQUIRE(run_cli(train(b, {"--lr", "0.002"})).code == 0);
+  fs::create_directories(tmp / "empty");
+  const auto before = snapshot(a);
+  const auto bad = [&](const Args& args, const std::string& says) {
+    const Result r = run_cli(args);
+    INFO(describe(args) << "\n" << r.out << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err_lines().size() == 1);
+    CHECK(contains(r.err, says));
+  };
+  bad({"report", a, b}, "needs --out FILE");
+  bad({"report", a, tmp / "empty", "--out", tmp / "x.html"}, "is not a run folder");
+  bad({"report", a, tmp / "missing", "--out", tmp / "x.html"}, "there is no run folder");
+  bad({"report", a, b, "--group-by", "no-such-setting", "--out", tmp / "x.html"},
+      "none of the runs has that setting");
+  for (const std::string& f : std::vector<std::string>{
+           "metrics.jsonl", "config.json", "summary.json", "checkpoints/" + ckpt_name(12)})
+    bad({"report", a, b, "--out", a + "/" + f}, "would replace a file of the run");
+  bad({"report", a, b, "--out", tmp / "empty"}, "is not a regular file");
+  CHECK(snapshot(a) == before);
+  CHECK(!fs::exists(tmp / "x.html"));
+
+  // A good one: the page is written, one run with --group-by is a comparison too.
+  const Result ok = run_cli({"report", a, b, "--out", tmp / "ab.html"});
+  INFO(ok.out << ok.err);
+  CHECK(ok.code == 0);
+  CHECK(contains(ok.out, "2 runs"));
+  const std::string page = read_file(tmp / "ab.html");
+  CHECK(contains(page, "data-mode=\"compare\""));
+  CHECK(contains(page, "Content-Security-Policy"));
+  CHECK(run_cli({"report", a, "--group-by", "lr", "--out", tmp / "g.html"}).code == 0);
+  // One run without --group-by is still the single-run report.
+  REQUIRE(run_cli({"report", a, "--out", tmp / "one.html"}).code == 0);
+  CHECK(contains(read_file(tmp / "one.html"), "data-mode=\"report\""));
+}
