@@ -301,7 +301,9 @@ struct Metric {
 constexpr Metric kMetrics[] = {{"loss", &StepRow::loss},
                                {"val_bpb", &StepRow::val_bpb},
                                {"tokens_per_s", &StepRow::tokens_per_s},
-                               {"step_ms", &StepRow::step_ms}};
+                               {"step_ms", &StepRow::step_ms},
+                               {"cpu_s", &StepRow::cpu_s},
+                               {"rss_mb", &StepRow::rss_mb}};
 
 // One run's series: the drawn rows' steps (x), training time in seconds (t: the steps' times
 // summed, so runs line up by the time they trained) and values (y).

@@ -134,6 +134,8 @@ bool parse_row(std::string_view line, StepRow& row) {
   row.reduce_ms = num(j, "reduce_ms");
   row.val_loss = num(j, "val_loss");
   row.val_bpb = num(j, "val_bpb");
+  row.cpu_s = num(j, "cpu_s");
+  row.rss_mb = num(j, "rss_mb");
   row.spheres_computing = count(j, "spheres_computing");
   // Faults handled in the step (an object, written only when there were any).
   if (const auto f = j.find("faults"); f != j.end() && f->is_object()) {

@@ -6,7 +6,8 @@
 //   meta     {mode: 'compare', generated_at, runs, max_points, group_by}
 //   runs     [{name, dir, status {state, text}, steps, final_loss, val_bpb, tokens_per_s_median,
 //            restarts, nodes_lost, wall_s, group (index into groups, with group_by),
-//            series {loss, val_bpb, tokens_per_s, step_ms: {x: steps, t: training s, y}},
+//            series {loss, val_bpb, tokens_per_s, step_ms, cpu_s, rss_mb: {x: steps, t: training
+//            s, y}},
 //            diff (against the first run, when both have fingerprints): {identical, compared,
 //            through, first_differ, tensors, other_models, text}}]
 //   differ   [{key, values: [one per run]}] (settings that are not the same in every run)
@@ -31,6 +32,8 @@
     { key: 'val_bpb', title: 'Validation bits per byte', yLabel: 'bits / byte', fmt: num, dots: true },
     { key: 'tokens_per_s', title: 'Tokens / s', yLabel: 'tokens / s', fmt: int, yFmt: si, yMin0: true },
     { key: 'step_ms', title: 'Step time', yLabel: 'step ms', fmt: ms, yMin0: true },
+    { key: 'cpu_s', title: 'Process CPU time (against training time, the slope is the cores in use)', yLabel: 'CPU s', fmt: seconds, yMin0: true },
+    { key: 'rss_mb', title: 'Resident memory', yLabel: 'MB', fmt: (v) => num(v) + ' MB', yMin0: true },
   ];
 
   function renderRuns(d) {

@@ -303,11 +303,17 @@ TEST_CASE("browser: compare page of 3 runs: overlaid series, differing settings,
     REQUIRE(rep.code == 0);
     cdp::Page page(browser());
     page.navigate("file://" + tmp / "cmp.html");
-    REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 30));
+    REQUIRE(page.wait_for("document.body.dataset.ready === '1' && window.cllmTiming.painted", 30));
     page.screenshot(out_dir() + "/compare.png");
     no_console_errors(page);
     // Every run overlaid, against the step and against training time, every step drawn.
-    for (const char* chart : {"#c-loss-step", "#c-loss-time", "#c-step_ms-step"}) {
+    const json timing = page.eval("window.cllmTiming");
+    std::cout << "compare page of 3 runs x 8 steps: " << fs::file_size(tmp / "cmp.html") / 1024
+              << " KB, page ready " << timing["ready"] << " ms, painted " << timing["painted"]
+              << " ms\n";
+    // The system figures of each step are drawn too (CPU time, resident memory).
+    for (const char* chart :
+         {"#c-loss-step", "#c-loss-time", "#c-step_ms-step", "#c-cpu_s-time", "#c-rss_mb-step"}) {
       INFO(chart);
       CHECK(page.eval("[...document.querySelectorAll('" + std::string(chart) +
                       " polyline[class*=run-]')].map(p => p.points.length).join(',')") == "8,8,8");
@@ -336,7 +342,8 @@ TEST_CASE("browser: compare page of 3 runs: overlaid series, differing settings,
     page.navigate("file://" + tmp / "two.html");
     REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 30));
     no_console_errors(page);
-    CHECK(page.eval("document.querySelectorAll('#charts line.differ-mark').length") == 4);
+    // One mark per chart against the step (loss, bpb, tokens/s, step time, CPU time, memory).
+    CHECK(page.eval("document.querySelectorAll('#charts line.differ-mark').length") == 6);
     CHECK(page.eval("document.querySelector('#c-loss-step .differ-mark-label').textContent") ==
           "weights part: step 1");
     // The mark stands where step 1 is drawn.
