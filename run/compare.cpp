@@ -375,6 +375,37 @@ json group_band(const std::vector<const std::vector<StepRow>*>& runs, double Ste
   return {{"x", xs}, {"lo", lo}, {"hi", hi}, {"mean", mean}};
 }
 
+// Where the computing spheres' time went over the whole run, as shares (as the report's chart
+// of one run: wait = min(spheres computing, scheduler threads) x step time - the rest); null
+// when the rows have no time split.
+json time_split(const std::vector<StepRow>& R, int threads) {
+  double c = 0, f = 0, r = 0, w = 0;
+  for (const StepRow& q : R) {
+    if (!std::isfinite(q.compute_ms)) continue;
+    const double fi = std::isfinite(q.fold_ms) ? q.fold_ms : 0;
+    const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
+    c += q.compute_ms, f += fi, r += ri;
+    if (q.spheres_computing > 0 && std::isfinite(q.step_ms)) {
+      const int busy = threads > 0 ? std::min(q.spheres_computing, threads) : q.spheres_computing;
+      w += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
+    }
+  }
+  const double total = c + f + r + w;
+  if (!(total > 0)) return nullptr;
+  return {{"compute", round6(c / total)},
+          {"fold", round6(f / total)},
+          {"reduce", round6(r / total)},
+          {"wait", round6(w / total)}};
+}
+
+int threads_of(const json& config) {
+  const json s = settings_of(config);
+  const json t = s.value("threads", json());
+  return t.is_number_integer() && t.get<int64_t>() > 0 && t.get<int64_t>() < (1 << 30)
+             ? int(t.get<int64_t>())
+             : 0;
+}
+
 std::string value_text(const json& v) {
   if (v.is_null()) return "(not set)";
   if (v.is_string()) return v.get<std::string>();
@@ -437,6 +468,7 @@ json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions
          {"restarts", from_summary("restarts", st["restarts"])},
          {"nodes_lost", from_summary("nodes_lost", 0)},
          {"wall_s", from_summary("wall_s", json())},
+         {"time_split", time_split(reader->rows(), threads_of(v["config"]))},
          {"series", run_series(reader->rows(), max_points)}});
     configs.push_back(v["config"]);
     readers.push_back(std::move(reader));

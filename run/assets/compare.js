@@ -6,6 +6,7 @@
 //   meta     {mode: 'compare', generated_at, runs, max_points, group_by}
 //   runs     [{name, dir, status {state, text}, steps, final_loss, val_bpb, tokens_per_s_median,
 //            restarts, nodes_lost, wall_s, group (index into groups, with group_by),
+//            time_split {compute, fold, reduce, wait} (shares over all steps, or null),
 //            series {loss, val_bpb, tokens_per_s, step_ms, cpu_s, rss_mb: {x: steps, t: training
 //            s, y}},
 //            diff (against the first run, when both have fingerprints): {identical, compared,
@@ -79,6 +80,28 @@
     fill('groups-figures', `by ${d.meta.group_by}: a band from the smallest to the largest value of the group's runs at each step, and their mean`);
   }
 
+  const SPLIT = [
+    { key: 'compute', color: '#3b7dd8' },
+    { key: 'fold', color: '#23a4a0' },
+    { key: 'reduce', color: '#f0a030' },
+    { key: 'wait', color: '#c9cfd9' },
+  ];
+  function renderSplit(d) {
+    const sec = document.getElementById('sec-split');
+    const any = d.runs.some((r) => r.time_split);
+    sec.hidden = !any;
+    if (!any) return;
+    const t = h('table', { cls: 't split' }, h('tr', null, h('th', { text: 'run' }), h('th', { text: 'compute · fold · reduce · wait' }), SPLIT.map((p) => h('th', { cls: 'num', text: p.key }))));
+    d.runs.forEach((r, i) => {
+      const sp = r.time_split;
+      t.append(h('tr', { 'data-run': i }, h('td', { cls: 'name', text: r.name }),
+        h('td', { cls: 'bar' }, sp ? h('div', { cls: 'split-bar' }, SPLIT.map((p) => h('span', { cls: 'seg seg-' + p.key, 'data-share': sp[p.key], title: `${p.key} ${(100 * sp[p.key]).toFixed(1)}%`, style: `width:${(100 * sp[p.key]).toFixed(2)}%;background:${p.color}` }))) : '–'),
+        SPLIT.map((p) => h('td', { cls: 'num', text: sp ? (100 * sp[p.key]).toFixed(1) + '%' : '–' }))));
+    });
+    fill('split-table', h('div', { cls: 'scroll' }, t));
+    fill('split-figures', 'shares of the computing spheres\' time over all steps; wait = (spheres computing, at most the scheduler threads) × step time − compute − fold − reduce');
+  }
+
   function renderCharts(d) {
     P.resetCharts();
     const grouped = Array.isArray(d.groups);
@@ -128,6 +151,7 @@
     renderRuns(d);
     renderDiffer(d);
     renderGroups(d);
+    renderSplit(d);
     renderCharts(d);
     fill('footer', `Comparison of ${d.runs.length} runs · made by cllm report · ${d.meta.generated_at}`);
     if (!window.cllmTiming) {

@@ -333,6 +333,12 @@ TEST_CASE("browser: compare page of 3 runs: overlaid series, differing settings,
     const json finals = runs_column(page, "final-loss");
     CHECK(finals[0] == finals[1]);
     CHECK(finals[0] != finals[2]);
+    // Where each run's step time went: four shares that add up to 1.
+    const json split = page.eval(
+        "[...document.querySelectorAll('#split-table .split-bar')].map(b => "
+        "[...b.querySelectorAll('.seg')].reduce((t, e) => t + +e.dataset.share, 0))");
+    REQUIRE(split.size() == 3);
+    for (const auto& total : split) CHECK(total.get<double>() == Approx(1).epsilon(1e-4));
     // With three runs no single parting step is marked.
     CHECK(page.eval("document.querySelectorAll('.differ-mark').length") == 0);
   }

@@ -3,7 +3,13 @@
 // `cllm runs`.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include "cli_util.hpp"
+
+#ifndef CLLM_BENCH_SYNC
+#error "CLLM_BENCH_SYNC (path of cllm-bench-sync) must be defined by the build"
+#endif
 
 using namespace e2e;
 
@@ -216,4 +222,46 @@ TEST_CASE("report of several runs: bad input is exit 2, the runs' files are neve
   // One run without --group-by is still the single-run report.
   REQUIRE(run_cli({"report", a, "--out", tmp / "one.html"}).code == 0);
   CHECK(contains(read_file(tmp / "one.html"), "data-mode=\"report\""));
+}
+
+TEST_CASE("cllm-bench-sync --runs-dir: run folders that report and diff read", "[e2e][diff]") {
+  TempDir tmp;
+  const std::string runs = tmp / "sync";
+  const std::string out = tmp / "bench.out";
+  const std::string cmd = std::string("timeout -s KILL 300 ") + CLLM_BENCH_SYNC +
+                          " --models tiny --workers 1,2 --steps 3 --warmup 1 --backends "
+                          "actors-f2,mutex,barrier --runs-dir " +
+                          runs + " > " + out + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  INFO(read_file(out));
+  REQUIRE(status == 0);
+  const Result list = run_cli({"runs", runs, "--json"});
+  REQUIRE(list.code == 0);
+  const json entries = json::parse(list.out);
+  CHECK(entries.size() == 6);  // 3 backends x 2 worker counts
+  for (const auto& e : entries) {
+    CHECK(e["status"] == "finished");
+    CHECK(e["steps"] == 4);  // the warm-up step is a row too
+  }
+  const auto rows = read_jsonl(fs::path(runs) / "tiny-mutex-w2" / "metrics.jsonl");
+  REQUIRE(rows.size() == 4);
+  for (const auto& row : rows) {
+    CHECK(row.contains("weights_fp"));
+    CHECK(row["compute_ms"].get<double>() > 0);
+    CHECK(row["spheres_computing"] == 2);
+  }
+  // Every backend and worker count computes the same bits.
+  const Result d = run_cli({"diff", runs + "/tiny-actors-f2-w1", runs + "/tiny-barrier-w2"});
+  INFO(d.out << d.err);
+  CHECK(d.code == 0);
+  CHECK(contains(d.out, "identical through step 4"));
+  // The compare page of the experiment, grouped by backend.
+  const Result rep =
+      run_cli({"report", runs + "/tiny-actors-f2-w1", runs + "/tiny-actors-f2-w2",
+               runs + "/tiny-mutex-w1", runs + "/tiny-mutex-w2", runs + "/tiny-barrier-w1",
+               runs + "/tiny-barrier-w2", "--group-by", "sync", "--out", tmp / "sync.html"});
+  INFO(rep.out << rep.err);
+  CHECK(rep.code == 0);
+  const std::string page = read_file(tmp / "sync.html");
+  CHECK(contains(page, "\"time_split\":{\"compute\":"));
 }
