@@ -265,3 +265,49 @@ TEST_CASE("cllm-bench-sync --runs-dir: run folders that report and diff read", "
   const std::string page = read_file(tmp / "sync.html");
   CHECK(contains(page, "\"time_split\":{\"compute\":"));
 }
+
+TEST_CASE("diff: crashes, and a cluster of a root and a node, against one process: identical",
+          "[e2e][diff]") {
+  TempDir tmp;
+  const Args more = {"--steps", "16", "--batch", "16"};
+  REQUIRE(run_cli(train(tmp / "one", more + Args{"--spheres", "2"})).code == 0);
+  // Crashed spheres are restarted and their shards computed again.
+  const Result crashed = run_cli(
+      train(tmp / "crashed", more + Args{"--spheres", "3", "--inject", "crash:sphere=1,step=2",
+                                         "--inject", "crash:sphere=2,step=5"}));
+  INFO(crashed.out << crashed.err);
+  REQUIRE(crashed.code == 0);
+  const Result d1 = run_cli({"diff", tmp / "one", tmp / "crashed"});
+  INFO(d1.out << d1.err);
+  CHECK(d1.code == 0);
+  CHECK(contains(d1.out, "identical through step 16"));
+
+  // A root with one sphere and a node with two, over loopback.
+  Background root(train(tmp / "cluster", more + Args{"--spheres", "1", "--listen", "127.0.0.1:0",
+                                                     "--min-nodes", "1", "--join-timeout", "30"}));
+  static const std::regex re(R"(listening for nodes on 127\.0\.0\.1:([0-9]+))");
+  std::string port;
+  root.wait_until(
+      [&] {
+        std::smatch m;
+        const std::string out = root.out_so_far();
+        if (!std::regex_search(out, m, re)) return false;
+        port = m[1].str();
+        return true;
+      },
+      120);
+  REQUIRE(!port.empty());
+  Background node({"node", "--join", "127.0.0.1:" + port, "--spheres", "2", "--threads", "1"});
+  const Result r = root.wait(300);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(node.wait(120).code == 0);
+  const auto rows = read_jsonl(fs::path(tmp / "cluster") / "metrics.jsonl");
+  REQUIRE(!rows.empty());
+  CHECK(rows.front()["bytes_sent"].get<int64_t>() > 0);  // the traffic of the step, per row
+  CHECK(rows.front()["bytes_received"].get<int64_t>() > 0);
+  const Result d2 = run_cli({"diff", tmp / "one", tmp / "cluster"});
+  INFO(d2.out << d2.err);
+  CHECK(d2.code == 0);
+  CHECK(contains(d2.out, "identical through step 16"));
+}
