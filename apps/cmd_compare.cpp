@@ -59,4 +59,24 @@ int report_compare(const std::vector<std::string>& dirs, const std::string& grou
   return 0;
 }
 
+std::unique_ptr<run::CompareSource> serve_source(const std::vector<std::string>& dirs,
+                                                 const std::string& group_by) {
+  run::CompareOptions o;
+  o.group_by = group_by;
+  std::error_code ec;
+  if (dirs.size() > 1) {
+    for (const auto& d : dirs)
+      if (!fs::is_directory(d, ec))
+        throw UsageError(fmt::format("there is no run folder '{}'", printable(d, 200)));
+    return std::make_unique<run::CompareSource>(dirs, "", o);
+  }
+  if (dirs.size() != 1 || !fs::is_directory(dirs[0], ec) || run::is_run_folder(dirs[0]))
+    return nullptr;
+  // A folder of runs (runs/): its run subfolders, now and later.
+  for (const auto& e : fs::directory_iterator(dirs[0], ec))
+    if (e.is_directory(ec) && run::is_run_folder(e.path().string()))
+      return std::make_unique<run::CompareSource>(std::vector<std::string>{}, dirs[0], o);
+  return nullptr;  // an empty folder: a run that has not started yet
+}
+
 }  // namespace cllm::cli

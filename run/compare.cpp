@@ -543,6 +543,67 @@ json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions
   return view;
 }
 
+CompareSource::CompareSource(std::vector<std::string> dirs, std::string parent, CompareOptions o)
+    : dirs_(std::move(dirs)), parent_(std::move(parent)), opt_(std::move(o)) {}
+
+uint64_t CompareSource::refresh() {
+  if (!parent_.empty()) {
+    std::vector<std::string> found;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(parent_, ec))
+      if (e.is_directory(ec) && is_run_folder(e.path().string()))
+        found.push_back(e.path().string());
+    std::sort(found.begin(), found.end());
+    dirs_ = std::move(found);
+  }
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a over the names, sizes and times
+  const auto mix = [&h](uint64_t x) {
+    for (int i = 0; i < 8; ++i) h = (h ^ ((x >> (8 * i)) & 0xff)) * 1099511628211ULL;
+  };
+  for (const auto& d : dirs_) {
+    for (char c : d) mix(uint64_t(uint8_t(c)));
+    for (const char* f : {"config.json", "metrics.jsonl", "summary.json"}) {
+      std::error_code ec;
+      const fs::path p = fs::path(d) / f;
+      const auto size = fs::file_size(p, ec);
+      mix(ec ? ~uint64_t(0) : uint64_t(size));
+      const auto t = fs::last_write_time(p, ec);
+      mix(ec ? 0 : uint64_t(t.time_since_epoch().count()));
+    }
+  }
+  return h;
+}
+
+json CompareSource::view() const {
+  std::vector<std::string> present;
+  json gone = json::array();
+  for (const auto& d : dirs_) {
+    std::error_code ec;
+    if (fs::is_directory(d, ec) && is_run_folder(d))
+      present.push_back(d);
+    else
+      gone.push_back({{"level", "warning"},
+                      {"text", fmt::format("the run folder '{}' is gone or is no run (yet)", d)}});
+  }
+  json v;
+  try {
+    v = compare_view(present, opt_);
+  } catch (const RunFolderError& e) {  // --group-by a setting none of the runs has (yet)
+    CompareOptions plain = opt_;
+    plain.group_by.clear();
+    v = compare_view(present, plain);
+    gone.push_back({{"level", "warning"}, {"text", e.what()}});
+  }
+  for (auto& n : gone) v["notices"].push_back(std::move(n));
+  if (present.empty())
+    v["notices"].push_back(
+        {{"level", "info"},
+         {"text", parent_.empty() ? std::string("none of the runs is there")
+                                  : fmt::format("no runs in '{}' yet", parent_)}});
+  v["meta"]["live"] = true;
+  return v;
+}
+
 ReportResult write_compare_report(const std::vector<std::string>& run_dirs,
                                   const std::string& out_path, const CompareOptions& o) {
   const json view = compare_view(run_dirs, o);

@@ -75,6 +75,25 @@ struct CompareOptions {
 // RunFolderError for a folder that is no run, or a --group-by setting no run has.
 nlohmann::json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions& o);
 
+// The runs of a live compare page (`cllm serve RUN_A RUN_B ...` or `cllm serve FOLDER_OF_RUNS`),
+// read again when they change. With a parent folder, its run subfolders are listed again on
+// every refresh, so that new runs appear. A run folder that disappears becomes a notice.
+class CompareSource {
+ public:
+  // `dirs`: the runs; or `parent`: a folder of runs (then `dirs` is ignored).
+  CompareSource(std::vector<std::string> dirs, std::string parent, CompareOptions o);
+  // Looks at the runs' files (sizes and times only); returns a version that changes whenever
+  // the page's data would.
+  uint64_t refresh();
+  // The page's data for the runs as they are now (compare_view, with notices for gone runs).
+  nlohmann::json view() const;
+
+ private:
+  std::vector<std::string> dirs_;
+  std::string parent_;
+  CompareOptions opt_;
+};
+
 // Reads the runs and writes the compare page to `out_path` (through a temporary and a rename).
 ReportResult write_compare_report(const std::vector<std::string>& run_dirs,
                                   const std::string& out_path, const CompareOptions& o);

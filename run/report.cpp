@@ -107,9 +107,10 @@ std::string render_page(const json& data, bool live) {
   return fill_template(asset("page.html"), data, live, title, {"page.js"});
 }
 
-std::string render_compare_page(const json& data) {
+std::string render_compare_page(const json& data, bool live) {
   const size_t runs = data.is_object() && data.contains("runs") ? data["runs"].size() : 0;
-  return fill_template(asset("compare.html"), data, false, fmt::format("cllm · {} runs", runs),
+  return fill_template(asset("compare.html"), data, live,
+                       live ? std::string("cllm · runs") : fmt::format("cllm · {} runs", runs),
                        {"page.js", "compare.js"});
 }
 

@@ -153,13 +153,41 @@
     renderGroups(d);
     renderSplit(d);
     renderCharts(d);
-    fill('footer', `Comparison of ${d.runs.length} runs · made by cllm report · ${d.meta.generated_at}`);
+    const live = document.body.dataset.live === 'live';
+    fill('footer', `Comparison of ${d.runs.length} runs · made by cllm ${live ? 'serve' : 'report'} · ${d.meta.generated_at}`,
+      live ? h('span', null, ' · ', h('a', { href: 'report.html', download: 'compare.html', text: 'save a report' })) : null);
     if (!window.cllmTiming) {
       const t = (window.cllmTiming = { ready: performance.now() });
       requestAnimationFrame(() => setTimeout(() => { t.painted = performance.now(); }, 0));
     }
     document.body.dataset.ready = '1';
+    document.body.dataset.renders = String(+(document.body.dataset.renders || 0) + 1);
   }
 
-  render(JSON.parse(document.getElementById('cllm-data').textContent));
+  // A report carries its data; the live page (cllm serve of several runs) polls the server and
+  // redraws when a run changed.
+  if (document.body.dataset.live !== 'live') {
+    render(JSON.parse(document.getElementById('cllm-data').textContent));
+    return;
+  }
+  let version = null, failures = 0;
+  async function poll() {
+    try {
+      const r = await fetch('api/run' + (version ? '?v=' + encodeURIComponent(version) : ''), { cache: 'no-store' });
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      const d = await r.json();
+      failures = 0;
+      if (!d.unchanged) {
+        version = d.version;
+        render(d);
+      }
+    } catch (e) {
+      failures++;
+      const st = document.getElementById('status');
+      st.className = 'status unreachable';
+      st.textContent = 'server unreachable';
+    }
+    setTimeout(poll, failures ? Math.min(5000, 1000 * (1 + failures)) : 2000);
+  }
+  poll();
 })();

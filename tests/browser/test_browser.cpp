@@ -466,3 +466,37 @@ TEST_CASE("browser: compare page of 200 synthetic runs grouped by lr", "[browser
     }
   }
 }
+
+TEST_CASE("browser: cllm serve of a folder of runs shows new runs as they come",
+          "[browser][compare]") {
+  TempDir tmp;
+  const std::string runs = tmp / "runs";
+  fs::create_directories(runs);
+  const Args common = {"--steps", "6", "--sample-tokens", "0"};
+  REQUIRE(run_cli(quick_train(runs + "/a") + common, 120).code == 0);
+  REQUIRE(run_cli(quick_train(runs + "/b") + common + Args{"--lr", "0.002"}, 120).code == 0);
+  Background bg({"serve", runs, "--port", "0", "--group-by", "lr"});
+  const std::string url = served_url(bg, "cllm serve: ");
+  INFO(bg.out_so_far() << bg.err_so_far());
+  REQUIRE(!url.empty());
+
+  cdp::Page page(browser());
+  page.navigate(url);
+  REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 60));
+  no_console_errors(page);
+  CHECK(page.eval("document.querySelectorAll('#runs-table tr[data-run]').length") == 2);
+  CHECK(page.eval("document.querySelectorAll('#c-loss-step polygon.band').length") == 2);
+  // A third run starts in the folder: the page polls and shows it.
+  REQUIRE(run_cli(quick_train(runs + "/c") + common + Args{"--lr", "0.002"}, 120).code == 0);
+  CHECK(page.wait_for("document.querySelectorAll('#runs-table tr[data-run]').length === 3", 60));
+  CHECK(page.eval("[...document.querySelectorAll('#groups-legend [data-group]')].map(e => "
+                  "e.textContent).join('|')") == "lr = 0.001 (1 runs)|lr = 0.002 (2 runs)");
+  // c parts from a (the first run) at step 1; the saved report of the page is the compare page.
+  CHECK(page.eval("document.querySelector('#runs-table tr[data-run=\"2\"] td.diff').textContent") ==
+        "first difference at step 1");
+  CHECK(page.eval("fetch('report.html').then(r => r.text()).then(t => "
+                  "t.includes('data-mode=\"compare\"') && t.includes('\"runs\":3'))") == true);
+  no_console_errors(page);
+  bg.signal(SIGINT);
+  CHECK(bg.wait(30).code == 0);
+}

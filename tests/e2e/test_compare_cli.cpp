@@ -207,6 +207,7 @@ TEST_CASE("report of several runs: bad input is exit 2, the runs' files are neve
            "metrics.jsonl", "config.json", "summary.json", "checkpoints/" + ckpt_name(12)})
     bad({"report", a, b, "--out", a + "/" + f}, "would replace a file of the run");
   bad({"report", a, b, "--out", tmp / "empty"}, "is not a regular file");
+  bad({"serve", a, tmp / "missing", "--port", "0"}, "there is no run folder");
   CHECK(snapshot(a) == before);
   CHECK(!fs::exists(tmp / "x.html"));
 
