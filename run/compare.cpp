@@ -37,7 +37,7 @@ std::vector<FingerprintRow> read_fingerprints(const std::string& run_dir) {
     const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object()) continue;
     const auto st = j.find("step"), w = j.find("weights_fp"), t = j.find("tensors_fp");
-    if (st == j.end() || !st->is_number_integer() || !w->is_string()) continue;
+    if (st == j.end() || !st->is_number_integer() || w == j.end() || !w->is_string()) continue;
     FingerprintRow r;
     r.step = st->get<int64_t>();
     r.weights = w->get<std::string>();
@@ -236,9 +236,8 @@ json run_entry(const std::string& run_dir) {
   const bool summary_done = summary.is_object() && summary.contains("steps") &&
                             summary["steps"].is_number_integer() &&
                             summary["steps"].get<int64_t>() >= last_step;
-  const std::string why = summary_done && summary["stop_reason"].is_string()
-                              ? summary["stop_reason"].get<std::string>()
-                              : "";
+  const json stop = summary_done ? summary.value("stop_reason", json()) : json();
+  const std::string why = stop.is_string() ? stop.get<std::string>() : "";
   std::string status = !summary_done ? "incomplete" : why.empty() ? "finished" : "stopped";
   std::string model = settings.is_object() && settings.value("model", json()).is_string()
                           ? settings["model"].get<std::string>()

@@ -94,6 +94,7 @@ TEST_CASE("read_fingerprints: rows with a fingerprint, the last history of a rew
         "{\"step\":1,\"loss\":2,\"weights_fp\":\"aa\",\"tensors_fp\":\"01234567\"}\n"
         "{\"step\":2,\"loss\":2}\n"
         "not a row \"weights_fp\"\n"
+        "{\"step\":2,\"note\":\"weights_fp\"}\n"
         "{\"step\":3,\"weights_fp\":\"cc\"}\n"
         "{\"step\":2,\"weights_fp\":\"b2\"}\n"  // a resume rewrote history from step 2
         "{\"step\":3,\"weights_fp\":\"c2\"}\n"
@@ -136,8 +137,7 @@ TEST_CASE("list_runs: status from summary.json, steps from the end of metrics.js
   std::string rows;
   for (int s = 1; s <= 3; ++s) rows += "{\"step\":" + std::to_string(s) + ",\"loss\":1.5}\n";
   write(done / "metrics.jsonl", rows);
-  write(done / "summary.json",
-        R"({"steps":3,"final_loss":1.25,"tokens_per_s":1000,"stop_reason":""})");
+  write(done / "summary.json", R"({"steps":3,"final_loss":1.25,"tokens_per_s":1000})");
   write(killed / "metrics.jsonl", rows.substr(0, rows.rfind("{\"step\":3")) + "{\"step\":3,\"lo");
   const json list = list_runs(t.path.string());
   REQUIRE(list.size() == 2);
