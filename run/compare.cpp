@@ -28,7 +28,7 @@ std::vector<FingerprintRow> read_fingerprints(const std::string& run_dir) {
   std::ifstream in(metrics, std::ios::binary);
   if (!in)
     throw RunFolderError(
-        fmt::format("'{}' is not a run folder (it has no metrics.jsonl)", run_dir));
+        fmt::format("'{}' has no metrics.jsonl (not a run folder, or no step done yet)", run_dir));
   std::vector<FingerprintRow> out;
   std::string line;
   while (std::getline(in, line)) {
