@@ -102,6 +102,26 @@
     fill('split-figures', 'shares of the computing spheres\' time over all steps; wait = (spheres computing, at most the scheduler threads) × step time − compute − fold − reduce');
   }
 
+  // With groups, the runs' median tokens/s against a numeric setting that differs (the sphere
+  // count when it does): one line per group, e.g. actors vs mutex vs barrier over sphere counts.
+  function renderBySetting(d) {
+    const sec = document.getElementById('sec-by-setting');
+    const grouped = Array.isArray(d.groups);
+    const numeric = d.differ.filter((row) => row.key !== d.meta.group_by && row.values.every((v) => finite(v)) && new Set(row.values).size > 1);
+    const row = numeric.find((r) => r.key === 'spheres') || numeric[0];
+    sec.hidden = !grouped || !row;
+    if (sec.hidden) return;
+    document.getElementById('by-setting-key').textContent = row.key;
+    const series = d.groups.map((g, gi) => {
+      const pts = g.runs.filter((i) => finite(d.runs[i].tokens_per_s_median)).map((i) => [row.values[i], d.runs[i].tokens_per_s_median]).sort((a, b) => a[0] - b[0]);
+      return { x: pts.map((p) => p[0]), y: pts.map((p) => p[1]), color: colorAt(gi), width: 2, dots: true, cls: `s-by-setting group-${gi}`, label: `${d.meta.group_by} = ${g.value}`, fmt: int };
+    });
+    const xs = row.values.filter(finite);
+    const lo = Math.min(...xs), hi = Math.max(...xs);
+    lineChart('c-by-setting', { height: 220, axis: 'setting', xDomain: [lo - (hi - lo) * 0.04, hi + (hi - lo) * 0.04], xFmt: num, series, yLabel: 'tokens / s', yFmt: si, yMin0: true });
+    fill('by-setting-figures', `median tokens/s of each run, one line per ${d.meta.group_by}`);
+  }
+
   function renderCharts(d) {
     P.resetCharts();
     const grouped = Array.isArray(d.groups);
@@ -151,8 +171,9 @@
     renderRuns(d);
     renderDiffer(d);
     renderGroups(d);
-    renderSplit(d);
     renderCharts(d);
+    renderBySetting(d);
+    renderSplit(d);
     const live = document.body.dataset.live === 'live';
     fill('footer', `Comparison of ${d.runs.length} runs · made by cllm ${live ? 'serve' : 'report'} · ${d.meta.generated_at}`,
       live ? h('span', null, ' · ', h('a', { href: 'report.html', download: 'compare.html', text: 'save a report' })) : null);

@@ -376,6 +376,15 @@ TEST_CASE("browser: compare page of 3 runs: overlaid series, differing settings,
     CHECK(page.eval("[...document.querySelectorAll('#groups-legend [data-group]')].map(e => "
                     "e.textContent).join('|')") == "lr = 0.001 (2 runs)|lr = 0.002 (1 runs)");
     CHECK(runs_column(page, "group") == json({"0.001", "0.001", "0.002"}));
+    // Tokens/s against the other setting that differs (spheres): a line per group, a point per
+    // run (a: 1 sphere, b: 3; c: 1), at the runs' median tokens/s.
+    CHECK(page.eval("document.getElementById('by-setting-key').textContent") == "spheres");
+    CHECK(page.eval("[...document.querySelectorAll('#c-by-setting polyline')].map(p => "
+                    "p.points.length).join(',')") == "2,1");
+    const json dd = compare_data(page);
+    CHECK(page.eval("document.querySelectorAll('#c-by-setting circle[fill=\"#fff\"]').length") ==
+          3);
+    CHECK(dd["runs"][0]["tokens_per_s_median"].is_number());
     // a and b are the same bits: their band has no width; c's band is c's loss itself.
     const json d = compare_data(page);
     const json& band0 = d["groups"][0]["bands"]["loss"];
