@@ -15,6 +15,7 @@
 
 #include "actors/checkpoint_writer.hpp"
 #include "actors/tree_backend.hpp"
+#include "apps/cmd_compare.hpp"
 #include "apps/cmd_export.hpp"
 #include "apps/cmd_node.hpp"
 #include "apps/cmd_report.hpp"
@@ -295,8 +296,11 @@ void usage(std::ostream& os) {
         "  sample   generate text from a checkpoint (cllm sample --help)\n"
         "  node     join a training run on another machine as a subtree of spheres (cllm node "
         "--help)\n"
-        "  report   write one self-contained HTML page of a run (cllm report --help)\n"
-        "  serve    serve a live page of a run (cllm serve --help)\n"
+        "  report   write one self-contained HTML page of a run, or of runs compared (cllm "
+        "report --help)\n"
+        "  serve    serve a live page of a run or of several (cllm serve --help)\n"
+        "  diff     the first step where two runs' weights differ (cllm diff --help)\n"
+        "  runs     list the runs of a folder (cllm runs --help)\n"
         "  tokenizer  train, encode or decode with a tokenizer (cllm tokenizer --help)\n"
         "  export   write a checkpoint as a Hugging Face folder or a GGUF file (cllm export "
         "--help)\n";
@@ -312,7 +316,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::cerr << "cllm: error: no command given (commands: train, sample, node, report, "
-                 "serve, tokenizer, export; see cllm --help)\n";
+                 "serve, diff, runs, tokenizer, export; see cllm --help)\n";
     return 2;
   }
   const std::string cmd = args[0];
@@ -323,15 +327,18 @@ int main(int argc, char** argv) {
     if (cmd == "node") return cmd_node(args);
     if (cmd == "report") return cli::cmd_report(args);
     if (cmd == "serve") return cli::cmd_serve(args);
+    if (cmd == "diff") return cli::cmd_diff(args);
+    if (cmd == "runs") return cli::cmd_runs(args);
     if (cmd == "tokenizer") return cmd_tokenizer(args);
     if (cmd == "export") return cmd_export(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       usage(std::cout);
       return 0;
     }
-    std::cerr
-        << "cllm: error: unknown command '" << cmd
-        << "' (commands: train, sample, node, report, serve, tokenizer, export; see cllm --help)\n";
+    std::cerr << "cllm: error: unknown command '" << cmd
+              << "' (commands: train, sample, node, report, serve, diff, runs, tokenizer, export; "
+                 "see cllm "
+                 "--help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << printable(e.what()) << "\n";

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/cmd_compare.hpp"
 #include "run/options.hpp"
 #include "run/report.hpp"
 
@@ -42,20 +43,28 @@ std::string where(const run::LiveServer& srv, const std::string& host) {
 }  // namespace
 
 int cmd_report(const std::vector<std::string>& args) {
-  std::string out;
+  std::string out, group_by;
   bool help = false;
   OptionTable t;
   t.add("--out,-o", "FILE", "where the HTML file goes", "RUN_DIR/report.html",
         [&](const std::string& v) { out = v; });
+  t.add("--group-by", "SETTING", "several runs: a band per value of this setting (e.g. lr)", "",
+        [&](const std::string& v) { group_by = v; });
   t.add("--help,-h", "", "show this help", "", [&](const std::string&) { help = true; });
   t.parse(args);
   if (help) {
     std::cout << "usage: cllm report RUN_DIR [--out FILE]\n\nWrites one self-contained HTML file "
                  "of a run (finished or in progress): loss, throughput, the sphere tree, fault "
-                 "events, settings and sample. It loads nothing from anywhere.\n"
+                 "events, settings and sample. It loads nothing from anywhere.\n\n"
+                 "       cllm report RUN_A RUN_B ... [--group-by SETTING] --out FILE\n\nCompares "
+                 "runs on one page: curves overlaid against the step and training time, the "
+                 "settings that differ, a summary row per run, bands per group, and the first "
+                 "step where the weights differ.\n"
               << t.help();
     return 0;
   }
+  if (t.positionals.size() > 1 || !group_by.empty())
+    return report_compare(t.positionals, group_by, out);
   const std::string dir = one_run_dir(t, "report");
   if (out.empty()) out = (fs::path(dir) / "report.html").string();
   run::ReportResult r;
@@ -72,6 +81,7 @@ int cmd_report(const std::vector<std::string>& args) {
 
 int cmd_serve(const std::vector<std::string>& args) {
   run::ServeOptions so;
+  std::string group_by;
   bool help = false;
   OptionTable t;
   t.add("--port,-p", "N", "TCP port (0 = any free port)", "8080",
@@ -80,16 +90,22 @@ int cmd_serve(const std::vector<std::string>& args) {
         "address to listen on; anything but loopback makes the run readable by "
         "others",
         "127.0.0.1", [&](const std::string& v) { so.host = v; });
+  t.add("--group-by", "SETTING", "several runs: a band per value of this setting (e.g. lr)", "",
+        [&](const std::string& v) { group_by = v; });
   t.add("--help,-h", "", "show this help", "", [&](const std::string&) { help = true; });
   t.parse(args);
   if (help) {
     std::cout << "usage: cllm serve RUN_DIR [--port N] [--host H]\n\nServes a live page of a "
                  "run (in progress or finished) that updates about once a second. Read-only; "
-                 "loopback unless --host says otherwise. Ctrl-C stops it.\n"
+                 "loopback unless --host says otherwise. Ctrl-C stops it.\n\n"
+                 "       cllm serve RUN_A RUN_B ... | FOLDER_OF_RUNS [--group-by SETTING]\n\n"
+                 "Serves the compare page of several runs (see cllm report --help), live; a "
+                 "folder of runs shows new runs as they start.\n"
               << t.help();
     return 0;
   }
-  const std::string dir = one_run_dir(t, "serve");
+  auto several = serve_source(t.positionals, group_by);  // null: one run
+  const std::string dir = several ? std::string() : one_run_dir(t, "serve");
   if (so.host.empty()) throw UsageError("option --host needs an address");
   // SIGINT/SIGTERM are taken by sigwait below: block them before any thread starts.
   sigset_t set;
@@ -99,12 +115,13 @@ int cmd_serve(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::unique_ptr<run::LiveServer> srv;
   try {
-    srv = std::make_unique<run::LiveServer>(dir, so);
+    srv = several ? std::make_unique<run::LiveServer>(std::move(several), so)
+                  : std::make_unique<run::LiveServer>(dir, so);
   } catch (const run::ServeError& e) {
     throw UsageError(e.what());
   }
-  std::cout << "cllm serve: live page of " << dir << " at " << where(*srv, so.host)
-            << " (Ctrl-C stops)" << std::endl;
+  std::cout << "cllm serve: live page of " << (dir.empty() ? "the runs" : dir) << " at "
+            << where(*srv, so.host) << " (Ctrl-C stops)" << std::endl;
   int sig = 0;
   sigwait(&set, &sig);
   srv->stop();

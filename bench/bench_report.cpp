@@ -12,6 +12,7 @@
 //
 //   cllm-bench-report --synth 100000 --spheres 1741 --rounds 5
 //   cllm-bench-report --runs runs/x,runs/y
+//   cllm-bench-report --compare 200 --synth 500     (the compare page of 200 runs)
 //   cllm-bench-report --train-rounds 5 --train-steps 150
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,12 +20,14 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <atomic>
 #include <thread>
 
+#include <fmt/format.h>
 #include <httplib.h>
 
 #include "bench/bench_util.hpp"
@@ -41,21 +44,51 @@ using namespace cllm::bench;
 
 namespace {
 
-// Seconds that `cllm report DIR --out OUT` took (fails loudly on a non-zero exit).
-double time_report(const std::string& dir, const std::string& out) {
+// Seconds that `cllm report ARGS` took (fails loudly on a non-zero exit).
+double time_report(const std::vector<std::string>& args) {
   std::fflush(stdout);  // or the child's freopen would print our buffer again
   const auto t0 = Clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
     std::freopen("/dev/null", "w", stdout);
-    ::execl(CLLM_BIN, CLLM_BIN, "report", dir.c_str(), "--out", out.c_str(), (char*)nullptr);
+    std::vector<char*> argv = {const_cast<char*>(CLLM_BIN), const_cast<char*>("report")};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(CLLM_BIN, argv.data());
     ::_exit(127);
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw std::runtime_error("cllm report " + dir + " failed");
+    throw std::runtime_error("cllm report " + (args.empty() ? "" : args[0]) + " ... failed");
   return ms_between(t0, Clock::now()) / 1e3;
+}
+
+// Opens `html` in Chromium `rounds` times: the page's own ready and painted times.
+void open_rounds(const std::string& html, int rounds, cdp::Browser& browser,
+                 std::vector<double>& ready_ms, std::vector<double>& painted_ms) {
+  for (int r = 0; r < rounds; ++r) {
+    cdp::Page page(browser);
+    page.navigate("file://" + html);
+    if (!page.wait_for("window.cllmTiming && window.cllmTiming.painted", 120))
+      throw std::runtime_error("the page did not finish drawing: " + html);
+    const auto timing = page.eval("window.cllmTiming");
+    ready_ms.push_back(timing["ready"].get<double>());
+    painted_ms.push_back(timing["painted"].get<double>());
+    const auto errors = page.console_errors();
+    if (!errors.empty()) throw std::runtime_error("console error: " + errors[0]);
+  }
+}
+
+void print_rounds(const std::vector<double>& write_s, const std::vector<double>& ready_ms,
+                  const std::vector<double>& painted_ms) {
+  std::printf("  rounds: write s");
+  for (double v : write_s) std::printf(" %.3f", v);
+  std::printf(" | ready ms");
+  for (double v : ready_ms) std::printf(" %.0f", v);
+  std::printf(" | painted ms");
+  for (double v : painted_ms) std::printf(" %.0f", v);
+  std::printf("\n");
 }
 
 // Starts `cllm args...` with stdout and stderr to `log`; returns its pid.
@@ -133,7 +166,7 @@ double train_once(int kind, const std::vector<std::string>& base, const std::str
 }
 
 struct Options {
-  int synth_steps = 0, spheres = 1741, rounds = 5;
+  int synth_steps = 0, spheres = 1741, rounds = 5, compare = 0;
   std::string runs, keep, model = "small";
   int train_rounds = 0, train_steps = 150, train_spheres = 2;
 };
@@ -143,6 +176,10 @@ Options parse(int argc, char** argv) {
   cli::OptionTable t;
   add_int(t, "--synth", "steps of a synthetic run to add (0 = none)", o.synth_steps, 0);
   add_int(t, "--spheres", "spheres of the synthetic run", o.spheres, 1);
+  add_int(t, "--compare",
+          "N synthetic runs (of --synth steps, 500 by default) on one compare page, grouped by lr "
+          "(0 = none)",
+          o.compare, 0);
   add_int(t, "--rounds", "report writes and page opens per run (medians are printed)", o.rounds, 1);
   t.add("--runs", "DIRS", "comma-separated run folders", "", [&](auto& v) { o.runs = v; });
   t.add("--keep", "DIR", "write the synthetic run here (kept)", "", [&](auto& v) { o.keep = v; });
@@ -213,31 +250,44 @@ void bench_report_of(const std::string& dir, const std::string& scratch, int rou
                      cdp::Browser& browser) {
   const std::string out = scratch + "/report.html";
   std::vector<double> write_s, ready_ms, painted_ms;
-  for (int r = 0; r < rounds; ++r) write_s.push_back(time_report(dir, out));
+  for (int r = 0; r < rounds; ++r) write_s.push_back(time_report({dir, "--out", out}));
   const auto bytes = fs::file_size(out);
-  for (int r = 0; r < rounds; ++r) {
-    cdp::Page page(browser);
-    page.navigate("file://" + out);
-    if (!page.wait_for("window.cllmTiming && window.cllmTiming.painted", 60))
-      throw std::runtime_error("the page did not finish drawing: " + out);
-    const auto timing = page.eval("window.cllmTiming");
-    ready_ms.push_back(timing["ready"].get<double>());
-    painted_ms.push_back(timing["painted"].get<double>());
-    const auto errors = page.console_errors();
-    if (!errors.empty()) throw std::runtime_error("console error: " + errors[0]);
-  }
+  open_rounds(out, rounds, browser, ready_ms, painted_ms);
   const size_t lines = count_lines(dir + "/metrics.jsonl");
   std::printf("%-40s %9zu %8.1fMB %7.0fKB %10.3f %10.0f %10.0f\n",
               fs::path(dir).filename().string().c_str(), lines,
               double(fs::file_size(dir + "/metrics.jsonl")) / 1048576.0, double(bytes) / 1024.0,
               median(write_s), median(ready_ms), median(painted_ms));
-  std::printf("  rounds: write s");
-  for (double v : write_s) std::printf(" %.3f", v);
-  std::printf(" | ready ms");
-  for (double v : ready_ms) std::printf(" %.0f", v);
-  std::printf(" | painted ms");
-  for (double v : painted_ms) std::printf(" %.0f", v);
-  std::printf("\n");
+  print_rounds(write_s, ready_ms, painted_ms);
+}
+
+// The compare page of `n` synthetic runs of `steps` steps (13 spheres, four learning rates),
+// grouped by lr: written and opened `rounds` times each; prints the medians.
+void bench_compare(int n, int steps, const std::string& scratch, int rounds,
+                   cdp::Browser& browser) {
+  const double lrs[] = {1e-3, 2e-3, 5e-4, 3e-3};
+  std::vector<std::string> args;
+  for (int i = 0; i < n; ++i) {
+    const std::string dir = fmt::format("{}/cmp/run-{:04}", scratch, i);
+    fs::create_directories(dir);
+    synth::Options so;
+    so.steps = steps, so.spheres = 13, so.seed = uint64_t(i + 1), so.eval_every = 50;
+    synth::write_run(dir, so);
+    auto config = nlohmann::json::parse(slurp(dir + "/config.json"));
+    config["settings"]["lr"] = lrs[i % 4];
+    std::ofstream(dir + "/config.json") << config.dump(2);
+    args.push_back(dir);
+  }
+  const std::string out = scratch + "/compare.html";
+  args.insert(args.end(), {"--group-by", "lr", "--out", out});
+  std::vector<double> write_s, ready_ms, painted_ms;
+  for (int r = 0; r < rounds; ++r) write_s.push_back(time_report(args));
+  open_rounds(out, rounds, browser, ready_ms, painted_ms);
+  std::printf("%-40s %9d %10s %7.0fKB %10.3f %10.0f %10.0f\n",
+              fmt::format("compare: {} runs x {} steps", n, steps).c_str(), n * steps, "",
+              double(fs::file_size(out)) / 1024.0, median(write_s), median(ready_ms),
+              median(painted_ms));
+  print_rounds(write_s, ready_ms, painted_ms);
 }
 
 int run(const Options& o) {
@@ -248,7 +298,7 @@ int run(const Options& o) {
   char templ[] = "/tmp/cllm-bench-report-XXXXXX";
   const std::string scratch = ::mkdtemp(templ);
   std::vector<std::string> dirs = split_list(o.runs);
-  if (o.synth_steps > 0) {
+  if (o.synth_steps > 0 && o.compare == 0) {
     const std::string dir = o.keep.empty() ? scratch + "/synth" : o.keep;
     fs::create_directories(dir);
     synth::Options so;
@@ -257,12 +307,14 @@ int run(const Options& o) {
     synth::write_run(dir, so);
     dirs.push_back(dir);
   }
-  if (dirs.empty()) throw cli::UsageError("give --runs or --synth");
+  if (dirs.empty() && o.compare == 0) throw cli::UsageError("give --runs, --synth or --compare");
   {
     cdp::Browser browser(scratch);
     std::printf("%-40s %9s %10s %9s %10s %10s %10s\n", "run", "steps", "metrics", "report",
                 "write s", "ready ms", "painted ms");
     for (const auto& dir : dirs) bench_report_of(dir, scratch, o.rounds, browser);
+    if (o.compare > 0)
+      bench_compare(o.compare, o.synth_steps > 0 ? o.synth_steps : 500, scratch, o.rounds, browser);
   }
   std::error_code ec;
   fs::remove_all(scratch, ec);

@@ -34,6 +34,8 @@
 #include "src/model.hpp"
 #include "src/params.hpp"
 #include "src/sampler.hpp"
+#include "src/sha256.hpp"
+#include "src/step_fingerprint.hpp"
 #include "src/training.hpp"
 
 using namespace cllm;
@@ -349,6 +351,29 @@ int run(const Options& o) {
   fmt::print("loss (micro-batch {}): {:.4f} at the first step, {:.4f} at the last\n",
              main_fig.micro_batch, main_fig.first_loss, main_fig.last_loss);
 
+  // The weights fingerprint that metrics.jsonl carries after every step (run/observers.cpp):
+  // its cost against this step.
+  {
+    std::vector<double> fp_ms;
+    uint64_t sink = 0;
+    for (int i = 0; i < 200; ++i) {
+      const auto t0 = Clock::now();
+      sink ^= step_fingerprint(layout, main_fig.weights->data()).weights;
+      fp_ms.push_back(ms_between(t0, Clock::now()));
+    }
+    std::vector<double> sha_ms;
+    for (int i = 0; i < 20; ++i) {
+      const auto t0 = Clock::now();
+      sink ^= uint64_t(weights_sha256(layout, main_fig.weights->data())[0]);
+      sha_ms.push_back(ms_between(t0, Clock::now()));
+    }
+    const double fp = median(fp_ms);
+    fmt::print(
+        "weights fingerprint ({} floats, {} tensors): {:.3f} ms median of 200, {:.3f}% of this "
+        "one-thread step ({:.2f} ms); weights_sha256 {:.3f} ms [{:x}]\n",
+        layout.num_parameters(), layout.tensors().size(), fp, 100 * fp / main_fig.median_ms,
+        main_fig.median_ms, median(sha_ms), sink & 0xf);
+  }
   // Generation from the weights after the default run's last step.
   double gen_ms = 0, gen_tps = 0;
   if (o.gen_tokens > 0) {

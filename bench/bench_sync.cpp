@@ -23,7 +23,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -35,7 +37,10 @@
 
 #include "actors/tree_backend.hpp"
 #include "bench/bench_util.hpp"
+#include "run/observers.hpp"
+#include "run/run_folder.hpp"
 #include "run/sysinfo.hpp"
+#include "src/clock.hpp"
 #include "src/config.hpp"
 #include "src/pool_backends.hpp"
 #include "src/sampler.hpp"
@@ -58,6 +63,7 @@ struct Options {
   std::vector<std::string> backends = {"actors-f2", "actors-f12", "actors-flat", "mutex",
                                        "barrier"};
   std::string csv, json;
+  std::string runs_dir;  // a run folder per backend and worker count, for `cllm report`
 };
 
 const char* kUsage =
@@ -107,6 +113,11 @@ Options parse(int argc, char** argv) {
         [&o](const std::string& v) { o.csv = v; });
   t.add("--json", "FILE", "also write the results to FILE as JSON", "",
         [&o](const std::string& v) { o.json = v; });
+  t.add("--runs-dir", "DIR",
+        "also write a run folder per model, backend and worker count into DIR (metrics.jsonl "
+        "with each timed step's time split and weights fingerprint): cllm report DIR/* "
+        "--group-by backend --out F compares them",
+        "", [&o](const std::string& v) { o.runs_dir = v; });
   parse_options(t, argc, argv, kUsage);
   if (o.models.empty()) throw ConfigError("--models needs at least one model");
   if (o.backends.empty()) throw ConfigError("--backends needs at least one backend");
@@ -148,12 +159,72 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const RunConfig& 
   return tree;
 }
 
+// A run folder of one benchmark run, as `cllm train` writes one (run/observers.hpp's MetricsLog
+// writes the rows), so that the compare page and `cllm diff` read it.
+struct RunFolderOut {
+  std::optional<RunFolder> folder;
+  std::optional<MetricsLog> metrics;
+  double started = 0;
+
+  RunFolderOut(const std::string& runs_dir, const std::string& model_name, const RunConfig& cfg,
+               const std::string& backend_name, int workers, int warmup, const TrainState& st) {
+    if (runs_dir.empty()) return;
+    std::filesystem::create_directories(runs_dir);
+    folder.emplace(RunFolder::create(
+        fmt::format("{}/{}-{}-w{}", runs_dir, model_name, backend_name, workers), true));
+    const std::string sync = backend_fanout(backend_name) < 0 ? backend_name : "actors";
+    const nlohmann::json settings = {{"model", model_name},
+                                     {"sync", sync},
+                                     {"backend", backend_name},
+                                     {"spheres", workers},
+                                     {"threads", workers},
+                                     {"batch", cfg.batch.batch},
+                                     {"micro-batch", cfg.batch.micro_batch},
+                                     {"context", cfg.batch.context},
+                                     {"steps", cfg.steps},
+                                     {"warmup-steps-untimed", warmup},
+                                     {"corpus", "synthetic stream (cllm-bench-sync)"}};
+    folder->write("config.json", nlohmann::json({{"settings", settings},
+                                                 {"run", cfg.to_json()},
+                                                 {"backend", backend_name},
+                                                 {"spheres", workers}})
+                                         .dump(2) +
+                                     "\n");
+    WeightsSource ws{&st.layout(), [&st] { return st.weights()->data(); }, 1};
+    metrics.emplace(folder->open_metrics(0), 0, 0, ws);
+    started = seconds_now();
+  }
+  void step(const StepRecord& r) {
+    if (metrics) metrics->on_step(r);
+  }
+  void finish(const Result& r, const TrainState& st, double last_loss) {
+    if (!folder) return;
+    folder->write("summary.json", nlohmann::json({{"steps", st.step()},
+                                                  {"backend", r.backend},
+                                                  {"spheres", r.workers},
+                                                  {"tokens_per_s", r.tokens_per_s},
+                                                  {"step_ms_median", r.median_ms},
+                                                  {"step_ms_p95", r.p95_ms},
+                                                  {"final_loss", last_loss},
+                                                  {"weights_sha256", r.sha},
+                                                  {"restarts", 0},
+                                                  {"nodes_lost", 0},
+                                                  {"wall_s", seconds_now() - started},
+                                                  {"stop_reason", ""}})
+                                          .dump(2) +
+                                      "\n");
+  }
+};
+
 Result run_one(const std::string& model_name, const RunConfig& cfg, const WindowSampler& sampler,
-               const std::string& backend_name, int workers, int warmup) {
+               const std::string& backend_name, int workers, int warmup,
+               const std::string& runs_dir) {
   Result r;
   r.model = model_name, r.backend = backend_name, r.workers = workers;
   TrainState st(cfg);
   auto backend = make_backend(backend_name, cfg, sampler, workers, r);
+  RunFolderOut out(runs_dir, model_name, cfg, backend_name, workers, warmup, st);
+  StepOutcome last{};
   std::vector<double> step_ms;
   double wall = 0, compute = 0, fold = 0, reduce = 0;
   for (int64_t s = 0; s < cfg.steps; ++s) {
@@ -167,17 +238,30 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
       s_wall += ms_between(tb, Clock::now());
       const StepTiming tm = backend->last_timing();
       s_compute += tm.compute_ms, s_fold += tm.fold_ms, s_reduce += tm.reduce_ms;
-      const StepOutcome out = st.apply(total, w);
-      if (out.kind == StepOutcome::redo) {
+      const StepOutcome o = st.apply(total, w);
+      if (o.kind == StepOutcome::redo) {
         if (timed) ++r.redos;
         continue;
       }
-      if (out.kind == StepOutcome::nonfinite)
+      if (o.kind == StepOutcome::nonfinite)
         throw std::runtime_error(fmt::format("{} with {} workers: step {} is not finite",
-                                             backend_name, workers, out.step));
+                                             backend_name, workers, o.step));
+      last = o;
       break;
     }
     const double ms = ms_between(t0, Clock::now());
+    {
+      // The row of every step (warm-up ones too: the weights fingerprints need every step).
+      StepRecord rec;
+      rec.step = st.step(), rec.last_step = cfg.steps, rec.loss = last.loss;
+      rec.lr = last.lr, rec.grad_norm = last.grad_norm;
+      rec.tokens = cfg.batch.tokens_per_step();
+      rec.step_ms = ms, rec.tokens_per_s = double(rec.tokens) / (ms / 1e3);
+      rec.timing.compute_ms = s_compute, rec.timing.fold_ms = s_fold;
+      rec.timing.reduce_ms = s_reduce, rec.timing.spheres = workers;
+      rec.timing.wait_ms = std::max(0.0, workers * s_wall - s_compute - s_fold - s_reduce);
+      out.step(rec);
+    }
     if (!timed) continue;
     step_ms.push_back(ms);
     wall += s_wall, compute += s_compute, fold += s_fold, reduce += s_reduce;
@@ -192,6 +276,7 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
   r.reduce_share = reduce / worker_time;
   r.wait_share = 1.0 - r.compute_share - r.fold_share - r.reduce_share;
   r.sha = weights_sha256(st.layout(), st.weights()->data());
+  out.finish(r, st, last.loss);
   return r;
 }
 
@@ -278,7 +363,7 @@ std::vector<Result> bench_model(const std::string& model_name, const Options& o,
   std::vector<Result> rs;
   for (int w : o.workers)
     for (const auto& b : o.backends) {
-      rs.push_back(run_one(model_name, cfg, sampler, b, w, o.warmup));
+      rs.push_back(run_one(model_name, cfg, sampler, b, w, o.warmup, o.runs_dir));
       std::fflush(stdout);
     }
   const int base_w = *std::min_element(o.workers.begin(), o.workers.end());

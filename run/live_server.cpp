@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include "run/compare.hpp"
 #include "run/report.hpp"
 #include "run/run_data.hpp"
 
@@ -109,6 +110,9 @@ struct LiveServer::Impl {
   uint64_t cached_version = 0;
   std::string cached_view;  // the JSON of /api/run for cached_version
 
+  // Several runs: the compare page, from these instead of `reader`.
+  std::unique_ptr<CompareSource> compare;
+
   Impl(std::string dir, ServeOptions o) : run_dir(dir), opt(std::move(o)), reader(std::move(dir)) {}
 
   // Reads what is new (at most a few times a second however many pages poll) and returns the
@@ -116,13 +120,13 @@ struct LiveServer::Impl {
   uint64_t refresh_locked() {
     const auto now = std::chrono::steady_clock::now();
     if (cached_view.empty() || now - last_refresh > std::chrono::milliseconds(250)) {
-      reader.refresh();
+      if (!compare) reader.refresh();
       last_refresh = now;
-      const uint64_t v = reader.version();
+      const uint64_t v = compare ? compare->refresh() : reader.version();
       if (cached_view.empty() || v != cached_version) {
         ViewOptions vo;
         vo.live = true;
-        nlohmann::json view = reader.view(vo);
+        nlohmann::json view = compare ? compare->view() : reader.view(vo);
         view["version"] = std::to_string(v);
         cached_view = dump_for_page(view);
         cached_version = v;
@@ -176,8 +180,9 @@ struct LiveServer::Impl {
   }
 
   void add_routes() {
-    svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content(render_page(nullptr, true), "text/html; charset=utf-8");
+    svr.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(compare ? render_compare_page(nullptr, true) : render_page(nullptr, true),
+                      "text/html; charset=utf-8");
     });
     svr.Get("/api/run", [this](const httplib::Request& req, httplib::Response& res) {
       std::string body;
@@ -195,11 +200,15 @@ struct LiveServer::Impl {
       nlohmann::json view;
       {
         std::lock_guard<std::mutex> lk(mu);
-        reader.refresh();
-        view = reader.view(ViewOptions{});
+        if (compare)
+          compare->refresh();
+        else
+          reader.refresh();
+        view = compare ? compare->view() : reader.view(ViewOptions{});
       }
       res.set_header("Content-Disposition", "inline; filename=\"report.html\"");
-      res.set_content(render_page(view, false), "text/html; charset=utf-8");
+      res.set_content(compare ? render_compare_page(view, false) : render_page(view, false),
+                      "text/html; charset=utf-8");
     });
     svr.Get("/favicon.ico",
             [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
@@ -253,6 +262,17 @@ struct LiveServer::Impl {
 
 LiveServer::LiveServer(std::string run_dir, ServeOptions opt)
     : impl_(std::make_unique<Impl>(std::move(run_dir), std::move(opt))) {
+  impl_->loopback = is_loopback_host(impl_->opt.host);
+  impl_->configure();
+  impl_->guard_requests();
+  impl_->add_routes();
+  impl_->add_error_handlers();
+  impl_->start();
+}
+
+LiveServer::LiveServer(std::unique_ptr<CompareSource> runs, ServeOptions opt)
+    : impl_(std::make_unique<Impl>(std::string(), std::move(opt))) {
+  impl_->compare = std::move(runs);
   impl_->loopback = is_loopback_host(impl_->opt.host);
   impl_->configure();
   impl_->guard_requests();

@@ -16,6 +16,8 @@
 
 namespace cllm::run {
 
+class CompareSource;
+
 struct ServeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -34,6 +36,8 @@ class LiveServer {
  public:
   // Binds at once (throws ServeError when it cannot) and serves in background threads.
   LiveServer(std::string run_dir, ServeOptions opt);
+  // The compare page of several runs (run/compare.hpp's CompareSource) on the same paths.
+  LiveServer(std::unique_ptr<CompareSource> runs, ServeOptions opt);
   ~LiveServer();  // stops and joins
   LiveServer(const LiveServer&) = delete;
   LiveServer& operator=(const LiveServer&) = delete;

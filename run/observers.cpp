@@ -5,7 +5,9 @@
 
 #include <fmt/format.h>
 
+#include "run/sysinfo.hpp"
 #include "src/clock.hpp"
+#include "src/step_fingerprint.hpp"
 
 namespace cllm {
 
@@ -76,6 +78,13 @@ nlohmann::json metrics_row(const StepRecord& r) {
 
 void MetricsLog::on_step(const StepRecord& r) {
   nlohmann::json row = metrics_row(r);
+  if (weights_.layout && (r.step % weights_.every == 0 || r.step == r.last_step)) {
+    const StepFingerprint fp = step_fingerprint(*weights_.layout, weights_.weights());
+    row["weights_fp"] = fp.weights_hex();
+    row["tensors_fp"] = fp.tensors_hex();
+  }
+  row["cpu_s"] = std::round(process_cpu_s() * 1e3) / 1e3;
+  row["rss_mb"] = std::round(current_rss_mb() * 10) / 10;
   if (checkpoint_every_ > 0 && r.step % checkpoint_every_ == 0 && r.step < r.last_step)
     row["checkpoint"] = checkpoint_name(uint64_t(r.step));
   if (first_step_ > 0 && r.step == first_step_ + 1) row["resumed_from"] = first_step_;

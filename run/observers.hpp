@@ -2,6 +2,7 @@
 // Observers of the training loop's step records: the metrics file, the progress line, the fault
 // log, and the checkpoint cadence.
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "run/run_folder.hpp"
+#include "src/params.hpp"
 #include "src/tokenizer.hpp"
 #include "src/train_loop.hpp"
 
@@ -17,20 +19,35 @@ namespace cllm {
 
 // One metrics.jsonl row: step, loss, lr, grad_norm, tokens_per_s, step_ms, compute_ms, fold_ms,
 // reduce_ms, wait_ms, spheres_computing; val_loss and val_bpb on evaluation steps; faults (with
-// their events) when any were handled; nodes, spheres, network_ms and bytes with remote nodes;
-// checkpoint on steps that hand one to the writer; resumed_from on the first row after --resume.
+// their events) when any were handled; nodes, spheres, network_ms and bytes with remote nodes.
+// MetricsLog adds the rest (see there).
 nlohmann::json metrics_row(const StepRecord& r);
 
+// Where MetricsLog finds the weights after a step, for their fingerprint (src/step_fingerprint).
+struct WeightsSource {
+  const ParamLayout* layout = nullptr;  // null: no fingerprints
+  std::function<const float*()> weights;
+  int64_t every = 1;  // fingerprint every N steps (and always the last step)
+};
+
+// Writes metrics_row plus: weights_fp and tensors_fp on fingerprinted steps; cpu_s (the
+// process's CPU time since it started) and rss_mb (its resident memory now); checkpoint on
+// steps that hand one to the writer; resumed_from on the first row after --resume.
 class MetricsLog final : public StepObserver {
  public:
   // first_step: steps done before this session (resumed from); checkpoint_every as the run's.
-  MetricsLog(AppendFile file, int64_t first_step, int64_t checkpoint_every)
-      : file_(std::move(file)), first_step_(first_step), checkpoint_every_(checkpoint_every) {}
+  MetricsLog(AppendFile file, int64_t first_step, int64_t checkpoint_every,
+             WeightsSource weights = {})
+      : file_(std::move(file)),
+        first_step_(first_step),
+        checkpoint_every_(checkpoint_every),
+        weights_(std::move(weights)) {}
   void on_step(const StepRecord& r) override;  // FileError when the row cannot be written
 
  private:
   AppendFile file_;
   int64_t first_step_, checkpoint_every_;
+  WeightsSource weights_;
 };
 
 // spheres.json kept fresh during the run for the live page: rewritten at most once a second, and

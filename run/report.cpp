@@ -62,11 +62,11 @@ std::string dump_for_page(const json& j) {
   return out;
 }
 
-std::string render_page(const json& data, bool live) {
-  const std::string_view tpl = asset("page.html");
-  std::string title = "cllm run";
-  if (data.is_object() && data.contains("meta"))
-    title = "cllm · " + data["meta"].value("name", std::string("run"));
+namespace {
+
+// Fills a page template's @@KEY@@ placeholders. `js`: the page's script (asset names, joined).
+std::string fill_template(std::string_view tpl, const json& data, bool live,
+                          const std::string& title, const std::vector<const char*>& js) {
   // Placeholders are replaced in one pass over the template, so that nothing inserted (the
   // script, the data) is ever scanned for placeholders again.
   auto fill = [&](std::string_view key) -> std::string {
@@ -74,7 +74,11 @@ std::string render_page(const json& data, bool live) {
     if (key == "TITLE") return html_escape(title);
     if (key == "MODE") return live ? "live" : "report";
     if (key == "CSS") return std::string(asset("page.css"));
-    if (key == "JS") return std::string(asset("page.js"));
+    if (key == "JS") {
+      std::string all;
+      for (const char* name : js) all += std::string(asset(name)) + "\n";
+      return all;
+    }
     if (key == "DATA") return live ? "null" : dump_for_page(data);
     return std::string();
   };
@@ -92,6 +96,41 @@ std::string render_page(const json& data, bool live) {
   }
   out.append(tpl.substr(pos));
   return out;
+}
+
+}  // namespace
+
+std::string render_page(const json& data, bool live) {
+  std::string title = "cllm run";
+  if (data.is_object() && data.contains("meta"))
+    title = "cllm · " + data["meta"].value("name", std::string("run"));
+  return fill_template(asset("page.html"), data, live, title, {"page.js"});
+}
+
+std::string render_compare_page(const json& data, bool live) {
+  const size_t runs = data.is_object() && data.contains("runs") ? data["runs"].size() : 0;
+  return fill_template(asset("compare.html"), data, live,
+                       live ? std::string("cllm · runs") : fmt::format("cllm · {} runs", runs),
+                       {"page.js", "compare.js"});
+}
+
+void write_page_file(const std::string& out_path, const std::string& page) {
+  std::error_code ec;
+  const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << page;
+    f.flush();
+    if (!f) {
+      fs::remove(tmp, ec);
+      throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
+    }
+  }
+  fs::rename(tmp, out_path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
+  }
 }
 
 ReportResult write_report(const std::string& run_dir, const std::string& out_path,
@@ -118,21 +157,7 @@ ReportResult write_report(const std::string& run_dir, const std::string& out_pat
   for (const auto& n : view["notices"])
     if (n["level"] != "info") res.notices.push_back(n["text"].get<std::string>());
 
-  const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << page;
-    f.flush();
-    if (!f) {
-      fs::remove(tmp, ec);
-      throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
-    }
-  }
-  fs::rename(tmp, out_path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
-  }
+  write_page_file(out_path, page);
   return res;
 }
 

@@ -24,6 +24,14 @@ std::string render_page(const nlohmann::json& data, bool live);
 // throws on bytes that are not UTF-8 (a byte-level model's sample may hold any bytes).
 std::string dump_for_page(const nlohmann::json& j);
 
+// The compare page of several runs (run/compare.hpp's data embedded; null for the live page,
+// which fetches it from the server).
+std::string render_compare_page(const nlohmann::json& data, bool live = false);
+
+// Writes `page` to `out_path` through a temporary file and a rename; std::runtime_error when it
+// cannot.
+void write_page_file(const std::string& out_path, const std::string& page);
+
 struct ReportResult {
   std::string path;
   size_t bytes = 0;

@@ -78,40 +78,15 @@ double median_of(std::vector<double> v) {
   return quantile(std::move(v), 0.5);
 }
 
-// The points of one series to draw: every valid row when there are at most `max_points`, else
-// the rows cut into max_points/2 equal buckets and, of each bucket, the row with the smallest
-// and the row with the largest value (in step order). Spikes and dips survive; the drawn line
-// looks the same as the full one at any width the page uses.
+// The points of one series to draw (decimate_indices).
 template <class Get>
 json decimate(const std::vector<StepRow>& rows, Get get, int max_points) {
-  std::vector<size_t> idx;
-  idx.reserve(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i)
-    if (std::isfinite(get(i))) idx.push_back(i);
   json xs = json::array(), ys = json::array();
-  auto emit = [&](size_t i) {
+  size_t n = 0;
+  for (size_t i = 0; i < rows.size(); ++i) n += std::isfinite(get(i));
+  for (size_t i : decimate_indices(rows.size(), get, max_points)) {
     xs.push_back(rows[i].step);
     ys.push_back(round6(get(i)));
-  };
-  const size_t n = idx.size();
-  const size_t cap = size_t(std::max(2, max_points));
-  if (n <= cap) {
-    for (size_t i : idx) emit(i);
-  } else {
-    const size_t buckets = cap / 2;
-    for (size_t b = 0; b < buckets; ++b) {
-      const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
-      if (lo >= hi) continue;
-      size_t imin = lo, imax = lo;
-      double vmin = get(idx[lo]), vmax = vmin;
-      for (size_t k = lo + 1; k < hi; ++k) {
-        const double v = get(idx[k]);
-        if (v < vmin) vmin = v, imin = k;
-        if (v > vmax) vmax = v, imax = k;
-      }
-      emit(idx[std::min(imin, imax)]);
-      if (imin != imax) emit(idx[std::max(imin, imax)]);
-    }
   }
   return {{"x", std::move(xs)}, {"y", std::move(ys)}, {"n", n}};
 }
@@ -159,6 +134,8 @@ bool parse_row(std::string_view line, StepRow& row) {
   row.reduce_ms = num(j, "reduce_ms");
   row.val_loss = num(j, "val_loss");
   row.val_bpb = num(j, "val_bpb");
+  row.cpu_s = num(j, "cpu_s");
+  row.rss_mb = num(j, "rss_mb");
   row.spheres_computing = count(j, "spheres_computing");
   // Faults handled in the step (an object, written only when there were any).
   if (const auto f = j.find("faults"); f != j.end() && f->is_object()) {

@@ -7,6 +7,8 @@
 // a folder that disappeared) becomes a notice on the page, never an exception.
 #include <sys/types.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -25,6 +27,7 @@ struct StepRow {
   int64_t step = 0;
   double loss, lr, grad_norm, tokens_per_s, step_ms, compute_ms, fold_ms, reduce_ms;
   double val_loss, val_bpb;
+  double cpu_s, rss_mb;           // the process's CPU time so far and resident memory (newer runs)
   int32_t spheres_computing = 0;  // spheres that computed shards in the step; 0 = not recorded
   int32_t restarts = 0, deadline_kills = 0, subtree_restarts = 0;  // in this step
   int64_t resumed_from = -1;                                       // first step after a resume
@@ -105,5 +108,36 @@ class RunReader {
 
 // Rounds to 6 significant digits (shorter JSON; the page shows at most 5).
 double round6(double x);
+
+// The rows of a series to draw: every row i < n with a finite get(i) when there are at most
+// `max_points`, else those rows cut into max_points/2 equal buckets and, of each bucket, the row
+// with the smallest and the row with the largest value (in order). Spikes and dips survive; the
+// drawn line looks the same as the full one at any width the pages use.
+template <class Get>
+std::vector<size_t> decimate_indices(size_t n_rows, Get get, int max_points) {
+  std::vector<size_t> idx, out;
+  idx.reserve(n_rows);
+  for (size_t i = 0; i < n_rows; ++i)
+    if (std::isfinite(get(i))) idx.push_back(i);
+  const size_t n = idx.size();
+  const size_t cap = size_t(std::max(2, max_points));
+  if (n <= cap) return idx;
+  const size_t buckets = cap / 2;
+  out.reserve(cap);
+  for (size_t b = 0; b < buckets; ++b) {
+    const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
+    if (lo >= hi) continue;
+    size_t imin = lo, imax = lo;
+    double vmin = get(idx[lo]), vmax = vmin;
+    for (size_t k = lo + 1; k < hi; ++k) {
+      const double v = get(idx[k]);
+      if (v < vmin) vmin = v, imin = k;
+      if (v > vmax) vmax = v, imax = k;
+    }
+    out.push_back(idx[std::min(imin, imax)]);
+    if (imin != imax) out.push_back(idx[std::max(imin, imax)]);
+  }
+  return out;
+}
 
 }  // namespace cllm::run

@@ -221,8 +221,9 @@ SessionResult run_session(const Session& s, const std::optional<Checkpoint>& res
   s.folder.write("config.json", config_json(s, settings).dump(2) + "\n");
   auto evaluator = make_evaluator(s);
 
-  MetricsLog metrics(s.folder.open_metrics(state.step()), state.step(),
-                     s.settings.checkpoint_every);
+  MetricsLog metrics(s.folder.open_metrics(state.step()), state.step(), s.settings.checkpoint_every,
+                     WeightsSource{&state.layout(), [&state] { return state.weights()->data(); },
+                                   s.settings.fingerprint_every});
   SpheresSnapshot spheres(s.folder, s.backend);
   EventLog events(s.err);
   CheckpointCadence checkpoints(

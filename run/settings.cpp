@@ -185,6 +185,9 @@ void output(OptionTable& t, TrainSettings& s) {
           s.eval_every, 0, INT32_MAX, Scope::cadence);
   integer(t, "--eval-windows", "validation windows per evaluation (0 = all)", s.eval_windows, 0,
           INT32_MAX, Scope::cadence);
+  integer(t, "--fingerprint-every",
+          "a fingerprint of the weights in metrics.jsonl every N steps (and the last; cllm diff)",
+          s.fingerprint_every, 1, int64_t(1) << 40, Scope::cadence);
   integer(t, "--log-every", "progress lines every N steps when not on a terminal", s.log_every, 0,
           INT32_MAX, Scope::output, "steps/20");
   choice(t, "--progress", "auto, line (update in place) or plain", s.progress,

@@ -52,6 +52,7 @@ struct TrainSettings {
   // Output
   std::string run_dir;  // empty: a new runs/<date-time>
   int eval_every = 200, eval_windows = 32, log_every = 0;
+  int64_t fingerprint_every = 1;  // weights fingerprint in metrics.jsonl every N steps
   std::string progress = "auto";  // auto, line or plain
   int serve_port = -1;            // --serve: a live page of the run (apps/cmd_report.hpp)
   std::string serve_host = "127.0.0.1";

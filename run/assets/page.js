@@ -124,7 +124,8 @@
   const esc = (t) => String(t).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 
   let stepCharts = [];
-  function crosshairAt(step) { for (const c of stepCharts) c.cross(step); }
+  // Charts share a crosshair with the charts of the same x axis (spec.axis: the step by default).
+  function crosshairAt(step, axis) { for (const c of stepCharts) if (c.axis === (axis || 'step')) c.cross(step); }
 
   // ---------------------------------------------------------------------------------------
   // Charts against the step
@@ -139,7 +140,9 @@
   };
 
   // A line chart. spec: {height, xDomain, series: [{x, y, color, width, cls, label, dots,
-  // fmt}], yFmt, yMin0, yLabel, eventLines, showX}
+  // fmt}], yFmt, yMin0, yLabel, eventLines, showX}; for the compare page also bands: [{x, lo,
+  // hi, color, cls}] (filled between lo and hi), marks: [{x, label, cls}] (vertical lines),
+  // xFmt (x tick labels), axis (crosshair group), tipRows (most series listed by the tooltip)
   function lineChart(id, spec) {
     const box = document.getElementById(id);
     const W = Math.max(320, box.clientWidth || 900), H = spec.height;
@@ -151,6 +154,7 @@
     }
     let lo = Infinity, hi = -Infinity;
     for (const q of series) for (const v of q.y) if (finite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    for (const b of spec.bands || []) for (const v of b.lo.concat(b.hi)) if (finite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
     if (spec.yMin0) lo = Math.min(0, lo);
     if (spec.yDomain) [lo, hi] = spec.yDomain;
     if (!(hi > lo)) { const c = finite(lo) ? lo : 0; lo = c - (Math.abs(c) * 0.1 || 1); hi = c + (Math.abs(c) * 0.1 || 1); }
@@ -172,7 +176,7 @@
     for (const v of xt) {
       const x = sx(v).toFixed(1);
       s('line', { x1: x, x2: x, y1: m.t, y2: H - m.b }, grid);
-      if (spec.showX !== false) s('text', { x, y: H - 6, 'text-anchor': 'middle' }, svg).textContent = int(v);
+      if (spec.showX !== false) s('text', { x, y: H - 6, 'text-anchor': 'middle' }, svg).textContent = (spec.xFmt || int)(v);
     }
     s('path', { class: 'axis', d: `M${m.l},${m.t}V${H - m.b}H${W - m.r}`, fill: 'none' }, svg);
     if (spec.yLabel) {
@@ -189,6 +193,17 @@
     const clip = 'c' + Math.random().toString(36).slice(2);
     s('rect', { x: m.l, y: m.t - 2, width: W - m.l - m.r, height: H - m.t - m.b + 4 }, s('clipPath', { id: clip }, svg));
     const plot = s('g', { 'clip-path': `url(#${clip})` }, svg);
+    for (const b of spec.bands || []) {
+      if (!b.x.length) continue;
+      const up = b.x.map((x, i) => sx(x).toFixed(1) + ',' + sy(b.hi[i]).toFixed(1));
+      const down = b.x.map((x, i) => sx(x).toFixed(1) + ',' + sy(b.lo[i]).toFixed(1)).reverse();
+      s('polygon', { class: b.cls, points: up.concat(down).join(' '), fill: b.color, opacity: 0.18, stroke: 'none' }, plot);
+    }
+    for (const mk of spec.marks || []) {
+      const x = sx(mk.x).toFixed(1);
+      s('line', { class: mk.cls, x1: x, x2: x, y1: m.t, y2: H - m.b, stroke: '#c8312b', 'stroke-width': 1.5, 'stroke-dasharray': '4 3' }, svg);
+      s('text', { class: mk.cls + '-label', x: +x + 4, y: m.t + 10, fill: '#c8312b' }, svg).textContent = mk.label;
+    }
     for (const q of series) {
       const pts = new Array(q.x.length);
       for (let i = 0; i < q.x.length; ++i) pts[i] = sx(q.x[i]).toFixed(1) + ',' + sy(q.y[i]).toFixed(1);
@@ -202,6 +217,7 @@
     const hl = series.map((q) => s('circle', { r: 3.5, fill: q.color, visibility: 'hidden', 'pointer-events': 'none' }, svg));
     const overlay = s('rect', { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, fill: 'transparent' }, svg);
     const chart = {
+      axis: spec.axis || 'step',
       cross(step) {
         if (step == null) {
           cross.setAttribute('visibility', 'hidden');
@@ -226,14 +242,16 @@
     };
     overlay.addEventListener('mousemove', (ev) => {
       const r = svg.getBoundingClientRect();
-      const step = Math.round(sx.inv(ev.clientX - r.left));
-      crosshairAt(step);
-      const rows = chart.rows(step);
+      const step = spec.axis ? sx.inv(ev.clientX - r.left) : Math.round(sx.inv(ev.clientX - r.left));
+      crosshairAt(step, spec.axis);
+      const all = chart.rows(step), more = all.length - (spec.tipRows || all.length);
+      const rows = more > 0 ? all.slice(0, spec.tipRows) : all;
       const st = rows.length ? rows[0].step : step;
-      showTip(`<b>step ${int(st)}</b><table>` + rows.map((r2) =>
-        `<tr><td><i style="background:${r2.color}"></i>${esc(r2.label)}${r2.step !== st ? ` <span class="t">(step ${int(r2.step)})</span>` : ''}</td><td>${esc(r2.value)}</td></tr>`).join('') + '</table>', ev.clientX, ev.clientY);
+      const xf = spec.xFmt || ((v) => 'step ' + int(v));
+      showTip(`<b>${esc(xf(st))}</b><table>` + rows.map((r2) =>
+        `<tr><td><i style="background:${r2.color}"></i>${esc(r2.label)}${r2.step !== st ? ` <span class="t">(${esc(xf(r2.step))})</span>` : ''}</td><td>${esc(r2.value)}</td></tr>`).join('') + '</table>' + (more > 0 ? `<div class="t">and ${more} more</div>` : ''), ev.clientX, ev.clientY);
     });
-    overlay.addEventListener('mouseleave', () => { crosshairAt(null); hideTip(); });
+    overlay.addEventListener('mouseleave', () => { crosshairAt(null, spec.axis); hideTip(); });
     const legend = spec.legend === false ? null : h('div', { cls: 'legend-inline' },
       series.map((q) => h('span', null, h('i', { cls: q.dots ? 'dot' : null, style: `background:${q.color}` }), q.label)));
     fill(id, legend, svg);
@@ -763,6 +781,13 @@
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => { if (last) { tree.drawnSig = null; for (const k in drawn) delete drawn[k]; render(last); } }, 150);
   });
+
+  // The compare page (run/assets/compare.js, which follows this script) draws with the same
+  // helpers and charts.
+  if (MODE === 'compare') {
+    window.cllmPage = { h, s, fill, finite, num, int, si, dur, ms, esc, lineChart, resetCharts() { stepCharts = []; } };
+    return;
+  }
 
   // ---------------------------------------------------------------------------------------
   // Start: the report carries its data; the live page polls the server about once a second.

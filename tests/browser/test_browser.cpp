@@ -4,6 +4,8 @@
 // Chromium missing is a failure, not a skip. Screenshots go to CLLM_BROWSER_OUT.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <iostream>
 #include <regex>
 
 #include "browser/cdp.hpp"
@@ -71,6 +73,12 @@ std::string served_url(Background& bg, const std::string& prefix) {
       },
       120);
   return url;
+}
+
+std::string fmt_join(const std::vector<size_t>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+  return out;
 }
 
 int64_t page_step(cdp::Page& page) {
@@ -256,6 +264,248 @@ TEST_CASE("browser: a served folder that breaks shows a message, not a crash", "
   CHECK(bg.running());
   // The server still answers.
   CHECK(page.eval("fetch('api/run').then(r => r.status)") == 200);
+  bg.signal(SIGINT);
+  CHECK(bg.wait(30).code == 0);
+}
+
+namespace {
+
+// The compare page's data, as embedded.
+json compare_data(cdp::Page& page) {
+  return page.eval("JSON.parse(document.getElementById('cllm-data').textContent)");
+}
+
+// Texts of the cells of column `cls` in the runs table, in row order.
+json runs_column(cdp::Page& page, const std::string& cls) {
+  return page.eval("[...document.querySelectorAll('#runs-table tr[data-run] td." + cls +
+                   "')].map(e => e.textContent)");
+}
+
+}  // namespace
+
+TEST_CASE("browser: compare page of 3 runs: overlaid series, differing settings, bands, parting",
+          "[browser][compare]") {
+  TempDir tmp;
+  const Args common = {"--steps", "8", "--eval-every", "4", "--sample-tokens", "0"};
+  const std::string a = tmp / "a", b = tmp / "b", c = tmp / "c";
+  REQUIRE(run_cli(quick_train(a) + common + Args{"--spheres", "1"}, 120).code == 0);
+  REQUIRE(run_cli(quick_train(b) + common + Args{"--spheres", "3"}, 120).code == 0);
+  REQUIRE(run_cli(quick_train(c) + common + Args{"--spheres", "1", "--lr", "0.002"}, 120).code ==
+          0);
+  const auto rows = read_jsonl(fs::path(a) / "metrics.jsonl");
+  size_t val_rows = 0;
+  for (const auto& r : rows) val_rows += r.contains("val_bpb");
+  REQUIRE(rows.size() == 8);
+
+  SECTION("three runs") {
+    const Result rep = run_cli({"report", a, b, c, "--out", tmp / "cmp.html"}, 60);
+    INFO(rep.out << rep.err);
+    REQUIRE(rep.code == 0);
+    cdp::Page page(browser());
+    page.navigate("file://" + tmp / "cmp.html");
+    REQUIRE(page.wait_for("document.body.dataset.ready === '1' && window.cllmTiming.painted", 30));
+    page.screenshot(out_dir() + "/compare.png");
+    no_console_errors(page);
+    // Every run overlaid, against the step and against training time, every step drawn.
+    const json timing = page.eval("window.cllmTiming");
+    std::cout << "compare page of 3 runs x 8 steps: " << fs::file_size(tmp / "cmp.html") / 1024
+              << " KB, page ready " << timing["ready"] << " ms, painted " << timing["painted"]
+              << " ms\n";
+    // The system figures of each step are drawn too (CPU time, resident memory).
+    for (const char* chart :
+         {"#c-loss-step", "#c-loss-time", "#c-step_ms-step", "#c-cpu_s-time", "#c-rss_mb-step"}) {
+      INFO(chart);
+      CHECK(page.eval("[...document.querySelectorAll('" + std::string(chart) +
+                      " polyline[class*=run-]')].map(p => p.points.length).join(',')") == "8,8,8");
+    }
+    CHECK(page.eval("[...document.querySelectorAll('#c-val_bpb-step polyline[class*=run-]')]"
+                    ".map(p => p.points.length).join(',')") ==
+          fmt_join(std::vector<size_t>(3, val_rows)));
+    // Only the settings that differ: lr and spheres (seed, model, steps ... are the same).
+    CHECK(page.eval("[...document.querySelectorAll('#differ-table tr[data-key]')].map(r => "
+                    "r.dataset.key).join(',')") == "lr,spheres");
+    CHECK(page.eval("[...document.querySelectorAll('#differ-table tr[data-key=lr] td.val')]"
+                    ".map(e => e.textContent).join(',')") == "0.001,0.001,0.002");
+    // A summary row per run; the weights of b (other sphere count) are a's, c's part at step 1.
+    CHECK(runs_column(page, "name") == json({"a", "b", "c"}));
+    CHECK(runs_column(page, "diff") ==
+          json({"(reference)", "identical through step 8", "first difference at step 1"}));
+    const json finals = runs_column(page, "final-loss");
+    CHECK(finals[0] == finals[1]);
+    CHECK(finals[0] != finals[2]);
+    // Where each run's step time went: four shares that add up to 1.
+    const json split = page.eval(
+        "[...document.querySelectorAll('#split-table .split-bar')].map(b => "
+        "[...b.querySelectorAll('.seg')].reduce((t, e) => t + +e.dataset.share, 0))");
+    REQUIRE(split.size() == 3);
+    for (const auto& total : split) CHECK(total.get<double>() == Approx(1).epsilon(1e-4));
+    // With three runs no single parting step is marked.
+    CHECK(page.eval("document.querySelectorAll('.differ-mark').length") == 0);
+  }
+  SECTION("two runs that part: the step is marked on every step chart") {
+    REQUIRE(run_cli({"report", a, c, "--out", tmp / "two.html"}, 60).code == 0);
+    cdp::Page page(browser());
+    page.navigate("file://" + tmp / "two.html");
+    REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 30));
+    no_console_errors(page);
+    // One mark per chart against the step (loss, bpb, tokens/s, step time, CPU time, memory).
+    CHECK(page.eval("document.querySelectorAll('#charts line.differ-mark').length") == 6);
+    CHECK(page.eval("document.querySelector('#c-loss-step .differ-mark-label').textContent") ==
+          "weights part: step 1");
+    // The mark stands where step 1 is drawn.
+    CHECK(page.eval("document.querySelector('#c-loss-step line.differ-mark').getAttribute('x1') "
+                    "=== document.querySelector('#c-loss-step polyline.run-0').points[0].x"
+                    ".toFixed(1)") == true);
+    CHECK(contains(page.eval("document.getElementById('diff-note').textContent").get<std::string>(),
+                   "first difference at step 1"));
+    REQUIRE(run_cli({"report", a, b, "--out", tmp / "same.html"}, 60).code == 0);
+    page.navigate("file://" + tmp / "same.html");
+    REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 30));
+    CHECK(page.eval("document.querySelectorAll('.differ-mark').length") == 0);
+    CHECK(contains(page.eval("document.getElementById('diff-note').textContent").get<std::string>(),
+                   "identical through step 8"));
+  }
+  SECTION("grouped by lr: a band per group, from the smallest to the largest value") {
+    REQUIRE(run_cli({"report", a, b, c, "--group-by", "lr", "--out", tmp / "g.html"}, 60).code ==
+            0);
+    cdp::Page page(browser());
+    page.navigate("file://" + tmp / "g.html");
+    REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 30));
+    no_console_errors(page);
+    CHECK(page.eval("document.querySelectorAll('#c-loss-step polygon.band').length") == 2);
+    CHECK(page.eval("[...document.querySelectorAll('#groups-legend [data-group]')].map(e => "
+                    "e.textContent).join('|')") == "lr = 0.001 (2 runs)|lr = 0.002 (1 runs)");
+    CHECK(runs_column(page, "group") == json({"0.001", "0.001", "0.002"}));
+    // Tokens/s against the other setting that differs (spheres): a line per group, a point per
+    // run (a: 1 sphere, b: 3; c: 1), at the runs' median tokens/s.
+    CHECK(page.eval("document.getElementById('by-setting-key').textContent") == "spheres");
+    CHECK(page.eval("[...document.querySelectorAll('#c-by-setting polyline')].map(p => "
+                    "p.points.length).join(',')") == "2,1");
+    const json dd = compare_data(page);
+    CHECK(page.eval("document.querySelectorAll('#c-by-setting circle[fill=\"#fff\"]').length") ==
+          3);
+    CHECK(dd["runs"][0]["tokens_per_s_median"].is_number());
+    // a and b are the same bits: their band has no width; c's band is c's loss itself.
+    const json d = compare_data(page);
+    const json& band0 = d["groups"][0]["bands"]["loss"];
+    const json& band1 = d["groups"][1]["bands"]["loss"];
+    REQUIRE(band0["x"].size() == 8);
+    for (size_t i = 0; i < 8; ++i) {
+      CHECK(band0["lo"][i] == band0["hi"][i]);
+      CHECK(band0["lo"][i] == d["runs"][0]["series"]["loss"]["y"][i]);
+      CHECK(band1["lo"][i] == d["runs"][2]["series"]["loss"]["y"][i]);
+    }
+  }
+}
+
+TEST_CASE("browser: compare page of 200 synthetic runs grouped by lr", "[browser][compare]") {
+  TempDir tmp;
+  const int kRuns = 200, kSteps = 500;
+  const double lrs[] = {1e-3, 2e-3, 5e-4, 3e-3};
+  Args args = {"report"};
+  for (int i = 0; i < kRuns; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "run-%03d", i);
+    const std::string dir = tmp / name;
+    fs::create_directories(dir);
+    synth::Options o;
+    o.steps = kSteps, o.spheres = 13, o.seed = uint64_t(i + 1), o.eval_every = 50;
+    synth::write_run(dir, o);
+    json config = read_json(fs::path(dir) / "config.json");
+    config["settings"]["lr"] = lrs[i % 4];
+    write_file(fs::path(dir) / "config.json", config.dump(2));
+    args.push_back(dir);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const Result rep = run_cli(args + Args{"--group-by", "lr", "--out", tmp / "many.html"}, 300);
+  const double report_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(rep.out << rep.err);
+  REQUIRE(rep.code == 0);
+
+  cdp::Page page(browser());
+  page.navigate("file://" + tmp / "many.html");
+  REQUIRE(page.wait_for("document.body.dataset.ready === '1' && window.cllmTiming.painted", 120));
+  page.screenshot(out_dir() + "/compare-200.png");
+  no_console_errors(page);
+  const json timing = page.eval("window.cllmTiming");
+  std::cout << "compare page of " << kRuns << " runs x " << kSteps << " steps: cllm report "
+            << report_s << " s, " << fs::file_size(tmp / "many.html") / 1024 << " KB, page ready "
+            << timing["ready"] << " ms, painted " << timing["painted"] << " ms\n";
+
+  CHECK(page.eval("document.querySelectorAll('#runs-table tr[data-run]').length") == kRuns);
+  CHECK(page.eval("document.querySelectorAll('#c-loss-step polyline.s-loss').length") == kRuns);
+  CHECK(page.eval("document.querySelectorAll('#c-loss-time polyline.s-loss').length") == kRuns);
+  // 500 rows a run, at most 200 points each (about 40,000 per chart).
+  const json points = page.eval(
+      "[...document.querySelectorAll('#c-loss-step polyline.s-loss')].map(p => p.points.length)");
+  for (const auto& p : points) {
+    CHECK(p.get<int>() <= 200);
+    CHECK(p.get<int>() >= 150);
+  }
+  CHECK(page.eval("document.querySelectorAll('#c-loss-step polygon.band').length") == 4);
+  CHECK(page.eval("document.querySelectorAll('#groups-legend [data-group]').length") == 4);
+  // Only lr differs among the recorded settings (the synthetic runs share the rest).
+  CHECK(page.eval("[...document.querySelectorAll('#differ-table tr[data-key]')].map(r => "
+                  "r.dataset.key).join(',')") == "lr");
+  // Each group's band spans exactly its runs' losses: the smallest and largest value over the
+  // group's runs within each bucket of 5 steps (100 buckets for 500 steps).
+  const json d = compare_data(page);
+  REQUIRE(d["groups"].size() == 4);
+  for (size_t g = 0; g < 4; ++g) {
+    const json& band = d["groups"][g]["bands"]["loss"];
+    REQUIRE(band["x"].size() == 100);
+    std::vector<double> lo(100, 1e300), hi(100, -1e300);
+    for (const auto& r : d["groups"][g]["runs"]) {
+      char name[32];
+      std::snprintf(name, sizeof name, "run-%03d", r.get<int>());
+      for (const auto& row : read_jsonl(fs::path(tmp / name) / "metrics.jsonl")) {
+        const size_t b = size_t(row["step"].get<int64_t>() - 1) / 5;
+        lo[b] = std::min(lo[b], row["loss"].get<double>());
+        hi[b] = std::max(hi[b], row["loss"].get<double>());
+      }
+    }
+    for (size_t b = 0; b < 100; ++b) {
+      INFO("group " << g << " bucket " << b);
+      CHECK(band["x"][b] == int64_t(5 * b + 5));
+      CHECK(band["lo"][b].get<double>() == Approx(lo[b]).epsilon(1e-5));
+      CHECK(band["hi"][b].get<double>() == Approx(hi[b]).epsilon(1e-5));
+      CHECK(band["lo"][b].get<double>() <= band["mean"][b].get<double>());
+      CHECK(band["mean"][b].get<double>() <= band["hi"][b].get<double>());
+    }
+  }
+}
+
+TEST_CASE("browser: cllm serve of a folder of runs shows new runs as they come",
+          "[browser][compare]") {
+  TempDir tmp;
+  const std::string runs = tmp / "runs";
+  fs::create_directories(runs);
+  const Args common = {"--steps", "6", "--sample-tokens", "0"};
+  REQUIRE(run_cli(quick_train(runs + "/a") + common, 120).code == 0);
+  REQUIRE(run_cli(quick_train(runs + "/b") + common + Args{"--lr", "0.002"}, 120).code == 0);
+  Background bg({"serve", runs, "--port", "0", "--group-by", "lr"});
+  const std::string url = served_url(bg, "cllm serve: ");
+  INFO(bg.out_so_far() << bg.err_so_far());
+  REQUIRE(!url.empty());
+
+  cdp::Page page(browser());
+  page.navigate(url);
+  REQUIRE(page.wait_for("document.body.dataset.ready === '1'", 60));
+  no_console_errors(page);
+  CHECK(page.eval("document.querySelectorAll('#runs-table tr[data-run]').length") == 2);
+  CHECK(page.eval("document.querySelectorAll('#c-loss-step polygon.band').length") == 2);
+  // A third run starts in the folder: the page polls and shows it.
+  REQUIRE(run_cli(quick_train(runs + "/c") + common + Args{"--lr", "0.002"}, 120).code == 0);
+  CHECK(page.wait_for("document.querySelectorAll('#runs-table tr[data-run]').length === 3", 60));
+  CHECK(page.eval("[...document.querySelectorAll('#groups-legend [data-group]')].map(e => "
+                  "e.textContent).join('|')") == "lr = 0.001 (1 runs)|lr = 0.002 (2 runs)");
+  // c parts from a (the first run) at step 1; the saved report of the page is the compare page.
+  CHECK(page.eval("document.querySelector('#runs-table tr[data-run=\"2\"] td.diff').textContent") ==
+        "first difference at step 1");
+  CHECK(page.eval("fetch('report.html').then(r => r.text()).then(t => "
+                  "t.includes('data-mode=\"compare\"') && t.includes('\"runs\":3'))") == true);
+  no_console_errors(page);
   bg.signal(SIGINT);
   CHECK(bg.wait(30).code == 0);
 }
