@@ -212,7 +212,7 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
   f.timed_steps = int(step_ms.size());
   f.median_ms = median(step_ms);
   f.min_ms = *std::min_element(step_ms.begin(), step_ms.end());
-  f.p90_ms = percentile(step_ms, 0.9);
+  f.p90_ms = quantile(step_ms, 0.9);
   f.tokens_per_s = double(cfg.batch.tokens_per_step()) / (f.median_ms / 1e3);
   f.gflops = flops_per_token * f.tokens_per_s / 1e9;
   f.fold_share = fold_sum / step_sum;

@@ -268,7 +268,7 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
   }
   r.timed_steps = int(step_ms.size());
   r.median_ms = median(step_ms);
-  r.p95_ms = percentile(step_ms, 0.95);
+  r.p95_ms = quantile(step_ms, 0.95);
   r.tokens_per_s = double(cfg.batch.tokens_per_step()) / (r.median_ms / 1e3);
   const double worker_time = double(workers) * wall;
   r.compute_share = compute / worker_time;

@@ -11,6 +11,7 @@
 #include "bench/bench_util.hpp"
 #include "src/bpe.hpp"
 #include "src/corpus.hpp"
+#include "src/stats.hpp"
 
 using namespace cllm;
 
@@ -18,12 +19,6 @@ namespace {
 
 double seconds_since(bench::Clock::time_point t0) {
   return std::chrono::duration<double>(bench::Clock::now() - t0).count();
-}
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 std::string cpu_model() {
@@ -79,8 +74,8 @@ int main(int argc, char** argv) {
                  r + 1, train_s.back(), split_mbs.back(), enc_mbs.back(), dec_mbs.back(), bpt,
                  pieces, ids.size());
     }
-    const double tr = median_of(train_s), en = median_of(enc_mbs), de = median_of(dec_mbs);
-    fmt::print("median {:>8.3f} {:>12.1f} {:>12.1f} {:>12.1f}\n", tr, median_of(split_mbs), en, de);
+    const double tr = median(train_s), en = median(enc_mbs), de = median(dec_mbs);
+    fmt::print("median {:>8.3f} {:>12.1f} {:>12.1f} {:>12.1f}\n", tr, median(split_mbs), en, de);
     fmt::print("targets: train <= 5 s: {}; encode >= 20 MB/s: {}; decode >= 200 MB/s: {}\n",
                tr <= 5 ? "met" : "MISSED", en >= 20 ? "met" : "MISSED",
                de >= 200 ? "met" : "MISSED");

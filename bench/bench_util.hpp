@@ -19,6 +19,7 @@
 #include "src/clock.hpp"
 #include "src/config.hpp"
 #include "src/rng.hpp"
+#include "src/stats.hpp"
 
 namespace cllm::bench {
 
@@ -78,17 +79,6 @@ int bench_main(const char* program, Body&& body) {
 // --- Timing and statistics ----------------------------------------------------------------------
 
 using Clock = SteadyClock;  // ms_between and ms_since: src/clock.hpp
-
-inline double percentile(std::vector<double> v, double q) {  // nearest rank
-  std::sort(v.begin(), v.end());
-  const size_t rank = size_t(std::ceil(q * double(v.size())));
-  return v[std::min(v.size(), std::max<size_t>(1, rank)) - 1];
-}
-inline double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // --- Data ---------------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@
 
 #include <fmt/format.h>
 
+#include "src/stats.hpp"
+
 namespace cllm::run {
 
 namespace fs = std::filesystem;
@@ -56,26 +58,6 @@ std::string utc_now() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
   return buf;
-}
-
-// The q-quantile (nearest rank; the median averages the two middle values) of the finite values,
-// in linear time: the live server recomputes it every second.
-double quantile(std::vector<double> v, double q) {
-  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return !std::isfinite(x); }), v.end());
-  if (v.empty()) return kNaN;
-  const size_t n = v.size();
-  if (q == 0.5) {
-    std::nth_element(v.begin(), v.begin() + long(n / 2), v.end());
-    const double hi = v[n / 2];
-    if (n % 2) return hi;
-    return 0.5 * (*std::max_element(v.begin(), v.begin() + long(n / 2)) + hi);
-  }
-  const size_t k = std::min(n - 1, size_t(std::max(1.0, std::ceil(q * double(n)))) - 1);
-  std::nth_element(v.begin(), v.begin() + long(k), v.end());
-  return v[k];
-}
-double median_of(std::vector<double> v) {
-  return quantile(std::move(v), 0.5);
 }
 
 // The points of one series to draw (decimate_indices).
@@ -301,7 +283,7 @@ json progress_view(const std::vector<StepRow>& R, int64_t steps_total, bool runn
   std::vector<double> tps, ms;
   for (size_t i = R.size() > 20 ? R.size() - 20 : 0; i < R.size(); ++i)
     tps.push_back(R[i].tokens_per_s), ms.push_back(R[i].step_ms);
-  const double ms_med = median_of(ms);
+  const double ms_med = median(ms);
   double train_ms = 0;
   for (const auto& r : R)
     if (std::isfinite(r.step_ms)) train_ms += r.step_ms;
@@ -315,7 +297,7 @@ json progress_view(const std::vector<StepRow>& R, int64_t steps_total, bool runn
           {"steps", steps_total > 0 ? json(steps_total) : json()},
           {"loss", jnum(R.empty() ? kNaN : R.back().loss)},
           {"val_loss", jnum(last_val)},
-          {"tokens_per_s", jnum(median_of(tps))},
+          {"tokens_per_s", jnum(median(tps))},
           {"train_s", round6(train_ms / 1e3)},
           {"eta_s", running && steps_total > last_step
                         ? jnum(ms_med * double(steps_total - last_step) / 1e3)
@@ -339,8 +321,8 @@ json stats_view(const std::vector<StepRow>& R) {
           {"loss", extremes(R, [](const StepRow& r) { return r.loss; })},
           {"val_loss", extremes(R, [](const StepRow& r) { return r.val_loss; })},
           {"val_bpb", extremes(R, [](const StepRow& r) { return r.val_bpb; })},
-          {"tokens_per_s_median", jnum(median_of(tps))},
-          {"step_ms_median", jnum(median_of(ms))},
+          {"tokens_per_s_median", jnum(median(tps))},
+          {"step_ms_median", jnum(median(ms))},
           {"step_ms_p95", jnum(quantile(ms, 0.95))},
           {"restarts", restarts},
           {"deadline_kills", kills},

@@ -15,23 +15,15 @@
 #include "src/generate.hpp"
 #include "src/safe_text.hpp"
 #include "src/sha256.hpp"
+#include "src/stats.hpp"
 
 namespace cllm {
 
 namespace {
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, size_t(std::ceil(p * double(v.size())) - 1));
-  return v[i];
+// summary.json keeps 0 (not null) for a figure with no samples, as its readers expect.
+double or_zero(double x) {
+  return std::isfinite(x) ? x : 0;
 }
 
 // Steps after warm-up (the first steps pay for first-touch allocation).
@@ -130,7 +122,7 @@ nlohmann::json summary_json(const Session& s, const SessionResult& res, const En
       {"spheres", s.backend.spheres()},
       {"tokens_per_s", res.tokens_per_s},
       {"step_ms_median", res.step_ms_median},
-      {"step_ms_p95", percentile(ms, 0.95)},
+      {"step_ms_p95", or_zero(quantile(ms, 0.95))},
       {"peak_rss_mb", peak_rss_mb()},
       {"final_loss", res.final_loss},
       {"val_loss", res.val_loss >= 0 ? nlohmann::json(res.val_loss) : nlohmann::json()},
@@ -150,7 +142,7 @@ nlohmann::json summary_json(const Session& s, const SessionResult& res, const En
       {"shards_redispatched", end.events.totals().shards_redispatched},
       {"bytes_sent", end.events.bytes_sent()},
       {"bytes_received", end.events.bytes_received()},
-      {"network_ms_median", median(end.events.network_ms())}};
+      {"network_ms_median", or_zero(median(end.events.network_ms()))}};
   return j;
 }
 
@@ -175,8 +167,8 @@ SessionResult finish_figures(const Session& s, const TrainState& state, Evaluato
       s.err << "cllm: the final evaluation failed: " << e.what() << "\n";
     }
   }
-  res.step_ms_median = median(after_warmup(loop.step_ms));
-  res.tokens_per_s = median(after_warmup(loop.tokens_per_s));
+  res.step_ms_median = or_zero(median(after_warmup(loop.step_ms)));
+  res.tokens_per_s = or_zero(median(after_warmup(loop.tokens_per_s)));
   return res;
 }
 
