@@ -3,17 +3,27 @@
 # 7 one-sphere nodes, each host's link shaped to 100 Mbit/s and 1 Gbit/s, interleaved rounds.
 # Prints per point the median step time over the rounds, the bytes per step on the root's link
 # and on a node's link (sent + received, from the interfaces' counters), their ratio, and whether
-# every run ended with the weights of the same run in one process. Needs root, `ip` and `tc`.
-#   bench/net-cluster.sh [BUILD_DIR] [ROUNDS] [STEPS] [MODELS (tiny,small)] [HOSTS (2,4,8)]
+# every run ended with the weights of the same run in one process (of the first build). BUILDS is
+# one build folder, or several as LABEL=DIR,LABEL=DIR (e.g. before=/tmp/old,after=build): their
+# rounds interleave. Needs root, `ip` and `tc`.
+#   bench/net-cluster.sh [BUILDS] [ROUNDS] [STEPS] [MODELS (tiny,small)] [HOSTS (2,4,8)]
 #                        [RATES (100mbit,1gbit)]
 set -euo pipefail
-build=${1:-build}; rounds=${2:-3}; steps=${3:-10}; models=${4:-tiny}; hostlist=${5:-2,4,8}
+builds=${1:-build}; rounds=${2:-3}; steps=${3:-10}; models=${4:-tiny}; hostlist=${5:-2,4,8}
 rates=${6:-100mbit,1gbit}
 here=$(dirname "$0")
 harness="$here/../tools/netns-cluster.sh"
 corpus="$here/../data/kjv.txt"
-bin="$build/cllm"
-[ -x "$bin" ] || { echo "net-cluster: $bin not found (build first)" >&2; exit 1; }
+declare -A bins
+labels=()
+IFS=, read -r -a build_list <<< "$builds"
+for b in "${build_list[@]}"; do
+  if [[ "$b" == *=* ]]; then label=${b%%=*}; dir=${b#*=}; else label=$b; dir=$b; fi
+  [ -x "$dir/cllm" ] || { echo "net-cluster: $dir/cllm not found (build first)" >&2; exit 1; }
+  bins[$label]="$dir/cllm"
+  labels+=("$label")
+done
+bin=${bins[${labels[0]}]}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 raw="$work/raw.tsv"
 : > "$raw"
@@ -29,37 +39,42 @@ for m in "${model_list[@]}"; do
   ref[$m]=$(tail -1 "$work/one-$m.out")
 done
 for r in $(seq 1 "$rounds"); do
+ for b in "${labels[@]}"; do
   for m in "${model_list[@]}"; do
     for h in "${host_list[@]}"; do
       for rate in "${rate_list[@]}"; do
-        o="$work/$m-$h-$rate-$r"
-        if ! timeout 900 "$harness" --bin "$bin" --hosts "$h" --rate "$rate" --steps "$steps" \
+        o="$work/$b-$m-$h-$rate-$r"
+        if ! timeout 900 "$harness" --bin "${bins[$b]}" --hosts "$h" --rate "$rate" --steps "$steps" \
           --model "$m" --limit 800 > "$o.txt" 2> "$o.err"; then
-          echo "net-cluster: $m $h hosts $rate round $r failed:" >&2; tail -3 "$o.err" >&2; exit 1
+          echo "net-cluster: $b $m $h hosts $rate round $r failed:" >&2; tail -3 "$o.err" >&2
+          exit 1
         fi
         v() { awk -v k="$1" '$1 == k {print $2}' "$o.txt"; }
         same=$([ "$(tail -1 "$o.txt")" = "${ref[$m]}" ] && echo yes || echo NO)
-        printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$m" "$h" "$rate" "$r" \
+        printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$b" "$m" "$h" "$rate" "$r" \
           "$(v step_ms_median)" "$(v root_tx_per_step)" "$(v root_rx_per_step)" \
           "$(v node_tx_per_step)" "$(v node_rx_per_step)" "$same" | tee -a "$raw" >&2
       done
     done
   done
+ done
 done
 python3 - "$raw" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 points = {}
-for m, h, rate, r, ms, rtx, rrx, ntx, nrx, same in rows:
-    points.setdefault((m, int(h), rate), []).append(
+for b, m, h, rate, r, ms, rtx, rrx, ntx, nrx, same in rows:
+    points.setdefault((b, m, int(h), rate), []).append(
         (float(ms), int(rtx) + int(rrx), int(ntx) + int(nrx), int(rtx), int(rrx), same))
-print(f"{'model':6} {'hosts':>5} {'link':>8} {'step ms':>8} {'(rounds)':>22} {'root B/step':>12} "
+print(f"{'build':8} {'model':6} {'hosts':>5} {'link':>8} {'step ms':>8} {'(rounds)':>22} {'root B/step':>12} "
       f"{'node B/step':>12} {'root/node':>9} {'root tx':>10} {'root rx':>10}  one-process weights")
-for (m, h, rate), v in sorted(points.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+order = {b: i for i, b in enumerate(dict.fromkeys(r[0] for r in rows))}
+for (b, m, h, rate), v in sorted(points.items(),
+                                 key=lambda kv: (kv[0][1], kv[0][3], kv[0][2], order[kv[0][0]])):
     ms = statistics.median(x[0] for x in v)
     root = statistics.median(x[1] for x in v)
     node = statistics.median(x[2] for x in v)
-    print(f"{m:6} {h:5} {rate:>8} {ms:8.1f} {' / '.join(f'{x[0]:.0f}' for x in v):>22} "
+    print(f"{b:8} {m:6} {h:5} {rate:>8} {ms:8.1f} {' / '.join(f'{x[0]:.0f}' for x in v):>22} "
           f"{root:12.0f} {node:12.0f} {root / node:9.2f} {statistics.median(x[3] for x in v):10.0f} "
           f"{statistics.median(x[4] for x in v):10.0f}  "
           f"{'yes' if all(x[5] == 'yes' for x in v) else 'NO'}")

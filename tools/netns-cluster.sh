@@ -90,14 +90,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# tbf's bucket must hold a few ms at the rate (at least 32 KiB), or bursts of TSO segments
-# starve the link below its rate.
+# tbf's bucket: 32 KiB (a quarter of a millisecond at 1 Gbit/s, 2.6 ms at 100 Mbit/s), or 0.25 ms
+# at faster rates. A bucket of several ms let a whole `tiny` weights message (482 KB) through at
+# memory speed at 1 Gbit/s, so the link looked faster than its rate; 32 KiB still holds a few
+# full-size segments, so the link reaches its rate.
 burst=$(python3 - "$rate" <<'PY'
 import re, sys
 m = re.fullmatch(r"([0-9.]+)([kmg]?)bit", sys.argv[1])
 if not m: sys.exit("bad rate")
 bits = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)]
-print(max(32768, int(bits / 8 * 0.004)))
+print(max(32768, int(bits / 8 * 0.00025)))
 PY
 ) || { echo "netns-cluster: --rate must look like 100mbit or 1gbit" >&2; exit 2; }
 
