@@ -17,6 +17,8 @@ import sys
 # Measured on this machine (docs/cluster.md says how):
 RHO = 0.575  # packed / raw bytes of a node's exact sum: tiny 0.571, small 0.581 (summary.json)
 OVERHEAD = 1.05  # interface bytes per payload byte (TCP/IP, BASP): 1,013,762 / 964,608 for tiny
+CPU_NS_PER_BYTE = 1.1  # the root's CPU per byte of its link (serialising, copies, TCP): from the
+# loopback figure below in docs/cluster.md (10.1 MB per step in 11-12 ms of network time)
 SHARDS = 8  # shards per step: --batch 16 / --micro-batch 2, the defaults
 CORES = 2  # the namespaces share one 2-core machine: at most 2 shards compute at once
 MODELS = {  # parameters, ms per shard on one thread (compute + fold), ms of the root's apply
@@ -26,12 +28,16 @@ MODELS = {  # parameters, ms per shard on one thread (compute + fold), ms of the
 RATES = {"100mbit": 12.5e6, "1gbit": 125e6, "10gbit": 1250e6}  # bytes/s
 
 
-def compute_ms(shard_ms, nodes, cores):
-    """The shards' time: dealt evenly over the nodes, at most `cores` at once."""
+def compute_ms(shard_ms, nodes, cores, shards_sum_ms=None):
+    """The shards' time: dealt evenly over the nodes, at most `cores` at once. `shards_sum_ms`:
+    the step's shard times summed as the run measured them (else SHARDS x shard_ms)."""
+    if shards_sum_ms is not None:
+        return shards_sum_ms / min(nodes, cores)
     return shard_ms * max(math.ceil(SHARDS / nodes), math.ceil(SHARDS / cores))
 
 
-def star_bounds_ms(p, hosts, rate, packed, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0):
+def star_bounds_ms(p, hosts, rate, packed, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0,
+                   shards_sum_ms=None):
     """Root + M = hosts-1 nodes; every byte crosses the root's link: weights down (d per node),
     sums up (u per node). A node computes once its weights are whole; the root applies once
     every sum is in. Two bounds, by how the root's sending side is shared among the M weight
@@ -44,12 +50,17 @@ def star_bounds_ms(p, hosts, rate, packed, shard_ms, apply_ms, cores=CORES, alph
     m = hosts - 1
     d = 4 * p * OVERHEAD / rate * 1e3
     u = (RHO if packed else 1.0) * 8 * p * OVERHEAD / rate * 1e3
-    fair = m * d + compute_ms(shard_ms, m, cores) + m * u
-    c_node = shard_ms * math.ceil(SHARDS / m)  # staggered: no two nodes compute at once
+    fair = m * d + compute_ms(shard_ms, m, cores, shards_sum_ms) + m * u
+    # Staggered: no two nodes compute at once.
+    c_node = (shards_sum_ms / m if shards_sum_ms is not None else
+              shard_ms * math.ceil(SHARDS / m))
     done = 0.0
     for i in range(1, m + 1):
         done = max(done, i * d + c_node) + u
-    return fair + apply_ms + 2 * alpha_ms, done + apply_ms + 2 * alpha_ms
+    # The root is one thread: the CPU for every byte of its link adds to both.
+    cpu = m * (d + u) * rate / 1e3 * CPU_NS_PER_BYTE * 1e-6
+    fixed = apply_ms + cpu + 2 * alpha_ms
+    return fair + fixed, done + fixed
 
 
 def star_ms(*args, **kwargs):
@@ -66,7 +77,8 @@ def owner_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0):
     each node applies AdamW to 1/K of the parameters."""
     k = hosts - 1
     per_link = (k - 1) / k * (RHO * 8 * p + 4 * p) * OVERHEAD
-    return (compute_ms(shard_ms, k, cores) + per_link / rate * 1e3 + apply_ms / k +
+    cpu = 2 * per_link * CPU_NS_PER_BYTE * 1e-6  # each node sends and receives per_link
+    return (compute_ms(shard_ms, k, cores) + per_link / rate * 1e3 + cpu + apply_ms / k +
             2 * (k - 1) * alpha_ms)
 
 
@@ -84,10 +96,13 @@ def against_measurement(lines):
         if len(f) < 5 or f[1] not in MODELS or f[3] not in RATES:
             continue
         build, model, hosts, link, measured = f[0], f[1], int(f[2]), f[3], float(f[4])
+        # Tables with the runs' own shard times (bench/net-cluster.sh prints them after the
+        # rounds) use them: the machine is shared, and its load slows the compute.
+        shards_sum = float(f[6]) if len(f) >= 13 else None
         p, shard_ms, apply_ms = MODELS[model]
         args = (p, hosts, RATES[link], build != "before", shard_ms, apply_ms)
-        pred = star_ms(*args)
-        fair, one = star_bounds_ms(*args)
+        pred = star_ms(*args, shards_sum_ms=shards_sum)
+        fair, one = star_bounds_ms(*args, shards_sum_ms=shards_sum)
         err = (pred - measured) / measured
         worst = max(worst, abs(err))
         print(f"{build:8} {model:6} {hosts:5} {link:>8} {measured:9.1f} {pred:9.1f} "

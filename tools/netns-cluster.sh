@@ -16,7 +16,9 @@
 #       [--corpus data/kjv.txt] [-- extra cllm train options]
 #
 # Prints, on its last lines, `key value` pairs (a summary for scripts):
-#   hosts, rate, steps, step_ms_median (steps 2.., the first one warms up), root_tx_per_step,
+#   hosts, rate, steps, step_ms_median (steps 2.., the first one warms up), compute_ms_median
+#   (the step's shard times, compute + fold, summed over every shard: CPU the step needed, as
+#   slowed by whatever else runs on the machine), root_tx_per_step,
 #   root_rx_per_step, node_tx_per_step, node_rx_per_step (a node's link: the mean over nodes),
 #   and as the last line the root's own last line (`weights sha256 ...`).
 # Exit status: the root's (0 when the run ended well), 2 for bad arguments, 3 when the namespaces
@@ -127,9 +129,11 @@ shape() {  # namespace device
   done
 } || { echo "netns-cluster: could not make the namespaces" >&2; exit 3; }
 
-counters() {  # host -> "rx tx" bytes of its link
-  ns_exec "$(host_ns "$1")" cat /sys/class/net/eth0/statistics/rx_bytes \
-    /sys/class/net/eth0/statistics/tx_bytes | tr '\n' ' '
+# Every host's link at one moment, read in one process from the bridge's ends (h<i> receives
+# what host i sends): lines "host rx tx", as the host counts them.
+counters() {
+  ns_exec "$bridge_ns" sh -c 'for d in /sys/class/net/h*; do
+    echo "${d##*/h} $(cat "$d/statistics/tx_bytes") $(cat "$d/statistics/rx_bytes")"; done'
 }
 
 head -c 24 /dev/urandom | base64 > "$out/key.txt"
@@ -149,25 +153,26 @@ for _ in $(seq 1 400); do
   kill -0 "$root" 2> /dev/null || break
   sleep 0.05
 done
-for i in $(seq 1 $((hosts - 1))); do
-  ns_exec "$(host_ns "$i")" timeout "$limit" "$bin" node --join "$root_addr:$port" \
+start_node() {
+  ns_exec "$(host_ns "$1")" timeout "$limit" "$bin" node --join "$root_addr:$port" \
     --cluster-key "$out/key.txt" --spheres "$node_spheres" --threads "$node_spheres" \
-    --node-id "n$i" --reconnect-timeout 10 > "$out/node$i.out" 2> "$out/node$i.err" &
+    --node-id "n$1" --reconnect-timeout 10 > "$out/node$1.out" 2> "$out/node$1.err" &
   pids+=("$!")
-done
-
-# The join traffic (handshake, run settings, tokenizer) is not a step's: the counters are read
-# once every node has joined (the root then starts step 1) and again at the end.
-joined=0
+}
+# The join traffic (handshake, run settings, tokenizer) is not a step's. The root starts step 1
+# when the last node joins: every other node joins first, the counters are read, then the last
+# node starts (its join, a few KB, is counted with the steps).
+for i in $(seq 1 $((hosts - 2))); do start_node "$i"; done
 while kill -0 "$root" 2> /dev/null; do
   joined=$(cat "$out"/node*.err 2> /dev/null | grep -c "cllm node: joined" || true)
-  [ "$joined" -ge $((hosts - 1)) ] && break
+  [ "$joined" -ge $((hosts - 2)) ] && break
   sleep 0.02
 done
-for i in $(seq 0 $((hosts - 1))); do echo "$i $(counters "$i")"; done > "$out/counters.start"
+counters > "$out/counters.start"
+start_node $((hosts - 1))
 rc=0
 wait "$root" || rc=$?
-for i in $(seq 0 $((hosts - 1))); do echo "$i $(counters "$i")"; done > "$out/counters.end"
+counters > "$out/counters.end"
 for p in "${pids[@]:1}"; do wait "$p" 2> /dev/null || true; done
 if [ "$rc" != 0 ]; then
   echo "netns-cluster: the root ended with status $rc; its last lines:" >&2
@@ -187,11 +192,14 @@ n = len(rows)
 rx = {h: (e[h][0] - s[h][0]) / n for h in e}
 tx = {h: (e[h][1] - s[h][1]) / n for h in e}
 nodes = [h for h in e if h != 0]
-times = [r["step_ms"] for r in rows[1:]] or [r["step_ms"] for r in rows]
+timed = rows[1:] or rows
+times = [r["step_ms"] for r in timed]
+compute = [r.get("compute_ms", 0) + r.get("fold_ms", 0) for r in timed]
 print("hosts", hosts)
 print("rate", rate)
 print("steps", n)
 print("step_ms_median", f"{statistics.median(times):.1f}")
+print("compute_ms_median", f"{statistics.median(compute):.1f}")
 print("root_tx_per_step", int(tx[0]))
 print("root_rx_per_step", int(rx[0]))
 print("node_tx_per_step", int(sum(tx[h] for h in nodes) / len(nodes)))
