@@ -19,6 +19,8 @@ RHO = 0.575  # packed / raw bytes of a node's exact sum: tiny 0.571, small 0.581
 OVERHEAD = 1.05  # interface bytes per payload byte (TCP/IP, BASP): 1,013,762 / 964,608 for tiny
 CPU_NS_PER_BYTE = 1.1  # the root's CPU per byte of its link (serialising, copies, TCP): from the
 # loopback figure below in docs/cluster.md (10.1 MB per step in 11-12 ms of network time)
+CODEC_NS = 1.6  # packing or unpacking, per value: small's 842,496 values pack in 1.3-1.4 ms and
+# unpack in 1.3 ms (/tmp timing loop over real sums, best of 20)
 SHARDS = 8  # shards per step: --batch 16 / --micro-batch 2, the defaults
 CORES = 2  # the namespaces share one 2-core machine: at most 2 shards compute at once
 MODELS = {  # parameters, ms per shard on one thread (compute + fold), ms of the root's apply
@@ -57,9 +59,11 @@ def star_bounds_ms(p, hosts, rate, packed, shard_ms, apply_ms, cores=CORES, alph
     done = 0.0
     for i in range(1, m + 1):
         done = max(done, i * d + c_node) + u
-    # The root is one thread: the CPU for every byte of its link adds to both.
+    # The root is one thread: the CPU for every byte of its link adds to both, and so does
+    # unpacking every node's sum (a node's packing: once, in parallel with the others').
     cpu = m * (d + u) * rate / 1e3 * CPU_NS_PER_BYTE * 1e-6
-    fixed = apply_ms + cpu + 2 * alpha_ms
+    codec = (m + 1) * p * CODEC_NS * 1e-6 if packed else 0.0
+    fixed = apply_ms + cpu + codec + 2 * alpha_ms
     return fair + fixed, done + fixed
 
 
@@ -78,7 +82,9 @@ def owner_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0):
     k = hosts - 1
     per_link = (k - 1) / k * (RHO * 8 * p + 4 * p) * OVERHEAD
     cpu = 2 * per_link * CPU_NS_PER_BYTE * 1e-6  # each node sends and receives per_link
-    return (compute_ms(shard_ms, k, cores) + per_link / rate * 1e3 + cpu + apply_ms / k +
+    # Every hop of the reduce-scatter unpacks, adds and packs again its slice.
+    codec = (k - 1) / k * p * 2 * CODEC_NS * 1e-6
+    return (compute_ms(shard_ms, k, cores) + per_link / rate * 1e3 + cpu + codec + apply_ms / k +
             2 * (k - 1) * alpha_ms)
 
 
@@ -98,7 +104,10 @@ def against_measurement(lines):
         build, model, hosts, link, measured = f[0], f[1], int(f[2]), f[3], float(f[4])
         # Tables with the runs' own shard times (bench/net-cluster.sh prints them after the
         # rounds) use them: the machine is shared, and its load slows the compute.
-        shards_sum = float(f[6]) if len(f) >= 13 else None
+        try:  # (older tables have no such column)
+            shards_sum = float(f[6]) if "/" in f[5] or f[5].replace(".", "").isdigit() else None
+        except ValueError:
+            shards_sum = None
         p, shard_ms, apply_ms = MODELS[model]
         args = (p, hosts, RATES[link], build != "before", shard_ms, apply_ms)
         pred = star_ms(*args, shards_sum_ms=shards_sum)
@@ -114,25 +123,30 @@ def gpt2():
     # GPT-2 small: 124,439,808 parameters (tied embedding). A shard is one sequence of 1024
     # tokens, ~6 P T + 12 L T^2 d = 8.8e11 FLOP; at the 70 GFLOP/s a core of this machine
     # reaches in the step (docs/performance.md) that is 12.6 s. Each node is assumed to have as
-    # many cores as it gets shards (compute 12.6 s whatever the node count).
+    # many cores as it gets shards (compute 12.6 s whatever the node count). The times below
+    # are the communication on top of it, by the same functions as the measured points.
     p = 124_439_808
     shard_s = (6 * p * 1024 + 12 * 12 * 1024**2 * 768) / 70e9
     print(f"GPT-2 124M: P = {p:,}; compute per step {shard_s:.1f} s (one sequence per core)")
-    print(f"{'link':>7} {'hosts':>5} {'star raw s':>10} {'star packed s':>13} {'owners s':>9} "
-          f"{'float ring s':>12} {'root link GB':>12} {'owner link GB':>13}")
+    print(f"{'link':>7} {'nodes':>5} {'star raw':>9} {'star packed':>11} {'owners':>7} "
+          f"{'float ring':>10} {'root link GB':>12} {'node link GB':>12} {'owner link GB':>13}")
+    big = 10**9  # cores: compute is left out (shard_ms 0)
     for link, alpha in (("1gbit", 0.2), ("10gbit", 0.05)):
         r = RATES[link]
-        for hosts in (2, 4, 8, 16):
-            k = hosts - 1
-            net = lambda packed: star_ms(p, hosts, r, packed, 0, 0, cores=10**9, alpha_ms=alpha)
-            own = owner_ms(p, hosts, r, 0, 0, cores=10**9, alpha_ms=alpha)
-            ring = float_ring_bytes(p, k) * OVERHEAD / r * 1e3 + 2 * (k - 1) * alpha
-            root_gb = k * (4 + RHO * 8) * p * OVERHEAD / 1e9
-            own_gb = 2 * (k - 1) / k * (RHO * 8 + 4) * p * OVERHEAD / 1e9  # both directions
-            print(f"{link:>7} {hosts:5} {net(False) / 1e3:10.1f} {net(True) / 1e3:13.1f} "
-                  f"{own / 1e3:9.2f} {ring / 1e3:12.2f} {root_gb:12.2f} {own_gb:13.2f}")
-    print("(network time per step, on top of the compute; alpha = 0.2 ms per message at 1 Gbit/s,"
-          " 0.05 ms at 10 Gbit/s)")
+        for k in (1, 3, 7, 15):
+            hosts = k + 1
+            star_raw = star_ms(p, hosts, r, False, 0, 0, cores=big, alpha_ms=alpha) / 1e3
+            star_packed = star_ms(p, hosts, r, True, 0, 0, cores=big, alpha_ms=alpha) / 1e3
+            owners = owner_ms(p, hosts, r, 0, 0, cores=big, alpha_ms=alpha) / 1e3
+            ring_bytes = float_ring_bytes(p, k) * OVERHEAD
+            ring = (ring_bytes / r + 2 * ring_bytes * CPU_NS_PER_BYTE * 1e-9 +
+                    2 * (k - 1) * alpha / 1e3)
+            node_gb = (4 + RHO * 8) * p * OVERHEAD / 1e9
+            own_gb = 2 * (k - 1) / k * (RHO * 8 + 4) * p * OVERHEAD / 1e9  # sent + received
+            print(f"{link:>7} {k:5} {star_raw:8.1f}s {star_packed:10.1f}s {owners:6.2f}s "
+                  f"{ring:9.2f}s {k * node_gb:12.2f} {node_gb:12.2f} {own_gb:13.2f}")
+    print("(communication per step on top of the compute; alpha = 0.2 ms per message at 1 Gbit/s,"
+          " 0.05 ms at 10 Gbit/s; link GB: sent + received per step, packed sums)")
 
 
 if __name__ == "__main__":
