@@ -6,8 +6,8 @@
 // the small ones have few bits at all. So each block of kSumPackBlock values is stored as its
 // common number of trailing zero bits z, then zigzag(v >> z) of each value in the block's
 // bit width w (the widest value's). Measured on real partial sums of `tiny` and `small`
-// (docs/cluster.md): 54-58 % of the raw 8 bytes per value (zigzag + varint per value: 94-101 %;
-// the same per block with varints: 63-67 %; larger blocks: slightly worse).
+// (docs/cluster.md): 53-58 % of the raw 8 bytes per value (zigzag + varint per value: 94-102 %;
+// the same per block with varints: 62-67 %; larger blocks: slightly worse).
 //
 // Layout, per block (the last one shorter; the value count is known to both sides): one byte z
 // (0..63), one byte w (0..64; w = 0 means every value is 0, and then z = 0), then the block's
