@@ -53,6 +53,28 @@ got=$(tail -1 "$work/net.txt")
 [ "$(grep -c "joined" "$work/net/root.err")" = 3 ] || fail "not every node joined"
 steps=$(awk '$1 == "steps" {print $2}' "$work/net.txt")
 [ "$steps" = 4 ] || fail "the run did $steps steps, not 4"
+# What crossed the links: the sums came up packed (raw they are twice the weights that went
+# down), the root's link carried the three nodes' traffic, and the counters saw at least every
+# byte the root's run counted (a late first reading would miss some).
+python3 - "$work/net/run/summary.json" "$work/net.txt" <<'PY' || fail "the bytes on the links"
+import json, sys
+s = json.load(open(sys.argv[1]))
+v = dict(l.split()[:2] for l in open(sys.argv[2]) if len(l.split()) == 2)
+steps = int(v["steps"])
+up, down = s["bytes_received"], s["bytes_sent"]
+root = int(v["root_tx_per_step"]) + int(v["root_rx_per_step"])
+node = int(v["node_tx_per_step"]) + int(v["node_rx_per_step"])
+print(f"sums up {up} B, weights and windows down {down} B; root link {root} B/step, "
+      f"node link {node} B/step")
+ok = True
+if not up < 1.6 * down:
+    print("the sums were not packed: up / down =", up / down); ok = False
+if not 2.4 * node < root < 3.6 * node:
+    print("the root's link did not carry three nodes' traffic"); ok = False
+if not int(v["root_rx_per_step"]) * steps >= up or not int(v["root_tx_per_step"]) * steps >= down:
+    print("the interface counters saw less than the run sent"); ok = False
+sys.exit(0 if ok else 1)
+PY
 
 # A run whose root refuses its settings: the harness fails, and its namespaces are gone.
 rc=0
