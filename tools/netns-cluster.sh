@@ -99,7 +99,7 @@ trap 'exit 130' INT TERM
 burst=$(python3 - "$rate" <<'PY'
 import re, sys
 m = re.fullmatch(r"([0-9.]+)([kmg]?)bit", sys.argv[1])
-if not m: sys.exit("bad rate")
+if not m or float(m.group(1)) <= 0: sys.exit("bad rate")
 bits = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)]
 print(max(32768, int(bits / 8 * 0.00025)))
 PY
@@ -110,24 +110,27 @@ shape() {  # namespace device
   ns_exec "$1" tc qdisc add dev "$2" root tbf rate "$rate" burst "$burst" latency 500ms
 }
 
-{
-  ip netns add "$bridge_ns" && made+=("$bridge_ns")
-  ns_exec "$bridge_ns" ip link add br0 type bridge
-  ns_exec "$bridge_ns" ip link set br0 up
-  for i in $(seq 0 $((hosts - 1))); do
-    ns=$(host_ns "$i")
-    ip netns add "$ns" && made+=("$ns")
-    # Both ends are made inside their namespaces: nothing appears in the machine's own.
-    ip link add eth0 netns "$ns" type veth peer name "h$i" netns "$bridge_ns"
-    ns_exec "$bridge_ns" ip link set "h$i" master br0
-    ns_exec "$bridge_ns" ip link set "h$i" up
-    ns_exec "$ns" ip addr add "$net.$((i + 1))/24" dev eth0
-    ns_exec "$ns" ip link set lo up
-    ns_exec "$ns" ip link set eth0 up
-    shape "$ns" eth0           # the host's sending side
-    shape "$bridge_ns" "h$i"   # its receiving side
-  done
-} || { echo "netns-cluster: could not make the namespaces" >&2; exit 3; }
+must() {  # a step of making the network; a failure ends the run (the trap removes what was made)
+  "$@" || { echo "netns-cluster: could not make the namespaces: '$*' failed" >&2; exit 3; }
+}
+must ip netns add "$bridge_ns"
+made+=("$bridge_ns")
+must ns_exec "$bridge_ns" ip link add br0 type bridge
+must ns_exec "$bridge_ns" ip link set br0 up
+for i in $(seq 0 $((hosts - 1))); do
+  ns=$(host_ns "$i")
+  must ip netns add "$ns"
+  made+=("$ns")
+  # Both ends are made inside their namespaces: nothing appears in the machine's own.
+  must ip link add eth0 netns "$ns" type veth peer name "h$i" netns "$bridge_ns"
+  must ns_exec "$bridge_ns" ip link set "h$i" master br0
+  must ns_exec "$bridge_ns" ip link set "h$i" up
+  must ns_exec "$ns" ip addr add "$net.$((i + 1))/24" dev eth0
+  must ns_exec "$ns" ip link set lo up
+  must ns_exec "$ns" ip link set eth0 up
+  must shape "$ns" eth0         # the host's sending side
+  must shape "$bridge_ns" "h$i" # its receiving side
+done
 
 # Every host's link at one moment, read in one process from the bridge's ends (h<i> receives
 # what host i sends): lines "host rx tx", as the host counts them.
