@@ -96,7 +96,7 @@ trap 'exit 130' INT TERM
 # at faster rates. A bucket of several ms let a whole `tiny` weights message (482 KB) through at
 # memory speed at 1 Gbit/s, so the link looked faster than its rate; 32 KiB still holds a few
 # full-size segments, so the link reaches its rate.
-burst=$(python3 - "$rate" <<'PY'
+burst=$(python3 - "$rate" 2> /dev/null <<'PY'
 import re, sys
 m = re.fullmatch(r"([0-9.]+)([kmg]?)bit", sys.argv[1])
 if not m or float(m.group(1)) <= 0: sys.exit("bad rate")
