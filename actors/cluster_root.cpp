@@ -24,8 +24,9 @@ struct PendingRequest {
   caf::response_promise rp;
   SteadyClock::time_point sent;
   int32_t shards = 0;        // asked for
-  std::vector<int64_t> sum;  // the partial sum, as its chunks arrive ...
-  PayloadAssembly pieces;    // ... checked here
+  std::vector<char> packed;  // the packed partial sum, as its chunks arrive ...
+  PayloadAssembly pieces;    // ... checked here (sized by the first chunk)
+  bool sized = false;
   bool have_result = false;
   NodeResult result;
   int64_t bytes_sent = 0, bytes_received = 0;
@@ -87,7 +88,6 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   st.pending = PendingRequest{};
   st.pending.request = w.request;
   st.pending.shards = int32_t(w.set.shards.size());
-  st.pending.pieces = sum_assembly(st.setup->run);
   st.pending.rp = self->make_response_promise();
   st.pending.sent = SteadyClock::now();
   st.pending.bytes_sent =
@@ -117,7 +117,12 @@ void maybe_deliver(link_pointer self) {
     return;
   }
   Partial out = std::move(p.result.partial);
-  out.grad.sum = std::move(p.sum);
+  if (const auto bad = unpack_partial_sum(st.setup->run, p.packed, out.grad.sum); !bad.empty()) {
+    p.rp.deliver(make_sphere_error(
+        sphere_errc::crashed,
+        caf::make_message(fmt::format("{} sent a malformed answer: {}", node_name(st), bad))));
+    return;
+  }
   // Time spent on the node's behalf beyond its own step: transfers and (de)serialisation.
   const double round_trip = ms_since(p.sent);
   out.timing.network_ms += std::max(0.0, round_trip - p.result.node_ms);
@@ -194,10 +199,14 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
         if (!from_node() || !self->state.has_pending || c.id != p.request) return;
         // A chunk that is not a piece of the sum this request expects is dropped (and the
         // answer, missing it, is refused as malformed).
+        if (!p.sized) {  // the packed size is the node's to say, within the model's bound
+          p.pieces = sum_assembly(self->state.setup->run, c.total);
+          p.sized = true;
+        }
         const int64_t at = p.pieces.place(c.total, c.index, c.bytes.size());
         if (at < 0) return;
-        if (p.sum.empty()) p.sum.resize(p.pieces.bytes() / sizeof(int64_t));
-        std::memcpy(reinterpret_cast<char*>(p.sum.data()) + at, c.bytes.data(), c.bytes.size());
+        if (p.packed.empty()) p.packed.resize(p.pieces.bytes());
+        std::memcpy(p.packed.data() + at, c.bytes.data(), c.bytes.size());
         p.bytes_received += int64_t(c.bytes.size());
       },
       [self, from_node](result_atom, NodeResult& r) {

@@ -14,6 +14,7 @@
 #include "src/cluster_auth.hpp"
 #include "src/fingerprint.hpp"
 #include "src/hmac.hpp"
+#include "src/sum_pack.hpp"
 
 namespace cllm {
 
@@ -185,11 +186,12 @@ void dial(agent_pointer self) {
 
 void send_result(agent_pointer self, NodeResult r, std::vector<int64_t> sum) {
   auto& st = self->state;
-  auto owner = std::make_shared<const std::vector<int64_t>>(std::move(sum));
-  // Pieces of the sum itself: the serializer copies straight from it.
-  auto chunks = Chunk::split(r.request, owner, owner->data(), owner->size() * sizeof(int64_t));
+  auto owner = std::make_shared<std::vector<char>>();
+  pack_sums(sum.data(), sum.size(), *owner);  // lossless: the root unpacks the same integers
+  // Pieces of the packed sum itself: the serializer copies straight from it.
+  auto chunks = Chunk::split(r.request, owner, owner->data(), owner->size());
   r.sum_chunks = int32_t(chunks.size());
-  r.sum_bytes = owner->size() * sizeof(int64_t);
+  r.sum_bytes = owner->size();
   r.node_ms = ms_since(st.work_since);
   for (auto& c : chunks) self->send(st.link, chunk_atom::value, std::move(c));
   self->send(st.link, result_atom::value, std::move(r));

@@ -225,17 +225,19 @@ void root_session(Reader& in) {
   uint8_t b = 0;
   if (!in.byte(b)) return;
   const int32_t shards = 1 + b % run().batch.shards();
-  PayloadAssembly pieces = sum_assembly(run());
-  std::vector<int64_t> sum;
+  PayloadAssembly pieces;
+  bool sized = false;
+  std::vector<char> packed;
   uint8_t tag = 0;
   for (int n = 0; n < 16 && in.byte(tag); ++n) {
     if (tag % 2 == 0) {
       Chunk c;
       if (!in.read(c)) return;
+      if (!sized) pieces = sum_assembly(run(), c.total), sized = true;
       const int64_t at = pieces.place(c.total, c.index, c.bytes.size());
       if (at < 0) continue;
-      if (sum.empty()) sum.resize(pieces.bytes() / sizeof(int64_t));
-      std::memcpy(reinterpret_cast<char*>(sum.data()) + at, c.bytes.data(), c.bytes.size());
+      if (packed.empty()) packed.resize(pieces.bytes());
+      std::memcpy(packed.data() + at, c.bytes.data(), c.bytes.size());
       continue;
     }
     NodeResult r;
@@ -246,7 +248,8 @@ void root_session(Reader& in) {
       trace("an error: " + r.error);
       return fuzz::check_message(r.error.c_str());
     }
-    r.partial.grad.sum = std::move(sum);
+    if (const auto bad = unpack_partial_sum(run(), packed, r.partial.grad.sum); !bad.empty())
+      return check_refusal(bad);
     return apply_answer(shards, r.partial);
   }
 }
@@ -288,7 +291,7 @@ void any_message(const uint8_t* data, size_t size) {
     check_refusal(work_problem(run(), -1, m.get_as<NodeWork>(1)));
   } else if (m.match_elements<result_atom, NodeResult>()) {
     NodeResult r = m.get_as<NodeResult>(1);
-    check_refusal(result_problem(run(), 1, sum_assembly(run()), r));
+    check_refusal(result_problem(run(), 1, sum_assembly(run(), r.sum_bytes), r));
   } else if (m.match_elements<JoinWelcome>()) {
     RunConfig r;
     check_refusal(welcome_problem(m.get_as<JoinWelcome>(0), r));

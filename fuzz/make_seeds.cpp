@@ -13,6 +13,7 @@
 #include "src/checkpoint.hpp"
 #include "src/params.hpp"
 #include "src/safetensors.hpp"
+#include "src/sum_pack.hpp"
 
 using namespace cllm;
 namespace fs = std::filesystem;
@@ -97,9 +98,9 @@ NodeWork cluster_work(const RunConfig& run, bool weights) {
   return w;
 }
 
-// The node's answer to it: the sum computed as a node computes it.
-std::pair<NodeResult, std::vector<int64_t>> cluster_answer(const RunConfig& run, const NodeWork& w,
-                                                           const AlignedVector<float>& weights) {
+// The node's answer to it: the sum computed as a node computes it, packed as a node sends it.
+std::pair<NodeResult, std::vector<char>> cluster_answer(const RunConfig& run, const NodeWork& w,
+                                                        const AlignedVector<float>& weights) {
   ShardWorker worker(run);
   NodeResult r;
   r.request = w.request;
@@ -109,10 +110,11 @@ std::pair<NodeResult, std::vector<int64_t>> cluster_answer(const RunConfig& run,
   r.partial.timing.compute_ms = 1.5, r.partial.timing.spheres = 2;
   r.partial.faults.restarts = 1;
   r.partial.faults.events.push_back(FaultEvent{FaultEvent::crashed, 1, 3, "injected crash"});
-  std::vector<int64_t> sum = std::move(r.partial.grad.sum);
+  std::vector<char> packed;
+  pack_sums(r.partial.grad.sum.data(), r.partial.grad.sum.size(), packed);
   r.partial.grad.sum.clear();
-  r.sum_chunks = 1, r.sum_bytes = sum.size() * sizeof(int64_t), r.node_ms = 2.5;
-  return {std::move(r), std::move(sum)};
+  r.sum_chunks = 1, r.sum_bytes = packed.size(), r.node_ms = 2.5;
+  return {std::move(r), std::move(packed)};
 }
 
 Chunk chunk_of(uint64_t id, const void* data, uint64_t bytes) {
@@ -147,7 +149,7 @@ void cluster_seeds(const fs::path& out) {
                                   .add(cluster_work(run, false))
                                   .str());
   auto [r, sum] = cluster_answer(run, w, weights);
-  const Chunk sc = chunk_of(7, sum.data(), sum.size() * sizeof(int64_t));
+  const Chunk sc = chunk_of(7, sum.data(), sum.size());
   write(dir / "root-session", Bytes(fuzz::kRootSession).tag(1).tag(0).add(sc).tag(1).add(r).str());
   NodeResult failed;
   failed.request = 7, failed.error = "node node-1: out of memory";
@@ -226,6 +228,18 @@ int main(int argc, char** argv) {
                                       13)},
                       {0, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n"}}));
   cluster_seeds(out);
+
+  // fuzz_sum_pack: a count and a packing of it (values of a grid: trailing zeros, both signs,
+  // an extreme), and a packing cut short.
+  {
+    const std::vector<int64_t> v = {0,       3 << 20, -(5 << 21),         INT64_MIN,
+                                    1 << 24, 0,       -(int64_t(1) << 20)};
+    std::vector<char> p;
+    pack_sums(v.data(), v.size(), p);
+    const std::string count{char(v.size()), 0};
+    write(out / "fuzz_sum_pack" / "values", count + std::string(p.begin(), p.end()));
+    write(out / "fuzz_sum_pack" / "cut", count + std::string(p.begin(), p.end() - 3));
+  }
   std::printf("seeds written to %s\n", out.c_str());
   return 0;
 }

@@ -16,9 +16,10 @@
 
 namespace cllm {
 
-constexpr int32_t kClusterProtocol = 1;
-// Every payload's size is known to its receiver (the run's model): a piece of anything else is
-// dropped (messages/cluster_checks.hpp).
+constexpr int32_t kClusterProtocol = 2;
+// Protocol 2: partial sums travel packed (src/sum_pack.hpp). Every payload's size is known to its
+// receiver or bounded by it (the run's model): a piece of anything else is dropped
+// (messages/cluster_checks.hpp).
 constexpr size_t kChunkBytes = size_t(4) << 20;
 
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
@@ -106,8 +107,9 @@ struct Chunk {
                                   uint64_t bytes);
 };
 
-// Node -> link: the answer to a request. The sum follows in `sum_chunks` chunks (grad.sum is
-// empty here); `error` is set when the node could not compute it.
+// Node -> link: the answer to a request. The sum, packed without loss (src/sum_pack.hpp: about
+// 55 % of its 8 bytes per parameter), comes first in `sum_chunks` chunks of `sum_bytes` in all
+// (grad.sum is empty here); `error` is set when the node could not compute it.
 struct NodeResult {
   uint64_t request = 0;
   Partial partial;

@@ -9,6 +9,7 @@
 #include "src/exact_sum.hpp"
 #include "src/params.hpp"
 #include "src/safe_text.hpp"
+#include "src/sum_pack.hpp"
 
 namespace cllm {
 
@@ -119,8 +120,16 @@ PayloadAssembly weights_assembly(const NodeWork& w) {
   return PayloadAssembly(w.weight_bytes, kChunkBytes);
 }
 
-PayloadAssembly sum_assembly(const RunConfig& run) {
-  return PayloadAssembly(ParamLayout(run.model).total() * sizeof(int64_t), kChunkBytes);
+PayloadAssembly sum_assembly(const RunConfig& run, uint64_t packed_bytes) {
+  if (packed_bytes == 0 || packed_bytes > packed_sums_bound(ParamLayout(run.model).total()))
+    return PayloadAssembly();
+  return PayloadAssembly(packed_bytes, kChunkBytes);
+}
+
+std::string unpack_partial_sum(const RunConfig& run, const std::vector<char>& packed,
+                               std::vector<int64_t>& sum) {
+  sum.resize(ParamLayout(run.model).total());
+  return unpack_sums(packed.data(), packed.size(), sum.data(), sum.size());
 }
 
 std::string result_problem(const RunConfig& run, int32_t shards, const PayloadAssembly& sum,
@@ -130,6 +139,7 @@ std::string result_problem(const RunConfig& run, int32_t shards, const PayloadAs
     return sum.received() == 0 ? "" : "an error with a partial sum";
   }
   const ExactGrad& g = r.partial.grad;
+  if (sum.bytes() == 0) return "a partial sum with chunks missing (none of a possible size came)";
   if (r.sum_bytes != sum.bytes() || r.sum_chunks < 0 || uint64_t(r.sum_chunks) != sum.pieces())
     return "a partial sum of the wrong size";
   if (!sum.complete()) return "a partial sum with chunks missing";

@@ -6,6 +6,7 @@
 // short phrase of plain ASCII (for one log line); none of them throws.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "messages/cluster.hpp"
 #include "src/fingerprint.hpp"
@@ -28,12 +29,18 @@ std::string work_problem(const RunConfig& run, int64_t held_version, const NodeW
 // Node: where the weights of an accepted request arrive.
 PayloadAssembly weights_assembly(const NodeWork& w);
 
-// Root: where the partial sum of a request for `run`'s shards arrives (its size is known).
-PayloadAssembly sum_assembly(const RunConfig& run);
+// Root: where the packed partial sum of a request for `run`'s shards arrives, sized by its first
+// chunk's `packed_bytes` when that is a size a packing of the model's sum can have (else an
+// assembly that takes no piece).
+PayloadAssembly sum_assembly(const RunConfig& run, uint64_t packed_bytes);
 // Root: a node's answer to a request for `shards` shards of `run`, its sum's chunks as they
 // arrived in `sum`. Texts that travel on (the error, the fault events' reasons) are made
 // printable in place.
 std::string result_problem(const RunConfig& run, int32_t shards, const PayloadAssembly& sum,
                            NodeResult& r);
+// Root: the packed sum of an answer that passed result_problem, unpacked into `sum` (the model's
+// size); "" or why the bytes are not a packing of it.
+std::string unpack_partial_sum(const RunConfig& run, const std::vector<char>& packed,
+                               std::vector<int64_t>& sum);
 
 }  // namespace cllm

@@ -10,6 +10,7 @@
 #include "actors/cluster_root.hpp"
 #include "messages/cluster.hpp"
 #include "src/cluster_auth.hpp"
+#include "src/sum_pack.hpp"
 #include "test_util.hpp"
 
 using namespace cllm;
@@ -74,7 +75,12 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
   TrainState state(run);
   auto assignment = std::make_shared<Assignment>();
   assignment->set.shards = {0, 1};
-  const std::vector<int64_t> sum(layout.total(), 0);
+  // A sum with values of all sizes (packed on the wire, it must come back bit for bit).
+  std::vector<int64_t> sum(layout.total(), 0);
+  for (size_t i = 0; i < sum.size(); ++i)
+    sum[i] = int64_t((i * 0x9E3779B97F4A7C15ull) >> (i % 61)) * (i % 3 ? 1 : -1);
+  std::vector<char> packed;
+  pack_sums(sum.data(), sum.size(), packed);
   // One step through the link; `answer` plays the node. Returns the step's error ("" if none).
   const auto step = [&](auto answer) {
     auto rh = parent->request(link, kWait, step_atom::value, state.next_work(), state.weights(),
@@ -86,10 +92,10 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
     r.partial.grad.shards = 2;
     r.partial.grad.tokens = 2 * int64_t(run.batch.micro_batch) * run.batch.context;
     // The chunks as a receiver holds them (in one process nothing is serialised).
-    auto chunks = Chunk::split(w.request, nullptr, sum.data(), sum.size() * sizeof(int64_t));
+    auto chunks = Chunk::split(w.request, nullptr, packed.data(), packed.size());
     for (Chunk& c : chunks) c.bytes.assign(c.data, c.data + c.size), c.data = nullptr, c.size = 0;
     r.sum_chunks = int32_t(chunks.size());
-    r.sum_bytes = sum.size() * sizeof(int64_t);
+    r.sum_bytes = packed.size();
     answer(r, chunks);
     for (auto& c : chunks) node->send(link, chunk_atom::value, std::move(c));
     node->send(link, result_atom::value, std::move(r));
@@ -104,7 +110,20 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
   // short, one missing: the sum has a hole, the answer is refused.
   CHECK(step([](NodeResult&, std::vector<Chunk>& c) { c.push_back(c.front()); }) == "");
   CHECK_THAT(step([](NodeResult&, std::vector<Chunk>& c) { c.front().total += 8; }),
-             Catch::Contains("malformed answer") && Catch::Contains("chunks missing"));
+             Catch::Contains("malformed answer") && Catch::Contains("wrong size"));
+  // A packed size beyond what the model's sum can take is refused before anything is kept.
+  CHECK_THAT(step([&](NodeResult& r, std::vector<Chunk>& c) {
+               r.sum_bytes = c.front().total = packed_sums_bound(sum.size()) + 1;
+             }),
+             Catch::Contains("malformed answer") && Catch::Contains("none of a possible size"));
+  // Whole, but not a packing of the model's sum: a width out of range, bytes left over.
+  CHECK_THAT(step([](NodeResult&, std::vector<Chunk>& c) { c.front().bytes[1] = char(65); }),
+             Catch::Contains("malformed answer") && Catch::Contains("out of range"));
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>& c) {
+               c.front().bytes.push_back(0);
+               ++c.front().total, ++r.sum_bytes;
+             }),
+             Catch::Contains("malformed answer") && Catch::Contains("left over"));
   CHECK_THAT(step([](NodeResult&, std::vector<Chunk>& c) { c.front().bytes.pop_back(); }),
              Catch::Contains("chunks missing"));
   CHECK_THAT(step([](NodeResult&, std::vector<Chunk>& c) { c.pop_back(); }),
