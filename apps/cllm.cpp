@@ -203,7 +203,7 @@ int cmd_train(const std::vector<std::string>& args) {
   if (s.resume) {
     if (s.run_dir.empty()) throw UsageError("--resume needs --run-dir (the run to continue)");
     folder.emplace(RunFolder::open(s.run_dir));
-    resume_from = folder->newest_valid_checkpoint(std::cerr);
+    resume_from = folder->checkpoint_to_resume(std::cerr);
     inherit_settings(s, recorded_settings(resume_from->run, folder->read_json("config.json")));
   }
   s.validate();

@@ -1,11 +1,11 @@
 #include "run/report.hpp"
 
-#include <unistd.h>
-
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
+
+#include "run/run_folder.hpp"
+#include "src/atomic_file.hpp"
 
 namespace cllm::run {
 
@@ -101,6 +101,14 @@ ReportResult write_report(const std::string& run_dir, const std::string& out_pat
     throw RunFolderError(fmt::format("there is no run folder '{}'", run_dir));
   if (!fs::is_directory(run_dir, ec))
     throw RunFolderError(fmt::format("'{}' is not a folder (give a run folder)", run_dir));
+  if (out_path.empty()) throw RunFolderError("option --out needs a file path, got ''");
+  if (const std::string why = unreadable_run_file(run_dir); !why.empty()) throw RunFolderError(why);
+  // Before anything is read: the page must never replace what it shows.
+  try {
+    refuse_output_over_inputs(out_path, run_files_read(run_dir), "--out");
+  } catch (const std::exception& e) {
+    throw RunFolderError(e.what());
+  }
   RunReader reader(run_dir);
   reader.refresh();
   if (!reader.looks_like_run())
@@ -117,21 +125,11 @@ ReportResult write_report(const std::string& run_dir, const std::string& out_pat
   res.rows = int64_t(reader.rows().size());
   for (const auto& n : view["notices"])
     if (n["level"] != "info") res.notices.push_back(n["text"].get<std::string>());
-
-  const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << page;
-    f.flush();
-    if (!f) {
-      fs::remove(tmp, ec);
-      throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
-    }
-  }
-  fs::rename(tmp, out_path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
+  // A folder, a missing folder, a read-only mount or a full disk: one line with the reason.
+  try {
+    write_file_atomic(out_path, page);
+  } catch (const FileError& e) {
+    throw RunFolderError(e.what());
   }
   return res;
 }

@@ -97,6 +97,7 @@ SessionResult already_complete(const Session& s, const TrainState& state) {
 nlohmann::json config_json(const Session& s, const nlohmann::json& settings) {
   return {{"settings", settings},
           {"run", s.run.to_json()},
+          {"tokenizer", tokenizer_record(s.tok.kind(), s.tok.serialize())},
           {"backend", s.backend.name()},
           {"spheres", s.backend.spheres()},
           {"corpus_files", s.corpus.files.size()},
