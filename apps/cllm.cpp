@@ -73,6 +73,8 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   if (s.listen.empty()) return c;
   const HostPort hp = parse_host_port(s.listen, "--listen", /*port_zero_ok=*/true);
   c.listen = true, c.host = hp.host, c.port = hp.port;
+  if (const std::string why = listen_problem(hp); !why.empty())
+    throw UsageError(fmt::format("--listen {}: cannot listen there: {}", s.listen, why));
   if (!s.cluster_key.empty()) c.key = read_cluster_key(s.cluster_key);
   if (c.key.empty() && !is_loopback(hp.host))
     throw UsageError(fmt::format(

@@ -176,6 +176,11 @@ void OptionTable::parse_config_text(const std::string& text, const std::string& 
     const auto eq = line.find('=');
     const std::string name = trim(line.substr(0, eq));
     const std::string key = "--" + name;
+    if (name.rfind("-", 0) == 0 && find("--" + name.substr(name.find_first_not_of('-'))))
+      throw fail(
+          fmt::format("write '{}' without the dashes: a config file names options as "
+                      "'steps = 3'",
+                      printable(name, 60)));
     const Opt* o = find(key);
     if (!o || key == "--config")
       throw fail(fmt::format("unknown option '{}'", printable(name, 60)));

@@ -188,8 +188,9 @@ void output(OptionTable& t, TrainSettings& s) {
           65535, Scope::output, "off");
   text(t, "--serve-host", "H", "address of --serve (anything but loopback lets others read it)",
        s.serve_host, Scope::output);
+  // Inherited by --resume: a run made with --sample-tokens 0 stays without a sample.
   integer(t, "--sample-tokens", "tokens generated at the end (0 = none)", s.sample_tokens, 0,
-          1 << 20, Scope::output);
+          1 << 20, Scope::cadence);
   text(t, "--prompt", "TEXT", "prompt of the final sample", s.prompt, Scope::output, "\"\"");
   real(t, "--temperature", "T", "sampling temperature (0 = greedy)", s.sampling.temperature,
        Scope::output);
@@ -381,6 +382,8 @@ void TrainSettings::validate() const {
     throw UsageError("--min-nodes and --cluster-key need --listen");
   if (!listen.empty() && sync != "actors")
     throw UsageError("--listen needs --sync actors (nodes join the sphere tree)");
+  if (!plan_nodes.empty() && !print_topology)
+    throw UsageError("--plan-nodes only plans (with --print-topology); it starts no nodes");
   if (resume && overwrite)
     throw UsageError(
         "give --resume (continue the run) or --overwrite (replace it with a new one), not both");

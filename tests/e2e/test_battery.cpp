@@ -464,6 +464,8 @@ std::vector<Case> config_cases() {
       bad("config: --config inside a config file", cfg("config = other.cfg\n"),
           {"unknown option 'config'"}),
       bad("config: nan", cfg("lr = nan  # comment\n"), {"line 1", "--lr"}),
+      bad("config: '--steps = 3' (the dashes; was 'unknown option')", cfg("--steps = 3\n"),
+          {"line 1", "without the dashes"}),
       bad("config: a byte-order mark, then an error on line 3",
           cfg("\xEF\xBB\xBF# comment\r\nsteps = 6\r\nwarmup = 6\r\n"), {"--warmup"}),
   };
@@ -771,6 +773,23 @@ std::vector<Case> cluster_option_cases() {
           train({"--connection-timeout", "3601"}), {"--connection-timeout", "at most 3600"}),
       bad("train --join-timeout 1e7 (limit not named)", train({"--join-timeout", "1e7"}),
           {"--join-timeout", "at most 1e+06"}),
+      bad("--plan-nodes without --print-topology (was ignored)", train({"--plan-nodes", "4"}),
+          {"--plan-nodes", "--print-topology"}),
+      bad("export to a mount that cannot be written (was exit 1)",
+          [](const fs::path& d) {
+            return Args{"export", copy_run(d).string(),     "--format", "gguf",
+                        "--out",  "/proc/cllm-battery.gguf"};
+          },
+          {"cannot export", "/proc/cllm-battery.gguf"}),
+      bad("--resume after the corpus changed in place (was 'made with other settings')",
+          [](const fs::path& d) {
+            write_file(d / "c.txt", english_corpus());
+            const Result r = run_in(d, quick_train((d / "run").string(), (d / "c.txt").string()));
+            if (r.code != 0) throw std::runtime_error("the case's run failed: " + r.err);
+            write_file(d / "c.txt", english_corpus() + "One more line.\n");
+            return resume_run(d / "run");
+          },
+          {"c.txt", "changed since checkpoint"}),
       bad("--resume --overwrite (--overwrite was ignored)",
           [](const fs::path& d) { return resume_run(copy_run(d), {"--overwrite"}); },
           {"--resume", "--overwrite", "not both"}),
@@ -781,6 +800,25 @@ std::vector<Case> cluster_option_cases() {
 struct HeldLock {
   int fd = -1;
   ~HeldLock() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// A listening socket on a free loopback port, as another program holds it.
+struct HeldPort {
+  int fd = -1, port = 0;
+  void take() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), n) != 0 || ::listen(fd, 1) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) != 0)
+      throw std::runtime_error("cannot hold a port");
+    port = ntohs(a.sin_port);
+  }
+  ~HeldPort() {
     if (fd >= 0) ::close(fd);
   }
 };
@@ -806,6 +844,14 @@ TEST_CASE("battery: bad input gets exit 2, one line, and leaves every file as it
                         return resume_run(run);
                       },
                       {"in use"}));
+  // A port held by another program: --listen says so (it read "tcp socket creation failed").
+  HeldPort port;
+  cases.push_back(bad("--listen on a port in use",
+                      [&port](const fs::path&) {
+                        port.take();
+                        return no_run_dir({"--listen", "127.0.0.1:" + std::to_string(port.port)});
+                      },
+                      {"in use", "--listen"}));
   REQUIRE(cases.size() >= 60);
   const auto outcomes = run_all(cases);
   check_outcomes(cases, outcomes);
@@ -932,6 +978,19 @@ TEST_CASE("battery: odd but valid input is accepted and recorded safely", "[e2e]
         const Result s =
             run_in(d, {"sample", "--checkpoint", ckpt(d / "run", 6).string(), "--tokens", "1"});
         CHECK(s.code == 0);
+      }));
+  cases.push_back(ok(
+      "--resume keeps a run's --sample-tokens 0 (it was forgotten: a sample was written)",
+      [](const fs::path& d) {
+        const Result r = run_in(d, in_run(d, {"--sample-tokens", "0", "--checkpoint-every", "3"}));
+        if (r.code != 0) throw std::runtime_error("the case's run failed: " + r.err);
+        fs::remove(ckpt(d / "run", 6));
+        return resume_run(d / "run");
+      },
+      [](const fs::path& d, const Result& r) {
+        CHECK(r.code == 0);
+        CHECK(!fs::exists(d / "run" / "sample.txt"));
+        CHECK(!contains(r.out, "--- sample"));
       }));
   cases.push_back(ok(
       "--resume of a finished run changes nothing",
