@@ -225,6 +225,7 @@ int cmd_train(const std::vector<std::string>& args) {
     check_memory(r, ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
                         .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
+  if (!folder) RunFolder::check_new(s.run_dir, s.overwrite);  // before waiting for nodes
   auto backend = make_backend(s, r, sampler, *tok);
   // Only now, with every input accepted, does a new run get its folder.
   if (!folder) folder.emplace(RunFolder::create(s.run_dir, s.overwrite));

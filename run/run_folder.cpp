@@ -77,20 +77,29 @@ void remove_stale_temporaries(const fs::path& ckdir) {
   }
 }
 
-// A new run never silently replaces what an earlier run left here.
-void clear_previous_run(const fs::path& dir, bool overwrite) {
+// The files an earlier run left in dir.
+std::vector<fs::path> previous_run_files(const fs::path& dir) {
   std::error_code ec;
   std::vector<fs::path> previous;
   for (const char* name : kRunFiles)
     if (fs::exists(dir / name, ec)) previous.push_back(dir / name);
   for (const auto& p : list_checkpoints((dir / "checkpoints").string())) previous.push_back(p);
-  if (previous.empty()) return;
-  if (!overwrite)
+  return previous;
+}
+
+// A new run never silently replaces what an earlier run left here.
+void refuse_previous_run(const fs::path& dir, const std::vector<fs::path>& previous) {
+  if (!previous.empty())
     throw ConfigError(fmt::format(
         "run folder '{}' holds a previous run ({}{}); continue it with --resume, choose another "
         "--run-dir, or pass --overwrite to replace it",
         dir.string(), previous.front().filename().string(),
         previous.size() > 1 ? fmt::format(" and {} more", previous.size() - 1) : ""));
+}
+
+void clear_previous_run(const fs::path& dir, bool overwrite) {
+  const std::vector<fs::path> previous = previous_run_files(dir);
+  if (!overwrite) refuse_previous_run(dir, previous);
   for (const auto& p : previous) {
     std::error_code rm;
     if (!fs::remove(p, rm) && rm)
@@ -183,6 +192,16 @@ RunFolder RunFolder::create(const std::string& dir_arg, bool overwrite) {
   make_folder(fs::path(dir) / "checkpoints");
   remove_stale_temporaries(fs::path(dir) / "checkpoints");
   return f;
+}
+
+void RunFolder::check_new(const std::string& dir, bool overwrite) {
+  if (dir.empty()) return;  // a new runs/<date-time>
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (st.type() == fs::file_type::not_found) return;
+  if (!fs::is_directory(st))
+    throw ConfigError(fmt::format("cannot create the run folder '{}': not a folder", dir));
+  if (!overwrite) refuse_previous_run(dir, previous_run_files(dir));
 }
 
 RunFolder RunFolder::open(const std::string& dir) {

@@ -36,6 +36,9 @@ class RunFolder {
   // A new run in `dir` (empty: a new runs/<date-time>). A folder holding a previous run's files
   // is refused (ConfigError) unless `overwrite`, which removes them first.
   static RunFolder create(const std::string& dir, bool overwrite);
+  // Refuses (ConfigError, as create would) a --run-dir that create would refuse, creating
+  // nothing: checked before a long wait (for --min-nodes), so nodes are not kept for nothing.
+  static void check_new(const std::string& dir, bool overwrite);
   // An existing run to resume: the folder and its checkpoints/ must exist. CheckpointError.
   static RunFolder open(const std::string& dir);
 

@@ -790,6 +790,12 @@ std::vector<Case> cluster_option_cases() {
             return resume_run(d / "run");
           },
           {"c.txt", "changed since checkpoint"}),
+      bad("--min-nodes into a folder with a previous run (refused only after the wait)",
+          [](const fs::path& d) {
+            copy_run(d);
+            return in_run(d, {"--listen", "127.0.0.1:0", "--min-nodes", "1"});
+          },
+          {"holds a previous run"}),
       bad("--resume --overwrite (--overwrite was ignored)",
           [](const fs::path& d) { return resume_run(copy_run(d), {"--overwrite"}); },
           {"--resume", "--overwrite", "not both"}),
