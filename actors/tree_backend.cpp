@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <caf/io/all.hpp>
 
+#include "actors/actor_system.hpp"
 #include "actors/cluster_root.hpp"
 #include "actors/coordinator.hpp"
 #include "src/clock.hpp"
@@ -53,22 +54,8 @@ std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSa
 }  // namespace
 
 TreeBackend::Config::Config(int threads, const ClusterOptions& cluster) {
-  register_messages(*this);
-  set("scheduler.max-threads", threads);
-  // A step's work reaches a sibling worker by stealing. CAF's defaults let an idle worker try
-  // only every 5th poll with 50 us sleeps (then 10 ms sleeps once relaxed), which delayed the
-  // start of sphere 1's work by 0.3-0.5 ms each step (measured). Poll more eagerly.
-  set("work-stealing.moderate-steal-interval", 1);
-  set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(20)});
-  set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(200)});
-  if (cluster.listen) {
-    load<caf::io::middleman>();
-    // Off by default in CAF 0.17: without them a frozen peer is never noticed.
-    set("middleman.heartbeat-interval",
-        caf::timespan{std::chrono::milliseconds(cluster.heartbeat_ms)});
-    set("middleman.connection-timeout",
-        caf::timespan{std::chrono::milliseconds(int64_t(cluster.connection_timeout_s * 1000))});
-  }
+  configure_actor_system(
+      *this, {threads, cluster.listen, cluster.heartbeat_ms, cluster.connection_timeout_s});
 }
 
 TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, const TreeOptions& opt)

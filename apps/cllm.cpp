@@ -74,6 +74,8 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   if (s.listen.empty()) return c;
   const HostPort hp = parse_host_port(s.listen, "--listen", /*port_zero_ok=*/true);
   c.listen = true, c.host = hp.host, c.port = hp.port;
+  if (const std::string why = listen_problem(hp); !why.empty())
+    throw UsageError(fmt::format("--listen {}: cannot listen there: {}", s.listen, why));
   if (!s.cluster_key.empty()) c.key = read_cluster_key(s.cluster_key);
   if (c.key.empty() && !is_loopback(hp.host))
     throw UsageError(fmt::format(
@@ -204,7 +206,7 @@ int cmd_train(const std::vector<std::string>& args) {
   if (s.resume) {
     if (s.run_dir.empty()) throw UsageError("--resume needs --run-dir (the run to continue)");
     folder.emplace(RunFolder::open(s.run_dir));
-    resume_from = folder->newest_valid_checkpoint(std::cerr);
+    resume_from = folder->checkpoint_to_resume(std::cerr);
     inherit_settings(s, recorded_settings(resume_from->run, folder->read_json("config.json")));
   }
   s.validate();
@@ -224,6 +226,7 @@ int cmd_train(const std::vector<std::string>& args) {
     check_memory(r, ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
                         .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
+  if (!folder) RunFolder::check_new(s.run_dir, s.overwrite);  // before waiting for nodes
   auto backend = make_backend(s, r, sampler, *tok);
   // Only now, with every input accepted, does a new run get its folder.
   if (!folder) folder.emplace(RunFolder::create(s.run_dir, s.overwrite));

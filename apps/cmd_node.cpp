@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <iostream>
 
@@ -10,12 +12,15 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include "actors/actor_system.hpp"
 #include "actors/node_agent.hpp"
 #include "messages/messages.hpp"
 #include "run/net_address.hpp"
 #include "run/options.hpp"
+#include "run/settings.hpp"
 #include "run/sysinfo.hpp"
 #include "src/cluster_auth.hpp"
+#include "src/safe_text.hpp"
 #include "src/train_loop.hpp"
 
 namespace cllm {
@@ -29,6 +34,8 @@ void on_node_signal(int sig) {
   if (g_node_stop) g_node_stop->request();
 }
 
+constexpr size_t kMaxNodeIdChars = 64;
+
 struct NodeArgs {
   std::string join, key_file;
   int heartbeat_ms = 500;
@@ -38,45 +45,37 @@ struct NodeArgs {
 };
 
 cli::OptionTable node_options(NodeArgs& a) {
-  using cli::to_double;
-  using cli::to_int;
   cli::OptionTable t;
   t.add("--join", "HOST:PORT", "the root to join (cllm train --listen)", "",
         [&a](const std::string& v) { a.join = v; });
-  t.add("--cluster-key", "FILE", "the cluster's shared secret (the root's file)", "none",
-        [&a](const std::string& v) { a.key_file = v; });
-  t.add("--spheres", "N", "spheres of this node", std::to_string(a.opt.spheres) + " (cores)",
-        [&a](const std::string& v) { a.opt.spheres = int(to_int("--spheres", v, 1, 1000000)); });
-  t.add("--fanout", "N", "children per sphere", "12",
-        [&a](const std::string& v) { a.opt.fanout = int(to_int("--fanout", v, 1, 1000000)); });
-  t.add("--threads", "N", "CAF scheduler threads", std::to_string(a.opt.threads) + " (cores)",
-        [&a](const std::string& v) { a.opt.threads = int(to_int("--threads", v, 1, 4096)); });
-  t.add("--placement", "KIND", "bfs or leaves (see cllm train --help)", "bfs",
-        [&a](const std::string& v) { a.opt.placement = parse_placement(v); });
+  // The subtree and its links: the same declarations (and limits) as cllm train's.
+  sphere_options(t, a.opt.spheres, a.opt.fanout, a.opt.threads, a.opt.placement, 1,
+                 "spheres of this node");
+  link_options(t, a.key_file, a.heartbeat_ms, a.connection_timeout);
   t.add("--node-id", "ID", "this node's name in the cluster (unique)", "HOST-PID",
-        [&a](const std::string& v) { a.opt.node_id = v; });
+        [&a](const std::string& v) {
+          // Checked here, not first at the root: it appears in the root's lines and files.
+          const bool ok_chars = std::all_of(v.begin(), v.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+          });
+          if (v.empty() || v.size() > kMaxNodeIdChars || !ok_chars)
+            throw cli::UsageError(fmt::format(
+                "option --node-id takes 1 to {} letters, digits, '-', '_' or '.', got '{}'",
+                kMaxNodeIdChars, printable(v, 80)));
+          a.opt.node_id = v;
+        });
   t.add("--reconnect-timeout", "SECONDS", "keep dialing a root that went away this long", "300",
         [&a](const std::string& v) {
-          a.opt.reconnect_timeout_s = to_double("--reconnect-timeout", v);
+          a.opt.reconnect_timeout_s = cli::to_double("--reconnect-timeout", v);
         });
-  t.add("--heartbeat-ms", "N", "network heartbeat interval", "500", [&a](const std::string& v) {
-    a.heartbeat_ms = int(to_int("--heartbeat-ms", v, 10, 60000));
-  });
-  t.add(
-      "--connection-timeout", "SECONDS", "a peer silent this long is lost", "5",
-      [&a](const std::string& v) { a.connection_timeout = to_double("--connection-timeout", v); });
   t.add("--help,-h", "", "show this help", "", [&a](const std::string&) { a.help = true; });
   return t;
 }
 
+// The root's actor system configuration (actors/actor_system.hpp), with the network on.
 struct NodeConfig : caf::actor_system_config {
-  NodeConfig(const NodeArgs& a) {
-    register_messages(*this);
-    load<caf::io::middleman>();
-    set("scheduler.max-threads", a.opt.threads);
-    set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds(a.heartbeat_ms)});
-    set("middleman.connection-timeout",
-        caf::timespan{std::chrono::milliseconds(int64_t(a.connection_timeout * 1000))});
+  explicit NodeConfig(const NodeArgs& a) {
+    configure_actor_system(*this, {a.opt.threads, true, a.heartbeat_ms, a.connection_timeout});
   }
 };
 
@@ -137,8 +136,11 @@ int cmd_node(const std::vector<std::string>& args) {
   const HostPort hp = parse_host_port(a.join, "--join", /*port_zero_ok=*/false);
   a.opt.host = hp.host, a.opt.port = hp.port;
   if (!a.key_file.empty()) a.opt.key = read_cluster_key(a.key_file);
-  if (!(a.opt.reconnect_timeout_s >= 0) || !(a.connection_timeout > 0))
-    throw cli::UsageError("--reconnect-timeout and --connection-timeout must be positive");
+  if (!(a.opt.reconnect_timeout_s >= 0 && a.opt.reconnect_timeout_s <= kMaxJoinTimeoutS))
+    throw cli::UsageError(
+        fmt::format("option --reconnect-timeout must be at least 0 and at most "
+                    "{:g} seconds, got {}",
+                    kMaxJoinTimeoutS, a.opt.reconnect_timeout_s));
   a.opt.node_host = host_name();
   if (a.opt.node_id.empty()) a.opt.node_id = fmt::format("{}-{}", a.opt.node_host, ::getpid());
   // A test-only stand-in for a machine whose numerics differ (see src/fingerprint.hpp).

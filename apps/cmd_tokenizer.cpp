@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "run/options.hpp"
+#include "run/run_folder.hpp"
+#include "src/atomic_file.hpp"
 #include "src/bpe.hpp"
 #include "src/checkpoint.hpp"
 #include "src/config.hpp"
@@ -65,23 +67,13 @@ void write_stdout(const std::string& s) {
     throw std::runtime_error("cannot write standard output");
 }
 
-// Writes `text` to path through a temporary name (no half-written file on failure).
+// Writes `text` to path through a temporary name (src/atomic_file.hpp: no half-written file on
+// failure, links written through, devices refused); a failure is one line and exit 2.
 void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw ConfigError(fmt::format("cannot write '{}'", path));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw ConfigError(fmt::format("cannot write '{}': {}", path, ec.message()));
+  try {
+    write_file_atomic(path, text);
+  } catch (const FileError& e) {
+    throw ConfigError(e.what());
   }
 }
 
@@ -119,6 +111,7 @@ int tokenizer_train(const std::vector<std::string>& args) {
   if (!(val_fraction >= 0 && val_fraction <= 0.5))
     throw UsageError(
         fmt::format("option --val-fraction must be in [0, 0.5], got {}", val_fraction));
+  refuse_output_over_inputs(out, {corpus}, "--out");  // before anything is read or written
   const CorpusText text = read_corpus(corpus);
   const BpeTokenizer tok = train_with_progress(training_text(text, val_fraction), vocab, std::cout);
   write_atomically(out, tok.to_json(2) + "\n");

@@ -49,6 +49,19 @@ void real(OptionTable& t, const std::string& names, const std::string& arg, cons
       });
 }
 
+// A number in (lo, hi]: the limit is named in the error (1e300 seconds overflowed the timers).
+void bounded(OptionTable& t, const std::string& names, const std::string& arg,
+             const std::string& help, double& dst, double lo, double hi, Scope scope) {
+  const std::string name = cli::split(names, ',').front();
+  t.add(names, arg, help, shortest(dst), [&dst, name, lo, hi](const std::string& v) {
+     const double x = cli::to_double(name, v);
+     if (!(x > lo && x <= hi))
+       throw UsageError(fmt::format("option {} must be more than {:g} and at most {:g}, got {}",
+                                    name, lo, hi, printable(v, 40)));
+     dst = x;
+   }).record(scope, [&dst] { return nlohmann::json(dst); });
+}
+
 void text(OptionTable& t, const std::string& names, const std::string& arg, const std::string& help,
           std::string& dst, Scope scope, const std::string& shown = "") {
   t.add(names, arg, help, shown.empty() ? dst : shown, [&dst](const std::string& v) {
@@ -135,22 +148,9 @@ void spheres(OptionTable& t, TrainSettings& s) {
   t.section("Spheres");
   choice(t, "--sync", "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.sync,
          {"actors", "mutex", "barrier"}, Scope::placement);
-  integer(t, "--spheres",
-          "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: the "
-          "nodes compute",
-          s.spheres, 0, 1000000, Scope::placement, std::to_string(s.spheres) + " (cores)");
-  integer(t, "--fanout", "children per sphere", s.fanout, 1, 1000000, Scope::placement);
-  t.add("--placement", "KIND",
-        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
-        "leaves of every subtree)",
-        placement_name(s.placement),
-        [&s](const std::string& v) { s.placement = parse_placement(v); })
-      .record(Scope::placement, [&s] { return nlohmann::json(placement_name(s.placement)); });
-  // At most 8 per core: idle CAF workers poll for work, and every worker must take its turn to
-  // stop at shutdown, so thousands of threads on a few cores ran for minutes (256 threads took
-  // 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
-  integer(t, "--threads", "CAF scheduler threads, at most 8 per core", s.threads, 1,
-          8 * detected_cores(), Scope::placement, std::to_string(s.threads) + " (cores)");
+  sphere_options(t, s.spheres, s.fanout, s.threads, s.placement, 0,
+                 "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: "
+                 "the nodes compute");
   flag(t, "--print-topology", "print the sphere tree and the shard placement, and exit",
        s.print_topology);
 }
@@ -161,17 +161,12 @@ void cluster(OptionTable& t, TrainSettings& s) {
        "accept nodes on this address (port 0: any free one, printed); off loopback it needs "
        "--cluster-key",
        s.listen, Scope::placement, "off");
-  text(t, "--cluster-key", "FILE", "the cluster's shared secret (a private file, 16+ bytes)",
-       s.cluster_key, Scope::placement, "none");
   integer(t, "--min-nodes", "nodes to wait for before step 1", s.min_nodes, 0, 100000,
           Scope::placement);
-  real(t, "--join-timeout", "SECONDS",
-       "how long to wait for --min-nodes, and for a node when none is left", s.join_timeout,
-       Scope::placement);
-  integer(t, "--heartbeat-ms", "network heartbeat interval", s.heartbeat_ms, 10, 60000,
-          Scope::placement);
-  real(t, "--connection-timeout", "SECONDS", "a peer silent this long is lost",
-       s.connection_timeout, Scope::placement);
+  bounded(t, "--join-timeout", "SECONDS",
+          "how long to wait for --min-nodes, and for a node when none is left", s.join_timeout, 0,
+          kMaxJoinTimeoutS, Scope::placement);
+  link_options(t, s.cluster_key, s.heartbeat_ms, s.connection_timeout);
   t.add("--plan-nodes", "LIST",
         "with --print-topology: nodes of these thread counts (e.g. 16,4) join the deal", "",
         [&s](const std::string& v) { s.plan_nodes = v; });
@@ -196,8 +191,9 @@ void output(OptionTable& t, TrainSettings& s) {
           65535, Scope::output, "off");
   text(t, "--serve-host", "H", "address of --serve (anything but loopback lets others read it)",
        s.serve_host, Scope::output);
+  // Inherited by --resume: a run made with --sample-tokens 0 stays without a sample.
   integer(t, "--sample-tokens", "tokens generated at the end (0 = none)", s.sample_tokens, 0,
-          1 << 20, Scope::output);
+          1 << 20, Scope::cadence);
   text(t, "--prompt", "TEXT", "prompt of the final sample", s.prompt, Scope::output, "\"\"");
   real(t, "--temperature", "T", "sampling temperature (0 = greedy)", s.sampling.temperature,
        Scope::output);
@@ -246,6 +242,39 @@ void faults(OptionTable& t, TrainSettings& s) {
 }
 
 }  // namespace
+
+void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Placement& placement,
+                    int min_spheres, const std::string& spheres_help) {
+  integer(t, "--spheres", spheres_help, spheres, min_spheres, 1000000, Scope::placement,
+          std::to_string(spheres) + " (cores)");
+  integer(t, "--fanout", "children per sphere", fanout, 1, 1000000, Scope::placement);
+  t.add("--placement", "KIND",
+        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
+        "leaves of every subtree)",
+        placement_name(placement),
+        [&placement](const std::string& v) { placement = parse_placement(v); })
+      .record(Scope::placement, [&placement] { return nlohmann::json(placement_name(placement)); });
+  // At most 8 per core: idle CAF workers poll for work, and every worker must take its turn to
+  // stop at shutdown, so thousands of threads on a few cores ran for minutes (256 threads took
+  // 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
+  integer(t, "--threads", "CAF scheduler threads, at most 8 per core", threads, 1,
+          8 * detected_cores(), Scope::placement, std::to_string(threads) + " (cores)");
+}
+
+void link_options(OptionTable& t, std::string& cluster_key, int& heartbeat_ms,
+                  double& connection_timeout) {
+  t.add("--cluster-key", "FILE", "the cluster's shared secret (a private file, 16+ bytes)", "none",
+        [&cluster_key](const std::string& v) {
+          // An empty name must not quietly mean "no key".
+          if (v.empty()) throw UsageError("option --cluster-key needs a key file, got ''");
+          cluster_key = v;
+        })
+      .record(Scope::placement, [&cluster_key] { return nlohmann::json(cluster_key); });
+  integer(t, "--heartbeat-ms", "network heartbeat interval", heartbeat_ms, 10, 60000,
+          Scope::placement);
+  bounded(t, "--connection-timeout", "SECONDS", "a peer silent this long is lost",
+          connection_timeout, 0, kMaxConnectionTimeoutS, Scope::placement);
+}
 
 #ifndef CLLM_DEFAULT_CORPUS
 #define CLLM_DEFAULT_CORPUS "data/kjv.txt"
@@ -356,9 +385,11 @@ void TrainSettings::validate() const {
     throw UsageError("--min-nodes and --cluster-key need --listen");
   if (!listen.empty() && sync != "actors")
     throw UsageError("--listen needs --sync actors (nodes join the sphere tree)");
-  if (!(join_timeout > 0 && join_timeout <= 1e6) ||
-      !(connection_timeout > 0 && connection_timeout <= 3600))
-    throw UsageError("--join-timeout and --connection-timeout must be positive");
+  if (!plan_nodes.empty() && !print_topology)
+    throw UsageError("--plan-nodes only plans (with --print-topology); it starts no nodes");
+  if (resume && overwrite)
+    throw UsageError(
+        "give --resume (continue the run) or --overwrite (replace it with a new one), not both");
 }
 
 RunConfig TrainSettings::shape() const {

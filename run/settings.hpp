@@ -78,6 +78,19 @@ struct TrainSettings {
   std::set<std::string> given;  // options set on the command line or in a config file
 };
 
+// Limits of the cluster's timeouts, in seconds.
+constexpr double kMaxJoinTimeoutS = 1e6;
+constexpr double kMaxConnectionTimeoutS = 3600;
+
+// The options of a subtree of spheres (--spheres, --fanout, --placement, --threads) and of its
+// network links (--cluster-key, --heartbeat-ms, --connection-timeout): `cllm train` and `cllm
+// node` both bind them here, one declaration each, so that their limits cannot diverge.
+// `min_spheres`: 0 for the root (its nodes may do all the work), 1 for a node.
+void sphere_options(cli::OptionTable& t, int& spheres, int& fanout, int& threads,
+                    Placement& placement, int min_spheres, const std::string& spheres_help);
+void link_options(cli::OptionTable& t, std::string& cluster_key, int& heartbeat_ms,
+                  double& connection_timeout);
+
 // The built-in default corpus: $CLLM_DEFAULT_CORPUS, else the one the build names.
 std::string default_corpus_path();
 
