@@ -29,6 +29,7 @@
 #include "src/atomic_file.hpp"
 #include "src/checkpoint.hpp"
 #include "src/cluster_auth.hpp"
+#include "src/cluster_guard.hpp"
 #include "src/corpus.hpp"
 #include "src/generate.hpp"
 #include "src/pool_backends.hpp"
@@ -89,18 +90,35 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   return c;
 }
 
+// `guard`: with a cluster key, the guard in front of the actor system's port (it must outlive the
+// backend, whose end is told to the nodes through it).
 std::unique_ptr<Backend> make_backend(const TrainSettings& s, const RunConfig& r,
-                                      const WindowSampler& sampler, const Tokenizer& tok) {
+                                      const WindowSampler& sampler, const Tokenizer& tok,
+                                      std::unique_ptr<ClusterGuard>& guard) {
   if (s.sync != "actors") return make_pool_backend(s.sync, r, sampler, s.spheres);
   TreeOptions tree;
   tree.spheres = s.spheres, tree.fanout = s.fanout, tree.placement = s.placement;
   tree.threads = s.threads, tree.faults = s.faults, tree.policy = s.policy;
   tree.cluster = cluster_options(s, tok);
+  // With a key, CAF listens on loopback only and the guard on --listen: no unproven byte reaches
+  // BASP (src/cluster_guard.hpp).
+  const std::string host = tree.cluster.host;
+  const uint16_t port = tree.cluster.port;
+  if (!tree.cluster.key.empty()) tree.cluster.host = "127.0.0.1", tree.cluster.port = 0;
   auto backend = std::make_unique<TreeBackend>(r, sampler, tree);
   if (tree.cluster.listen) {
-    std::cout << fmt::format("listening for nodes on {}:{}\n", tree.cluster.host,
-                             backend->listening_port())
-              << std::flush;
+    uint16_t shown = backend->listening_port();
+    if (!tree.cluster.key.empty()) {
+      try {
+        guard = std::make_unique<ClusterGuard>(
+            host, port, tree.cluster.key, backend->listening_port(),
+            [](const std::string& line) { std::fprintf(stderr, "cllm: %s\n", line.c_str()); });
+      } catch (const std::runtime_error& e) {
+        throw UsageError(fmt::format("--listen {}: {}", s.listen, e.what()));
+      }
+      shown = guard->port();
+    }
+    std::cout << fmt::format("listening for nodes on {}:{}\n", host, shown) << std::flush;
     if (s.min_nodes > 0) backend->wait_for_nodes(s.min_nodes, s.join_timeout, std::cout);
   }
   return backend;
@@ -227,7 +245,8 @@ int cmd_train(const std::vector<std::string>& args) {
                         .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
   if (!folder) RunFolder::check_new(s.run_dir, s.overwrite);  // before waiting for nodes
-  auto backend = make_backend(s, r, sampler, *tok);
+  std::unique_ptr<ClusterGuard> guard;  // before the backend: destroyed after it
+  auto backend = make_backend(s, r, sampler, *tok, guard);
   // Only now, with every input accepted, does a new run get its folder.
   if (!folder) folder.emplace(RunFolder::create(s.run_dir, s.overwrite));
   print_header(s, r, corpus);

@@ -20,6 +20,7 @@
 #include "run/settings.hpp"
 #include "run/sysinfo.hpp"
 #include "src/cluster_auth.hpp"
+#include "src/cluster_guard.hpp"
 #include "src/safe_text.hpp"
 #include "src/train_loop.hpp"
 
@@ -86,7 +87,8 @@ std::string host_name() {
 }
 
 // Waits for the agent to end (asking it to leave on SIGINT/SIGTERM); returns the exit code.
-int run_agent(caf::actor_system& sys, const NodeOptions& opt) {
+// `dialer`: the root's guard turned this node away (no key, another key): exit 2 at once.
+int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer& dialer) {
   StopToken stop;
   g_node_stop = &stop;
   std::signal(SIGINT, on_node_signal);
@@ -97,12 +99,20 @@ int run_agent(caf::actor_system& sys, const NodeOptions& opt) {
     auto agent = spawn_node_agent(sys, opt);
     self->monitor(agent);
     bool done = false, asked = false;
+    std::string refused;
     while (!done) {
       self->receive([&](caf::down_msg& dm) { reason = dm.reason, done = true; },
                     caf::after(std::chrono::milliseconds(100)) >>
                         [&] {
                           if (stop.requested() && !asked) request_leave(agent), asked = true;
+                          if (refused.empty() && !(refused = dialer.refusal()).empty())
+                            self->send_exit(agent, caf::exit_reason::kill);
                         });
+    }
+    if (!refused.empty()) {
+      g_node_stop = nullptr;
+      std::cerr << "cllm node: " << refused << std::endl;
+      return 2;
     }
   }
   g_node_stop = nullptr;
@@ -146,12 +156,17 @@ int cmd_node(const std::vector<std::string>& args) {
   // A test-only stand-in for a machine whose numerics differ (see src/fingerprint.hpp).
   a.opt.perturb_probe = std::getenv("CLLM_TEST_PERTURB_PROBE") != nullptr;
   Topology(a.opt.spheres, a.opt.fanout);  // validates the shape before dialing
+  // The node dials the root through a local relay that answers the root's guard (see
+  // src/cluster_guard.hpp); a root without a guard is relayed as it is.
+  const std::string root = fmt::format("{}:{}", a.opt.host, a.opt.port);
+  GuardDialer dialer(a.opt.host, a.opt.port, a.opt.key);
+  a.opt.host = "127.0.0.1", a.opt.port = dialer.port();
   NodeConfig cfg(a);
   caf::actor_system sys{cfg};
-  std::cout << fmt::format("cllm node: {} spheres, fan-out {}, {} threads; dialing {}:{}\n",
-                           a.opt.spheres, a.opt.fanout, a.opt.threads, a.opt.host, a.opt.port)
+  std::cout << fmt::format("cllm node: {} spheres, fan-out {}, {} threads; dialing {}\n",
+                           a.opt.spheres, a.opt.fanout, a.opt.threads, root)
             << std::flush;
-  return run_agent(sys, a.opt);
+  return run_agent(sys, a.opt, dialer);
 }
 
 }  // namespace cllm

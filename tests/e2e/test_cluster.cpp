@@ -6,7 +6,10 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <vector>
 
 #include "cli_util.hpp"
 
@@ -367,4 +370,106 @@ TEST_CASE("cluster: bad cluster settings get one line and exit 2", "[e2e][cluste
     CHECK(r.code == 3);
     CHECK(contains(r.err, "giving up"));
   }
+}
+
+namespace {
+
+// A process's peak resident memory (VmHWM) in kB; 0 when unknown.
+long peak_rss_kb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+  return 0;
+}
+
+// Reads one BASP frame (32-byte header, then the payload it announces) from fd.
+std::string read_frame(int fd) {
+  std::string frame;
+  char buf[4096];
+  size_t want = 32;
+  while (frame.size() < want) {
+    const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - frame.size()), 0);
+    if (n <= 0) throw std::runtime_error("the connection ended inside a BASP frame");
+    frame.append(buf, size_t(n));
+    if (want == 32 && frame.size() == 32) {
+      uint32_t len = 0;
+      for (int i = 0; i < 4; ++i) len = len << 8 | uint8_t(frame[size_t(4 + i)]);
+      want += len;
+    }
+  }
+  return frame;
+}
+
+// A real node's BASP client handshake, as a peer that completed CAF's handshake would send it:
+// recorded between a node and a root without a key (no guard there).
+std::string recorded_client_handshake(const TempDir& tmp) {
+  Background r0(cluster_train(tmp / "r0") + kNet +
+                Args{"--spheres", "1", "--listen", "127.0.0.1:0", "--min-nodes", "1",
+                     "--join-timeout", "60"});
+  const std::string root_port = wait_for_port(r0);
+  const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  REQUIRE(::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(ls, 1) == 0);
+  ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len);
+  Background node(node_args(std::to_string(ntohs(a.sin_port)), 1));
+  const int from_node = ::accept(ls, nullptr, nullptr);
+  ::close(ls);
+  REQUIRE(from_node >= 0);
+  const int to_root = send_raw(root_port, "", true);
+  const std::string server_hs = read_frame(to_root);
+  REQUIRE(::send(from_node, server_hs.data(), server_hs.size(), MSG_NOSIGNAL) ==
+          ssize_t(server_hs.size()));
+  const std::string client_hs = read_frame(from_node);
+  ::close(from_node), ::close(to_root);
+  return client_hs;
+}
+
+}  // namespace
+
+// Issue 19: a peer that completed CAF's BASP handshake (no key needed for that) and then sent one
+// 32-byte header claiming a 4 GiB payload grew the root by gigabytes (about 1 GB within 2 s,
+// measured with one such peer). With a key, a guard answers first and reads nothing but a 64-byte
+// proof before BASP: the handshake is that proof, wrong, and the peer is cut off.
+TEST_CASE("cluster: 100 peers claiming 4 GiB payloads before the key cost the root little",
+          "[e2e][cluster]") {
+  TempDir tmp;
+  const std::string handshake = recorded_client_handshake(tmp);
+  const std::string key = key_file(tmp, "key", "0123456789abcdef0123456789abcdef");
+  const std::string dir = tmp / "run";
+  Background root(cluster_train(dir) + kNet +
+                  Args{"--spheres", "1", "--listen", "127.0.0.1:0", "--cluster-key", key,
+                       "--min-nodes", "1", "--join-timeout", "120"});
+  const std::string port = wait_for_port(root);
+  REQUIRE(!port.empty());
+  const long before_kb = peak_rss_kb(root.pid());
+  REQUIRE(before_kb > 0);
+  const std::string claim = basp_header(2, 0xffffffffu, 0) + std::string(32, '\xa5');
+  std::vector<int> peers;
+  for (int i = 0; i < 100; ++i) peers.push_back(send_raw(port, handshake + claim, true));
+  int closed = 0;
+  for (const int fd : peers) {
+    const timeval limit{60, 0};  // only a guard against a hang
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    char buf[256];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+    }
+    // Closed: an orderly end, or a reset (the root left the rest of the bytes unread).
+    closed += n == 0 || (n < 0 && errno == ECONNRESET) ? 1 : 0;
+    ::close(fd);
+  }
+  CHECK(closed == 100);  // every one was cut off
+  const long after_kb = peak_rss_kb(root.pid());
+  INFO("peak RSS before " << before_kb << " kB, after " << after_kb << " kB");
+  CHECK(after_kb - before_kb < 50 * 1024);
+  // The run goes on with a node that has the key, to the one-process weights.
+  Background good(node_args(port, 1, {"--cluster-key", key}));
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 60);
+  CHECK(good.wait(kNodeLimitS).code == 0);
 }
