@@ -28,6 +28,7 @@ struct Model<Scalar>::Impl {
   ParamLayout layout;
   int max_b, T;
   int d, V, H, hd, L;
+  int Vp;  // rows of the LM head: V and the padding, whose logits never reach the softmax
   int64_t max_n;
 
   // Activations saved by the forward pass for the backward pass, one set per layer. Column-major,
@@ -73,6 +74,7 @@ struct Model<Scalar>::Impl {
     if (t < 1 || t > c.context)
       throw std::invalid_argument("seq_len must be in [1, context]: got " + std::to_string(t));
     d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers;
+    Vp = c.padded_vocab();
     max_n = int64_t(mb) * t;
     // Every size comes from the one table (model_workspace), which memory estimates read too.
     const ModelWorkspace ws = model_workspace(c, mb, t);
@@ -159,12 +161,16 @@ struct Model<Scalar>::Impl {
       xn = xm;
       Ops::linear_forward_add(param(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn, bf16);
     }
-    MapM xf = mat(x_final, d, N), lf = mat(lnf, d, N), lg = mat(logits, V, N);
+    MapM xf = mat(x_final, d, N), lf = mat(lnf, d, N), lg = mat(logits, Vp, N);
     Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
                            meanf.data(), rstdf.data());
-    Ops::product(Op::T, Op::N, param(P, layout.wte, d, V), lf, lg, false, nullptr, Causal::none,
+    Ops::product(Op::T, Op::N, param(P, layout.wte, d, Vp), lf, lg, false, nullptr, Causal::none,
                  bf16);
-    return Ops::cross_entropy(lg, targets.data(), for_backward);
+    if (Vp == V) return Ops::cross_entropy(lg, targets.data(), for_backward);
+    // Padded vocabulary: the softmax runs over the V real rows; the padding gets no gradient.
+    const double loss = Ops::cross_entropy(lg.topRows(V), targets.data(), for_backward);
+    if (for_backward) lg.bottomRows(Vp - V).setZero();
+    return loss;
   }
 
   void backward(const Scalar* P, Scalar* G) {
@@ -184,12 +190,12 @@ struct Model<Scalar>::Impl {
     std::fill(G + end, G + layout.total(), Scalar(0));
     auto grad_mat = [&](size_t off, int rows, int cols) { return MapM(G + off, rows, cols); };
     auto grad_vec = [&](size_t off, int n) { return MapV(G + off, n); };
-    MapM lg = mat(logits, V, N), lf = mat(lnf, d, N), dresid = mat(grad_resid, d, N),
+    MapM lg = mat(logits, Vp, N), lf = mat(lnf, d, N), dresid = mat(grad_resid, d, N),
          dln = mat(grad_ln_out, d, N);
-    // Tied LM head: logits = wte^T lnf.
-    Ops::product(Op::N, Op::T, lf, lg, grad_mat(layout.wte, d, V), false, nullptr, Causal::none,
+    // Tied LM head: logits = wte^T lnf (over the padded rows too: their dlogits are zero).
+    Ops::product(Op::N, Op::T, lf, lg, grad_mat(layout.wte, d, Vp), false, nullptr, Causal::none,
                  bf16);
-    Ops::product(Op::N, Op::N, param(P, layout.wte, d, V), lg, dln, false, nullptr, Causal::none,
+    Ops::product(Op::N, Op::N, param(P, layout.wte, d, Vp), lg, dln, false, nullptr, Causal::none,
                  bf16);
     Ops::layernorm_backward(mat(x_final, d, N), CMapV(P + layout.lnf_w, d), meanf.data(),
                             rstdf.data(), dln, grad_vec(layout.lnf_w, d), grad_vec(layout.lnf_b, d),
@@ -248,7 +254,7 @@ struct Model<Scalar>::Impl {
 };
 
 ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_len) {
-  const size_t d = size_t(cfg.d_model), V = size_t(cfg.vocab), H = size_t(cfg.n_heads);
+  const size_t d = size_t(cfg.d_model), V = size_t(cfg.padded_vocab()), H = size_t(cfg.n_heads);
   const size_t B = size_t(std::max(0, max_batch)), T = size_t(std::max(0, seq_len)), N = B * T;
   ModelWorkspace w;
   w.layers = size_t(std::max(0, cfg.n_layers));
@@ -428,7 +434,8 @@ struct Decoder<Scalar>::Impl {
       Ops::gelu_forward(hv, actv);
       linear(pl ? &pl->fc2 : nullptr, W(o.fc2_w, d, 4 * d), P + o.fc2_b, actv, xv, true);
     }
-    // Only the last token's logits are needed.
+    // Only the last token's logits are needed, and only the V real ones (the padded rows of wte
+    // are left out: sampling never sees them).
     auto last = xv.block(0, n - 1, d, 1);
     MapM lf(ln.data(), d, 1);
     Ops::layernorm_forward(last, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,

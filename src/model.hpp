@@ -64,7 +64,8 @@ class Model {
   // Forward only: the loss sum. Logits stay available through logits() afterwards.
   double forward(const Scalar* params, const int32_t* tokens, int batch);
 
-  // Logits of the last forward(): vocab x (batch*seq_len), column n = token n (row-major batch).
+  // Logits of the last forward(): padded_vocab() x (batch*seq_len), column n = token n (row-major
+  // batch); rows past vocab are the padding's, outside the softmax.
   // After forward_backward() the buffer holds dLoss/dlogits instead (it is reused in place).
   const Scalar* logits() const;
 
@@ -98,7 +99,8 @@ class Decoder {
 
   void reset();          // forget the cache
   int position() const;  // tokens consumed so far (< config().context)
-  // Consumes `token` at position(); returns the vocab logits for the next token.
+  // Consumes `token` at position(); returns the vocab logits for the next token (the real
+  // vocabulary only, never the padding's rows).
   const Scalar* step(const Scalar* params, int32_t token);
   // The same through `packed` (float only; built from the same params): another summation order,
   // and with bf16 weights other logits (within bfloat16 rounding).
