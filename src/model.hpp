@@ -23,8 +23,11 @@ namespace cllm {
 struct ModelWorkspace {
   size_t layers = 0;
   // Per layer, saved by the forward pass for the backward pass.
-  size_t x_in = 0, ln1 = 0, mean1 = 0, rstd1 = 0, qkv = 0, probs = 0, att_y = 0, x_mid = 0;
-  size_t ln2 = 0, mean2 = 0, rstd2 = 0, fc_pre = 0, fc_act = 0;
+  size_t x_in = 0, mean1 = 0, rstd1 = 0, qkv = 0, att_y = 0, x_mid = 0;
+  size_t mean2 = 0, rstd2 = 0, fc_pre = 0;
+  // Once, shared by the layers and recomputed by the backward pass (exactly): a LayerNorm's
+  // output, the GELU output, one sequence's and head's attention weights.
+  size_t ln_out = 0, fc_act = 0, probs = 0;
   // Once: the final LayerNorm and logits, the backward pass's scratch.
   size_t x_final = 0, lnf = 0, meanf = 0, rstdf = 0, logits = 0;
   size_t grad_resid = 0, grad_ln_out = 0, grad_hidden = 0, grad_qkv = 0, grad_att = 0;
