@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <unistd.h>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
@@ -68,14 +69,23 @@ RunMemory run_memory(const RunConfig& r) {
 void check_memory(const RunConfig& r, int computing_spheres) {
   const double avail = available_memory_bytes();
   if (avail <= 0) return;  // unknown: do not guess
-  const double per = run_memory(r).per_sphere;
-  const double need = run_memory(r).total(computing_spheres);
-  if (need > 0.9 * avail)
-    throw ConfigError(fmt::format(
-        "this run needs about {:.1f} GiB ({} computing spheres x {:.0f} MiB of workspace) but only "
-        "{:.1f} GiB of memory are available; use fewer --spheres, a smaller --micro-batch or a "
-        "smaller model",
-        need / 1073741824.0, computing_spheres, per / 1048576.0, avail / 1073741824.0));
+  const RunMemory mem = run_memory(r);
+  const double need = mem.total(computing_spheres);
+  if (need <= 0.9 * avail) return;
+  // What would fit: fewer computing spheres, else a smaller micro-batch, else a smaller model.
+  const int fit = int(std::floor((0.9 * avail - mem.shared) / mem.per_sphere));
+  std::string hint;
+  if (fit >= 1 && fit < computing_spheres) {
+    hint = fmt::format("--spheres {} would fit ({} computing spheres)", fit, fit);
+  } else {
+    hint = r.batch.micro_batch > 1 ? "use a smaller --micro-batch or a smaller model"
+                                   : "use a smaller model (or a machine with more memory)";
+  }
+  throw ConfigError(fmt::format(
+      "this run needs about {:.1f} GiB ({} computing spheres x {:.0f} MiB of workspace) but only "
+      "{:.1f} GiB of memory are available; {}",
+      need / 1073741824.0, computing_spheres, mem.per_sphere / 1048576.0, avail / 1073741824.0,
+      hint));
 }
 
 // --listen: where nodes dial, and the key they must prove. Listening where other machines can

@@ -718,6 +718,16 @@ TEST_CASE("gpt2 presets: GPT-2's tokenizer or a line saying how to get it; the m
                              "--micro-batch", "1", "--print-topology"});
   CHECK(contains(m.out, "354823168 parameters"));
 
+  // A run that cannot fit in memory is refused before it starts (206 G parameters here).
+  const Result huge = run_cllm({"train", "--corpus", corpus_file(), "--run-dir", tmp / "huge",
+                                "--d-model", "8192", "--layers", "256", "--heads", "64",
+                                "--context", "4096", "--batch", "2", "--micro-batch", "1"});
+  INFO(huge.err);
+  CHECK(huge.code == 2);
+  CHECK(huge.err_lines().size() == 1);
+  CHECK(contains(huge.err, "GiB of memory are available; use a smaller model"));
+  CHECK(!fs::exists(tmp / "huge"));
+
   // A model on GPT-2's tokenizer trains (the tiny shape, so that it is quick).
   const Result t = run_cllm(quick_train(tmp / "tiny") + Args{"--tokenizer", tj});
   INFO(t.out << t.err);
