@@ -223,6 +223,11 @@ SessionResult run_session(const Session& s, const std::optional<Checkpoint>& res
   if (resume_from) {
     restore(state, *resume_from, s.tok, settings, s.err);
     if (state.step() >= s.run.steps) return already_complete(s, state);
+  } else if (s.init_weights) {
+    if (s.init_weights->size() != state.layout().total())
+      throw ConfigError("the starting weights do not fit the run's model");
+    const AlignedVector<float> zeros(s.init_weights->size(), 0.0f);
+    state.restore(0, s.init_weights->data(), zeros.data(), zeros.data(), {});
   }
   s.folder.write("config.json", config_json(s, settings).dump(2) + "\n");
   auto evaluator = make_evaluator(s);

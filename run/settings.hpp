@@ -27,6 +27,7 @@ struct TrainSettings {
   // Model: a preset, and sizes that override it (0 = the preset's)
   std::string model = "small";
   int d_model = 0, layers = 0, heads = 0, context = 0;
+  std::string init_from;  // a Hugging Face GPT-2 folder whose weights the run starts from
   // Training
   int64_t steps = 2000;
   double epochs = 0;  // > 0: steps from the corpus size instead

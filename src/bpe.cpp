@@ -841,6 +841,50 @@ BpeTokenizer BpeTokenizer::from_json(const std::string& json_text) {
   return t;
 }
 
+BpeTokenizer BpeTokenizer::from_gpt2_files(const std::string& encoder_json,
+                                           const std::string& merges_text) {
+  nlohmann::json vocab;
+  try {
+    vocab = nlohmann::json::parse(encoder_json);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(fmt::format("encoder.json: not valid JSON ({})", e.what()));
+  }
+  if (!vocab.is_object()) throw ConfigError("encoder.json: not a JSON object of token -> id");
+  nlohmann::json merges = nlohmann::json::array();
+  size_t line_no = 0;
+  for (size_t at = 0; at < merges_text.size();) {
+    size_t end = merges_text.find('\n', at);
+    if (end == std::string::npos) end = merges_text.size();
+    std::string line = merges_text.substr(at, end - at);
+    at = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
+    const size_t sp = line.find(' ');
+    if (sp == 0 || sp == std::string::npos || sp + 1 == line.size() ||
+        line.find(' ', sp + 1) != std::string::npos)
+      throw ConfigError(
+          fmt::format("merges file, line {}: not two tokens separated by one space", line_no));
+    merges.push_back(std::move(line));
+  }
+  if (merges.empty()) throw ConfigError("merges file: no merges (is it GPT-2's vocab.bpe?)");
+  const nlohmann::json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+  const nlohmann::json j = {
+      {"pre_tokenizer", byte_level},
+      {"decoder", byte_level},
+      {"model", {{"type", "BPE"}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)}}}};
+  try {
+    return from_json(j.dump());
+  } catch (const ConfigError& e) {
+    // from_json names tokenizer.json; here the problem is in the GPT-2 files.
+    std::string what = e.what();
+    const std::string prefix = "tokenizer.json: ";
+    if (what.rfind(prefix, 0) == 0) what = what.substr(prefix.size());
+    throw ConfigError("GPT-2 tokenizer files: " + what);
+  }
+}
+
 BpeTokenizer as_byte_level_bpe(const Tokenizer& tok) {
   if (tok.kind() == "byte") return BpeTokenizer::bytes_only();
   if (const auto* b = dynamic_cast<const BpeTokenizer*>(&tok)) return *b;

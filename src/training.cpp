@@ -55,12 +55,7 @@ void RunConfig::validate() const {
 }
 
 nlohmann::json RunConfig::to_json() const {
-  return {{"model",
-           {{"vocab", model.vocab},
-            {"d_model", model.d_model},
-            {"n_layers", model.n_layers},
-            {"n_heads", model.n_heads},
-            {"context", model.context}}},
+  return {{"model", model_json(model)},
           {"batch", batch.batch},
           {"micro_batch", batch.micro_batch},
           {"context", batch.context},
@@ -86,6 +81,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     c.model.vocab = m.at("vocab"), c.model.d_model = m.at("d_model");
     c.model.n_layers = m.at("n_layers"), c.model.n_heads = m.at("n_heads");
     c.model.context = m.at("context");
+    c.model.vocab_padded = m.value("vocab_padded", 0);
     c.batch.batch = j.at("batch"), c.batch.micro_batch = j.at("micro_batch");
     c.batch.context = j.at("context");
     c.optim.lr = j.at("lr"), c.optim.min_lr = j.at("min_lr"), c.optim.warmup = j.at("warmup");
