@@ -125,7 +125,7 @@ TreeBackend::~TreeBackend() {
   sys_.reset();
 }
 
-ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+const StepSums& TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
   if (gave_up_) throw BackendFailure("the sphere tree gave up earlier");
   const auto t0 = SteadyClock::now();
   Partial result;
@@ -151,7 +151,9 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
   faults_ = std::move(result.faults);
   membership_ = result.members;
   deadline_.record_step(ms_since(t0));
-  return std::move(result.grad);
+  sums_.resize(1);
+  sums_[0] = std::move(result.grad);
+  return sums_;
 }
 
 Membership TreeBackend::query_membership() {

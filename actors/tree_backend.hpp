@@ -44,7 +44,7 @@ class TreeBackend final : public Backend {
 
   std::string name() const override { return "actors"; }
   int spheres() const override { return membership_.spheres; }
-  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
+  const StepSums& run_step(const StepWork& work, const WeightsRef& weights) override;
   StepTiming last_timing() const override { return timing_; }
   FaultCounts last_faults() const override { return faults_; }
   Membership last_membership() const override { return membership_; }
@@ -75,6 +75,7 @@ class TreeBackend final : public Backend {
   // One blocking actor for the loop's requests, alive as long as the tree (creating one per
   // step costs a registration each time). Destroyed before the system shuts down.
   std::unique_ptr<caf::scoped_actor> self_;
+  StepSums sums_;
   StepTiming timing_;
   FaultCounts faults_;
   Membership membership_;

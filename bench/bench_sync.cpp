@@ -163,11 +163,11 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
     for (;;) {
       const StepWork w = st.next_work();
       const auto tb = Clock::now();
-      const ExactGrad total = backend->run_step(w, st.weights());
+      const StepSums& total = backend->run_step(w, st.weights());
       s_wall += ms_between(tb, Clock::now());
       const StepTiming tm = backend->last_timing();
       s_compute += tm.compute_ms, s_fold += tm.fold_ms, s_reduce += tm.reduce_ms;
-      const StepOutcome out = st.apply(total, w);
+      const StepOutcome out = st.apply(total, w, backend->slice_runner());
       if (out.kind == StepOutcome::redo) {
         if (timed) ++r.redos;
         continue;
