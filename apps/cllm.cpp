@@ -56,7 +56,9 @@ void on_signal(int sig) {
 void check_memory(const RunConfig& r, int computing_spheres) {
   const double avail = available_memory_bytes();
   if (avail <= 0) return;  // unknown: do not guess
-  const double per = double(ShardWorker::memory_bytes(r));
+  // (Counting a whole int64 sum per sphere too, as a node's spheres and barrier-pool threads
+  // hold one; the root's own spheres do not, so this errs on the safe side there.)
+  const double per = double(ShardWorker::memory_bytes(r) + ShardWorker::partial_sum_bytes(r));
   const double need = per * computing_spheres + 4.0 * double(ParamLayout(r.model).total()) * 16;
   if (need > 0.9 * avail)
     throw ConfigError(fmt::format(
@@ -155,6 +157,22 @@ SessionResult train_with_signals(const Session& session, const std::optional<Che
   return res;
 }
 
+// What a computing sphere holds, and what exists once per process (split over the owners).
+std::string memory_text(const TrainSettings& s) {
+  const RunConfig r = s.shape();
+  const double mib = 1048576.0;
+  const double params = double(ParamLayout(r.model).total());
+  const double work =
+      double(Model<float>::workspace_bytes(r.model, r.batch.micro_batch, r.batch.context));
+  const int owners = std::max(1, s.threads);
+  return fmt::format(
+      "workspace per computing sphere: {:.1f} MiB (activations {:.1f} MiB + one float gradient "
+      "{:.1f} MiB); once per process: exact sums {:.1f} MiB and AdamW moments {:.1f} MiB in {} "
+      "owner slices of {}-element blocks\n",
+      double(ShardWorker::memory_bytes(r)) / mib, work / mib, 4 * params / mib, 8 * params / mib,
+      8 * params / mib, owners, kSliceBlock);
+}
+
 // --print-topology: the local tree and its shards; with --plan-nodes, how a step's shards would be
 // dealt over the root and nodes of those capacities (threads).
 std::string topology_text(const TrainSettings& s) {
@@ -208,7 +226,7 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   s.validate();
   if (s.print_topology) {
-    std::cout << topology_text(s);
+    std::cout << topology_text(s) << memory_text(s);
     return 0;
   }
   // The corpus and its tokenizer (the vocabulary follows the tokenizer).

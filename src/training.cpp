@@ -120,7 +120,7 @@ ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler* sampler)
     : cfg_(cfg),
       sampler_(sampler),
       model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context, cfg.precision == Precision::bf16),
-      grad_(model_.layout().total()),
+      grad_(std::make_shared<AlignedVector<float>>(model_.layout().total())),
       tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
 
 ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
@@ -129,11 +129,14 @@ ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
 ShardWorker::ShardWorker(const RunConfig& cfg) : ShardWorker(cfg, nullptr) {}
 
 size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
-  // The model's workspace (its one size table), the shard's gradient (float) and the exact
-  // partial sum it is folded into (int64), per parameter.
+  // The model's workspace (its one size table) and the shard's gradient (float).
   const size_t params = ParamLayout(cfg.model).total();
   return Model<float>::workspace_bytes(cfg.model, cfg.batch.micro_batch, cfg.batch.context) +
-         params * (sizeof(float) + sizeof(int64_t));
+         params * sizeof(float);
+}
+
+size_t ShardWorker::partial_sum_bytes(const RunConfig& cfg) {
+  return ParamLayout(cfg.model).total() * sizeof(int64_t);
 }
 
 void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc,
@@ -152,7 +155,7 @@ void ShardWorker::compute_gradient(const float* weights, const StepWork& work, i
     sampler_->fill(uint64_t(work.step), uint64_t(shard) * mb, mb, tokens_.data());
     tokens = tokens_.data();
   }
-  loss_ = model_.forward_backward(weights, tokens, mb, grad_.data());
+  loss_ = model_.forward_backward(weights, tokens, mb, grad_->data());
   compute_ms_ = ms_since(t0);
   fold_ms_ = 0;
 }
@@ -163,7 +166,7 @@ int64_t ShardWorker::shard_token_count() const {
 
 void ShardWorker::fold_into(const StepWork& work, ExactGrad& acc) {
   const auto t0 = SteadyClock::now();
-  acc.add_shard(model_.layout(), grad_.data(), work.grad_scale_exp, work.shards, loss_,
+  acc.add_shard(model_.layout(), grad_->data(), work.grad_scale_exp, work.shards, loss_,
                 shard_token_count());
   fold_ms_ += ms_since(t0);
 }

@@ -63,9 +63,12 @@ class ShardWorker {
   // A ShardWorker without a corpus (on a remote node): every compute() gets the shard's tokens.
   explicit ShardWorker(const RunConfig& cfg);
   const ParamLayout& layout() const { return model_.layout(); }
-  // Approximate memory one ShardWorker holds for `cfg`: its model workspace, gradient buffer and
-  // the exact partial sum it fills (for planning, before anything is allocated).
+  // Approximate memory one ShardWorker holds for `cfg`: its model workspace and float gradient
+  // (for planning, before anything is allocated). A sphere of the root's tree needs nothing more
+  // (its gradients go to the owners); a sphere of a remote node's tree, or a barrier-pool thread,
+  // also fills an int64 sum of the whole vector (partial_sum_bytes).
   static size_t memory_bytes(const RunConfig& cfg);
+  static size_t partial_sum_bytes(const RunConfig& cfg);
   // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`. `tokens`: the
   // shard's windows (micro_batch rows of context + 1 ids) when they were shipped rather than
   // sampled here; they must be what the sampler would give.
@@ -76,7 +79,10 @@ class ShardWorker {
   void compute_gradient(const float* weights, const StepWork& work, int shard,
                         const int32_t* tokens = nullptr);
   void fold_into(const StepWork& work, ExactGrad& acc);
-  const float* gradient() const { return grad_.data(); }
+  const float* gradient() const { return grad_->data(); }
+  // The gradient buffer itself, to share with the owners that fold it. compute_gradient()
+  // writes into it again: the caller must know that they are done reading.
+  std::shared_ptr<const AlignedVector<float>> gradient_ref() const { return grad_; }
   double last_loss() const { return loss_; }
   int64_t shard_token_count() const;
   double last_compute_ms() const { return compute_ms_; }  // forward + backward
@@ -87,7 +93,7 @@ class ShardWorker {
   ShardWorker(const RunConfig& cfg, const WindowSampler* sampler);
   const WindowSampler* sampler_;  // null on a node
   Model<float> model_;
-  AlignedVector<float> grad_;
+  std::shared_ptr<AlignedVector<float>> grad_;
   std::vector<int32_t> tokens_;
   double compute_ms_ = 0, fold_ms_ = 0, loss_ = 0;
 };
