@@ -156,6 +156,12 @@ const StepSums& TreeBackend::run_step(const StepWork& work, const WeightsRef& we
   return sums_;  // the owners' slices, complete once the coordinator answered
 }
 
+void TreeBackend::release_sums() {
+  // The owners wrote the slices before the coordinator answered, and touch them again only in
+  // the next round, which begins after the next run_step: nothing else uses them now.
+  for (ExactGrad& s : sums_) s = ExactGrad{};
+}
+
 void TreeBackend::run_slices(int n, const std::function<void(int)>& body) {
   if (gave_up_ || n != int(sums_.size())) return Backend::run_slices(n, body);
   bool ok = false;

@@ -48,6 +48,9 @@ class TreeBackend final : public Backend {
   const StepSums& run_step(const StepWork& work, const WeightsRef& weights) override;
   // On the owners, at once (through the coordinator).
   void run_slices(int n, const std::function<void(int)>& body) override;
+  // The owners' slices are freed between steps (each owner allocates its slice again when its
+  // next round begins, after the next run_step has started).
+  void release_sums() override;
   StepTiming last_timing() const override { return timing_; }
   FaultCounts last_faults() const override { return faults_; }
   Membership last_membership() const override { return membership_; }

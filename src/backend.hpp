@@ -130,6 +130,10 @@ class Backend {
   virtual void run_slices(int n, const std::function<void(int)>& body) {
     for (int k = 0; k < n; ++k) body(k);
   }
+  // The last run_step's sums were consumed (applied or refused): a backend may free them until its
+  // next run_step (so that they do not add to what the rest of the step, an evaluation or a
+  // checkpoint, needs).
+  virtual void release_sums() {}
   SliceRunner slice_runner() {
     return [this](int n, const std::function<void(int)>& body) { run_slices(n, body); };
   }

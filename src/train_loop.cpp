@@ -38,6 +38,7 @@ StepOutcome TrainingLoop::compute_and_apply(Attempts& a) {
     a.timing += backend_.last_timing();
     a.faults += backend_.last_faults();
     const StepOutcome o = state_.apply(*total, work, backend_.slice_runner());
+    backend_.release_sums();
     if (o.kind != StepOutcome::redo) return o;
   }
 }
