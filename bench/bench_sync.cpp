@@ -8,8 +8,8 @@
 //
 // Like for like: `workers` is the number of spheres (actors) or pool threads, AND the number of
 // OS threads doing the work: the CAF scheduler gets exactly `workers` threads, the pools start
-// `workers` std::threads. In every backend the calling thread only waits for the step's total
-// and then applies the optimizer.
+// `workers` std::threads. In every backend the calling thread waits for the step's sums, then
+// the optimizer runs per slice on the backend's owners (pool threads or owner actors).
 //
 // Step time = run_step (including any redo with wider exponents) + TrainState::apply; tokens/s =
 // tokens per step / median step time. Shares are of worker time = workers x run_step wall time,
