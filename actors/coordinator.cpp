@@ -67,7 +67,6 @@ struct CoordinatorState {
   caf::typed_response_promise<Partial> rp;
   FaultCounts between_steps;
   // The owners of the slices, and the round (attempt of a step) their sums belong to.
-  std::vector<std::shared_ptr<const OwnerSetup>> owner_setups;
   std::vector<owner_actor> owners;
   uint64_t round = 0;
   OwnerSetRef owner_set;
@@ -492,10 +491,9 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
     const int n = int(st.setup.sums->size());
     const Slicing slicing(layout.total(), n);
     for (int k = 0; k < n; ++k) {
-      auto os = std::make_shared<OwnerSetup>(
-          OwnerSetup{layout, k, slicing.begin(k), slicing.end(k), &(*st.setup.sums)[size_t(k)]});
-      st.owners.push_back(spawn_owner(self, os));
-      st.owner_setups.push_back(std::move(os));
+      st.owners.push_back(spawn_owner(
+          self, std::make_shared<const OwnerSetup>(OwnerSetup{
+                    layout, k, slicing.begin(k), slicing.end(k), &(*st.setup.sums)[size_t(k)]})));
     }
   }
   install_handlers(self);
