@@ -128,6 +128,7 @@ struct Result {
   int workers = 0, threads = 0, fanout = 0, levels = 0;
   int timed_steps = 0, redos = 0;
   double median_ms = 0, p95_ms = 0, tokens_per_s = 0;
+  double opt_ms = 0, merge_ms = 0;  // medians per step: optimizer on the loop's side, merges
   double compute_share = 0, fold_share = 0, reduce_share = 0, wait_share = 0;
   double speedup = 0, vs_best = 0;
   std::string sha;
@@ -154,7 +155,7 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
   r.model = model_name, r.backend = backend_name, r.workers = workers;
   TrainState st(cfg);
   auto backend = make_backend(backend_name, cfg, sampler, workers, r);
-  std::vector<double> step_ms;
+  std::vector<double> step_ms, opt_ms, merge_ms;
   double wall = 0, compute = 0, fold = 0, reduce = 0;
   for (int64_t s = 0; s < cfg.steps; ++s) {
     const bool timed = s >= warmup;
@@ -180,10 +181,14 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
     const double ms = ms_between(t0, Clock::now());
     if (!timed) continue;
     step_ms.push_back(ms);
+    opt_ms.push_back(ms - s_wall);
+    merge_ms.push_back(s_reduce);
     wall += s_wall, compute += s_compute, fold += s_fold, reduce += s_reduce;
   }
   r.timed_steps = int(step_ms.size());
   r.median_ms = median(step_ms);
+  r.opt_ms = median(opt_ms);
+  r.merge_ms = median(merge_ms);
   r.p95_ms = percentile(step_ms, 0.95);
   r.tokens_per_s = double(cfg.batch.tokens_per_step()) / (r.median_ms / 1e3);
   const double worker_time = double(workers) * wall;
@@ -203,12 +208,16 @@ void print_table(const std::vector<Result>& rs) {
   fmt::print("{:<12} {:>7} {:>10} {:>9} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7} {:>5}\n",
              "backend", "workers", "tokens/s", "med ms", "p95 ms", "compute%", "fold%", "reduce%",
              "wait%", "speed-up", "vs best", "redos");
+  fmt::print("(optimizer ms per step, median: time after run_step returned; merge ms: reduce time summed over workers)\n");
   for (const auto& r : rs)
     fmt::print(
         "{:<12} {:>7} {:>10.0f} {:>9.2f} {:>9.2f} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7.2f} {:>5}\n",
         r.backend, r.workers, r.tokens_per_s, r.median_ms, r.p95_ms, pct(r.compute_share),
         pct(r.fold_share), pct(r.reduce_share), pct(r.wait_share),
         r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best, r.redos);
+  for (const auto& r : rs)
+    fmt::print("{:<12} {:>7} optimizer {:>7.3f} ms  merge {:>7.3f} ms  step {:>8.2f} ms\n", r.backend,
+               r.workers, r.opt_ms, r.merge_ms, r.median_ms);
 }
 
 void print_preamble(const Options& o, int cores) {
