@@ -208,7 +208,9 @@ void print_table(const std::vector<Result>& rs) {
   fmt::print("{:<12} {:>7} {:>10} {:>9} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7} {:>5}\n",
              "backend", "workers", "tokens/s", "med ms", "p95 ms", "compute%", "fold%", "reduce%",
              "wait%", "speed-up", "vs best", "redos");
-  fmt::print("(optimizer ms per step, median: time after run_step returned; merge ms: reduce time summed over workers)\n");
+  fmt::print(
+      "(below: medians per step of the optimizer, the time after run_step returned, and of the "
+      "merges, reduce time summed over workers)\n");
   for (const auto& r : rs)
     fmt::print(
         "{:<12} {:>7} {:>10.0f} {:>9.2f} {:>9.2f} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7.2f} {:>5}\n",
@@ -216,8 +218,8 @@ void print_table(const std::vector<Result>& rs) {
         pct(r.fold_share), pct(r.reduce_share), pct(r.wait_share),
         r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best, r.redos);
   for (const auto& r : rs)
-    fmt::print("{:<12} {:>7} optimizer {:>7.3f} ms  merge {:>7.3f} ms  step {:>8.2f} ms\n", r.backend,
-               r.workers, r.opt_ms, r.merge_ms, r.median_ms);
+    fmt::print("{:<12} {:>7} optimizer {:>7.3f} ms  merge {:>7.3f} ms  step {:>8.2f} ms\n",
+               r.backend, r.workers, r.opt_ms, r.merge_ms, r.median_ms);
 }
 
 void print_preamble(const Options& o, int cores) {
