@@ -208,15 +208,15 @@ void print_table(const std::vector<Result>& rs) {
   fmt::print("{:<12} {:>7} {:>10} {:>9} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7} {:>5}\n",
              "backend", "workers", "tokens/s", "med ms", "p95 ms", "compute%", "fold%", "reduce%",
              "wait%", "speed-up", "vs best", "redos");
-  fmt::print(
-      "(below: medians per step of the optimizer, the time after run_step returned, and of the "
-      "merges, reduce time summed over workers)\n");
   for (const auto& r : rs)
     fmt::print(
         "{:<12} {:>7} {:>10.0f} {:>9.2f} {:>9.2f} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7.2f} {:>5}\n",
         r.backend, r.workers, r.tokens_per_s, r.median_ms, r.p95_ms, pct(r.compute_share),
         pct(r.fold_share), pct(r.reduce_share), pct(r.wait_share),
         r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best, r.redos);
+  fmt::print(
+      "medians per step: the optimizer (the time after run_step returned) and the merges "
+      "(reduce time summed over workers)\n");
   for (const auto& r : rs)
     fmt::print("{:<12} {:>7} optimizer {:>7.3f} ms  merge {:>7.3f} ms  step {:>8.2f} ms\n",
                r.backend, r.workers, r.opt_ms, r.merge_ms, r.median_ms);
