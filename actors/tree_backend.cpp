@@ -67,6 +67,8 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, con
   CoordinatorSetup cs;
   cs.run = run, cs.local = setup_, cs.local_capacity = std::min(opt.spheres, threads_);
   cs.orphan_timeout_s = opt.cluster.orphan_timeout_s;
+  sums_.resize(size_t(opt.owners > 0 ? opt.owners : threads_));
+  cs.sums = &sums_;
   root_ = spawn_coordinator(*sys_, std::move(cs));
   auto all = std::make_shared<ShardSet>();
   for (int32_t s = 0; s < run.batch.shards(); ++s) all->shards.push_back(s);
@@ -112,7 +114,7 @@ TreeBackend::~TreeBackend() {
   sys_.reset();
 }
 
-ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+const StepSums& TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
   if (gave_up_) throw BackendFailure("the sphere tree gave up earlier");
   const auto t0 = SteadyClock::now();
   Partial result;
@@ -138,7 +140,25 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
   faults_ = std::move(result.faults);
   membership_ = result.members;
   deadline_.record_step(ms_since(t0));
-  return std::move(result.grad);
+  return sums_;  // the owners' slices, complete once the coordinator answered
+}
+
+void TreeBackend::release_sums() {
+  // The owners wrote the slices before the coordinator answered, and touch them again only in
+  // the next round, which begins after the next run_step: nothing else uses them now.
+  for (ExactGrad& s : sums_) s = ExactGrad{};
+}
+
+void TreeBackend::run_slices(int n, const std::function<void(int)>& body) {
+  if (gave_up_ || n != int(sums_.size())) return Backend::run_slices(n, body);
+  bool ok = false;
+  (*self_)
+      ->request(caf::actor_cast<slice_runner_actor>(root_), caf::infinite, apply_atom::value,
+                std::make_shared<const std::function<void(int)>>(body))
+      .receive([&](bool) { ok = true; }, [&](caf::error&) {});
+  // The coordinator is gone (it gave up between the step and now): nothing ran on the owners
+  // that it did not finish; this cannot be told apart per slice, so refuse rather than guess.
+  if (!ok) throw std::runtime_error("the owners of the step's slices are gone");
 }
 
 Membership TreeBackend::query_membership() {

@@ -32,6 +32,7 @@ struct TreeOptions {
   int fanout = 12;
   Placement placement = Placement::bfs;
   int threads = 1;  // CAF scheduler threads (the command line defaults them to the cores)
+  int owners = 0;   // owners of the sums' slices (actors/owner.hpp); 0: one per thread
   FaultPlan faults;
   SupervisionPolicy policy;
   ClusterOptions cluster;
@@ -44,7 +45,12 @@ class TreeBackend final : public Backend {
 
   std::string name() const override { return "actors"; }
   int spheres() const override { return membership_.spheres; }
-  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
+  const StepSums& run_step(const StepWork& work, const WeightsRef& weights) override;
+  // On the owners, at once (through the coordinator).
+  void run_slices(int n, const std::function<void(int)>& body) override;
+  // The owners' slices are freed between steps (each owner allocates its slice again when its
+  // next round begins, after the next run_step has started).
+  void release_sums() override;
   StepTiming last_timing() const override { return timing_; }
   FaultCounts last_faults() const override { return faults_; }
   Membership last_membership() const override { return membership_; }
@@ -75,6 +81,7 @@ class TreeBackend final : public Backend {
   // One blocking actor for the loop's requests, alive as long as the tree (creating one per
   // step costs a registration each time). Destroyed before the system shuts down.
   std::unique_ptr<caf::scoped_actor> self_;
+  StepSums sums_;  // slice k: owner k's sum (written by the owner during a step)
   StepTiming timing_;
   FaultCounts faults_;
   Membership membership_;

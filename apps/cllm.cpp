@@ -58,20 +58,23 @@ void on_signal(int sig) {
 }
 
 // The memory a run needs: every sphere (or pool thread) that computes shards holds its own
-// workspace, and the shared state (weights, moments, exact sums) is counted once.
+// workspace (activations and one float gradient; a barrier-pool thread also a whole int64 sum),
+// and the shared state (weights, moments, exact sums in owner slices) is counted once.
 struct RunMemory {
   double per_sphere = 0, shared = 0;
   double total(int computing_spheres) const { return per_sphere * computing_spheres + shared; }
 };
-RunMemory run_memory(const RunConfig& r) {
-  return {double(ShardWorker::memory_bytes(r)), 4.0 * double(ParamLayout(r.model).total()) * 16};
+RunMemory run_memory(const RunConfig& r, const std::string& sync) {
+  const double whole_sum = sync == "barrier" ? double(ShardWorker::partial_sum_bytes(r)) : 0;
+  return {double(ShardWorker::memory_bytes(r)) + whole_sum,
+          4.0 * double(ParamLayout(r.model).total()) * 16};
 }
 
 // Refuses a run that cannot fit in memory instead of letting the kernel kill it halfway.
-void check_memory(const RunConfig& r, int computing_spheres) {
+void check_memory(const RunConfig& r, const std::string& sync, int computing_spheres) {
   const double avail = available_memory_bytes();
   if (avail <= 0) return;  // unknown: do not guess
-  const RunMemory mem = run_memory(r);
+  const RunMemory mem = run_memory(r, sync);
   const double need = mem.total(computing_spheres);
   if (need <= 0.9 * avail) return;
   // What would fit: fewer computing spheres, else a smaller micro-batch, else a smaller model.
@@ -198,6 +201,7 @@ SessionResult train_with_signals(const Session& session, const std::optional<Che
   return res;
 }
 
+// What a computing sphere holds, and what exists once per process (split over the owners).
 // --print-topology: the local tree and its shards; with --plan-nodes, how a step's shards would be
 // dealt over the root and nodes of those capacities (threads).
 std::string topology_text(const TrainSettings& s) {
@@ -250,16 +254,24 @@ std::string memory_text(const TrainSettings& s, const RunConfig& r) {
       s.spheres > 0 ? ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
                           .computing_spheres()
                     : 0;
-  const RunMemory mem = run_memory(r);
+  const RunMemory mem = run_memory(r, s.sync);
   const double mib = 1048576.0, gib = 1073741824.0;
   const double avail = available_memory_bytes();
+  const double params = double(ParamLayout(r.model).total());
+  const double work =
+      double(Model<float>::workspace_bytes(r.model, r.batch.micro_batch, r.batch.context));
   return fmt::format(
       "model: {}: {} parameters\n"
-      "workspace per computing sphere: {:.0f} MiB (micro-batch {} x {} tokens)\n"
+      "workspace per computing sphere: {:.0f} MiB (micro-batch {} x {} tokens: activations {:.1f} "
+      "MiB + one float gradient {:.1f} MiB{})\n"
+      "once per process: exact sums {:.1f} MiB and AdamW moments {:.1f} MiB in {} owner slices of "
+      "{}-element blocks\n"
       "memory the run needs: about {:.2f} GiB ({} computing spheres x {:.0f} MiB + {:.0f} MiB "
       "shared){}\n",
       r.model.describe(), ParamLayout(r.model).num_parameters(), mem.per_sphere / mib,
-      r.batch.micro_batch, r.batch.context, mem.total(computing) / gib, computing,
+      r.batch.micro_batch, r.batch.context, work / mib, 4 * params / mib,
+      s.sync == "barrier" ? " + a whole int64 sum" : "", 8 * params / mib, 8 * params / mib,
+      std::max(1, s.threads), kSliceBlock, mem.total(computing) / gib, computing,
       mem.per_sphere / mib, mem.shared / mib,
       avail > 0 ? fmt::format("; {:.1f} GiB available", avail / gib) : "");
 }
@@ -349,7 +361,7 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cout << fmt::format("starting from the weights of {}\n", printable(s.init_from, 200));
   }
   if (s.spheres > 0)
-    check_memory(r, ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
+    check_memory(r, s.sync, ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
                         .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
   if (!folder) RunFolder::check_new(s.run_dir, s.overwrite);  // before waiting for nodes

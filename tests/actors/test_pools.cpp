@@ -46,6 +46,8 @@ TEST_CASE("pools built by the factory agree for odd worker counts", "[pools]") {
   const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   const std::string expected = test::reference_sha(cfg, sampler);
+  // 31 workers own more slices than there are blocks: some own nothing.
+  REQUIRE(Slicing(ParamLayout(cfg.model).total(), 31).blocks() < 31);
   for (const char* kind : {"mutex", "barrier"}) {
     for (int workers : {3, 5, 12, 31}) {
       INFO(kind << " workers " << workers);
@@ -69,7 +71,30 @@ TEST_CASE("pools start and stop cleanly with or without steps", "[pools]") {
     auto b = make_pool_backend(kind, cfg, sampler, 3);
     TrainState st(cfg);
     const StepWork w = st.next_work();
-    REQUIRE(b->run_step(w, st.weights()).shards == cfg.batch.shards());
+    REQUIRE(b->run_step(w, st.weights()).at(0).shards == cfg.batch.shards());
+  }
+}
+
+TEST_CASE("each pool worker runs its own slice's work, all of them once", "[pools]") {
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  for (const char* kind : {"mutex", "barrier"}) {
+    INFO(kind);
+    auto b = make_pool_backend(kind, cfg, sampler, 4);
+    for (int round = 0; round < 3; ++round) {
+      std::vector<std::thread::id> ran(4);
+      std::vector<int> calls(4, 0);
+      b->run_slices(4, [&](int k) {
+        ran[size_t(k)] = std::this_thread::get_id();
+        ++calls[size_t(k)];
+      });
+      REQUIRE(calls == std::vector<int>(4, 1));
+      for (int k = 0; k < 4; ++k) {
+        REQUIRE(ran[size_t(k)] != std::this_thread::get_id());
+        for (int j = 0; j < k; ++j) REQUIRE(ran[size_t(j)] != ran[size_t(k)]);
+      }
+    }
   }
 }
 
@@ -117,8 +142,8 @@ TEST_CASE("pool statistics and timings count every shard", "[pools]") {
       int64_t steps = 0;
       while (st.step() < cfg.steps) {
         const StepWork w = st.next_work();
-        const ExactGrad total = b->run_step(w, st.weights());
-        REQUIRE(total.shards == cfg.batch.shards());
+        const StepSums& total = b->run_step(w, st.weights());
+        for (const ExactGrad& slice : total) REQUIRE(slice.shards == cfg.batch.shards());
         const StepTiming t = b->last_timing();
         REQUIRE(t.spheres == std::min(workers, cfg.batch.shards()));
         REQUIRE(t.compute_ms > 0);
@@ -126,7 +151,7 @@ TEST_CASE("pool statistics and timings count every shard", "[pools]") {
         REQUIRE(t.reduce_ms >= 0);
         compute += t.compute_ms, fold += t.fold_ms, reduce += t.reduce_ms;
         ++steps;
-        REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
+        REQUIRE(st.apply(total, w, b->slice_runner()).kind != StepOutcome::nonfinite);
       }
       const auto stats = b->sphere_stats();
       REQUIRE(stats.size() == size_t(workers));
