@@ -168,7 +168,7 @@ void say_hello(agent_pointer self) {
 
 void dial(agent_pointer self) {
   auto& st = self->state;
-  auto mm = self->system().middleman().actor_handle();
+  auto mm = cluster_dialer(self->system());
   self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, st.opt.host, st.opt.port)
       .then(
           [self](const caf::node_id&, caf::strong_actor_ptr& gw, const std::set<std::string>&) {
@@ -177,7 +177,12 @@ void dial(agent_pointer self) {
             self->monitor(self->state.gateway);
             say_hello(self);
           },
-          [self](caf::error& err) { retry(self, self->system().render(err)); });
+          [self](caf::error& err) {
+            const auto& o = self->state.opt;
+            const std::string refusal = tls_refusal(o.host, o.port, o.tls);  // TLS, or dial again
+            if (!refusal.empty()) return self->quit(node_error(node_exit::refused, refusal));
+            retry(self, self->system().render(err));
+          });
 }
 
 // ---------------------------------------------------------------------------------------------

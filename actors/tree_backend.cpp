@@ -62,7 +62,7 @@ TreeBackend::Config::Config(int threads, const ClusterOptions& cluster) {
   set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(20)});
   set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(200)});
   if (cluster.listen) {
-    load<caf::io::middleman>();
+    load_cluster_transport(*this, cluster.tls);
     // Off by default in CAF 0.17: without them a frozen peer is never noticed.
     set("middleman.heartbeat-interval",
         caf::timespan{std::chrono::milliseconds(cluster.heartbeat_ms)});
@@ -100,7 +100,7 @@ void TreeBackend::listen(const RunConfig& run, const WindowSampler& sampler,
   setup->coordinator = root_;
   setup->log = [](const std::string& line) { std::fprintf(stderr, "cllm: %s\n", line.c_str()); };
   gateway_ = spawn_gateway(*sys_, std::move(setup));
-  auto port = sys_->middleman().publish(gateway_, c.port, c.host.c_str(), /*reuse=*/true);
+  auto port = publish_on_cluster(*sys_, gateway_, c.port, c.host);
   if (!port)
     throw ConfigError(
         fmt::format("cannot listen on {}:{}: {}", c.host, c.port, sys_->render(port.error())));

@@ -75,11 +75,15 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   const HostPort hp = parse_host_port(s.listen, "--listen", /*port_zero_ok=*/true);
   c.listen = true, c.host = hp.host, c.port = hp.port;
   if (!s.cluster_key.empty()) c.key = read_cluster_key(s.cluster_key);
-  if (c.key.empty() && !is_loopback(hp.host))
+  c.tls = {s.tls_cert, s.tls_key, s.tls_ca};
+  check_tls_files(c.tls);
+  // With TLS the CA authenticates both sides (mutual certificate checks), so a key is optional.
+  if (c.key.empty() && !c.tls.enabled() && !is_loopback(hp.host))
     throw UsageError(fmt::format(
         "--listen {} can be reached from other machines, and nodes would join unauthenticated; "
         "create a key (head -c 32 /dev/urandom | base64 > key.txt; chmod 600 key.txt) and pass "
-        "--cluster-key key.txt to the root and to every node",
+        "--cluster-key key.txt to the root and to every node, or use TLS (--tls-cert, --tls-key, "
+        "--tls-ca; see docs/cluster.md)",
         s.listen));
   c.heartbeat_ms = s.heartbeat_ms, c.connection_timeout_s = s.connection_timeout;
   c.orphan_timeout_s = s.join_timeout;

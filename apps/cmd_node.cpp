@@ -14,6 +14,7 @@
 #include "messages/messages.hpp"
 #include "run/net_address.hpp"
 #include "run/options.hpp"
+#include "run/settings.hpp"
 #include "run/sysinfo.hpp"
 #include "src/cluster_auth.hpp"
 #include "src/train_loop.hpp"
@@ -45,6 +46,7 @@ cli::OptionTable node_options(NodeArgs& a) {
         [&a](const std::string& v) { a.join = v; });
   t.add("--cluster-key", "FILE", "the cluster's shared secret (the root's file)", "none",
         [&a](const std::string& v) { a.key_file = v; });
+  tls_options(t, a.opt.tls.cert, a.opt.tls.key, a.opt.tls.ca);
   t.add("--spheres", "N", "spheres of this node", std::to_string(a.opt.spheres) + " (cores)",
         [&a](const std::string& v) { a.opt.spheres = int(to_int("--spheres", v, 1, 1000000)); });
   t.add("--fanout", "N", "children per sphere", "12",
@@ -72,7 +74,7 @@ cli::OptionTable node_options(NodeArgs& a) {
 struct NodeConfig : caf::actor_system_config {
   NodeConfig(const NodeArgs& a) {
     register_messages(*this);
-    load<caf::io::middleman>();
+    load_cluster_transport(*this, a.opt.tls);
     set("scheduler.max-threads", a.opt.threads);
     set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds(a.heartbeat_ms)});
     set("middleman.connection-timeout",
@@ -137,6 +139,7 @@ int cmd_node(const std::vector<std::string>& args) {
   const HostPort hp = parse_host_port(a.join, "--join", /*port_zero_ok=*/false);
   a.opt.host = hp.host, a.opt.port = hp.port;
   if (!a.key_file.empty()) a.opt.key = read_cluster_key(a.key_file);
+  check_tls_files(a.opt.tls);
   if (!(a.opt.reconnect_timeout_s >= 0) || !(a.connection_timeout > 0))
     throw cli::UsageError("--reconnect-timeout and --connection-timeout must be positive");
   a.opt.node_host = host_name();
