@@ -583,17 +583,57 @@ TEST_CASE("cluster TLS: a node without a certificate of the cluster's CA is refu
   CHECK(node.wait(kNodeLimitS).code == 0);
 }
 
-TEST_CASE("cluster TLS: a TLS node refuses a root without TLS", "[e2e][cluster][tls]") {
+TEST_CASE("cluster TLS: a node dials a TLS root before it starts and after it is resumed",
+          "[e2e][cluster][tls]") {
   TempDir tmp;
   const TestPki pki(tmp);
-  Background root(tls_root(tmp / "run", {}, 20));
-  const std::string port = wait_for_port(root);
-  REQUIRE(!port.empty());
-  const Result r = run_cli(node_args(port, 1, pki.files("node")), kNodeLimitS);
-  INFO(r.err);
-  CHECK(r.code == 2);
-  CHECK(contains(r.err, "does not speak TLS"));
-  root.signal(SIGTERM);
+  const std::string dir = tmp / "run";
+  const std::string port = free_port();
+  const Args listen = kNet + Args{"--spheres",   "1", "--listen",       "127.0.0.1:" + port,
+                                  "--min-nodes", "1", "--join-timeout", "30"} +
+                      pki.files("root");
+  // No one listens yet: the node's failed dials are not TLS refusals, it keeps dialing.
+  Background node(node_args(port, 1, pki.files("node")));
+  {
+    Background root(cluster_train(dir, 200) + listen);
+    REQUIRE(root.wait_until([&] { return last_step(root) >= 25; }, kNodeLimitS));
+    root.signal(SIGKILL);
+    root.wait();
+  }
+  const Result r = run_cli(Args{"train", "--run-dir", dir, "--resume"} + listen, kLimitS);
+  check_same_weights(r, 200);
+  CHECK(contains(r.err, "resuming from"));
+  CHECK(node.wait(kNodeLimitS).code == 0);
+}
+
+TEST_CASE("cluster TLS: a TLS node refuses a root without TLS or with another CA's certificate",
+          "[e2e][cluster][tls]") {
+  TempDir tmp;
+  const TestPki pki(tmp);
+  SECTION("a root without TLS") {
+    Background root(tls_root(tmp / "run", {}, 20));
+    const std::string port = wait_for_port(root);
+    REQUIRE(!port.empty());
+    const Result r = run_cli(node_args(port, 1, pki.files("node")), kNodeLimitS);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err_lines().size() == 1);
+    CHECK(contains(r.err, "does not speak TLS"));
+    CHECK(!contains(root.err_so_far(), "joined"));
+  }
+  SECTION("a root whose certificate another CA signed") {
+    // This root trusts both CAs, so it would take the node: only the node's own check of the
+    // root's certificate keeps it out.
+    Background root(tls_root(tmp / "run", pki.files("stranger", "both-cas"), 20));
+    const std::string port = wait_for_port(root);
+    REQUIRE(!port.empty());
+    const Result r = run_cli(node_args(port, 1, pki.files("node")), kNodeLimitS);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err_lines().size() == 1);
+    CHECK(contains(r.err, "does not verify against --tls-ca"));
+    CHECK(!contains(root.err_so_far(), "joined"));
+  }
 }
 
 TEST_CASE("cluster TLS: bad TLS files are one line and exit 2", "[e2e][cluster][tls]") {
