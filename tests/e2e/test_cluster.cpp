@@ -388,6 +388,8 @@ struct TestPki {
         p("other-ca.key") + " -out " + p("other-ca.pem"));
     for (const char* name : {"root", "node"}) issue(name, "ca");
     issue("stranger", "other-ca");
+    run("openssl pkey -aes256 -passout pass:secret -in " + p("root.key") + " -out " +
+        p("root-encrypted.key"));
     // The stranger trusts both CAs, so it accepts the root: only the root can refuse it.
     write_file(p("both-cas.pem"), read_file(p("ca.pem")) + read_file(p("other-ca.pem")));
   }
@@ -660,6 +662,11 @@ TEST_CASE("cluster TLS: bad TLS files are one line and exit 2", "[e2e][cluster][
         tmp / "not-pem.txt"},
        "--tls-ca"},
       {"a certificate the CA did not sign", pki.files("stranger"), "does not verify against"},
+      // OpenSSL would ask for the passphrase on the terminal; refused instead.
+      {"an encrypted key",
+       {"--tls-cert", pki.p("root.pem"), "--tls-key", pki.p("root-encrypted.key"), "--tls-ca",
+        pki.p("ca.pem")},
+       "encrypted"},
   };
   for (const auto& c : cases) {
     DYNAMIC_SECTION(c.name) {
