@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 
@@ -208,6 +209,16 @@ std::string tls_refusal(const std::string& host, uint16_t port, const TlsFiles& 
   ERR_clear_error();
   ::close(fd);
   return why;
+}
+
+caf::actor spawn_tls_prober(caf::actor_system& sys) {
+  return sys.spawn<caf::detached>([](caf::event_based_actor* self) -> caf::behavior {
+    return {[self](const std::string& host, uint16_t port, const std::string& cert,
+                   const std::string& key, const std::string& ca) {
+      self->quit();
+      return tls_refusal(host, port, TlsFiles{cert, key, ca});
+    }};
+  });
 }
 
 }  // namespace cllm

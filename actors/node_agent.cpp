@@ -178,10 +178,14 @@ void dial(agent_pointer self) {
             say_hello(self);
           },
           [self](caf::error& err) {
+            // A refusal at the TLS level ends the node; anything else means dialing again.
             const auto& o = self->state.opt;
-            const std::string refusal = tls_refusal(o.host, o.port, o.tls);  // TLS, or dial again
-            if (!refusal.empty()) return self->quit(node_error(node_exit::refused, refusal));
-            retry(self, self->system().render(err));
+            self->request(spawn_tls_prober(self->system()), caf::infinite, o.host, o.port,
+                          o.tls.cert, o.tls.key, o.tls.ca)
+                .then([self, why = self->system().render(err)](const std::string& refusal) {
+                  if (!refusal.empty()) return self->quit(node_error(node_exit::refused, refusal));
+                  retry(self, why);
+                });
           });
 }
 
