@@ -118,9 +118,12 @@ void check_tls_files(const TlsFiles& tls) {
   CtxPtr ctx = credentials_ctx(tls, TLS_method());
   // The peers verify this certificate against their CA, the same file: a certificate it does not
   // sign would only be refused at every connection.
+  // (with the intermediates of --tls-cert, which the handshake sends along)
+  STACK_OF(X509)* chain = nullptr;
+  SSL_CTX_get0_chain_certs(ctx.get(), &chain);
   std::unique_ptr<X509_STORE_CTX, StoreCtxFree> check(X509_STORE_CTX_new());
   if (!check || X509_STORE_CTX_init(check.get(), SSL_CTX_get_cert_store(ctx.get()),
-                                    SSL_CTX_get0_certificate(ctx.get()), nullptr) != 1)
+                                    SSL_CTX_get0_certificate(ctx.get()), chain) != 1)
     throw ConfigError("cannot check --tls-cert against --tls-ca: " + ssl_reason());
   if (X509_verify_cert(check.get()) != 1)
     throw ConfigError(
