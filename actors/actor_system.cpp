@@ -19,7 +19,7 @@ void configure_actor_system(caf::actor_system_config& cfg, const ActorSystemTuni
   cfg.set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(20)});
   cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(200)});
   if (t.network) {
-    cfg.load<caf::io::middleman>();
+    load_cluster_transport(cfg, t.tls);  // the middleman, and OpenSSL with TLS
     // Off by default in CAF 0.17: without them a frozen peer is never noticed.
     cfg.set("middleman.heartbeat-interval",
             caf::timespan{std::chrono::milliseconds(t.heartbeat_ms)});

@@ -3,6 +3,8 @@
 // for a node (apps/cmd_node.cpp), so that both get the same scheduler tuning and network settings.
 #include <caf/actor_system_config.hpp>
 
+#include "actors/cluster_transport.hpp"
+
 namespace cllm {
 
 struct ActorSystemTuning {
@@ -10,6 +12,7 @@ struct ActorSystemTuning {
   bool network = false;             // loads the middleman (a root with --listen, every node)
   int heartbeat_ms = 500;           // with network: CAF heartbeats, so a frozen peer is noticed
   double connection_timeout_s = 5;  // ... after this long without one
+  TlsFiles tls;                     // with network: TLS for the cluster (none: plain TCP)
 };
 
 // Registers the message types and applies `t` to `cfg` (call it from the constructor of a

@@ -10,6 +10,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/cluster_transport.hpp"
 #include "src/supervision.hpp"
 #include "src/topology.hpp"
 
@@ -19,6 +20,7 @@ struct NodeOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   std::string key;  // the cluster key ("" when the root has none, on loopback)
+  TlsFiles tls;     // as the root's: TLS with mutual certificate checks, or none
   std::string node_id, node_host;
   int spheres = 1, fanout = 12, threads = 1;
   Placement placement = Placement::bfs;

@@ -54,8 +54,8 @@ std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSa
 }  // namespace
 
 TreeBackend::Config::Config(int threads, const ClusterOptions& cluster) {
-  configure_actor_system(
-      *this, {threads, cluster.listen, cluster.heartbeat_ms, cluster.connection_timeout_s});
+  configure_actor_system(*this, {threads, cluster.listen, cluster.heartbeat_ms,
+                                 cluster.connection_timeout_s, cluster.tls});
 }
 
 TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, const TreeOptions& opt)
@@ -89,7 +89,7 @@ void TreeBackend::listen(const RunConfig& run, const WindowSampler& sampler,
   setup->coordinator = root_;
   setup->log = [](const std::string& line) { std::fprintf(stderr, "cllm: %s\n", line.c_str()); };
   gateway_ = spawn_gateway(*sys_, std::move(setup));
-  auto port = sys_->middleman().publish(gateway_, c.port, c.host.c_str(), /*reuse=*/true);
+  auto port = publish_on_cluster(*sys_, gateway_, c.port, c.host);
   if (!port)
     throw ConfigError(
         fmt::format("cannot listen on {}:{}: {}", c.host, c.port, sys_->render(port.error())));

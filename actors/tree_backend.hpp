@@ -9,6 +9,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/cluster_transport.hpp"
 #include "actors/sphere.hpp"
 #include "messages/cluster.hpp"
 #include "src/backend.hpp"
@@ -20,7 +21,8 @@ struct ClusterOptions {
   bool listen = false;
   std::string host = "127.0.0.1";
   uint16_t port = 0;                // 0: the system picks one (listening_port() says which)
-  std::string key;                  // the cluster key; required off loopback
+  std::string key;                  // the cluster key; required off loopback without TLS
+  TlsFiles tls;                     // TLS with mutual certificate checks; none: plain TCP
   int heartbeat_ms = 500;           // CAF heartbeats, so a frozen peer is noticed ...
   double connection_timeout_s = 5;  // ... after this long without one
   double orphan_timeout_s = 300;    // a step with no member left waits this long for a node

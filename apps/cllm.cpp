@@ -103,11 +103,15 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   if (const std::string why = listen_problem(hp); !why.empty())
     throw UsageError(fmt::format("--listen {}: cannot listen there: {}", s.listen, why));
   if (!s.cluster_key.empty()) c.key = read_cluster_key(s.cluster_key);
-  if (c.key.empty() && !is_loopback(hp.host))
+  c.tls = {s.tls_cert, s.tls_key, s.tls_ca};
+  check_tls_files(c.tls);
+  // With TLS the CA authenticates both sides (mutual certificate checks), so a key is optional.
+  if (c.key.empty() && !c.tls.enabled() && !is_loopback(hp.host))
     throw UsageError(fmt::format(
         "--listen {} can be reached from other machines, and nodes would join unauthenticated; "
         "create a key (head -c 32 /dev/urandom | base64 > key.txt; chmod 600 key.txt) and pass "
-        "--cluster-key key.txt to the root and to every node",
+        "--cluster-key key.txt to the root and to every node, or use TLS (--tls-cert, --tls-key, "
+        "--tls-ca; see docs/cluster.md)",
         s.listen));
   c.heartbeat_ms = s.heartbeat_ms, c.connection_timeout_s = s.connection_timeout;
   c.orphan_timeout_s = s.join_timeout;
@@ -361,8 +365,9 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cout << fmt::format("starting from the weights of {}\n", printable(s.init_from, 200));
   }
   if (s.spheres > 0)
-    check_memory(r, s.sync, ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
-                        .computing_spheres());
+    check_memory(r, s.sync,
+                 ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
+                     .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
   if (!folder) RunFolder::check_new(s.run_dir, s.overwrite);  // before waiting for nodes
   std::unique_ptr<ClusterGuard> guard;  // before the backend: destroyed after it

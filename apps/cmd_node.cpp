@@ -53,6 +53,7 @@ cli::OptionTable node_options(NodeArgs& a) {
   sphere_options(t, a.opt.spheres, a.opt.fanout, a.opt.threads, a.opt.placement, 1,
                  "spheres of this node");
   link_options(t, a.key_file, a.heartbeat_ms, a.connection_timeout);
+  tls_options(t, a.opt.tls.cert, a.opt.tls.key, a.opt.tls.ca);
   t.add("--node-id", "ID", "this node's name in the cluster (unique)", "HOST-PID",
         [&a](const std::string& v) {
           // Checked here, not first at the root: it appears in the root's lines and files.
@@ -76,7 +77,8 @@ cli::OptionTable node_options(NodeArgs& a) {
 // The root's actor system configuration (actors/actor_system.hpp), with the network on.
 struct NodeConfig : caf::actor_system_config {
   explicit NodeConfig(const NodeArgs& a) {
-    configure_actor_system(*this, {a.opt.threads, true, a.heartbeat_ms, a.connection_timeout});
+    configure_actor_system(*this,
+                           {a.opt.threads, true, a.heartbeat_ms, a.connection_timeout, a.opt.tls});
   }
 };
 
@@ -146,6 +148,7 @@ int cmd_node(const std::vector<std::string>& args) {
   const HostPort hp = parse_host_port(a.join, "--join", /*port_zero_ok=*/false);
   a.opt.host = hp.host, a.opt.port = hp.port;
   if (!a.key_file.empty()) a.opt.key = read_cluster_key(a.key_file);
+  check_tls_files(a.opt.tls);
   if (!(a.opt.reconnect_timeout_s >= 0 && a.opt.reconnect_timeout_s <= kMaxJoinTimeoutS))
     throw cli::UsageError(
         fmt::format("option --reconnect-timeout must be at least 0 and at most "

@@ -175,6 +175,7 @@ void cluster(OptionTable& t, TrainSettings& s) {
        "accept nodes on this address (port 0: any free one, printed); off loopback it needs "
        "--cluster-key",
        s.listen, Scope::placement, "off");
+  tls_options(t, s.tls_cert, s.tls_key, s.tls_ca);
   integer(t, "--min-nodes", "nodes to wait for before step 1", s.min_nodes, 0, 100000,
           Scope::placement);
   bounded(t, "--join-timeout", "SECONDS",
@@ -373,6 +374,20 @@ nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
   return out;
 }
 
+void tls_options(OptionTable& t, std::string& cert, std::string& key, std::string& ca) {
+  const auto file = [&t](const char* name, const char* help, std::string& dst) {
+    t.add(name, "FILE", help, "none", [&dst, name](const std::string& v) {
+       // An empty name must not quietly mean "no TLS".
+       if (v.empty()) throw UsageError(fmt::format("option {} needs a file, got ''", name));
+       dst = v;
+     }).record(Scope::placement, [&dst] { return nlohmann::json(dst); });
+  };
+  file("--tls-cert", "TLS for the cluster: this side's certificate (PEM, signed by --tls-ca)",
+       cert);
+  file("--tls-key", "TLS: the certificate's private key (PEM, unencrypted)", key);
+  file("--tls-ca", "TLS: the CA every member's certificate must be signed by (PEM)", ca);
+}
+
 void TrainSettings::validate() const {
   model_preset(model);  // an unknown preset, before any I/O
   if (preset_has_gpt2_vocab(model) && tokenizer.empty() && init_from.empty() && !resume)
@@ -404,6 +419,8 @@ void TrainSettings::validate() const {
     throw UsageError("--spheres 0 leaves no sphere to compute; it needs --listen for nodes");
   if (listen.empty() && (min_nodes > 0 || !cluster_key.empty()))
     throw UsageError("--min-nodes and --cluster-key need --listen");
+  if (listen.empty() && (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()))
+    throw UsageError("--tls-cert, --tls-key and --tls-ca need --listen");
   if (!listen.empty() && sync != "actors")
     throw UsageError("--listen needs --sync actors (nodes join the sphere tree)");
   if (!plan_nodes.empty() && !print_topology)

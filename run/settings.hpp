@@ -43,8 +43,9 @@ struct TrainSettings {
   int spheres = 1, fanout = 12, threads = 1;
   Placement placement = Placement::bfs;
   // Spheres on other machines (cllm node)
-  std::string listen;       // HOST:PORT nodes dial; empty: none
-  std::string cluster_key;  // a key file; required off loopback
+  std::string listen;                     // HOST:PORT nodes dial; empty: none
+  std::string cluster_key;                // a key file; required off loopback without TLS
+  std::string tls_cert, tls_key, tls_ca;  // the cluster's TLS (all three or none)
   int min_nodes = 0;
   double join_timeout = 300;
   int heartbeat_ms = 500;
@@ -109,6 +110,10 @@ nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
 // With --resume: what was not given again comes from the run's recorded settings (the numbers and
 // the cadence; placement and output are free to change). Throws UsageError for a bad value.
 void inherit_settings(TrainSettings& s, const nlohmann::json& recorded);
+
+// --tls-cert, --tls-key, --tls-ca: the cluster's TLS files, bound by `cllm train` and `cllm node`
+// alike (one declaration, the same help on both).
+void tls_options(cli::OptionTable& t, std::string& cert, std::string& key, std::string& ca);
 
 // Every recorded setting, for config.json and the checkpoints.
 nlohmann::json settings_json(const TrainSettings& s);
