@@ -98,6 +98,9 @@ void check_memory(const RunConfig& r, const std::string& sync, int computing_sph
 ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   ClusterOptions c;
   if (s.listen.empty()) return c;
+  // A peer that hangs up must cost an EPIPE, not the run: OpenSSL and the guard's relays write to
+  // sockets whose other end may be gone.
+  std::signal(SIGPIPE, SIG_IGN);
   const HostPort hp = parse_host_port(s.listen, "--listen", /*port_zero_ok=*/true);
   c.listen = true, c.host = hp.host, c.port = hp.port;
   if (const std::string why = listen_problem(hp); !why.empty())

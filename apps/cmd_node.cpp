@@ -7,6 +7,7 @@
 #include <cctype>
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include <fmt/format.h>
 #include <caf/all.hpp>
@@ -21,6 +22,7 @@
 #include "run/sysinfo.hpp"
 #include "src/cluster_auth.hpp"
 #include "src/cluster_guard.hpp"
+#include "src/cluster_timing.hpp"
 #include "src/safe_text.hpp"
 #include "src/train_loop.hpp"
 
@@ -39,8 +41,8 @@ constexpr size_t kMaxNodeIdChars = 64;
 
 struct NodeArgs {
   std::string join, key_file;
-  int heartbeat_ms = 500;
-  double connection_timeout = 5;
+  int heartbeat_ms = kDefaultHeartbeatMs;
+  double connection_timeout = kDefaultConnectionTimeoutS;
   bool help = false;
   NodeOptions opt;
 };
@@ -66,8 +68,8 @@ cli::OptionTable node_options(NodeArgs& a) {
                 kMaxNodeIdChars, printable(v, 80)));
           a.opt.node_id = v;
         });
-  t.add("--reconnect-timeout", "SECONDS", "keep dialing a root that went away this long", "300",
-        [&a](const std::string& v) {
+  t.add("--reconnect-timeout", "SECONDS", "keep dialing a root that went away this long",
+        fmt::format("{:g}", kDefaultJoinTimeoutS), [&a](const std::string& v) {
           a.opt.reconnect_timeout_s = cli::to_double("--reconnect-timeout", v);
         });
   t.add("--help,-h", "", "show this help", "", [&a](const std::string&) { a.help = true; });
@@ -90,7 +92,7 @@ std::string host_name() {
 
 // Waits for the agent to end (asking it to leave on SIGINT/SIGTERM); returns the exit code.
 // `dialer`: the root's guard turned this node away (no key, another key): exit 2 at once.
-int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer& dialer) {
+int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer* dialer) {
   StopToken stop;
   g_node_stop = &stop;
   std::signal(SIGINT, on_node_signal);
@@ -107,7 +109,7 @@ int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer&
                     caf::after(std::chrono::milliseconds(100)) >>
                         [&] {
                           if (stop.requested() && !asked) request_leave(agent), asked = true;
-                          if (refused.empty() && !(refused = dialer.refusal()).empty())
+                          if (dialer && refused.empty() && !(refused = dialer->refusal()).empty())
                             self->send_exit(agent, caf::exit_reason::kill);
                         });
     }
@@ -133,6 +135,9 @@ int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer&
 
 int cmd_node(const std::vector<std::string>& args) {
   NodeArgs a;
+  // A root (or a TLS probe's peer) that hangs up must cost an EPIPE, not the node: OpenSSL and
+  // the local relay write to sockets whose other end may be gone.
+  std::signal(SIGPIPE, SIG_IGN);
   a.opt.spheres = a.opt.threads = detected_cores();
   cli::OptionTable t = node_options(a);
   t.parse(args);
@@ -160,16 +165,22 @@ int cmd_node(const std::vector<std::string>& args) {
   a.opt.perturb_probe = std::getenv("CLLM_TEST_PERTURB_PROBE") != nullptr;
   Topology(a.opt.spheres, a.opt.fanout);  // validates the shape before dialing
   // The node dials the root through a local relay that answers the root's guard (see
-  // src/cluster_guard.hpp); a root without a guard is relayed as it is.
+  // src/cluster_guard.hpp); a root without a guard is relayed as it is. Not with TLS and no key:
+  // the relay waits for the root to speak first (a guard's challenge, BASP's handshake), while a
+  // TLS client speaks first, and a TLS root without a key has no guard to answer.
   const std::string root = fmt::format("{}:{}", a.opt.host, a.opt.port);
-  GuardDialer dialer(a.opt.host, a.opt.port, a.opt.key);
-  a.opt.host = "127.0.0.1", a.opt.port = dialer.port();
+  std::optional<GuardDialer> dialer;
+  if (!a.opt.key.empty() || !a.opt.tls.enabled()) {
+    dialer.emplace(a.opt.host, a.opt.port, a.opt.key);
+    a.opt.root_host = a.opt.host, a.opt.root_port = a.opt.port;
+    a.opt.host = "127.0.0.1", a.opt.port = dialer->port();
+  }
   NodeConfig cfg(a);
   caf::actor_system sys{cfg};
   std::cout << fmt::format("cllm node: {} spheres, fan-out {}, {} threads; dialing {}\n",
                            a.opt.spheres, a.opt.fanout, a.opt.threads, root)
             << std::flush;
-  return run_agent(sys, a.opt, dialer);
+  return run_agent(sys, a.opt, dialer ? &*dialer : nullptr);
 }
 
 }  // namespace cllm
