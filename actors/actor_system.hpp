@@ -4,15 +4,17 @@
 #include <caf/actor_system_config.hpp>
 
 #include "actors/cluster_transport.hpp"
+#include "src/cluster_timing.hpp"
 
 namespace cllm {
 
 struct ActorSystemTuning {
-  int threads = 1;                  // CAF scheduler threads
-  bool network = false;             // loads the middleman (a root with --listen, every node)
-  int heartbeat_ms = 500;           // with network: CAF heartbeats, so a frozen peer is noticed
-  double connection_timeout_s = 5;  // ... after this long without one
-  TlsFiles tls;                     // with network: TLS for the cluster (none: plain TCP)
+  int threads = 1;       // CAF scheduler threads
+  bool network = false;  // loads the middleman (a root with --listen, every node)
+  int heartbeat_ms =
+      kDefaultHeartbeatMs;  // with network: CAF heartbeats, so a frozen peer is noticed
+  double connection_timeout_s = kDefaultConnectionTimeoutS;  // ... after this long without one
+  TlsFiles tls;  // with network: TLS for the cluster (none: plain TCP)
 };
 
 // Registers the message types and applies `t` to `cfg` (call it from the constructor of a

@@ -14,15 +14,17 @@
 
 #include "actors/sphere.hpp"
 #include "messages/cluster.hpp"
+#include "src/cluster_timing.hpp"
 
 namespace cllm {
 
 struct CoordinatorSetup {
   RunConfig run;
   std::shared_ptr<const TreeSetup> local;  // null: no local spheres (remote nodes do the work)
-  int local_capacity = 1;        // the local subtree's share against a node's (its threads)
-  double orphan_timeout_s = 60;  // a step with no member left waits this long for a node
-  StepSums* sums = nullptr;      // the owners' slices, one per owner (outlives the system)
+  int local_capacity = 1;  // the local subtree's share against a node's (its threads)
+  double orphan_timeout_s =
+      kDefaultJoinTimeoutS;  // a step with no member left waits this long for a node
+  StepSums* sums = nullptr;  // the owners' slices, one per owner (outlives the system)
 };
 
 coordinator_actor spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup);

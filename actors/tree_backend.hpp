@@ -13,6 +13,7 @@
 #include "actors/sphere.hpp"
 #include "messages/cluster.hpp"
 #include "src/backend.hpp"
+#include "src/cluster_timing.hpp"
 
 namespace cllm {
 
@@ -20,12 +21,13 @@ namespace cllm {
 struct ClusterOptions {
   bool listen = false;
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                // 0: the system picks one (listening_port() says which)
-  std::string key;                  // the cluster key; required off loopback without TLS
-  TlsFiles tls;                     // TLS with mutual certificate checks; none: plain TCP
-  int heartbeat_ms = 500;           // CAF heartbeats, so a frozen peer is noticed ...
-  double connection_timeout_s = 5;  // ... after this long without one
-  double orphan_timeout_s = 300;    // a step with no member left waits this long for a node
+  uint16_t port = 0;                       // 0: the system picks one (listening_port() says which)
+  std::string key;                         // the cluster key; required off loopback without TLS
+  TlsFiles tls;                            // TLS with mutual certificate checks; none: plain TCP
+  int heartbeat_ms = kDefaultHeartbeatMs;  // CAF heartbeats, so a frozen peer is noticed ...
+  double connection_timeout_s = kDefaultConnectionTimeoutS;  // ... after this long without one
+  double orphan_timeout_s =
+      kDefaultJoinTimeoutS;  // a step with no member left waits this long for a node
   std::string tokenizer_kind = "byte", tokenizer_data;  // for the nodes' fingerprints
 };
 

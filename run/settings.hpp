@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "run/options.hpp"
+#include "src/cluster_timing.hpp"
 #include "src/faults.hpp"
 #include "src/generate.hpp"
 #include "src/supervision.hpp"
@@ -47,9 +48,9 @@ struct TrainSettings {
   std::string cluster_key;                // a key file; required off loopback without TLS
   std::string tls_cert, tls_key, tls_ca;  // the cluster's TLS (all three or none)
   int min_nodes = 0;
-  double join_timeout = 300;
-  int heartbeat_ms = 500;
-  double connection_timeout = 5;
+  double join_timeout = kDefaultJoinTimeoutS;
+  int heartbeat_ms = kDefaultHeartbeatMs;
+  double connection_timeout = kDefaultConnectionTimeoutS;
   std::string plan_nodes;  // --print-topology: node capacities to deal the shards over
   // Output
   std::string run_dir;  // empty: a new runs/<date-time>
