@@ -46,8 +46,14 @@ bool GenerationBarrier::arrive_and_wait() {
     cv_.notify_all();
     return true;
   }
+  cv_.notify_all();  // for wait_for_arrivals
   cv_.wait(lk, [&] { return generation_ != gen || broken_; });
   return generation_ != gen;
+}
+
+void GenerationBarrier::wait_for_arrivals(int n) {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return arrived_ >= n || broken_; });
 }
 
 void GenerationBarrier::break_barrier() {

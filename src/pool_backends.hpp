@@ -55,6 +55,9 @@ class GenerationBarrier {
   explicit GenerationBarrier(int participants);
   bool arrive_and_wait();
   void break_barrier();  // wakes every waiter; used to abandon a pool that failed to start
+  // Blocks until `n` participants wait in the current generation (or the barrier is broken):
+  // lets a test break the barrier under a waiter that has really arrived.
+  void wait_for_arrivals(int n);
 
  private:
   std::mutex mu_;
