@@ -527,7 +527,15 @@ void BpeTokenizer::finish() {
   for (size_t id = 0; id < tokens_.size(); ++id)
     if (tokens_[id].size() == 1) byte_id_[uint8_t(tokens_[id][0])] = int32_t(id);
   for (int b = 0; b < 256; ++b)
-    if (byte_id_[b] < 0) throw ConfigError(fmt::format("BPE vocabulary lacks the byte {}", b));
+    if (byte_id_[b] < 0) {
+      // Named as a byte and as tokenizer.json writes it, so it cannot be read as a token id.
+      std::string shown;
+      append_utf8(shown, alphabet().to_cp[b]);
+      throw ConfigError(
+          fmt::format("the BPE vocabulary has no token for the byte 0x{:02X} (written \"{}\" in "
+                      "tokenizer.json); each of the 256 bytes needs a token of its own",
+                      b, shown));
+    }
 
   merge_table_.assign(pow2_at_least(merges_.size() * 2 + 1), Slot{0, 0, 0});
   merge_mask_ = merge_table_.size() - 1;
