@@ -168,7 +168,10 @@ AlignedVector<float> read_hf_gpt2_weights(const std::string& dir, const ModelCon
     to_floats(ti.name, t, w.data() + ti.offset, n);
     used.insert(ti.name);
   }
-  for (const auto& [name, t] : by_name) {
+  for (const auto& entry : by_name) {
+    // Not a structured binding: clang 14 (the sanitizer build) cannot capture one in a lambda.
+    const std::string& name = entry.first;
+    const auto& t = entry.second;
     if (used.count(name)) continue;
     const auto ends_with = [&](const std::string& suffix) {
       return name.size() > suffix.size() &&
