@@ -156,7 +156,8 @@ json settings_differences(const std::vector<json>& configs) {
   json out = json::array();
   for (auto& [k, row] : values) {
     row.resize(configs.size());
-    if (std::all_of(row.begin(), row.end(), [&](const json& v) { return v == row.front(); }))
+    const json& first = row.front();  // a lambda may not capture a structured binding (clang 14)
+    if (std::all_of(row.begin(), row.end(), [&first](const json& v) { return v == first; }))
       continue;
     out.push_back({{"key", k}, {"values", row}});
   }
