@@ -40,7 +40,8 @@ cllm="$build/cllm"
 mkdir -p "$dir"
 
 # Runs cllm train with --checkpoint-every $1 in run folder $2; prints "wall_ms_per_step
-# median_step_ms" over the rows of steps 2 .. steps-1.
+# median_step_ms cpu_ms_per_step" over the rows of steps 2 .. steps-1 (cpu: the process's CPU
+# time, the rows' cpu_s, so the writer's work shows even where it did not stall the step).
 timed_run() {
   /usr/bin/python3 - "$steps" "$2" taskset -c "$cpus" "$cllm" train --corpus "$corpus" \
     "${model[@]}" --spheres 1 --threads 1 --steps "$steps" --checkpoint-every "$1" --keep 1 \
@@ -81,7 +82,8 @@ if first not in arrival or last not in arrival:
     sys.exit("metrics.jsonl lacks the rows of steps %d and %d" % (first, last))
 wall = (arrival[last] - arrival[first]) / (last - first) * 1e3
 med = statistics.median(rows[s]["step_ms"] for s in range(first + 1, last + 1))
-print("%.1f %.1f" % (wall, med))
+cpu = (rows[last]["cpu_s"] - rows[first]["cpu_s"]) / (last - first) * 1e3
+print("%.1f %.1f %.1f" % (wall, med, cpu))
 PY
 }
 
@@ -89,18 +91,21 @@ echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),
 echo "cllm train ${model[*]} --spheres 1 --threads 1 --steps $steps; checkpoint every $every" \
   "steps against the final one only; wall time per step over steps 3..$((steps - 1))"
 echo
-printf "%-6s %16s %16s %8s %18s %18s\n" round "every $every ms" "final only ms" ratio \
-  "step_ms med (ckpt)" "step_ms med (none)"
+printf "%-6s %16s %16s %8s %18s %18s %14s %14s\n" round "every $every ms" "final only ms" ratio \
+  "step_ms med (ckpt)" "step_ms med (none)" "cpu ms (ckpt)" "cpu ms (none)"
 ratios=() withs=() withouts=()
 for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) -eq 1 ]; then
-    read -r w wm < <(timed_run "$every" "$dir/every"); read -r n nm < <(timed_run 0 "$dir/final")
+    read -r w wm wc < <(timed_run "$every" "$dir/every")
+    read -r n nm nc < <(timed_run 0 "$dir/final")
   else
-    read -r n nm < <(timed_run 0 "$dir/final"); read -r w wm < <(timed_run "$every" "$dir/every")
+    read -r n nm nc < <(timed_run 0 "$dir/final")
+    read -r w wm wc < <(timed_run "$every" "$dir/every")
   fi
   ratio=$(awk -v a="$w" -v b="$n" 'BEGIN{printf "%.3f", a/b}')
   ratios+=("$ratio") withs+=("$w") withouts+=("$n")
-  printf "%-6s %16.1f %16.1f %8s %18.1f %18.1f\n" "$r" "$w" "$n" "$ratio" "$wm" "$nm"
+  printf "%-6s %16.1f %16.1f %8s %18.1f %18.1f %14.1f %14.1f\n" "$r" "$w" "$n" "$ratio" "$wm" \
+    "$nm" "$wc" "$nc"
 done
 med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 printf "%-6s %16.1f %16.1f %8.3f\n" median "$(med "${withs[@]}")" "$(med "${withouts[@]}")" \
