@@ -45,6 +45,7 @@ namespace {
 
 struct Options {
   std::string model = "small";
+  int d_model = 0, layers = 0, heads = 0;  // 0 = the preset's
   int batch = 16;
   int micro_batch = 16;
   int context = 128;
@@ -66,8 +67,11 @@ const char* kUsage =
 Options parse(int argc, char** argv) {
   Options o;
   cli::OptionTable t;
-  t.add("--model", "tiny|small|base", "model preset", o.model,
+  t.add("--model", "tiny|small|base|gpt2|gpt2-medium", "model preset (its vocabulary)", o.model,
         [&o](const std::string& v) { o.model = v; });
+  add_int(t, "--d-model", "embedding width (overrides the preset; 0 = the preset's)", o.d_model, 0);
+  add_int(t, "--layers", "blocks (overrides the preset)", o.layers, 0);
+  add_int(t, "--heads", "attention heads (overrides the preset)", o.heads, 0);
   add_int(t, "--batch", "sequences per step", o.batch);
   add_int(t, "--micro-batch", "sequences per shard (see --compare-micro)", o.micro_batch);
   add_int(t, "--context", "tokens per sequence", o.context);
@@ -266,6 +270,11 @@ double measure_generation(const ModelConfig& model, const Options& o, const floa
     if (int(toks.size()) != o.gen_tokens) throw std::logic_error("generate() returned too few");
   }
   const double gen_ms = median(times);
+  // The decoder's KV cache: keys and values of every layer for `context` positions, in float
+  // whatever the decoding weights (src/model.cpp, Decoder::Impl).
+  const double cache_bytes = 2.0 * model.n_layers * model.d_model * model.context * sizeof(float);
+  fmt::print("KV cache: 2*L*d*context floats = 2*{}*{}*{}*4 bytes = {:.1f} MiB\n", model.n_layers,
+             model.d_model, model.context, cache_bytes / (1 << 20));
   fmt::print(
       "generation: {} tokens from an empty prompt (KV cache, sliding window at context {}, "
       "T {} top-k {} top-p {}, {} weights), median of 3: {:.2f} ms, {:.0f} tokens/s\n",
@@ -317,8 +326,20 @@ void write_step_json(const Options& o, const ModelConfig& model, const ParamLayo
   write_json(o.json, j);
 }
 
+// The preset with --d-model/--layers/--heads applied; its context grows to --context (the GPT-2
+// body is `--model small --d-model 768 --layers 12 --heads 12 --context 1024`: byte vocabulary).
+ModelConfig bench_model(const Options& o) {
+  ModelConfig m = model_preset(o.model);
+  if (o.d_model > 0) m.d_model = o.d_model;
+  if (o.layers > 0) m.n_layers = o.layers;
+  if (o.heads > 0) m.n_heads = o.heads;
+  m.context = std::max(m.context, o.context);
+  m.validate();
+  return m;
+}
+
 int run(const Options& o) {
-  const ModelConfig model = model_preset(o.model);
+  const ModelConfig model = bench_model(o);
   {
     BatchConfig b;
     b.batch = o.batch, b.micro_batch = o.micro_batch, b.context = o.context;
@@ -354,25 +375,28 @@ int run(const Options& o) {
   // The weights fingerprint that metrics.jsonl carries after every step (run/observers.cpp):
   // its cost against this step.
   {
+    // Fewer repeats at GPT-2 sizes, where 200 passes over the weights outlast the timed steps.
+    const bool large = layout.num_parameters() > 10'000'000;
+    const int fp_repeats = large ? 5 : 200, sha_repeats = large ? 2 : 20;
     std::vector<double> fp_ms;
     uint64_t sink = 0;
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < fp_repeats; ++i) {
       const auto t0 = Clock::now();
       sink ^= step_fingerprint(layout, main_fig.weights->data()).weights;
       fp_ms.push_back(ms_between(t0, Clock::now()));
     }
     std::vector<double> sha_ms;
-    for (int i = 0; i < 20; ++i) {
+    for (int i = 0; i < sha_repeats; ++i) {
       const auto t0 = Clock::now();
       sink ^= uint64_t(weights_sha256(layout, main_fig.weights->data())[0]);
       sha_ms.push_back(ms_between(t0, Clock::now()));
     }
     const double fp = median(fp_ms);
     fmt::print(
-        "weights fingerprint ({} floats, {} tensors): {:.3f} ms median of 200, {:.3f}% of this "
+        "weights fingerprint ({} floats, {} tensors): {:.3f} ms median of {}, {:.3f}% of this "
         "one-thread step ({:.2f} ms); weights_sha256 {:.3f} ms [{:x}]\n",
-        layout.num_parameters(), layout.tensors().size(), fp, 100 * fp / main_fig.median_ms,
-        main_fig.median_ms, median(sha_ms), sink & 0xf);
+        layout.num_parameters(), layout.tensors().size(), fp, fp_repeats,
+        100 * fp / main_fig.median_ms, main_fig.median_ms, median(sha_ms), sink & 0xf);
   }
   // Generation from the weights after the default run's last step.
   double gen_ms = 0, gen_tps = 0;

@@ -12,7 +12,12 @@ depend on the values). Prints one line `torch_tokens_per_s=<median>` last, and w
 kernel is in use.
 
 Usage: /usr/bin/python3 tools/torch_step.py [--model small] [--batch 16] [--context 128]
-       [--steps 10] [--warmup 2] [--threads 1]
+       [--steps 10] [--warmup 2] [--threads 1] [--d-model D --layers L --heads H]
+--d-model/--layers/--heads override the preset, as cllm-bench-step's do; the model's context
+grows to --context (the GPT-2 body: --model small --d-model 768 --layers 12 --heads 12
+--context 1024). `gpt2` has GPT-2's vocabulary of 50257 tokens in an embedding padded to 50304
+rows, as cllm pads it (llm.c does the same), so both sides do the same LM-head products; the
+data draws from the 50257 real tokens.
 Needs Debian's python3-torch (1.13); nothing else.
 """
 
@@ -30,7 +35,14 @@ PRESETS = {  # name: (vocab, d_model, n_layers, n_heads, context), as src/config
     "tiny": (256, 64, 2, 2, 64),
     "small": (256, 128, 4, 4, 128),
     "base": (256, 256, 6, 8, 256),
+    "gpt2": (50257, 768, 12, 12, 1024),
+    "gpt2-medium": (50257, 1024, 24, 16, 1024),
 }
+
+
+def padded_vocab(name, vocab):
+    """The embedding's rows: GPT-2's vocabulary rounded up to 128, as src/config.cpp."""
+    return (vocab + 127) // 128 * 128 if name.startswith("gpt2") else vocab
 
 
 class Block(torch.nn.Module):
@@ -109,12 +121,17 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--d-model", type=int, default=0)
+    ap.add_argument("--layers", type=int, default=0)
+    ap.add_argument("--heads", type=int, default=0)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(1337)
     vocab, d, layers, heads, context = PRESETS[a.model]
-    model = CLLM(vocab, d, layers, heads, context)
+    d, layers, heads = a.d_model or d, a.layers or layers, a.heads or heads
+    context = max(context, a.context)
+    model = CLLM(padded_vocab(a.model, vocab), d, layers, heads, context)
     # Decay on 2-D weights only, as src/optimizer.cpp.
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
@@ -142,8 +159,9 @@ def main():
     print("torch %s, %d thread(s), OPENBLAS_CORETYPE=%s" %
           (torch.__version__, torch.get_num_threads(), os.environ.get("OPENBLAS_CORETYPE", "")))
     print("openblas kernel: %s" % openblas_kernel())
-    print("model %s batch %dx%d: median step %.2f ms over %d steps, loss %.4f" %
-          (a.model, a.batch, a.context, med * 1e3, n, loss.item()))
+    print("model %s (vocab %d, d %d, %d layers, %d heads) batch %dx%d: median step %.2f ms "
+          "over %d steps, loss %.4f" %
+          (a.model, vocab, d, layers, heads, a.batch, a.context, med * 1e3, n, loss.item()))
     print("torch_tokens_per_s=%.1f" % tps)
     return 0
 
