@@ -1,7 +1,8 @@
-// The root's side of a cluster in one process: a peer that passes the handshake and then answers
-// a step with malformed pieces gets an error for that step (the coordinator deals its shards
-// again), never a sum with holes, a crash or a hang; a well-formed answer goes through, with the
-// node's CPU time and memory.
+// The cluster's actors in one process: a peer that passes the handshake and then answers a step
+// with malformed pieces gets an error for that step (the coordinator deals its shards again),
+// never a sum with holes, a crash or a hang; a well-formed answer goes through, with the node's
+// CPU time and memory. Refusals are "node" errors, both ways: the gateway's of a peer, and a
+// node's of a root that publishes no gateway.
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -9,7 +10,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <caf/io/all.hpp>
+
 #include "actors/cluster_root.hpp"
+#include "actors/node_agent.hpp"
 #include "messages/cluster.hpp"
 #include "src/cluster_auth.hpp"
 #include "src/sum_pack.hpp"
@@ -68,6 +72,7 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
   caf::scoped_actor coordinator{sys}, node{sys}, parent{sys};
   auto setup = std::make_shared<ClusterSetup>();
   setup->run = run, setup->key = "key", setup->fingerprint = kPrint, setup->sampler = &sampler;
+  // A scoped actor stands in for the coordinator (it only receives what the gateway tells it).
   setup->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
   const gateway_actor gateway = spawn_gateway(sys, setup);
   const link_actor link = join(node, gateway, setup->key);
@@ -173,6 +178,7 @@ TEST_CASE("the gateway refuses a peer with a node error that names why", "[clust
   caf::scoped_actor coordinator{sys}, node{sys};
   auto setup = std::make_shared<ClusterSetup>();
   setup->run = run, setup->key = "key", setup->fingerprint = kPrint, setup->sampler = &sampler;
+  // A scoped actor stands in for the coordinator (it only receives what the gateway tells it).
   setup->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
   const gateway_actor gateway = spawn_gateway(sys, setup);
   JoinHello h;
@@ -191,4 +197,33 @@ TEST_CASE("the gateway refuses a peer with a node error that names why", "[clust
   // A sphere's error is no node's.
   CHECK(!as_node_exit(make_sphere_error(sphere_errc::crashed, caf::make_message(std::string()))));
   caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a node refuses a root whose published actor is no gateway", "[cluster]") {
+  struct NetConfig : caf::actor_system_config {
+    NetConfig() {
+      register_messages(*this);
+      load<caf::io::middleman>();
+    }
+  } cfg;
+  caf::actor_system sys{cfg};
+  // An untyped actor published where a gateway should be: its interface is not gateway_actor's.
+  auto impostor = sys.spawn([]() -> caf::behavior { return {[](hello_atom, JoinHello&) {}}; });
+  auto port = sys.middleman().publish(impostor, 0, "127.0.0.1");
+  REQUIRE(port);
+  NodeOptions opt;
+  opt.port = *port;
+  opt.node_id = "n1", opt.node_host = "127.0.0.1";
+  opt.reconnect_timeout_s = 30;
+  caf::error reason;
+  {
+    caf::scoped_actor self{sys};
+    auto agent = spawn_node_agent(sys, opt);
+    self->monitor(agent);
+    self->receive([&](caf::down_msg& dm) { reason = dm.reason; },
+                  caf::after(kWait) >> [] { FAIL("the node did not end"); });
+  }
+  CHECK(as_node_exit(reason) == node_exit::refused);
+  CHECK_THAT(exit_reason_text(sys, reason), Catch::Contains("no gateway"));
+  caf::anon_send_exit(impostor, caf::exit_reason::user_shutdown);
 }
