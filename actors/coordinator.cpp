@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/owner.hpp"
 #include "src/clock.hpp"
 
 namespace cllm {
@@ -15,7 +16,9 @@ namespace {
 
 // Internal: a step's shards found no member, and no node joined in time.
 using orphan_atom = caf::atom_constant<caf::atom("orphans")>;
-using coordinator_impl = coordinator_actor::extend<caf::reacts_to<orphan_atom, int64_t>>;
+using coordinator_impl =
+    coordinator_actor::extend<caf::reacts_to<orphan_atom, int64_t>,
+                              caf::replies_to<apply_atom, SliceBodyRef>::with<bool>>;
 
 // A member of a step: the local subtree under sphere 0, or a remote node (through its link).
 struct Member {
@@ -44,6 +47,8 @@ struct CoordinatorState {
   ~CoordinatorState() {  // see ~SphereState: no recursive teardown
     for (const auto& m : members)
       if (m.handle) caf::anon_send_exit(m.handle, caf::exit_reason::kill);
+    for (const auto& o : owners)
+      if (o) caf::anon_send_exit(o, caf::exit_reason::kill);
   }
 
   CoordinatorSetup setup;
@@ -62,6 +67,11 @@ struct CoordinatorState {
   std::vector<size_t> orphans;  // positions no member could take
   caf::typed_response_promise<Partial> rp;
   FaultCounts between_steps;
+  // The owners of the slices, and the round (attempt of a step) their sums belong to.
+  std::vector<owner_actor> owners;
+  uint64_t round = 0;
+  OwnerSetRef owner_set;
+  size_t owner_merges = 0;  // nodes' partial sums not yet merged into every owner
 };
 
 using coordinator_pointer = coordinator_impl::stateful_pointer<CoordinatorState>;
@@ -87,6 +97,7 @@ AssignmentRef assignment_for(CoordinatorState& st, const Member& m,
       plan = std::make_shared<const ShardPlan>(st.setup.local->topology, int(positions.size()),
                                                st.setup.local->placement);
     a->plan = plan;
+    a->owners = st.owner_set;
   }
   return a;
 }
@@ -111,7 +122,7 @@ void remove_leaver(coordinator_pointer self, size_t i) {
 
 void maybe_finish(coordinator_pointer self) {
   auto& st = self->state;
-  if (!st.active || st.remaining > 0) return;
+  if (!st.active || st.remaining > 0 || st.owner_merges > 0) return;
   st.acc.faults += st.between_steps;
   st.between_steps = FaultCounts{};
   st.acc.members = membership(st);
@@ -171,15 +182,40 @@ void dispatch(coordinator_pointer self, size_t i) {
             });
 }
 
+// A node's whole partial sum of the shards at `positions`: every owner adds its slice of it.
+void merge_into_owners(coordinator_pointer self, const std::vector<size_t>& positions,
+                       ExactGrad& grad) {
+  auto& st = self->state;
+  std::vector<int32_t> shards;
+  for (size_t p : positions) shards.push_back(st.set->shards[p]);
+  const ExactGradRef partial = std::make_shared<const ExactGrad>(std::move(grad));
+  grad = ExactGrad{};
+  const uint64_t round = st.round;
+  for (const owner_actor& o : st.owners) {
+    ++st.owner_merges;
+    const auto done = [self, round] {
+      auto& s = self->state;
+      if (s.round != round || !s.active) return;
+      --s.owner_merges;
+      maybe_finish(self);
+    };
+    self->request(o, caf::infinite, merge_atom::value, round, st.work, shards, partial)
+        .then([=](double) { done(); }, [=](caf::error&) {});  // a dead owner ends the run
+  }
+}
+
 void on_reply(coordinator_pointer self, const caf::actor_addr& addr, uint64_t gen, Partial& p) {
   auto& s = self->state;
   const size_t i = find_member(s, addr);
   if (i == s.members.size() || s.members[i].generation != gen || !s.active) return;
   Member& m = s.members[i];
+  // With owners (the root), a node's whole partial sum goes to them; without (a node's own
+  // coordinator), partial sums are merged here, whole, as they go up to the root.
+  if (p.grad.shards > 0 && !s.owners.empty()) merge_into_owners(self, m.in_flight, p.grad);
   s.remaining -= m.in_flight.size();
   m.in_flight.clear();
   m.busy = false;
-  s.acc.merge(p);
+  s.acc.merge(p);  // timings, faults (and the sum, where there are no owners)
   dispatch(self, i);
   maybe_finish(self);
 }
@@ -276,6 +312,15 @@ caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
   st.acc = Partial{};
   st.remaining = set->shards.size();
   st.orphans.clear();
+  ++st.round;
+  st.owner_merges = 0;
+  st.owner_set = nullptr;
+  if (!st.owners.empty()) {
+    auto owner_set = std::make_shared<OwnerSet>();
+    owner_set->round = st.round;
+    owner_set->owners = st.owners;
+    st.owner_set = std::move(owner_set);
+  }
   st.intensity.begin_step();
   for (Member& m : st.members) m.busy = false, m.resends = 0, m.in_flight.clear(), m.queue.clear();
   std::vector<size_t> positions(set->shards.size());
@@ -319,6 +364,40 @@ void on_leave(coordinator_pointer self, const caf::actor_addr& link) {
     if (!st.active) maybe_finish(self);  // between steps it leaves at once
     return;
   }
+}
+
+// body(k) on every owner k at once. An owner that cannot take it (it died) has its slice's work
+// done here: body never throws, so a slice is either done by its owner or not begun.
+caf::result<bool> run_slices(coordinator_pointer self, const SliceBodyRef& body) {
+  auto& st = self->state;
+  struct Pending {
+    size_t left;
+    caf::typed_response_promise<bool> rp;
+  };
+  auto p =
+      std::make_shared<Pending>(Pending{st.owners.size(), self->make_response_promise<bool>()});
+  auto rp = p->rp;
+  if (p->left == 0) {
+    rp.deliver(true);
+    return rp;
+  }
+  const auto one_done = [p] {
+    if (--p->left == 0) p->rp.deliver(true);
+  };
+  for (size_t k = 0; k < st.owners.size(); ++k) {
+    if (!st.owners[k]) {
+      (*body)(int(k));
+      one_done();
+      continue;
+    }
+    self->request(st.owners[k], caf::infinite, apply_atom::value, body)
+        .then([=](bool) { one_done(); },
+              [=](caf::error&) {
+                (*body)(int(k));
+                one_done();
+              });
+  }
+  return rp;
 }
 
 // The run is over: every node hears it (and gets a moment to), so none is left dialing.
@@ -365,6 +444,16 @@ void install_handlers(coordinator_pointer self) {
   });
   const auto find = [self](const caf::actor_addr& who) { return find_member(self->state, who); };
   self->set_exit_handler([self, find](caf::exit_msg& em) {
+    auto& st = self->state;
+    for (size_t k = 0; k < st.owners.size(); ++k) {
+      if (st.owners[k].address() != em.source) continue;
+      // The slice's sum of this round is gone; the weights and moments are the TrainState's, so
+      // the run stops with the last step intact.
+      st.owners[k] = nullptr;
+      return give_up(self, counts_now(st),
+                     fmt::format("the owner of slice {} failed: {}", k,
+                                 exit_reason_text(self->system(), em.reason)));
+    }
     const size_t i = find(em.source);
     if (i == self->state.members.size()) return;  // already replaced or removed
     if (const GiveUp* g = as_give_up(em.reason))
@@ -397,6 +486,16 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
     m.handle = spawn_sphere(self, st.setup.local, 0);
     st.members.push_back(std::move(m));
   }
+  if (st.setup.sums) {
+    const ParamLayout layout(st.setup.run.model);
+    const int n = int(st.setup.sums->size());
+    const Slicing slicing(layout.total(), n);
+    for (int k = 0; k < n; ++k) {
+      st.owners.push_back(spawn_owner(
+          self, std::make_shared<const OwnerSetup>(OwnerSetup{
+                    layout, k, slicing.begin(k), slicing.end(k), &(*st.setup.sums)[size_t(k)]})));
+    }
+  }
   install_handlers(self);
   return {
       [self](step_atom, const StepWork& work, const WeightsRef& weights, const ShardSetRef& set,
@@ -410,6 +509,9 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
       [self](leave_atom, const caf::actor_addr& link) { on_leave(self, link); },
       [self](members_atom) { return membership(self->state); },
       [self](shutdown_atom) -> caf::result<bool> { return end_run(self); },
+      [self](apply_atom, const SliceBodyRef& body) -> caf::result<bool> {
+        return run_slices(self, body);
+      },
       [self](orphan_atom, int64_t step) {
         auto& st = self->state;
         if (!st.active || st.steps_begun != step || st.orphans.empty()) return;

@@ -1,26 +1,36 @@
 #pragma once
 // The coordinator: the root of the sphere tree, between the training loop and the spheres. Each
 // step it deals the shards over its members (the local subtree under sphere 0, and remote nodes
-// once they join), merges their exact partial sums and answers with the step's total. It
-// supervises sphere 0 with the root's restart budget; a member that fails has its shards dealt
-// again to the others inside the same step (placement never changes the result: the sum is
-// exact).
+// once they join) and answers when every shard is in the owners' slices (actors/owner.hpp): local
+// spheres send their gradients to the owners themselves, a node's whole partial sum is merged
+// into them from here. Nothing is summed serially here. It supervises sphere 0 with the root's
+// restart budget; a member that fails has its shards dealt again to the others inside the same
+// step (placement never changes the result: the sum is exact, and an owner folds a shard once).
+// It also supervises the owners: one that dies ends the run (BackendFailure) with the state of
+// the last step kept, since the weights and moments are the TrainState's.
 #include <memory>
 
 #include <caf/all.hpp>
 
 #include "actors/sphere.hpp"
 #include "messages/cluster.hpp"
+#include "src/cluster_timing.hpp"
 
 namespace cllm {
 
 struct CoordinatorSetup {
   RunConfig run;
   std::shared_ptr<const TreeSetup> local;  // null: no local spheres (remote nodes do the work)
-  int local_capacity = 1;        // the local subtree's share against a node's (its threads)
-  double orphan_timeout_s = 60;  // a step with no member left waits this long for a node
+  int local_capacity = 1;  // the local subtree's share against a node's (its threads)
+  double orphan_timeout_s =
+      kDefaultJoinTimeoutS;  // a step with no member left waits this long for a node
+  StepSums* sums = nullptr;  // the owners' slices, one per owner (outlives the system)
 };
 
 coordinator_actor spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup);
+
+// The coordinator's other face, for the training loop: run body(k) on owner k for every owner,
+// answered when all have run (the backend's run_slices).
+using slice_runner_actor = caf::typed_actor<caf::replies_to<apply_atom, SliceBodyRef>::with<bool>>;
 
 }  // namespace cllm

@@ -173,7 +173,7 @@ void say_hello(agent_pointer self) {
 
 void dial(agent_pointer self) {
   auto& st = self->state;
-  auto mm = self->system().middleman().actor_handle();
+  auto mm = cluster_dialer(self->system());
   self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, st.opt.host, st.opt.port)
       .then(
           [self](const caf::node_id&, caf::strong_actor_ptr& gw,
@@ -189,7 +189,19 @@ void dial(agent_pointer self) {
             self->monitor(self->state.gateway);
             say_hello(self);
           },
-          [self](caf::error& err) { retry(self, self->system().render(err)); });
+          [self](caf::error& err) {
+            // A refusal at the TLS level ends the node; anything else means dialing again.
+            const auto& o = self->state.opt;
+            const bool relayed = !o.root_host.empty();
+            self->request(spawn_tls_prober(self->system()), caf::infinite,
+                          relayed ? o.root_host : o.host, relayed ? o.root_port : o.port,
+                          o.tls.cert, o.tls.key, o.tls.ca)
+                .then([self, why = self->system().render(err)](const std::string& refusal) {
+                  if (!refusal.empty())
+                    return self->quit(make_node_error(node_exit::refused, refusal));
+                  retry(self, why);
+                });
+          });
 }
 
 // ---------------------------------------------------------------------------------------------

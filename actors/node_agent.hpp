@@ -10,7 +10,9 @@
 
 #include <caf/all.hpp>
 
+#include "actors/cluster_transport.hpp"
 #include "messages/cluster.hpp"
+#include "src/cluster_timing.hpp"
 #include "src/supervision.hpp"
 #include "src/topology.hpp"
 
@@ -19,13 +21,19 @@ namespace cllm {
 struct NodeOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
+  // The root itself, when host:port is a local relay to it (src/cluster_guard.hpp): where a
+  // failed dial's TLS probe goes. Empty: host:port.
+  std::string root_host;
+  uint16_t root_port = 0;
   std::string key;  // the cluster key ("" when the root has none, on loopback)
+  TlsFiles tls;     // as the root's: TLS with mutual certificate checks, or none
   std::string node_id, node_host;
   int spheres = 1, fanout = 12, threads = 1;
   Placement placement = Placement::bfs;
   SupervisionPolicy policy;
-  double reconnect_timeout_s = 300;  // give up dialing a root that does not come back
-  bool perturb_probe = false;        // tests: a fingerprint as from another CPU
+  double reconnect_timeout_s =
+      kDefaultJoinTimeoutS;    // give up dialing a root that does not come back
+  bool perturb_probe = false;  // tests: a fingerprint as from another CPU
 };
 
 // Spawns the agent; it ends with an error of category "node" (code node_exit, context the line

@@ -40,10 +40,12 @@ struct StepInProgress {
   int pending = 0;          // children whose sums are missing
   std::vector<size_t> own;  // positions of own shards in the assignment, one per compute message
   size_t next_own = 0;
+  int acks = 0;  // owners yet to fold the last shard's gradient (its buffer is theirs till then)
   SteadyClock::time_point own_done_at;
   caf::typed_response_promise<Partial> rp;
 
-  bool own_done() const { return next_own >= own.size(); }
+  bool own_done() const { return next_own >= own.size() && acks == 0; }
+  bool may_compute() const { return next_own < own.size() && acks == 0; }
 };
 
 struct SphereState {
@@ -173,21 +175,9 @@ void on_child_exit(sphere_pointer self, size_t index, ChildExit how, std::string
     send_to_child(self, index, next_delivery(st.step.ctl.delivery, ++c.resends));
 }
 
-void compute_next_own(sphere_pointer self) {
-  auto& st = self->state;
-  StepInProgress& step = st.step;
-  if (!st.worker)  // a node has no sampler: its windows come with the work
-    st.worker = st.setup->sampler ? std::make_unique<ShardWorker>(st.setup->run, *st.setup->sampler)
-                                  : std::make_unique<ShardWorker>(st.setup->run);
-  if (step.acc.grad.sum.empty()) step.acc.grad.reset(st.worker->layout());
-  const size_t pos = step.own[step.next_own++];
-  const ShardSet& set = step.assignment->set;
-  st.worker->compute(step.weights->data(), step.work, set.shards[pos], step.acc.grad,
-                     set.tokens_of(pos, shard_tokens(st.setup->run)));
-  const double compute = st.worker->last_compute_ms(), fold = st.worker->last_fold_ms();
-  step.acc.timing.compute_ms += compute, step.acc.timing.fold_ms += fold;
-  st.stats.compute_ms += compute, st.stats.fold_ms += fold;
-  ++st.stats.shards;
+// One own shard is in the sum (folded here, or by every owner): the next one, or the end.
+void after_own_shard(sphere_pointer self) {
+  auto& step = self->state.step;
   if (step.own_done()) {
     step.acc.timing.spheres += 1;
     step.own_done_at = SteadyClock::now();
@@ -195,6 +185,52 @@ void compute_next_own(sphere_pointer self) {
   } else {
     self->send(self, compute_atom::value, step.token);
   }
+}
+
+void on_owner_ack(sphere_pointer self, uint64_t token, double fold_ms) {
+  auto& st = self->state;
+  StepInProgress& step = st.step;
+  if (!step.active || token != step.token || step.acks == 0) return;
+  if (fold_ms > 0) step.acc.timing.fold_ms += fold_ms, st.stats.fold_ms += fold_ms;
+  if (--step.acks == 0) after_own_shard(self);
+}
+
+void compute_next_own(sphere_pointer self) {
+  auto& st = self->state;
+  StepInProgress& step = st.step;
+  if (!st.worker)  // a node has no sampler: its windows come with the work
+    st.worker = st.setup->sampler ? std::make_unique<ShardWorker>(st.setup->run, *st.setup->sampler)
+                                  : std::make_unique<ShardWorker>(st.setup->run);
+  const size_t pos = step.own[step.next_own++];
+  const ShardSet& set = step.assignment->set;
+  const int32_t* tokens = set.tokens_of(pos, shard_tokens(st.setup->run));
+  const OwnerSetRef& owners = step.assignment->owners;
+  ++st.stats.shards;
+  if (owners && !owners->owners.empty()) {
+    // The gradient goes to every owner, which folds its slice; no sum of our own. The next
+    // shard waits for every owner's answer: the buffer is reused.
+    st.worker->compute_gradient(step.weights->data(), step.work, set.shards[pos], tokens);
+    const double compute = st.worker->last_compute_ms();
+    step.acc.timing.compute_ms += compute, st.stats.compute_ms += compute;
+    const WeightsRef grad = st.worker->gradient_ref();
+    const double loss = st.worker->last_loss();
+    const int64_t ntok = st.worker->shard_token_count();
+    const uint64_t token = step.token;
+    step.acks = int(owners->owners.size());
+    for (const owner_actor& o : owners->owners)
+      self->request(o, caf::infinite, fold_atom::value, owners->round, step.work, set.shards[pos],
+                    grad, loss, ntok)
+          .then([=](double ms) { on_owner_ack(self, token, ms); },
+                // A dead owner: the coordinator handles it (the round cannot complete).
+                [=](caf::error&) { on_owner_ack(self, token, 0); });
+    return;
+  }
+  if (step.acc.grad.sum.empty()) step.acc.grad.reset(st.worker->layout());
+  st.worker->compute(step.weights->data(), step.work, set.shards[pos], step.acc.grad, tokens);
+  const double compute = st.worker->last_compute_ms(), fold = st.worker->last_fold_ms();
+  step.acc.timing.compute_ms += compute, step.acc.timing.fold_ms += fold;
+  st.stats.compute_ms += compute, st.stats.fold_ms += fold;
+  after_own_shard(self);
 }
 
 caf::result<Partial> on_step(sphere_pointer self, const StepWork& work, const WeightsRef& weights,
@@ -308,7 +344,7 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
       },
       [self](compute_atom, uint64_t token) {
         auto& step = self->state.step;
-        if (step.active && token == step.token && !step.own_done()) compute_next_own(self);
+        if (step.active && token == step.token && step.may_compute()) compute_next_own(self);
       },
   };
 }

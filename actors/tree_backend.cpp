@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <caf/io/all.hpp>
 
+#include "actors/actor_system.hpp"
 #include "actors/cluster_root.hpp"
 #include "actors/coordinator.hpp"
 #include "src/clock.hpp"
@@ -53,22 +54,8 @@ std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSa
 }  // namespace
 
 TreeBackend::Config::Config(int threads, const ClusterOptions& cluster) {
-  register_messages(*this);
-  set("scheduler.max-threads", threads);
-  // A step's work reaches a sibling worker by stealing. CAF's defaults let an idle worker try
-  // only every 5th poll with 50 us sleeps (then 10 ms sleeps once relaxed), which delayed the
-  // start of sphere 1's work by 0.3-0.5 ms each step (measured). Poll more eagerly.
-  set("work-stealing.moderate-steal-interval", 1);
-  set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds(20)});
-  set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(200)});
-  if (cluster.listen) {
-    load<caf::io::middleman>();
-    // Off by default in CAF 0.17: without them a frozen peer is never noticed.
-    set("middleman.heartbeat-interval",
-        caf::timespan{std::chrono::milliseconds(cluster.heartbeat_ms)});
-    set("middleman.connection-timeout",
-        caf::timespan{std::chrono::milliseconds(int64_t(cluster.connection_timeout_s * 1000))});
-  }
+  configure_actor_system(*this, {threads, cluster.listen, cluster.heartbeat_ms,
+                                 cluster.connection_timeout_s, cluster.tls});
 }
 
 TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, const TreeOptions& opt)
@@ -80,6 +67,8 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, con
   CoordinatorSetup cs;
   cs.run = run, cs.local = setup_, cs.local_capacity = std::min(opt.spheres, threads_);
   cs.orphan_timeout_s = opt.cluster.orphan_timeout_s;
+  sums_.resize(size_t(opt.owners > 0 ? opt.owners : threads_));
+  cs.sums = &sums_;
   root_ = spawn_coordinator(*sys_, std::move(cs));
   auto all = std::make_shared<ShardSet>();
   for (int32_t s = 0; s < run.batch.shards(); ++s) all->shards.push_back(s);
@@ -100,7 +89,7 @@ void TreeBackend::listen(const RunConfig& run, const WindowSampler& sampler,
   setup->coordinator = root_;
   setup->log = [](const std::string& line) { std::fprintf(stderr, "cllm: %s\n", line.c_str()); };
   gateway_ = spawn_gateway(*sys_, std::move(setup));
-  auto port = sys_->middleman().publish(gateway_, c.port, c.host.c_str(), /*reuse=*/true);
+  auto port = publish_on_cluster(*sys_, gateway_, c.port, c.host);
   if (!port)
     throw ConfigError(
         fmt::format("cannot listen on {}:{}: {}", c.host, c.port, sys_->render(port.error())));
@@ -125,7 +114,7 @@ TreeBackend::~TreeBackend() {
   sys_.reset();
 }
 
-ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+const StepSums& TreeBackend::run_step(const StepWork& work, const WeightsRef& weights) {
   if (gave_up_) throw BackendFailure("the sphere tree gave up earlier");
   const auto t0 = SteadyClock::now();
   Partial result;
@@ -151,7 +140,25 @@ ExactGrad TreeBackend::run_step(const StepWork& work, const WeightsRef& weights)
   faults_ = std::move(result.faults);
   membership_ = result.members;
   deadline_.record_step(ms_since(t0));
-  return std::move(result.grad);
+  return sums_;  // the owners' slices, complete once the coordinator answered
+}
+
+void TreeBackend::release_sums() {
+  // The owners wrote the slices before the coordinator answered, and touch them again only in
+  // the next round, which begins after the next run_step: nothing else uses them now.
+  for (ExactGrad& s : sums_) s = ExactGrad{};
+}
+
+void TreeBackend::run_slices(int n, const std::function<void(int)>& body) {
+  if (gave_up_ || n != int(sums_.size())) return Backend::run_slices(n, body);
+  bool ok = false;
+  (*self_)
+      ->request(caf::actor_cast<slice_runner_actor>(root_), caf::infinite, apply_atom::value,
+                std::make_shared<const std::function<void(int)>>(body))
+      .receive([&](bool) { ok = true; }, [&](caf::error&) {});
+  // The coordinator is gone (it gave up between the step and now): nothing ran on the owners
+  // that it did not finish; this cannot be told apart per slice, so refuse rather than guess.
+  if (!ok) throw std::runtime_error("the owners of the step's slices are gone");
 }
 
 Membership TreeBackend::query_membership() {

@@ -9,9 +9,11 @@
 
 #include <caf/all.hpp>
 
+#include "actors/cluster_transport.hpp"
 #include "actors/sphere.hpp"
 #include "messages/cluster.hpp"
 #include "src/backend.hpp"
+#include "src/cluster_timing.hpp"
 
 namespace cllm {
 
@@ -19,11 +21,13 @@ namespace cllm {
 struct ClusterOptions {
   bool listen = false;
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                // 0: the system picks one (listening_port() says which)
-  std::string key;                  // the cluster key; required off loopback
-  int heartbeat_ms = 500;           // CAF heartbeats, so a frozen peer is noticed ...
-  double connection_timeout_s = 5;  // ... after this long without one
-  double orphan_timeout_s = 300;    // a step with no member left waits this long for a node
+  uint16_t port = 0;                       // 0: the system picks one (listening_port() says which)
+  std::string key;                         // the cluster key; required off loopback without TLS
+  TlsFiles tls;                            // TLS with mutual certificate checks; none: plain TCP
+  int heartbeat_ms = kDefaultHeartbeatMs;  // CAF heartbeats, so a frozen peer is noticed ...
+  double connection_timeout_s = kDefaultConnectionTimeoutS;  // ... after this long without one
+  double orphan_timeout_s =
+      kDefaultJoinTimeoutS;  // a step with no member left waits this long for a node
   std::string tokenizer_kind = "byte", tokenizer_data;  // for the nodes' fingerprints
 };
 
@@ -32,6 +36,7 @@ struct TreeOptions {
   int fanout = 12;
   Placement placement = Placement::bfs;
   int threads = 1;  // CAF scheduler threads (the command line defaults them to the cores)
+  int owners = 0;   // owners of the sums' slices (actors/owner.hpp); 0: one per thread
   FaultPlan faults;
   SupervisionPolicy policy;
   ClusterOptions cluster;
@@ -44,7 +49,12 @@ class TreeBackend final : public Backend {
 
   std::string name() const override { return "actors"; }
   int spheres() const override { return membership_.spheres; }
-  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
+  const StepSums& run_step(const StepWork& work, const WeightsRef& weights) override;
+  // On the owners, at once (through the coordinator).
+  void run_slices(int n, const std::function<void(int)>& body) override;
+  // The owners' slices are freed between steps (each owner allocates its slice again when its
+  // next round begins, after the next run_step has started).
+  void release_sums() override;
   StepTiming last_timing() const override { return timing_; }
   FaultCounts last_faults() const override { return faults_; }
   Membership last_membership() const override { return membership_; }
@@ -75,6 +85,7 @@ class TreeBackend final : public Backend {
   // One blocking actor for the loop's requests, alive as long as the tree (creating one per
   // step costs a registration each time). Destroyed before the system shuts down.
   std::unique_ptr<caf::scoped_actor> self_;
+  StepSums sums_;  // slice k: owner k's sum (written by the owner during a step)
   StepTiming timing_;
   FaultCounts faults_;
   Membership membership_;

@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <unistd.h>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
@@ -17,6 +18,7 @@
 #include "actors/tree_backend.hpp"
 #include "apps/cmd_compare.hpp"
 #include "apps/cmd_export.hpp"
+#include "apps/cmd_import.hpp"
 #include "apps/cmd_node.hpp"
 #include "apps/cmd_report.hpp"
 #include "apps/cmd_tokenizer.hpp"
@@ -27,10 +29,13 @@
 #include "run/settings.hpp"
 #include "run/sysinfo.hpp"
 #include "src/atomic_file.hpp"
+#include "src/bpe.hpp"
 #include "src/checkpoint.hpp"
 #include "src/cluster_auth.hpp"
+#include "src/cluster_guard.hpp"
 #include "src/corpus.hpp"
 #include "src/generate.hpp"
+#include "src/hf_import.hpp"
 #include "src/pool_backends.hpp"
 #include "src/safe_text.hpp"
 #include "src/safetensors.hpp"
@@ -52,19 +57,40 @@ void on_signal(int sig) {
   if (g_stop) g_stop->request();
 }
 
-// Every sphere (or pool thread) that computes shards holds its own workspace: refuse a run that
-// cannot fit in memory instead of letting the kernel kill it halfway.
-void check_memory(const RunConfig& r, int computing_spheres) {
+// The memory a run needs: every sphere (or pool thread) that computes shards holds its own
+// workspace (activations and one float gradient; a barrier-pool thread also a whole int64 sum),
+// and the shared state (weights, moments, exact sums in owner slices) is counted once.
+struct RunMemory {
+  double per_sphere = 0, shared = 0;
+  double total(int computing_spheres) const { return per_sphere * computing_spheres + shared; }
+};
+RunMemory run_memory(const RunConfig& r, const std::string& sync) {
+  const double whole_sum = sync == "barrier" ? double(ShardWorker::partial_sum_bytes(r)) : 0;
+  return {double(ShardWorker::memory_bytes(r)) + whole_sum,
+          4.0 * double(ParamLayout(r.model).total()) * 16};
+}
+
+// Refuses a run that cannot fit in memory instead of letting the kernel kill it halfway.
+void check_memory(const RunConfig& r, const std::string& sync, int computing_spheres) {
   const double avail = available_memory_bytes();
   if (avail <= 0) return;  // unknown: do not guess
-  const double per = double(ShardWorker::memory_bytes(r));
-  const double need = per * computing_spheres + 4.0 * double(ParamLayout(r.model).total()) * 16;
-  if (need > 0.9 * avail)
-    throw ConfigError(fmt::format(
-        "this run needs about {:.1f} GiB ({} computing spheres x {:.0f} MiB of workspace) but only "
-        "{:.1f} GiB of memory are available; use fewer --spheres, a smaller --micro-batch or a "
-        "smaller model",
-        need / 1073741824.0, computing_spheres, per / 1048576.0, avail / 1073741824.0));
+  const RunMemory mem = run_memory(r, sync);
+  const double need = mem.total(computing_spheres);
+  if (need <= 0.9 * avail) return;
+  // What would fit: fewer computing spheres, else a smaller micro-batch, else a smaller model.
+  const int fit = int(std::floor((0.9 * avail - mem.shared) / mem.per_sphere));
+  std::string hint;
+  if (fit >= 1 && fit < computing_spheres) {
+    hint = fmt::format("--spheres {} would fit ({} computing spheres)", fit, fit);
+  } else {
+    hint = r.batch.micro_batch > 1 ? "use a smaller --micro-batch or a smaller model"
+                                   : "use a smaller model (or a machine with more memory)";
+  }
+  throw ConfigError(fmt::format(
+      "this run needs about {:.1f} GiB ({} computing spheres x {:.0f} MiB of workspace) but only "
+      "{:.1f} GiB of memory are available; {}",
+      need / 1073741824.0, computing_spheres, mem.per_sphere / 1048576.0, avail / 1073741824.0,
+      hint));
 }
 
 // --listen: where nodes dial, and the key they must prove. Listening where other machines can
@@ -72,14 +98,23 @@ void check_memory(const RunConfig& r, int computing_spheres) {
 ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   ClusterOptions c;
   if (s.listen.empty()) return c;
+  // A peer that hangs up must cost an EPIPE, not the run: OpenSSL and the guard's relays write to
+  // sockets whose other end may be gone.
+  std::signal(SIGPIPE, SIG_IGN);
   const HostPort hp = parse_host_port(s.listen, "--listen", /*port_zero_ok=*/true);
   c.listen = true, c.host = hp.host, c.port = hp.port;
+  if (const std::string why = listen_problem(hp); !why.empty())
+    throw UsageError(fmt::format("--listen {}: cannot listen there: {}", s.listen, why));
   if (!s.cluster_key.empty()) c.key = read_cluster_key(s.cluster_key);
-  if (c.key.empty() && !is_loopback(hp.host))
+  c.tls = {s.tls_cert, s.tls_key, s.tls_ca};
+  check_tls_files(c.tls);
+  // With TLS the CA authenticates both sides (mutual certificate checks), so a key is optional.
+  if (c.key.empty() && !c.tls.enabled() && !is_loopback(hp.host))
     throw UsageError(fmt::format(
         "--listen {} can be reached from other machines, and nodes would join unauthenticated; "
         "create a key (head -c 32 /dev/urandom | base64 > key.txt; chmod 600 key.txt) and pass "
-        "--cluster-key key.txt to the root and to every node",
+        "--cluster-key key.txt to the root and to every node, or use TLS (--tls-cert, --tls-key, "
+        "--tls-ca; see docs/cluster.md)",
         s.listen));
   c.heartbeat_ms = s.heartbeat_ms, c.connection_timeout_s = s.connection_timeout;
   c.orphan_timeout_s = s.join_timeout;
@@ -87,18 +122,35 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
   return c;
 }
 
+// `guard`: with a cluster key, the guard in front of the actor system's port (it must outlive the
+// backend, whose end is told to the nodes through it).
 std::unique_ptr<Backend> make_backend(const TrainSettings& s, const RunConfig& r,
-                                      const WindowSampler& sampler, const Tokenizer& tok) {
+                                      const WindowSampler& sampler, const Tokenizer& tok,
+                                      std::unique_ptr<ClusterGuard>& guard) {
   if (s.sync != "actors") return make_pool_backend(s.sync, r, sampler, s.spheres);
   TreeOptions tree;
   tree.spheres = s.spheres, tree.fanout = s.fanout, tree.placement = s.placement;
   tree.threads = s.threads, tree.faults = s.faults, tree.policy = s.policy;
   tree.cluster = cluster_options(s, tok);
+  // With a key, CAF listens on loopback only and the guard on --listen: no unproven byte reaches
+  // BASP (src/cluster_guard.hpp).
+  const std::string host = tree.cluster.host;
+  const uint16_t port = tree.cluster.port;
+  if (!tree.cluster.key.empty()) tree.cluster.host = "127.0.0.1", tree.cluster.port = 0;
   auto backend = std::make_unique<TreeBackend>(r, sampler, tree);
   if (tree.cluster.listen) {
-    std::cout << fmt::format("listening for nodes on {}:{}\n", tree.cluster.host,
-                             backend->listening_port())
-              << std::flush;
+    uint16_t shown = backend->listening_port();
+    if (!tree.cluster.key.empty()) {
+      try {
+        guard = std::make_unique<ClusterGuard>(
+            host, port, tree.cluster.key, backend->listening_port(),
+            [](const std::string& line) { std::fprintf(stderr, "cllm: %s\n", line.c_str()); });
+      } catch (const std::runtime_error& e) {
+        throw UsageError(fmt::format("--listen {}: {}", s.listen, e.what()));
+      }
+      shown = guard->port();
+    }
+    std::cout << fmt::format("listening for nodes on {}:{}\n", host, shown) << std::flush;
     if (s.min_nodes > 0) backend->wait_for_nodes(s.min_nodes, s.join_timeout, std::cout);
   }
   return backend;
@@ -156,6 +208,7 @@ SessionResult train_with_signals(const Session& session, const std::optional<Che
   return res;
 }
 
+// What a computing sphere holds, and what exists once per process (split over the owners).
 // --print-topology: the local tree and its shards; with --plan-nodes, how a step's shards would be
 // dealt over the root and nodes of those capacities (threads).
 std::string topology_text(const TrainSettings& s) {
@@ -188,6 +241,71 @@ std::string topology_text(const TrainSettings& s) {
   return ShardPlan(topo, shards, s.placement).render(topo);
 }
 
+// The vocabulary a run will have, without reading the corpus (for --print-topology).
+int planned_vocab(const TrainSettings& s, const std::optional<ModelConfig>& init_model,
+                  const std::optional<Checkpoint>& resume_from) {
+  if (s.tokenizer.empty()) {
+    if (init_model) return init_model->vocab;
+    if (resume_from) return resume_from->model.vocab;
+    return preset_has_gpt2_vocab(s.model) ? kGpt2Vocab : 256;
+  }
+  if (s.tokenizer.rfind("bpe:", 0) == 0)
+    return int(to_int("--tokenizer bpe:N", s.tokenizer.substr(4), BpeTokenizer::kMinVocab,
+                      BpeTokenizer::kMaxVocab));
+  return load_tokenizer(s.tokenizer)->vocab_size();
+}
+
+// --print-topology's second part: the model's size and the memory the run will need.
+std::string memory_text(const TrainSettings& s, const RunConfig& r) {
+  const int computing =
+      s.spheres > 0 ? ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
+                          .computing_spheres()
+                    : 0;
+  const RunMemory mem = run_memory(r, s.sync);
+  const double mib = 1048576.0, gib = 1073741824.0;
+  const double avail = available_memory_bytes();
+  const double params = double(ParamLayout(r.model).total());
+  const double work =
+      double(Model<float>::workspace_bytes(r.model, r.batch.micro_batch, r.batch.context));
+  return fmt::format(
+      "model: {}: {} parameters\n"
+      "workspace per computing sphere: {:.0f} MiB (micro-batch {} x {} tokens: activations {:.1f} "
+      "MiB + one float gradient {:.1f} MiB{})\n"
+      "once per process: exact sums {:.1f} MiB and AdamW moments {:.1f} MiB in {} owner slices of "
+      "{}-element blocks\n"
+      "memory the run needs: about {:.2f} GiB ({} computing spheres x {:.0f} MiB + {:.0f} MiB "
+      "shared){}\n",
+      r.model.describe(), ParamLayout(r.model).num_parameters(), mem.per_sphere / mib,
+      r.batch.micro_batch, r.batch.context, work / mib, 4 * params / mib,
+      s.sync == "barrier" ? " + a whole int64 sum" : "", 8 * params / mib, 8 * params / mib,
+      std::max(1, s.threads), kSliceBlock, mem.total(computing) / gib, computing,
+      mem.per_sphere / mib, mem.shared / mib,
+      avail > 0 ? fmt::format("; {:.1f} GiB available", avail / gib) : "");
+}
+
+// --init-from: the model's shape is the folder's. Sizes given on the command line must agree.
+void take_init_shape(TrainSettings& s, const ModelConfig& m) {
+  const auto agree = [&](const char* option, int& dst, int value, const char* key) {
+    if (s.given.count(option) && dst != value)
+      throw UsageError(fmt::format("{} {} differs from the --init-from folder's {} {}", option, dst,
+                                   key, value));
+    dst = value;
+  };
+  if (s.given.count("--model")) {
+    const ModelConfig p = model_preset(s.model);
+    if (p.d_model != m.d_model || p.n_layers != m.n_layers || p.n_heads != m.n_heads ||
+        p.context != m.context)
+      throw UsageError(fmt::format(
+          "--model {} is d {}, {} layers, {} heads, context {}, but the --init-from folder holds "
+          "{}; leave --model out",
+          s.model, p.d_model, p.n_layers, p.n_heads, p.context, m.describe()));
+  }
+  agree("--d-model", s.d_model, m.d_model, "n_embd");
+  agree("--layers", s.layers, m.n_layers, "n_layer");
+  agree("--heads", s.heads, m.n_heads, "n_head");
+  agree("--context", s.context, m.context, "n_positions");
+}
+
 int cmd_train(const std::vector<std::string>& args) {
   TrainSettings s = parse_train_settings(args);
   if (s.help) {
@@ -204,27 +322,59 @@ int cmd_train(const std::vector<std::string>& args) {
   if (s.resume) {
     if (s.run_dir.empty()) throw UsageError("--resume needs --run-dir (the run to continue)");
     folder.emplace(RunFolder::open(s.run_dir));
-    resume_from = folder->newest_valid_checkpoint(std::cerr);
+    resume_from = folder->checkpoint_to_resume(std::cerr);
     inherit_settings(s, recorded_settings(resume_from->run, folder->read_json("config.json")));
   }
   s.validate();
+  // --init-from (a new run): the folder's shape, checked before anything is read or computed.
+  std::optional<ModelConfig> init_model;
+  if (!s.init_from.empty() && !resume_from) {
+    init_model = read_hf_gpt2_config(s.init_from);
+    take_init_shape(s, *init_model);
+  }
   if (s.print_topology) {
-    std::cout << topology_text(s);
+    std::cout << topology_text(s)
+              << memory_text(s, s.run_config(0, "", planned_vocab(s, init_model, resume_from)));
     return 0;
   }
-  // The corpus and its tokenizer (the vocabulary follows the tokenizer).
+  // The corpus and its tokenizer (the vocabulary follows the tokenizer; with --init-from and no
+  // --tokenizer, the folder's).
   CorpusText text = read_corpus_text(s);
-  const auto tok = run_tokenizer(s.tokenizer, text, s.val_fraction,
-                                 resume_from ? &*resume_from : nullptr, std::cout);
+  std::unique_ptr<Tokenizer> tok;
+  if (init_model && s.tokenizer.empty()) {
+    tok = read_hf_tokenizer(s.init_from);
+    if (!tok)
+      throw ConfigError(fmt::format(
+          "the --init-from folder has no tokenizer (vocab.json + merges.txt, or tokenizer.json); "
+          "give one with --tokenizer"));
+  } else {
+    tok = run_tokenizer(s.tokenizer, text, s.val_fraction, resume_from ? &*resume_from : nullptr,
+                        std::cout);
+  }
+  if (init_model && tok->vocab_size() != init_model->vocab)
+    throw ConfigError(
+        fmt::format("the tokenizer has {} tokens but the --init-from model's vocabulary is {}",
+                    tok->vocab_size(), init_model->vocab));
   const Corpus corpus =
       encode_corpus(std::move(text), *tok, s.val_fraction, size_t(s.shape().batch.context) + 1);
   const RunConfig r =
       s.run_config(corpus.train.size(), data_fingerprint(corpus, *tok), tok->vocab_size());
+  AlignedVector<float> init_weights;
+  if (init_model) {
+    if (r.model != *init_model)
+      throw ConfigError(fmt::format("the run's model ({}) is not the --init-from folder's ({})",
+                                    r.model.describe(), init_model->describe()));
+    init_weights = read_hf_gpt2_weights(s.init_from, r.model);
+    std::cout << fmt::format("starting from the weights of {}\n", printable(s.init_from, 200));
+  }
   if (s.spheres > 0)
-    check_memory(r, ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
-                        .computing_spheres());
+    check_memory(r, s.sync,
+                 ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
+                     .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));
-  auto backend = make_backend(s, r, sampler, *tok);
+  if (!folder) RunFolder::check_new(s.run_dir, s.overwrite);  // before waiting for nodes
+  std::unique_ptr<ClusterGuard> guard;  // before the backend: destroyed after it
+  auto backend = make_backend(s, r, sampler, *tok, guard);
   // Only now, with every input accepted, does a new run get its folder.
   if (!folder) folder.emplace(RunFolder::create(s.run_dir, s.overwrite));
   print_header(s, r, corpus);
@@ -233,9 +383,10 @@ int cmd_train(const std::vector<std::string>& args) {
                         : nullptr;
   ActorCheckpointSink writer;
   StopToken stop;
-  const SessionResult res = train_with_signals(
-      Session{s, r, corpus, *tok, *backend, *folder, writer, stop, std::cout, std::cerr},
-      resume_from, stop);
+  const SessionResult res =
+      train_with_signals(Session{s, r, corpus, *tok, *backend, *folder, writer, stop, std::cout,
+                                 std::cerr, init_model ? &init_weights : nullptr},
+                         resume_from, stop);
   print_result(res, folder->dir());
   return res
       .exit_code;  // the tree is torn down after the result is out (a long chain takes a while)
@@ -303,7 +454,8 @@ void usage(std::ostream& os) {
         "  runs     list the runs of a folder (cllm runs --help)\n"
         "  tokenizer  train, encode or decode with a tokenizer (cllm tokenizer --help)\n"
         "  export   write a checkpoint as a Hugging Face folder or a GGUF file (cllm export "
-        "--help)\n";
+        "--help)\n"
+        "  import   a Hugging Face GPT-2 folder as a checkpoint (cllm import --help)\n";
 }
 
 }  // namespace
@@ -316,7 +468,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::cerr << "cllm: error: no command given (commands: train, sample, node, report, "
-                 "serve, diff, runs, tokenizer, export; see cllm --help)\n";
+                 "serve, diff, runs, tokenizer, export, import; see cllm --help)\n";
     return 2;
   }
   const std::string cmd = args[0];
@@ -331,14 +483,14 @@ int main(int argc, char** argv) {
     if (cmd == "runs") return cli::cmd_runs(args);
     if (cmd == "tokenizer") return cmd_tokenizer(args);
     if (cmd == "export") return cmd_export(args);
+    if (cmd == "import") return cmd_import(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       usage(std::cout);
       return 0;
     }
     std::cerr << "cllm: error: unknown command '" << cmd
-              << "' (commands: train, sample, node, report, serve, diff, runs, tokenizer, export; "
-                 "see cllm "
-                 "--help)\n";
+              << "' (commands: train, sample, node, report, serve, diff, runs, tokenizer, export, "
+                 "import; see cllm --help)\n";
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "cllm: error: " << printable(e.what()) << "\n";

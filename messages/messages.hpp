@@ -7,6 +7,7 @@
 // non-const reference owns it without a copy).
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,11 +28,44 @@ struct ShardSet;
 }  // namespace cllm
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const cllm::Assignment>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const cllm::ShardSet>)
+// In-process only, like the weights: a node's whole partial sum handed to the owners, and the
+// optimizer's per-slice work handed to them.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const cllm::ExactGrad>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const std::function<void(int)>>)
 
 namespace cllm {
 
 using step_atom = caf::atom_constant<caf::atom("step")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using fold_atom = caf::atom_constant<caf::atom("fold")>;
+using merge_atom = caf::atom_constant<caf::atom("merge")>;
+using apply_atom = caf::atom_constant<caf::atom("apply")>;
+
+using ExactGradRef = std::shared_ptr<const ExactGrad>;
+using SliceBodyRef = std::shared_ptr<const std::function<void(int)>>;
+
+// An owner (actors/owner.hpp) holds one slice of the step's exact sum. Per round (one attempt of
+// one step, numbered by the coordinator; a newer round starts the slice afresh, an older one is
+// ignored):
+//   - fold: one shard's float gradient (whole vector, shared; read only in the handler) with its
+//     loss and tokens, folded into the slice; a shard already folded in this round is skipped,
+//     so a resent shard never counts twice. Answers the milliseconds the fold took (-1: stale).
+//   - merge: a whole partial sum of the given shards (a remote node's), its slice added; skipped
+//     when any of those shards was already folded. Answers as fold.
+//   - apply: runs body(slice index) (the optimizer's per-slice work); answers true.
+using owner_actor =
+    caf::typed_actor<caf::replies_to<fold_atom, uint64_t, StepWork, int32_t, WeightsRef, double,
+                                     int64_t>::with<double>,
+                     caf::replies_to<merge_atom, uint64_t, StepWork, std::vector<int32_t>,
+                                     ExactGradRef>::with<double>,
+                     caf::replies_to<apply_atom, SliceBodyRef>::with<bool>>;
+
+// The owners of a round, as the spheres that compute it see them.
+struct OwnerSet {
+  uint64_t round = 0;
+  std::vector<owner_actor> owners;
+};
+using OwnerSetRef = std::shared_ptr<const OwnerSet>;
 
 // The shards a subtree computes in one step, with their token windows when these were shipped
 // (to a remote node, which has no corpus) rather than sampled where they are computed.
@@ -50,10 +84,13 @@ using ShardSetRef = std::shared_ptr<const ShardSet>;
 
 // A subtree's shards and where in it they go: position i of `set` to the sphere plan->owner(i)
 // of the subtree's topology. Built by the coordinator for the step's membership and shared,
-// immutable, by every sphere of the subtree (in-process only).
+// immutable, by every sphere of the subtree (in-process only). With `owners`, each sphere sends
+// every shard's gradient to the owners and its partial sum up the tree stays empty; without
+// (a remote node's tree), partial sums of the whole vector travel up.
 struct Assignment {
   ShardSet set;
   std::shared_ptr<const ShardPlan> plan;
+  OwnerSetRef owners;
 };
 using AssignmentRef = std::shared_ptr<const Assignment>;
 

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -30,30 +31,20 @@ void lower_priority() {
   ::setpriority(PRIO_PROCESS, pid_t(::syscall(SYS_gettid)), 10);
 }
 
-// httplib's request threads, at low priority when asked.
+// httplib's request threads, at low priority when asked: `base` at once, one more whenever a job
+// arrives while every thread is busy (a connection holds its thread while it stays open), up to
+// `max`. Threads started on demand stay until shutdown.
 class Pool final : public httplib::TaskQueue {
  public:
-  Pool(int n, bool low) {
-    for (int i = 0; i < n; ++i)
-      threads_.emplace_back([this, low] {
-        if (low) lower_priority();
-        for (;;) {
-          std::function<void()> fn;
-          {
-            std::unique_lock<std::mutex> lk(mu_);
-            cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
-            if (jobs_.empty()) return;  // stopping and nothing left
-            fn = std::move(jobs_.front());
-            jobs_.pop_front();
-          }
-          fn();
-        }
-      });
+  Pool(int base, int max, bool low) : max_(std::max(base, max)), low_(low) {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (int i = 0; i < base; ++i) spawn_locked();
   }
   void enqueue(std::function<void()> fn) override {
     {
       std::lock_guard<std::mutex> lk(mu_);
       jobs_.push_back(std::move(fn));
+      if (idle_ < int(jobs_.size()) && int(threads_.size()) < max_) spawn_locked();
     }
     cv_.notify_one();
   }
@@ -63,14 +54,36 @@ class Pool final : public httplib::TaskQueue {
       stop_ = true;
     }
     cv_.notify_all();
+    // No thread is added after stop_ (enqueue is not called once httplib shuts down).
     for (auto& t : threads_) t.join();
   }
 
  private:
+  void spawn_locked() {
+    threads_.emplace_back([this] {
+      if (low_) lower_priority();
+      std::unique_lock<std::mutex> lk(mu_);
+      for (;;) {
+        ++idle_;
+        cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
+        --idle_;
+        if (jobs_.empty()) return;  // stopping and nothing left
+        std::function<void()> fn = std::move(jobs_.front());
+        jobs_.pop_front();
+        lk.unlock();
+        fn();
+        lk.lock();
+      }
+    });
+  }
+
+  const int max_;
+  const bool low_;
   std::vector<std::thread> threads_;
   std::deque<std::function<void()>> jobs_;
   std::mutex mu_;
   std::condition_variable cv_;
+  int idle_ = 0;  // threads waiting for a job
   bool stop_ = false;
 };
 
@@ -119,7 +132,7 @@ struct LiveServer::Impl {
   // current version; the view is rebuilt only when something changed.
   uint64_t refresh_locked() {
     const auto now = std::chrono::steady_clock::now();
-    if (cached_view.empty() || now - last_refresh > std::chrono::milliseconds(250)) {
+    if (cached_view.empty() || now - last_refresh >= std::chrono::milliseconds(opt.refresh_ms)) {
       if (!compare) reader.refresh();
       last_refresh = now;
       const uint64_t v = compare ? compare->refresh() : reader.version();
@@ -137,9 +150,11 @@ struct LiveServer::Impl {
 
   // Request threads, socket options, timeouts and headers.
   void configure() {
-    const int threads = std::max(1, opt.threads);
+    const int threads = std::max(1, opt.threads), max_threads = opt.max_threads;
     const bool low = opt.low_priority;
-    svr.new_task_queue = [threads, low] { return new Pool(threads, low); };
+    svr.new_task_queue = [threads, max_threads, low] {
+      return new Pool(threads, max_threads, low);
+    };
     // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second server
     // bind the same port silently and take half of the requests.
     svr.set_socket_options([](socket_t sock) {
@@ -147,7 +162,7 @@ struct LiveServer::Impl {
       ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
     svr.set_keep_alive_timeout(2);
-    svr.set_read_timeout(5);
+    svr.set_read_timeout(std::max(1, opt.idle_timeout_s));
     svr.set_write_timeout(5);
     svr.set_payload_max_length(4096);  // GET only: no request carries a body
     svr.set_default_headers({{"Cache-Control", "no-store"},
@@ -260,8 +275,10 @@ struct LiveServer::Impl {
   }
 };
 
-LiveServer::LiveServer(std::string run_dir, ServeOptions opt)
-    : impl_(std::make_unique<Impl>(std::move(run_dir), std::move(opt))) {
+LiveServer::LiveServer(std::string run_dir, ServeOptions opt) {
+  // A FIFO or device among the run's files would block or exhaust every request: refused here.
+  if (const std::string why = unreadable_run_file(run_dir); !why.empty()) throw ServeError(why);
+  impl_ = std::make_unique<Impl>(std::move(run_dir), std::move(opt));
   impl_->loopback = is_loopback_host(impl_->opt.host);
   impl_->configure();
   impl_->guard_requests();

@@ -25,7 +25,14 @@ struct ServeError : std::runtime_error {
 struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0 = any free port (see LiveServer::port)
-  int threads = 2;  // request threads
+  // Request threads: `threads` start at once, more (up to max_threads) when every one is busy.
+  // httplib gives each open connection a thread until it closes or idles out, so a few idle
+  // connections must not take them all: 100 idle ones still leave a thread for a request.
+  int threads = 2;
+  int max_threads = 128;
+  int idle_timeout_s = 5;  // a connection that sends nothing this long is closed
+  // The run folder is read again at most this often, however many pages poll (0: every request).
+  int refresh_ms = 250;
   bool low_priority = true;
 };
 

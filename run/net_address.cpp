@@ -1,10 +1,38 @@
 #include "run/net_address.hpp"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "run/options.hpp"
 
 namespace cllm {
+
+std::string listen_problem(const HostPort& hp) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(hp.host.c_str(), std::to_string(hp.port).c_str(), &hints, &res) != 0)
+    return std::string();
+  std::string why;
+  const int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+  if (fd >= 0) {
+    const int yes = 1;  // as the listener sets it: a port in TIME_WAIT is not "in use"
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+      why = errno == EADDRINUSE ? fmt::format("port {} is in use by another program", hp.port)
+                                : std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  return why;
+}
 
 HostPort parse_host_port(const std::string& text, const std::string& option, bool port_zero_ok) {
   const auto bad = [&](const char* why) {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "src/config.hpp"
+#include "src/regular_file.hpp"
 #include "src/safe_text.hpp"
 
 namespace cllm::cli {
@@ -140,26 +141,7 @@ void OptionTable::apply(const Opt& o, const std::string& name, const std::string
 }
 
 void OptionTable::load_config(const std::string& path) {
-  const std::string shown = printable(path, 200);
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw UsageError(fmt::format("config file '{}' does not exist or is not a file", shown));
-  const auto size = std::filesystem::file_size(path, ec);
-  if (!ec && size > kMaxConfigBytes)
-    throw UsageError(fmt::format("config file '{}' is {} bytes; a config file may have at most {}",
-                                 shown, size, kMaxConfigBytes));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError(fmt::format("cannot read config file '{}'", shown));
-  // Read at most one byte past the limit (a file may grow, or report no size, as in /proc).
-  std::string text(kMaxConfigBytes + 1, '\0');
-  in.read(text.data(), std::streamsize(text.size()));
-  if (in.bad()) throw UsageError(fmt::format("cannot read config file '{}'", shown));
-  text.resize(size_t(in.gcount()));
-  if (text.size() > kMaxConfigBytes)
-    throw UsageError(
-        fmt::format("config file '{}' is larger than the {} bytes a config file may have", shown,
-                    kMaxConfigBytes));
-  parse_config_text(text, path);
+  parse_config_text(read_regular_file<UsageError>(path, kMaxConfigBytes, "config file"), path);
 }
 
 void OptionTable::parse_config_text(const std::string& text, const std::string& source) {
@@ -194,6 +176,11 @@ void OptionTable::parse_config_text(const std::string& text, const std::string& 
     const auto eq = line.find('=');
     const std::string name = trim(line.substr(0, eq));
     const std::string key = "--" + name;
+    if (name.rfind("-", 0) == 0 && find("--" + name.substr(name.find_first_not_of('-'))))
+      throw fail(
+          fmt::format("write '{}' without the dashes: a config file names options as "
+                      "'steps = 3'",
+                      printable(name, 60)));
     const Opt* o = find(key);
     if (!o || key == "--config")
       throw fail(fmt::format("unknown option '{}'", printable(name, 60)));

@@ -1,11 +1,11 @@
 #include "run/report.hpp"
 
-#include <unistd.h>
-
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
+
+#include "run/run_folder.hpp"
+#include "src/atomic_file.hpp"
 
 namespace cllm::run {
 
@@ -114,22 +114,13 @@ std::string render_compare_page(const json& data, bool live) {
                        {"page.js", "compare.js"});
 }
 
+// Through write_file_atomic (a device or FIFO written directly, a symlink written through); a
+// folder, a missing folder, a read-only mount or a full disk: one line with the reason.
 void write_page_file(const std::string& out_path, const std::string& page) {
-  std::error_code ec;
-  const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << page;
-    f.flush();
-    if (!f) {
-      fs::remove(tmp, ec);
-      throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
-    }
-  }
-  fs::rename(tmp, out_path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error(fmt::format("cannot write '{}'", out_path));
+  try {
+    write_file_atomic(out_path, page);
+  } catch (const FileError& e) {
+    throw RunFolderError(e.what());
   }
 }
 
@@ -140,6 +131,14 @@ ReportResult write_report(const std::string& run_dir, const std::string& out_pat
     throw RunFolderError(fmt::format("there is no run folder '{}'", run_dir));
   if (!fs::is_directory(run_dir, ec))
     throw RunFolderError(fmt::format("'{}' is not a folder (give a run folder)", run_dir));
+  if (out_path.empty()) throw RunFolderError("option --out needs a file path, got ''");
+  if (const std::string why = unreadable_run_file(run_dir); !why.empty()) throw RunFolderError(why);
+  // Before anything is read: the page must never replace what it shows.
+  try {
+    refuse_output_over_inputs(out_path, run_files_read(run_dir), "--out");
+  } catch (const std::exception& e) {
+    throw RunFolderError(e.what());
+  }
   RunReader reader(run_dir);
   reader.refresh();
   if (!reader.looks_like_run())
@@ -156,7 +155,6 @@ ReportResult write_report(const std::string& run_dir, const std::string& out_pat
   res.rows = int64_t(reader.rows().size());
   for (const auto& n : view["notices"])
     if (n["level"] != "info") res.notices.push_back(n["text"].get<std::string>());
-
   write_page_file(out_path, page);
   return res;
 }

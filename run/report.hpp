@@ -39,8 +39,9 @@ struct ReportResult {
   std::vector<std::string> notices;  // "warning: ..." lines worth telling on the terminal
 };
 
-// Reads `run_dir` and writes the report to `out_path` (through a temporary file and a rename).
-// Throws RunFolderError when `run_dir` is no run folder, std::runtime_error when it cannot write.
+// Reads `run_dir` and writes the report to `out_path` (src/atomic_file.hpp). Throws
+// RunFolderError (one line) when `run_dir` is no run folder or holds a file that is not a regular
+// one, when `out_path` is one of the run's files or cannot be written (with the reason).
 ReportResult write_report(const std::string& run_dir, const std::string& out_path,
                           const ViewOptions& opt = {});
 

@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "src/regular_file.hpp"
 #include "src/stats.hpp"
 
 namespace cllm::run {
@@ -132,6 +133,30 @@ bool parse_row(std::string_view line, StepRow& row) {
   return true;
 }
 
+std::vector<std::string> run_files_read(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const char* name :
+       {"metrics.jsonl", "config.json", "summary.json", "spheres.json", "sample.txt"})
+    out.push_back(dir + "/" + name);
+  return out;
+}
+
+std::string unreadable_run_file(const std::string& dir) {
+  for (const auto& p : run_files_read(dir)) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) continue;  // missing: a notice on the page, not an error
+    const std::string name = fs::path(p).filename().string();
+    const uint64_t limit = name == "metrics.jsonl" ? kMaxMetricsBytes
+                           : name == "sample.txt"  ? UINT64_MAX
+                                                   : kMaxRunJsonBytes;
+    std::string why;
+    if (RegularFile::open(p, limit, name, why).is_open()) continue;
+    // An unreadable file (permissions) is a notice on the page; these would block or exhaust.
+    if (!S_ISREG(st.st_mode) || uint64_t(st.st_size) > limit) return why;
+  }
+  return std::string();
+}
+
 RunReader::RunReader(std::string dir) : dir_(std::move(dir)) {}
 
 void RunReader::refresh() {
@@ -168,25 +193,31 @@ void RunReader::refresh() {
     sample_st_.size = st.st_size;
     sample_st_.mtime_ns = mtime_ns(st);
     sample_.clear();
-    if (const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    std::string why;  // unreadable: no sample shown
+    if (const RegularFile f = RegularFile::open(p, UINT64_MAX, "sample.txt", why); f.is_open()) {
       char buf[4096];
       ssize_t got;
-      while ((got = ::read(fd, buf, sizeof buf)) > 0 && sample_.size() < (1u << 20))
+      while ((got = ::read(f.fd(), buf, sizeof buf)) > 0 && sample_.size() < (1u << 20))
         sample_.append(buf, size_t(got));
-      ::close(fd);
     }
   }
 }
 
 void RunReader::read_metrics() {
   const std::string path = dir_ + "/metrics.jsonl";
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    metrics_error_ = errno == ENOENT
-                         ? std::string()
-                         : fmt::format("cannot read metrics.jsonl: {}", std::strerror(errno));
+  struct stat lst {};
+  if (::stat(path.c_str(), &lst) != 0 && errno == ENOENT) {
+    metrics_error_.clear();
     return;
   }
+  // A regular file of at most kMaxMetricsBytes: a FIFO in its place would block every reader.
+  std::string why;
+  const RegularFile file = RegularFile::open(path, kMaxMetricsBytes, "metrics.jsonl", why);
+  if (!file.is_open()) {
+    metrics_error_ = why;
+    return;
+  }
+  const int fd = file.fd();
   metrics_error_.clear();
   metrics_seen_ = true;
   struct stat st {};
@@ -212,7 +243,6 @@ void RunReader::read_metrics() {
     }
     buf.resize(got);
   }
-  ::close(fd);
   size_t pos = 0;
   StepRow row;
   for (size_t nl; (nl = buf.find('\n', pos)) != std::string::npos; pos = nl + 1) {
@@ -243,14 +273,10 @@ bool RunReader::read_json_file(const char* name, FileState& fst, json& out) {
   fst.present = true;
   fst.size = st.st_size;
   fst.mtime_ns = mtime_ns(st);
-  std::string text;
-  if (const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-    char buf[65536];
-    ssize_t got;
-    while ((got = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, size_t(got));
-    ::close(fd);
-  } else {
-    fst.error = fmt::format("cannot read {}: {}", name, std::strerror(errno));
+  std::string text, why;
+  const RegularFile file = RegularFile::open(p, kMaxRunJsonBytes, name, why);
+  if (!file.is_open() || !file.read_all(text, why)) {
+    fst.error = why;
     return false;
   }
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);

@@ -34,6 +34,19 @@ struct StepRow {
   std::string checkpoint;                                          // written after this step
 };
 
+// The largest run files read (checked before reading; a larger one becomes a notice): about ten
+// million rows of metrics.jsonl, and spheres.json of a million spheres.
+constexpr uint64_t kMaxMetricsBytes = uint64_t(4) << 30;
+constexpr uint64_t kMaxRunJsonBytes = uint64_t(256) << 20;
+
+// The files of a run folder that the report and the live page read.
+std::vector<std::string> run_files_read(const std::string& dir);
+
+// One line naming the first of those files that exists but is not a regular file, or is larger
+// than its limit (a FIFO would block every reader); "" when there is none. Checked up front by
+// `cllm report` and `cllm serve`.
+std::string unreadable_run_file(const std::string& dir);
+
 // Parses one line of metrics.jsonl; false when it is not a row (not JSON, no "step").
 bool parse_row(std::string_view line, StepRow& row);
 

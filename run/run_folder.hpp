@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -15,11 +16,29 @@
 
 namespace cllm {
 
+// Refuses, with ConfigError naming `option`, an output path that would replace one of the
+// command's `inputs` (the same file by device and inode, whatever links or spelling lead there),
+// that lies inside an input folder (a corpus folder would read it next time), or that is an
+// existing file of a run folder (config.json, metrics.jsonl, summary.json, spheres.json,
+// sample.txt, .lock, a checkpoint): those belong to the run that wrote them.
+void refuse_output_over_inputs(const std::string& out, const std::vector<std::string>& inputs,
+                               const std::string& option);
+
+// Throws CheckpointError when `ck` is not the checkpoint of the run whose config.json is `config`
+// (see RunFolder::checkpoint_to_resume); a config.json without a "run" block is not compared.
+void check_checkpoint_of_run(const Checkpoint& ck, const nlohmann::json& config);
+
+// What config.json records of a run's tokenizer, to recognise its checkpoints.
+nlohmann::json tokenizer_record(const std::string& kind, const std::string& data);
+
 class RunFolder {
  public:
   // A new run in `dir` (empty: a new runs/<date-time>). A folder holding a previous run's files
   // is refused (ConfigError) unless `overwrite`, which removes them first.
   static RunFolder create(const std::string& dir, bool overwrite);
+  // Refuses (ConfigError, as create would) a --run-dir that create would refuse, creating
+  // nothing: checked before a long wait (for --min-nodes), so nodes are not kept for nothing.
+  static void check_new(const std::string& dir, bool overwrite);
   // An existing run to resume: the folder and its checkpoints/ must exist. CheckpointError.
   static RunFolder open(const std::string& dir);
 
@@ -34,8 +53,12 @@ class RunFolder {
   std::string checkpoint_path(int64_t step) const;  // dir/checkpoints/ckpt-<step>.safetensors
 
   // The newest checkpoint that verifies; a corrupt, truncated or unreadable newer one is named on
-  // `err` and left in place. CheckpointError when none is usable.
+  // `err` and left in place. CheckpointError (one line) when none is usable.
   Checkpoint newest_valid_checkpoint(std::ostream& err) const;
+  // The checkpoint --resume continues: the newest valid one, refused (CheckpointError naming what
+  // differs) when it is not this run's: its file name against its step, and its model, tokenizer,
+  // data hash and seed against config.json. Nothing in the folder is written before this.
+  Checkpoint checkpoint_to_resume(std::ostream& err) const;
 
   // config.json as it is, or an empty object when it is missing or unreadable.
   nlohmann::json read_json(const std::string& name) const;

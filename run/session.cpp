@@ -49,10 +49,23 @@ std::shared_ptr<const Checkpoint> snapshot(const TrainState& st, const Tokenizer
   return ck;
 }
 
-void restore(TrainState& state, const Checkpoint& ck, const Tokenizer& tok, std::ostream& err) {
+// `settings`: the run's settings now (settings_json), to tell a corpus edited in place.
+void restore(TrainState& state, const Checkpoint& ck, const Tokenizer& tok,
+             const nlohmann::json& settings, std::ostream& err) {
   require_compatible(ck, state.config().model, tok.kind());
   const RunConfig saved = RunConfig::from_json(ck.run);
   const auto diff = saved.differences(state.config());
+  // Only the data differs and the corpus has the name it had: its text changed in place.
+  const nlohmann::json saved_corpus = ck.run.is_object() && ck.run.contains("settings")
+                                          ? ck.run["settings"].value("corpus", nlohmann::json())
+                                          : nlohmann::json();
+  if (diff.size() == 1 && diff.front() == "data_sha256" && !saved_corpus.is_null() &&
+      saved_corpus == settings["corpus"])
+    throw CheckpointError(fmt::format(
+        "--resume: the corpus {} changed since checkpoint '{}' was written (its tokens hash to "
+        "{} now, {} then); restore its text to continue this run",
+        settings["corpus"].dump(), ck.source_path, state.config().data_sha256.substr(0, 16),
+        saved.data_sha256.substr(0, 16)));
   if (!diff.empty()) {
     std::string list;
     const auto a = saved.to_json(), b = state.config().to_json();
@@ -89,6 +102,7 @@ SessionResult already_complete(const Session& s, const TrainState& state) {
 nlohmann::json config_json(const Session& s, const nlohmann::json& settings) {
   return {{"settings", settings},
           {"run", s.run.to_json()},
+          {"tokenizer", tokenizer_record(s.tok.kind(), s.tok.serialize())},
           {"backend", s.backend.name()},
           {"spheres", s.backend.spheres()},
           {"corpus_files", s.corpus.files.size()},
@@ -205,11 +219,16 @@ bool progress_in_place(const TrainSettings& cfg) {
 SessionResult run_session(const Session& s, const std::optional<Checkpoint>& resume_from) {
   const double t_start = seconds_now();
   TrainState state(s.run);
-  if (resume_from) {
-    restore(state, *resume_from, s.tok, s.err);
-    if (state.step() >= s.run.steps) return already_complete(s, state);
-  }
   const nlohmann::json settings = settings_json(s.settings);
+  if (resume_from) {
+    restore(state, *resume_from, s.tok, settings, s.err);
+    if (state.step() >= s.run.steps) return already_complete(s, state);
+  } else if (s.init_weights) {
+    if (s.init_weights->size() != state.layout().total())
+      throw ConfigError("the starting weights do not fit the run's model");
+    const AlignedVector<float> zeros(s.init_weights->size(), 0.0f);
+    state.restore(0, s.init_weights->data(), zeros.data(), zeros.data(), {});
+  }
   s.folder.write("config.json", config_json(s, settings).dump(2) + "\n");
   auto evaluator = make_evaluator(s);
 

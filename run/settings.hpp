@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "run/options.hpp"
+#include "src/cluster_timing.hpp"
 #include "src/faults.hpp"
 #include "src/generate.hpp"
 #include "src/supervision.hpp"
@@ -27,6 +28,7 @@ struct TrainSettings {
   // Model: a preset, and sizes that override it (0 = the preset's)
   std::string model = "small";
   int d_model = 0, layers = 0, heads = 0, context = 0;
+  std::string init_from;  // a Hugging Face GPT-2 folder whose weights the run starts from
   // Training
   int64_t steps = 2000;
   double epochs = 0;  // > 0: steps from the corpus size instead
@@ -42,12 +44,13 @@ struct TrainSettings {
   int spheres = 1, fanout = 12, threads = 1;
   Placement placement = Placement::bfs;
   // Spheres on other machines (cllm node)
-  std::string listen;       // HOST:PORT nodes dial; empty: none
-  std::string cluster_key;  // a key file; required off loopback
+  std::string listen;                     // HOST:PORT nodes dial; empty: none
+  std::string cluster_key;                // a key file; required off loopback without TLS
+  std::string tls_cert, tls_key, tls_ca;  // the cluster's TLS (all three or none)
   int min_nodes = 0;
-  double join_timeout = 300;
-  int heartbeat_ms = 500;
-  double connection_timeout = 5;
+  double join_timeout = kDefaultJoinTimeoutS;
+  int heartbeat_ms = kDefaultHeartbeatMs;
+  double connection_timeout = kDefaultConnectionTimeoutS;
   std::string plan_nodes;  // --print-topology: node capacities to deal the shards over
   // Output
   std::string run_dir;  // empty: a new runs/<date-time>
@@ -78,6 +81,19 @@ struct TrainSettings {
   std::set<std::string> given;  // options set on the command line or in a config file
 };
 
+// Limits of the cluster's timeouts, in seconds.
+constexpr double kMaxJoinTimeoutS = 1e6;
+constexpr double kMaxConnectionTimeoutS = 3600;
+
+// The options of a subtree of spheres (--spheres, --fanout, --placement, --threads) and of its
+// network links (--cluster-key, --heartbeat-ms, --connection-timeout): `cllm train` and `cllm
+// node` both bind them here, one declaration each, so that their limits cannot diverge.
+// `min_spheres`: 0 for the root (its nodes may do all the work), 1 for a node.
+void sphere_options(cli::OptionTable& t, int& spheres, int& fanout, int& threads,
+                    Placement& placement, int min_spheres, const std::string& spheres_help);
+void link_options(cli::OptionTable& t, std::string& cluster_key, int& heartbeat_ms,
+                  double& connection_timeout);
+
 // The built-in default corpus: $CLLM_DEFAULT_CORPUS, else the one the build names.
 std::string default_corpus_path();
 
@@ -95,6 +111,10 @@ nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
 // With --resume: what was not given again comes from the run's recorded settings (the numbers and
 // the cadence; placement and output are free to change). Throws UsageError for a bad value.
 void inherit_settings(TrainSettings& s, const nlohmann::json& recorded);
+
+// --tls-cert, --tls-key, --tls-ca: the cluster's TLS files, bound by `cllm train` and `cllm node`
+// alike (one declaration, the same help on both).
+void tls_options(cli::OptionTable& t, std::string& cert, std::string& key, std::string& ca);
 
 // Every recorded setting, for config.json and the checkpoints.
 nlohmann::json settings_json(const TrainSettings& s);

@@ -1,6 +1,8 @@
 #include "src/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,15 +37,53 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, slash);
 }
 
+const char* non_regular_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a folder";
+  if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a regular file";
+}
+
 }  // namespace
+
+std::string resolve_output_path(const std::string& path) {
+  std::string p = path;
+  // Each step replaces a symlink by its target (relative targets are relative to the link's
+  // folder). 40 is the kernel's own limit (ELOOP).
+  for (int hops = 0; hops < 40; ++hops) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+    std::string target(size_t(PATH_MAX), '\0');
+    const ssize_t n = ::readlink(p.c_str(), target.data(), target.size());
+    if (n < 0) throw FileError(fmt::format("cannot write '{}': {}", path, errno_text()));
+    target.resize(size_t(n));
+    p = target.empty() || target[0] == '/' ? target : parent_dir(p) + "/" + target;
+  }
+  throw FileError(fmt::format("cannot write '{}': too many levels of symbolic links", path));
+}
+
+void refuse_non_regular_output(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return;
+  throw FileError(
+      fmt::format("cannot write '{}': it is {}, not a regular file; give the path of "
+                  "a file",
+                  path, non_regular_kind(st.st_mode)));
+}
 
 std::string errno_text() {
   return std::strerror(errno);
 }
 
-void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces) {
+void write_file_atomic(const std::string& given, const std::vector<ByteSpan>& pieces) {
+  // The temporary goes next to the real file, and the rename replaces that file: a symlink
+  // given as the target stays a link and now points to the new contents.
+  const std::string path = resolve_output_path(given);
+  refuse_non_regular_output(path);
   const auto fail = [&](const std::string& what) {
-    return FileError(fmt::format("cannot write '{}': {}", path, what));
+    return FileError(fmt::format("cannot write '{}': {}", given, what));
   };
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   struct Temporary {  // removed on every path that does not end in the rename
@@ -57,9 +97,12 @@ void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pie
   } temporary{tmp};
   temporary.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (temporary.fd < 0) {
-    const std::string why = errno_text();
+    const int err = errno;
     temporary.keep = true;  // nothing was created
-    throw fail(fmt::format("cannot create '{}': {}", tmp, why));
+    if (err == ENOENT)
+      throw fail(
+          fmt::format("its folder '{}' does not exist ({})", parent_dir(path), std::strerror(err)));
+    throw fail(fmt::format("cannot create '{}': {}", tmp, std::strerror(err)));
   }
   for (const auto& p : pieces)
     if (!write_all(temporary.fd, p.data, p.size))
@@ -76,7 +119,7 @@ void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pie
   const std::string why = synced ? std::string() : errno_text();
   if (dir >= 0) ::close(dir);
   if (!synced)
-    throw FileError(fmt::format("wrote '{}' but could not sync its folder: {}", path, why));
+    throw FileError(fmt::format("wrote '{}' but could not sync its folder: {}", given, why));
 }
 
 void write_file_atomic(const std::string& path, std::string_view text) {
@@ -84,6 +127,7 @@ void write_file_atomic(const std::string& path, std::string_view text) {
 }
 
 AppendFile::AppendFile(const std::string& path, bool truncate) : path_(path) {
+  refuse_non_regular_output(path);  // a FIFO would block the open, a device take the rows
   fd_ =
       ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_APPEND), 0644);
   if (fd_ < 0) throw FileError(fmt::format("cannot open '{}': {}", path, errno_text()));

@@ -23,6 +23,11 @@ struct ByteSpan {
 // Writes `pieces` one after another to "<path>.tmp.<pid>", fsyncs it, renames it over `path` and
 // fsyncs the folder. On any failure the temporary is removed, the old file at `path` (if any) is
 // untouched, and FileError says what failed.
+// A symlink at `path` is resolved first (the temporary and the rename happen beside the real
+// file; the link stays a link). A target that is not a regular file (a device such as /dev/null,
+// a FIFO, a socket, a folder) is refused with FileError: renaming over it would replace a device
+// node for the whole machine, writing into it directly could block forever (a FIFO without a
+// reader) or have effects beyond a file (a disk), and neither could keep the promise above.
 void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces);
 void write_file_atomic(const std::string& path, std::string_view text);
 
@@ -46,6 +51,14 @@ class AppendFile {
   std::string path_;
   int fd_ = -1;
 };
+
+// `path` with every symlink in its last component followed (the file a write would change);
+// `path` itself when it is not a link. A dangling link gives its missing target. FileError on a
+// loop.
+std::string resolve_output_path(const std::string& path);
+
+// FileError when `path` exists (following links) and is not a regular file.
+void refuse_non_regular_output(const std::string& path);
 
 // "No space left on device" for the current errno.
 std::string errno_text();

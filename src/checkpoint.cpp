@@ -158,6 +158,7 @@ ModelConfig read_model_config(const CheckpointReader& in) {
     model.n_layers = field("n_layers");
     model.n_heads = field("n_heads");
     model.context = field("context");
+    if (m.contains("vocab_padded")) model.vocab_padded = field("vocab_padded");
     model.validate();
   } catch (const json::exception&) {  // parse_error, and out_of_range for 1e999 (fuzzing)
     throw in.bad("is corrupt: its model config is not valid JSON");
@@ -300,12 +301,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
   }
   meta["format"] = kFormat;
   meta["format_version"] = std::to_string(kCheckpointFormatVersion);
-  meta["model"] = json{{"vocab", ck.model.vocab},
-                       {"d_model", ck.model.d_model},
-                       {"n_layers", ck.model.n_layers},
-                       {"n_heads", ck.model.n_heads},
-                       {"context", ck.model.context}}
-                      .dump();
+  meta["model"] = model_json(ck.model).dump();
   meta["tokenizer_kind"] = ck.tokenizer_kind;
   meta["tokenizer_data"] = base64_encode(ck.tokenizer_data);
   meta["step"] = std::to_string(ck.step);

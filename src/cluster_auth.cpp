@@ -4,13 +4,12 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "src/config.hpp"
 #include "src/hmac.hpp"
+#include "src/regular_file.hpp"
 
 namespace cllm {
 
@@ -27,23 +26,12 @@ std::string proof(const char* label, const std::string& key, const std::string& 
 }  // namespace
 
 std::string read_cluster_key(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0)
-    throw ConfigError(
-        fmt::format("cluster key file '{}' cannot be read: {}", path, std::strerror(errno)));
-  if (!S_ISREG(st.st_mode))
-    throw ConfigError(fmt::format("cluster key file '{}' is not a regular file", path));
-  if (st.st_mode & (S_IRWXG | S_IRWXO))
+  const RegularFile f = open_regular_file<ConfigError>(path, 4096, "cluster key file");
+  if (f.mode() & (S_IRWXG | S_IRWXO))
     throw ConfigError(fmt::format(
         "cluster key file '{}' can be read by others; make it private with chmod 600", path));
-  if (st.st_size > 4096)
-    throw ConfigError(fmt::format("cluster key file '{}' is larger than 4 KiB", path));
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (!in && !in.eof())
-    throw ConfigError(fmt::format("cluster key file '{}' cannot be read", path));
-  std::string key = ss.str();
+  std::string key, why;
+  if (!f.read_all(key, why)) throw ConfigError(why);
   const auto b = key.find_first_not_of(" \t\r\n");
   const auto e = key.find_last_not_of(" \t\r\n");
   key = b == std::string::npos ? std::string() : key.substr(b, e - b + 1);

@@ -1,6 +1,7 @@
 #include "src/config.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
@@ -11,6 +12,9 @@ namespace cllm {
 void ModelConfig::validate() const {
   if (vocab < 2 || vocab > 1 << 20)
     throw ConfigError(fmt::format("vocab {} out of range [2, 2^20]", vocab));
+  if (vocab_padded != 0 && (vocab_padded < vocab || vocab_padded > 1 << 20))
+    throw ConfigError(
+        fmt::format("padded vocab {} out of range [vocab {}, 2^20]", vocab_padded, vocab));
   if (d_model < 1) throw ConfigError(fmt::format("d_model must be positive (got {})", d_model));
   if (n_layers < 1) throw ConfigError(fmt::format("layers must be positive (got {})", n_layers));
   if (n_heads < 1) throw ConfigError(fmt::format("heads must be positive (got {})", n_heads));
@@ -22,8 +26,19 @@ void ModelConfig::validate() const {
 }
 
 std::string ModelConfig::describe() const {
-  return fmt::format("d {}, {} layers, {} heads, context {}, vocab {}", d_model, n_layers, n_heads,
-                     context, vocab);
+  return fmt::format("d {}, {} layers, {} heads, context {}, vocab {}{}", d_model, n_layers,
+                     n_heads, context, vocab,
+                     padded_vocab() > vocab ? fmt::format(" (padded to {})", padded_vocab()) : "");
+}
+
+nlohmann::json model_json(const ModelConfig& m) {
+  nlohmann::json j = {{"vocab", m.vocab},
+                      {"d_model", m.d_model},
+                      {"n_layers", m.n_layers},
+                      {"n_heads", m.n_heads},
+                      {"context", m.context}};
+  if (m.padded_vocab() > m.vocab) j["vocab_padded"] = m.padded_vocab();
+  return j;
 }
 
 ModelConfig model_preset(const std::string& name) {
@@ -34,11 +49,26 @@ ModelConfig model_preset(const std::string& name) {
     c.d_model = 128, c.n_layers = 4, c.n_heads = 4, c.context = 128;
   } else if (name == "base") {
     c.d_model = 256, c.n_layers = 6, c.n_heads = 8, c.context = 256;
+  } else if (name == "gpt2") {
+    c.d_model = 768, c.n_layers = 12, c.n_heads = 12, c.context = 1024;
+    c.vocab = kGpt2Vocab, c.vocab_padded = gpt2_padded_vocab(kGpt2Vocab);
+  } else if (name == "gpt2-medium") {
+    c.d_model = 1024, c.n_layers = 24, c.n_heads = 16, c.context = 1024;
+    c.vocab = kGpt2Vocab, c.vocab_padded = gpt2_padded_vocab(kGpt2Vocab);
   } else {
     throw ConfigError(
-        fmt::format("unknown model preset '{}' (known: tiny, small, base)", printable(name, 60)));
+        fmt::format("unknown model preset '{}' (known: tiny, small, base, gpt2, gpt2-medium)",
+                    printable(name, 60)));
   }
   return c;
+}
+
+bool preset_has_gpt2_vocab(const std::string& name) {
+  return name == "gpt2" || name == "gpt2-medium";
+}
+
+int gpt2_padded_vocab(int vocab) {
+  return (vocab + 127) / 128 * 128;
 }
 
 void OptimConfig::validate() const {

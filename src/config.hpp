@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace cllm {
 
 // Thrown for any user-facing configuration problem; the message is one line naming it.
@@ -13,15 +15,21 @@ struct ConfigError : std::runtime_error {
 
 struct ModelConfig {
   int vocab = 256;
+  // Rows of the embedding and the LM head: the vocabulary rounded up so that the head's product
+  // has a friendly shape (GPT-2's 50257 -> 50304, as llm.c pads it). 0 = no padding. The padded
+  // rows are zero, never an input and never a prediction: softmax, loss and sampling see `vocab`
+  // logits only, and export/import strip/add the padding.
+  int vocab_padded = 0;
   int d_model = 128;
   int n_layers = 4;
   int n_heads = 4;
   int context = 128;  // maximum sequence length (positional table size)
 
   int head_dim() const { return d_model / n_heads; }
+  int padded_vocab() const { return vocab_padded > vocab ? vocab_padded : vocab; }
   bool operator==(const ModelConfig& o) const {
-    return vocab == o.vocab && d_model == o.d_model && n_layers == o.n_layers &&
-           n_heads == o.n_heads && context == o.context;
+    return vocab == o.vocab && padded_vocab() == o.padded_vocab() && d_model == o.d_model &&
+           n_layers == o.n_layers && n_heads == o.n_heads && context == o.context;
   }
   bool operator!=(const ModelConfig& o) const { return !(*this == o); }
   // Throws ConfigError when a size is impossible (non-positive, heads not dividing d_model...).
@@ -29,8 +37,19 @@ struct ModelConfig {
   std::string describe() const;  // "d 128, 4 layers, 4 heads, context 128, vocab 256"
 };
 
-// Named presets: tiny, small (default), base. Throws ConfigError for an unknown name.
+// {"vocab", "d_model", "n_layers", "n_heads", "context"} and, only for a padded model,
+// "vocab_padded" (so that the records of every other model keep their bytes), as run settings
+// and checkpoints store the model.
+nlohmann::json model_json(const ModelConfig& m);
+
+// Named presets: tiny, small (default), base, and GPT-2's shapes gpt2 (124 M) and gpt2-medium
+// (355 M) with GPT-2's vocabulary (50257, padded to 50304). Throws ConfigError for an unknown name.
 ModelConfig model_preset(const std::string& name);
+// Whether the preset is GPT-2's and needs GPT-2's tokenizer (its vocabulary of 50257 tokens).
+bool preset_has_gpt2_vocab(const std::string& name);
+constexpr int kGpt2Vocab = 50257;
+// GPT-2 models (the gpt2 presets, imported folders) pad their vocabulary to a multiple of 128.
+int gpt2_padded_vocab(int vocab);
 
 struct OptimConfig {
   double lr = 3e-4;         // peak learning rate

@@ -1,5 +1,7 @@
 #include "src/corpus.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -11,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "src/regular_file.hpp"
 #include "src/safe_text.hpp"
 #include "src/sha256.hpp"
 
@@ -28,36 +31,44 @@ std::string read_error(const fs::path& p, int err) {
 
 using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
 
-File open_file(const fs::path& p) {
-  errno = 0;
-  std::FILE* f = std::fopen(p.c_str(), "rb");
-  if (f == nullptr) throw CorpusError(read_error(p, errno));
-  return File(f, &std::fclose);
+// A corpus file, opened as a regular file (src/regular_file.hpp): a FIFO or device that appears
+// in place of a listed file is refused instead of blocking or reading forever. Its size is
+// checked against memory (check_fits) by the caller before it is read whole.
+RegularFile open_file(const fs::path& p) {
+  return open_regular_file<CorpusError>(p.string(), UINT64_MAX, "corpus file");
+}
+
+// Reads up to n bytes from the file's current offset; the count read.
+size_t read_some(const RegularFile& f, const fs::path& p, char* buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(f.fd(), buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw CorpusError(read_error(p, errno));
+    if (r == 0) break;
+    got += size_t(r);
+  }
+  return got;
 }
 
 // The start of a file: its first kSniffBytes + 1 bytes (the one extra byte tells looks_binary
 // that the file goes on), so that a binary file is recognised without reading all of it (a
 // folder may hold a disk image or a 100 GB sparse file).
 std::string read_head(const fs::path& p) {
-  File f = open_file(p);
+  const RegularFile f = open_file(p);
   std::string head(kSniffBytes + 1, '\0');
-  const size_t n = std::fread(head.data(), 1, head.size(), f.get());
-  if (std::ferror(f.get())) throw CorpusError(read_error(p, errno));
-  head.resize(n);
+  head.resize(read_some(f, p, head.data(), head.size()));
   return head;
 }
 
 // Appends the whole file to `out`; returns the number of bytes appended.
 size_t append_file(const fs::path& p, std::string& out) {
-  File f = open_file(p);
+  const RegularFile f = open_file(p);
   const size_t before = out.size();
-  std::error_code ec;
-  const uintmax_t hint = fs::file_size(p, ec);
-  if (!ec) out.reserve(before + static_cast<size_t>(hint) + 1);
+  out.reserve(before + size_t(f.size()) + 1);
   char buf[1 << 16];
   size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) out.append(buf, n);
-  if (std::ferror(f.get())) throw CorpusError(read_error(p, errno));
+  while ((n = read_some(f, p, buf, sizeof buf)) > 0) out.append(buf, n);
   return out.size() - before;
 }
 

@@ -19,10 +19,22 @@ int shard_bits(int step_shards) {
 }
 }  // namespace
 
+Slicing::Slicing(size_t total, int owners)
+    : total_(total), blocks_((total + kSliceBlock - 1) / kSliceBlock), owners_(owners) {
+  if (owners < 1) throw std::invalid_argument("slicing: at least one owner");
+}
+
 void ExactGrad::reset(const ParamLayout& layout) {
+  reset(layout, 0, layout.total());
+}
+
+void ExactGrad::reset(const ParamLayout& layout, size_t first, size_t end) {
+  if (first > end || end > layout.total())
+    throw std::invalid_argument("exact sum: slice outside the parameter vector");
   // No zero fill: the first shard folded in stores instead of adding (saves a pass over
   // megabytes per shard and per sphere).
-  sum.resize(layout.total());
+  begin = first;
+  sum.resize(end - first);
   max_abs.assign(layout.tensors().size(), 0.0f);
   loss_fixed = tokens = 0;
   shards = 0;
@@ -32,38 +44,35 @@ void ExactGrad::reset(const ParamLayout& layout) {
 void ExactGrad::add_shard(const ParamLayout& layout, const float* grad,
                           const std::vector<int32_t>& grad_scale_exp, int step_shards, double loss,
                           int64_t ntok) {
-  if (sum.size() != layout.total()) reset(layout);
+  if (max_abs.empty()) reset(layout);  // never reset: the whole vector
   const bool store = shards == 0;
   if (grad_scale_exp.size() != layout.tensors().size())
     throw std::invalid_argument("exact sum: one exponent per tensor required");
+  if (end() > layout.total()) throw std::invalid_argument("exact sum: slice outside the layout");
   const double limit = std::ldexp(1.0, 62 - shard_bits(step_shards));
-  const auto& ts = layout.tensors();
-  for (size_t t = 0; t < ts.size(); ++t) {
-    const float* __restrict g = grad + ts[t].offset;
-    int64_t* __restrict acc = sum.data() + ts[t].offset;
-    const size_t n = ts[t].size;
+  // One pass per tensor part: convert and add optimistically while tracking max |g| and
+  // finiteness. A value that does not fit is clamped (the partial sum is then flagged and the
+  // step redone), so the conversion is always defined and the integers never wrap.
+  for_each_segment(layout, begin, end(), [&](size_t t, size_t a, size_t b) {
     const float s = std::ldexp(1.0f, grad_scale_exp[t]);
-    const float lim = float(limit);
-    // One pass: convert and add optimistically while tracking max |g| and finiteness. A value
-    // that does not fit is clamped (the partial sum is then flagged and the step redone), so
-    // the conversion is always defined and the integers never wrap.
     float mx = 0;
     bool bad = false;
-    detail::fold_tensor(g, acc, n, s, lim, store, mx, bad);
+    detail::fold_tensor(grad + a, sum.data() + (a - begin), b - a, s, float(limit), store, mx, bad);
     if (bad) {
       nonfinite = true;
-      continue;
+      return;
     }
     max_abs[t] = std::max(max_abs[t], mx);
     if (double(mx) * double(s) >= limit) overflow = true;
-  }
+  });
   if (store) {  // padding between tensors is never written by the fold: keep it zero
-    size_t end = 0;
-    for (const auto& t : ts) {
-      std::fill(sum.begin() + std::ptrdiff_t(end), sum.begin() + std::ptrdiff_t(t.offset), 0);
-      end = t.offset + t.size;
-    }
-    std::fill(sum.begin() + std::ptrdiff_t(end), sum.end(), 0);
+    size_t done = begin;
+    for_each_segment(layout, begin, end(), [&](size_t, size_t a, size_t b) {
+      std::fill(sum.begin() + std::ptrdiff_t(done - begin), sum.begin() + std::ptrdiff_t(a - begin),
+                0);
+      done = b;
+    });
+    std::fill(sum.begin() + std::ptrdiff_t(done - begin), sum.end(), 0);
   }
   if (!std::isfinite(loss)) {
     nonfinite = true;
@@ -86,11 +95,30 @@ void ExactGrad::merge(const ExactGrad& o) {
     *this = o;
     return;
   }
-  if (o.sum.size() != sum.size() || o.max_abs.size() != max_abs.size())
-    throw std::invalid_argument("exact sum: merging partial sums of different layouts");
+  if (o.begin != begin || o.sum.size() != sum.size() || o.max_abs.size() != max_abs.size())
+    throw std::invalid_argument("exact sum: merging partial sums of different ranges or layouts");
   uint64_t* a = reinterpret_cast<uint64_t*>(sum.data());
   const uint64_t* b = reinterpret_cast<const uint64_t*>(o.sum.data());
   for (size_t i = 0; i < sum.size(); ++i) a[i] += b[i];
+  for (size_t t = 0; t < max_abs.size(); ++t) max_abs[t] = std::max(max_abs[t], o.max_abs[t]);
+  loss_fixed = int64_t(uint64_t(loss_fixed) + uint64_t(o.loss_fixed));
+  tokens += o.tokens;
+  shards += o.shards;
+  overflow |= o.overflow;
+  nonfinite |= o.nonfinite;
+}
+
+void ExactGrad::merge_range(const ExactGrad& o) {
+  if (o.shards == 0) return;
+  if (o.begin > begin || o.end() < end() || o.max_abs.size() != max_abs.size())
+    throw std::invalid_argument("exact sum: the partial sum does not cover the slice");
+  const bool store = shards == 0;
+  uint64_t* a = reinterpret_cast<uint64_t*>(sum.data());
+  const uint64_t* b = reinterpret_cast<const uint64_t*>(o.sum.data()) + (begin - o.begin);
+  if (store)
+    std::copy(b, b + sum.size(), a);
+  else
+    for (size_t i = 0; i < sum.size(); ++i) a[i] += b[i];
   for (size_t t = 0; t < max_abs.size(); ++t) max_abs[t] = std::max(max_abs[t], o.max_abs[t]);
   loss_fixed = int64_t(uint64_t(loss_fixed) + uint64_t(o.loss_fixed));
   tokens += o.tokens;
@@ -168,35 +196,69 @@ std::vector<int32_t> choose_grad_scale_exp(const ParamLayout& layout,
   return e;
 }
 
+namespace {
+// The squared norm of block `b`'s mean gradient, also written to out[i - out_begin] when `out` is
+// given. Lanes by element index: tensor parts start at multiples of 16 and blocks at multiples of
+// kSliceBlock, so lane i % 8 is the same whichever slice holds the block.
+double block_norm(const ParamLayout& layout, const ExactGrad& g, const std::vector<int32_t>& e,
+                  int64_t tokens, size_t b, float* out, size_t out_begin) {
+  const size_t lo = b * kSliceBlock, hi = std::min(layout.total(), lo + kSliceBlock);
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for_each_segment(layout, lo, hi, [&](size_t t, size_t a, size_t z) {
+    const double f = mean_factor(e[t], tokens);
+    const int64_t* __restrict s = g.sum.data() + (a - g.begin);
+    const size_t n = z - a, n8 = n / 8 * 8;
+    if (out) {
+      float* __restrict o = out + (a - out_begin);
+      for (size_t i = 0; i < n; ++i) o[i] = mean_of(s[i], f);
+    }
+    for (size_t i = 0; i < n8; i += 8)
+      for (size_t k = 0; k < 8; ++k) {
+        const double x = double(mean_of(s[i + k], f));
+        lanes[k] += x * x;
+      }
+    for (size_t i = n8; i < n; ++i) {
+      const double x = double(mean_of(s[i], f));
+      lanes[i % 8] += x * x;
+    }
+  });
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+void check_block_range(const ParamLayout& layout, const ExactGrad& g) {
+  if (g.begin % kSliceBlock != 0 || (g.end() % kSliceBlock != 0 && g.end() != layout.total()) ||
+      g.end() > layout.total())
+    throw std::invalid_argument("exact sum: a slice must be whole blocks");
+}
+}  // namespace
+
+void block_norms(const ParamLayout& layout, const ExactGrad& slice,
+                 const std::vector<int32_t>& grad_scale_exp, int64_t tokens, double* out) {
+  if (slice.sum.empty()) return;  // an owner without blocks
+  check_block_range(layout, slice);
+  const size_t b0 = slice.begin / kSliceBlock;
+  const size_t b1 = (slice.end() + kSliceBlock - 1) / kSliceBlock;
+  for (size_t b = b0; b < b1; ++b)
+    out[b - b0] = block_norm(layout, slice, grad_scale_exp, tokens, b, nullptr, 0);
+}
+
+double combine_block_norms(const std::vector<double>& per_block) {
+  double s = 0;
+  for (double x : per_block) s += x;
+  return s;
+}
+
 double exact_to_mean_gradient(const ParamLayout& layout, const ExactGrad& total,
                               const std::vector<int32_t>& grad_scale_exp, float* out) {
   if (total.tokens <= 0) throw std::invalid_argument("exact sum holds no tokens");
-  double norm_sq = 0;
-  const auto& ts = layout.tensors();
-  size_t end = 0;  // only the padding between tensors needs zeros: every element is written below
-  for (size_t t = 0; t < ts.size(); ++t) {
-    std::fill(out + end, out + ts[t].offset, 0.0f);
-    end = ts[t].offset + ts[t].size;
-    const double f = std::ldexp(1.0, -grad_scale_exp[t]) / double(total.tokens);
-    const int64_t* __restrict s = total.sum.data() + ts[t].offset;
-    float* __restrict o = out + ts[t].offset;
-    // Eight fixed partial sums: vectorisable, and the association never changes.
-    double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const size_t n = ts[t].size, n8 = n / 8 * 8;
-    for (size_t i = 0; i < n8; i += 8)
-      for (size_t k = 0; k < 8; ++k) {
-        o[i + k] = float(double(s[i + k]) * f);
-        lanes[k] += double(o[i + k]) * double(o[i + k]);
-      }
-    for (size_t i = n8; i < n; ++i) {
-      o[i] = float(double(s[i]) * f);
-      lanes[0] += double(o[i]) * double(o[i]);
-    }
-    norm_sq += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-               ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-  }
-  std::fill(out + end, out + layout.total(), 0.0f);
-  return norm_sq;
+  if (total.begin != 0 || total.sum.size() != layout.total())
+    throw std::invalid_argument("exact sum: the mean gradient needs the whole vector");
+  std::fill(out, out + layout.total(), 0.0f);  // padding
+  std::vector<double> per_block(Slicing(layout.total(), 1).blocks());
+  for (size_t b = 0; b < per_block.size(); ++b)
+    per_block[b] = block_norm(layout, total, grad_scale_exp, total.tokens, b, out, 0);
+  return combine_block_norms(per_block);
 }
 
 }  // namespace cllm

@@ -79,10 +79,16 @@ ExportSummary export_hf(const Checkpoint& ck, const std::string& out_dir) {
     // GPT2LMHeadModel: the transformer's tensors under "transformer.", Conv1D weights [in, out]
     // exactly as stored here; lm_head.weight is tied to wte and left out (as transformers saves
     // it).
+    // wte without its padded rows: the file has the real vocabulary (import pads it again).
     std::vector<StTensorView> views;
-    for (const TensorInfo& t : layout.tensors())
-      views.push_back({"transformer." + t.name, "F32", t.shape, ck.weights.data() + t.offset,
-                       t.size * sizeof(float)});
+    for (const TensorInfo& t : layout.tensors()) {
+      std::vector<int64_t> shape = t.shape;
+      if (t.offset == layout.wte) shape[0] = m.vocab;
+      size_t n = 1;
+      for (int64_t s : shape) n *= size_t(s);
+      views.push_back(
+          {"transformer." + t.name, "F32", shape, ck.weights.data() + t.offset, n * sizeof(float)});
+    }
     write_safetensors((tmp / "model.safetensors").string(), {{"format", "pt"}}, views);
     sum.tensors = views.size();
 
@@ -210,6 +216,7 @@ void add_gguf_tensors(GgufWriter& g, const ModelConfig& m, const ParamLayout& la
   vec("output_norm.weight", layout.lnf_w, d);
   vec("output_norm.bias", layout.lnf_b, d);
   // The LM head is tied to the embedding; llama.cpp's converter writes it out as its own tensor.
+  // Both without the padded rows (V is the real vocabulary).
   plain("output.weight", layout.wte, V, d);
 }
 

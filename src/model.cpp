@@ -28,26 +28,34 @@ struct Model<Scalar>::Impl {
   ParamLayout layout;
   int max_b, T;
   int d, V, H, hd, L;
+  int Vp;  // rows of the LM head: V and the padding, whose logits never reach the softmax
   int64_t max_n;
 
   // Activations saved by the forward pass for the backward pass, one set per layer. Column-major,
   // one column per token: N = batch * seq_len columns (token n = row n / T, position n % T).
+  // What is cheap to recompute exactly (the same operations on the same saved inputs give the
+  // same bits) is not kept per layer: the LayerNorm outputs, the GELU output and the attention
+  // weights live in the shared buffers below and the backward pass recomputes them.
   struct LayerActs {
     AlignedVector<Scalar> x_in;    // d x N     residual stream entering the block
-    AlignedVector<Scalar> ln1;     // d x N     LayerNorm 1 output
-    AlignedVector<Scalar> mean1;   // N         its means
+    AlignedVector<Scalar> mean1;   // N         LayerNorm 1's means
     AlignedVector<Scalar> rstd1;   // N         its 1 / std
     AlignedVector<Scalar> qkv;     // 3d x N    q = rows [0, d), k = [d, 2d), v = [2d, 3d)
-    AlignedVector<Scalar> probs;   // B H T T   attention weights: (key, query) per sequence, head
     AlignedVector<Scalar> att_y;   // d x N     attention output, heads concatenated
     AlignedVector<Scalar> x_mid;   // d x N     residual stream after attention
-    AlignedVector<Scalar> ln2;     // d x N     LayerNorm 2 output
     AlignedVector<Scalar> mean2;   // N
     AlignedVector<Scalar> rstd2;   // N
     AlignedVector<Scalar> fc_pre;  // 4d x N    MLP hidden layer before GELU
-    AlignedVector<Scalar> fc_act;  // 4d x N    after GELU
   };
   std::vector<LayerActs> acts;
+  // Shared by the layers (forward, then recomputed in the backward pass):
+  AlignedVector<Scalar> ln_out;  // d x N     a LayerNorm's output (1, then 2)
+  AlignedVector<Scalar> fc_act;  // 4d x N    GELU(fc_pre)
+  // One sequence's and head's attention weights, T x T (key, query). probs_at() places them at
+  // the address offset (mod 64 bytes) that a B H T T array would give them, so that the
+  // vectorised sums of the softmax, and so the bits, are what they were when every head had its
+  // own slot.
+  AlignedVector<Scalar> probs;
   AlignedVector<Scalar> x_final;  // d x N     residual stream after the last block
   AlignedVector<Scalar> lnf;      // d x N     final LayerNorm output
   AlignedVector<Scalar> meanf;    // N
@@ -73,23 +81,42 @@ struct Model<Scalar>::Impl {
     if (t < 1 || t > c.context)
       throw std::invalid_argument("seq_len must be in [1, context]: got " + std::to_string(t));
     d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers;
+    Vp = c.padded_vocab();
     max_n = int64_t(mb) * t;
     // Every size comes from the one table (model_workspace), which memory estimates read too.
     const ModelWorkspace ws = model_workspace(c, mb, t);
     acts.resize(L);
     for (auto& a : acts) {
-      a.x_in.resize(ws.x_in), a.ln1.resize(ws.ln1), a.mean1.resize(ws.mean1);
-      a.rstd1.resize(ws.rstd1), a.qkv.resize(ws.qkv), a.probs.resize(ws.probs);
-      a.att_y.resize(ws.att_y), a.x_mid.resize(ws.x_mid), a.ln2.resize(ws.ln2);
+      a.x_in.resize(ws.x_in), a.mean1.resize(ws.mean1), a.rstd1.resize(ws.rstd1);
+      a.qkv.resize(ws.qkv), a.att_y.resize(ws.att_y), a.x_mid.resize(ws.x_mid);
       a.mean2.resize(ws.mean2), a.rstd2.resize(ws.rstd2), a.fc_pre.resize(ws.fc_pre);
-      a.fc_act.resize(ws.fc_act);
     }
+    ln_out.resize(ws.ln_out), fc_act.resize(ws.fc_act), probs.resize(ws.probs);
     x_final.resize(ws.x_final), lnf.resize(ws.lnf), meanf.resize(ws.meanf);
     rstdf.resize(ws.rstdf), logits.resize(ws.logits);
     grad_resid.resize(ws.grad_resid), grad_ln_out.resize(ws.grad_ln_out);
     grad_hidden.resize(ws.grad_hidden), grad_qkv.resize(ws.grad_qkv);
     grad_att.resize(ws.grad_att), grad_scores.resize(ws.grad_scores);
     inputs.resize(ws.tokens), targets.resize(ws.tokens);
+  }
+
+  // The attention weights of sequence b, head h (see `probs`).
+  MapM probs_at(int b, int h) {
+    constexpr size_t kAlignScalars = 64 / sizeof(Scalar);
+    const size_t slot = (size_t(b) * H + size_t(h)) * size_t(T) * size_t(T);
+    return MapM(probs.data() + slot % kAlignScalars, T, T);
+  }
+  // p = causal softmax(k^T q / sqrt(hd)) for sequence b, head h (forward, and again backward).
+  template <class QKV>
+  MapM attention_weights(const QKV& qkv, int b, int h, Scalar scale) {
+    auto q = qkv.block(h * hd, int64_t(b) * T, hd, T);
+    auto k = qkv.block(d + h * hd, int64_t(b) * T, hd, T);
+    MapM p = probs_at(b, h);
+    // p(j, i) = softmax_j (k_j . q_i) over keys j <= i: column i is query i. Only the causal half
+    // is computed.
+    Ops::product(Op::T, Op::N, k, q, p, false, nullptr, Causal::rows_upto_col);
+    Ops::causal_softmax_columns(p, scale);
+    return p;
   }
 
   // A workspace buffer as a rows x cols matrix.
@@ -129,22 +156,16 @@ struct Model<Scalar>::Impl {
     for (int l = 0; l < L; ++l) {
       auto& a = acts[l];
       const auto& o = layout.blocks[l];
-      MapM x = mat(a.x_in, d, N), ln1 = mat(a.ln1, d, N), qkv = mat(a.qkv, 3 * d, N);
-      MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(a.ln2, d, N);
-      MapM fpre = mat(a.fc_pre, 4 * d, N), fact = mat(a.fc_act, 4 * d, N);
+      MapM x = mat(a.x_in, d, N), ln1 = mat(ln_out, d, N), qkv = mat(a.qkv, 3 * d, N);
+      MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(ln_out, d, N);
+      MapM fpre = mat(a.fc_pre, 4 * d, N), fact = mat(fc_act, 4 * d, N);
       Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
                              a.rstd1.data());
       Ops::linear_forward(param(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv, bf16);
       for (int b = 0; b < cur_batch; ++b) {
         for (int h = 0; h < H; ++h) {
-          auto q = qkv.block(h * hd, int64_t(b) * T, hd, T);
-          auto k = qkv.block(d + h * hd, int64_t(b) * T, hd, T);
           auto v = qkv.block(2 * d + h * hd, int64_t(b) * T, hd, T);
-          MapM p(a.probs.data() + (size_t(b) * H + h) * T * T, T, T);
-          // p(j, i) = softmax_j (k_j . q_i) over keys j <= i: column i is query i. Only the
-          // causal half is computed.
-          Ops::product(Op::T, Op::N, k, q, p, false, nullptr, Causal::rows_upto_col);
-          Ops::causal_softmax_columns(p, scale);
+          const MapM p = attention_weights(qkv, b, h, scale);
           Ops::product(Op::N, Op::N, v, p, att.block(h * hd, int64_t(b) * T, hd, T), false, nullptr,
                        Causal::k_upto_col);
         }
@@ -159,12 +180,16 @@ struct Model<Scalar>::Impl {
       xn = xm;
       Ops::linear_forward_add(param(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn, bf16);
     }
-    MapM xf = mat(x_final, d, N), lf = mat(lnf, d, N), lg = mat(logits, V, N);
+    MapM xf = mat(x_final, d, N), lf = mat(lnf, d, N), lg = mat(logits, Vp, N);
     Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
                            meanf.data(), rstdf.data());
-    Ops::product(Op::T, Op::N, param(P, layout.wte, d, V), lf, lg, false, nullptr, Causal::none,
+    Ops::product(Op::T, Op::N, param(P, layout.wte, d, Vp), lf, lg, false, nullptr, Causal::none,
                  bf16);
-    return Ops::cross_entropy(lg, targets.data(), for_backward);
+    if (Vp == V) return Ops::cross_entropy(lg, targets.data(), for_backward);
+    // Padded vocabulary: the softmax runs over the V real rows; the padding gets no gradient.
+    const double loss = Ops::cross_entropy(lg.topRows(V), targets.data(), for_backward);
+    if (for_backward) lg.bottomRows(Vp - V).setZero();
+    return loss;
   }
 
   void backward(const Scalar* P, Scalar* G) {
@@ -184,12 +209,12 @@ struct Model<Scalar>::Impl {
     std::fill(G + end, G + layout.total(), Scalar(0));
     auto grad_mat = [&](size_t off, int rows, int cols) { return MapM(G + off, rows, cols); };
     auto grad_vec = [&](size_t off, int n) { return MapV(G + off, n); };
-    MapM lg = mat(logits, V, N), lf = mat(lnf, d, N), dresid = mat(grad_resid, d, N),
+    MapM lg = mat(logits, Vp, N), lf = mat(lnf, d, N), dresid = mat(grad_resid, d, N),
          dln = mat(grad_ln_out, d, N);
-    // Tied LM head: logits = wte^T lnf.
-    Ops::product(Op::N, Op::T, lf, lg, grad_mat(layout.wte, d, V), false, nullptr, Causal::none,
+    // Tied LM head: logits = wte^T lnf (over the padded rows too: their dlogits are zero).
+    Ops::product(Op::N, Op::T, lf, lg, grad_mat(layout.wte, d, Vp), false, nullptr, Causal::none,
                  bf16);
-    Ops::product(Op::N, Op::N, param(P, layout.wte, d, V), lg, dln, false, nullptr, Causal::none,
+    Ops::product(Op::N, Op::N, param(P, layout.wte, d, Vp), lg, dln, false, nullptr, Causal::none,
                  bf16);
     Ops::layernorm_backward(mat(x_final, d, N), CMapV(P + layout.lnf_w, d), meanf.data(),
                             rstdf.data(), dln, grad_vec(layout.lnf_w, d), grad_vec(layout.lnf_b, d),
@@ -197,11 +222,15 @@ struct Model<Scalar>::Impl {
     for (int l = L - 1; l >= 0; --l) {
       auto& a = acts[l];
       const auto& o = layout.blocks[l];
-      MapM x = mat(a.x_in, d, N), ln1 = mat(a.ln1, d, N), qkv = mat(a.qkv, 3 * d, N);
-      MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(a.ln2, d, N);
-      MapM fact = mat(a.fc_act, 4 * d, N), fpre = mat(a.fc_pre, 4 * d, N);
+      MapM x = mat(a.x_in, d, N), ln1 = mat(ln_out, d, N), qkv = mat(a.qkv, 3 * d, N);
+      MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(ln_out, d, N);
+      MapM fact = mat(fc_act, 4 * d, N), fpre = mat(a.fc_pre, 4 * d, N);
       MapM dhidden = mat(grad_hidden, 4 * d, N), dqkv = mat(grad_qkv, 3 * d, N),
            datt = mat(grad_att, d, N);
+      // The forward pass's GELU output and LayerNorm 2 output again (the same bits).
+      Ops::gelu_forward(fpre, fact);
+      Ops::layernorm_forward(xm, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), ln2, a.mean2.data(),
+                             a.rstd2.data());
       // MLP: dresid is dLoss/d(block output); the residual passes it through unchanged.
       Ops::linear_backward(param(P, o.fc2_w, d, 4 * d), fact, dresid, grad_mat(o.fc2_w, d, 4 * d),
                            grad_vec(o.fc2_b, d), dhidden, bf16);
@@ -220,7 +249,7 @@ struct Model<Scalar>::Impl {
           auto q = qkv.block(h * hd, c0, hd, T);
           auto k = qkv.block(d + h * hd, c0, hd, T);
           auto v = qkv.block(2 * d + h * hd, c0, hd, T);
-          MapM p(a.probs.data() + (size_t(b) * H + h) * T * T, T, T);
+          const MapM p = attention_weights(qkv, b, h, scale);  // recomputed: the same bits
           auto dy = datt.block(h * hd, c0, hd, T);
           Ops::product(Op::N, Op::T, dy, p, dqkv.block(2 * d + h * hd, c0, hd, T), false, nullptr,
                        Causal::k_from_col);
@@ -233,6 +262,8 @@ struct Model<Scalar>::Impl {
                        Causal::k_from_col);
         }
       }
+      Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
+                             a.rstd1.data());
       Ops::linear_backward(param(P, o.qkv_w, 3 * d, d), ln1, dqkv, grad_mat(o.qkv_w, 3 * d, d),
                            grad_vec(o.qkv_b, 3 * d), dln, bf16);
       Ops::layernorm_backward(x, CMapV(P + o.ln1_w, d), a.mean1.data(), a.rstd1.data(), dln,
@@ -248,13 +279,15 @@ struct Model<Scalar>::Impl {
 };
 
 ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_len) {
-  const size_t d = size_t(cfg.d_model), V = size_t(cfg.vocab), H = size_t(cfg.n_heads);
+  const size_t d = size_t(cfg.d_model), V = size_t(cfg.padded_vocab());
   const size_t B = size_t(std::max(0, max_batch)), T = size_t(std::max(0, seq_len)), N = B * T;
   ModelWorkspace w;
   w.layers = size_t(std::max(0, cfg.n_layers));
-  w.x_in = d * N, w.ln1 = d * N, w.mean1 = N, w.rstd1 = N, w.qkv = 3 * d * N;
-  w.probs = B * H * T * T, w.att_y = d * N, w.x_mid = d * N, w.ln2 = d * N, w.mean2 = N;
-  w.rstd2 = N, w.fc_pre = 4 * d * N, w.fc_act = 4 * d * N;
+  w.x_in = d * N, w.mean1 = N, w.rstd1 = N, w.qkv = 3 * d * N;
+  w.att_y = d * N, w.x_mid = d * N, w.mean2 = N;
+  w.rstd2 = N, w.fc_pre = 4 * d * N;
+  // One T x T slot, and room to place it at any 64-byte offset (Model::Impl::probs_at).
+  w.ln_out = d * N, w.fc_act = 4 * d * N, w.probs = T * T + 64 / sizeof(float);
   w.x_final = d * N, w.lnf = d * N, w.meanf = N, w.rstdf = N, w.logits = V * N;
   w.grad_resid = d * N, w.grad_ln_out = d * N, w.grad_hidden = 4 * d * N, w.grad_qkv = 3 * d * N;
   w.grad_att = d * N, w.grad_scores = T * T;
@@ -263,10 +296,9 @@ ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_le
 }
 
 size_t ModelWorkspace::scalars() const {
-  const size_t layer = x_in + ln1 + mean1 + rstd1 + qkv + probs + att_y + x_mid + ln2 + mean2 +
-                       rstd2 + fc_pre + fc_act;
-  return layers * layer + x_final + lnf + meanf + rstdf + logits + grad_resid + grad_ln_out +
-         grad_hidden + grad_qkv + grad_att + grad_scores;
+  const size_t layer = x_in + mean1 + rstd1 + qkv + att_y + x_mid + mean2 + rstd2 + fc_pre;
+  return layers * layer + ln_out + fc_act + probs + x_final + lnf + meanf + rstdf + logits +
+         grad_resid + grad_ln_out + grad_hidden + grad_qkv + grad_att + grad_scores;
 }
 
 template <class Scalar>
@@ -428,7 +460,8 @@ struct Decoder<Scalar>::Impl {
       Ops::gelu_forward(hv, actv);
       linear(pl ? &pl->fc2 : nullptr, W(o.fc2_w, d, 4 * d), P + o.fc2_b, actv, xv, true);
     }
-    // Only the last token's logits are needed.
+    // Only the last token's logits are needed, and only the V real ones (the padded rows of wte
+    // are left out: sampling never sees them).
     auto last = xv.block(0, n - 1, d, 1);
     MapM lf(ln.data(), d, 1);
     Ops::layernorm_forward(last, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,

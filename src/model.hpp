@@ -23,8 +23,11 @@ namespace cllm {
 struct ModelWorkspace {
   size_t layers = 0;
   // Per layer, saved by the forward pass for the backward pass.
-  size_t x_in = 0, ln1 = 0, mean1 = 0, rstd1 = 0, qkv = 0, probs = 0, att_y = 0, x_mid = 0;
-  size_t ln2 = 0, mean2 = 0, rstd2 = 0, fc_pre = 0, fc_act = 0;
+  size_t x_in = 0, mean1 = 0, rstd1 = 0, qkv = 0, att_y = 0, x_mid = 0;
+  size_t mean2 = 0, rstd2 = 0, fc_pre = 0;
+  // Once, shared by the layers and recomputed by the backward pass (exactly): a LayerNorm's
+  // output, the GELU output, one sequence's and head's attention weights.
+  size_t ln_out = 0, fc_act = 0, probs = 0;
   // Once: the final LayerNorm and logits, the backward pass's scratch.
   size_t x_final = 0, lnf = 0, meanf = 0, rstdf = 0, logits = 0;
   size_t grad_resid = 0, grad_ln_out = 0, grad_hidden = 0, grad_qkv = 0, grad_att = 0;
@@ -64,7 +67,8 @@ class Model {
   // Forward only: the loss sum. Logits stay available through logits() afterwards.
   double forward(const Scalar* params, const int32_t* tokens, int batch);
 
-  // Logits of the last forward(): vocab x (batch*seq_len), column n = token n (row-major batch).
+  // Logits of the last forward(): padded_vocab() x (batch*seq_len), column n = token n (row-major
+  // batch); rows past vocab are the padding's, outside the softmax.
   // After forward_backward() the buffer holds dLoss/dlogits instead (it is reused in place).
   const Scalar* logits() const;
 
@@ -98,7 +102,8 @@ class Decoder {
 
   void reset();          // forget the cache
   int position() const;  // tokens consumed so far (< config().context)
-  // Consumes `token` at position(); returns the vocab logits for the next token.
+  // Consumes `token` at position(); returns the vocab logits for the next token (the real
+  // vocabulary only, never the padding's rows).
   const Scalar* step(const Scalar* params, int32_t token);
   // The same through `packed` (float only; built from the same params): another summation order,
   // and with bf16 weights other logits (within bfloat16 rounding).

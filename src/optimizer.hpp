@@ -5,6 +5,7 @@
 
 #include "src/aligned.hpp"
 #include "src/config.hpp"
+#include "src/exact_sum.hpp"
 #include "src/params.hpp"
 
 namespace cllm {
@@ -26,8 +27,14 @@ struct AdamState {
   }
 };
 
-// One AdamW update: w -= lr * (mhat / (sqrt(vhat) + eps) + wd * w), with g := grad * gscale.
-void adamw_update(const ParamLayout& layout, const OptimConfig& c, double lr, double gscale,
-                  const float* grad, float* weights, AdamState& state);
+// Update number `t` (1 for the first) of AdamW on one slice's elements: w -= lr * (mhat /
+// (sqrt(vhat) + eps) + wd * w), with g := mean gradient * gscale, the mean gradient taken from the
+// slice's exact sum (mean_of). `weights`, `m`, `v` are whole vectors; only the tensors' elements
+// in [slice.begin, slice.end()) are touched, so owners of different slices may run at once.
+// Elementwise: the same bits whoever updates an element.
+void adamw_update_slice(const ParamLayout& layout, const OptimConfig& c, double lr, double gscale,
+                        int64_t t, const ExactGrad& slice,
+                        const std::vector<int32_t>& grad_scale_exp, int64_t tokens, float* weights,
+                        float* m, float* v);
 
 }  // namespace cllm

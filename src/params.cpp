@@ -30,8 +30,9 @@ size_t ParamLayout::add(const std::string& name, std::vector<int64_t> shape, boo
 
 ParamLayout::ParamLayout(const ModelConfig& cfg) : cfg_(cfg) {
   cfg_.validate();
-  const int64_t d = cfg.d_model, V = cfg.vocab, T = cfg.context;
+  const int64_t d = cfg.d_model, V = cfg.padded_vocab(), T = cfg.context;
   wte = add("wte.weight", {V, d}, true);
+  count_ -= size_t(V - cfg.vocab) * size_t(d);  // the padded rows are not parameters
   wpe = add("wpe.weight", {T, d}, true);
   for (int l = 0; l < cfg.n_layers; ++l) {
     const std::string p = "h." + std::to_string(l) + ".";
@@ -75,7 +76,11 @@ void init_parameters(const ParamLayout& layout, uint64_t seed, Scalar* params) {
       const bool residual = ends_with("c_proj.weight");
       const double std = residual ? resid_std : 0.02;
       const uint64_t key = hash_words(seed, 0x1417ULL, ti);
-      for (size_t i = 0; i < t.size; ++i) p[i] = Scalar(std * normal_at(key, i));
+      // The embedding's padded rows stay zero: no gradient ever reaches them.
+      const size_t n = t.offset == layout.wte
+                           ? size_t(layout.config().vocab) * size_t(layout.config().d_model)
+                           : t.size;
+      for (size_t i = 0; i < n; ++i) p[i] = Scalar(std * normal_at(key, i));
     }
   }
 }

@@ -33,6 +33,7 @@ class ParamLayout {
   size_t total() const { return total_; }           // flat buffer length (with padding)
   size_t num_parameters() const { return count_; }  // real parameters, without padding
 
+  // wte has config().padded_vocab() rows; the rows past config().vocab are padding (zero).
   size_t wte = 0, wpe = 0, lnf_w = 0, lnf_b = 0;
   std::vector<BlockOffsets> blocks;
 

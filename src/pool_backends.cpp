@@ -1,5 +1,6 @@
 #include "src/pool_backends.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -45,8 +46,14 @@ bool GenerationBarrier::arrive_and_wait() {
     cv_.notify_all();
     return true;
   }
+  cv_.notify_all();  // for wait_for_arrivals
   cv_.wait(lk, [&] { return generation_ != gen || broken_; });
   return generation_ != gen;
+}
+
+void GenerationBarrier::wait_for_arrivals(int n) {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return arrived_ >= n || broken_; });
 }
 
 void GenerationBarrier::break_barrier() {
@@ -62,7 +69,7 @@ void GenerationBarrier::break_barrier() {
 namespace detail {
 struct PoolWorker {
   std::unique_ptr<ShardWorker> shard_worker;  // made on the first shard: idle threads hold no model
-  ExactGrad acc;  // mutex: one shard's scratch; barrier: the thread's sum
+  ExactGrad acc;  // barrier: the thread's whole-vector sum (the mutex pool folds into slices)
   // This step.
   int64_t step_shards = 0;
   double step_compute = 0, step_fold = 0, step_reduce = 0, step_wait = 0;
@@ -72,13 +79,26 @@ struct PoolWorker {
   double compute_ms = 0, fold_ms = 0, reduce_ms = 0, wait_ms = 0;
 
   void begin_step() { step_shards = 0, step_compute = step_fold = step_reduce = step_wait = 0; }
+  ShardWorker& worker(const RunConfig& run, const WindowSampler& sampler) {
+    if (!shard_worker) shard_worker = std::make_unique<ShardWorker>(run, sampler);
+    return *shard_worker;
+  }
+  // The shard's gradient only (the mutex pool folds it into every slice itself).
+  void compute_gradient(const RunConfig& run, const WindowSampler& sampler, const float* weights,
+                        const StepWork& work, int shard) {
+    ShardWorker& w = worker(run, sampler);
+    w.compute_gradient(weights, work, shard);
+    ++step_shards;
+    step_compute += w.last_compute_ms();
+  }
+  // The shard's gradient, folded into the thread's own sum.
   void compute(const RunConfig& run, const WindowSampler& sampler, const float* weights,
                const StepWork& work, int shard) {
-    if (!shard_worker) shard_worker = std::make_unique<ShardWorker>(run, sampler);
-    shard_worker->compute(weights, work, shard, acc);
+    ShardWorker& w = worker(run, sampler);
+    w.compute(weights, work, shard, acc);
     ++step_shards;
-    step_compute += shard_worker->last_compute_ms();
-    step_fold += shard_worker->last_fold_ms();
+    step_compute += w.last_compute_ms();
+    step_fold += w.last_fold_ms();
   }
   void end_step() {
     shards += step_shards;
@@ -124,8 +144,14 @@ std::vector<SphereStats> worker_stats(const std::vector<std::unique_ptr<PoolWork
 // MutexBackend
 
 MutexBackend::MutexBackend(const RunConfig& run, const WindowSampler& sampler, int workers)
-    : run_(run), sampler_(sampler), layout_(run.model), spheres_(workers) {
+    : run_(run),
+      sampler_(sampler),
+      layout_(run.model),
+      spheres_(workers),
+      slicing_(layout_.total(), std::max(1, workers)) {
   check_workers("mutex", workers);
+  slice_mu_ = std::make_unique<std::mutex[]>(size_t(spheres_));
+  sums_.resize(size_t(spheres_));
   for (int i = 0; i < spheres_; ++i) workers_.push_back(std::make_unique<PoolWorker>());
   try {
     threads_.reserve(size_t(spheres_));
@@ -156,27 +182,32 @@ void MutexBackend::worker_main(int id) {
   for (;;) {
     const StepWork* work = nullptr;
     const float* weights = nullptr;
+    const std::function<void(int)>* body = nullptr;
     {
       std::unique_lock<std::mutex> lk(ctl_mu_);
       start_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
-      work = work_, weights = weights_;
+      work = work_, weights = weights_, body = body_;
     }
     std::exception_ptr err;
     try {
-      for (int s = id; s < work->shards && !failed_.load(std::memory_order_relaxed);
-           s += spheres_) {
-        const auto t0 = SteadyClock::now();
-        me.acc.reset(layout_);  // scratch for one shard
-        me.step_reduce += ms_between(t0, SteadyClock::now());
-        me.compute(run_, sampler_, weights, *work, s);
-        const auto t1 = SteadyClock::now();
-        {
-          std::lock_guard<std::mutex> lk(acc_mu_);
-          total_.merge(me.acc);
+      if (body) {
+        (*body)(id);  // this worker's slice
+      } else {
+        for (int s = id; s < work->shards && !failed_.load(std::memory_order_relaxed);
+             s += spheres_) {
+          me.compute_gradient(run_, sampler_, weights, *work, s);
+          for (int j = 0; j < spheres_; ++j) {
+            const size_t k = size_t((id + j) % spheres_);
+            const auto t0 = SteadyClock::now();
+            std::lock_guard<std::mutex> lk(slice_mu_[k]);
+            const auto t1 = SteadyClock::now();
+            me.shard_worker->fold_into(*work, sums_[k]);
+            me.step_reduce += ms_between(t0, t1);
+            me.step_fold += ms_between(t1, SteadyClock::now());
+          }
         }
-        me.step_reduce += ms_between(t1, SteadyClock::now());
       }
     } catch (...) {
       err = std::current_exception();
@@ -189,28 +220,29 @@ void MutexBackend::worker_main(int id) {
   }
 }
 
-ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights) {
-  total_.reset(layout_);
-  for (auto& s : workers_) s->begin_step();
+std::exception_ptr MutexBackend::run_generation(const StepWork* work, const float* weights,
+                                                const std::function<void(int)>* body) {
   {
     std::lock_guard<std::mutex> lk(ctl_mu_);
-    work_ = &work;
-    weights_ = weights->data();
+    work_ = work, weights_ = weights, body_ = body;
     error_ = nullptr;
     failed_ = false;
     remaining_ = spheres_;
     ++generation_;
   }
   start_cv_.notify_all();
-  std::exception_ptr err;
-  SteadyClock::time_point end;
-  {
-    std::unique_lock<std::mutex> lk(ctl_mu_);
-    done_cv_.wait(lk, [&] { return remaining_ == 0; });
-    end = SteadyClock::now();
-    err = error_;
-    work_ = nullptr, weights_ = nullptr;
-  }
+  std::unique_lock<std::mutex> lk(ctl_mu_);
+  done_cv_.wait(lk, [&] { return remaining_ == 0; });
+  work_ = nullptr, weights_ = nullptr, body_ = nullptr;
+  return error_;
+}
+
+const StepSums& MutexBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+  for (int k = 0; k < spheres_; ++k)
+    sums_[size_t(k)].reset(layout_, slicing_.begin(k), slicing_.end(k));
+  for (auto& s : workers_) s->begin_step();
+  const std::exception_ptr err = run_generation(&work, weights->data(), nullptr);
+  const SteadyClock::time_point end = SteadyClock::now();
   for (auto& s : workers_) {
     s->step_wait = ms_between(s->done_at, end);  // idle until the slowest thread is done
     s->end_step();
@@ -219,7 +251,13 @@ ExactGrad MutexBackend::run_step(const StepWork& work, const WeightsRef& weights
   if (err)
     throw BackendFailure(
         fmt::format("a mutex-pool worker failed at step {}: {}", work.step, describe(err)));
-  return std::move(total_);
+  return sums_;
+}
+
+void MutexBackend::run_slices(int n, const std::function<void(int)>& body) {
+  if (n != spheres_) return Backend::run_slices(n, body);
+  if (const std::exception_ptr err = run_generation(nullptr, nullptr, &body))
+    std::rethrow_exception(err);
 }
 
 std::vector<SphereStats> MutexBackend::sphere_stats() {
@@ -236,8 +274,10 @@ BarrierBackend::BarrierBackend(const RunConfig& run, const WindowSampler& sample
       spheres_(workers),
       start_(workers + 1),
       phase_(workers),
-      end_(workers + 1) {
+      end_(workers + 1),
+      slicing_(layout_.total(), std::max(1, workers)) {
   check_workers("barrier", workers);
+  sums_.resize(size_t(spheres_));
   for (int i = 0; i < spheres_; ++i) workers_.push_back(std::make_unique<PoolWorker>());
   try {
     threads_.reserve(size_t(spheres_));
@@ -271,6 +311,15 @@ void BarrierBackend::worker_main(int id) {
   PoolWorker& me = *workers_[size_t(id)];
   for (;;) {
     if (!start_.arrive_and_wait() || stop_) return;
+    if (body_) {  // this worker's slice
+      try {
+        (*body_)(id);
+      } catch (...) {
+        record_error(std::current_exception());
+      }
+      if (!end_.arrive_and_wait()) return;
+      continue;
+    }
     const StepWork& work = *work_;
     // Compute phase: this thread's shards into its own accumulator, no lock.
     try {
@@ -279,7 +328,7 @@ void BarrierBackend::worker_main(int id) {
         for (int s = id; s < work.shards && !failed_.load(std::memory_order_relaxed); s += spheres_)
           me.compute(run_, sampler_, weights_, work, s);
       } else {
-        me.acc = ExactGrad{};  // nothing to contribute (merge() skips an empty sum)
+        me.acc = ExactGrad{};  // nothing to contribute (merge_range() skips an empty sum)
       }
     } catch (...) {
       record_error(std::current_exception());
@@ -288,24 +337,23 @@ void BarrierBackend::worker_main(int id) {
     if (!phase_.arrive_and_wait()) return;
     const auto t1 = SteadyClock::now();
     me.step_wait = ms_between(t0, t1);
-    // Reduction phase: a binary tree over threads, one barrier per round. failed_ is read after
-    // a barrier, so every thread sees the same value in a round.
-    for (int stride = 1; stride < spheres_; stride *= 2) {
-      if (id % (2 * stride) == 0 && id + stride < spheres_ && !failed_) {
-        try {
-          me.acc.merge(workers_[size_t(id + stride)]->acc);
-        } catch (...) {
-          record_error(std::current_exception());
-        }
+    // Reduce-scatter: this thread's slice of every accumulator, in thread order, all threads at
+    // once. failed_ is read after a barrier, so every thread sees the same value.
+    if (!failed_) {
+      try {
+        for (const auto& w : workers_) sums_[size_t(id)].merge_range(w->acc);
+      } catch (...) {
+        record_error(std::current_exception());
       }
-      if (!phase_.arrive_and_wait()) return;
     }
     me.step_reduce = ms_between(t1, SteadyClock::now());
     if (!end_.arrive_and_wait()) return;
   }
 }
 
-ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+const StepSums& BarrierBackend::run_step(const StepWork& work, const WeightsRef& weights) {
+  for (int k = 0; k < spheres_; ++k)
+    sums_[size_t(k)].reset(layout_, slicing_.begin(k), slicing_.end(k));
   for (auto& s : workers_) s->begin_step();
   work_ = &work;
   weights_ = weights->data();
@@ -314,8 +362,8 @@ ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weigh
     error_ = nullptr;
   }
   failed_ = false;
-  start_.arrive_and_wait();  // workers compute, reduce...
-  end_.arrive_and_wait();    // ...and thread 0 holds the total
+  start_.arrive_and_wait();  // workers compute, reduce-scatter...
+  end_.arrive_and_wait();    // ...and every slice is complete
   work_ = nullptr, weights_ = nullptr;
   for (auto& s : workers_) s->end_step();
   timing_ = sum_timing(workers_);
@@ -327,7 +375,25 @@ ExactGrad BarrierBackend::run_step(const StepWork& work, const WeightsRef& weigh
   if (err)
     throw BackendFailure(
         fmt::format("a barrier-pool worker failed at step {}: {}", work.step, describe(err)));
-  return std::move(workers_[0]->acc);
+  return sums_;
+}
+
+void BarrierBackend::run_slices(int n, const std::function<void(int)>& body) {
+  if (n != spheres_) return Backend::run_slices(n, body);
+  {
+    std::lock_guard<std::mutex> lk(err_mu_);
+    error_ = nullptr;
+  }
+  body_ = &body;
+  start_.arrive_and_wait();
+  end_.arrive_and_wait();
+  body_ = nullptr;
+  std::exception_ptr err;
+  {
+    std::lock_guard<std::mutex> lk(err_mu_);
+    err = error_;
+  }
+  if (err) std::rethrow_exception(err);
 }
 
 std::vector<SphereStats> BarrierBackend::sphere_stats() {

@@ -1,8 +1,12 @@
 #pragma once
 // The classic thread-pool baselines the actor tree replaces, as Backend implementations. They
 // exist to be compared with the tree (cllm-bench-sync) and must compute the same numbers: every
-// shard goes through ShardWorker::compute and every partial sum through ExactGrad::merge, exactly
-// as in the tree, so the weights after N steps are bit-identical to the reference loop's.
+// shard goes through ShardWorker and every sum through ExactGrad, exactly as in the tree, so the
+// weights after N steps are bit-identical to the reference loop's.
+//
+// Owners: like the tree, a pool cuts the parameter vector into one slice per worker (Slicing over
+// fixed blocks). Worker k owns slice k: it holds that slice's exact sum for the step and, in
+// run_slices(), runs the optimizer's work for it (block norms, then AdamW) on its own thread.
 //
 // Shard assignment (both pools): static, shard s -> worker s mod workers, the same rule as the
 // tree (Topology::own_shards). A shared "next shard" counter would balance better when shards
@@ -10,15 +14,14 @@
 // with the tree like for like.
 //
 // MutexBackend: `workers` std::threads, started once and reused every step. Per shard a worker
-//   resets its scratch ExactGrad, computes the shard into it, then locks ONE shared accumulator
-//   under a std::mutex and merges into it. The caller of run_step waits on a condition variable
-//   until every worker has finished its shards.
+//   computes the shard's float gradient, then folds it into every slice's shared sum, each under
+//   that slice's std::mutex (starting with its own slice, so that workers seldom queue on one).
+//   The caller of run_step waits on a condition variable until every worker has finished.
 //
-// BarrierBackend: `workers` std::threads with one ExactGrad accumulator each (no lock while
-//   computing). A barrier ends the compute phase; the reduction is a parallel binary tree over
-//   threads: in round r thread i merges thread i + 2^r when i % 2^(r+1) == 0, with a barrier
-//   between rounds (ceil(log2(workers)) rounds); a last barrier hands thread 0's total to the
-//   caller of run_step.
+// BarrierBackend: `workers` std::threads with one whole-vector ExactGrad accumulator each (no
+//   lock while computing). A barrier ends the compute phase; the reduction is a reduce-scatter:
+//   worker k adds slice k of every worker's accumulator (in worker order) into its slice's sum, all
+//   at once, and a last barrier hands the slices to the caller of run_step.
 //
 // Both: a worker that throws (bad_alloc, an invalid step) never deadlocks the pool; the first
 // exception is rethrown from run_step as BackendFailure and the pool stays usable. The destructor
@@ -52,6 +55,9 @@ class GenerationBarrier {
   explicit GenerationBarrier(int participants);
   bool arrive_and_wait();
   void break_barrier();  // wakes every waiter; used to abandon a pool that failed to start
+  // Blocks until `n` participants wait in the current generation (or the barrier is broken):
+  // lets a test break the barrier under a waiter that has really arrived.
+  void wait_for_arrivals(int n);
 
  private:
   std::mutex mu_;
@@ -76,15 +82,19 @@ class MutexBackend final : public Backend {
 
   std::string name() const override { return "mutex"; }
   int spheres() const override { return spheres_; }
-  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
-  // compute/fold: summed over threads; reduce: per-shard scratch reset + waiting for the lock +
-  // merging under it, summed over threads; spheres: the threads that computed a shard this step.
+  const StepSums& run_step(const StepWork& work, const WeightsRef& weights) override;
+  void run_slices(int n, const std::function<void(int)>& body) override;
+  // compute/fold: summed over threads (fold: into every slice, under its lock); reduce: waiting
+  // for the slices' locks, summed over threads; spheres: the threads that computed a shard.
   StepTiming last_timing() const override { return timing_; }
   std::vector<SphereStats> sphere_stats() override;
 
  private:
   void worker_main(int id);
   void stop_threads();
+  // Wakes every worker for one task (the step's shards, or a slice body) and waits for them.
+  std::exception_ptr run_generation(const StepWork* work, const float* weights,
+                                    const std::function<void(int)>* body);
 
   RunConfig run_;
   const WindowSampler& sampler_;
@@ -101,12 +111,14 @@ class MutexBackend final : public Backend {
   int remaining_ = 0;
   const StepWork* work_ = nullptr;
   const float* weights_ = nullptr;
+  const std::function<void(int)>* body_ = nullptr;  // set: run body_(id) instead of shards
   std::exception_ptr error_;
   std::atomic<bool> failed_{false};
 
-  // The one shared accumulator.
-  std::mutex acc_mu_;
-  ExactGrad total_;
+  // The slices' shared sums, one lock each.
+  Slicing slicing_;
+  std::unique_ptr<std::mutex[]> slice_mu_;
+  StepSums sums_;
 
   StepTiming timing_;
 };
@@ -121,9 +133,10 @@ class BarrierBackend final : public Backend {
 
   std::string name() const override { return "barrier"; }
   int spheres() const override { return spheres_; }
-  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override;
-  // compute/fold: summed over threads; reduce: time in the reduction phase (merges and the
-  // barriers between rounds), summed over threads; spheres: the threads that computed a shard.
+  const StepSums& run_step(const StepWork& work, const WeightsRef& weights) override;
+  void run_slices(int n, const std::function<void(int)>& body) override;
+  // compute/fold: summed over threads; reduce: time in the reduce-scatter (and its barrier),
+  // summed over threads; spheres: the threads that computed a shard.
   StepTiming last_timing() const override { return timing_; }
   std::vector<SphereStats> sphere_stats() override;
 
@@ -140,12 +153,16 @@ class BarrierBackend final : public Backend {
 
   GenerationBarrier start_;  // workers + the caller: a step (or the stop) begins
   GenerationBarrier phase_;  // workers: end of compute, end of each reduction round
-  GenerationBarrier end_;    // workers + the caller: thread 0 holds the total
+  GenerationBarrier end_;    // workers + the caller: the slices' sums are complete
 
   // Written by the caller before start_, read by the workers after it.
   std::atomic<bool> stop_{false};
   const StepWork* work_ = nullptr;
   const float* weights_ = nullptr;
+  const std::function<void(int)>* body_ = nullptr;  // set: run body_(id) instead of a step
+
+  Slicing slicing_;
+  StepSums sums_;
 
   std::mutex err_mu_;
   std::exception_ptr error_;

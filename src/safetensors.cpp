@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/atomic_file.hpp"
+#include "src/regular_file.hpp"
 #include "src/sha256.hpp"
 
 namespace cllm {
@@ -80,16 +81,17 @@ struct StEntry {
   uint64_t begin, end;
 };
 
-// Opens a regular, non-empty file and sets in.size.
+// Opens a regular, non-empty file and sets in.size (src/regular_file.hpp: never blocks on a FIFO
+// or reads a device).
 void open_for_reading(StReader& in) {
-  in.file.fd = ::open(in.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in.file.fd < 0)
-    throw CheckpointError(fmt::format("cannot open '{}': {}", in.path, errno_text()));
-  struct stat st;
-  if (::fstat(in.file.fd, &st) != 0)
-    throw CheckpointError(fmt::format("cannot stat '{}': {}", in.path, errno_text()));
-  if (!S_ISREG(st.st_mode)) throw in.bad("is not a regular file");
-  in.size = uint64_t(st.st_size);
+  std::string why;
+  RegularFile f = RegularFile::open(in.path, kMaxSafetensorsBytes, "safetensors file", why);
+  if (f.open_errno() != 0)
+    throw CheckpointError(
+        fmt::format("cannot open '{}': {}", in.path, std::strerror(f.open_errno())));
+  if (!f.is_open()) throw CheckpointError(why);
+  in.size = f.size();
+  in.file.fd = f.release();
   if (in.size == 0) throw in.bad("is empty (not a safetensors file)");
   if (in.size < 8)
     throw in.bad(fmt::format("is truncated or not a safetensors file: only {} bytes", in.size));

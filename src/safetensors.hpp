@@ -47,9 +47,14 @@ size_t dtype_size(const std::string& dtype);
 // tensor is aligned to its element size (the buffer starts on an 8-byte boundary).
 void write_safetensors(const std::string& path, const StFile& file);
 
-// Reads and validates a file: length, header JSON, dtypes, shapes against offsets, offsets inside
-// the buffer, no overlaps or gaps, nothing after the data. Each violation -> CheckpointError.
-// When data_sha256 is given, it receives the SHA-256 (hex) of the whole data buffer.
+// The largest file read_safetensors reads (checked before reading): weights and both Adam moments
+// of a model of over 5 billion parameters.
+constexpr uint64_t kMaxSafetensorsBytes = uint64_t(64) << 30;
+
+// Reads and validates a regular file of at most kMaxSafetensorsBytes: length, header JSON, dtypes,
+// shapes against offsets, offsets inside the buffer, no overlaps or gaps, nothing after the data.
+// Each violation -> CheckpointError. When data_sha256 is given, it receives the SHA-256 (hex) of
+// the whole data buffer.
 StFile read_safetensors(const std::string& path, std::string* data_sha256 = nullptr);
 
 // ---- Lower level: writing from memory the caller owns (no copy of large payloads) ----

@@ -1,8 +1,8 @@
 #include "src/tokenizer.hpp"
 
+#include <unistd.h>
+
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -11,6 +11,8 @@
 #include "src/checkpoint.hpp"
 #include "src/config.hpp"
 #include "src/export.hpp"
+#include "src/regular_file.hpp"
+#include "src/safetensors.hpp"
 
 namespace cllm {
 
@@ -60,10 +62,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // Whether the file starts like a safetensors file: u64 header length, then '{'.
-bool looks_like_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+bool looks_like_safetensors(const RegularFile& f) {
   unsigned char head[9];
-  if (!in.read(reinterpret_cast<char*>(head), 9)) return false;
+  if (::pread(f.fd(), head, 9, 0) != 9) return false;
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = n << 8 | head[i];
   return head[8] == '{' && n > 1 && n < (uint64_t(1) << 32);
@@ -86,16 +87,20 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
     const Checkpoint ck = load_checkpoint_or_run(spec);
     return make_tokenizer(ck.tokenizer_kind, ck.tokenizer_data);
   }
-  if (looks_like_safetensors(spec)) {
+  // Opened once, as a regular file, before anything is read (a FIFO or /dev/zero is refused).
+  const RegularFile file = open_regular_file<ConfigError>(spec, kMaxSafetensorsBytes, "tokenizer");
+  if (looks_like_safetensors(file)) {
     const Checkpoint ck = load_checkpoint(spec);
     return make_tokenizer(ck.tokenizer_kind, ck.tokenizer_data);
   }
-  std::ifstream in(spec, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (!in) throw ConfigError(fmt::format("cannot read tokenizer '{}'", spec));
+  if (file.size() > kMaxTokenizerJsonBytes)
+    throw ConfigError(
+        fmt::format("tokenizer '{}' is {} bytes; a tokenizer.json may have at most {}", spec,
+                    file.size(), byte_limit_text(kMaxTokenizerJsonBytes)));
+  std::string text, why;
+  if (!file.read_all(text, why)) throw ConfigError(why);
   try {
-    return std::make_unique<BpeTokenizer>(BpeTokenizer::from_json(ss.str()));
+    return std::make_unique<BpeTokenizer>(BpeTokenizer::from_json(text));
   } catch (const ConfigError& e) {
     throw ConfigError(fmt::format("'{}': {}", spec, e.what()));
   }

@@ -45,10 +45,14 @@ class ByteTokenizer final : public Tokenizer {
 // for data the kind cannot take.
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::string& data);
 
+// The largest tokenizer.json load_tokenizer reads (GPT-2's is 1.4 MB); checked before reading.
+constexpr uint64_t kMaxTokenizerJsonBytes = uint64_t(64) << 20;
+
 // A saved tokenizer: "byte"; a Hugging Face tokenizer.json (byte-level BPE); a checkpoint
 // (.safetensors written by cllm train); or a run folder (its newest readable checkpoint).
 // "bpe:N" needs a corpus and is handled by the caller. Throws ConfigError (or CheckpointError
-// for a damaged checkpoint) with one line naming the problem.
+// for a damaged checkpoint) with one line naming the problem; anything but a folder or a regular
+// file (a FIFO, /dev/zero) is refused before a byte is read.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec);
 
 // ---------------------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ StepOutcome TrainingLoop::compute_and_apply(Attempts& a) {
           fmt::format("step {}: the exact-sum grid did not settle after {} attempts",
                       state_.step() + 1, redos));
     const StepWork work = state_.next_work();
-    ExactGrad total;
+    const StepSums* total = nullptr;
     try {
-      total = backend_.run_step(work, state_.weights());
+      total = &backend_.run_step(work, state_.weights());
     } catch (BackendFailure& e) {
       FaultCounts all = a.faults;  // the earlier attempts' faults too, first
       all += e.faults;
@@ -37,7 +37,8 @@ StepOutcome TrainingLoop::compute_and_apply(Attempts& a) {
     }
     a.timing += backend_.last_timing();
     a.faults += backend_.last_faults();
-    const StepOutcome o = state_.apply(total, work);
+    const StepOutcome o = state_.apply(*total, work, backend_.slice_runner());
+    backend_.release_sums();
     if (o.kind != StepOutcome::redo) return o;
   }
 }

@@ -55,12 +55,7 @@ void RunConfig::validate() const {
 }
 
 nlohmann::json RunConfig::to_json() const {
-  return {{"model",
-           {{"vocab", model.vocab},
-            {"d_model", model.d_model},
-            {"n_layers", model.n_layers},
-            {"n_heads", model.n_heads},
-            {"context", model.context}}},
+  return {{"model", model_json(model)},
           {"batch", batch.batch},
           {"micro_batch", batch.micro_batch},
           {"context", batch.context},
@@ -86,6 +81,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     c.model.vocab = m.at("vocab"), c.model.d_model = m.at("d_model");
     c.model.n_layers = m.at("n_layers"), c.model.n_heads = m.at("n_heads");
     c.model.context = m.at("context");
+    c.model.vocab_padded = m.value("vocab_padded", 0);
     c.batch.batch = j.at("batch"), c.batch.micro_batch = j.at("micro_batch");
     c.batch.context = j.at("context");
     c.optim.lr = j.at("lr"), c.optim.min_lr = j.at("min_lr"), c.optim.warmup = j.at("warmup");
@@ -120,7 +116,7 @@ ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler* sampler)
     : cfg_(cfg),
       sampler_(sampler),
       model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context, cfg.precision == Precision::bf16),
-      grad_(model_.layout().total()),
+      grad_(std::make_shared<AlignedVector<float>>(model_.layout().total())),
       tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
 
 ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
@@ -129,15 +125,25 @@ ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler& sampler)
 ShardWorker::ShardWorker(const RunConfig& cfg) : ShardWorker(cfg, nullptr) {}
 
 size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
-  // The model's workspace (its one size table), the shard's gradient (float) and the exact
-  // partial sum it is folded into (int64), per parameter.
+  // The model's workspace (its one size table) and the shard's gradient (float).
   const size_t params = ParamLayout(cfg.model).total();
   return Model<float>::workspace_bytes(cfg.model, cfg.batch.micro_batch, cfg.batch.context) +
-         params * (sizeof(float) + sizeof(int64_t));
+         params * sizeof(float);
+}
+
+size_t ShardWorker::partial_sum_bytes(const RunConfig& cfg) {
+  return ParamLayout(cfg.model).total() * sizeof(int64_t);
 }
 
 void ShardWorker::compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc,
                           const int32_t* tokens) {
+  compute_gradient(weights, work, shard, tokens);
+  fold_ms_ = 0;
+  fold_into(work, acc);
+}
+
+void ShardWorker::compute_gradient(const float* weights, const StepWork& work, int shard,
+                                   const int32_t* tokens) {
   const int mb = cfg_.batch.micro_batch;
   auto t0 = SteadyClock::now();
   if (!tokens) {
@@ -145,19 +151,26 @@ void ShardWorker::compute(const float* weights, const StepWork& work, int shard,
     sampler_->fill(uint64_t(work.step), uint64_t(shard) * mb, mb, tokens_.data());
     tokens = tokens_.data();
   }
-  const double loss = model_.forward_backward(weights, tokens, mb, grad_.data());
+  loss_ = model_.forward_backward(weights, tokens, mb, grad_->data());
   compute_ms_ = ms_since(t0);
-  t0 = SteadyClock::now();
-  acc.add_shard(model_.layout(), grad_.data(), work.grad_scale_exp, work.shards, loss,
-                int64_t(mb) * cfg_.batch.context);
-  fold_ms_ = ms_since(t0);
+  fold_ms_ = 0;
+}
+
+int64_t ShardWorker::shard_token_count() const {
+  return int64_t(cfg_.batch.micro_batch) * cfg_.batch.context;
+}
+
+void ShardWorker::fold_into(const StepWork& work, ExactGrad& acc) {
+  const auto t0 = SteadyClock::now();
+  acc.add_shard(model_.layout(), grad_->data(), work.grad_scale_exp, work.shards, loss_,
+                shard_token_count());
+  fold_ms_ += ms_since(t0);
 }
 
 TrainState::TrainState(const RunConfig& cfg)
     : cfg_(cfg),
       layout_(cfg.model),
-      weights_(std::make_shared<AlignedVector<float>>(layout_.total())),
-      mean_grad_(layout_.total()) {
+      weights_(std::make_shared<AlignedVector<float>>(layout_.total())) {
   cfg_.validate();
   init_parameters(layout_, cfg.seed, weights_->data());
   adam_.init(layout_);
@@ -174,28 +187,68 @@ StepWork TrainState::next_work() const {
 }
 
 StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
+  return apply_slices({&total}, work, {});
+}
+
+StepOutcome TrainState::apply(const StepSums& slices, const StepWork& work,
+                              const SliceRunner& run) {
+  std::vector<const ExactGrad*> p;
+  for (const ExactGrad& s : slices) p.push_back(&s);
+  return apply_slices(p, work, run);
+}
+
+StepOutcome TrainState::apply_slices(const std::vector<const ExactGrad*>& slices,
+                                     const StepWork& work, const SliceRunner& run_given) {
   StepOutcome out;
   out.step = work.step;
   if (work.step != step_ || work.grad_scale_exp != grad_scale_exp_)
     throw std::logic_error("apply() got the result of another step or grid");
-  if (total.shards != cfg_.batch.shards())
-    throw std::logic_error(fmt::format("step {} summed {} shards, expected {}", work.step,
-                                       total.shards, cfg_.batch.shards()));
-  out.tokens = total.tokens;
-  if (total.nonfinite) {
+  const int n = int(slices.size());
+  if (n < 1) throw std::logic_error("apply() got no sums");
+  const Slicing slicing(layout_.total(), n);
+  // What every slice shares (each folded every shard): loss, tokens, shards; flags and maxima are
+  // combined over the slices (or and max: order-free).
+  const ExactGrad& first = *slices[0];
+  bool nonfinite = false, overflow = false;
+  std::vector<float> max_abs(layout_.tensors().size(), 0.0f);
+  for (int k = 0; k < n; ++k) {
+    const ExactGrad& s = *slices[size_t(k)];
+    if (s.shards != cfg_.batch.shards())
+      throw std::logic_error(fmt::format("step {}: slice {} summed {} shards, expected {}",
+                                         work.step, k, s.shards, cfg_.batch.shards()));
+    if (s.begin != slicing.begin(k) || s.end() != slicing.end(k) ||
+        s.max_abs.size() != max_abs.size())
+      throw std::logic_error(
+          fmt::format("step {}: slice {} of {} holds the wrong range", work.step, k, n));
+    if (s.tokens != first.tokens || s.loss_fixed != first.loss_fixed)
+      throw std::logic_error(fmt::format("step {}: slices disagree on the step's loss", work.step));
+    nonfinite |= s.nonfinite;
+    overflow |= s.overflow;
+    for (size_t t = 0; t < max_abs.size(); ++t) max_abs[t] = std::max(max_abs[t], s.max_abs[t]);
+  }
+  out.tokens = first.tokens;
+  if (nonfinite) {
     out.kind = StepOutcome::nonfinite;
     return out;
   }
-  if (total.overflow) {
+  if (overflow) {
     // The maxima of this attempt are exact; a grid chosen from them always fits.
-    grad_scale_exp_ = choose_grad_scale_exp(layout_, total.max_abs, cfg_.batch.shards());
+    grad_scale_exp_ = choose_grad_scale_exp(layout_, max_abs, cfg_.batch.shards());
     ++attempt_;
     out.kind = StepOutcome::redo;
     return out;
   }
-  out.loss = total.loss_sum() / double(total.tokens);
-  const double norm_sq = exact_to_mean_gradient(layout_, total, grad_scale_exp_, mean_grad_.data());
-  out.grad_norm = std::sqrt(norm_sq);
+  if (first.tokens <= 0) throw std::logic_error("apply() got sums of no tokens");
+  const SliceRunner run = run_given ? run_given : [](int count, const std::function<void(int)>& f) {
+    for (int k = 0; k < count; ++k) f(k);
+  };
+  out.loss = first.loss_sum() / double(first.tokens);
+  std::vector<double> per_block(slicing.blocks());
+  run(n, [&](int k) {
+    block_norms(layout_, *slices[size_t(k)], grad_scale_exp_, first.tokens,
+                per_block.data() + slicing.first_block(k));
+  });
+  out.grad_norm = std::sqrt(combine_block_norms(per_block));
   if (!std::isfinite(out.grad_norm) || !std::isfinite(out.loss)) {
     out.kind = StepOutcome::nonfinite;
     return out;
@@ -203,9 +256,14 @@ StepOutcome TrainState::apply(const ExactGrad& total, const StepWork& work) {
   out.lr = learning_rate(cfg_.optim, step_);
   // Copy-on-write: never touch a weights buffer that a worker may still be reading.
   if (!sole_owner(weights_)) weights_ = std::make_shared<AlignedVector<float>>(*weights_);
-  adamw_update(layout_, cfg_.optim, out.lr, clip_scale(out.grad_norm, cfg_.optim.clip),
-               mean_grad_.data(), weights_->data(), adam_);
-  grad_scale_exp_ = choose_grad_scale_exp(layout_, total.max_abs, cfg_.batch.shards());
+  const double gscale = clip_scale(out.grad_norm, cfg_.optim.clip);
+  const int64_t t = ++adam_.t;
+  float* w = weights_->data();
+  run(n, [&](int k) {
+    adamw_update_slice(layout_, cfg_.optim, out.lr, gscale, t, *slices[size_t(k)], grad_scale_exp_,
+                       first.tokens, w, adam_.m.data(), adam_.v.data());
+  });
+  grad_scale_exp_ = choose_grad_scale_exp(layout_, max_abs, cfg_.batch.shards());
   attempt_ = 0;
   ++step_;
   out.kind = StepOutcome::applied;

@@ -5,6 +5,7 @@
 //   - ShardWorker::compute: one shard's gradient, folded into an ExactGrad;
 //   - TrainState::next_work / TrainState::apply: the root side (exponents, normalise, clip, AdamW).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,14 +63,28 @@ class ShardWorker {
   // A ShardWorker without a corpus (on a remote node): every compute() gets the shard's tokens.
   explicit ShardWorker(const RunConfig& cfg);
   const ParamLayout& layout() const { return model_.layout(); }
-  // Approximate memory one ShardWorker holds for `cfg`: its model workspace, gradient buffer and
-  // the exact partial sum it fills (for planning, before anything is allocated).
+  // Approximate memory one ShardWorker holds for `cfg`: its model workspace and float gradient
+  // (for planning, before anything is allocated). A sphere of the root's tree needs nothing more
+  // (its gradients go to the owners); a sphere of a remote node's tree, or a barrier-pool thread,
+  // also fills an int64 sum of the whole vector (partial_sum_bytes).
   static size_t memory_bytes(const RunConfig& cfg);
+  static size_t partial_sum_bytes(const RunConfig& cfg);
   // Computes shard `shard` of `work.step` with `weights` and folds it into `acc`. `tokens`: the
   // shard's windows (micro_batch rows of context + 1 ids) when they were shipped rather than
   // sampled here; they must be what the sampler would give.
   void compute(const float* weights, const StepWork& work, int shard, ExactGrad& acc,
                const int32_t* tokens = nullptr);
+  // The two halves of compute(), for sums held as slices: the shard's float gradient (valid in
+  // gradient() until the next call) and loss, then its fold into a sum (once per slice).
+  void compute_gradient(const float* weights, const StepWork& work, int shard,
+                        const int32_t* tokens = nullptr);
+  void fold_into(const StepWork& work, ExactGrad& acc);
+  const float* gradient() const { return grad_->data(); }
+  // The gradient buffer itself, to share with the owners that fold it. compute_gradient()
+  // writes into it again: the caller must know that they are done reading.
+  std::shared_ptr<const AlignedVector<float>> gradient_ref() const { return grad_; }
+  double last_loss() const { return loss_; }
+  int64_t shard_token_count() const;
   double last_compute_ms() const { return compute_ms_; }  // forward + backward
   double last_fold_ms() const { return fold_ms_; }        // conversion into the exact sum
 
@@ -78,9 +93,9 @@ class ShardWorker {
   ShardWorker(const RunConfig& cfg, const WindowSampler* sampler);
   const WindowSampler* sampler_;  // null on a node
   Model<float> model_;
-  AlignedVector<float> grad_;
+  std::shared_ptr<AlignedVector<float>> grad_;
   std::vector<int32_t> tokens_;
-  double compute_ms_ = 0, fold_ms_ = 0;
+  double compute_ms_ = 0, fold_ms_ = 0, loss_ = 0;
 };
 
 // Token ids in one shard's windows: micro_batch rows of context + 1.
@@ -90,6 +105,15 @@ inline size_t shard_tokens(const RunConfig& r) {
 
 // The data seed the sampler uses for a run seed (decorrelated from the init seed).
 uint64_t sampler_seed(uint64_t run_seed);
+
+// A step's exact sums as slices: element k is owner k's slice of Slicing(layout.total(), n) and
+// has folded every shard of the step (one whole-vector sum is the case n = 1).
+using StepSums = std::vector<ExactGrad>;
+
+// Runs body(k) for every k in [0, n) and returns when every call has returned. A backend runs
+// them at once on its threads or owners; body(k) touches only slice k's elements and never
+// throws. Empty: one after another on the caller's thread.
+using SliceRunner = std::function<void(int n, const std::function<void(int)>& body)>;
 
 struct StepOutcome {
   enum Kind { applied, redo, nonfinite } kind = applied;
@@ -113,9 +137,13 @@ class TrainState {
   std::shared_ptr<const AlignedVector<float>> weights() const { return weights_; }
 
   StepWork next_work() const;
-  // Consumes the step's exact total. `redo`: nothing changed, call next_work() again (the
-  // exponents now fit). `nonfinite`: nothing changed; the caller decides to stop.
+  // Consumes the step's exact sums. `redo`: nothing changed, call next_work() again (the
+  // exponents now fit). `nonfinite`: nothing changed; the caller decides to stop. The result is
+  // the same bits for any number of slices: the norm is combined per fixed block, in block
+  // order, and AdamW is elementwise. `run` spreads the per-slice work (block norms, then AdamW)
+  // over the backend's owners.
   StepOutcome apply(const ExactGrad& total, const StepWork& work);
+  StepOutcome apply(const StepSums& slices, const StepWork& work, const SliceRunner& run = {});
 
   // Checkpoint support.
   const AdamState& adam() const { return adam_; }
@@ -132,7 +160,9 @@ class TrainState {
   std::vector<int32_t>
       grad_scale_exp_;  // exact-sum grid for the next attempt (from the last exact maxima)
   int32_t attempt_ = 0;
-  AlignedVector<float> mean_grad_;
+
+  StepOutcome apply_slices(const std::vector<const ExactGrad*>& slices, const StepWork& work,
+                           const SliceRunner& run);
 };
 
 // The reference: a plain single-threaded loop over every shard of every step with src/ alone.

@@ -62,9 +62,9 @@ inline std::string weights_hash(const TrainState& st) {
 inline void train_steps(Backend& b, TrainState& st, int64_t steps, FaultCounts* faults = nullptr) {
   while (st.step() < steps) {
     const StepWork w = st.next_work();
-    const ExactGrad total = b.run_step(w, st.weights());
+    const StepSums& total = b.run_step(w, st.weights());
     if (faults) *faults += b.last_faults();
-    REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
+    REQUIRE(st.apply(total, w, b.slice_runner()).kind != StepOutcome::nonfinite);
   }
 }
 

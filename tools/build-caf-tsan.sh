@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds CAF 0.17.6 (core and io) with ThreadSanitizer into build-caf-tsan/prefix, for
+# Builds CAF 0.17.6 (core, io and openssl: the cluster's TLS) with ThreadSanitizer into build-caf-tsan/prefix, for
 # tools/sanitize-tsan.sh --caf-tsan. Debian's libcaf is not instrumented, so TSan cannot see
 # CAF's own synchronisation (lock-free mailboxes, scheduler queues, reference counts) and
 # reports every hand-off through CAF; an instrumented CAF makes those reports disappear at the
@@ -14,7 +14,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/build-caf-tsan"
 prefix="$out/prefix"
-if [ -f "$prefix/lib/libcaf_core.so" ] && [ -f "$prefix/lib/libcaf_io.so" ]; then
+if [ -f "$prefix/lib/libcaf_core.so" ] && [ -f "$prefix/lib/libcaf_io.so" ] &&
+  [ -f "$prefix/lib/libcaf_openssl.so" ]; then
   echo "build-caf-tsan: instrumented CAF already in $prefix"
   exit 0
 fi
@@ -44,7 +45,7 @@ cmake -S "$out/src/actor-framework-0.17.6" -B "$out/build" -DCMAKE_C_COMPILER=cl
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-fsanitize=thread -O1 -g -include limits" -DCMAKE_INSTALL_PREFIX="$prefix" \
   -DCAF_NO_AUTO_LIBCPP=yes -DCAF_NO_EXAMPLES=yes -DCAF_NO_UNIT_TESTS=yes -DCAF_NO_OPENCL=yes \
-  -DCAF_NO_PYTHON=yes -DCAF_NO_TOOLS=yes -DCAF_NO_OPENSSL=yes -DCAF_NO_SUMMARY=yes \
+  -DCAF_NO_PYTHON=yes -DCAF_NO_TOOLS=yes -DCAF_NO_SUMMARY=yes \
   -DCAF_NO_COMPILER_CHECK=yes >/dev/null
 cmake --build "$out/build" -j"$(nproc)"
 cmake --install "$out/build" >/dev/null

@@ -10,6 +10,9 @@ pkgs=(build-essential cmake libcaf-dev libeigen3-dev libfmt-dev catch2 nlohmann-
 pkgs+=(clang libclang-rt-14-dev llvm-14)
 # cllm report / serve (run/): HTTP server library; the browser tests: headless Chromium and a font.
 pkgs+=(pkg-config libcpp-httplib-dev chromium fonts-dejavu-core)
+# The cluster's TLS (actors/cluster_transport): OpenSSL's headers (libcaf-dev does not pull them
+# in) and its command line, which the TLS tests use to make a throw-away CA.
+pkgs+=(libssl-dev openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

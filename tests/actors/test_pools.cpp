@@ -46,6 +46,8 @@ TEST_CASE("pools built by the factory agree for odd worker counts", "[pools]") {
   const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   const std::string expected = test::reference_sha(cfg, sampler);
+  // 31 workers own more slices than there are blocks: some own nothing.
+  REQUIRE(Slicing(ParamLayout(cfg.model).total(), 31).blocks() < 31);
   for (const char* kind : {"mutex", "barrier"}) {
     for (int workers : {3, 5, 12, 31}) {
       INFO(kind << " workers " << workers);
@@ -69,7 +71,30 @@ TEST_CASE("pools start and stop cleanly with or without steps", "[pools]") {
     auto b = make_pool_backend(kind, cfg, sampler, 3);
     TrainState st(cfg);
     const StepWork w = st.next_work();
-    REQUIRE(b->run_step(w, st.weights()).shards == cfg.batch.shards());
+    REQUIRE(b->run_step(w, st.weights()).at(0).shards == cfg.batch.shards());
+  }
+}
+
+TEST_CASE("each pool worker runs its own slice's work, all of them once", "[pools]") {
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  for (const char* kind : {"mutex", "barrier"}) {
+    INFO(kind);
+    auto b = make_pool_backend(kind, cfg, sampler, 4);
+    for (int round = 0; round < 3; ++round) {
+      std::vector<std::thread::id> ran(4);
+      std::vector<int> calls(4, 0);
+      b->run_slices(4, [&](int k) {
+        ran[size_t(k)] = std::this_thread::get_id();
+        ++calls[size_t(k)];
+      });
+      REQUIRE(calls == std::vector<int>(4, 1));
+      for (int k = 0; k < 4; ++k) {
+        REQUIRE(ran[size_t(k)] != std::this_thread::get_id());
+        for (int j = 0; j < k; ++j) REQUIRE(ran[size_t(j)] != ran[size_t(k)]);
+      }
+    }
   }
 }
 
@@ -113,20 +138,25 @@ TEST_CASE("pool statistics and timings count every shard", "[pools]") {
       INFO(kind << " workers " << workers);
       auto b = make_pool_backend(kind, cfg, sampler, workers);
       TrainState st(cfg);
-      double compute = 0, fold = 0, reduce = 0;
+      double compute = 0, fold = 0, reduce = 0, wall = 0;
       int64_t steps = 0;
       while (st.step() < cfg.steps) {
         const StepWork w = st.next_work();
-        const ExactGrad total = b->run_step(w, st.weights());
-        REQUIRE(total.shards == cfg.batch.shards());
+        const auto t0 = std::chrono::steady_clock::now();
+        const StepSums& total = b->run_step(w, st.weights());
+        const double step_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count();
+        for (const ExactGrad& slice : total) REQUIRE(slice.shards == cfg.batch.shards());
         const StepTiming t = b->last_timing();
         REQUIRE(t.spheres == std::min(workers, cfg.batch.shards()));
         REQUIRE(t.compute_ms > 0);
-        REQUIRE(t.fold_ms >= 0);
-        REQUIRE(t.reduce_ms >= 0);
-        compute += t.compute_ms, fold += t.fold_ms, reduce += t.reduce_ms;
+        REQUIRE(t.fold_ms > 0);  // every shard is folded into the exact sum
+        // Time inside the workers cannot exceed the workers' share of the step's wall time.
+        REQUIRE(t.compute_ms + t.fold_ms + t.reduce_ms <= t.spheres * step_ms + 1.0);
+        compute += t.compute_ms, fold += t.fold_ms, reduce += t.reduce_ms, wall += step_ms;
         ++steps;
-        REQUIRE(st.apply(total, w).kind != StepOutcome::nonfinite);
+        REQUIRE(st.apply(total, w, b->slice_runner()).kind != StepOutcome::nonfinite);
       }
       const auto stats = b->sphere_stats();
       REQUIRE(stats.size() == size_t(workers));
@@ -138,7 +168,8 @@ TEST_CASE("pool statistics and timings count every shard", "[pools]") {
         REQUIRE(stats[i].parent == -1);
         REQUIRE(stats[i].group == int(i) % 12);
         REQUIRE(stats[i].restarts == 0);
-        REQUIRE(stats[i].wait_ms >= 0);
+        // Idle time (done with its shards, waiting for the slowest) lies inside the steps.
+        REQUIRE(stats[i].wait_ms <= wall + 1.0);
         // Static assignment: thread i computes shards i, i + workers, ...
         const int per_step = i < size_t(cfg.batch.shards())
                                  ? (cfg.batch.shards() - int(i) + workers - 1) / workers
@@ -181,7 +212,7 @@ TEST_CASE("the generation barrier is reusable and can be broken", "[pools]") {
   GenerationBarrier lone(2);
   std::atomic<bool> released{true};
   std::thread waiter([&] { released = lone.arrive_and_wait(); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  lone.wait_for_arrivals(1);  // the waiter is blocked inside: breaking must wake it
   lone.break_barrier();
   waiter.join();
   REQUIRE_FALSE(released.load());

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "actors/tree_backend.hpp"
+#include "src/exact_sum.hpp"
 #include "test_util.hpp"
 
 using namespace cllm;
@@ -75,4 +76,51 @@ TEST_CASE("the tree's weights are the same with shards on the leaves", "[tree]")
         inner_shards += s.shards;
     REQUIRE(inner_shards == 0);
   }
+}
+
+TEST_CASE("the tree's weights are the same for any number of owners", "[tree][owners]") {
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  const std::string expected = test::reference_sha(cfg, sampler);
+  const int blocks = int(Slicing(ParamLayout(cfg.model).total(), 1).blocks());
+  for (int owners : {1, 2, 3, 7, blocks + 3}) {
+    for (int spheres : {1, 5}) {
+      TreeOptions opt;
+      opt.spheres = spheres, opt.fanout = 2, opt.threads = 2, opt.owners = owners;
+      test::patient(opt.policy);
+      TreeBackend tree(cfg, sampler, opt);
+      INFO("owners " << owners << " spheres " << spheres);
+      TrainState st(cfg);
+      test::train_steps(tree, st, cfg.steps);
+      REQUIRE(test::weights_hash(st) == expected);
+      // The step's sums are the owners' slices: no whole-vector sum came up the tree.
+      const StepSums& sums = tree.run_step(st.next_work(), st.weights());
+      REQUIRE(sums.size() == size_t(owners));
+      for (const ExactGrad& s : sums) REQUIRE(s.shards == cfg.batch.shards());
+    }
+  }
+}
+
+TEST_CASE("an owner that fails ends the step cleanly and keeps the last state", "[tree][owners]") {
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig cfg = test::spheres_run();
+  WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
+  TreeOptions opt;
+  opt.spheres = 3, opt.fanout = 2, opt.threads = 2, opt.owners = 3;
+  test::patient(opt.policy);
+  TreeBackend tree(cfg, sampler, opt);
+  TrainState st(cfg);
+  test::train_steps(tree, st, 1);
+  const std::string before = test::weights_hash(st);
+  StepWork bad = st.next_work();
+  bad.grad_scale_exp.pop_back();  // the owners' fold throws: one exponent per tensor required
+  try {
+    tree.run_step(bad, st.weights());
+    FAIL("the step should have failed");
+  } catch (const BackendFailure& e) {
+    REQUIRE_THAT(e.what(), Catch::Contains("owner of slice"));
+  }
+  REQUIRE(st.step() == 1);
+  REQUIRE(test::weights_hash(st) == before);
 }

@@ -228,6 +228,20 @@ TEST_CASE("tokenizer.json: Hugging Face layout and round trip", "[bpe]") {
   k = j, k["normalizer"] = {{"type", "NFC"}}, refuse(k);
   k = j, k["model"]["vocab"].erase("a"), refuse(k);  // a byte missing: ids not dense
   k = j, k["model"]["merges"].push_back("zz qq"), refuse(k);
+  {
+    // Byte 'A' (0x41) loses its token, its id going to a longer string: the message names the
+    // byte as a byte (and as the file writes it), not as a number that reads like a token id.
+    k = j;
+    k["model"]["vocab"].erase("A");
+    k["model"]["vocab"]["AAAAAAAAQ"] = 0x41;
+    k["model"]["merges"] = nlohmann::json::array();
+    try {
+      BpeTokenizer::from_json(k.dump());
+      FAIL("a vocabulary without byte 0x41 was accepted");
+    } catch (const ConfigError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("byte 0x41") && Catch::Contains("\"A\""));
+    }
+  }
   k = j, k["model"]["vocab"]["\xE2\x82\xAC"] = 400, refuse(k);  // not in the alphabet
   CHECK_THROWS_AS(make_tokenizer("bpe", ""), ConfigError);
 }

@@ -20,14 +20,14 @@ class LosesANodeThenRedoes final : public Backend {
       : inner_(run, sampler, 2) {}
   std::string name() const override { return "test"; }
   int spheres() const override { return inner_.spheres(); }
-  ExactGrad run_step(const StepWork& work, const WeightsRef& weights) override {
-    ExactGrad g = inner_.run_step(work, weights);
+  const StepSums& run_step(const StepWork& work, const WeightsRef& weights) override {
+    StepSums& g = sums_ = inner_.run_step(work, weights);
     timing_ = inner_.last_timing();
     timing_.bytes_sent = 10;
     faults_ = {};
     if (work.step == 1 && !lost_) {
       lost_ = true;
-      g.overflow = true;
+      g[0].overflow = true;
       timing_.bytes_sent = 1000;
       FaultEvent e;
       e.kind = FaultEvent::node_lost, e.step = 1, e.reason = "node b: its connection was lost";
@@ -36,12 +36,16 @@ class LosesANodeThenRedoes final : public Backend {
     }
     return g;
   }
+  void run_slices(int n, const std::function<void(int)>& body) override {
+    inner_.run_slices(n, body);
+  }
   StepTiming last_timing() const override { return timing_; }
   FaultCounts last_faults() const override { return faults_; }
   std::vector<SphereStats> sphere_stats() override { return inner_.sphere_stats(); }
 
  private:
   MutexBackend inner_;
+  StepSums sums_;
   bool lost_ = false;
   StepTiming timing_;
   FaultCounts faults_;

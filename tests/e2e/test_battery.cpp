@@ -5,8 +5,11 @@
 // (no empty runs/<date-time>, no temporaries). Odd but valid input (paths that are not UTF-8,
 // subnormal numbers, config files with a byte-order mark and comments, huge sparse files in a
 // corpus folder) is accepted and recorded safely. Cases run in parallel, each under a timeout.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -461,6 +464,8 @@ std::vector<Case> config_cases() {
       bad("config: --config inside a config file", cfg("config = other.cfg\n"),
           {"unknown option 'config'"}),
       bad("config: nan", cfg("lr = nan  # comment\n"), {"line 1", "--lr"}),
+      bad("config: '--steps = 3' (the dashes; was 'unknown option')", cfg("--steps = 3\n"),
+          {"line 1", "without the dashes"}),
       bad("config: a byte-order mark, then an error on line 3",
           cfg("\xEF\xBB\xBF# comment\r\nsteps = 6\r\nwarmup = 6\r\n"), {"--warmup"}),
   };
@@ -478,33 +483,30 @@ std::vector<Case> resume_cases() {
             return resume_run(run);
           },
           {"checkpoints"}),
-      bad(
-          "--resume with only a corrupt checkpoint (one note, one error)",
+      bad("--resume with only a corrupt checkpoint (one line: was a note and an error)",
           [](const fs::path& d) {
             const auto run = copy_run(d);
             fs::remove(ckpt(run, 3));
             flip_byte(ckpt(run, 6), 100);
             return resume_run(run);
           },
-          {"no usable checkpoint"}, 2),
-      bad(
-          "--resume with only a foreign file named like a checkpoint",
+          {"no usable checkpoint", "ckpt-00000006"}),
+      bad("--resume with only a foreign file named like a checkpoint",
           [](const fs::path& d) {
             const auto run = copy_run(d);
             fs::remove(ckpt(run, 3));
             write_file(ckpt(run, 6), "just some text, not a checkpoint at all\n");
             return resume_run(run);
           },
-          {"no usable checkpoint"}, 2),
-      bad(
-          "--resume with only a truncated checkpoint",
+          {"no usable checkpoint", "ckpt-00000006"}),
+      bad("--resume with only a truncated checkpoint",
           [](const fs::path& d) {
             const auto run = copy_run(d);
             fs::remove(ckpt(run, 3));
             fs::resize_file(ckpt(run, 6), 5000);
             return resume_run(run);
           },
-          {"no usable checkpoint"}, 2),
+          {"no usable checkpoint", "ckpt-00000006"}),
       bad("--resume with other settings",
           [](const fs::path& d) {
             return resume_run(copy_run(d), {"--batch", "16"});
@@ -593,10 +595,236 @@ std::vector<Case> sample_cases() {
   };
 }
 
+// Issue 19: files that are not regular (a FIFO blocks its reader until a writer comes, a device
+// such as /dev/zero never ends), files larger than their limit, and outputs that would replace
+// an input. Each is refused before anything is read or written.
+fs::path fifo(const fs::path& p) {
+  if (::mkfifo(p.c_str(), 0644) != 0) throw std::runtime_error("mkfifo failed");
+  return p;
+}
+
+std::vector<Case> file_cases() {
+  const auto encode = [](std::function<std::string(const fs::path&)> tok) {
+    return [tok](const fs::path& d) { return Args{"tokenizer", "encode", "--tokenizer", tok(d)}; };
+  };
+  return {
+      bad("tokenizer /dev/zero (grew without limit)", encode([](auto&) { return "/dev/zero"; }),
+          {"/dev/zero", "not a regular file", "character device"}),
+      bad("tokenizer that is a FIFO (blocked)",
+          encode([](const fs::path& d) { return fifo(d / "tok.json").string(); }),
+          {"tok.json", "FIFO"}),
+      bad("tokenizer.json of 2 GiB (read whole)", encode([](const fs::path& d) {
+            sparse_file(d / "tok.json", uintmax_t(2) << 30, "{");
+            return (d / "tok.json").string();
+          }),
+          {"tok.json", "at most 64 MiB"}),
+      bad("config file that is a FIFO",
+          [](const fs::path& d) {
+            return no_run_dir({"--config", fifo(d / "run.cfg").string()});
+          },
+          {"run.cfg", "FIFO"}),
+      bad("corpus file that is a FIFO",
+          [](const fs::path& d) {
+            return Args{"tokenizer", "train", "--corpus", fifo(d / "c.txt").string(),
+                        "--vocab",   "300",   "--out",    (d / "tok.json").string()};
+          },
+          {"c.txt", "regular file"}),
+      bad("sample: a checkpoint that is a FIFO",
+          [](const fs::path& d) {
+            return Args{"sample", "--checkpoint", fifo(d / "c.safetensors").string()};
+          },
+          {"c.safetensors", "FIFO"}),
+      bad("export: a checkpoint that is a FIFO (blocked)",
+          [](const fs::path& d) {
+            return Args{"export",   fifo(d / "c.safetensors").string(),
+                        "--format", "gguf",
+                        "--out",    (d / "m.gguf").string()};
+          },
+          {"c.safetensors", "FIFO"}),
+      bad("cluster key that is a FIFO",
+          [](const fs::path& d) {
+            return Args{"node", "--join", "127.0.0.1:9", "--cluster-key", fifo(d / "key").string()};
+          },
+          {"key", "FIFO"}),
+      bad("report of a run whose metrics.jsonl is a FIFO (blocked)",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            fs::remove(run / "metrics.jsonl");
+            fifo(run / "metrics.jsonl");
+            return Args{"report", run.string(), "--out", (d / "r.html").string()};
+          },
+          {"metrics.jsonl", "FIFO"}),
+      bad("serve of a run whose metrics.jsonl is a FIFO (ignored Ctrl-C)",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            fs::remove(run / "metrics.jsonl");
+            fifo(run / "metrics.jsonl");
+            return Args{"serve", run.string(), "--port", "0"};
+          },
+          {"metrics.jsonl", "FIFO"}),
+      bad("--resume of a run whose metrics.jsonl is a FIFO",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            fs::remove(ckpt(run, 6));  // the run is not complete: it would append
+            fs::remove(run / "metrics.jsonl");
+            fifo(run / "metrics.jsonl");
+            return resume_run(run);
+          },
+          {"metrics.jsonl", "FIFO"}),
+      // Outputs (defects 1 and 2).
+      bad("report --out the run's own metrics.jsonl (was replaced by the page)",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            return Args{"report", run.string(), "--out", (run / "metrics.jsonl").string()};
+          },
+          {"metrics.jsonl", "same file"}),
+      bad("report --out the run's own config.json, by another spelling",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            return Args{"report", run.string(), "--out", "./run/../run/config.json"};
+          },
+          {"config.json", "same file"}),
+      bad("report --out a symlink to the run's summary.json",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            fs::create_symlink(run / "summary.json", d / "link.html");
+            return Args{"report", run.string(), "--out", (d / "link.html").string()};
+          },
+          {"link.html", "same file"}),
+      bad("report --out a file of another run",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            fs::create_directory(d / "other");
+            fs::copy(run, d / "other" / "run", fs::copy_options::recursive);
+            return Args{"report", run.string(), "--out",
+                        (d / "other" / "run" / "spheres.json").string()};
+          },
+          {"spheres.json", "run folder"}),
+      bad("report --out a FIFO (was replaced by a regular file)",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            return Args{"report", run.string(), "--out", fifo(d / "out.html").string()};
+          },
+          {"out.html", "FIFO", "not a regular file"}),
+      bad("report --out '' (was ignored)",
+          [](const fs::path& d) {
+            return Args{"report", copy_run(d).string(), "--out", ""};
+          },
+          {"--out", "''"}),
+      bad("report --out into a missing folder (the reason is named)",
+          [](const fs::path& d) {
+            return Args{"report", copy_run(d).string(), "--out", (d / "no" / "r.html").string()};
+          },
+          {"r.html", "folder", "does not exist"}),
+      bad("report --out a folder",
+          [](const fs::path& d) {
+            fs::create_directory(d / "dir");
+            return Args{"report", copy_run(d).string(), "--out", (d / "dir").string()};
+          },
+          {"dir", "folder"}),
+      bad("tokenizer train --out the corpus (was replaced by the tokenizer)",
+          [](const fs::path& d) {
+            write_file(d / "c.txt", english_corpus());
+            return Args{"tokenizer", "train", "--corpus", (d / "c.txt").string(),
+                        "--vocab",   "300",   "--out",    (d / "c.txt").string()};
+          },
+          {"c.txt", "same file"}),
+      bad("tokenizer train --out inside the corpus folder",
+          [](const fs::path& d) {
+            fs::create_directory(d / "c");
+            write_file(d / "c" / "a.txt", english_corpus());
+            return Args{"tokenizer", "train", "--corpus", (d / "c").string(),
+                        "--vocab",   "300",   "--out",    (d / "c" / "tok.json").string()};
+          },
+          {"tok.json", "inside the input folder"}),
+      bad("tokenizer train --out a run's config.json",
+          [](const fs::path& d) {
+            const auto run = copy_run(d);
+            return Args{"tokenizer", "train", "--corpus", corpus_file(),
+                        "--vocab",   "300",   "--out",    (run / "config.json").string()};
+          },
+          {"config.json", "run folder"}),
+  };
+}
+
+// Issue 19: the node's options come from train's table (one limit each), and limits are named.
+std::vector<Case> cluster_option_cases() {
+  const auto node = [](Args extra) {
+    return [extra](const fs::path&) { return Args{"node", "--join", "127.0.0.1:9"} + extra; };
+  };
+  const auto train = [](Args extra) {
+    return [extra](const fs::path&) { return no_run_dir(extra); };
+  };
+  return {
+      bad("node --threads 4096 (hung with 2,265 threads)", node({"--threads", "4096"}),
+          {"--threads", "4096"}),
+      bad("node --spheres 0", node({"--spheres", "0"}), {"--spheres"}),
+      bad("node --connection-timeout 1e300 (overflowed)", node({"--connection-timeout", "1e300"}),
+          {"--connection-timeout", "at most 3600"}),
+      bad("node --cluster-key '' (meant no key)", node({"--cluster-key", ""}),
+          {"--cluster-key", "''"}),
+      bad("node --node-id with a space (failed only at the root)", node({"--node-id", "a b"}),
+          {"--node-id", "a b"}),
+      bad("node --node-id of 65 characters", node({"--node-id", std::string(65, 'n')}),
+          {"--node-id", "64"}),
+      bad("train --cluster-key '' (meant no key)",
+          train({"--listen", "127.0.0.1:0", "--cluster-key", ""}), {"--cluster-key", "''"}),
+      bad("train --connection-timeout 3601 (limit not named)",
+          train({"--connection-timeout", "3601"}), {"--connection-timeout", "at most 3600"}),
+      bad("train --join-timeout 1e7 (limit not named)", train({"--join-timeout", "1e7"}),
+          {"--join-timeout", "at most 1e+06"}),
+      bad("--plan-nodes without --print-topology (was ignored)", train({"--plan-nodes", "4"}),
+          {"--plan-nodes", "--print-topology"}),
+      bad("export to a mount that cannot be written (was exit 1)",
+          [](const fs::path& d) {
+            return Args{"export", copy_run(d).string(),     "--format", "gguf",
+                        "--out",  "/proc/cllm-battery.gguf"};
+          },
+          {"cannot export", "/proc/cllm-battery.gguf"}),
+      bad("--resume after the corpus changed in place (was 'made with other settings')",
+          [](const fs::path& d) {
+            write_file(d / "c.txt", english_corpus());
+            const Result r = run_in(d, quick_train((d / "run").string(), (d / "c.txt").string()));
+            if (r.code != 0) throw std::runtime_error("the case's run failed: " + r.err);
+            write_file(d / "c.txt", english_corpus() + "One more line.\n");
+            return resume_run(d / "run");
+          },
+          {"c.txt", "changed since checkpoint"}),
+      bad("--min-nodes into a folder with a previous run (refused only after the wait)",
+          [](const fs::path& d) {
+            copy_run(d);
+            return in_run(d, {"--listen", "127.0.0.1:0", "--min-nodes", "1"});
+          },
+          {"holds a previous run"}),
+      bad("--resume --overwrite (--overwrite was ignored)",
+          [](const fs::path& d) { return resume_run(copy_run(d), {"--overwrite"}); },
+          {"--resume", "--overwrite", "not both"}),
+  };
+}
+
 // A lock on a run folder, held as a running cllm holds it.
 struct HeldLock {
   int fd = -1;
   ~HeldLock() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// A listening socket on a free loopback port, as another program holds it.
+struct HeldPort {
+  int fd = -1, port = 0;
+  void take() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), n) != 0 || ::listen(fd, 1) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) != 0)
+      throw std::runtime_error("cannot hold a port");
+    port = ntohs(a.sin_port);
+  }
+  ~HeldPort() {
     if (fd >= 0) ::close(fd);
   }
 };
@@ -607,8 +835,8 @@ TEST_CASE("battery: bad input gets exit 2, one line, and leaves every file as it
           "[e2e][battery]") {
   finished_run();  // made before the parallel cases copy it
   std::vector<Case> cases;
-  for (auto* group :
-       {&command_line_cases, &corpus_cases, &config_cases, &resume_cases, &sample_cases})
+  for (auto* group : {&command_line_cases, &corpus_cases, &config_cases, &resume_cases,
+                      &sample_cases, &file_cases, &cluster_option_cases})
     for (auto& c : group()) cases.push_back(std::move(c));
   // The lock is taken here, as a running cllm holds it, and kept until the end.
   HeldLock held;
@@ -622,6 +850,14 @@ TEST_CASE("battery: bad input gets exit 2, one line, and leaves every file as it
                         return resume_run(run);
                       },
                       {"in use"}));
+  // A port held by another program: --listen says so (it read "tcp socket creation failed").
+  HeldPort port;
+  cases.push_back(bad("--listen on a port in use",
+                      [&port](const fs::path&) {
+                        port.take();
+                        return no_run_dir({"--listen", "127.0.0.1:" + std::to_string(port.port)});
+                      },
+                      {"in use", "--listen"}));
   REQUIRE(cases.size() >= 60);
   const auto outcomes = run_all(cases);
   check_outcomes(cases, outcomes);
@@ -750,6 +986,19 @@ TEST_CASE("battery: odd but valid input is accepted and recorded safely", "[e2e]
         CHECK(s.code == 0);
       }));
   cases.push_back(ok(
+      "--resume keeps a run's --sample-tokens 0 (it was forgotten: a sample was written)",
+      [](const fs::path& d) {
+        const Result r = run_in(d, in_run(d, {"--sample-tokens", "0", "--checkpoint-every", "3"}));
+        if (r.code != 0) throw std::runtime_error("the case's run failed: " + r.err);
+        fs::remove(ckpt(d / "run", 6));
+        return resume_run(d / "run");
+      },
+      [](const fs::path& d, const Result& r) {
+        CHECK(r.code == 0);
+        CHECK(!fs::exists(d / "run" / "sample.txt"));
+        CHECK(!contains(r.out, "--- sample"));
+      }));
+  cases.push_back(ok(
       "--resume of a finished run changes nothing",
       [](const fs::path& d) {
         return Args{"train", "--run-dir", copy_run(d).string(), "--resume", "--progress", "plain"};
@@ -794,4 +1043,48 @@ TEST_CASE("battery: data-loss cases of issue 13", "[e2e][battery]") {
   finished_run();
   const auto outcomes = run_all(cases);
   check_outcomes(cases, outcomes);
+}
+
+// Finding (issue 19): `cllm serve` on a run whose metrics.jsonl became a FIFO ignored two SIGINTs:
+// a request thread blocked opening the FIFO, and stopping waited for it. The request is now
+// answered (the FIFO is a notice, never opened for a blocking read) and one SIGINT ends serve.
+TEST_CASE("battery: serve stops on the first Ctrl-C while a request reads the run",
+          "[e2e][battery]") {
+  TempDir tmp;
+  const fs::path run = copy_run(tmp.path());
+  Background serve({"serve", run.string(), "--port", "0"});
+  int port = 0;
+  REQUIRE(serve.wait_until([&] {
+    const std::string out = serve.out_so_far();
+    const auto at = out.find("http://127.0.0.1:");
+    if (at == std::string::npos) return false;
+    port = std::atoi(out.c_str() + at + 17);
+    return port > 0;
+  }));
+  fs::remove(run / "metrics.jsonl");
+  REQUIRE(::mkfifo((run / "metrics.jsonl").c_str(), 0644) == 0);
+
+  // One request, by hand (the e2e tests have no HTTP client): it must be answered.
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(s >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  const timeval limit{30, 0};  // only a guard against a hang
+  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  const std::string req = "GET /api/run HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  REQUIRE(::send(s, req.data(), req.size(), 0) == ssize_t(req.size()));
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(s, buf, sizeof buf, 0)) > 0;) answer.append(buf, size_t(n));
+  ::close(s);
+  CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(contains(answer, "FIFO"));  // the page says why it shows no rows
+
+  serve.signal(SIGINT);
+  const Result r = serve.wait(60);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.code == 0);
 }

@@ -235,6 +235,17 @@ TEST_CASE("train: --print-topology and --help", "[e2e][cli]") {
     CHECK(r.err.empty());
     CHECK(!fs::exists(dir));
   }
+  SECTION("--print-topology reports the workspace per sphere and the owners") {
+    const Result r = run_cli(
+        quick_train(tmp / "nope") + Args{"--print-topology", "--spheres", "5", "--threads", "3"},
+        20);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.code == 0);
+    // A computing sphere holds activations and one float gradient, no int64 sum of its own.
+    CHECK(contains(r.out, "workspace per computing sphere: "));
+    CHECK(contains(r.out, " + one float gradient "));
+    CHECK(contains(r.out, "in 3 owner slices of 4096-element blocks"));
+  }
   SECTION("train --help") {
     const Result r = run_cli({"train", "--help"}, 20);
     CHECK(r.code == 0);

@@ -183,3 +183,99 @@ TEST_CASE("data safety: a chain of a million spheres trains to the one-sphere we
   CHECK(printed_hash(chain).size() == 64);
   CHECK(printed_hash(chain) == printed_hash(one));
 }
+
+// ------------------------------------------------------------------------------------------------
+// Issue 19
+
+namespace {
+
+// A run of the quick settings with checkpoints after steps 3 and 6, then cut back to step 3 (as
+// if killed after its checkpoint of step 3), so that --resume would train and write.
+void make_run_at_step_3(const fs::path& dir, const Args& extra = {}) {
+  const Result r = run_cli(quick_train(dir.string()) + Args{"--checkpoint-every", "3"} + extra);
+  REQUIRE(r.code == 0);
+  fs::remove(dir / "checkpoints" / ckpt_name(6));
+}
+
+// The bytes of every file a run folder holds besides .lock.
+std::map<std::string, std::string> run_files(const fs::path& dir) {
+  auto s = snapshot(dir);
+  s.erase(".lock");
+  return s;
+}
+
+}  // namespace
+
+// Finding: a checkpoint of another model and corpus placed in a run's checkpoints/ was resumed
+// with exit 0; metrics.jsonl then mixed two runs, and config.json and summary.json were replaced.
+TEST_CASE("data safety: --resume refuses a checkpoint that is not the run's, writing nothing",
+          "[e2e][safety]") {
+  TempDir tmp_dir;
+  const fs::path tmp = tmp_dir.path();
+  const fs::path run = tmp / "run", other = tmp / "other";
+  make_run_at_step_3(run);
+  write_file(tmp / "other.txt", english_corpus(48 * 1024, 7));
+  make_run_at_step_3(other, {"--seed", "7", "--corpus", (tmp / "other.txt").string()});
+
+  SECTION("another run's checkpoint in its place") {
+    fs::copy_file(other / "checkpoints" / ckpt_name(3), run / "checkpoints" / ckpt_name(3),
+                  fs::copy_options::overwrite_existing);
+    const auto before = run_files(run);
+    const Result r = run_cli(Args{"train", "--run-dir", run.string(), "--resume"});
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.code == 2);
+    const auto lines = r.err_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(contains(lines[0], "not this run's"));
+    CHECK(contains(lines[0], "seed 7 (checkpoint) vs 1337 (config.json)"));
+    CHECK(contains(lines[0], "data_sha256"));
+    CHECK(run_files(run) == before);  // metrics.jsonl, config.json, summary.json: same bytes
+  }
+  SECTION("the run's own checkpoint under another step's name") {
+    fs::rename(run / "checkpoints" / ckpt_name(3), run / "checkpoints" / ckpt_name(5));
+    const auto before = run_files(run);
+    const Result r = run_cli(Args{"train", "--run-dir", run.string(), "--resume"});
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.code == 2);
+    const auto lines = r.err_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(contains(lines[0], "its name says step 5 but it holds step 3"));
+    CHECK(run_files(run) == before);
+  }
+  SECTION("the run's own checkpoint is still resumed") {
+    const Result r = run_cli(Args{"train", "--run-dir", run.string(), "--resume"});
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.code == 0);
+    CHECK(contains(r.err, "resuming from"));
+  }
+}
+
+// Finding: writing "atomically" renamed a temporary over whatever was at the path: a device node
+// or FIFO became a regular file, and a symlink was replaced by a file instead of written through.
+TEST_CASE("data safety: an output that is a symlink is written through, a FIFO is refused",
+          "[e2e][safety]") {
+  TempDir tmp_dir;
+  const fs::path tmp = tmp_dir.path();
+  const fs::path run = tmp / "run";
+  REQUIRE(run_cli(quick_train(run.string())).code == 0);
+
+  fs::create_directory(tmp / "pages");
+  write_file(tmp / "pages" / "real.html", "old page");
+  fs::create_symlink("pages/real.html", tmp / "link.html");
+  const Result r = run_cli(Args{"report", run.string(), "--out", (tmp / "link.html").string()});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(fs::is_symlink(tmp / "link.html"));  // still a link ...
+  CHECK(fs::read_symlink(tmp / "link.html") == "pages/real.html");
+  CHECK(contains(read_file(tmp / "pages" / "real.html"), "<html"));  // ... to the new page
+  for (const auto& e : fs::directory_iterator(tmp / "pages"))        // no temporary left beside it
+    CHECK(e.path().filename() == "real.html");
+
+  REQUIRE(::mkfifo((tmp / "pipe").c_str(), 0644) == 0);
+  const Result f = run_cli(Args{"report", run.string(), "--out", (tmp / "pipe").string()}, 30);
+  INFO("stdout: " << f.out << "\nstderr: " << f.err);
+  CHECK(f.code == 2);
+  CHECK(f.err_lines().size() == 1);
+  CHECK(contains(f.err, "not a regular file"));
+  CHECK(fs::is_fifo(tmp / "pipe"));
+}

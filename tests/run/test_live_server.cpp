@@ -3,11 +3,16 @@
 // changes, breaks or disappears under it.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -39,9 +44,12 @@ std::string line(int64_t step, double loss) {
          "\n";
 }
 
+// Any free port; the run folder read again on every request (refresh_ms 0), so that a test sees
+// a change at once instead of sleeping past the server's throttle.
 ServeOptions any_port() {
   ServeOptions o;
   o.port = 0;
+  o.refresh_ms = 0;
   return o;
 }
 
@@ -85,9 +93,8 @@ TEST_CASE("live server: the page, its data, and nothing else", "[run]") {
   auto same = c.Get(("/api/run?v=" + version).c_str());
   REQUIRE(same);
   CHECK(json::parse(same->body) == json({{"unchanged", true}}));
-  // New rows: the full data again (the server reads at most every 250 ms).
+  // New rows: the full data again.
   std::ofstream(dir / "metrics.jsonl", std::ios::app) << line(3, 3.0);
-  ::usleep(300000);
   auto more = c.Get(("/api/run?v=" + version).c_str());
   REQUIRE(more);
   CHECK(json::parse(more->body)["progress"]["step"] == 3);
@@ -150,7 +157,6 @@ TEST_CASE("live server: a broken or vanished run folder is a message, not a cras
   CHECK(notices.find("spheres.json is not valid JSON") != std::string::npos);
 
   fs::remove_all(dir);
-  ::usleep(300000);
   r = c.Get("/api/run");
   REQUIRE(r);
   REQUIRE(r->status == 200);
@@ -160,7 +166,6 @@ TEST_CASE("live server: a broken or vanished run folder is a message, not a cras
   // And it comes back.
   fs::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl") << line(1, 5.0) << line(2, 4.0);
-  ::usleep(300000);
   r = c.Get("/api/run");
   REQUIRE(r);
   v = json::parse(r->body);
@@ -185,4 +190,66 @@ TEST_CASE("live server: a port in use is refused with a clear error", "[run]") {
   CHECK(cllm::run::is_loopback_host("::1"));
   CHECK_FALSE(cllm::run::is_loopback_host("0.0.0.0"));
   CHECK_FALSE(cllm::run::is_loopback_host("192.168.1.10"));
+}
+
+TEST_CASE("live server: the folder is read at most every refresh_ms however often pages poll",
+          "[run]") {
+  Tmp t;
+  const fs::path dir = t.path / "run";
+  fs::create_directories(dir);
+  std::ofstream(dir / "metrics.jsonl") << line(1, 5.0);
+  ServeOptions o = any_port();
+  o.refresh_ms = 3600 * 1000;  // not within this test
+  LiveServer srv(dir.string(), o);
+  auto c = client(srv);
+  auto first = c.Get("/api/run");
+  REQUIRE(first);
+  const json v = json::parse(first->body);
+  CHECK(v["progress"]["step"] == 1);
+  std::ofstream(dir / "metrics.jsonl", std::ios::app) << line(2, 4.0);
+  auto again = c.Get(("/api/run?v=" + v["version"].get<std::string>()).c_str());
+  REQUIRE(again);
+  CHECK(json::parse(again->body) == json({{"unchanged", true}}));  // not read again yet
+}
+
+// Finding (issue 19): two request threads, each held by an open connection until it idles out,
+// so a few idle connections stalled every request for seconds.
+TEST_CASE("live server: 100 idle connections do not hold up a request", "[run]") {
+  Tmp t;
+  const fs::path dir = t.path / "run";
+  fs::create_directories(dir);
+  std::ofstream(dir / "metrics.jsonl") << line(1, 5.0);
+  ServeOptions o = any_port();
+  o.idle_timeout_s = 600;  // an idle connection keeps its thread for the whole test
+  LiveServer srv(dir.string(), o);
+  std::vector<int> idle;
+  for (int i = 0; i < 100; ++i) {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(s >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(srv.port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    idle.push_back(s);  // connected, and never sends a byte
+  }
+  auto c = client(srv);  // its read timeout (10 s) only guards against a hang
+  auto r = c.Get("/api/run");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(json::parse(r->body)["progress"]["step"] == 1);
+  for (const int s : idle) ::close(s);
+}
+
+TEST_CASE("live server: a run file that is a FIFO is refused up front", "[run]") {
+  Tmp t;
+  const fs::path dir = t.path / "run";
+  fs::create_directories(dir);
+  REQUIRE(::mkfifo((dir / "metrics.jsonl").c_str(), 0644) == 0);
+  try {
+    LiveServer srv(dir.string(), any_port());
+    FAIL("served a run whose metrics.jsonl is a FIFO");
+  } catch (const ServeError& e) {
+    CHECK(std::string(e.what()).find("FIFO") != std::string::npos);
+  }
 }
