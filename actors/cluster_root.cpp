@@ -21,7 +21,7 @@ namespace {
 
 struct PendingRequest {
   uint64_t request = 0;
-  caf::response_promise rp;
+  caf::typed_response_promise<Partial> rp;
   SteadyClock::time_point sent;
   int32_t shards = 0;        // asked for
   std::vector<char> packed;  // the packed partial sum, as its chunks arrive ...
@@ -35,7 +35,7 @@ struct PendingRequest {
 struct LinkState {
   static inline const char* name = "node_link";
   std::shared_ptr<const ClusterSetup> setup;
-  caf::actor node;  // the node's agent, on its machine
+  agent_actor node;  // the node's agent, on its machine
   JoinedNode info;
   uint64_t next_request = 0;
   int64_t weights_sent = -1;  // the weights version the node holds
@@ -43,7 +43,7 @@ struct LinkState {
   PendingRequest pending;
 };
 
-using link_pointer = caf::stateful_actor<LinkState>*;
+using link_pointer = link_actor::stateful_pointer<LinkState>;
 
 std::string node_name(const LinkState& st) {
   return fmt::format("node {} ({})", st.info.id, st.info.host);
@@ -73,7 +73,7 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   fail_pending(self, "superseded by a new request");
   NodeWork w;
   w.request = ++st.next_request;
-  w.work = work, w.delivery = ctl.delivery, w.deadline_ms = ctl.deadline_ms;
+  w.work = work, w.ctl = ctl;
   w.set.shards = assignment->set.shards;
   w.set.tokens = windows_for(*st.setup, work, w.set.shards);
   // Weights change only when a step is applied; a redo of the same step reuses them.
@@ -88,7 +88,7 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   st.pending = PendingRequest{};
   st.pending.request = w.request;
   st.pending.shards = int32_t(w.set.shards.size());
-  st.pending.rp = self->make_response_promise();
+  st.pending.rp = self->make_response_promise<Partial>();
   st.pending.sent = SteadyClock::now();
   st.pending.bytes_sent =
       int64_t(w.set.tokens.size() * sizeof(int32_t) + (send_weights ? weight_bytes : 0));
@@ -128,6 +128,7 @@ void maybe_deliver(link_pointer self) {
   out.timing.network_ms += std::max(0.0, round_trip - p.result.node_ms);
   out.timing.bytes_sent += p.bytes_sent;
   out.timing.bytes_received += p.bytes_received;
+  out.timing.nodes.push_back(NodeUsage{st.info.index, p.result.cpu_s, p.result.rss_mb});
   p.rp.deliver(std::move(out));
 }
 
@@ -137,7 +138,7 @@ void on_node_down(link_pointer self, const caf::down_msg& dm) {
       fmt::format("its connection was lost ({})", self->system().render(dm.reason));
   fail_pending(self, why);
   self->state.node = nullptr;
-  if (dm.reason.category() == caf::atom("node")) {  // it ended on purpose (left, run over)
+  if (as_node_exit(dm.reason)) {  // it ended on purpose (left, run over)
     self->quit();
     return;
   }
@@ -148,7 +149,7 @@ void on_node_down(link_pointer self, const caf::down_msg& dm) {
 // that it does not keep dialing a root that is gone.
 caf::result<bool> on_shutdown(link_pointer self) {
   auto rp = self->make_response_promise<bool>();
-  caf::actor node = std::exchange(self->state.node, nullptr);
+  agent_actor node = std::exchange(self->state.node, nullptr);
   if (!node) {
     rp.deliver(true);
     return rp;
@@ -176,8 +177,9 @@ void on_stats(link_pointer self, const caf::actor& collector) {
           });
 }
 
-caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetup> setup,
-                            caf::actor node, JoinedNode info) {
+link_actor::behavior_type link_behavior(link_pointer self,
+                                        std::shared_ptr<const ClusterSetup> setup, agent_actor node,
+                                        JoinedNode info) {
   auto& st = self->state;
   st.setup = std::move(setup);
   st.node = std::move(node);
@@ -186,9 +188,7 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
   self->set_default_handler(caf::drop);  // a stray message from the network is not an error
   self->set_down_handler([self](caf::down_msg& dm) { on_node_down(self, dm); });
   // Only the node this link stands for may answer it.
-  const auto from_node = [self] {
-    return self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(self->state.node);
-  };
+  const auto from_node = [self] { return sent_by(self, self->state.node); };
   return {
       [self](step_atom, const StepWork& work, const WeightsRef& weights,
              const AssignmentRef& assignment, const StepCtl& ctl) -> caf::result<Partial> {
@@ -216,7 +216,7 @@ caf::behavior link_behavior(link_pointer self, std::shared_ptr<const ClusterSetu
         p.have_result = true;
         maybe_deliver(self);
       },
-      [self](shutdown_atom) { return on_shutdown(self); },
+      [self](shutdown_atom) -> caf::result<bool> { return on_shutdown(self); },
       [self, from_node](leave_atom) {
         if (!from_node()) return;
         self->send(self->state.setup->coordinator, leave_atom::value, self->address());
@@ -239,15 +239,15 @@ struct GatewayState {
   static inline const char* name = "gateway";
   std::shared_ptr<const ClusterSetup> setup;
   std::map<caf::actor_addr, Candidate> candidates;  // peers in the handshake, by their actor
-  std::map<std::string, caf::actor> members;        // node id -> link, while it lives
+  std::map<std::string, link_actor> members;        // node id -> link, while it lives
   int32_t next_index = 0;
 };
 
-using gateway_pointer = caf::stateful_actor<GatewayState>*;
+using gateway_pointer = gateway_actor::stateful_pointer<GatewayState>;
 
 caf::error refuse(gateway_pointer self, const std::string& who, const std::string& why) {
   if (self->state.setup->log) self->state.setup->log(fmt::format("refused {}: {}", who, why));
-  return make_sphere_error(sphere_errc::crashed, caf::make_message("refused: " + why));
+  return make_node_error(node_exit::refused, why);
 }
 
 caf::result<std::string> on_hello(gateway_pointer self, JoinHello& h) {
@@ -313,15 +313,18 @@ caf::result<JoinAccepted> on_ready(gateway_pointer self, const Fingerprint& fp) 
   info.index = ++st.next_index;
   info.id = c.hello.node_id, info.host = c.hello.host;
   info.spheres = c.hello.spheres, info.threads = c.hello.threads, info.height = c.hello.height;
-  auto node = caf::actor_cast<caf::actor>(self->current_sender());
-  auto link = self->spawn(link_behavior, st.setup, node, info);
+  // The sender of `ready` is the node's agent. It is a proxy of a remote actor, whose interface
+  // CAF cannot check at run time: whatever it answers is checked by the link (cluster_checks).
+  auto node = caf::actor_cast<agent_actor>(self->current_sender());
+  link_actor link = self->spawn(link_behavior, st.setup, node, info);
   self->monitor(link);
   st.members[info.id] = link;
-  self->send(st.setup->coordinator, join_atom::value, caf::actor_cast<sphere_actor>(link), info);
+  self->send(st.setup->coordinator, join_atom::value, link, info);
   return JoinAccepted{link, info.index};
 }
 
-caf::behavior gateway_behavior(gateway_pointer self, std::shared_ptr<const ClusterSetup> setup) {
+gateway_actor::behavior_type gateway_behavior(gateway_pointer self,
+                                              std::shared_ptr<const ClusterSetup> setup) {
   self->state.setup = std::move(setup);
   self->set_default_handler(caf::drop);               // anything else from an unauthenticated peer
   self->set_down_handler([self](caf::down_msg& dm) {  // a link ended: its node id is free again
@@ -341,7 +344,7 @@ caf::behavior gateway_behavior(gateway_pointer self, std::shared_ptr<const Clust
 
 }  // namespace
 
-caf::actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const ClusterSetup> setup) {
+gateway_actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const ClusterSetup> setup) {
   return sys.spawn(gateway_behavior, std::move(setup));
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // The root's side of a cluster: the gateway, published on the network, that lets a node in only
 // once it has proven it holds the cluster key and computes exactly as the root does; and one link
-// per node, which stands for the node's subtree in the coordinator (it speaks the sphere protocol)
-// and moves its work, weights and partial sums over the network.
+// per node, which stands for the node's subtree in the coordinator (link_actor extends the sphere
+// protocol) and moves its work, weights and partial sums over the network. The interfaces are in
+// messages/cluster.hpp.
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +26,6 @@ struct ClusterSetup {
   std::function<void(const std::string&)> log;  // one line about a peer (refusals)
 };
 
-caf::actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const ClusterSetup> setup);
+gateway_actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const ClusterSetup> setup);
 
 }  // namespace cllm

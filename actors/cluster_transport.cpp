@@ -142,7 +142,7 @@ void load_cluster_transport(caf::actor_system_config& cfg, const TlsFiles& tls) 
   cfg.load<caf::openssl::manager>();
 }
 
-caf::expected<uint16_t> publish_on_cluster(caf::actor_system& sys, const caf::actor& whom,
+caf::expected<uint16_t> publish_on_cluster(caf::actor_system& sys, const gateway_actor& whom,
                                            uint16_t port, const std::string& host) {
   if (sys.has_openssl_manager())
     return caf::openssl::publish(whom, port, host.c_str(), /*reuse=*/true);

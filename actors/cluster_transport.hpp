@@ -13,6 +13,8 @@
 #include <caf/expected.hpp>
 #include <caf/io/middleman_actor.hpp>
 
+#include "messages/cluster.hpp"
+
 namespace cllm {
 
 // PEM files: this side's certificate and private key, and the CA that signs every member's
@@ -31,8 +33,9 @@ void check_tls_files(const TlsFiles& tls);
 // Loads the middleman into `cfg`, and with TLS the OpenSSL module with the files.
 void load_cluster_transport(caf::actor_system_config& cfg, const TlsFiles& tls);
 
-// Publishes `whom` on host:port over the transport loaded above; the bound port.
-caf::expected<uint16_t> publish_on_cluster(caf::actor_system& sys, const caf::actor& whom,
+// Publishes the gateway on host:port over the transport loaded above, with its interface (which
+// a node checks before it says hello); the bound port.
+caf::expected<uint16_t> publish_on_cluster(caf::actor_system& sys, const gateway_actor& whom,
                                            uint16_t port, const std::string& host);
 
 // The middleman actor that dials over the transport loaded above (connect_atom requests).

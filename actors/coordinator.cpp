@@ -24,6 +24,7 @@ using coordinator_impl =
 struct Member {
   std::string name;  // "local", or the node's id and host
   sphere_actor handle;
+  link_actor link;    // the same actor as `handle` for a node (its end of the run); null if local
   int32_t node = -1;  // the node's index; -1 for the local subtree
   int capacity = 1;   // its share of the shards (threads)
   int height = 0;     // levels below its top sphere, for its deadline
@@ -302,12 +303,12 @@ void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::s
 
 caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
                              const WeightsRef& weights, const ShardSetRef& set,
-                             int64_t deadline_ms) {
+                             const StepCtl& ctl) {
   auto& st = self->state;
   st.rp = self->make_response_promise<Partial>();
   st.active = true;
   ++st.steps_begun;
-  st.work = work, st.weights = weights, st.set = set, st.deadline_ms = deadline_ms;
+  st.work = work, st.weights = weights, st.set = set, st.deadline_ms = ctl.deadline_ms;
   st.acc = Partial{};
   st.remaining = set->shards.size();
   st.orphans.clear();
@@ -332,11 +333,11 @@ caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
 
 // A node passed the gateway: from now on it takes a share of the shards (of the current step
 // too, if shards of it wait for a member).
-void on_join(coordinator_pointer self, sphere_actor link, const JoinedNode& node) {
+void on_join(coordinator_pointer self, link_actor link, const JoinedNode& node) {
   auto& st = self->state;
   Member m;
   m.name = fmt::format("node {} ({})", node.id, node.host);
-  m.handle = std::move(link);
+  m.handle = link, m.link = std::move(link);
   m.node = node.index;
   m.capacity = std::max(1, node.threads);
   m.height = node.height;
@@ -412,8 +413,7 @@ caf::result<bool> end_run(coordinator_pointer self) {
   }
   for (const Member& m : st.members) {
     if (m.local()) continue;
-    caf::actor link = caf::actor_cast<caf::actor>(m.handle);
-    self->request(link, std::chrono::seconds(3), shutdown_atom::value)
+    self->request(m.link, std::chrono::seconds(3), shutdown_atom::value)
         .then(
             [=](bool) mutable {
               if (--*left == 0) rp.deliver(true);
@@ -499,11 +499,11 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
   install_handlers(self);
   return {
       [self](step_atom, const StepWork& work, const WeightsRef& weights, const ShardSetRef& set,
-             int64_t deadline_ms) -> caf::result<Partial> {
-        return on_step(self, work, weights, set, deadline_ms);
+             const StepCtl& ctl) -> caf::result<Partial> {
+        return on_step(self, work, weights, set, ctl);
       },
       [self](stats_atom, const caf::actor& collector, int64_t) { on_stats(self, collector); },
-      [self](join_atom, sphere_actor link, const JoinedNode& node) {
+      [self](join_atom, link_actor link, const JoinedNode& node) {
         on_join(self, std::move(link), node);
       },
       [self](leave_atom, const caf::actor_addr& link) { on_leave(self, link); },
@@ -526,7 +526,7 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
 }  // namespace
 
 coordinator_actor spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup) {
-  return caf::actor_cast<coordinator_actor>(sys.spawn(coordinator_behavior, std::move(setup)));
+  return sys.spawn(coordinator_behavior, std::move(setup));
 }
 
 }  // namespace cllm

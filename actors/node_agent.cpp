@@ -14,6 +14,7 @@
 #include "src/cluster_auth.hpp"
 #include "src/fingerprint.hpp"
 #include "src/hmac.hpp"
+#include "src/process_usage.hpp"
 #include "src/sum_pack.hpp"
 
 namespace cllm {
@@ -22,10 +23,12 @@ namespace {
 
 using dial_atom = caf::atom_constant<caf::atom("dial")>;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
+constexpr auto kStatsTimeout = std::chrono::seconds(10);
 
-caf::error node_error(node_exit code, std::string line) {
-  return caf::error(uint8_t(code), caf::atom("node"), caf::make_message(std::move(line)));
-}
+// The agent's own messages on top of its interface: dial (again), and end after answering the
+// root's shutdown.
+using agent_impl =
+    agent_actor::extend<caf::reacts_to<dial_atom>, caf::reacts_to<shutdown_atom, bool>>;
 
 // Weights arriving in chunks for one version, straight into the buffer the spheres will read.
 struct WeightsInFlight {
@@ -41,7 +44,8 @@ struct AgentState {
   }
   NodeOptions opt;
   // The connection.
-  caf::actor gateway, link;
+  gateway_actor gateway;
+  link_actor link;
   double first_failure_s = -1;  // when dialing started failing (reconnect timeout)
   double backoff_s = 0.25;
   std::string nonce, root_nonce;
@@ -59,7 +63,7 @@ struct AgentState {
   bool leaving = false;
 };
 
-using agent_pointer = caf::stateful_actor<AgentState>*;
+using agent_pointer = agent_impl::stateful_pointer<AgentState>;
 
 void dial(agent_pointer self);
 
@@ -76,9 +80,9 @@ void retry(agent_pointer self, const std::string& why) {
   const double now = seconds_now();
   if (st.first_failure_s < 0) st.first_failure_s = now;
   if (now - st.first_failure_s > st.opt.reconnect_timeout_s) {
-    self->quit(node_error(node_exit::no_root,
-                          fmt::format("no root at {}:{} for {:g} s ({}); giving up", st.opt.host,
-                                      st.opt.port, st.opt.reconnect_timeout_s, why)));
+    self->quit(make_node_error(
+        node_exit::no_root, fmt::format("no root at {}:{} for {:g} s ({}); giving up", st.opt.host,
+                                        st.opt.port, st.opt.reconnect_timeout_s, why)));
     return;
   }
   self->delayed_send(self, std::chrono::milliseconds(int64_t(st.backoff_s * 1000)),
@@ -90,8 +94,8 @@ void retry(agent_pointer self, const std::string& why) {
 // mid-handshake) means dialing again.
 void on_handshake_error(agent_pointer self, const caf::error& err) {
   const std::string text = exit_reason_text(self->system(), err);
-  if (text.rfind("refused: ", 0) == 0) {
-    self->quit(node_error(node_exit::refused, "the root " + text));
+  if (as_node_exit(err) == node_exit::refused) {
+    self->quit(make_node_error(node_exit::refused, "the root refused: " + text));
     return;
   }
   retry(self, text);
@@ -120,13 +124,13 @@ void on_welcome(agent_pointer self, JoinWelcome& w) {
   auto& st = self->state;
   const std::string expected = root_join_proof(st.opt.key, st.root_nonce, st.nonce, st.opt.node_id);
   if (!constant_time_equal(w.proof, expected)) {
-    self->quit(
-        node_error(node_exit::refused, "the root did not prove that it holds the cluster key"));
+    self->quit(make_node_error(node_exit::refused,
+                               "the root did not prove that it holds the cluster key"));
     return;
   }
   RunConfig run;
   if (const auto bad = welcome_problem(w, run); !bad.empty()) {
-    self->quit(node_error(node_exit::refused, bad));
+    self->quit(make_node_error(node_exit::refused, bad));
     return;
   }
   prepare_subtree(self, w.run_json, run);
@@ -172,9 +176,16 @@ void dial(agent_pointer self) {
   auto mm = cluster_dialer(self->system());
   self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, st.opt.host, st.opt.port)
       .then(
-          [self](const caf::node_id&, caf::strong_actor_ptr& gw, const std::set<std::string>&) {
+          [self](const caf::node_id&, caf::strong_actor_ptr& gw,
+                 const std::set<std::string>& interface) {
             if (!gw) return retry(self, "nothing is published there");
-            self->state.gateway = caf::actor_cast<caf::actor>(gw);
+            // What remote_actor<gateway_actor> checks: the published actor's interface.
+            if (!self->system().assignable<gateway_actor>(interface))
+              return self->quit(
+                  make_node_error(node_exit::refused,
+                                  "the actor published there is no gateway of this build's "
+                                  "cluster protocol"));
+            self->state.gateway = caf::actor_cast<gateway_actor>(gw);
             self->monitor(self->state.gateway);
             say_hello(self);
           },
@@ -186,7 +197,8 @@ void dial(agent_pointer self) {
                           relayed ? o.root_host : o.host, relayed ? o.root_port : o.port,
                           o.tls.cert, o.tls.key, o.tls.ca)
                 .then([self, why = self->system().render(err)](const std::string& refusal) {
-                  if (!refusal.empty()) return self->quit(node_error(node_exit::refused, refusal));
+                  if (!refusal.empty())
+                    return self->quit(make_node_error(node_exit::refused, refusal));
                   retry(self, why);
                 });
           });
@@ -204,12 +216,13 @@ void send_result(agent_pointer self, NodeResult r, std::vector<int64_t> sum) {
   r.sum_chunks = int32_t(chunks.size());
   r.sum_bytes = owner->size();
   r.node_ms = ms_since(st.work_since);
+  r.cpu_s = process_cpu_s(), r.rss_mb = current_rss_mb();
   for (auto& c : chunks) self->send(st.link, chunk_atom::value, std::move(c));
   self->send(st.link, result_atom::value, std::move(r));
   st.has_work = st.computing = false;
   if (st.leaving) {
     self->send(st.link, leave_atom::value);
-    self->quit(node_error(node_exit::left, "left the cluster after its step, as asked"));
+    self->quit(make_node_error(node_exit::left, "left the cluster after its step, as asked"));
   }
 }
 
@@ -226,7 +239,7 @@ void compute(agent_pointer self) {
   st.computing = true;
   auto set = std::make_shared<ShardSet>(st.work.set);
   self->request(st.local, caf::infinite, step_atom::value, st.work.work, st.weights,
-                ShardSetRef(std::move(set)), st.work.deadline_ms)
+                ShardSetRef(std::move(set)), st.work.ctl)
       .then(
           [self](Partial& p) {
             NodeResult r;
@@ -270,14 +283,52 @@ void on_weights_chunk(agent_pointer self, Chunk& c) {
   compute(self);
 }
 
-// The statistics of the local spheres, for the root's spheres.json.
-struct StatsRound {
-  caf::response_promise rp;
+// The statistics of the local spheres, for the root's spheres.json: every sphere of the subtree
+// with what is known without asking, completed by the reports of the spheres that had work. The
+// sphere protocol sends them to a collector (an untyped actor): one per request, which answers it
+// once every report is in and then ends.
+struct CollectorState {
+  static inline const char* name = "node_stats";
   std::vector<SphereStats> all;
   int64_t outstanding = 1;
+  caf::typed_response_promise<std::vector<SphereStats>> rp;
 };
 
-caf::behavior agent_behavior(agent_pointer self, NodeOptions opt) {
+caf::behavior stats_collector(caf::stateful_actor<CollectorState>* self, NodeOptions opt) {
+  const Topology topo(opt.spheres, opt.fanout);
+  for (const auto& n : topo.nodes()) {
+    SphereStats s;
+    s.id = n.id, s.level = n.level, s.parent = n.parent, s.group = n.group;
+    self->state.all.push_back(s);
+  }
+  return {
+      [self](stats_atom, const coordinator_actor& local) -> caf::result<std::vector<SphereStats>> {
+        self->state.rp = self->make_response_promise<std::vector<SphereStats>>();
+        self->send(local, stats_atom::value, caf::actor(self), int64_t(0));
+        return self->state.rp;
+      },
+      [self](stats_atom, SphereStats& s, int32_t asked) {
+        auto& st = self->state;
+        st.outstanding += asked - 1;
+        if (s.id >= 0 && size_t(s.id) < st.all.size()) st.all[size_t(s.id)] = std::move(s);
+        if (st.outstanding != 0) return;
+        st.rp.deliver(std::move(st.all));
+        self->quit();
+      },
+      caf::after(kStatsTimeout) >> [self] { self->quit(); },  // the request timed out by now
+  };
+}
+
+caf::result<std::vector<SphereStats>> on_stats(agent_pointer self) {
+  auto rp = self->make_response_promise<std::vector<SphereStats>>();
+  auto collector = self->spawn(stats_collector, self->state.opt);
+  self->request(collector, kStatsTimeout, stats_atom::value, self->state.local)
+      .then([rp](std::vector<SphereStats>& all) mutable { rp.deliver(std::move(all)); },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
+agent_impl::behavior_type agent_behavior(agent_pointer self, NodeOptions opt) {
   self->state.opt = std::move(opt);
   self->set_default_handler(caf::drop);
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -293,64 +344,42 @@ caf::behavior agent_behavior(agent_pointer self, NodeOptions opt) {
       retry(self, "the connection to the root was lost");
   });
   self->send(self, dial_atom::value);
-  auto stats = std::make_shared<StatsRound>();
   return {
       [self](dial_atom) { dial(self); },
       [self](work_atom, NodeWork& w) {
-        if (self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(self->state.link))
-          on_work(self, w);
+        if (sent_by(self, self->state.link)) on_work(self, w);
       },
       [self](chunk_atom, Chunk& c) {
-        if (self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(self->state.link))
-          on_weights_chunk(self, c);
+        if (sent_by(self, self->state.link)) on_weights_chunk(self, c);
       },
       [self](shutdown_atom) -> caf::result<bool> {
-        if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(self->state.link))
-          return caf::make_error(caf::sec::unexpected_message);
+        if (!sent_by(self, self->state.link)) return caf::make_error(caf::sec::unexpected_message);
         // Answer first, then end (the root waits for the answer before it goes).
         self->send(self, shutdown_atom::value, true);
         return true;
       },
       [self](shutdown_atom, bool) {
-        if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(self)) return;
-        self->quit(node_error(node_exit::done, "the root ended the run"));
+        if (caf::actor_cast<caf::actor_addr>(self->current_sender()) != self->address()) return;
+        self->quit(make_node_error(node_exit::done, "the root ended the run"));
       },
       [self](leave_atom) {
         auto& st = self->state;
         st.leaving = true;
         if (st.has_work) return;  // after this step
         if (st.link) self->send(st.link, leave_atom::value);
-        self->quit(node_error(node_exit::left, "left the cluster, as asked"));
+        self->quit(make_node_error(node_exit::left, "left the cluster, as asked"));
       },
-      [self, stats](stats_atom) -> caf::result<std::vector<SphereStats>> {
-        *stats = StatsRound{};
-        // Every sphere of the subtree, with what is known without asking; the spheres that had
-        // work report the rest.
-        const Topology topo(self->state.opt.spheres, self->state.opt.fanout);
-        for (const auto& n : topo.nodes()) {
-          SphereStats s;
-          s.id = n.id, s.level = n.level, s.parent = n.parent, s.group = n.group;
-          stats->all.push_back(s);
-        }
-        stats->rp = self->make_response_promise();
-        self->send(self->state.local, stats_atom::value, caf::actor(self), int64_t(0));
-        return caf::delegated<std::vector<SphereStats>>();
-      },
-      [self, stats](stats_atom, SphereStats& s, int32_t asked) {
-        stats->outstanding += asked - 1;
-        if (s.id >= 0 && size_t(s.id) < stats->all.size()) stats->all[size_t(s.id)] = std::move(s);
-        if (stats->outstanding == 0) stats->rp.deliver(std::move(stats->all));
-      },
+      [self](stats_atom) { return on_stats(self); },
   };
 }
 
 }  // namespace
 
-caf::actor spawn_node_agent(caf::actor_system& sys, NodeOptions opt) {
+agent_actor spawn_node_agent(caf::actor_system& sys, NodeOptions opt) {
   return sys.spawn(agent_behavior, std::move(opt));
 }
 
-void request_leave(const caf::actor& agent) {
+void request_leave(const agent_actor& agent) {
   caf::anon_send(agent, leave_atom::value);
 }
 

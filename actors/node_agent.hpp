@@ -11,6 +11,7 @@
 #include <caf/all.hpp>
 
 #include "actors/cluster_transport.hpp"
+#include "messages/cluster.hpp"
 #include "src/cluster_timing.hpp"
 #include "src/supervision.hpp"
 #include "src/topology.hpp"
@@ -35,19 +36,11 @@ struct NodeOptions {
   bool perturb_probe = false;  // tests: a fingerprint as from another CPU
 };
 
-// How a node's agent ended (its exit reason's code, category "node").
-enum class node_exit : uint8_t {
-  done = 1,     // the root ended the run
-  left = 2,     // asked to leave (SIGTERM): finished its step and said goodbye
-  refused = 3,  // the root refused it (wrong key, other numerics, duplicate id)
-  no_root = 4,  // no root to be found within the reconnect timeout
-};
-
 // Spawns the agent; it ends with an error of category "node" (code node_exit, context the line
-// to print).
-caf::actor spawn_node_agent(caf::actor_system& sys, NodeOptions opt);
+// to print: messages/cluster.hpp).
+agent_actor spawn_node_agent(caf::actor_system& sys, NodeOptions opt);
 
 // Asks the agent to leave after its current step.
-void request_leave(const caf::actor& agent);
+void request_leave(const agent_actor& agent);
 
 }  // namespace cllm

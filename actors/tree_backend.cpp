@@ -124,7 +124,7 @@ const StepSums& TreeBackend::run_step(const StepWork& work, const WeightsRef& we
   // stale message per step in this long-lived blocking actor's mailbox.)
   (*self_)
       ->request(root_, caf::infinite, step_atom::value, work, weights, all_shards_,
-                deadline_.base_ms())
+                StepCtl{0, deadline_.base_ms()})
       .receive([&](Partial& p) { result = std::move(p); },
                [&](caf::error& e) { failure = std::move(e); });
   if (failure) {

@@ -79,7 +79,7 @@ class TreeBackend final : public Backend {
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   coordinator_actor root_;
-  caf::actor gateway_;
+  gateway_actor gateway_;
   uint16_t port_ = 0;
   ShardSetRef all_shards_;  // every shard of a step, sampled where it is computed
   // One blocking actor for the loop's requests, alive as long as the tree (creating one per

@@ -120,15 +120,12 @@ int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer*
     }
   }
   g_node_stop = nullptr;
-  std::string line = sys.render(reason);
-  if (reason.context().match_elements<std::string>())
-    line = reason.context().get_as<std::string>(0);
-  const bool ours = reason.category() == caf::atom("node");
-  const auto code = ours ? node_exit(reason.code()) : node_exit::no_root;
-  const bool ok = ours && (code == node_exit::done || code == node_exit::left);
+  const std::string line = exit_reason_text(sys, reason);
+  const auto code = as_node_exit(reason);
+  const bool ok = code == node_exit::done || code == node_exit::left;
   (ok ? std::cout : std::cerr) << "cllm node: " << line << std::endl;
   if (ok) return 0;
-  return ours && code == node_exit::refused ? 2 : 3;
+  return code == node_exit::refused ? 2 : 3;
 }
 
 }  // namespace

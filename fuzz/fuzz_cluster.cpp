@@ -53,8 +53,11 @@ caf::actor_system& actor_system() {
 // finite: the root refuses answers with one (result_problem) and sends nothing of them on.
 bool finite_all(const NodeResult& r) {
   const StepTiming& t = r.partial.timing;
-  for (double d : {r.node_ms, t.compute_ms, t.fold_ms, t.reduce_ms, t.wait_ms, t.network_ms})
+  for (double d : {r.node_ms, r.cpu_s, r.rss_mb, t.compute_ms, t.fold_ms, t.reduce_ms, t.wait_ms,
+                   t.network_ms})
     if (!std::isfinite(d)) return false;
+  for (const NodeUsage& u : t.nodes)
+    if (!std::isfinite(u.cpu_s) || !std::isfinite(u.rss_mb)) return false;
   for (float f : r.partial.grad.max_abs)
     if (!std::isfinite(f)) return false;
   return true;

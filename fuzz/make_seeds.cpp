@@ -87,7 +87,7 @@ struct Bytes {
 NodeWork cluster_work(const RunConfig& run, bool weights) {
   const ParamLayout layout(run.model);
   NodeWork w;
-  w.request = 7, w.delivery = 0, w.deadline_ms = 5000;
+  w.request = 7, w.ctl.delivery = 0, w.ctl.deadline_ms = 5000;
   w.work.step = 3, w.work.shards = run.batch.shards();
   w.work.grad_scale_exp = choose_grad_scale_exp(layout, {}, w.work.shards);
   w.set.shards = {0, 2};
@@ -114,6 +114,7 @@ std::pair<NodeResult, std::vector<char>> cluster_answer(const RunConfig& run, co
   pack_sums(r.partial.grad.sum.data(), r.partial.grad.sum.size(), packed);
   r.partial.grad.sum.clear();
   r.sum_chunks = 1, r.sum_bytes = packed.size(), r.node_ms = 2.5;
+  r.cpu_s = 0.75, r.rss_mb = 42.5;
   return {std::move(r), std::move(packed)};
 }
 

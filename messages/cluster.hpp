@@ -5,6 +5,7 @@
 // vector<float> element by element (~15x slower than bytes) and its 32-bit frame length breaks
 // silently at 4 GiB.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,11 @@
 
 namespace cllm {
 
-constexpr int32_t kClusterProtocol = 2;
+constexpr int32_t kClusterProtocol = 3;
 // Protocol 2: partial sums travel packed (src/sum_pack.hpp). Every payload's size is known to its
 // receiver or bounded by it (the run's model): a piece of anything else is dropped
-// (messages/cluster_checks.hpp).
+// (messages/cluster_checks.hpp). Protocol 3: a node's answer carries its process's CPU time and
+// resident memory; a request carries its StepCtl.
 constexpr size_t kChunkBytes = size_t(4) << 20;
 
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
@@ -33,22 +35,24 @@ using chunk_atom = caf::atom_constant<caf::atom("chunk")>;
 using result_atom = caf::atom_constant<caf::atom("result")>;
 using members_atom = caf::atom_constant<caf::atom("members")>;
 
+// How a node's agent ended, or why the gateway refused it: the code of an error of category
+// "node", whose context is the line to print (std::string).
+enum class node_exit : uint8_t {
+  done = 1,     // the root ended the run
+  left = 2,     // asked to leave (SIGTERM): finished its step and said goodbye
+  refused = 3,  // the root refused it (wrong key, other numerics, duplicate id)
+  no_root = 4,  // no root to be found within the reconnect timeout
+};
+caf::error make_node_error(node_exit code, std::string line);
+// The code of a "node" error, or nothing for any other error.
+std::optional<node_exit> as_node_exit(const caf::error& e);
+
 // A node that passed the gateway, as the coordinator sees it (in-process).
 struct JoinedNode {
   int32_t index = 0;
   std::string id, host;
   int32_t spheres = 0, threads = 0, height = 0;
 };
-
-// The coordinator's protocol (the root of the tree, above sphere 0 and the remote nodes): a step
-// in (work, weights, the shards to compute, base deadline in ms), their exact total out;
-// statistics as for spheres; nodes joining (from the gateway) and leaving (from their link).
-using coordinator_actor = caf::typed_actor<
-    caf::replies_to<step_atom, StepWork, WeightsRef, ShardSetRef, int64_t>::with<Partial>,
-    caf::reacts_to<stats_atom, caf::actor, int64_t>,
-    caf::reacts_to<join_atom, sphere_actor, JoinedNode>,
-    caf::reacts_to<leave_atom, caf::actor_addr>, caf::replies_to<members_atom>::with<Membership>,
-    caf::replies_to<shutdown_atom>::with<bool>>;
 
 // Node -> gateway, first: who it is and its half of the nonces. Answered with the root's nonce.
 struct JoinHello {
@@ -59,6 +63,10 @@ struct JoinHello {
 
 // What decides the last bits of a gradient on a machine: a fixed probe shard's gradient, the
 // build, the model and the tokenizer. Nodes whose fingerprint differs from the root's are refused.
+// It mirrors src/fingerprint.hpp's NumericsFingerprint field for field because src/ knows no CAF
+// (no inspect, no registered name there) and because what arrives here is a peer's bytes: the
+// root turns it into a NumericsFingerprint only through fingerprint_from_wire, which escapes what
+// is not plain text before any of it is compared or printed.
 struct Fingerprint {
   std::string probe_sha256, build_id, model, tokenizer;
 };
@@ -71,19 +79,12 @@ struct JoinWelcome {
   std::string tokenizer_kind, tokenizer_data;
 };
 
-// Gateway -> node: joined. `link` is the node's peer at the root; work comes from it.
-struct JoinAccepted {
-  caf::actor link;
-  int32_t node_index = 0;
-};
-
 // Link -> node: one request for a subtree's shards. The weights (`weights_version`, in
 // `weight_chunks` chunks) follow unless the node already holds that version.
 struct NodeWork {
   uint64_t request = 0;
   StepWork work;
-  int32_t delivery = 0;
-  int64_t deadline_ms = 0;
+  StepCtl ctl;   // as the coordinator gave it to the link
   ShardSet set;  // with the shards' token windows (a few KB)
   int64_t weights_version = 0;
   int32_t weight_chunks = 0;
@@ -116,8 +117,61 @@ struct NodeResult {
   int32_t sum_chunks = 0;
   uint64_t sum_bytes = 0;
   double node_ms = 0;  // from the request's arrival to this answer, on the node
+  double cpu_s = 0;    // the node process's CPU time so far (user + system, all threads) ...
+  double rss_mb = 0;   // ... and its resident memory, when it answered
   std::string error;
 };
+
+// The typed interfaces of the cluster's actors (a message outside them is a compile error on the
+// sending side; one that arrives from the network anyway is dropped by the receiver's default
+// handler).
+
+// A node's link at the root: to the coordinator a member like the local subtree (the sphere
+// protocol: a step's shards in, their exact sum out; statistics), plus the end of the run; to its
+// node, where the answers and a goodbye arrive (only from that node: checked by the link).
+using link_actor =
+    sphere_actor::extend<caf::replies_to<shutdown_atom>::with<bool>,
+                         caf::reacts_to<chunk_atom, Chunk>, caf::reacts_to<result_atom, NodeResult>,
+                         caf::reacts_to<leave_atom>>;
+
+// A node's agent, as its link at the root and its own process talk to it: a request and the
+// weights' chunks (only from its link), the end of the run, its spheres' statistics, and leaving
+// after the current step (SIGTERM).
+using agent_actor =
+    caf::typed_actor<caf::reacts_to<work_atom, NodeWork>, caf::reacts_to<chunk_atom, Chunk>,
+                     caf::replies_to<shutdown_atom>::with<bool>,
+                     caf::replies_to<stats_atom>::with<std::vector<SphereStats>>,
+                     caf::reacts_to<leave_atom>>;
+
+// Gateway -> node: joined. `link` is the node's peer at the root; work comes from it.
+struct JoinAccepted {
+  link_actor link;
+  int32_t node_index = 0;
+};
+
+// The gateway, the one actor the root publishes: the join handshake (hello -> the root's nonce,
+// proof -> the root's proof and the run, ready with the fingerprint -> joined).
+using gateway_actor =
+    caf::typed_actor<caf::replies_to<hello_atom, JoinHello>::with<std::string>,
+                     caf::replies_to<proof_atom, std::string>::with<JoinWelcome>,
+                     caf::replies_to<ready_atom, Fingerprint>::with<JoinAccepted>>;
+
+// The coordinator's protocol (the root of the tree, above sphere 0 and the remote nodes): a step
+// in (work, weights, the shards to compute, its control data), their exact total out; statistics
+// as for spheres; nodes joining (from the gateway) and leaving (from their link).
+using coordinator_actor = caf::typed_actor<
+    caf::replies_to<step_atom, StepWork, WeightsRef, ShardSetRef, StepCtl>::with<Partial>,
+    caf::reacts_to<stats_atom, caf::actor, int64_t>,
+    caf::reacts_to<join_atom, link_actor, JoinedNode>, caf::reacts_to<leave_atom, caf::actor_addr>,
+    caf::replies_to<members_atom>::with<Membership>, caf::replies_to<shutdown_atom>::with<bool>>;
+
+// Whether the message `self` is handling came from `whom`, a peer of the protocol. (Each peer
+// answers only the actor it expects: current_sender() is a raw actor pointer, cast to an address
+// for this identity check only, never to a handle.)
+template <class Self, class Handle>
+bool sent_by(Self* self, const Handle& whom) {
+  return whom && caf::actor_cast<caf::actor_addr>(self->current_sender()) == whom.address();
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Membership& x) {
@@ -149,8 +203,8 @@ typename Inspector::result_type inspect(Inspector& f, JoinAccepted& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeWork& x) {
-  return f(caf::meta::type_name("cllm.node_work"), x.request, x.work, x.delivery, x.deadline_ms,
-           x.set, x.weights_version, x.weight_chunks, x.weight_bytes);
+  return f(caf::meta::type_name("cllm.node_work"), x.request, x.work, x.ctl, x.set,
+           x.weights_version, x.weight_chunks, x.weight_bytes);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Chunk& x) {
@@ -176,7 +230,7 @@ typename Inspector::result_type inspect(Inspector& f, Chunk& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeResult& x) {
   return f(caf::meta::type_name("cllm.node_result"), x.request, x.partial, x.sum_chunks,
-           x.sum_bytes, x.node_ms, x.error);
+           x.sum_bytes, x.node_ms, x.cpu_s, x.rss_mb, x.error);
 }
 
 }  // namespace cllm

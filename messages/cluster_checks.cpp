@@ -38,14 +38,16 @@ std::string ascii(const std::string& s, size_t max) {
   return out;
 }
 
-bool sane_ms(double ms) {
-  return std::isfinite(ms) && ms >= 0;
+bool finite_non_negative(double x) {
+  return std::isfinite(x) && x >= 0;
 }
 
 std::string timing_problem(const StepTiming& t) {
   for (double ms : {t.compute_ms, t.fold_ms, t.reduce_ms, t.wait_ms, t.network_ms})
-    if (!sane_ms(ms)) return "a timing that is not a duration";
+    if (!finite_non_negative(ms)) return "a timing that is not a duration";
   if (t.bytes_sent < 0 || t.bytes_received < 0 || t.spheres < 0) return "negative counts";
+  // Only the root's links name nodes (a node's own subtree has none).
+  if (!t.nodes.empty()) return "figures of other nodes";
   return {};
 }
 
@@ -106,9 +108,9 @@ std::string work_problem(const RunConfig& run, int64_t held_version, const NodeW
     return "an exact-sum grid of the wrong size";
   for (int32_t e : w.work.grad_scale_exp)
     if (e < kMinExp || e > kMaxExp) return "an exact-sum grid out of range";
-  if (w.work.step < 0 || w.work.attempt < 0 || w.delivery < 0 || w.weights_version < 0)
+  if (w.work.step < 0 || w.work.attempt < 0 || w.ctl.delivery < 0 || w.weights_version < 0)
     return "a negative step, attempt, delivery or weights version";
-  if (w.deadline_ms < 0 || w.deadline_ms > int64_t(1e12)) return "a deadline out of range";
+  if (w.ctl.deadline_ms < 0 || w.ctl.deadline_ms > int64_t(1e12)) return "a deadline out of range";
   if (w.weights_version != held_version &&
       (w.weight_bytes != layout.total() * sizeof(float) ||
        w.weight_chunks != int32_t((w.weight_bytes + kChunkBytes - 1) / kChunkBytes)))
@@ -151,7 +153,9 @@ std::string result_problem(const RunConfig& run, int32_t shards, const PayloadAs
   if (g.shards != shards) return fmt::format("{} shards summed of {}", g.shards, shards);
   if (g.tokens != int64_t(shards) * run.batch.micro_batch * run.batch.context)
     return "a token count that is not the shards'";
-  if (!sane_ms(r.node_ms)) return "a node time that is not a duration";
+  if (!finite_non_negative(r.node_ms)) return "a node time that is not a duration";
+  if (!finite_non_negative(r.cpu_s) || !finite_non_negative(r.rss_mb))
+    return "a CPU time or memory size out of range";
   if (std::string t = timing_problem(r.partial.timing); !t.empty()) return t;
   return faults_problem(r.partial.faults);
 }

@@ -9,7 +9,17 @@ namespace cllm {
 
 namespace {
 const caf::atom_value kSphereCategory = caf::atom("sphere");
+const caf::atom_value kNodeCategory = caf::atom("node");
 }  // namespace
+
+caf::error make_node_error(node_exit code, std::string line) {
+  return caf::error(static_cast<uint8_t>(code), kNodeCategory, caf::make_message(std::move(line)));
+}
+
+std::optional<node_exit> as_node_exit(const caf::error& e) {
+  if (e.category() != kNodeCategory) return std::nullopt;
+  return node_exit(e.code());
+}
 
 caf::error make_sphere_error(sphere_errc code, caf::message context) {
   return caf::error(static_cast<uint8_t>(code), kSphereCategory, std::move(context));
@@ -61,7 +71,8 @@ const GiveUp* as_give_up(const caf::error& e) {
 
 std::string exit_reason_text(caf::actor_system& sys, const caf::error& reason) {
   if (const GiveUp* g = as_give_up(reason)) return g->cause;
-  if (reason.category() == kSphereCategory && reason.context().match_elements<std::string>())
+  if ((reason.category() == kSphereCategory || reason.category() == kNodeCategory) &&
+      reason.context().match_elements<std::string>())
     return reason.context().get_as<std::string>(0);
   return sys.render(reason);
 }
@@ -71,6 +82,7 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<StepCtl>("cllm.step_ctl");
   cfg.add_message_type<ExactGrad>("cllm.exact_grad");
   cfg.add_message_type<StepTiming>("cllm.step_timing");
+  cfg.add_message_type<NodeUsage>("cllm.node_usage");
   cfg.add_message_type<FaultEvent>("cllm.fault_event");
   cfg.add_message_type<FaultCounts>("cllm.fault_counts");
   cfg.add_message_type<Partial>("cllm.partial");
@@ -93,6 +105,15 @@ void register_messages(caf::actor_system_config& cfg) {
       text += ": " + ctx.get_as<std::string>(0);
     else if (ctx.match_elements<GiveUp>())
       text += ": " + ctx.get_as<GiveUp>(0).cause;
+    return text;
+  });
+  cfg.add_error_category(kNodeCategory, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+    const char* what = code == uint8_t(node_exit::done)      ? "node done"
+                       : code == uint8_t(node_exit::left)    ? "node left"
+                       : code == uint8_t(node_exit::refused) ? "node refused"
+                                                             : "node found no root";
+    std::string text = what;
+    if (ctx.match_elements<std::string>()) text += ": " + ctx.get_as<std::string>(0);
     return text;
   });
 }

@@ -117,7 +117,8 @@ caf::error make_sphere_error(sphere_errc code, caf::message context);
 // The error of an actor that an exception ended (code crashed): the exception's what(), or
 // "unknown exception" for one that is no std::exception.
 caf::error crash_error(const std::exception_ptr& ep);
-// The text of a sphere's exit reason: an exception's what(), a give-up's cause, or CAF's text.
+// The text of a sphere's exit reason: an exception's what(), a give-up's cause, the line of a
+// "node" error (messages/cluster.hpp), or CAF's text.
 std::string exit_reason_text(caf::actor_system& sys, const caf::error& reason);
 // The GiveUp carried by `e`, or null.
 const GiveUp* as_give_up(const caf::error& e);
@@ -149,7 +150,11 @@ typename Inspector::result_type inspect(Inspector& f, ExactGrad& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepTiming& x) {
   return f(caf::meta::type_name("cllm.step_timing"), x.compute_ms, x.fold_ms, x.reduce_ms,
-           x.wait_ms, x.network_ms, x.bytes_sent, x.bytes_received, x.spheres);
+           x.wait_ms, x.network_ms, x.bytes_sent, x.bytes_received, x.spheres, x.nodes);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeUsage& x) {
+  return f(caf::meta::type_name("cllm.node_usage"), x.node, x.cpu_s, x.rss_mb);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, FaultEvent& x) {
@@ -176,7 +181,7 @@ typename Inspector::result_type inspect(Inspector& f, SphereStats& x) {
            x.compute_ms, x.fold_ms, x.reduce_ms, x.wait_ms, x.restarts, x.known, x.node, x.host);
 }
 
-// Registers every message type and the "sphere" error category (call in the
+// Registers every message type and the error categories "sphere" and "node" (call in the
 // actor_system_config's constructor).
 void register_messages(caf::actor_system_config& cfg);
 

@@ -63,6 +63,14 @@ nlohmann::json metrics_row(const StepRecord& r) {
     row["network_ms"] = r.timing.network_ms;
     row["bytes_sent"] = r.timing.bytes_sent;
     row["bytes_received"] = r.timing.bytes_received;
+    // Each node's process as it answered its last request of the step, rounded as the root's own
+    // cpu_s and rss_mb below.
+    nlohmann::json usage = nlohmann::json::array();
+    for (const NodeUsage& u : r.timing.nodes)
+      usage.push_back({{"node", u.node},
+                       {"cpu_s", std::round(u.cpu_s * 1e3) / 1e3},
+                       {"rss_mb", std::round(u.rss_mb * 10) / 10}});
+    if (!usage.empty()) row["node_usage"] = std::move(usage);
   }
   if (r.faults.any()) {
     nlohmann::json events = nlohmann::json::array();

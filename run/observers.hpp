@@ -19,7 +19,8 @@ namespace cllm {
 
 // One metrics.jsonl row: step, loss, lr, grad_norm, tokens_per_s, step_ms, compute_ms, fold_ms,
 // reduce_ms, wait_ms, spheres_computing; val_loss and val_bpb on evaluation steps; faults (with
-// their events) when any were handled; nodes, spheres, network_ms and bytes with remote nodes.
+// their events) when any were handled; nodes, spheres, network_ms, bytes and node_usage (each
+// node's {node, cpu_s, rss_mb}) with remote nodes.
 // MetricsLog adds the rest (see there).
 nlohmann::json metrics_row(const StepRecord& r);
 

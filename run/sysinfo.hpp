@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <thread>
 
+#include "src/process_usage.hpp"
+
 namespace cllm {
 
 // Hardware threads, at least 1 (inline: tests that link only the core library use it too).
@@ -11,10 +13,7 @@ inline int detected_cores() {
   return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 double peak_rss_mb();  // peak resident set size of this process
-// Current resident set size of this process (/proc/self/statm); 0 when unknown.
-double current_rss_mb();
-// CPU time (user + system, all threads) this process has used since it started.
-double process_cpu_s();
+// (current_rss_mb and process_cpu_s: src/process_usage.hpp, which nodes use too)
 // MemAvailable of /proc/meminfo in bytes; 0 when unknown.
 double available_memory_bytes();
 

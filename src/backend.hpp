@@ -19,6 +19,13 @@ namespace cllm {
 
 using WeightsRef = std::shared_ptr<const AlignedVector<float>>;
 
+// A remote node's process as it answered its last request of a step (cluster runs).
+struct NodeUsage {
+  int32_t node = 0;   // the node's index (as in spheres.json and its fault events)
+  double cpu_s = 0;   // CPU time so far (user + system, all threads)
+  double rss_mb = 0;  // resident memory
+};
+
 // Where the time of one step went, summed over spheres (milliseconds).
 struct StepTiming {
   double compute_ms = 0;  // forward + backward
@@ -28,11 +35,20 @@ struct StepTiming {
   double network_ms = 0;  // waiting on remote nodes beyond their own step time
   int64_t bytes_sent = 0, bytes_received = 0;  // to and from remote nodes
   int spheres = 0;                             // spheres that computed shards
+  std::vector<NodeUsage> nodes;                // one per remote node that answered, by index
 
   StepTiming& operator+=(const StepTiming& o) {
     compute_ms += o.compute_ms, fold_ms += o.fold_ms, reduce_ms += o.reduce_ms;
     wait_ms += o.wait_ms, network_ms += o.network_ms, spheres += o.spheres;
     bytes_sent += o.bytes_sent, bytes_received += o.bytes_received;
+    for (const NodeUsage& u : o.nodes) {  // a node that answered twice: its later figures
+      auto it = nodes.begin();
+      while (it != nodes.end() && it->node != u.node) ++it;
+      if (it == nodes.end())
+        nodes.push_back(u);
+      else
+        *it = u;
+    }
     return *this;
   }
 };

@@ -1,13 +1,19 @@
-// The root's side of a cluster in one process: a peer that passes the handshake and then answers
-// a step with malformed pieces gets an error for that step (the coordinator deals its shards
-// again), never a sum with holes, a crash or a hang; a well-formed answer goes through.
+// The cluster's actors in one process: a peer that passes the handshake and then answers a step
+// with malformed pieces gets an error for that step (the coordinator deals its shards again),
+// never a sum with holes, a crash or a hang; a well-formed answer goes through, with the node's
+// CPU time and memory. Refusals are "node" errors, both ways: the gateway's of a peer, and a
+// node's of a root that publishes no gateway.
 #include <chrono>
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include <caf/io/all.hpp>
+
 #include "actors/cluster_root.hpp"
+#include "actors/node_agent.hpp"
 #include "messages/cluster.hpp"
 #include "src/cluster_auth.hpp"
 #include "src/sum_pack.hpp"
@@ -25,7 +31,7 @@ const NumericsFingerprint kPrint{"probe", "build", "model", "tokenizer"};
 constexpr auto kWait = std::chrono::seconds(30);
 
 // Joins `gateway` as `node` (hello, proof, ready); returns the link that stands for it.
-caf::actor join(caf::scoped_actor& node, const caf::actor& gateway, const std::string& key) {
+link_actor join(caf::scoped_actor& node, const gateway_actor& gateway, const std::string& key) {
   JoinHello h;
   h.node_id = "n1", h.host = "127.0.0.1", h.nonce = std::string(32, '7');
   h.spheres = 1, h.threads = 1;
@@ -37,7 +43,7 @@ caf::actor join(caf::scoped_actor& node, const caf::actor& gateway, const std::s
   node->request(gateway, kWait, proof_atom::value, proof)
       .receive([](JoinWelcome&) {},
                [&](caf::error& e) { FAIL("proof: " << node->system().render(e)); });
-  caf::actor link;
+  link_actor link;
   const Fingerprint fp{kPrint.probe_sha256, kPrint.build_id, kPrint.model, kPrint.tokenizer};
   node->request(gateway, kWait, ready_atom::value, fp)
       .receive([&](JoinAccepted& a) { link = a.link; },
@@ -66,9 +72,10 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
   caf::scoped_actor coordinator{sys}, node{sys}, parent{sys};
   auto setup = std::make_shared<ClusterSetup>();
   setup->run = run, setup->key = "key", setup->fingerprint = kPrint, setup->sampler = &sampler;
+  // A scoped actor stands in for the coordinator (it only receives what the gateway tells it).
   setup->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
-  const caf::actor gateway = spawn_gateway(sys, setup);
-  const caf::actor link = join(node, gateway, setup->key);
+  const gateway_actor gateway = spawn_gateway(sys, setup);
+  const link_actor link = join(node, gateway, setup->key);
   REQUIRE(link);
 
   const ParamLayout layout(run.model);
@@ -96,12 +103,20 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
     for (Chunk& c : chunks) c.bytes.assign(c.data, c.data + c.size), c.data = nullptr, c.size = 0;
     r.sum_chunks = int32_t(chunks.size());
     r.sum_bytes = packed.size();
+    r.cpu_s = 1.25, r.rss_mb = 40.5;  // the node process's figures
     answer(r, chunks);
     for (auto& c : chunks) node->send(link, chunk_atom::value, std::move(c));
     node->send(link, result_atom::value, std::move(r));
     std::string error = "no answer";
-    rh.receive([&](Partial& p) { error = p.grad.sum == sum ? "" : "another sum"; },
-               [&](caf::error& e) { error = exit_reason_text(sys, e); });
+    rh.receive(
+        [&](Partial& p) {
+          error = p.grad.sum == sum ? "" : "another sum";
+          // The link names its node (the first to join: index 1) with the figures it sent.
+          const auto& n = p.timing.nodes;
+          if (n.size() != 1 || n[0].node != 1 || n[0].cpu_s != 1.25 || n[0].rss_mb != 40.5)
+            error = "without the node's CPU time and memory";
+        },
+        [&](caf::error& e) { error = exit_reason_text(sys, e); });
     return error;
   };
 
@@ -134,6 +149,15 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
              Catch::Contains("maxima of the wrong size"));
   CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>&) { r.node_ms = -1; }),
              Catch::Contains("not a duration"));
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>&) { r.cpu_s = -1; }),
+             Catch::Contains("CPU time or memory size out of range"));
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>&) { r.rss_mb = std::nan(""); }),
+             Catch::Contains("CPU time or memory size out of range"));
+  // A node cannot speak for others: only its link adds figures of nodes.
+  CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>&) {
+               r.partial.timing.nodes.push_back(NodeUsage{7, 1, 1});
+             }),
+             Catch::Contains("figures of other nodes"));
   CHECK_THAT(step([](NodeResult& r, std::vector<Chunk>& c) {
                r.error = "node n1: out of\nmemory";
                c.clear();
@@ -143,4 +167,63 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
   CHECK(step([](NodeResult&, std::vector<Chunk>&) {}) == "");
   caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("the gateway refuses a peer with a node error that names why", "[cluster]") {
+  Config cfg;
+  caf::actor_system sys{cfg};
+  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig run = test::spheres_run();
+  WindowSampler sampler(tokens, run.batch.context, sampler_seed(run.seed));
+  caf::scoped_actor coordinator{sys}, node{sys};
+  auto setup = std::make_shared<ClusterSetup>();
+  setup->run = run, setup->key = "key", setup->fingerprint = kPrint, setup->sampler = &sampler;
+  // A scoped actor stands in for the coordinator (it only receives what the gateway tells it).
+  setup->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
+  const gateway_actor gateway = spawn_gateway(sys, setup);
+  JoinHello h;
+  h.node_id = "n1", h.host = "127.0.0.1", h.nonce = std::string(32, '7');
+  h.spheres = 1, h.threads = 1;
+  node->request(gateway, kWait, hello_atom::value, h)
+      .receive([](std::string&) {},
+               [&](caf::error& e) { FAIL("hello: " << node->system().render(e)); });
+  caf::error refusal;
+  node->request(gateway, kWait, proof_atom::value, std::string(64, '0'))
+      .receive([](JoinWelcome&) { FAIL("a wrong proof was accepted"); },
+               [&](caf::error& e) { refusal = std::move(e); });
+  CHECK(as_node_exit(refusal) == node_exit::refused);
+  CHECK(exit_reason_text(sys, refusal) == "wrong cluster key");
+  CHECK(sys.render(refusal) == "node refused: wrong cluster key");
+  // A sphere's error is no node's.
+  CHECK(!as_node_exit(make_sphere_error(sphere_errc::crashed, caf::make_message(std::string()))));
+  caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a node refuses a root whose published actor is no gateway", "[cluster]") {
+  struct NetConfig : caf::actor_system_config {
+    NetConfig() {
+      register_messages(*this);
+      load<caf::io::middleman>();
+    }
+  } cfg;
+  caf::actor_system sys{cfg};
+  // An untyped actor published where a gateway should be: its interface is not gateway_actor's.
+  auto impostor = sys.spawn([]() -> caf::behavior { return {[](hello_atom, JoinHello&) {}}; });
+  auto port = sys.middleman().publish(impostor, 0, "127.0.0.1");
+  REQUIRE(port);
+  NodeOptions opt;
+  opt.port = *port;
+  opt.node_id = "n1", opt.node_host = "127.0.0.1";
+  opt.reconnect_timeout_s = 30;
+  caf::error reason;
+  {
+    caf::scoped_actor self{sys};
+    auto agent = spawn_node_agent(sys, opt);
+    self->monitor(agent);
+    self->receive([&](caf::down_msg& dm) { reason = dm.reason; },
+                  caf::after(kWait) >> [] { FAIL("the node did not end"); });
+  }
+  CHECK(as_node_exit(reason) == node_exit::refused);
+  CHECK_THAT(exit_reason_text(sys, reason), Catch::Contains("no gateway"));
+  caf::anon_send_exit(impostor, caf::exit_reason::user_shutdown);
 }

@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "cli_util.hpp"
@@ -171,6 +173,29 @@ TEST_CASE("cluster: a root and two nodes give the one-process weights", "[e2e][c
   const auto rows = read_jsonl(fs::path(dir) / "metrics.jsonl");
   CHECK(rows.front().value("nodes", 0) == 2);
   CHECK(contains(r.out, "nodes 2 | spheres 5"));
+  // Every step dealt shards to both nodes (8 shards, three members of one thread): each row has
+  // both node processes' CPU time and memory as they answered, the CPU time never going back.
+  REQUIRE(rows.size() == 60);
+  std::map<int, double> first, cpu;  // per node
+  for (const auto& row : rows) {
+    INFO("row: " << row.dump());
+    REQUIRE(row.contains("node_usage"));
+    const json& usage = row["node_usage"];
+    REQUIRE(usage.size() == 2);
+    std::set<int> named;
+    for (const json& u : usage) {
+      const int node = u.at("node").get<int>();
+      named.insert(node);
+      CHECK(u.at("rss_mb").get<double>() > 1);  // a process with an actor system and a model
+      const double cpu_s = u.at("cpu_s").get<double>();
+      CHECK(cpu_s > 0);
+      CHECK(cpu_s >= cpu[node]);
+      cpu[node] = cpu_s;
+      first.emplace(node, cpu_s);
+    }
+    CHECK(named == std::set<int>{1, 2});
+  }
+  for (const auto& [node, last] : cpu) CHECK(last > first[node]);  // they computed all along
 }
 
 TEST_CASE("cluster: a pure coordinator and three nodes of different shapes", "[e2e][cluster]") {

@@ -1,0 +1,12 @@
+#pragma once
+// What this process uses now: read by the root for its metrics rows and by a node for its
+// answers (which the root puts into the same rows).
+
+namespace cllm {
+
+// Current resident set size of this process (/proc/self/statm); 0 when unknown.
+double current_rss_mb();
+// CPU time (user + system, all threads) this process has used since it started.
+double process_cpu_s();
+
+}  // namespace cllm
