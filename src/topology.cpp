@@ -32,22 +32,21 @@ Topology::Topology(int spheres, int fanout) : fanout_(fanout) {
   }
 }
 
-std::vector<int> Topology::tier_sizes() const {
+std::vector<int> Topology::level_sizes() const {
   std::vector<int> t(size_t(levels_), 0);
   for (const auto& n : nodes_) ++t[size_t(n.level)];
   return t;
 }
 
 std::string Topology::describe() const {
-  std::string out =
-      fmt::format("{} spheres, fan-out {}, {} levels; tiers:", size(), fanout_, levels_);
-  const auto tiers = tier_sizes();
-  for (size_t i = 0; i < tiers.size(); ++i) {
-    if (tiers.size() > 8 && i == 6) {  // a chain has a million tiers of 1
-      out += fmt::format(" ... ({} more) {}", tiers.size() - 7, tiers.back());
+  std::string out = fmt::format("{} spheres, fan-out {}, {} levels:", size(), fanout_, levels_);
+  const auto sizes = level_sizes();
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes.size() > 8 && i == 6) {  // a chain has a million levels of 1
+      out += fmt::format(" ... ({} more) {}", sizes.size() - 7, sizes.back());
       break;
     }
-    out += fmt::format(" {}", tiers[i]);
+    out += fmt::format(" {}", sizes[i]);
   }
   return out;
 }

@@ -1,6 +1,6 @@
 #pragma once
 // The sphere tree: (spheres, fan-out) -> a breadth-first tree. Sphere 0 is the root; the
-// children of sphere i are f*i+1 .. f*i+f, so with fan-out 12 the tiers are 1, 12, 144, 1728.
+// children of sphere i are f*i+1 .. f*i+f, so with fan-out 12 the levels hold 1, 12, 144, 1728.
 // A ShardPlan says which sphere computes which shard of a step (the placement).
 #include <cstdint>
 #include <string>
@@ -8,7 +8,7 @@
 
 namespace cllm {
 
-// Spheres are grouped by id mod 12 in the statistics (the 12 of the kissing-spheres tier).
+// Spheres are grouped by id mod 12 in the statistics (the 12 of the kissing-spheres level).
 constexpr int kSymmetryGroups = 12;
 
 struct SphereInfo {
@@ -27,10 +27,10 @@ class Topology {
   int levels() const { return levels_; }
   const SphereInfo& node(int id) const { return nodes_[size_t(id)]; }
   const std::vector<SphereInfo>& nodes() const { return nodes_; }
-  std::vector<int> tier_sizes() const;
+  std::vector<int> level_sizes() const;
   // Levels below sphere `id` (0 for a leaf).
   int height(int id) const { return height_[size_t(id)]; }
-  std::string describe() const;  // "1741 spheres, fan-out 12, 4 levels; tiers: 1 12 144 1584"
+  std::string describe() const;  // "1741 spheres, fan-out 12, 4 levels: 1 12 144 1584"
 
  private:
   int fanout_, levels_ = 0;
@@ -39,8 +39,8 @@ class Topology {
 };
 
 // Where shards are computed.
-//   bfs:    shard s -> sphere s mod S in breadth-first order: the root and the top tiers compute,
-//           and work travels the fewest hops; with fewer shards than spheres the deep tiers idle.
+//   bfs:    shard s -> sphere s mod S in breadth-first order: sphere 0 and the top levels compute,
+//           and work travels the fewest hops; with fewer shards than spheres the deep levels idle.
 //   leaves: shard s -> the leaves, dealt round-robin over the root's subtrees (then over theirs):
 //           inner spheres only pass work down and fold sums up, every message crosses the whole
 //           depth, and each computing sphere holds a workspace of its own.

@@ -1,4 +1,4 @@
-// The topology planner: tree shape, tiers, heights and where shards go.
+// The topology planner: tree shape, levels, heights and where shards go.
 #include <catch2/catch.hpp>
 
 #include <numeric>
@@ -9,11 +9,11 @@
 
 using namespace cllm;
 
-TEST_CASE("topology: breadth-first tree with the kissing-spheres tiers", "[topology]") {
+TEST_CASE("topology: breadth-first tree with the kissing-spheres levels", "[topology]") {
   const Topology t(1741, 12);
   REQUIRE(t.size() == 1741);
   REQUIRE(t.levels() == 4);
-  REQUIRE(t.tier_sizes() == std::vector<int>{1, 12, 144, 1584});
+  REQUIRE(t.level_sizes() == std::vector<int>{1, 12, 144, 1584});
   REQUIRE(t.node(0).parent == -1);
   REQUIRE(t.node(1).parent == 0);
   REQUIRE(t.node(12).parent == 0);

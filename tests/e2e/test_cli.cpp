@@ -231,7 +231,7 @@ TEST_CASE("train: --print-topology and --help", "[e2e][cli]") {
         quick_train(dir) + Args{"--print-topology", "--spheres", "1741", "--fanout", "12"}, 20);
     INFO("stderr: " << r.err);
     CHECK(r.code == 0);
-    CHECK(contains(r.out, "tiers: 1 12 144 1584"));
+    CHECK(contains(r.out, "4 levels: 1 12 144 1584"));
     CHECK(r.err.empty());
     CHECK(!fs::exists(dir));
   }
