@@ -189,8 +189,10 @@ void cluster(OptionTable& t, TrainSettings& s) {
 
 void output(OptionTable& t, TrainSettings& s) {
   t.section("Output");
-  text(t, "--run-dir,--checkpoint-dir", "DIR", "run folder: config, metrics, checkpoints, summary",
-       s.run_dir, Scope::action, "a new runs/<date-time>");
+  text(t, "--run-dir", "DIR", "run folder: config, metrics, checkpoints, summary", s.run_dir,
+       Scope::action, "a new runs/<date-time>");
+  // Was an alias of --run-dir, and misled: the checkpoints go to RUN/checkpoints/.
+  t.retire("--checkpoint-dir", "use --run-dir (the checkpoints are written to RUN/checkpoints/)");
   integer(t, "--eval-every", "steps between validation evaluations (0 = at the end only)",
           s.eval_every, 0, INT32_MAX, Scope::cadence);
   integer(t, "--eval-windows", "validation windows per evaluation (0 = all)", s.eval_windows, 0,
@@ -264,7 +266,8 @@ void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Pla
           std::to_string(spheres) + " (cores)");
   integer(t, "--fanout", "children per sphere", fanout, 1, 1000000, Scope::placement);
   t.add("--placement", "KIND",
-        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
+        "where shards are computed: bfs (sphere 0 and the top levels first) or leaves (dealt over "
+        "the "
         "leaves of every subtree)",
         placement_name(placement),
         [&placement](const std::string& v) { placement = parse_placement(v); })
