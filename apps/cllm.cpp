@@ -293,15 +293,15 @@ void take_init_shape(TrainSettings& s, const ModelConfig& m) {
   };
   if (s.given.count("--model")) {
     const ModelConfig p = model_preset(s.model);
-    if (p.d_model != m.d_model || p.n_layers != m.n_layers || p.n_heads != m.n_heads ||
+    if (p.d_model != m.d_model || p.layers != m.layers || p.n_heads != m.n_heads ||
         p.context != m.context)
       throw UsageError(fmt::format(
           "--model {} is d {}, {} layers, {} heads, context {}, but the --init-from folder holds "
           "{}; leave --model out",
-          s.model, p.d_model, p.n_layers, p.n_heads, p.context, m.describe()));
+          s.model, p.d_model, p.layers, p.n_heads, p.context, m.describe()));
   }
   agree("--d-model", s.d_model, m.d_model, "n_embd");
-  agree("--layers", s.layers, m.n_layers, "n_layer");
+  agree("--layers", s.layers, m.layers, "n_layer");
   agree("--heads", s.heads, m.n_heads, "n_head");
   agree("--context", s.context, m.context, "n_positions");
 }

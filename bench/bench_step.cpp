@@ -227,7 +227,7 @@ struct Flops {
   double n_matmul = 0, per_token = 0;
 };
 Flops flops_of(const ModelConfig& model, int context) {
-  const double L = model.n_layers, d = model.d_model, V = model.vocab, T = context;
+  const double L = model.layers, d = model.d_model, V = model.vocab, T = context;
   Flops f;
   f.n_matmul = L * 12 * d * d + V * d;
   f.per_token = 6 * f.n_matmul + 12 * L * T * d;
@@ -247,7 +247,7 @@ void print_setup(const ModelConfig& model, const Options& o, const ParamLayout& 
   fmt::print(
       "FLOP/token = 6*N_matmul + 12*L*T*d = 6*{} + 12*{}*{}*{} = {:.0f} (fwd+bwd; N_matmul = "
       "12*L*d^2 + V*d)\n",
-      int64_t(flops.n_matmul), model.n_layers, o.context, model.d_model, flops.per_token);
+      int64_t(flops.n_matmul), model.layers, o.context, model.d_model, flops.per_token);
   fmt::print(
       "timing: {} warm-up steps, then {} x {} timed steps per micro-batch; median over all "
       "timed steps\n\n",

@@ -245,7 +245,7 @@ json run_entry(const std::string& run_dir) {
   if (runc.is_object() && runc.contains("model") && runc["model"].is_object()) {
     const json& m = runc["model"];
     model += fmt::format("{}d {}, {} layers", model.empty() ? "" : " (",
-                         m.value("d_model", json()).dump(), m.value("n_layers", json()).dump());
+                         m.value("d_model", json()).dump(), m.value(layers_key(m), json()).dump());
     if (settings.is_object() && settings.value("model", json()).is_string()) model += ")";
   }
   std::string tokenizer = "byte";

@@ -267,8 +267,7 @@ void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Pla
   integer(t, "--fanout", "children per sphere", fanout, 1, 1000000, Scope::placement);
   t.add("--placement", "KIND",
         "where shards are computed: bfs (sphere 0 and the top levels first) or leaves (dealt over "
-        "the "
-        "leaves of every subtree)",
+        "the leaves of every subtree)",
         placement_name(placement),
         [&placement](const std::string& v) { placement = parse_placement(v); })
       .record(Scope::placement, [&placement] { return nlohmann::json(placement_name(placement)); });
@@ -367,7 +366,7 @@ nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
   if (checkpoint_run.contains("model"))
     for (const char* k : {"d_model", "context"}) take(checkpoint_run["model"], k);
   if (checkpoint_run.contains("model")) {
-    out["layers"] = checkpoint_run["model"].value("n_layers", 0);
+    out["layers"] = checkpoint_run["model"].value(layers_key(checkpoint_run["model"]), 0);
     out["heads"] = checkpoint_run["model"].value("n_heads", 0);
   }
   const nlohmann::json extra = config_json.value("extra", nlohmann::json::object());
@@ -437,7 +436,7 @@ RunConfig TrainSettings::shape() const {
   RunConfig r;
   r.model = model_preset(model);
   if (d_model) r.model.d_model = d_model;
-  if (layers) r.model.n_layers = layers;
+  if (layers) r.model.layers = layers;
   if (heads) r.model.n_heads = heads;
   if (context) r.model.context = context;
   r.batch.batch = batch, r.batch.micro_batch = micro_batch, r.batch.context = r.model.context;

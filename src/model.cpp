@@ -80,7 +80,7 @@ struct Model<Scalar>::Impl {
       throw std::invalid_argument("bf16 products need the float model and AVX512_BF16");
     if (t < 1 || t > c.context)
       throw std::invalid_argument("seq_len must be in [1, context]: got " + std::to_string(t));
-    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers;
+    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.layers;
     Vp = c.padded_vocab();
     max_n = int64_t(mb) * t;
     // Every size comes from the one table (model_workspace), which memory estimates read too.
@@ -282,7 +282,7 @@ ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_le
   const size_t d = size_t(cfg.d_model), V = size_t(cfg.padded_vocab());
   const size_t B = size_t(std::max(0, max_batch)), T = size_t(std::max(0, seq_len)), N = B * T;
   ModelWorkspace w;
-  w.layers = size_t(std::max(0, cfg.n_layers));
+  w.layers = size_t(std::max(0, cfg.layers));
   w.x_in = d * N, w.mean1 = N, w.rstd1 = N, w.qkv = 3 * d * N;
   w.att_y = d * N, w.x_mid = d * N, w.mean2 = N;
   w.rstd2 = N, w.fc_pre = 4 * d * N;
@@ -385,7 +385,7 @@ struct Decoder<Scalar>::Impl {
   AlignedVector<Scalar> x, ln, qkv, att, hid, act, scores, logits, mean, rstd;
 
   explicit Impl(const ModelConfig& c) : cfg(c), layout(c) {
-    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers, Tmax = c.context;
+    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.layers, Tmax = c.context;
     kcache_t.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
     vcache.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
     const size_t D = size_t(d), T = size_t(Tmax);
@@ -502,7 +502,7 @@ const Scalar* Decoder<Scalar>::step(const Scalar* params, const DecodeWeights& p
   if constexpr (!std::is_same_v<Scalar, float>)
     throw std::invalid_argument("decoder: packed weights are float");
   const auto& c = impl_->cfg;
-  if (packed.layers.size() != size_t(c.n_layers) || packed.head.rows() != c.vocab ||
+  if (packed.layers.size() != size_t(c.layers) || packed.head.rows() != c.vocab ||
       packed.head.cols() != c.d_model)
     throw std::invalid_argument("decoder: packed weights of another model");
   return impl_->run(params, &token, 1, &packed);

@@ -79,7 +79,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     RunConfig c;
     const auto& m = j.at("model");
     c.model.vocab = m.at("vocab"), c.model.d_model = m.at("d_model");
-    c.model.n_layers = m.at("n_layers"), c.model.n_heads = m.at("n_heads");
+    c.model.layers = m.at(layers_key(m)), c.model.n_heads = m.at("n_heads");
     c.model.context = m.at("context");
     c.model.vocab_padded = m.value("vocab_padded", 0);
     c.batch.batch = j.at("batch"), c.batch.micro_batch = j.at("micro_batch");

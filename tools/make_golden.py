@@ -8,7 +8,7 @@ tests/fixtures/golden_tiny.json.
 
 The model is the one of the design document (section "The model (CLLM)"), implemented in src/model.cpp:
   token embedding wte [V, d] + learned positions wpe [T, d]
-  -> n_layers pre-LayerNorm blocks:
+  -> `layers` pre-LayerNorm blocks:
        x = x + attn.c_proj(causal_mha(ln_1(x)))
        x = x + mlp.c_proj(gelu_tanh(mlp.c_fc(ln_2(x))))
   -> ln_f -> logits = x @ wte^T (tied LM head).
@@ -150,7 +150,7 @@ def main():
         "config": {
             "vocab": VOCAB,
             "d_model": D_MODEL,
-            "n_layers": N_LAYERS,
+            "layers": N_LAYERS,
             "n_heads": N_HEADS,
             "context": CONTEXT,
         },

@@ -136,7 +136,7 @@ inline Written write_run(const std::string& dir, const Options& o) {
         {"steps", o.steps}}},
       {"run",
        {{"model",
-         {{"vocab", 256}, {"d_model", 128}, {"n_layers", 4}, {"n_heads", 4}, {"context", 128}}},
+         {{"vocab", 256}, {"d_model", 128}, {"layers", 4}, {"n_heads", 4}, {"context", 128}}},
         {"batch", 16},
         {"micro_batch", 2},
         {"steps", o.steps},

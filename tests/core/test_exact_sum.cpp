@@ -13,7 +13,7 @@ using namespace cllm;
 namespace {
 ModelConfig micro_cfg() {
   ModelConfig c;
-  c.vocab = 13, c.d_model = 8, c.n_layers = 1, c.n_heads = 2, c.context = 4;
+  c.vocab = 13, c.d_model = 8, c.layers = 1, c.n_heads = 2, c.context = 4;
   return c;
 }
 // Shard gradients with a wide dynamic range (1e-9 .. 1e3) and both signs.

@@ -44,7 +44,7 @@ const Golden& golden() {
     const auto& c = j.at("config");
     r.cfg.vocab = c.at("vocab").get<int>();
     r.cfg.d_model = c.at("d_model").get<int>();
-    r.cfg.n_layers = c.at("n_layers").get<int>();
+    r.cfg.layers = c.at("layers").get<int>();
     r.cfg.n_heads = c.at("n_heads").get<int>();
     r.cfg.context = c.at("context").get<int>();
     r.seq_len = j.at("seq_len").get<int>();

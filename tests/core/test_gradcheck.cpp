@@ -29,7 +29,7 @@ ModelConfig tiny_config() {
   ModelConfig c;
   c.vocab = 11;
   c.d_model = 8;
-  c.n_layers = 2;
+  c.layers = 2;
   c.n_heads = 2;
   c.context = 6;
   return c;
@@ -133,7 +133,7 @@ TEST_CASE("finite differences match the analytic gradient of every tensor", "[gr
 
   // The key part of each c_attn.bias has zero gradient (up to rounding), the query and value
   // parts do not.
-  for (int l = 0; l < cfg.n_layers; ++l) {
+  for (int l = 0; l < cfg.layers; ++l) {
     const double* gb = grad.data() + layout.blocks[l].qkv_b;
     double q = 0, k = 0, v = 0;
     for (int j = 0; j < cfg.d_model; ++j)
