@@ -235,7 +235,7 @@ StepOutcome TrainState::apply_slices(const std::vector<const ExactGrad*>& slices
     // The maxima of this attempt are exact; a grid chosen from them always fits.
     grad_scale_exp_ = choose_grad_scale_exp(layout_, max_abs, cfg_.batch.shards());
     ++attempt_;
-    out.kind = StepOutcome::redo;
+    out.kind = StepOutcome::next_attempt;
     return out;
   }
   if (first.tokens <= 0) throw std::logic_error("apply() got sums of no tokens");
