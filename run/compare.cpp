@@ -134,6 +134,9 @@ json settings_of(const json& c) {
   if (!s.is_object()) s = json::object();
   if (c.is_object()) {
     if (c.contains("backend")) s["backend"] = c["backend"];
+    // Settings written before docs/glossary.md name the backend option "sync" (JSON
+    // compatibility): the run's "backend" above says the same, so an old and a new run compare.
+    s.erase("sync");
     if (c.contains("spheres")) s["spheres"] = c["spheres"];
   }
   s.erase("run-dir");
@@ -499,7 +502,7 @@ json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions
     if (!any)
       throw RunFolderError(fmt::format(
           "--group-by {}: none of the runs has that setting (see the keys of \"settings\" in a "
-          "run's config.json, e.g. lr, spheres, sync)",
+          "run's config.json, e.g. lr, spheres, backend)",
           o.group_by));
     std::vector<std::pair<json, std::vector<size_t>>> groups;
     for (size_t r = 0; r < n; ++r) {

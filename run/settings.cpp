@@ -160,7 +160,9 @@ void training(OptionTable& t, TrainSettings& s) {
 
 void spheres(OptionTable& t, TrainSettings& s) {
   t.section("Spheres");
-  choice(t, "--sync", "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.sync,
+  // --sync is the option's old name (before docs/glossary.md), still accepted as an alias.
+  choice(t, "--backend,--sync",
+         "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.backend,
          {"actors", "mutex", "barrier"}, Scope::placement);
   sphere_options(t, s.spheres, s.fanout, s.threads, s.placement, 0,
                  "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: "
@@ -413,8 +415,8 @@ void TrainSettings::validate() const {
     throw UsageError(fmt::format("option --min-lr must be >= 0, got {}", min_lr));
   if (faults.chaos_p < 0 || faults.chaos_p >= 1)
     throw UsageError(fmt::format("option --chaos must be in [0, 1), got {}", faults.chaos_p));
-  if (sync != "actors" && faults.any())
-    throw ConfigError("--inject and --chaos need --sync actors (the baselines cannot recover)");
+  if (backend != "actors" && faults.any())
+    throw ConfigError("--inject and --chaos need --backend actors (the baselines cannot recover)");
   cllm::validate(sampling);
   policy.validate();
   if (spheres == 0 && listen.empty())
@@ -423,8 +425,8 @@ void TrainSettings::validate() const {
     throw UsageError("--min-nodes and --cluster-key need --listen");
   if (listen.empty() && (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()))
     throw UsageError("--tls-cert, --tls-key and --tls-ca need --listen");
-  if (!listen.empty() && sync != "actors")
-    throw UsageError("--listen needs --sync actors (nodes join the sphere tree)");
+  if (!listen.empty() && backend != "actors")
+    throw UsageError("--listen needs --backend actors (nodes join the sphere tree)");
   if (!plan_nodes.empty() && !print_topology)
     throw UsageError("--plan-nodes only plans (with --print-topology); it starts no nodes");
   if (resume && overwrite)

@@ -128,7 +128,7 @@ inline Written write_run(const std::string& dir, const Options& o) {
        {{"spheres", o.spheres},
         {"fanout", o.fanout},
         {"threads", 2},
-        {"sync", "actors"},
+        {"backend", "actors"},
         {"eval-every", o.eval_every},
         {"checkpoint-every", o.checkpoint_every},
         {"corpus", "synthetic"},
