@@ -193,9 +193,9 @@ std::vector<SphereStats> TreeBackend::sphere_stats() {
   const int n = setup_ ? setup_->topology.size() : 0;
   std::vector<SphereStats> out(static_cast<size_t>(n));
   for (int id = 0; id < n; ++id) {  // what is known without the tree
-    const SphereInfo& node = setup_->topology.node(id);
+    const SphereInfo& pos = setup_->topology.position(id);
     SphereStats& s = out[size_t(id)];
-    s.id = node.id, s.level = node.level, s.parent = node.parent, s.group = node.group;
+    s.id = pos.id, s.level = pos.level, s.parent = pos.parent, s.group = pos.group;
     s.known = !gave_up_;  // unless lost, a sphere that is not asked has nothing to report
   }
   if (gave_up_) return out;
