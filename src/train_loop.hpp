@@ -1,9 +1,9 @@
 #pragma once
-// The training loop at the root, shared by every backend: each step asks the backend for the exact
-// total of all shards, applies it (another attempt at the step when the exact-sum grid must widen),
-// evaluates on schedule, and emits one StepRecord to its observers (metrics file, progress line,
-// checkpoints, the live page ...). It stops at the last step, on a stop request, or at the first
-// failure, always leaving the TrainState at the last applied step.
+// The training loop (in the root process), shared by every backend: each step asks the backend for
+// the exact total of all shards, applies it (another attempt at the step when the exact-sum grid
+// must widen), evaluates on schedule, and emits one StepRecord to its observers (metrics file,
+// progress line, checkpoints, the live page ...). It stops at the last step, on a stop request, or
+// at the first failure, always leaving the TrainState at the last applied step.
 #include <atomic>
 #include <cstdint>
 #include <optional>

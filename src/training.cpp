@@ -16,7 +16,7 @@ namespace {
 // Whether `p` is the only reference to its buffer, such that writing into it cannot race with a
 // former holder's reads. use_count() alone is not enough: it is a relaxed load, so seeing 1 does
 // not order a holder's reads before our writes. Holders do drop references after their results
-// reached the root (CAF destroys a mailbox element, with the weights it carries, after the
+// reached the training loop (CAF destroys a mailbox element, with the weights it carries, after the
 // handler has replied), so that order is not given by the messages either. Copying the pointer
 // is an acquire-release increment of the same counter: it reads the count after every earlier
 // release (each holder's decrement is a release), so those releases happen before it and every

@@ -3,7 +3,8 @@
 // reference loop). A backend only decides WHO computes which shard and HOW partial sums travel;
 // the numbers all come from here:
 //   - ShardWorker::compute: one shard's gradient, folded into an ExactGrad;
-//   - TrainState::next_work / TrainState::apply: the root side (exponents, normalise, clip, AdamW).
+//   - TrainState::next_work / TrainState::apply: the training loop's side (exponents, normalise,
+//   clip, AdamW).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -47,7 +48,7 @@ struct RunConfig {
   std::vector<std::string> differences(const RunConfig& o) const;
 };
 
-// What the root sends down for one step: which step, and the exact-sum grid to use.
+// What the training loop sends down for one step: which step, and the exact-sum grid to use.
 struct StepWork {
   int64_t step = 0;
   int32_t attempt = 0;                  // > 0: the step again, with wider exponents
@@ -124,7 +125,7 @@ struct StepOutcome {
   int64_t tokens = 0;
 };
 
-// The root's state: weights, AdamW moments, step counter and the exact-sum history.
+// The training loop's state: weights, AdamW moments, step counter and the exact-sum history.
 class TrainState {
  public:
   TrainState(const RunConfig& cfg);  // fresh weights from cfg.seed
