@@ -1,13 +1,13 @@
 #pragma once
-// The coordinator: the root of the sphere tree, between the training loop and the spheres. Each
+// The coordinator: the actor above sphere 0, between the training loop and the spheres. Each
 // step it deals the shards over its members (the local subtree under sphere 0, and remote nodes
 // once they join) and answers when every shard is in the owners' slices (actors/owner.hpp): local
 // spheres send their gradients to the owners themselves, a node's whole partial sum is merged
-// into them from here. Nothing is summed serially here. It supervises sphere 0 with the root's
-// restart budget; a member that fails has its shards dealt again to the others inside the same
-// step (placement never changes the result: the sum is exact, and an owner folds a shard once).
-// It also supervises the owners: one that dies ends the run (BackendFailure) with the state of
-// the last step kept, since the weights and moments are the TrainState's.
+// into them from here. Nothing is summed serially here. It supervises sphere 0 with the root
+// restart budget (--root-max-restarts); a member that fails has its shards dealt again to the
+// others inside the same step (placement never changes the result: the sum is exact, and an owner
+// folds a shard once). It also supervises the owners: one that dies ends the run (BackendFailure)
+// with the state of the last step kept, since the weights and moments are the TrainState's.
 #include <memory>
 
 #include <caf/all.hpp>

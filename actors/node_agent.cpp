@@ -296,7 +296,7 @@ struct CollectorState {
 
 caf::behavior stats_collector(caf::stateful_actor<CollectorState>* self, NodeOptions opt) {
   const Topology topo(opt.spheres, opt.fanout);
-  for (const auto& n : topo.nodes()) {
+  for (const auto& n : topo.positions()) {
     SphereStats s;
     s.id = n.id, s.level = n.level, s.parent = n.parent, s.group = n.group;
     self->state.all.push_back(s);

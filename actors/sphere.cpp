@@ -325,12 +325,12 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
   st.id = id;
   st.parent = parent;
   st.intensity = RestartIntensity(setup->policy.max_restarts, setup->policy.window_s);
-  const SphereInfo& node = setup->topology.node(id);
-  st.stats.id = id, st.stats.level = node.level, st.stats.parent = node.parent;
-  st.stats.group = node.group;
-  st.children.resize(node.children.size());
-  for (size_t s = 0; s < node.children.size(); ++s) {
-    st.children[s].id = node.children[s];
+  const SphereInfo& pos = setup->topology.position(id);
+  st.stats.id = id, st.stats.level = pos.level, st.stats.parent = pos.parent;
+  st.stats.group = pos.group;
+  st.children.resize(pos.children.size());
+  for (size_t s = 0; s < pos.children.size(); ++s) {
+    st.children[s].id = pos.children[s];
     spawn_child(self, st.children[s]);
   }
   install_handlers(self);

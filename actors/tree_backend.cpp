@@ -69,7 +69,7 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, con
   cs.orphan_timeout_s = opt.cluster.orphan_timeout_s;
   sums_.resize(size_t(opt.owners > 0 ? opt.owners : threads_));
   cs.sums = &sums_;
-  root_ = spawn_coordinator(*sys_, std::move(cs));
+  coordinator_ = spawn_coordinator(*sys_, std::move(cs));
   auto all = std::make_shared<ShardSet>();
   for (int32_t s = 0; s < run.batch.shards(); ++s) all->shards.push_back(s);
   all_shards_ = std::move(all);
@@ -86,7 +86,7 @@ void TreeBackend::listen(const RunConfig& run, const WindowSampler& sampler,
   setup->fingerprint = numerics_fingerprint(run, c.tokenizer_kind, c.tokenizer_data);
   setup->tokenizer_kind = c.tokenizer_kind, setup->tokenizer_data = c.tokenizer_data;
   setup->sampler = &sampler;
-  setup->coordinator = root_;
+  setup->coordinator = coordinator_;
   setup->log = [](const std::string& line) { std::fprintf(stderr, "cllm: %s\n", line.c_str()); };
   gateway_ = spawn_gateway(*sys_, std::move(setup));
   auto port = publish_on_cluster(*sys_, gateway_, c.port, c.host);
@@ -101,15 +101,15 @@ TreeBackend::~TreeBackend() {
     // Tell every node the run is over (and wait a little for them to hear it), so that none is
     // left dialing a root that is gone.
     (*self_)
-        ->request(root_, std::chrono::seconds(5), shutdown_atom::value)
+        ->request(coordinator_, std::chrono::seconds(5), shutdown_atom::value)
         .receive([](bool) {}, [](caf::error&) {});
     caf::anon_send_exit(gateway_, caf::exit_reason::kill);
     gateway_ = nullptr;
   }
   self_.reset();  // a live scoped_actor would block await_all_actors_done()
   // kill cannot be trapped; the links take the whole tree down with the coordinator.
-  caf::anon_send_exit(root_, caf::exit_reason::kill);
-  root_ = nullptr;
+  caf::anon_send_exit(coordinator_, caf::exit_reason::kill);
+  coordinator_ = nullptr;
   sys_->await_all_actors_done();
   sys_.reset();
 }
@@ -123,7 +123,7 @@ const StepSums& TreeBackend::run_step(const StepWork& work, const WeightsRef& we
   // up or throws), and its own deadlines catch hangs below it. (A timeout would also leave one
   // stale message per step in this long-lived blocking actor's mailbox.)
   (*self_)
-      ->request(root_, caf::infinite, step_atom::value, work, weights, all_shards_,
+      ->request(coordinator_, caf::infinite, step_atom::value, work, weights, all_shards_,
                 StepCtl{0, deadline_.base_ms()})
       .receive([&](Partial& p) { result = std::move(p); },
                [&](caf::error& e) { failure = std::move(e); });
@@ -153,7 +153,7 @@ void TreeBackend::run_slices(int n, const std::function<void(int)>& body) {
   if (gave_up_ || n != int(sums_.size())) return Backend::run_slices(n, body);
   bool ok = false;
   (*self_)
-      ->request(caf::actor_cast<slice_runner_actor>(root_), caf::infinite, apply_atom::value,
+      ->request(caf::actor_cast<slice_runner_actor>(coordinator_), caf::infinite, apply_atom::value,
                 std::make_shared<const std::function<void(int)>>(body))
       .receive([&](bool) { ok = true; }, [&](caf::error&) {});
   // The coordinator is gone (it gave up between the step and now): nothing ran on the owners
@@ -164,7 +164,7 @@ void TreeBackend::run_slices(int n, const std::function<void(int)>& body) {
 Membership TreeBackend::query_membership() {
   Membership m = membership_;
   (*self_)
-      ->request(root_, std::chrono::seconds(5), members_atom::value)
+      ->request(coordinator_, std::chrono::seconds(5), members_atom::value)
       .receive([&](Membership& x) { m = x; }, [](caf::error&) {});
   return m;
 }
@@ -193,15 +193,15 @@ std::vector<SphereStats> TreeBackend::sphere_stats() {
   const int n = setup_ ? setup_->topology.size() : 0;
   std::vector<SphereStats> out(static_cast<size_t>(n));
   for (int id = 0; id < n; ++id) {  // what is known without the tree
-    const SphereInfo& node = setup_->topology.node(id);
+    const SphereInfo& pos = setup_->topology.position(id);
     SphereStats& s = out[size_t(id)];
-    s.id = node.id, s.level = node.level, s.parent = node.parent, s.group = node.group;
+    s.id = pos.id, s.level = pos.level, s.parent = pos.parent, s.group = pos.group;
     s.known = !gave_up_;  // unless lost, a sphere that is not asked has nothing to report
   }
   if (gave_up_) return out;
   std::vector<SphereStats> remote;
   auto& self = *self_;
-  self->send(root_, stats_atom::value, caf::actor(self), int64_t(0));
+  self->send(coordinator_, stats_atom::value, caf::actor(self), int64_t(0));
   int64_t outstanding = 1;  // the coordinator reports too, with the number it asked
   bool silent = false;
   self->receive_while([&] { return outstanding > 0 && !silent; })(

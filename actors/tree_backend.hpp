@@ -1,8 +1,8 @@
 #pragma once
 // The actor-tree backend: a CAF actor system holding the sphere tree under its coordinator. The
-// training loop (the root) hands each step to the coordinator and blocks until the exact total
-// comes back. With `cluster.listen`, remote nodes (cllm node) may join over the network and take
-// a share of every step.
+// training loop (in the root process) hands each step to the coordinator and blocks until the exact
+// total comes back. With `cluster.listen`, remote nodes (cllm node) may join over the network and
+// take a share of every step.
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -78,7 +78,7 @@ class TreeBackend final : public Backend {
   StepDeadline deadline_;
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
-  coordinator_actor root_;
+  coordinator_actor coordinator_;
   gateway_actor gateway_;
   uint16_t port_ = 0;
   ShardSetRef all_shards_;  // every shard of a step, sampled where it is computed

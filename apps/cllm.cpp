@@ -64,17 +64,17 @@ struct RunMemory {
   double per_sphere = 0, shared = 0;
   double total(int computing_spheres) const { return per_sphere * computing_spheres + shared; }
 };
-RunMemory run_memory(const RunConfig& r, const std::string& sync) {
-  const double whole_sum = sync == "barrier" ? double(ShardWorker::partial_sum_bytes(r)) : 0;
+RunMemory run_memory(const RunConfig& r, const std::string& backend) {
+  const double whole_sum = backend == "barrier" ? double(ShardWorker::partial_sum_bytes(r)) : 0;
   return {double(ShardWorker::memory_bytes(r)) + whole_sum,
           4.0 * double(ParamLayout(r.model).total()) * 16};
 }
 
 // Refuses a run that cannot fit in memory instead of letting the kernel kill it halfway.
-void check_memory(const RunConfig& r, const std::string& sync, int computing_spheres) {
+void check_memory(const RunConfig& r, const std::string& backend, int computing_spheres) {
   const double avail = available_memory_bytes();
   if (avail <= 0) return;  // unknown: do not guess
-  const RunMemory mem = run_memory(r, sync);
+  const RunMemory mem = run_memory(r, backend);
   const double need = mem.total(computing_spheres);
   if (need <= 0.9 * avail) return;
   // What would fit: fewer computing spheres, else a smaller micro-batch, else a smaller model.
@@ -127,7 +127,7 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
 std::unique_ptr<Backend> make_backend(const TrainSettings& s, const RunConfig& r,
                                       const WindowSampler& sampler, const Tokenizer& tok,
                                       std::unique_ptr<ClusterGuard>& guard) {
-  if (s.sync != "actors") return make_pool_backend(s.sync, r, sampler, s.spheres);
+  if (s.backend != "actors") return make_pool_backend(s.backend, r, sampler, s.spheres);
   TreeOptions tree;
   tree.spheres = s.spheres, tree.fanout = s.fanout, tree.placement = s.placement;
   tree.threads = s.threads, tree.faults = s.faults, tree.policy = s.policy;
@@ -178,11 +178,11 @@ CorpusText read_corpus_text(TrainSettings& s) {
 void print_header(const TrainSettings& s, const RunConfig& r, const Corpus& corpus) {
   std::cout << fmt::format(
       "cllm train: {} ({} params) | corpus {} ({} files, {} binary skipped): {} train / {} val "
-      "tokens | batch {}x{} in {} shards | {} steps | sync {} | {} spheres, fan-out {}, {} "
+      "tokens | batch {}x{} in {} shards | {} steps | backend {} | {} spheres, fan-out {}, {} "
       "threads\n",
       r.model.describe(), ParamLayout(r.model).num_parameters(), s.corpus, corpus.files.size(),
       corpus.files_skipped, corpus.train.size(), corpus.val.size(), r.batch.batch, r.batch.context,
-      r.batch.shards(), r.steps, s.sync, s.spheres, s.fanout, s.threads);
+      r.batch.shards(), r.steps, s.backend, s.spheres, s.fanout, s.threads);
   std::cout.flush();
 }
 
@@ -261,7 +261,7 @@ std::string memory_text(const TrainSettings& s, const RunConfig& r) {
       s.spheres > 0 ? ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
                           .computing_spheres()
                     : 0;
-  const RunMemory mem = run_memory(r, s.sync);
+  const RunMemory mem = run_memory(r, s.backend);
   const double mib = 1048576.0, gib = 1073741824.0;
   const double avail = available_memory_bytes();
   const double params = double(ParamLayout(r.model).total());
@@ -277,7 +277,7 @@ std::string memory_text(const TrainSettings& s, const RunConfig& r) {
       "shared){}\n",
       r.model.describe(), ParamLayout(r.model).num_parameters(), mem.per_sphere / mib,
       r.batch.micro_batch, r.batch.context, work / mib, 4 * params / mib,
-      s.sync == "barrier" ? " + a whole int64 sum" : "", 8 * params / mib, 8 * params / mib,
+      s.backend == "barrier" ? " + a whole int64 sum" : "", 8 * params / mib, 8 * params / mib,
       std::max(1, s.threads), kSliceBlock, mem.total(computing) / gib, computing,
       mem.per_sphere / mib, mem.shared / mib,
       avail > 0 ? fmt::format("; {:.1f} GiB available", avail / gib) : "");
@@ -293,15 +293,15 @@ void take_init_shape(TrainSettings& s, const ModelConfig& m) {
   };
   if (s.given.count("--model")) {
     const ModelConfig p = model_preset(s.model);
-    if (p.d_model != m.d_model || p.n_layers != m.n_layers || p.n_heads != m.n_heads ||
+    if (p.d_model != m.d_model || p.layers != m.layers || p.n_heads != m.n_heads ||
         p.context != m.context)
       throw UsageError(fmt::format(
           "--model {} is d {}, {} layers, {} heads, context {}, but the --init-from folder holds "
           "{}; leave --model out",
-          s.model, p.d_model, p.n_layers, p.n_heads, p.context, m.describe()));
+          s.model, p.d_model, p.layers, p.n_heads, p.context, m.describe()));
   }
   agree("--d-model", s.d_model, m.d_model, "n_embd");
-  agree("--layers", s.layers, m.n_layers, "n_layer");
+  agree("--layers", s.layers, m.layers, "n_layer");
   agree("--heads", s.heads, m.n_heads, "n_head");
   agree("--context", s.context, m.context, "n_positions");
 }
@@ -368,7 +368,7 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cout << fmt::format("starting from the weights of {}\n", printable(s.init_from, 200));
   }
   if (s.spheres > 0)
-    check_memory(r, s.sync,
+    check_memory(r, s.backend,
                  ShardPlan(Topology(s.spheres, s.fanout), r.batch.shards(), s.placement)
                      .computing_spheres());
   WindowSampler sampler(corpus.train, r.batch.context, sampler_seed(r.seed));

@@ -92,7 +92,7 @@ Options parse(int argc, char** argv) {
 }
 
 struct StepFigures {
-  int micro_batch = 0, shards = 0, timed_steps = 0, redos = 0;
+  int micro_batch = 0, shards = 0, timed_steps = 0, attempts_after_first = 0;
   double median_ms = 0, min_ms = 0, p90_ms = 0;
   double tokens_per_s = 0, gflops = 0;
   double fold_share = 0;     // sum of fold time / sum of step time over the timed steps
@@ -152,11 +152,12 @@ struct StepTimes {
   double fold = 0, compute = 0, apply = 0;  // ms
 };
 
-// One step: every shard, then apply(), again while the step must be redone (counted in `redos`).
+// One step: every shard, then apply(), another attempt while the grid must widen (counted in
+// `attempts_after_first`).
 StepOutcome run_step(TrainState& state, ShardWorker& worker, ExactGrad& acc, StepWork& work,
-                     StepTimes& t, int& redos) {
+                     StepTimes& t, int& attempts_after_first) {
   const int shards = work.shards;
-  for (int32_t attempt = 0;; ++attempt, ++redos) {
+  for (int32_t attempt = 0;; ++attempt, ++attempts_after_first) {
     refresh_work(work, state, attempt, shards);
     acc.reset(state.layout());
     {
@@ -171,7 +172,7 @@ StepOutcome run_step(TrainState& state, ShardWorker& worker, ExactGrad& acc, Ste
     const auto ta = Clock::now();
     const StepOutcome out = state.apply(acc, work);
     t.apply += ms_between(ta, Clock::now());
-    if (out.kind == StepOutcome::redo) continue;
+    if (out.kind == StepOutcome::next_attempt) continue;
     if (out.kind == StepOutcome::nonfinite)
       throw std::runtime_error(fmt::format("step {}: non-finite loss or gradient", out.step));
     return out;
@@ -205,7 +206,7 @@ StepFigures measure_steps(const ModelConfig& model, const Options& o, int micro_
   for (int s = 0; s < total; ++s) {
     StepTimes t;
     const auto t0 = Clock::now();
-    const StepOutcome out = run_step(state, worker, acc, work, t, f.redos);
+    const StepOutcome out = run_step(state, worker, acc, work, t, f.attempts_after_first);
     const double ms = ms_between(t0, Clock::now());
     if (s == 0) f.first_loss = out.loss;
     f.last_loss = out.loss;
@@ -231,7 +232,7 @@ struct Flops {
   double n_matmul = 0, per_token = 0;
 };
 Flops flops_of(const ModelConfig& model, int context) {
-  const double L = model.n_layers, d = model.d_model, V = model.vocab, T = context;
+  const double L = model.layers, d = model.d_model, V = model.vocab, T = context;
   Flops f;
   f.n_matmul = L * 12 * d * d + V * d;
   f.per_token = 6 * f.n_matmul + 12 * L * T * d;
@@ -251,7 +252,7 @@ void print_setup(const ModelConfig& model, const Options& o, const ParamLayout& 
   fmt::print(
       "FLOP/token = 6*N_matmul + 12*L*T*d = 6*{} + 12*{}*{}*{} = {:.0f} (fwd+bwd; N_matmul = "
       "12*L*d^2 + V*d)\n",
-      int64_t(flops.n_matmul), model.n_layers, o.context, model.d_model, flops.per_token);
+      int64_t(flops.n_matmul), model.layers, o.context, model.d_model, flops.per_token);
   fmt::print(
       "timing: {} warm-up steps, then {} x {} timed steps per micro-batch; median over all "
       "timed steps\n\n",
@@ -314,7 +315,7 @@ void write_step_json(const Options& o, const ModelConfig& model, const ParamLayo
                          {"fold_share", f.fold_share},
                          {"compute_share", f.compute_share},
                          {"apply_ms_median", f.apply_ms},
-                         {"redos", f.redos},
+                         {"attempts_after_first", f.attempts_after_first},
                          {"first_loss", f.first_loss},
                          {"last_loss", f.last_loss}});
   j["gen_tokens"] = o.gen_tokens;
@@ -356,7 +357,7 @@ int run(const Options& o) {
 
   fmt::print("{:<10} {:>5} {:>6} {:>9} {:>9} {:>9} {:>10} {:>8} {:>7} {:>8} {:>9} {:>5}\n", "batch",
              "micro", "shards", "med ms", "min ms", "p90 ms", "tokens/s", "GFLOP/s", "fold %",
-             "fwd+bwd%", "apply ms", "redos");
+             "fwd+bwd%", "apply ms", "att>0");
   std::vector<StepFigures> figs;
   for (int mb : micros) {
     figs.push_back(measure_steps(model, o, mb, stream, flops.per_token));
@@ -366,7 +367,7 @@ int run(const Options& o) {
         "{:>9.2f} {:>5}\n",
         fmt::format("{}x{}", o.batch, o.context), f.micro_batch, f.shards, f.median_ms, f.min_ms,
         f.p90_ms, f.tokens_per_s, f.gflops, 100 * f.fold_share, 100 * f.compute_share, f.apply_ms,
-        f.redos);
+        f.attempts_after_first);
   }
   const StepFigures& main_fig = figs.front();
   fmt::print("loss (micro-batch {}): {:.4f} at the first step, {:.4f} at the last\n",

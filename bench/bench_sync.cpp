@@ -11,12 +11,13 @@
 // `workers` std::threads. In every backend the calling thread waits for the step's sums, then
 // the optimizer runs per slice on the backend's owners (pool threads or owner actors).
 //
-// Step time = run_step (including any redo with wider exponents) + TrainState::apply; tokens/s =
-// tokens per step / median step time. Shares are of worker time = workers x run_step wall time,
-// summed over the timed steps: compute (forward + backward, incl. the sampler), fold (shard
-// gradient -> exact sum), reduce (merging partial sums; for the mutex pool also the per-shard
-// scratch reset and waiting for the lock; for the barrier pool the whole reduction phase),
-// wait = the rest (idle: waiting for work, for the slowest worker, for messages or barriers).
+// Step time = run_step (including any attempt > 0, with wider exponents) + TrainState::apply;
+// tokens/s = tokens per step / median step time. Shares are of worker time = workers x run_step
+// wall time, summed over the timed steps: compute (forward + backward, incl. the sampler), fold
+// (shard gradient -> exact sum), reduce (merging partial sums; for the mutex pool also the
+// per-shard scratch reset and waiting for the lock; for the barrier pool the whole reduction
+// phase), wait = the rest (idle: waiting for work, for the slowest worker, for messages or
+// barriers).
 //
 // Every run of a model (every backend, every worker count) must end with the same weights as
 // the plain reference loop, bit for bit; a mismatch is reported and the exit status is 1.
@@ -137,7 +138,7 @@ Options parse(int argc, char** argv) {
 struct Result {
   std::string model, backend;
   int workers = 0, threads = 0, fanout = 0, levels = 0;
-  int timed_steps = 0, redos = 0;
+  int timed_steps = 0, attempts_after_first = 0;
   double median_ms = 0, p95_ms = 0, tokens_per_s = 0;
   double opt_ms = 0, merge_ms = 0;  // medians per step: optimizer on the loop's side, merges
   double compute_share = 0, fold_share = 0, reduce_share = 0, wait_share = 0;
@@ -173,9 +174,7 @@ struct RunFolderOut {
     std::filesystem::create_directories(runs_dir);
     folder.emplace(RunFolder::create(
         fmt::format("{}/{}-{}-w{}", runs_dir, model_name, backend_name, workers), true));
-    const std::string sync = backend_fanout(backend_name) < 0 ? backend_name : "actors";
     const nlohmann::json settings = {{"model", model_name},
-                                     {"sync", sync},
                                      {"backend", backend_name},
                                      {"spheres", workers},
                                      {"threads", workers},
@@ -240,8 +239,8 @@ Result run_one(const std::string& model_name, const RunConfig& cfg, const Window
       const StepTiming tm = backend->last_timing();
       s_compute += tm.compute_ms, s_fold += tm.fold_ms, s_reduce += tm.reduce_ms;
       const StepOutcome o = st.apply(total, w, backend->slice_runner());
-      if (o.kind == StepOutcome::redo) {
-        if (timed) ++r.redos;
+      if (o.kind == StepOutcome::next_attempt) {
+        if (timed) ++r.attempts_after_first;
         continue;
       }
       if (o.kind == StepOutcome::nonfinite)
@@ -292,13 +291,14 @@ std::string pct(double x) {
 void print_table(const std::vector<Result>& rs) {
   fmt::print("{:<12} {:>7} {:>10} {:>9} {:>9} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7} {:>5}\n",
              "backend", "workers", "tokens/s", "med ms", "p95 ms", "compute%", "fold%", "reduce%",
-             "wait%", "speed-up", "vs best", "redos");
+             "wait%", "speed-up", "vs best", "att>0");
   for (const auto& r : rs)
     fmt::print(
         "{:<12} {:>7} {:>10.0f} {:>9.2f} {:>9.2f} {:>8} {:>6} {:>8} {:>6} {:>8} {:>7.2f} {:>5}\n",
         r.backend, r.workers, r.tokens_per_s, r.median_ms, r.p95_ms, pct(r.compute_share),
         pct(r.fold_share), pct(r.reduce_share), pct(r.wait_share),
-        r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best, r.redos);
+        r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : std::string("-"), r.vs_best,
+        r.attempts_after_first);
   fmt::print(
       "medians per step: the optimizer (the time after run_step returned) and the merges "
       "(reduce time summed over workers)\n");
@@ -316,7 +316,8 @@ void print_preamble(const Options& o, int cores) {
       "workers = spheres (actors) or pool threads; every backend runs on exactly `workers` OS "
       "threads (CAF scheduler threads = pool threads = workers)\n");
   fmt::print(
-      "step = run_step (+ redos) + optimizer; {} warm-up steps, then {} timed steps; med/p95 over "
+      "step = run_step (every attempt) + optimizer; {} warm-up steps, then {} timed steps; med/p95 "
+      "over "
       "the timed steps (nearest rank)\n",
       o.warmup, o.steps);
   fmt::print(
@@ -398,16 +399,16 @@ std::vector<Result> bench_model(const std::string& model_name, const Options& o,
 
 void write_csv(const Options& o, const std::vector<Result>& all) {
   std::string csv =
-      "model,backend,workers,threads,fanout,levels,timed_steps,redos,tokens_per_s,"
+      "model,backend,workers,threads,fanout,levels,timed_steps,attempts_after_first,tokens_per_s,"
       "step_ms_median,step_ms_p95,compute_share,fold_share,reduce_share,wait_share,speedup,"
       "vs_best,weights_sha256\n";
   for (const auto& r : all)
     csv += fmt::format(
         "{},{},{},{},{},{},{},{},{:.1f},{:.3f},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f},"
         "{:.3f},{:.3f},{}\n",
-        r.model, r.backend, r.workers, r.threads, r.fanout, r.levels, r.timed_steps, r.redos,
-        r.tokens_per_s, r.median_ms, r.p95_ms, r.compute_share, r.fold_share, r.reduce_share,
-        r.wait_share, r.speedup, r.vs_best, r.sha);
+        r.model, r.backend, r.workers, r.threads, r.fanout, r.levels, r.timed_steps,
+        r.attempts_after_first, r.tokens_per_s, r.median_ms, r.p95_ms, r.compute_share,
+        r.fold_share, r.reduce_share, r.wait_share, r.speedup, r.vs_best, r.sha);
   write_text(o.csv, csv);
 }
 
@@ -429,7 +430,7 @@ void write_results_json(const Options& o, const std::vector<Result>& all, int co
                             {"fanout", r.fanout},
                             {"levels", r.levels},
                             {"timed_steps", r.timed_steps},
-                            {"redos", r.redos},
+                            {"attempts_after_first", r.attempts_after_first},
                             {"tokens_per_s", r.tokens_per_s},
                             {"step_ms_median", r.median_ms},
                             {"step_ms_p95", r.p95_ms},

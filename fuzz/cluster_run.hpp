@@ -7,7 +7,7 @@ namespace fuzz {
 
 inline cllm::RunConfig cluster_run() {
   cllm::RunConfig r;
-  r.model.vocab = 16, r.model.d_model = 4, r.model.n_layers = 1, r.model.n_heads = 1;
+  r.model.vocab = 16, r.model.d_model = 4, r.model.layers = 1, r.model.n_heads = 1;
   r.model.context = 4;
   r.batch.batch = 6, r.batch.micro_batch = 2, r.batch.context = 4;
   r.steps = 10;

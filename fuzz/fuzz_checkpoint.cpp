@@ -49,7 +49,7 @@ std::string tensors_sha256(const StFile& f) {
     const auto it = f.metadata.find("model");
     if (it == f.metadata.end()) return "";
     const auto j = nlohmann::json::parse(it->second);
-    m.vocab = j.at("vocab"), m.d_model = j.at("d_model"), m.n_layers = j.at("n_layers");
+    m.vocab = j.at("vocab"), m.d_model = j.at("d_model"), m.layers = j.at(cllm::layers_key(j));
     m.n_heads = j.at("n_heads"), m.context = j.at("context");
     m.validate();
   } catch (const std::exception&) {

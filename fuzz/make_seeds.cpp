@@ -35,7 +35,7 @@ std::string read(const fs::path& p) {
 // width 4, one layer, one head, context 4 (a few hundred floats per copy).
 Checkpoint micro_checkpoint(bool scale_exp, const std::string& tokenizer_data) {
   Checkpoint ck;
-  ck.model.vocab = 16, ck.model.d_model = 4, ck.model.n_layers = 1, ck.model.n_heads = 1;
+  ck.model.vocab = 16, ck.model.d_model = 4, ck.model.layers = 1, ck.model.n_heads = 1;
   ck.model.context = 4;
   const ParamLayout layout(ck.model);
   ck.weights.assign(layout.total(), 0.0f);

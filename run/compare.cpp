@@ -134,6 +134,9 @@ json settings_of(const json& c) {
   if (!s.is_object()) s = json::object();
   if (c.is_object()) {
     if (c.contains("backend")) s["backend"] = c["backend"];
+    // Settings written before docs/glossary.md name the backend option "sync" (JSON
+    // compatibility): the run's "backend" above says the same, so an old and a new run compare.
+    s.erase("sync");
     if (c.contains("spheres")) s["spheres"] = c["spheres"];
   }
   s.erase("run-dir");
@@ -246,7 +249,7 @@ json run_entry(const std::string& run_dir) {
   if (runc.is_object() && runc.contains("model") && runc["model"].is_object()) {
     const json& m = runc["model"];
     model += fmt::format("{}d {}, {} layers", model.empty() ? "" : " (",
-                         m.value("d_model", json()).dump(), m.value("n_layers", json()).dump());
+                         m.value("d_model", json()).dump(), m.value(layers_key(m), json()).dump());
     if (settings.is_object() && settings.value("model", json()).is_string()) model += ")";
   }
   std::string tokenizer = "byte";
@@ -500,7 +503,7 @@ json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions
     if (!any)
       throw RunFolderError(fmt::format(
           "--group-by {}: none of the runs has that setting (see the keys of \"settings\" in a "
-          "run's config.json, e.g. lr, spheres, sync)",
+          "run's config.json, e.g. lr, spheres, backend)",
           o.group_by));
     std::vector<std::pair<json, std::vector<size_t>>> groups;
     for (size_t r = 0; r < n; ++r) {

@@ -56,7 +56,9 @@ nlohmann::json metrics_row(const StepRecord& r) {
     row["val_loss"] = r.eval->loss;
     row["val_bpb"] = r.eval->bits_per_byte;
   }
-  if (r.redos > 0) row["redos"] = r.redos;
+  // Written only when > 0, so that the rows of every ordinary step keep their bytes. Rows written
+  // before docs/glossary.md say "redos" (the same number); nothing reads either key.
+  if (r.attempt > 0) row["attempt"] = r.attempt;
   if (r.members.nodes > 0) {
     row["nodes"] = r.members.nodes;
     row["spheres"] = r.members.spheres;

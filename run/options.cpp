@@ -120,6 +120,17 @@ OptionTable& OptionTable::section(const std::string& title) {
   return *this;
 }
 
+OptionTable& OptionTable::retire(const std::string& name, const std::string& instead) {
+  retired_[name] = instead;
+  return *this;
+}
+
+void OptionTable::unknown(const std::string& name) const {
+  if (const auto it = retired_.find(name); it != retired_.end())
+    throw UsageError(fmt::format("option {} was removed: {}", name, it->second));
+  throw UsageError(fmt::format("unknown option '{}' (see --help)", printable(name, 60)));
+}
+
 const OptionTable::Opt* OptionTable::find(const std::string& name) const {
   for (const auto& o : opts_)
     for (const auto& n : o.names)
@@ -182,6 +193,8 @@ void OptionTable::parse_config_text(const std::string& text, const std::string& 
                       "'steps = 3'",
                       printable(name, 60)));
     const Opt* o = find(key);
+    if (const auto it = retired_.find(key); !o && it != retired_.end())
+      throw fail(fmt::format("option '{}' was removed: {}", name, it->second));
     if (!o || key == "--config")
       throw fail(fmt::format("unknown option '{}'", printable(name, 60)));
     std::string value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
@@ -231,7 +244,7 @@ void OptionTable::parse(const std::vector<std::string>& args) {
       continue;
     }
     const Opt* o = find(name);
-    if (!o) throw UsageError(fmt::format("unknown option '{}' (see --help)", printable(name, 60)));
+    if (!o) unknown(name);
     if (o->arg.empty()) {
       if (has_value) throw UsageError(fmt::format("option {} takes no value", name));
     } else if (!has_value) {

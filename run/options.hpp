@@ -2,6 +2,7 @@
 // A small option table for the command line and config files: one declaration per option
 // (names, help, default shown in --help, setter), strict value parsing, one-line errors.
 #include <functional>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +36,9 @@ class OptionTable {
   // Makes the option added last a recorded one (see Scope).
   OptionTable& record(Scope scope, Getter get);
   OptionTable& section(const std::string& title);
+  // A removed option: naming it (command line or config file) is a UsageError whose one line
+  // says `instead` (e.g. "use --run-dir"), rather than the bare "unknown option".
+  OptionTable& retire(const std::string& name, const std::string& instead);
 
   // {"steps": 2000, "lr": 0.001, ...}: every recorded option by its canonical name without "--".
   nlohmann::json to_json() const;
@@ -73,7 +77,9 @@ class OptionTable {
   const Opt* find(const std::string& name) const;
   void apply(const Opt& o, const std::string& name, const std::string& value);
   void load_config(const std::string& path);
+  [[noreturn]] void unknown(const std::string& name) const;  // throws UsageError
   std::vector<Opt> opts_;
+  std::map<std::string, std::string> retired_;  // "--checkpoint-dir" -> "use --run-dir ..."
   std::string section_;
   std::set<std::string> given_;
 };

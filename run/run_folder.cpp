@@ -268,7 +268,7 @@ void check_checkpoint_of_run(const Checkpoint& ck, const nlohmann::json& config)
     if (model.is_object()) {
       differs("vocab", model.value("vocab", json()), ck.model.vocab);
       differs("d_model", model.value("d_model", json()), ck.model.d_model);
-      differs("n_layers", model.value("n_layers", json()), ck.model.n_layers);
+      differs("layers", model.value(layers_key(model), json()), ck.model.layers);
       differs("n_heads", model.value("n_heads", json()), ck.model.n_heads);
       differs("context", model.value("context", json()), ck.model.context);
     }

@@ -142,7 +142,7 @@ nlohmann::json summary_json(const Session& s, const SessionResult& res, const En
       {"val_loss", res.val_loss >= 0 ? nlohmann::json(res.val_loss) : nlohmann::json()},
       {"val_bpb", res.val_bpb >= 0 ? nlohmann::json(res.val_bpb) : nlohmann::json()},
       {"weights_sha256", res.weights_sha256},
-      {"redo_steps", end.loop.redo_steps},
+      {"attempts_after_first", end.loop.attempts_after_first},  // was "redo_steps"
       {"wall_s", end.wall_s},
       {"checkpoint", path_to_json(end.checkpoint)},
       {"stop_reason", printable(res.stop_reason)},  // may quote a path: any bytes

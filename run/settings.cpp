@@ -160,7 +160,9 @@ void training(OptionTable& t, TrainSettings& s) {
 
 void spheres(OptionTable& t, TrainSettings& s) {
   t.section("Spheres");
-  choice(t, "--sync", "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.sync,
+  // --sync is the option's old name (before docs/glossary.md), still accepted as an alias.
+  choice(t, "--backend,--sync",
+         "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.backend,
          {"actors", "mutex", "barrier"}, Scope::placement);
   sphere_options(t, s.spheres, s.fanout, s.threads, s.placement, 0,
                  "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: "
@@ -189,8 +191,10 @@ void cluster(OptionTable& t, TrainSettings& s) {
 
 void output(OptionTable& t, TrainSettings& s) {
   t.section("Output");
-  text(t, "--run-dir,--checkpoint-dir", "DIR", "run folder: config, metrics, checkpoints, summary",
-       s.run_dir, Scope::action, "a new runs/<date-time>");
+  text(t, "--run-dir", "DIR", "run folder: config, metrics, checkpoints, summary", s.run_dir,
+       Scope::action, "a new runs/<date-time>");
+  // Was an alias of --run-dir, and misled: the checkpoints go to RUN/checkpoints/.
+  t.retire("--checkpoint-dir", "use --run-dir (the checkpoints are written to RUN/checkpoints/)");
   integer(t, "--eval-every", "steps between validation evaluations (0 = at the end only)",
           s.eval_every, 0, INT32_MAX, Scope::cadence);
   integer(t, "--eval-windows", "validation windows per evaluation (0 = all)", s.eval_windows, 0,
@@ -264,8 +268,8 @@ void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Pla
           std::to_string(spheres) + " (cores)");
   integer(t, "--fanout", "children per sphere", fanout, 1, 1000000, Scope::placement);
   t.add("--placement", "KIND",
-        "where shards are computed: bfs (root and top tiers first) or leaves (dealt over the "
-        "leaves of every subtree)",
+        "where shards are computed: bfs (sphere 0 and the top levels first) or leaves (dealt over "
+        "the leaves of every subtree)",
         placement_name(placement),
         [&placement](const std::string& v) { placement = parse_placement(v); })
       .record(Scope::placement, [&placement] { return nlohmann::json(placement_name(placement)); });
@@ -364,7 +368,7 @@ nlohmann::json recorded_settings(const nlohmann::json& checkpoint_run,
   if (checkpoint_run.contains("model"))
     for (const char* k : {"d_model", "context"}) take(checkpoint_run["model"], k);
   if (checkpoint_run.contains("model")) {
-    out["layers"] = checkpoint_run["model"].value("n_layers", 0);
+    out["layers"] = checkpoint_run["model"].value(layers_key(checkpoint_run["model"]), 0);
     out["heads"] = checkpoint_run["model"].value("n_heads", 0);
   }
   const nlohmann::json extra = config_json.value("extra", nlohmann::json::object());
@@ -411,8 +415,8 @@ void TrainSettings::validate() const {
     throw UsageError(fmt::format("option --min-lr must be >= 0, got {}", min_lr));
   if (faults.chaos_p < 0 || faults.chaos_p >= 1)
     throw UsageError(fmt::format("option --chaos must be in [0, 1), got {}", faults.chaos_p));
-  if (sync != "actors" && faults.any())
-    throw ConfigError("--inject and --chaos need --sync actors (the baselines cannot recover)");
+  if (backend != "actors" && faults.any())
+    throw ConfigError("--inject and --chaos need --backend actors (the baselines cannot recover)");
   cllm::validate(sampling);
   policy.validate();
   if (spheres == 0 && listen.empty())
@@ -421,8 +425,8 @@ void TrainSettings::validate() const {
     throw UsageError("--min-nodes and --cluster-key need --listen");
   if (listen.empty() && (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()))
     throw UsageError("--tls-cert, --tls-key and --tls-ca need --listen");
-  if (!listen.empty() && sync != "actors")
-    throw UsageError("--listen needs --sync actors (nodes join the sphere tree)");
+  if (!listen.empty() && backend != "actors")
+    throw UsageError("--listen needs --backend actors (nodes join the sphere tree)");
   if (!plan_nodes.empty() && !print_topology)
     throw UsageError("--plan-nodes only plans (with --print-topology); it starts no nodes");
   if (resume && overwrite)
@@ -434,7 +438,7 @@ RunConfig TrainSettings::shape() const {
   RunConfig r;
   r.model = model_preset(model);
   if (d_model) r.model.d_model = d_model;
-  if (layers) r.model.n_layers = layers;
+  if (layers) r.model.layers = layers;
   if (heads) r.model.n_heads = heads;
   if (context) r.model.context = context;
   r.batch.batch = batch, r.batch.micro_batch = micro_batch, r.batch.context = r.model.context;

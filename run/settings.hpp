@@ -40,7 +40,7 @@ struct TrainSettings {
   uint64_t seed = 1337;
   std::string precision = "fp32";  // or bf16 (src/training.hpp)
   // Spheres
-  std::string sync = "actors";
+  std::string backend = "actors";
   int spheres = 1, fanout = 12, threads = 1;
   Placement placement = Placement::bfs;
   // Spheres on other machines (cllm node)

@@ -155,7 +155,7 @@ ModelConfig read_model_config(const CheckpointReader& in) {
     };
     model.vocab = field("vocab");
     model.d_model = field("d_model");
-    model.n_layers = field("n_layers");
+    model.layers = field(layers_key(m));
     model.n_heads = field("n_heads");
     model.context = field("context");
     if (m.contains("vocab_padded")) model.vocab_padded = field("vocab_padded");

@@ -16,44 +16,49 @@ void ModelConfig::validate() const {
     throw ConfigError(
         fmt::format("padded vocab {} out of range [vocab {}, 2^20]", vocab_padded, vocab));
   if (d_model < 1) throw ConfigError(fmt::format("d_model must be positive (got {})", d_model));
-  if (n_layers < 1) throw ConfigError(fmt::format("layers must be positive (got {})", n_layers));
+  if (layers < 1) throw ConfigError(fmt::format("layers must be positive (got {})", layers));
   if (n_heads < 1) throw ConfigError(fmt::format("heads must be positive (got {})", n_heads));
   if (d_model % n_heads != 0)
     throw ConfigError(fmt::format("d_model {} is not divisible by heads {}", d_model, n_heads));
   if (context < 1) throw ConfigError(fmt::format("context must be positive (got {})", context));
-  if (d_model > 8192 || n_layers > 256 || context > 65536)
+  if (d_model > 8192 || layers > 256 || context > 65536)
     throw ConfigError(fmt::format("model too large: {}", describe()));
 }
 
 std::string ModelConfig::describe() const {
-  return fmt::format("d {}, {} layers, {} heads, context {}, vocab {}{}", d_model, n_layers,
-                     n_heads, context, vocab,
+  return fmt::format("d {}, {} layers, {} heads, context {}, vocab {}{}", d_model, layers, n_heads,
+                     context, vocab,
                      padded_vocab() > vocab ? fmt::format(" (padded to {})", padded_vocab()) : "");
 }
 
 nlohmann::json model_json(const ModelConfig& m) {
   nlohmann::json j = {{"vocab", m.vocab},
                       {"d_model", m.d_model},
-                      {"n_layers", m.n_layers},
+                      {"layers", m.layers},
                       {"n_heads", m.n_heads},
                       {"context", m.context}};
   if (m.padded_vocab() > m.vocab) j["vocab_padded"] = m.padded_vocab();
   return j;
 }
 
+const char* layers_key(const nlohmann::json& model) {
+  const bool old = model.is_object() && !model.contains("layers") && model.contains("n_layers");
+  return old ? "n_layers" : "layers";
+}
+
 ModelConfig model_preset(const std::string& name) {
   ModelConfig c;
   if (name == "tiny") {
-    c.d_model = 64, c.n_layers = 2, c.n_heads = 2, c.context = 64;
+    c.d_model = 64, c.layers = 2, c.n_heads = 2, c.context = 64;
   } else if (name == "small") {
-    c.d_model = 128, c.n_layers = 4, c.n_heads = 4, c.context = 128;
+    c.d_model = 128, c.layers = 4, c.n_heads = 4, c.context = 128;
   } else if (name == "base") {
-    c.d_model = 256, c.n_layers = 6, c.n_heads = 8, c.context = 256;
+    c.d_model = 256, c.layers = 6, c.n_heads = 8, c.context = 256;
   } else if (name == "gpt2") {
-    c.d_model = 768, c.n_layers = 12, c.n_heads = 12, c.context = 1024;
+    c.d_model = 768, c.layers = 12, c.n_heads = 12, c.context = 1024;
     c.vocab = kGpt2Vocab, c.vocab_padded = gpt2_padded_vocab(kGpt2Vocab);
   } else if (name == "gpt2-medium") {
-    c.d_model = 1024, c.n_layers = 24, c.n_heads = 16, c.context = 1024;
+    c.d_model = 1024, c.layers = 24, c.n_heads = 16, c.context = 1024;
     c.vocab = kGpt2Vocab, c.vocab_padded = gpt2_padded_vocab(kGpt2Vocab);
   } else {
     throw ConfigError(

@@ -21,7 +21,7 @@ struct ModelConfig {
   // logits only, and export/import strip/add the padding.
   int vocab_padded = 0;
   int d_model = 128;
-  int n_layers = 4;
+  int layers = 4;
   int n_heads = 4;
   int context = 128;  // maximum sequence length (positional table size)
 
@@ -29,7 +29,7 @@ struct ModelConfig {
   int padded_vocab() const { return vocab_padded > vocab ? vocab_padded : vocab; }
   bool operator==(const ModelConfig& o) const {
     return vocab == o.vocab && padded_vocab() == o.padded_vocab() && d_model == o.d_model &&
-           n_layers == o.n_layers && n_heads == o.n_heads && context == o.context;
+           layers == o.layers && n_heads == o.n_heads && context == o.context;
   }
   bool operator!=(const ModelConfig& o) const { return !(*this == o); }
   // Throws ConfigError when a size is impossible (non-positive, heads not dividing d_model...).
@@ -37,10 +37,13 @@ struct ModelConfig {
   std::string describe() const;  // "d 128, 4 layers, 4 heads, context 128, vocab 256"
 };
 
-// {"vocab", "d_model", "n_layers", "n_heads", "context"} and, only for a padded model,
+// {"vocab", "d_model", "layers", "n_heads", "context"} and, only for a padded model,
 // "vocab_padded" (so that the records of every other model keep their bytes), as run settings
 // and checkpoints store the model.
 nlohmann::json model_json(const ModelConfig& m);
+// The key of `layers` in a stored model object: "layers", or "n_layers" in the checkpoints and
+// run folders written before docs/glossary.md (JSON compatibility: they must stay readable).
+const char* layers_key(const nlohmann::json& model);
 
 // Named presets: tiny, small (default), base, and GPT-2's shapes gpt2 (124 M) and gpt2-medium
 // (355 M) with GPT-2's vocabulary (50257, padded to 50304). Throws ConfigError for an unknown name.

@@ -52,7 +52,7 @@ void ExactGrad::add_shard(const ParamLayout& layout, const float* grad,
   const double limit = std::ldexp(1.0, 62 - shard_bits(step_shards));
   // One pass per tensor part: convert and add optimistically while tracking max |g| and
   // finiteness. A value that does not fit is clamped (the partial sum is then flagged and the
-  // step redone), so the conversion is always defined and the integers never wrap.
+  // step attempted again), so the conversion is always defined and the integers never wrap.
   for_each_segment(layout, begin, end(), [&](size_t t, size_t a, size_t b) {
     const float s = std::ldexp(1.0f, grad_scale_exp[t]);
     float mx = 0;

@@ -6,10 +6,11 @@
 // total does not depend on tree shape, arrival order, fan-out, backend or restarts.
 //
 // The exponents e (one per tensor, named grad_scale_exp everywhere: in StepWork, TrainState and
-// the checkpoint's "optim.grad_scale_exp") are chosen by the root from the previous step's exact
-// max |g| per tensor (max is order-free too), with headroom for growth. A shard whose values would
-// not fit marks the partial sum `overflow`; the root then redoes the step with exponents from this
-// step's max, which always fit. The choice depends only on the data, so it is itself deterministic.
+// the checkpoint's "optim.grad_scale_exp") are chosen by the training loop's state from the
+// previous step's exact max |g| per tensor (max is order-free too), with headroom for growth. A
+// shard whose values would not fit marks the partial sum `overflow`; the step then gets another
+// attempt with exponents from this step's max, which always fit. The choice depends only on the
+// data, so it is itself deterministic.
 //
 // Slices: the flat parameter vector is cut into fixed blocks of kSliceBlock elements, and a
 // Slicing hands each owner a contiguous run of whole blocks. An ExactGrad may hold one slice
@@ -61,7 +62,7 @@ struct ExactGrad {
   int64_t loss_fixed = 0;      // sum of shard losses * 2^kLossFracBits
   int64_t tokens = 0;          // tokens behind the loss and gradient
   int32_t shards = 0;          // shards folded in
-  bool overflow = false;       // some value did not fit the grid: redo the step
+  bool overflow = false;       // some value did not fit the grid: attempt again
   bool nonfinite = false;      // a NaN/Inf gradient or loss was seen
 
   static constexpr int kLossFracBits = 16;
@@ -91,7 +92,7 @@ struct ExactGrad {
 };
 
 // Headroom, in powers of two, for a tensor's max |g| to grow from one step to the next before a
-// redo is needed.
+// step needs another attempt.
 constexpr int kGrowthHeadroomBits = 3;
 
 // Exponents for the next step, from the last step's exact per-tensor maxima (empty = no history:

@@ -98,7 +98,7 @@ ExportSummary export_hf(const Checkpoint& ck, const std::string& out_dir) {
                           {"n_positions", m.context},
                           {"n_ctx", m.context},
                           {"n_embd", m.d_model},
-                          {"n_layer", m.n_layers},
+                          {"n_layer", m.layers},
                           {"n_head", m.n_heads},
                           {"n_inner", 4 * m.d_model},
                           {"activation_function", "gelu_new"},
@@ -155,7 +155,7 @@ void add_gguf_metadata(GgufWriter& g, const ModelConfig& m, const BpeTokenizer& 
   g.add_u32("gpt2.context_length", uint32_t(m.context));
   g.add_u32("gpt2.embedding_length", d);
   g.add_u32("gpt2.feed_forward_length", 4 * d);
-  g.add_u32("gpt2.block_count", uint32_t(m.n_layers));
+  g.add_u32("gpt2.block_count", uint32_t(m.layers));
   g.add_u32("gpt2.attention.head_count", uint32_t(m.n_heads));
   g.add_f32("gpt2.attention.layer_norm_epsilon", float(kLayerNormEps));
   g.add_string("tokenizer.ggml.model", "gpt2");
@@ -197,7 +197,7 @@ void add_gguf_tensors(GgufWriter& g, const ModelConfig& m, const ParamLayout& la
   const uint64_t V = uint64_t(m.vocab), T = uint64_t(m.context);
   plain("token_embd.weight", layout.wte, V, d);
   plain("position_embd.weight", layout.wpe, T, d);
-  for (int l = 0; l < m.n_layers; ++l) {
+  for (int l = 0; l < m.layers; ++l) {
     const BlockOffsets& b = layout.blocks[size_t(l)];
     const std::string p = fmt::format("blk.{}.", l);
     vec(p + "attn_norm.weight", b.ln1_w, d);
@@ -233,7 +233,7 @@ ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path) {
 
   ExportSummary sum;
   sum.path = out_path;
-  sum.tensors = 4 + 12 * size_t(m.n_layers) + 1;
+  sum.tensors = 4 + 12 * size_t(m.layers) + 1;
   std::error_code ec;
   sum.bytes = size_t(fs::file_size(out_path, ec));
   return sum;

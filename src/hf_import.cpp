@@ -115,7 +115,7 @@ ModelConfig read_hf_gpt2_config(const std::string& dir) {
   ModelConfig m;
   m.vocab = config_int(c, "vocab_size", file);
   m.d_model = config_int(c, "n_embd", file);
-  m.n_layers = config_int(c, "n_layer", file);
+  m.layers = config_int(c, "n_layer", file);
   m.n_heads = config_int(c, "n_head", file);
   m.context = config_int(c, c.contains("n_positions") ? "n_positions" : "n_ctx", file);
   if (c.contains("n_inner") && !c["n_inner"].is_null() &&

@@ -32,7 +32,7 @@ struct Model<Scalar>::Impl {
   int64_t max_n;
 
   // Activations saved by the forward pass for the backward pass, one set per layer. Column-major,
-  // one column per token: N = batch * seq_len columns (token n = row n / T, position n % T).
+  // one column per token: N = batch * context columns (token n = row n / T, position n % T).
   // What is cheap to recompute exactly (the same operations on the same saved inputs give the
   // same bits) is not kept per layer: the LayerNorm outputs, the GELU output and the attention
   // weights live in the shared buffers below and the backward pass recomputes them.
@@ -79,8 +79,9 @@ struct Model<Scalar>::Impl {
     if (bf16 && (!std::is_same_v<Scalar, float> || !gemm::has_bf16()))
       throw std::invalid_argument("bf16 products need the float model and AVX512_BF16");
     if (t < 1 || t > c.context)
-      throw std::invalid_argument("seq_len must be in [1, context]: got " + std::to_string(t));
-    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers;
+      throw std::invalid_argument("a batch's context must be in [1, the model's context]: got " +
+                                  std::to_string(t));
+    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.layers;
     Vp = c.padded_vocab();
     max_n = int64_t(mb) * t;
     // Every size comes from the one table (model_workspace), which memory estimates read too.
@@ -278,11 +279,11 @@ struct Model<Scalar>::Impl {
   }
 };
 
-ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_len) {
+ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int context) {
   const size_t d = size_t(cfg.d_model), V = size_t(cfg.padded_vocab());
-  const size_t B = size_t(std::max(0, max_batch)), T = size_t(std::max(0, seq_len)), N = B * T;
+  const size_t B = size_t(std::max(0, max_batch)), T = size_t(std::max(0, context)), N = B * T;
   ModelWorkspace w;
-  w.layers = size_t(std::max(0, cfg.n_layers));
+  w.layers = size_t(std::max(0, cfg.layers));
   w.x_in = d * N, w.mean1 = N, w.rstd1 = N, w.qkv = 3 * d * N;
   w.att_y = d * N, w.x_mid = d * N, w.mean2 = N;
   w.rstd2 = N, w.fc_pre = 4 * d * N;
@@ -302,14 +303,14 @@ size_t ModelWorkspace::scalars() const {
 }
 
 template <class Scalar>
-size_t Model<Scalar>::workspace_bytes(const ModelConfig& cfg, int max_batch, int seq_len) {
-  const ModelWorkspace w = model_workspace(cfg, max_batch, seq_len);
+size_t Model<Scalar>::workspace_bytes(const ModelConfig& cfg, int max_batch, int context) {
+  const ModelWorkspace w = model_workspace(cfg, max_batch, context);
   return w.scalars() * sizeof(Scalar) + 2 * w.tokens * sizeof(int32_t) + gemm::kScratchBytes;
 }
 
 template <class Scalar>
-Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int seq_len, bool bf16)
-    : impl_(std::make_unique<Impl>(cfg, max_batch, seq_len, bf16)) {}
+Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int context, bool bf16)
+    : impl_(std::make_unique<Impl>(cfg, max_batch, context, bf16)) {}
 template <class Scalar>
 Model<Scalar>::~Model() = default;
 template <class Scalar>
@@ -325,7 +326,7 @@ int Model<Scalar>::max_batch() const {
   return impl_->max_b;
 }
 template <class Scalar>
-int Model<Scalar>::seq_len() const {
+int Model<Scalar>::context() const {
   return impl_->T;
 }
 template <class Scalar>
@@ -385,7 +386,7 @@ struct Decoder<Scalar>::Impl {
   AlignedVector<Scalar> x, ln, qkv, att, hid, act, scores, logits, mean, rstd;
 
   explicit Impl(const ModelConfig& c) : cfg(c), layout(c) {
-    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.n_layers, Tmax = c.context;
+    d = c.d_model, V = c.vocab, H = c.n_heads, hd = c.head_dim(), L = c.layers, Tmax = c.context;
     kcache_t.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
     vcache.assign(L, AlignedVector<Scalar>(size_t(d) * Tmax));
     const size_t D = size_t(d), T = size_t(Tmax);
@@ -502,7 +503,7 @@ const Scalar* Decoder<Scalar>::step(const Scalar* params, const DecodeWeights& p
   if constexpr (!std::is_same_v<Scalar, float>)
     throw std::invalid_argument("decoder: packed weights are float");
   const auto& c = impl_->cfg;
-  if (packed.layers.size() != size_t(c.n_layers) || packed.head.rows() != c.vocab ||
+  if (packed.layers.size() != size_t(c.layers) || packed.head.rows() != c.vocab ||
       packed.head.cols() != c.d_model)
     throw std::invalid_argument("decoder: packed weights of another model");
   return impl_->run(params, &token, 1, &packed);

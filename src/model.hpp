@@ -17,7 +17,7 @@
 
 namespace cllm {
 
-// The model's workspace for (cfg, max_batch B, seq_len T), in elements, one entry per buffer
+// The model's workspace for (cfg, max_batch B, context T), in elements, one entry per buffer
 // (N = B T tokens; shapes in model.cpp's LayerActs). The one table: Model allocates exactly these
 // sizes and Model::workspace_bytes adds them up for memory planning.
 struct ModelWorkspace {
@@ -35,31 +35,31 @@ struct ModelWorkspace {
   size_t tokens = 0;       // int32 ids, twice (inputs and targets)
   size_t scalars() const;  // every Scalar buffer above, all layers
 };
-ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int seq_len);
+ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int context);
 
 template <class Scalar>
 class Model {
  public:
-  // Allocates a reusable workspace for up to `max_batch` sequences of `seq_len` tokens.
+  // Allocates a reusable workspace for up to `max_batch` sequences of `context` tokens.
   // Nothing is allocated afterwards: the training step's hot path is allocation-free.
   // `bf16`: the linear layers' products in bfloat16 with float sums (float model only; needs
   // gemm::has_bf16()).
-  Model(const ModelConfig& cfg, int max_batch, int seq_len, bool bf16 = false);
+  Model(const ModelConfig& cfg, int max_batch, int context, bool bf16 = false);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
-  // Bytes a Model(cfg, max_batch, seq_len) holds (its workspace, from model_workspace(), and the
+  // Bytes a Model(cfg, max_batch, context) holds (its workspace, from model_workspace(), and the
   // products' per-thread packing scratch), for planning before anything is allocated.
-  static size_t workspace_bytes(const ModelConfig& cfg, int max_batch, int seq_len);
+  static size_t workspace_bytes(const ModelConfig& cfg, int max_batch, int context);
 
   const ModelConfig& config() const;
   const ParamLayout& layout() const;
   int max_batch() const;
-  int seq_len() const;
+  int context() const;
 
-  // `tokens` holds `batch` rows of seq_len + 1 ids: row r's inputs are tokens[r][0..seq_len)
-  // and its targets tokens[r][1..seq_len]. Returns the SUM over all batch*seq_len tokens of the
+  // `tokens` holds `batch` rows of context + 1 ids: row r's inputs are tokens[r][0..context)
+  // and its targets tokens[r][1..context]. Returns the SUM over all batch*context tokens of the
   // cross-entropy (natural log), and overwrites `grad` (layout().total() entries) with the
   // gradient of that sum. Ids outside [0, vocab) throw std::invalid_argument.
   double forward_backward(const Scalar* params, const int32_t* tokens, int batch, Scalar* grad);
@@ -67,7 +67,7 @@ class Model {
   // Forward only: the loss sum. Logits stay available through logits() afterwards.
   double forward(const Scalar* params, const int32_t* tokens, int batch);
 
-  // Logits of the last forward(): padded_vocab() x (batch*seq_len), column n = token n (row-major
+  // Logits of the last forward(): padded_vocab() x (batch*context), column n = token n (row-major
   // batch); rows past vocab are the padding's, outside the softmax.
   // After forward_backward() the buffer holds dLoss/dlogits instead (it is reused in place).
   const Scalar* logits() const;

@@ -34,7 +34,7 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) : cfg_(cfg) {
   wte = add("wte.weight", {V, d}, true);
   count_ -= size_t(V - cfg.vocab) * size_t(d);  // the padded rows are not parameters
   wpe = add("wpe.weight", {T, d}, true);
-  for (int l = 0; l < cfg.n_layers; ++l) {
+  for (int l = 0; l < cfg.layers; ++l) {
     const std::string p = "h." + std::to_string(l) + ".";
     BlockOffsets b;
     b.ln1_w = add(p + "ln_1.weight", {d}, false);
@@ -57,7 +57,7 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) : cfg_(cfg) {
 
 template <class Scalar>
 void init_parameters(const ParamLayout& layout, uint64_t seed, Scalar* params) {
-  const double resid_std = 0.02 / std::sqrt(2.0 * layout.config().n_layers);
+  const double resid_std = 0.02 / std::sqrt(2.0 * layout.config().layers);
   for (size_t i = 0; i < layout.total(); ++i) params[i] = Scalar(0);
   for (size_t ti = 0; ti < layout.tensors().size(); ++ti) {
     const auto& t = layout.tensors()[ti];

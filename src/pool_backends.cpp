@@ -125,7 +125,7 @@ StepTiming sum_timing(const std::vector<std::unique_ptr<PoolWorker>>& workers) {
 }
 
 std::vector<SphereStats> worker_stats(const std::vector<std::unique_ptr<PoolWorker>>& workers) {
-  // Every thread is a "root" of its own (level 0, no parent) and nothing restarts.
+  // Every thread is the top of a tree of its own (level 0, no parent) and nothing restarts.
   std::vector<SphereStats> out(workers.size());
   for (size_t i = 0; i < workers.size(); ++i) {
     const PoolWorker& s = *workers[i];

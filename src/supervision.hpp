@@ -14,7 +14,7 @@ namespace cllm {
 struct SupervisionPolicy {
   int max_restarts = 10;      // a sphere restarts at most this many children ...
   double window_s = 10.0;     // ... within this many seconds, else it gives up
-  int root_max_restarts = 3;  // the same budget for the root's single child (sphere 0)
+  int root_max_restarts = 3;  // the root budget: the coordinator's, for its one child, sphere 0
   double root_window_s = 60.0;
   double deadline_factor = 4.0;    // deadline = factor x median recent step time ...
   double deadline_floor_s = 2.0;   // ... but at least this

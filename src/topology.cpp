@@ -13,41 +13,40 @@ Topology::Topology(int spheres, int fanout) : fanout_(fanout) {
   if (spheres > 1'000'000)
     throw ConfigError(fmt::format("spheres {} is more than 1,000,000", spheres));
   if (fanout < 1) throw ConfigError(fmt::format("fan-out must be >= 1 (got {})", fanout));
-  nodes_.resize(size_t(spheres));
+  positions_.resize(size_t(spheres));
   for (int i = 0; i < spheres; ++i) {
-    auto& n = nodes_[size_t(i)];
-    n.id = i;
-    n.group = i % kSymmetryGroups;
+    auto& p = positions_[size_t(i)];
+    p.id = i;
+    p.group = i % kSymmetryGroups;
     if (i > 0) {
-      n.parent = (i - 1) / fanout;
-      n.level = nodes_[size_t(n.parent)].level + 1;
-      nodes_[size_t(n.parent)].children.push_back(i);
+      p.parent = (i - 1) / fanout;
+      p.level = positions_[size_t(p.parent)].level + 1;
+      positions_[size_t(p.parent)].children.push_back(i);
     }
-    levels_ = std::max(levels_, n.level + 1);
+    levels_ = std::max(levels_, p.level + 1);
   }
   height_.assign(size_t(spheres), 0);
   for (int i = spheres - 1; i > 0; --i) {  // children have larger ids than their parent
-    int& h = height_[size_t(nodes_[size_t(i)].parent)];
+    int& h = height_[size_t(positions_[size_t(i)].parent)];
     h = std::max(h, height_[size_t(i)] + 1);
   }
 }
 
-std::vector<int> Topology::tier_sizes() const {
+std::vector<int> Topology::level_sizes() const {
   std::vector<int> t(size_t(levels_), 0);
-  for (const auto& n : nodes_) ++t[size_t(n.level)];
+  for (const auto& p : positions_) ++t[size_t(p.level)];
   return t;
 }
 
 std::string Topology::describe() const {
-  std::string out =
-      fmt::format("{} spheres, fan-out {}, {} levels; tiers:", size(), fanout_, levels_);
-  const auto tiers = tier_sizes();
-  for (size_t i = 0; i < tiers.size(); ++i) {
-    if (tiers.size() > 8 && i == 6) {  // a chain has a million tiers of 1
-      out += fmt::format(" ... ({} more) {}", tiers.size() - 7, tiers.back());
+  std::string out = fmt::format("{} spheres, fan-out {}, {} levels:", size(), fanout_, levels_);
+  const auto sizes = level_sizes();
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes.size() > 8 && i == 6) {  // a chain has a million levels of 1
+      out += fmt::format(" ... ({} more) {}", sizes.size() - 7, sizes.back());
       break;
     }
-    out += fmt::format(" {}", tiers[i]);
+    out += fmt::format(" {}", sizes[i]);
   }
   return out;
 }
@@ -72,12 +71,12 @@ std::vector<int> placement_order(const Topology& topo, Placement placement) {
     for (int i = 0; i < topo.size(); ++i) order[size_t(i)] = i;
     return order;
   }
-  // Leaves, dealt round-robin over the root's subtrees, and within each subtree over its
+  // Leaves, dealt round-robin over sphere 0's subtrees, and within each subtree over its
   // children's subtrees: each sphere's list interleaves its children's lists (bottom-up, since
   // children have larger ids than their parent).
   std::vector<std::vector<int>> deal(size_t(topo.size()));
   for (int id = topo.size() - 1; id >= 0; --id) {
-    const auto& children = topo.node(id).children;
+    const auto& children = topo.position(id).children;
     std::vector<int>& mine = deal[size_t(id)];
     if (children.empty()) {
       mine.push_back(id);
@@ -125,7 +124,7 @@ ShardPlan::ShardPlan(const Topology& topo, int shards, Placement placement)
   for (int s = 0; s < shards; ++s) own_list_[size_t(fill[size_t(owner_[size_t(s)])]++)] = s;
   subtree_ = count;
   for (int i = int(n) - 1; i > 0; --i)  // children have larger ids than their parent
-    subtree_[size_t(topo.node(i).parent)] += subtree_[size_t(i)];
+    subtree_[size_t(topo.position(i).parent)] += subtree_[size_t(i)];
 }
 
 std::vector<int> ShardPlan::own(int id) const {
@@ -145,7 +144,7 @@ std::string ShardPlan::render(const Topology& topo, int max_lines) const {
       out += fmt::format("... ({} more spheres)\n", topo.size() - max_lines);
       break;
     }
-    const auto& n = topo.node(id);
+    const auto& n = topo.position(id);
     out += fmt::format("{:{}}sphere {} (level {}, group {}, {} children, shards", "",
                        2 * std::min(n.level, 40), id, n.level, n.group, n.children.size());
     const auto mine = own(id);

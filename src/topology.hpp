@@ -1,6 +1,6 @@
 #pragma once
-// The sphere tree: (spheres, fan-out) -> a breadth-first tree. Sphere 0 is the root; the
-// children of sphere i are f*i+1 .. f*i+f, so with fan-out 12 the tiers are 1, 12, 144, 1728.
+// The sphere tree: (spheres, fan-out) -> a breadth-first tree of positions. Sphere 0 is the top;
+// the children of sphere i are f*i+1 .. f*i+f, so with fan-out 12 the levels hold 1, 12, 144, 1728.
 // A ShardPlan says which sphere computes which shard of a step (the placement).
 #include <cstdint>
 #include <string>
@@ -8,13 +8,13 @@
 
 namespace cllm {
 
-// Spheres are grouped by id mod 12 in the statistics (the 12 of the kissing-spheres tier).
+// Spheres are grouped by id mod 12 in the statistics (the 12 of the kissing-spheres level).
 constexpr int kSymmetryGroups = 12;
 
 struct SphereInfo {
   int id = 0;
-  int parent = -1;  // -1 for the root
-  int level = 0;    // 0 for the root
+  int parent = -1;  // -1 for sphere 0
+  int level = 0;    // 0 for sphere 0
   int group = 0;    // symmetry group: id mod kSymmetryGroups
   std::vector<int> children;
 };
@@ -23,25 +23,26 @@ class Topology {
  public:
   // Throws ConfigError for spheres outside [1, 1,000,000] or fanout < 1 (fanout 1 is a chain).
   Topology(int spheres, int fanout);
-  int size() const { return int(nodes_.size()); }
+  int size() const { return int(positions_.size()); }
   int levels() const { return levels_; }
-  const SphereInfo& node(int id) const { return nodes_[size_t(id)]; }
-  const std::vector<SphereInfo>& nodes() const { return nodes_; }
-  std::vector<int> tier_sizes() const;
+  // A position of the tree (docs/glossary.md: a node is a process, not a position).
+  const SphereInfo& position(int id) const { return positions_[size_t(id)]; }
+  const std::vector<SphereInfo>& positions() const { return positions_; }
+  std::vector<int> level_sizes() const;
   // Levels below sphere `id` (0 for a leaf).
   int height(int id) const { return height_[size_t(id)]; }
-  std::string describe() const;  // "1741 spheres, fan-out 12, 4 levels; tiers: 1 12 144 1584"
+  std::string describe() const;  // "1741 spheres, fan-out 12, 4 levels: 1 12 144 1584"
 
  private:
   int fanout_, levels_ = 0;
-  std::vector<SphereInfo> nodes_;
+  std::vector<SphereInfo> positions_;
   std::vector<int> height_;
 };
 
 // Where shards are computed.
-//   bfs:    shard s -> sphere s mod S in breadth-first order: the root and the top tiers compute,
-//           and work travels the fewest hops; with fewer shards than spheres the deep tiers idle.
-//   leaves: shard s -> the leaves, dealt round-robin over the root's subtrees (then over theirs):
+//   bfs:    shard s -> sphere s mod S in breadth-first order: sphere 0 and the top levels compute,
+//           and work travels the fewest hops; with fewer shards than spheres the deep levels idle.
+//   leaves: shard s -> the leaves, dealt round-robin over sphere 0's subtrees (then over theirs):
 //           inner spheres only pass work down and fold sums up, every message crosses the whole
 //           depth, and each computing sphere holds a workspace of its own.
 enum class Placement { bfs, leaves };

@@ -18,13 +18,12 @@ TrainingLoop::TrainingLoop(TrainState& state, Backend& backend, Evaluator* evalu
       stop_(stop) {}
 
 StepOutcome TrainingLoop::compute_and_apply(Attempts& a) {
-  int32_t& redos = a.redos;
-  for (redos = 0;; ++redos) {
-    // A redo always fits (its grid comes from exact maxima); a second one would be a bug.
-    if (redos > 2)
+  for (a.last = 0;; ++a.last) {
+    // Attempt 1 always fits (its grid comes from exact maxima); an attempt 2 would be a bug.
+    if (a.last > 2)
       throw std::logic_error(
           fmt::format("step {}: the exact-sum grid did not settle after {} attempts",
-                      state_.step() + 1, redos));
+                      state_.step() + 1, a.last));
     const StepWork work = state_.next_work();
     const StepSums* total = nullptr;
     try {
@@ -39,7 +38,7 @@ StepOutcome TrainingLoop::compute_and_apply(Attempts& a) {
     a.faults += backend_.last_faults();
     const StepOutcome o = state_.apply(*total, work, backend_.slice_runner());
     backend_.release_sums();
-    if (o.kind != StepOutcome::redo) return o;
+    if (o.kind != StepOutcome::next_attempt) return o;
   }
 }
 
@@ -50,7 +49,7 @@ StepRecord TrainingLoop::record(const StepOutcome& o, double ms, const Attempts&
   r.loss = o.loss, r.lr = o.lr, r.grad_norm = o.grad_norm, r.tokens = o.tokens;
   r.step_ms = ms;
   r.tokens_per_s = double(o.tokens) / (ms / 1e3);
-  r.redos = a.redos;
+  r.attempt = a.last;
   r.timing = a.timing;
   r.faults = a.faults;
   r.members = backend_.last_membership();
@@ -76,7 +75,7 @@ LoopResult TrainingLoop::run(const std::vector<StepObserver*>& observers) {
     try {
       Attempts attempts;
       const StepOutcome o = compute_and_apply(attempts);
-      res.redo_steps += attempts.redos;
+      res.attempts_after_first += attempts.last;
       if (o.kind == StepOutcome::nonfinite) {
         fail(3, fmt::format("step {}: the loss or gradient is not finite (NaN/Inf) or out of "
                             "range; the update was refused and the weights are those after step {}",

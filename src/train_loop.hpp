@@ -1,9 +1,9 @@
 #pragma once
-// The training loop at the root, shared by every backend: each step asks the backend for the exact
-// total of all shards, applies it (redoing the step when the exact-sum grid must widen),
-// evaluates on schedule, and emits one StepRecord to its observers (metrics file, progress line,
-// checkpoints, the live page ...). It stops at the last step, on a stop request, or at the first
-// failure, always leaving the TrainState at the last applied step.
+// The training loop (in the root process), shared by every backend: each step asks the backend for
+// the exact total of all shards, applies it (another attempt at the step when the exact-sum grid
+// must widen), evaluates on schedule, and emits one StepRecord to its observers (metrics file,
+// progress line, checkpoints, the live page ...). It stops at the last step, on a stop request, or
+// at the first failure, always leaving the TrainState at the last applied step.
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -35,7 +35,7 @@ struct StepRecord {
   double loss = 0, lr = 0, grad_norm = 0;
   int64_t tokens = 0;
   double step_ms = 0, tokens_per_s = 0;
-  int32_t redos = 0;  // attempts redone to widen the exact-sum grid
+  int32_t attempt = 0;  // the attempt applied: > 0 when the exact-sum grid had to widen
   StepTiming timing;
   FaultCounts faults;  // handled during this step (and between the previous and this one)
   Membership members;  // who computed it
@@ -56,7 +56,7 @@ struct LoopResult {
   std::string stop_reason;  // empty when the run completed
   FaultCounts failed_step_faults;  // what the backend counted in a step it could not finish
   std::vector<double> step_ms, tokens_per_s;  // per applied step
-  int64_t redo_steps = 0;
+  int64_t attempts_after_first = 0;           // over the steps computed, each widened its grid
 };
 
 class TrainingLoop {
@@ -67,11 +67,11 @@ class TrainingLoop {
   LoopResult run(const std::vector<StepObserver*>& observers);
 
  private:
-  // One step with its redos; throws whatever the backend or apply() throws.
-  // What a step's attempts (the first and its redos) did together: a redo recomputes the step,
-  // and what happened in the first attempt (a lost node, a restart, bytes sent) still happened.
+  // One step with all its attempts; throws whatever the backend or apply() throws.
+  // What a step's attempts did together: attempt 1 recomputes the step, and what happened in
+  // attempt 0 (a lost node, a restart, bytes sent) still happened.
   struct Attempts {
-    int32_t redos = 0;
+    int32_t last = 0;  // the attempt that ended the step (0 = the first)
     StepTiming timing;
     FaultCounts faults;
   };

@@ -16,7 +16,7 @@ namespace {
 // Whether `p` is the only reference to its buffer, such that writing into it cannot race with a
 // former holder's reads. use_count() alone is not enough: it is a relaxed load, so seeing 1 does
 // not order a holder's reads before our writes. Holders do drop references after their results
-// reached the root (CAF destroys a mailbox element, with the weights it carries, after the
+// reached the training loop (CAF destroys a mailbox element, with the weights it carries, after the
 // handler has replied), so that order is not given by the messages either. Copying the pointer
 // is an acquire-release increment of the same counter: it reads the count after every earlier
 // release (each holder's decrement is a release), so those releases happen before it and every
@@ -79,7 +79,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     RunConfig c;
     const auto& m = j.at("model");
     c.model.vocab = m.at("vocab"), c.model.d_model = m.at("d_model");
-    c.model.n_layers = m.at("n_layers"), c.model.n_heads = m.at("n_heads");
+    c.model.layers = m.at(layers_key(m)), c.model.n_heads = m.at("n_heads");
     c.model.context = m.at("context");
     c.model.vocab_padded = m.value("vocab_padded", 0);
     c.batch.batch = j.at("batch"), c.batch.micro_batch = j.at("micro_batch");
@@ -235,7 +235,7 @@ StepOutcome TrainState::apply_slices(const std::vector<const ExactGrad*>& slices
     // The maxima of this attempt are exact; a grid chosen from them always fits.
     grad_scale_exp_ = choose_grad_scale_exp(layout_, max_abs, cfg_.batch.shards());
     ++attempt_;
-    out.kind = StepOutcome::redo;
+    out.kind = StepOutcome::next_attempt;
     return out;
   }
   if (first.tokens <= 0) throw std::logic_error("apply() got sums of no tokens");

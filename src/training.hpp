@@ -3,7 +3,8 @@
 // reference loop). A backend only decides WHO computes which shard and HOW partial sums travel;
 // the numbers all come from here:
 //   - ShardWorker::compute: one shard's gradient, folded into an ExactGrad;
-//   - TrainState::next_work / TrainState::apply: the root side (exponents, normalise, clip, AdamW).
+//   - TrainState::next_work / TrainState::apply: the training loop's side (exponents, normalise,
+//   clip, AdamW).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -47,10 +48,10 @@ struct RunConfig {
   std::vector<std::string> differences(const RunConfig& o) const;
 };
 
-// What the root sends down for one step: which step, and the exact-sum grid to use.
+// What the training loop sends down for one step: which step, and the exact-sum grid to use.
 struct StepWork {
   int64_t step = 0;
-  int32_t attempt = 0;                  // > 0 when the step is redone with wider exponents
+  int32_t attempt = 0;                  // > 0: the step again, with wider exponents
   int32_t shards = 0;                   // shards in the whole step
   std::vector<int32_t> grad_scale_exp;  // exact-sum exponent per tensor
 };
@@ -116,7 +117,7 @@ using StepSums = std::vector<ExactGrad>;
 using SliceRunner = std::function<void(int n, const std::function<void(int)>& body)>;
 
 struct StepOutcome {
-  enum Kind { applied, redo, nonfinite } kind = applied;
+  enum Kind { applied, next_attempt, nonfinite } kind = applied;
   int64_t step = 0;
   double loss = 0;       // mean cross-entropy over the step's tokens
   double grad_norm = 0;  // before clipping
@@ -124,7 +125,7 @@ struct StepOutcome {
   int64_t tokens = 0;
 };
 
-// The root's state: weights, AdamW moments, step counter and the exact-sum history.
+// The training loop's state: weights, AdamW moments, step counter and the exact-sum history.
 class TrainState {
  public:
   TrainState(const RunConfig& cfg);  // fresh weights from cfg.seed
@@ -137,9 +138,9 @@ class TrainState {
   std::shared_ptr<const AlignedVector<float>> weights() const { return weights_; }
 
   StepWork next_work() const;
-  // Consumes the step's exact sums. `redo`: nothing changed, call next_work() again (the
-  // exponents now fit). `nonfinite`: nothing changed; the caller decides to stop. The result is
-  // the same bits for any number of slices: the norm is combined per fixed block, in block
+  // Consumes the step's exact sums. `next_attempt`: nothing changed, call next_work() again
+  // (the exponents now fit). `nonfinite`: nothing changed; the caller decides to stop. The result
+  // is the same bits for any number of slices: the norm is combined per fixed block, in block
   // order, and AdamW is elementwise. `run` spreads the per-slice work (block norms, then AdamW)
   // over the backend's owners.
   StepOutcome apply(const ExactGrad& total, const StepWork& work);

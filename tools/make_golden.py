@@ -8,18 +8,18 @@ tests/fixtures/golden_tiny.json.
 
 The model is the one of the design document (section "The model (CLLM)"), implemented in src/model.cpp:
   token embedding wte [V, d] + learned positions wpe [T, d]
-  -> n_layers pre-LayerNorm blocks:
+  -> `layers` pre-LayerNorm blocks:
        x = x + attn.c_proj(causal_mha(ln_1(x)))
        x = x + mlp.c_proj(gelu_tanh(mlp.c_fc(ln_2(x))))
   -> ln_f -> logits = x @ wte^T (tied LM head).
 Linear layers use GPT-2's Conv1D convention: weight stored [in, out], y = x @ W + b.
 The fused QKV projection's output columns are q = [0, d), k = [d, 2d), v = [2d, 3d); head h
 uses columns [h*hd, (h+1)*hd) of each. LayerNorm: eps 1e-5, biased variance. GELU: tanh form.
-Loss: SUM over all batch*seq_len tokens of -log softmax(logits)[target] (natural log).
+Loss: SUM over all batch*context tokens of -log softmax(logits)[target] (natural log).
 
-Sizes: vocab 37, d_model 16, 2 layers, 2 heads, context 8, batch 3, seq_len 8
-(seq_len == context, so every row of wpe is used and gets a gradient).
-Each token row holds seq_len + 1 ids: inputs = row[0:seq_len], targets = row[1:seq_len+1].
+Sizes: vocab 37, d_model 16, 2 layers, 2 heads, context 8, batch 3 sequences of the whole context
+(so every row of wpe is used and gets a gradient).
+Each token row holds context + 1 ids: inputs = row[0:context], targets = row[1:context+1].
 
 Initialisation (not GPT-2's: large enough that every path carries a non-trivial gradient):
 weights N(0, 0.3^2), biases N(0, 0.1^2), LayerNorm gains 1 + 0.1 N(0, 1), LayerNorm biases
@@ -40,7 +40,7 @@ import sys
 import torch
 
 VOCAB, D_MODEL, N_LAYERS, N_HEADS, CONTEXT = 37, 16, 2, 2, 8
-BATCH, SEQ_LEN = 3, 8
+BATCH, BATCH_CONTEXT = 3, 8  # a batch's sequences: at most CONTEXT
 SEED = 20240611
 LN_EPS = 1e-5
 
@@ -137,8 +137,8 @@ def main():
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
     params = init_params(gen)
-    tokens = torch.randint(0, VOCAB, (BATCH, SEQ_LEN + 1), generator=gen, dtype=torch.int64)
-    inputs, targets = tokens[:, :SEQ_LEN], tokens[:, 1:]
+    tokens = torch.randint(0, VOCAB, (BATCH, BATCH_CONTEXT + 1), generator=gen, dtype=torch.int64)
+    inputs, targets = tokens[:, :BATCH_CONTEXT], tokens[:, 1:]
 
     logits = forward(params, inputs)
     logp = torch.log_softmax(logits, dim=-1)
@@ -150,11 +150,11 @@ def main():
         "config": {
             "vocab": VOCAB,
             "d_model": D_MODEL,
-            "n_layers": N_LAYERS,
+            "layers": N_LAYERS,
             "n_heads": N_HEADS,
             "context": CONTEXT,
         },
-        "seq_len": SEQ_LEN,
+        "context": BATCH_CONTEXT,
         "batch": BATCH,
         "tokens": [int(v) for v in tokens.reshape(-1).tolist()],
         "params": {name: flat(params[name]) for name, _ in param_specs()},
@@ -169,7 +169,7 @@ def main():
         json.dump(out, f, indent=1)  # json writes floats with repr: full precision
         f.write("\n")
     print("wrote %s (%d bytes), loss_sum %r, mean loss %.6f (ln V = %.6f)" %
-          (path, os.path.getsize(path), out["loss_sum"], out["loss_sum"] / (BATCH * SEQ_LEN),
+          (path, os.path.getsize(path), out["loss_sum"], out["loss_sum"] / (BATCH * BATCH_CONTEXT),
            math.log(VOCAB)))
     return 0
 

@@ -31,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-PRESETS = {  # name: (vocab, d_model, n_layers, n_heads, context), as src/config.cpp
+PRESETS = {  # name: (vocab, d_model, layers, n_heads, context), as src/config.cpp
     "tiny": (256, 64, 2, 2, 64),
     "small": (256, 128, 4, 4, 128),
     "base": (256, 256, 6, 8, 256),

@@ -33,7 +33,7 @@ struct TempDir {
 
 std::shared_ptr<const Checkpoint> snapshot(uint64_t step) {
   auto ck = std::make_shared<Checkpoint>();
-  ck->model.vocab = 16, ck->model.d_model = 4, ck->model.n_layers = 1, ck->model.n_heads = 1;
+  ck->model.vocab = 16, ck->model.d_model = 4, ck->model.layers = 1, ck->model.n_heads = 1;
   ck->model.context = 4;
   const ParamLayout layout(ck->model);
   ck->weights.assign(layout.total(), 0.5f);

@@ -72,7 +72,7 @@ TEST_CASE("the tree's weights are the same with shards on the leaves", "[tree]")
     // Only leaves computed.
     int64_t inner_shards = 0;
     for (const auto& s : tree.sphere_stats())
-      if (spheres > 1 && !Topology(spheres, fanout).node(s.id).children.empty())
+      if (spheres > 1 && !Topology(spheres, fanout).position(s.id).children.empty())
         inner_shards += s.shards;
     REQUIRE(inner_shards == 0);
   }

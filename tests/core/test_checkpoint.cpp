@@ -112,7 +112,7 @@ Checkpoint make_checkpoint(const ModelConfig& cfg, uint64_t salt = 1) {
 
 ModelConfig micro_model() {
   ModelConfig c;
-  c.vocab = 16, c.d_model = 4, c.n_layers = 1, c.n_heads = 1, c.context = 4;
+  c.vocab = 16, c.d_model = 4, c.layers = 1, c.n_heads = 1, c.context = 4;
   return c;
 }
 
@@ -555,14 +555,18 @@ TEST_CASE("checkpoints from a newer format or with wrong tensors are refused", "
   REQUIRE_THROWS_WITH(load_checkpoint(doctored),
                       Contains(doctored) && Contains("unexpected tensor 'extra'"));
 
+  // A checkpoint written before docs/glossary.md names the layers "n_layers": still read.
   f = good;
+  f.metadata["model"] = R"({"vocab":16,"d_model":4,"n_layers":1,"n_heads":1,"context":4})";
+  write_sealed(doctored, f);
+  CHECK(load_checkpoint(doctored).model.layers == 1);
   f.metadata["model"] = R"({"vocab":16,"d_model":4,"n_layers":2,"n_heads":1,"context":4})";
   write_sealed(doctored, f);
   REQUIRE_THROWS_WITH(load_checkpoint(doctored),
                       Contains(doctored) && Contains("missing tensor 'h.1."));
 
   f = good;
-  f.metadata["model"] = R"({"vocab":16,"d_model":4,"n_layers":1,"n_heads":3,"context":4})";
+  f.metadata["model"] = R"({"vocab":16,"d_model":4,"layers":1,"n_heads":3,"context":4})";
   write_sealed(doctored, f);
   REQUIRE_THROWS_WITH(load_checkpoint(doctored),
                       Contains(doctored) && Contains("invalid model config"));

@@ -13,7 +13,7 @@ using namespace cllm;
 namespace {
 ModelConfig micro_cfg() {
   ModelConfig c;
-  c.vocab = 13, c.d_model = 8, c.n_layers = 1, c.n_heads = 2, c.context = 4;
+  c.vocab = 13, c.d_model = 8, c.layers = 1, c.n_heads = 2, c.context = 4;
   return c;
 }
 // Shard gradients with a wide dynamic range (1e-9 .. 1e3) and both signs.
@@ -132,9 +132,9 @@ TEST_CASE("a value that does not fit the grid is reported as overflow, never wra
   REQUIRE(merged.overflow);
   // Exponents chosen from the reported max fit.
   auto wider = choose_grad_scale_exp(L, merged.max_abs, 4);
-  ExactGrad redo(L);
-  redo.add_shard(L, g.data(), wider, 4, 1.0, 1);
-  REQUIRE_FALSE(redo.overflow);
+  ExactGrad next_attempt(L);
+  next_attempt.add_shard(L, g.data(), wider, 4, 1.0, 1);
+  REQUIRE_FALSE(next_attempt.overflow);
 }
 
 TEST_CASE("non-finite gradients and losses are flagged", "[exact]") {
@@ -182,7 +182,8 @@ TEST_CASE("the vectorised fold gives exactly the portable fold's integers", "[ex
   }
 }
 
-TEST_CASE("a loss beyond the fixed-point range refuses the step instead of redoing it", "[exact]") {
+TEST_CASE("a loss beyond the fixed-point range refuses the step instead of attempting it again",
+          "[exact]") {
   ParamLayout L(micro_cfg());
   AlignedVector<float> g(L.total(), 0.f);
   const auto grad_scale_exp = choose_grad_scale_exp(L, {}, 4);
@@ -194,7 +195,7 @@ TEST_CASE("a loss beyond the fixed-point range refuses the step instead of redoi
   b.add_shard(L, g.data(), grad_scale_exp, 4, 1e14,
               1);  // 1e14 * 2^16 > 2^60: cannot be summed exactly
   REQUIRE(b.nonfinite);
-  REQUIRE_FALSE(b.overflow);  // a wider grid would not help: no redo
+  REQUIRE_FALSE(b.overflow);  // a wider grid would not help: no other attempt
   // Four shards at the per-shard limit never wrap when summed.
   ExactGrad c(L);
   for (int k = 0; k < 4; ++k) c.add_shard(L, g.data(), grad_scale_exp, 4, 1.7e13, 1);

@@ -32,7 +32,7 @@ ModelConfig tiny_config() {
   ModelConfig c;
   c.vocab = 13;
   c.d_model = 16;
-  c.n_layers = 2;
+  c.layers = 2;
   c.n_heads = 2;
   c.context = 12;
   return c;
@@ -477,7 +477,7 @@ TEST_CASE("decoding through DecodeWeights: float as step(), bf16 within its roun
   CHECK(worst_b16 <= 0.1);  // bfloat16 keeps 8 bits: logits of size ~3 move by ~1e-2
   CHECK(worst_b16 > 0);
   ModelConfig other = cfg;
-  other.n_layers = 1;
+  other.layers = 1;
   CHECK_THROWS_AS(a.step(params.data(), DecodeWeights(other, params.data(), false), 1),
                   std::invalid_argument);
 }

@@ -27,7 +27,7 @@ using cllm::ParamLayout;
 
 struct Golden {
   ModelConfig cfg;
-  int seq_len = 0, batch = 0;
+  int context = 0, batch = 0;
   std::vector<int32_t> tokens;
   std::map<std::string, std::vector<double>> params, grads;
   double loss_sum = 0;
@@ -44,10 +44,10 @@ const Golden& golden() {
     const auto& c = j.at("config");
     r.cfg.vocab = c.at("vocab").get<int>();
     r.cfg.d_model = c.at("d_model").get<int>();
-    r.cfg.n_layers = c.at("n_layers").get<int>();
+    r.cfg.layers = c.at("layers").get<int>();
     r.cfg.n_heads = c.at("n_heads").get<int>();
     r.cfg.context = c.at("context").get<int>();
-    r.seq_len = j.at("seq_len").get<int>();
+    r.context = j.at("context").get<int>();
     r.batch = j.at("batch").get<int>();
     r.tokens = j.at("tokens").get<std::vector<int32_t>>();
     r.params = j.at("params").get<std::map<std::string, std::vector<double>>>();
@@ -86,7 +86,7 @@ void check_against_golden(double loss_rel_tol, double grad_rel_norm_tol, double 
   const Golden& g = golden();
   const ParamLayout layout(g.cfg);
   auto params = flat_params<Scalar>(layout, g);
-  Model<Scalar> model(g.cfg, g.batch, g.seq_len);
+  Model<Scalar> model(g.cfg, g.batch, g.context);
   REQUIRE(model.layout().total() == layout.total());
 
   // Forward only: the loss, and the logits of the first token (row 0, position 0). (After
@@ -163,10 +163,10 @@ void check_against_golden(double loss_rel_tol, double grad_rel_norm_tol, double 
 TEST_CASE("golden fixture matches the parameter layout", "[golden]") {
   const Golden& g = golden();
   const ParamLayout layout(g.cfg);
-  REQUIRE(g.seq_len >= 1);
-  REQUIRE(g.seq_len <= g.cfg.context);
+  REQUIRE(g.context >= 1);
+  REQUIRE(g.context <= g.cfg.context);
   REQUIRE(g.batch >= 1);
-  REQUIRE(g.tokens.size() == size_t(g.batch) * size_t(g.seq_len + 1));
+  REQUIRE(g.tokens.size() == size_t(g.batch) * size_t(g.context + 1));
   for (int32_t id : g.tokens) {
     CHECK(id >= 0);
     CHECK(id < g.cfg.vocab);

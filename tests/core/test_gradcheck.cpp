@@ -29,12 +29,12 @@ ModelConfig tiny_config() {
   ModelConfig c;
   c.vocab = 11;
   c.d_model = 8;
-  c.n_layers = 2;
+  c.layers = 2;
   c.n_heads = 2;
   c.context = 6;
   return c;
 }
-constexpr int kSeqLen = 5;
+constexpr int kContext = 5;
 constexpr int kBatch = 2;
 
 // GPT-2 initialisation plus N(0, 0.2^2) noise on every real entry (padding stays zero), so that
@@ -48,8 +48,8 @@ AlignedVector<double> noisy_params(const ParamLayout& layout, uint64_t seed) {
   return p;
 }
 
-std::vector<int32_t> random_tokens(int batch, int seq_len, int vocab, uint64_t seed) {
-  std::vector<int32_t> tok(size_t(batch) * (seq_len + 1));
+std::vector<int32_t> random_tokens(int batch, int context, int vocab, uint64_t seed) {
+  std::vector<int32_t> tok(size_t(batch) * (context + 1));
   for (size_t i = 0; i < tok.size(); ++i)
     tok[i] = int32_t(cllm::hash_words(seed, 0x7031ULL, i) % uint64_t(vocab));
   return tok;
@@ -89,8 +89,8 @@ TEST_CASE("finite differences match the analytic gradient of every tensor", "[gr
   const ModelConfig cfg = tiny_config();
   const ParamLayout layout(cfg);
   auto params = noisy_params(layout, 7);
-  const auto tokens = random_tokens(kBatch, kSeqLen, cfg.vocab, 11);
-  Model<double> model(cfg, kBatch, kSeqLen);
+  const auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 11);
+  Model<double> model(cfg, kBatch, kContext);
 
   AlignedVector<double> grad(layout.total());
   const double loss = model.forward_backward(params.data(), tokens.data(), kBatch, grad.data());
@@ -133,7 +133,7 @@ TEST_CASE("finite differences match the analytic gradient of every tensor", "[gr
 
   // The key part of each c_attn.bias has zero gradient (up to rounding), the query and value
   // parts do not.
-  for (int l = 0; l < cfg.n_layers; ++l) {
+  for (int l = 0; l < cfg.layers; ++l) {
     const double* gb = grad.data() + layout.blocks[l].qkv_b;
     double q = 0, k = 0, v = 0;
     for (int j = 0; j < cfg.d_model; ++j)
@@ -149,12 +149,12 @@ TEST_CASE("finite differences match the analytic gradient of every tensor", "[gr
   // Sequences of 5 tokens never reach position 5: that wpe row has exactly zero gradient.
   const double* wpe_grad = grad.data() + layout.wpe;
   const int d = cfg.d_model;
-  for (int pos = kSeqLen; pos < cfg.context; ++pos)
+  for (int pos = kContext; pos < cfg.context; ++pos)
     for (int j = 0; j < d; ++j) {
       INFO("wpe gradient at unused position " << pos << ", component " << j);
       CHECK(wpe_grad[size_t(pos) * d + j] == 0.0);
     }
-  for (int pos = 0; pos < kSeqLen; ++pos) {
+  for (int pos = 0; pos < kContext; ++pos) {
     double s = 0;
     for (int j = 0; j < d; ++j) s += std::abs(wpe_grad[size_t(pos) * d + j]);
     INFO("wpe gradient at used position " << pos);
@@ -168,10 +168,10 @@ TEST_CASE("Model<float> agrees with Model<double>", "[gradcheck]") {
   // Round the parameters to float first, so both models see exactly the same values.
   const auto pf = convert<float>(noisy_params(layout, 21));
   const auto pd = convert<double>(pf);
-  const auto tokens = random_tokens(kBatch, kSeqLen, cfg.vocab, 22);
+  const auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 22);
 
-  Model<float> mf(cfg, kBatch, kSeqLen);
-  Model<double> md(cfg, kBatch, kSeqLen);
+  Model<float> mf(cfg, kBatch, kContext);
+  Model<double> md(cfg, kBatch, kContext);
   AlignedVector<float> gf(layout.total());
   AlignedVector<double> gd(layout.total());
   const double lf = mf.forward_backward(pf.data(), tokens.data(), kBatch, gf.data());
@@ -189,7 +189,7 @@ TEST_CASE("Model<float> agrees with Model<double>", "[gradcheck]") {
   // The logits agree too (after forward(): forward_backward leaves dLoss/dlogits there).
   mf.forward(pf.data(), tokens.data(), kBatch);
   md.forward(pd.data(), tokens.data(), kBatch);
-  const size_t n = size_t(cfg.vocab) * kBatch * kSeqLen;
+  const size_t n = size_t(cfg.vocab) * kBatch * kContext;
   double max_err = 0, max_ref = 0;
   for (size_t i = 0; i < n; ++i) {
     max_err = std::max(max_err, std::abs(double(mf.logits()[i]) - md.logits()[i]));
@@ -204,8 +204,8 @@ TEMPLATE_TEST_CASE("forward() gives the loss of forward_backward() and of its lo
   const ModelConfig cfg = tiny_config();
   const ParamLayout layout(cfg);
   const auto params = convert<TestType>(noisy_params(layout, 31));
-  const auto tokens = random_tokens(kBatch, kSeqLen, cfg.vocab, 32);
-  Model<TestType> model(cfg, kBatch, kSeqLen);
+  const auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 32);
+  Model<TestType> model(cfg, kBatch, kContext);
   AlignedVector<TestType> grad(layout.total());
 
   const double l_fb = model.forward_backward(params.data(), tokens.data(), kBatch, grad.data());
@@ -218,13 +218,13 @@ TEMPLATE_TEST_CASE("forward() gives the loss of forward_backward() and of its lo
   const TestType* logits = model.logits();
   double ce = 0;
   for (int r = 0; r < kBatch; ++r)
-    for (int s = 0; s < kSeqLen; ++s) {
-      const TestType* col = logits + size_t(r * kSeqLen + s) * cfg.vocab;
+    for (int s = 0; s < kContext; ++s) {
+      const TestType* col = logits + size_t(r * kContext + s) * cfg.vocab;
       double mx = -1e300;
       for (int v = 0; v < cfg.vocab; ++v) mx = std::max(mx, double(col[v]));
       double z = 0;
       for (int v = 0; v < cfg.vocab; ++v) z += std::exp(double(col[v]) - mx);
-      const int target = tokens[size_t(r) * (kSeqLen + 1) + s + 1];
+      const int target = tokens[size_t(r) * (kContext + 1) + s + 1];
       ce += mx + std::log(z) - double(col[target]);
     }
   INFO("cross-entropy from logits " << ce);
@@ -236,10 +236,10 @@ TEMPLATE_TEST_CASE("forward_backward is repeatable: the workspace keeps no state
   const ModelConfig cfg = tiny_config();
   const ParamLayout layout(cfg);
   const auto params = convert<TestType>(noisy_params(layout, 41));
-  const auto tokens = random_tokens(kBatch, kSeqLen, cfg.vocab, 42);
-  const auto other = random_tokens(kBatch, kSeqLen, cfg.vocab, 43);
+  const auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 42);
+  const auto other = random_tokens(kBatch, kContext, cfg.vocab, 43);
   const auto other_params = convert<TestType>(noisy_params(layout, 44));
-  Model<TestType> model(cfg, kBatch, kSeqLen);
+  Model<TestType> model(cfg, kBatch, kContext);
 
   AlignedVector<TestType> g1(layout.total()), g2(layout.total(), TestType(-7)),
       scratch(layout.total());
@@ -259,7 +259,7 @@ TEMPLATE_TEST_CASE("forward_backward is repeatable: the workspace keeps no state
   CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(TestType)) == 0);
 
   // A second Model instance gives the same bits.
-  Model<TestType> fresh(cfg, kBatch, kSeqLen);
+  Model<TestType> fresh(cfg, kBatch, kContext);
   std::fill(g2.begin(), g2.end(), TestType(0));
   const double l4 = fresh.forward_backward(params.data(), tokens.data(), kBatch, g2.data());
   CHECK(l1 == l4);
@@ -271,11 +271,11 @@ TEST_CASE("a batch smaller than max_batch works and losses add up over rows", "[
   const ParamLayout layout(cfg);
   const auto params = noisy_params(layout, 51);
   const int rows = 3;
-  const auto tokens = random_tokens(rows, kSeqLen, cfg.vocab, 52);
-  const size_t row_len = kSeqLen + 1;
+  const auto tokens = random_tokens(rows, kContext, cfg.vocab, 52);
+  const size_t row_len = kContext + 1;
 
   // Reference: each row alone, in a model sized for exactly one row.
-  Model<double> one(cfg, 1, kSeqLen);
+  Model<double> one(cfg, 1, kContext);
   AlignedVector<double> g_row(layout.total());
   std::vector<double> row_loss(rows);
   std::vector<AlignedVector<double>> row_grad;
@@ -284,9 +284,9 @@ TEST_CASE("a batch smaller than max_batch works and losses add up over rows", "[
     row_grad.push_back(g_row);
   }
 
-  Model<double> big(cfg, 5, kSeqLen);
+  Model<double> big(cfg, 5, kContext);
   REQUIRE(big.max_batch() == 5);
-  REQUIRE(big.seq_len() == kSeqLen);
+  REQUIRE(big.context() == kContext);
   for (int batch = 1; batch <= rows; ++batch) {
     AlignedVector<double> g(layout.total(), 99.0);
     const double loss = big.forward_backward(params.data(), tokens.data(), batch, g.data());
@@ -309,14 +309,14 @@ TEMPLATE_TEST_CASE("out-of-range token ids throw std::invalid_argument", "[gradc
   const ModelConfig cfg = tiny_config();
   const ParamLayout layout(cfg);
   const auto params = convert<TestType>(noisy_params(layout, 61));
-  Model<TestType> model(cfg, kBatch, kSeqLen);
+  Model<TestType> model(cfg, kBatch, kContext);
   AlignedVector<TestType> grad(layout.total());
-  const size_t n = size_t(kBatch) * (kSeqLen + 1);
+  const size_t n = size_t(kBatch) * (kContext + 1);
 
   for (int32_t badid : {-1, cfg.vocab, cfg.vocab + 1000, int32_t(-2147483647 - 1)}) {
     // In an input position, and in the last (target-only) position of the last row.
     for (size_t where : {size_t(0), size_t(3), n - 1}) {
-      auto tokens = random_tokens(kBatch, kSeqLen, cfg.vocab, 62);
+      auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 62);
       tokens[where] = badid;
       INFO("id " << badid << " at flat position " << where);
       CHECK_THROWS_AS(model.forward_backward(params.data(), tokens.data(), kBatch, grad.data()),
@@ -325,7 +325,7 @@ TEMPLATE_TEST_CASE("out-of-range token ids throw std::invalid_argument", "[gradc
     }
   }
   // The model still works afterwards, and ids at the edges of the range are fine.
-  auto tokens = random_tokens(kBatch, kSeqLen, cfg.vocab, 62);
+  auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 62);
   tokens[0] = 0;
   tokens[n - 1] = cfg.vocab - 1;
   const double loss = model.forward_backward(params.data(), tokens.data(), kBatch, grad.data());

@@ -12,10 +12,10 @@ using namespace cllm;
 TEST_CASE("model workspace: a layer keeps 10 d + 4 scalars per token, nothing per head",
           "[model][memory]") {
   ModelConfig c;  // the GPT-2 body with the byte vocabulary
-  c.d_model = 768, c.n_layers = 12, c.n_heads = 12, c.context = 1024;
+  c.d_model = 768, c.layers = 12, c.n_heads = 12, c.context = 1024;
   const size_t d = 768, N = 1024;
   ModelConfig deeper = c;
-  deeper.n_layers = 13;
+  deeper.layers = 13;
   const size_t per_layer =
       Model<float>::workspace_bytes(deeper, 1, 1024) - Model<float>::workspace_bytes(c, 1, 1024);
   // x_in, qkv (3), att_y, x_mid, fc_pre (4), and two LayerNorms' mean and 1/std.

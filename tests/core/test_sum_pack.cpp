@@ -77,7 +77,7 @@ TEST_CASE("packed sums: the worst case is the bound, exact grid sums pack to wel
   // values span at most 2^4 (a scale per block, from 1 down to 2^-19): at most 24 + 4 bits plus
   // the sign each, not 64.
   ModelConfig c;
-  c.vocab = 61, c.d_model = 16, c.n_layers = 1, c.n_heads = 2, c.context = 8;
+  c.vocab = 61, c.d_model = 16, c.layers = 1, c.n_heads = 2, c.context = 8;
   const ParamLayout L(c);
   std::mt19937 frng(11);
   std::uniform_real_distribution<float> mant(0.5f, 1.f);

@@ -1,4 +1,4 @@
-// The topology planner: tree shape, tiers, heights and where shards go.
+// The topology planner: tree shape, levels, heights and where shards go.
 #include <catch2/catch.hpp>
 
 #include <numeric>
@@ -9,23 +9,23 @@
 
 using namespace cllm;
 
-TEST_CASE("topology: breadth-first tree with the kissing-spheres tiers", "[topology]") {
+TEST_CASE("topology: breadth-first tree with the kissing-spheres levels", "[topology]") {
   const Topology t(1741, 12);
   REQUIRE(t.size() == 1741);
   REQUIRE(t.levels() == 4);
-  REQUIRE(t.tier_sizes() == std::vector<int>{1, 12, 144, 1584});
-  REQUIRE(t.node(0).parent == -1);
-  REQUIRE(t.node(1).parent == 0);
-  REQUIRE(t.node(12).parent == 0);
-  REQUIRE(t.node(13).parent == 1);
-  REQUIRE(t.node(157).parent == 13);
-  REQUIRE(t.node(157).level == 3);
-  REQUIRE(t.node(25).group == 25 % kSymmetryGroups);
+  REQUIRE(t.level_sizes() == std::vector<int>{1, 12, 144, 1584});
+  REQUIRE(t.position(0).parent == -1);
+  REQUIRE(t.position(1).parent == 0);
+  REQUIRE(t.position(12).parent == 0);
+  REQUIRE(t.position(13).parent == 1);
+  REQUIRE(t.position(157).parent == 13);
+  REQUIRE(t.position(157).level == 3);
+  REQUIRE(t.position(25).group == 25 % kSymmetryGroups);
   REQUIRE(t.height(0) == 3);
   REQUIRE(t.height(1) == 2);
   REQUIRE(t.height(145) == 0);  // a level-2 sphere without children
-  for (const auto& n : t.nodes())
-    for (int c : n.children) REQUIRE(t.node(c).parent == n.id);
+  for (const auto& n : t.positions())
+    for (int c : n.children) REQUIRE(t.position(c).parent == n.id);
 }
 
 TEST_CASE("topology: impossible shapes are refused", "[topology]") {
@@ -54,9 +54,9 @@ TEST_CASE("shard plan leaves: only leaves compute, dealt over the root's subtree
   std::set<int> top;
   for (int s = 0; s < 24; ++s) {
     const int owner = p.owner(s);
-    REQUIRE(t.node(owner).children.empty());
+    REQUIRE(t.position(owner).children.empty());
     int id = owner;
-    while (t.node(id).parent != 0) id = t.node(id).parent;
+    while (t.position(id).parent != 0) id = t.position(id).parent;
     if (s < 12) REQUIRE(top.insert(id).second);  // the first 12 go to 12 different subtrees
   }
   REQUIRE(top.size() == 12);
@@ -77,7 +77,7 @@ TEST_CASE("shard plan: every shard exactly once, subtree sums consistent", "[top
         REQUIRE(int(mine.size()) == p.own_count(i));
         seen.insert(seen.end(), mine.begin(), mine.end());
         int sum = p.own_count(i);
-        for (int c : t.node(i).children) sum += p.subtree(c);
+        for (int c : t.position(i).children) sum += p.subtree(c);
         REQUIRE(p.subtree(i) == sum);
       }
       std::sort(seen.begin(), seen.end());

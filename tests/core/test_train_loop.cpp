@@ -1,6 +1,6 @@
-// The training loop's record of a step covers every attempt of it: when a step is redone to widen
-// the exact-sum grid, what happened in the first attempt (a lost node, bytes sent) is still
-// reported in that step's record, not dropped with the attempt.
+// The training loop's record of a step covers every attempt of it: when a step takes a second
+// attempt to widen the exact-sum grid, what happened in the first attempt (a lost node, bytes sent)
+// is still reported in that step's record, not dropped with the attempt.
 #include <catch2/catch.hpp>
 #include <vector>
 
@@ -13,10 +13,10 @@ using namespace cllm;
 namespace {
 
 // The mutex pool, except that its first attempt at the second step claims an overflow (so the
-// loop redoes the step) and reports a node lost on the way and some bytes sent.
-class LosesANodeThenRedoes final : public Backend {
+// loop makes attempt 1) and reports a node lost on the way and some bytes sent.
+class LosesANodeThenTriesAgain final : public Backend {
  public:
-  LosesANodeThenRedoes(const RunConfig& run, const WindowSampler& sampler)
+  LosesANodeThenTriesAgain(const RunConfig& run, const WindowSampler& sampler)
       : inner_(run, sampler, 2) {}
   std::string name() const override { return "test"; }
   int spheres() const override { return inner_.spheres(); }
@@ -58,11 +58,11 @@ struct Records final : StepObserver {
 
 }  // namespace
 
-TEST_CASE("a redone step still reports what its first attempt did", "[loop]") {
+TEST_CASE("a step's attempt 1 still reports what its attempt 0 did", "[loop]") {
   const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
   const RunConfig cfg = test::spheres_run();
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
-  LosesANodeThenRedoes backend(cfg, sampler);
+  LosesANodeThenTriesAgain backend(cfg, sampler);
   TrainState state(cfg);
   StopToken stop;
   TrainingLoop loop(state, backend, nullptr, 0, stop);
@@ -71,12 +71,12 @@ TEST_CASE("a redone step still reports what its first attempt did", "[loop]") {
   REQUIRE(res.exit_code == 0);
   REQUIRE(records.all.size() == size_t(cfg.steps));
   const StepRecord& second = records.all[1];
-  CHECK(second.redos == 1);
+  CHECK(second.attempt == 1);
   CHECK(second.faults.nodes_lost == 1);
   REQUIRE(second.faults.events.size() == 1);
   CHECK(second.faults.events[0].kind == FaultEvent::node_lost);
   CHECK(second.timing.bytes_sent == 1010);  // both attempts' transfers
   CHECK(records.all[0].faults.events.empty());
   CHECK(records.all[2].timing.bytes_sent == 10);
-  CHECK(res.redo_steps == 1);
+  CHECK(res.attempts_after_first == 1);
 }

@@ -56,7 +56,7 @@ TEST_CASE("shards folded in any order and by any number of workers give the same
       total.merge(p2);
       total.merge(p1);
       out = alt.apply(total, work);
-    } while (out.kind == StepOutcome::redo);
+    } while (out.kind == StepOutcome::next_attempt);
   }
   REQUIRE(weights_sha256(ref.layout(), ref.weights()->data()) ==
           weights_sha256(alt.layout(), alt.weights()->data()));
@@ -77,7 +77,7 @@ TEST_CASE("the loss falls when training on a repetitive text", "[training]") {
       ExactGrad acc(st.layout());
       for (int k = 0; k < work.shards; ++k) w.compute(st.weights()->data(), work, k, acc);
       out = st.apply(acc, work);
-    } while (out.kind == StepOutcome::redo);
+    } while (out.kind == StepOutcome::next_attempt);
     if (s == 0) first = out.loss;
     last = out.loss;
   }

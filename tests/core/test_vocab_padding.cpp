@@ -29,7 +29,7 @@ ModelConfig unpadded() {
   ModelConfig c;
   c.vocab = 300;
   c.d_model = 32;
-  c.n_layers = 2;
+  c.layers = 2;
   c.n_heads = 4;
   c.context = 16;
   return c;
@@ -77,7 +77,7 @@ std::vector<int32_t> windows(int rows, int T, int vocab) {
 TEST_CASE("gpt2 presets: GPT-2's shapes, parameter counts and padded vocabulary", "[padding]") {
   const ModelConfig g = model_preset("gpt2");
   CHECK(g.d_model == 768);
-  CHECK(g.n_layers == 12);
+  CHECK(g.layers == 12);
   CHECK(g.n_heads == 12);
   CHECK(g.context == 1024);
   CHECK(g.vocab == 50257);
@@ -86,7 +86,7 @@ TEST_CASE("gpt2 presets: GPT-2's shapes, parameter counts and padded vocabulary"
   CHECK(g.describe() == "d 768, 12 layers, 12 heads, context 1024, vocab 50257 (padded to 50304)");
   const ModelConfig m = model_preset("gpt2-medium");
   CHECK(m.d_model == 1024);
-  CHECK(m.n_layers == 24);
+  CHECK(m.layers == 24);
   CHECK(m.n_heads == 16);
   CHECK(ParamLayout(m).num_parameters() == 354823168u);
   CHECK(preset_has_gpt2_vocab("gpt2"));

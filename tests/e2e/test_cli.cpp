@@ -89,7 +89,7 @@ TEST_CASE("bad input: exit 2 and one line naming the problem", "[e2e][cli]") {
       {"--context 100000", quick_train(rd) + Args{"--context", "100000"}, {"--context", "100000"}},
       {"corpus shorter than a window", quick_train(rd, short_corpus), {short_corpus}},
       {"--model huge", quick_train(rd) + Args{"--model", "huge"}, {"huge"}},
-      {"--sync foo", quick_train(rd) + Args{"--sync", "foo"}, {"--sync", "foo"}},
+      {"--backend foo", quick_train(rd) + Args{"--backend", "foo"}, {"--backend", "foo"}},
       {"--inject names a sphere that does not exist",
        quick_train(rd) + Args{"--spheres", "4", "--inject", "crash:sphere=99,step=1"},
        {"99"}},
@@ -231,7 +231,7 @@ TEST_CASE("train: --print-topology and --help", "[e2e][cli]") {
         quick_train(dir) + Args{"--print-topology", "--spheres", "1741", "--fanout", "12"}, 20);
     INFO("stderr: " << r.err);
     CHECK(r.code == 0);
-    CHECK(contains(r.out, "tiers: 1 12 144 1584"));
+    CHECK(contains(r.out, "4 levels: 1 12 144 1584"));
     CHECK(r.err.empty());
     CHECK(!fs::exists(dir));
   }
@@ -284,8 +284,12 @@ TEST_CASE("exactness: the same weights for any sphere count, fan-out, backend an
        {"--spheres", "13", "--fanout", "3", "--threads", "1"},
        13},
       {"157 spheres, fan-out 12", {"--spheres", "157", "--fanout", "12"}, 157},
-      {"mutex baseline, 2 workers", {"--sync", "mutex", "--spheres", "2"}, 0},
-      {"barrier baseline, 3 workers", {"--sync", "barrier", "--spheres", "3"}, 0},
+      {"mutex baseline, 2 workers", {"--backend", "mutex", "--spheres", "2"}, 0},
+      {"barrier baseline, 3 workers", {"--backend", "barrier", "--spheres", "3"}, 0},
+      // --sync: the old name of --backend, the same option.
+      {"barrier baseline, 3 workers, named with --sync",
+       {"--sync", "barrier", "--spheres", "3"},
+       0},
   };
   int n = 0;
   for (const auto& v : variants) {

@@ -369,7 +369,7 @@ TEST_CASE("cluster: bad cluster settings get one line and exit 2", "[e2e][cluste
       {"no port", {"--listen", "127.0.0.1"}, "HOST:PORT"},
       {"--spheres 0 without --listen", {"--spheres", "0"}, "--listen"},
       {"--min-nodes without --listen", {"--min-nodes", "2"}, "--listen"},
-      {"nodes with a thread pool", {"--listen", "127.0.0.1:0", "--sync", "mutex"}, "--sync"},
+      {"nodes with a thread pool", {"--listen", "127.0.0.1:0", "--backend", "mutex"}, "--backend"},
   };
   for (const auto& c : cases) {
     DYNAMIC_SECTION(c.name) {

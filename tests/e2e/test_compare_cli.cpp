@@ -72,7 +72,7 @@ TEST_CASE("diff: same seed, other sphere counts and backends: identical", "[e2e]
   TempDir tmp;
   REQUIRE(run_cli(train(tmp / "one", {"--spheres", "1", "--threads", "1"})).code == 0);
   REQUIRE(run_cli(train(tmp / "five", {"--spheres", "5", "--fanout", "2"})).code == 0);
-  REQUIRE(run_cli(train(tmp / "mutex", {"--sync", "mutex", "--spheres", "3"})).code == 0);
+  REQUIRE(run_cli(train(tmp / "mutex", {"--backend", "mutex", "--spheres", "3"})).code == 0);
   for (const char* other : {"five", "mutex"}) {
     const Result r = run_cli({"diff", tmp / "one", tmp / other});
     INFO(r.out << r.err);
@@ -260,7 +260,7 @@ TEST_CASE("cllm-bench-sync --runs-dir: run folders that report and diff read", "
   const Result rep =
       run_cli({"report", runs + "/tiny-actors-f2-w1", runs + "/tiny-actors-f2-w2",
                runs + "/tiny-mutex-w1", runs + "/tiny-mutex-w2", runs + "/tiny-barrier-w1",
-               runs + "/tiny-barrier-w2", "--group-by", "sync", "--out", tmp / "sync.html"});
+               runs + "/tiny-barrier-w2", "--group-by", "backend", "--out", tmp / "sync.html"});
   INFO(rep.out << rep.err);
   CHECK(rep.code == 0);
   const std::string page = read_file(tmp / "sync.html");

@@ -408,7 +408,7 @@ TEST_CASE("export gguf: @huggingface/gguf reads llama.cpp's gpt2 layout", "[e2e]
   expect("gpt2.context_length", 4, m.context);
   expect("gpt2.embedding_length", 4, m.d_model);
   expect("gpt2.feed_forward_length", 4, 4 * m.d_model);
-  expect("gpt2.block_count", 4, m.n_layers);
+  expect("gpt2.block_count", 4, m.layers);
   expect("gpt2.attention.head_count", 4, m.n_heads);
   CHECK(md["gpt2.attention.layer_norm_epsilon"]["type"] == 6);
   CHECK(md["gpt2.attention.layer_norm_epsilon"]["value"].get<double>() == Approx(1e-5));
@@ -437,7 +437,7 @@ TEST_CASE("export gguf: @huggingface/gguf reads llama.cpp's gpt2 layout", "[e2e]
   const float* w = ck.weights.data();
   std::map<std::string, json> t;
   for (const auto& x : g["tensors"]) t[x["name"].get<std::string>()] = x;
-  CHECK(t.size() == size_t(5 + 12 * m.n_layers));
+  CHECK(t.size() == size_t(5 + 12 * m.layers));
   const auto check = [&](const std::string& name, std::vector<int> shape, size_t off, int rows,
                          int cols, bool transposed) {
     INFO(name);
@@ -462,7 +462,7 @@ TEST_CASE("export gguf: @huggingface/gguf reads llama.cpp's gpt2 layout", "[e2e]
   check("position_embd.weight", {d, T}, layout.wpe, T, d, false);
   check("output_norm.weight", {d}, layout.lnf_w, 1, d, false);
   check("output_norm.bias", {d}, layout.lnf_b, 1, d, false);
-  for (int l = 0; l < m.n_layers; ++l) {
+  for (int l = 0; l < m.layers; ++l) {
     const auto& b = layout.blocks[size_t(l)];
     const std::string p = "blk." + std::to_string(l) + ".";
     check(p + "attn_norm.weight", {d}, b.ln1_w, 1, d, false);

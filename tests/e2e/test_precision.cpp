@@ -34,7 +34,7 @@ TEST_CASE("precision bf16: exact everywhere, part of the run's settings", "[e2e]
 
   const std::vector<Args> variants = {
       {"--spheres", "3", "--fanout", "2", "--threads", "2"},
-      {"--sync", "mutex", "--spheres", "2"},
+      {"--backend", "mutex", "--spheres", "2"},
       {"--spheres", "4", "--inject", "crash:sphere=1,step=2"},
   };
   int n = 0;

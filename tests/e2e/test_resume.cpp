@@ -140,7 +140,7 @@ TEST_CASE("resume (b): killed with SIGKILL at several points, --resume ends the 
                                    {5, {}},
                                    {8, {}},
                                    {13, {"--spheres", "5", "--threads", "1"}},
-                                   {22, {"--sync", "mutex"}},
+                                   {22, {"--backend", "mutex"}},
                                    {31, {"--spheres", "13", "--fanout", "3"}},
                                    {17, {}, true}};
   for (const Kill& kill : kills) {

@@ -131,7 +131,7 @@ TEST_CASE("list_runs: status from summary.json, steps from the end of metrics.js
   fs::create_directories(done), fs::create_directories(killed);
   fs::create_directories(t.path / "other");
   const std::string config =
-      R"({"settings":{"model":"tiny","tokenizer":""},"run":{"steps":3,"model":{"d_model":64,"n_layers":2}},"backend":"actors","spheres":2})";
+      R"({"settings":{"model":"tiny","tokenizer":""},"run":{"steps":3,"model":{"d_model":64,"layers":2}},"backend":"actors","spheres":2})";
   write(done / "config.json", config);
   write(killed / "config.json", config);
   std::string rows;
