@@ -134,7 +134,6 @@ RunConfig step_config(const ModelConfig& model, const Options& o, int micro_batc
   cfg.precision = parse_precision(o.precision);
   const int total = o.warmup + o.repeats * o.steps;
   cfg.steps = total;
-  cfg.optim.total_steps = total;
   cfg.validate();
   return cfg;
 }
@@ -273,8 +272,8 @@ double measure_generation(const ModelConfig& model, const Options& o, const floa
   const double gen_ms = median(times);
   // The decoder's KV cache: keys and values of every layer for `context` positions, in float
   // whatever the decoding weights (src/model.cpp, Decoder::Impl).
-  const double cache_bytes = 2.0 * model.n_layers * model.d_model * model.context * sizeof(float);
-  fmt::print("KV cache: 2*L*d*context floats = 2*{}*{}*{}*4 bytes = {:.1f} MiB\n", model.n_layers,
+  const double cache_bytes = 2.0 * model.layers * model.d_model * model.context * sizeof(float);
+  fmt::print("KV cache: 2*L*d*context floats = 2*{}*{}*{}*4 bytes = {:.1f} MiB\n", model.layers,
              model.d_model, model.context, cache_bytes / (1 << 20));
   fmt::print(
       "generation: {} tokens from an empty prompt (KV cache, sliding window at context {}, "
@@ -332,7 +331,7 @@ void write_step_json(const Options& o, const ModelConfig& model, const ParamLayo
 ModelConfig bench_model(const Options& o) {
   ModelConfig m = model_preset(o.model);
   if (o.d_model > 0) m.d_model = o.d_model;
-  if (o.layers > 0) m.n_layers = o.layers;
+  if (o.layers > 0) m.layers = o.layers;
   if (o.heads > 0) m.n_heads = o.heads;
   m.context = std::max(m.context, o.context);
   m.validate();
