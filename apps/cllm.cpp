@@ -403,12 +403,7 @@ int cmd_sample(const std::vector<std::string>& args) {
   t.add("--prompt", "TEXT", "text to continue", "\"\"", [&](auto& v) { prompt = v; });
   t.add("--tokens", "N", "tokens to generate", "200",
         [&](auto& v) { tokens = int(to_int("--tokens", v, 0, 1 << 24)); });
-  t.add("--temperature", "T", "sampling temperature (0 = greedy)", "0.8",
-        [&](auto& v) { so.temperature = to_double("--temperature", v); });
-  t.add("--top-k", "K", "sample among the K most likely tokens (0 = off)", "40",
-        [&](auto& v) { so.top_k = int(to_int("--top-k", v, 0, 1 << 20)); });
-  t.add("--top-p", "P", "nucleus sampling mass (1 = off)", "0.95",
-        [&](auto& v) { so.top_p = to_double("--top-p", v); });
+  sampling_options(t, so);
   t.add("--seed", "N", "sampling seed", "1",
         [&](auto& v) { so.seed = uint64_t(to_int("--seed", v, 0, INT64_MAX)); });
   t.add("--decode-precision", "fp32|bf16",

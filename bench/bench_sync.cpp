@@ -332,7 +332,6 @@ RunConfig sync_config(const std::string& model_name, const Options& o) {
   cfg.batch.batch = o.batch, cfg.batch.micro_batch = o.micro_batch;
   cfg.batch.context = context;
   cfg.steps = o.warmup + o.steps;
-  cfg.optim.total_steps = cfg.steps;
   cfg.validate();
   return cfg;
 }

@@ -11,7 +11,6 @@ inline cllm::RunConfig cluster_run() {
   r.model.context = 4;
   r.batch.batch = 6, r.batch.micro_batch = 2, r.batch.context = 4;
   r.steps = 10;
-  r.optim.total_steps = 10;
   return r;
 }
 

@@ -214,11 +214,7 @@ void output(OptionTable& t, TrainSettings& s) {
   integer(t, "--sample-tokens", "tokens generated at the end (0 = none)", s.sample_tokens, 0,
           1 << 20, Scope::cadence);
   text(t, "--prompt", "TEXT", "prompt of the final sample", s.prompt, Scope::output, "\"\"");
-  real(t, "--temperature", "T", "sampling temperature (0 = greedy)", s.sampling.temperature,
-       Scope::output);
-  integer(t, "--top-k", "sample among the K most likely tokens (0 = off)", s.sampling.top_k, 0,
-          1 << 20, Scope::output);
-  real(t, "--top-p", "P", "nucleus sampling mass (1 = off)", s.sampling.top_p, Scope::output);
+  sampling_options(t, s.sampling);
 }
 
 void checkpoints(OptionTable& t, TrainSettings& s) {
@@ -278,6 +274,13 @@ void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Pla
   // 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
   integer(t, "--threads", "CAF scheduler threads, at most 8 per core", threads, 1,
           8 * detected_cores(), Scope::placement, std::to_string(threads) + " (cores)");
+}
+
+void sampling_options(OptionTable& t, SamplingOptions& s) {
+  real(t, "--temperature", "T", "sampling temperature (0 = greedy)", s.temperature, Scope::output);
+  integer(t, "--top-k", "sample among the K most likely tokens (0 = off)", s.top_k, 0, 1 << 20,
+          Scope::output);
+  real(t, "--top-p", "P", "nucleus sampling mass (1 = off)", s.top_p, Scope::output);
 }
 
 void link_options(OptionTable& t, std::string& cluster_key, int& heartbeat_ms,
@@ -475,7 +478,6 @@ RunConfig TrainSettings::run_config(size_t train_tokens, const std::string& data
   r.optim.min_lr = min_lr >= 0 ? min_lr : lr / 10;
   r.optim.weight_decay = weight_decay;
   r.optim.clip = clip;
-  r.optim.total_steps = r.steps;
   r.optim.warmup = warmup;
   if (r.optim.warmup >= r.steps) {
     if (given.count("--warmup"))

@@ -29,15 +29,15 @@ struct TrainSettings {
   std::string model = "small";
   int d_model = 0, layers = 0, heads = 0, context = 0;
   std::string init_from;  // a Hugging Face GPT-2 folder whose weights the run starts from
-  // Training
-  int64_t steps = 2000;
+  // Training: the library's defaults (src/config.hpp, src/training.hpp), declared once there
+  int64_t steps = RunConfig().steps;
   double epochs = 0;  // > 0: steps from the corpus size instead
-  int batch = 16, micro_batch = 2;
-  double lr = 1e-3;
-  double min_lr = -1;  // < 0: lr / 10
-  int64_t warmup = 100;
-  double weight_decay = 0.1, clip = 1.0;
-  uint64_t seed = 1337;
+  int batch = BatchConfig().batch, micro_batch = BatchConfig().micro_batch;
+  double lr = OptimConfig().lr;
+  double min_lr = -1;  // < 0: lr / 10 (the library's default is the same ratio)
+  int64_t warmup = OptimConfig().warmup;
+  double weight_decay = OptimConfig().weight_decay, clip = OptimConfig().clip;
+  uint64_t seed = RunConfig().seed;
   std::string precision = "fp32";  // or bf16 (src/training.hpp)
   // Spheres
   std::string backend = "actors";
@@ -93,6 +93,9 @@ void sphere_options(cli::OptionTable& t, int& spheres, int& fanout, int& threads
                     Placement& placement, int min_spheres, const std::string& spheres_help);
 void link_options(cli::OptionTable& t, std::string& cluster_key, int& heartbeat_ms,
                   double& connection_timeout);
+
+// --temperature, --top-k, --top-p: the final sample of `cllm train` and `cllm sample` alike.
+void sampling_options(cli::OptionTable& t, SamplingOptions& s);
 
 // The built-in default corpus: $CLLM_DEFAULT_CORPUS, else the one the build names.
 std::string default_corpus_path();

@@ -82,7 +82,6 @@ void OptimConfig::validate() const {
   if (min_lr < 0 || min_lr > lr)
     throw ConfigError(fmt::format("min-lr {} must be in [0, lr={}]", min_lr, lr));
   if (warmup < 0) throw ConfigError(fmt::format("warmup must be >= 0 (got {})", warmup));
-  if (total_steps < 1) throw ConfigError(fmt::format("steps must be >= 1 (got {})", total_steps));
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
     throw ConfigError("Adam betas must be in [0, 1)");
   if (!(eps > 0)) throw ConfigError("Adam eps must be positive");

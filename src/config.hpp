@@ -54,11 +54,12 @@ constexpr int kGpt2Vocab = 50257;
 // GPT-2 models (the gpt2 presets, imported folders) pad their vocabulary to a multiple of 128.
 int gpt2_padded_vocab(int vocab);
 
+// The defaults here and in RunConfig / BatchConfig are `cllm train`'s (run/settings.hpp reads
+// them from these initialisers); the schedule's length is the run's steps (RunConfig::steps).
 struct OptimConfig {
-  double lr = 3e-4;         // peak learning rate
-  double min_lr = 3e-5;     // floor of the cosine decay
-  int64_t warmup = 0;       // linear warm-up steps
-  int64_t total_steps = 1;  // schedule length (cosine reaches min_lr here)
+  double lr = 1e-3;      // peak learning rate
+  double min_lr = 1e-4;  // floor of the cosine decay
+  int64_t warmup = 100;  // linear warm-up steps
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;

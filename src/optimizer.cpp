@@ -4,9 +4,9 @@
 
 namespace cllm {
 
-double learning_rate(const OptimConfig& c, int64_t step) {
+double learning_rate(const OptimConfig& c, int64_t step, int64_t total_steps) {
   if (c.warmup > 0 && step < c.warmup) return c.lr * double(step + 1) / double(c.warmup);
-  const int64_t decay_steps = c.total_steps - c.warmup;
+  const int64_t decay_steps = total_steps - c.warmup;
   if (decay_steps <= 0) return c.lr;
   const double progress = std::min(1.0, double(step - c.warmup) / double(decay_steps));
   const double cosine = 0.5 * (1.0 + std::cos(3.141592653589793 * progress));

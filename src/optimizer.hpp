@@ -11,8 +11,8 @@
 namespace cllm {
 
 // Learning rate for optimizer step `step` (0-based): linear warm-up over `warmup` steps, then
-// cosine from lr to min_lr at total_steps (and min_lr afterwards).
-double learning_rate(const OptimConfig& c, int64_t step);
+// cosine from lr to min_lr at total_steps (the run's steps) (and min_lr afterwards).
+double learning_rate(const OptimConfig& c, int64_t step, int64_t total_steps);
 
 // Factor that scales the gradient so its global norm is at most `clip` (1 when clip <= 0).
 double clip_scale(double grad_norm, double clip);

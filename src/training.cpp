@@ -62,7 +62,6 @@ nlohmann::json RunConfig::to_json() const {
           {"lr", optim.lr},
           {"min_lr", optim.min_lr},
           {"warmup", optim.warmup},
-          {"total_steps", optim.total_steps},
           {"beta1", optim.beta1},
           {"beta2", optim.beta2},
           {"eps", optim.eps},
@@ -85,7 +84,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
     c.batch.batch = j.at("batch"), c.batch.micro_batch = j.at("micro_batch");
     c.batch.context = j.at("context");
     c.optim.lr = j.at("lr"), c.optim.min_lr = j.at("min_lr"), c.optim.warmup = j.at("warmup");
-    c.optim.total_steps = j.at("total_steps"), c.optim.beta1 = j.at("beta1");
+    c.optim.beta1 = j.at("beta1");  // (older files also hold total_steps, always = steps)
     c.optim.beta2 = j.at("beta2"), c.optim.eps = j.at("eps");
     c.optim.weight_decay = j.at("weight_decay"), c.optim.clip = j.at("clip");
     c.seed = j.at("seed"), c.steps = j.at("steps");
@@ -253,7 +252,7 @@ StepOutcome TrainState::apply_slices(const std::vector<const ExactGrad*>& slices
     out.kind = StepOutcome::nonfinite;
     return out;
   }
-  out.lr = learning_rate(cfg_.optim, step_);
+  out.lr = learning_rate(cfg_.optim, step_, cfg_.steps);
   // Copy-on-write: never touch a weights buffer that a worker may still be reading.
   if (!sole_owner(weights_)) weights_ = std::make_shared<AlignedVector<float>>(*weights_);
   const double gscale = clip_scale(out.grad_norm, cfg_.optim.clip);

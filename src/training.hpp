@@ -36,7 +36,7 @@ struct RunConfig {
   BatchConfig batch;
   OptimConfig optim;
   uint64_t seed = 1337;
-  int64_t steps = 200;
+  int64_t steps = 2000;  // also the learning-rate schedule's length
   Precision precision = Precision::fp32;
   // SHA-256 of the training token ids: a resumed run must train on the same data.
   std::string data_sha256;

@@ -31,7 +31,7 @@ inline RunConfig tiny_run(int context, int batch, int micro_batch, int steps, in
   c.model = model_preset("tiny");
   c.model.context = context;
   c.batch.batch = batch, c.batch.micro_batch = micro_batch, c.batch.context = context;
-  c.optim.lr = 3e-3, c.optim.warmup = warmup, c.optim.total_steps = steps;
+  c.optim.lr = 3e-3, c.optim.warmup = warmup;
   c.steps = steps;
   return c;
 }

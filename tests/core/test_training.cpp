@@ -65,7 +65,7 @@ TEST_CASE("shards folded in any order and by any number of workers give the same
 TEST_CASE("the loss falls when training on a repetitive text", "[training]") {
   auto tokens = test::toy_corpus(5000, kSentence);
   RunConfig cfg = tiny_run();
-  cfg.steps = cfg.optim.total_steps = 30;
+  cfg.steps = 30;
   WindowSampler sampler(tokens, cfg.batch.context, sampler_seed(cfg.seed));
   TrainState st(cfg);
   ShardWorker w(cfg, sampler);
