@@ -90,12 +90,12 @@ struct FaultCounts {
   bool any() const { return !events.empty() || restarts + deadline_kills + subtree_restarts > 0; }
 };
 
-// The reply of a subtree to a step: its exact partial sum, timings and fault counters.
 // Who computed a step: remote nodes, and spheres in all (set by the coordinator).
 struct Membership {
   int32_t nodes = 0, spheres = 0;
 };
 
+// The reply of a subtree to a step: its exact partial sum, timings and fault counters.
 struct Partial {
   ExactGrad grad;
   StepTiming timing;
