@@ -10,26 +10,14 @@
 
 #include "actors/checkpoint_writer.hpp"
 #include "src/params.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace cllm;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("cllm_writer_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using cllm::test::TempDir;
 
 std::shared_ptr<const Checkpoint> snapshot(uint64_t step) {
   auto ck = std::make_shared<Checkpoint>();
@@ -61,7 +49,7 @@ std::vector<std::string> errors(const std::vector<cllm::CheckpointOutcome>& outc
 }  // namespace
 
 TEST_CASE("the checkpoint writer writes snapshots and keeps the newest K", "[writer]") {
-  TempDir dir;
+  TempDir dir("cllm-writer");
   ActorCheckpointSink sink;
   for (uint64_t step = 1; step <= 4; ++step) sink.submit(snapshot(step), path_of(dir, step), 2);
   REQUIRE(errors(sink.flush()).empty());
@@ -71,7 +59,7 @@ TEST_CASE("the checkpoint writer writes snapshots and keeps the newest K", "[wri
 }
 
 TEST_CASE("a dead checkpoint writer neither hangs the loop nor loses a checkpoint", "[writer]") {
-  TempDir dir;
+  TempDir dir("cllm-writer");
   ActorCheckpointSink sink;
   sink.submit(snapshot(1), path_of(dir, 1), 5);
   // Killed with a snapshot possibly still in its mailbox: its answer never comes.

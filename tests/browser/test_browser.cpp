@@ -31,7 +31,7 @@ const std::string& out_dir() {
 // One Chromium per test process, started on first use.
 cdp::Browser& browser() {
   static TempDir scratch;
-  static cdp::Browser b(scratch.path().string());
+  static cdp::Browser b(scratch.str());
   return b;
 }
 

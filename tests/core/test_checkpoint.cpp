@@ -22,6 +22,7 @@
 #include "src/params.hpp"
 #include "src/safetensors.hpp"
 #include "src/sha256.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace cllm;
 using Catch::Contains;
@@ -29,22 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh folder under the system temp folder, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("cllm_ckpt_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using cllm::test::TempDir;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -233,7 +219,7 @@ TEST_CASE("weights_sha256 hashes the unpadded tensors in layout order", "[checkp
 }
 
 TEST_CASE("safetensors round trip is bit-exact for every dtype", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file("all.safetensors");
   StFile f;
   f.metadata = {{"a", "1"}, {"unicode", "h\xc3\xa9llo \xe2\x9c\x93"}, {"empty", ""}};
@@ -287,7 +273,7 @@ TEST_CASE("safetensors round trip is bit-exact for every dtype", "[checkpoint]")
 }
 
 TEST_CASE("safetensors writer refuses inconsistent tensors", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file("bad.safetensors");
   StFile f;
   f.tensors["x"] = StTensor{"F32", {3}, std::vector<uint8_t>(8)};
@@ -298,7 +284,7 @@ TEST_CASE("safetensors writer refuses inconsistent tensors", "[checkpoint]") {
 }
 
 TEST_CASE("checkpoint round trip is bit-exact", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file(checkpoint_name(7));
   const Checkpoint ck = make_checkpoint(model_preset("tiny"));
   save_checkpoint(path, ck);
@@ -333,7 +319,7 @@ TEST_CASE("checkpoint round trip is bit-exact", "[checkpoint]") {
 }
 
 TEST_CASE("checkpoint header is valid safetensors for Python readers", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file("ck.safetensors");
   const Checkpoint ck = make_checkpoint(model_preset("tiny"));
   save_checkpoint(path, ck);
@@ -390,7 +376,7 @@ TEST_CASE("checkpoint header is valid safetensors for Python readers", "[checkpo
 }
 
 TEST_CASE("truncated checkpoints are refused with the file named", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string good = dir.file("good.safetensors");
   save_checkpoint(good, make_checkpoint(model_preset("tiny")));
   const std::string raw = read_bytes(good);
@@ -425,7 +411,7 @@ TEST_CASE("truncated checkpoints are refused with the file named", "[checkpoint]
 }
 
 TEST_CASE("a flipped byte anywhere in a checkpoint is detected", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file("ck.safetensors");
   // Targeted, on the tiny preset: one byte in the data, one in the header.
   save_checkpoint(path, make_checkpoint(model_preset("tiny")));
@@ -477,7 +463,7 @@ TEST_CASE("a flipped byte anywhere in a checkpoint is detected", "[checkpoint]")
 }
 
 TEST_CASE("foreign and garbage files are refused", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string text = dir.file("notes.txt");
   write_bytes(text, "This is a text file, not a checkpoint.\nSecond line.\n");
   REQUIRE_THROWS_WITH(load_checkpoint(text), Contains(text) && Contains("not a safetensors file"));
@@ -514,7 +500,7 @@ TEST_CASE("foreign and garbage files are refused", "[checkpoint]") {
 }
 
 TEST_CASE("checkpoints from a newer format or with wrong tensors are refused", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file("ck.safetensors");
   const Checkpoint ck = make_checkpoint(micro_model());
   save_checkpoint(path, ck);
@@ -579,7 +565,7 @@ TEST_CASE("checkpoints from a newer format or with wrong tensors are refused", "
 }
 
 TEST_CASE("require_compatible refuses another model shape or tokenizer", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file(checkpoint_name(3));
   save_checkpoint(path, make_checkpoint(model_preset("tiny")));
   const Checkpoint ck = load_checkpoint(path);
@@ -593,7 +579,7 @@ TEST_CASE("require_compatible refuses another model shape or tokenizer", "[check
 }
 
 TEST_CASE("checkpoint writes are atomic", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file(checkpoint_name(1));
   const Checkpoint original = make_checkpoint(model_preset("tiny"));
   save_checkpoint(path, original);
@@ -669,7 +655,7 @@ TEST_CASE("list_checkpoints orders by step and ignores other files", "[checkpoin
   REQUIRE(checkpoint_name(42) == "ckpt-00000042.safetensors");
   REQUIRE(checkpoint_name(0) == "ckpt-00000000.safetensors");
   REQUIRE(checkpoint_name(123456789) == "ckpt-123456789.safetensors");
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   REQUIRE(list_checkpoints(dir.file("absent")).empty());
   REQUIRE(list_checkpoints(dir.path.string()).empty());
   for (const char* name :
@@ -733,7 +719,7 @@ TEST_CASE("sha256 fast path matches the portable code on random input", "[checkp
 }
 
 TEST_CASE("a tensor table with two offsets swapped is caught", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir("cllm-ckpt");
   const std::string path = dir.file("ck.safetensors");
   save_checkpoint(path, make_checkpoint(micro_model()));
   // Swap the data of two tensors of the same shape, as swapping their offsets in the header

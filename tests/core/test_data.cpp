@@ -16,37 +16,14 @@
 #include "src/corpus.hpp"
 #include "src/sampler.hpp"
 #include "src/tokenizer.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace cllm;
 
 namespace {
 
-// A fresh folder under the system temp directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           fmt::format("cllm_test_data_{}_{}_{}", ::getpid(), counter++, ::time(nullptr));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  // Writes `data` to path/rel (creating folders) and returns the full path as a string.
-  std::string write(const std::string& rel, const std::string& data) const {
-    fs::path p = path / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream f(p, std::ios::binary);
-    f.write(data.data(), static_cast<std::streamsize>(data.size()));
-    return p.string();
-  }
-  std::string str() const { return path.string(); }
-};
+using cllm::test::TempDir;
 
 std::string as_text(TokenView ids) {
   return ByteTokenizer().decode(ids.to_vector());
@@ -123,7 +100,7 @@ TEST_CASE("binary detection", "[data]") {
 }
 
 TEST_CASE("corpus from a single file", "[data]") {
-  TempDir dir;
+  TempDir dir("cllm-data");
   ByteTokenizer tok;
   std::string f = dir.write("a.txt", "hello world");
   Corpus c = load_corpus(f, tok, 0.0, 4);
@@ -139,8 +116,8 @@ TEST_CASE("corpus from a single file", "[data]") {
 }
 
 TEST_CASE("corpus from a nested folder is sorted and skips binary and hidden files", "[data]") {
-  TempDir dir;
-  TempDir outside;
+  TempDir dir("cllm-data");
+  TempDir outside("cllm-data");
   ByteTokenizer tok;
   std::string root = (dir.path / "root").string();
   dir.write("root/b.txt", "B");
@@ -171,7 +148,7 @@ TEST_CASE("corpus from a nested folder is sorted and skips binary and hidden fil
 }
 
 TEST_CASE("corpus errors are one line naming the path", "[data]") {
-  TempDir dir;
+  TempDir dir("cllm-data");
   ByteTokenizer tok;
   const std::string d = dir.str();
 
@@ -264,7 +241,7 @@ TEST_CASE("corpus errors are one line naming the path", "[data]") {
 }
 
 TEST_CASE("validation split takes the exact token tail", "[data]") {
-  TempDir dir;
+  TempDir dir("cllm-data");
   ByteTokenizer tok;
   std::string text;
   for (int i = 0; i < 999; ++i) text.push_back(static_cast<char>('a' + i % 26));

@@ -12,23 +12,14 @@
 
 #include "src/atomic_file.hpp"
 #include "src/regular_file.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 
 namespace {
 
-struct Dir {
-  fs::path path;
-  Dir() {
-    char templ[] = "/tmp/cllm-files-XXXXXX";
-    path = ::mkdtemp(templ);
-  }
-  ~Dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using cllm::test::TempDir;
 
 void put(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
@@ -42,7 +33,7 @@ std::string get(const fs::path& p) {
 }  // namespace
 
 TEST_CASE("read_regular_file: regular files within the limit only, never blocking", "[files]") {
-  Dir d;
+  TempDir d("cllm-files");
   put(d.path / "a.txt", "hello");
   CHECK(cllm::read_regular_file((d.path / "a.txt").string(), 5, "test file") == "hello");
   // One byte over the limit: refused before reading, the limit named.
@@ -63,7 +54,7 @@ TEST_CASE("read_regular_file: regular files within the limit only, never blockin
 }
 
 TEST_CASE("write_file_atomic writes through a symlink and refuses devices and FIFOs", "[files]") {
-  Dir d;
+  TempDir d("cllm-files");
   fs::create_directory(d.path / "real");
   put(d.path / "real" / "out.txt", "old");
   fs::create_symlink("real/out.txt", d.path / "link.txt");

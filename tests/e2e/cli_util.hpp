@@ -30,6 +30,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../temp_dir.hpp"  // tests/temp_dir.hpp
+
 #ifndef CLLM_BIN
 #error "CLLM_BIN (path of the cllm binary) must be defined by the build"
 #endif
@@ -62,30 +64,7 @@ inline void write_file(const fs::path& p, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + p.string());
 }
 
-// A fresh folder under $TMPDIR (or /tmp), removed with everything in it at the end of scope.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string templ = std::string(base && *base ? base : "/tmp") + "/cllm-e2e-XXXXXX";
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const fs::path& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using cllm::test::TempDir;  // tests/temp_dir.hpp
 
 // Deterministic English-like text of about `bytes` bytes: sentences of common words, commas,
 // capitals, line breaks and paragraphs. The same (bytes, seed) always gives the same text.

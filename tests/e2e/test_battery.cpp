@@ -133,7 +133,7 @@ std::vector<Outcome> run_all(const std::vector<Case>& cases, unsigned parallel =
     for (size_t i; (i = next++) < cases.size();) {
       Outcome& o = out[i];
       o.dir = std::make_unique<TempDir>();
-      const fs::path d = o.dir->path();
+      const fs::path d = o.dir->path;
       Args args;
       try {
         args = cases[i].setup(d);
@@ -175,7 +175,7 @@ void check_outcomes(const std::vector<Case>& cases, const std::vector<Outcome>& 
       CHECK(!contains(o.r.out, "weights sha256"));  // nothing was trained
       for (const auto& ch : o.changed) FAIL_CHECK("the folder changed: " << ch);
     }
-    if (c.check) c.check(o.dir->path(), o.r);
+    if (c.check) c.check(o.dir->path, o.r);
   }
 }
 
@@ -186,7 +186,7 @@ void check_outcomes(const std::vector<Case>& cases, const std::vector<Outcome>& 
 const fs::path& finished_run() {
   static TempDir tmp;
   static const fs::path dir = [] {
-    const fs::path d = tmp.path() / "run";
+    const fs::path d = tmp.path / "run";
     const Result r = run_cli(quick_train(d.string()) + Args{"--checkpoint-every", "3"}, kTimeoutS);
     if (r.code != 0) throw std::runtime_error("the shared run failed: " + r.err);
     return d;
@@ -1056,7 +1056,7 @@ TEST_CASE("battery: data-loss cases of issue 13", "[e2e][battery]") {
 TEST_CASE("battery: serve stops on the first Ctrl-C while a request reads the run",
           "[e2e][battery]") {
   TempDir tmp;
-  const fs::path run = copy_run(tmp.path());
+  const fs::path run = copy_run(tmp.path);
   Background serve({"serve", run.string(), "--port", "0"});
   int port = 0;
   REQUIRE(serve.wait_until([&] {

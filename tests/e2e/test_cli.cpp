@@ -205,7 +205,7 @@ TEST_CASE("train: a normal run and its run folder", "[e2e][cli]") {
 TEST_CASE("train: a corpus folder is read recursively, binary files skipped", "[e2e][cli]") {
   TempDir tmp;
   const std::string text = english_corpus(48 * 1024, 7);
-  const fs::path folder = tmp.path() / "corpus";
+  const fs::path folder = tmp.path / "corpus";
   fs::create_directories(folder / "sub" / "deeper");
   write_file(folder / "a.txt", text.substr(0, 20000));
   write_file(folder / "sub" / "deeper" / "b.txt", text.substr(20000));

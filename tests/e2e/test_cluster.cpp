@@ -509,7 +509,7 @@ namespace {
 // A throw-away CA and certificates it signs, made with the openssl command line (as
 // docs/cluster.md shows), plus a second CA that signs the "stranger" certificate.
 struct TestPki {
-  explicit TestPki(const TempDir& tmp) : dir(tmp.path()) {
+  explicit TestPki(const TempDir& tmp) : dir(tmp.path) {
     run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
         "-subj /CN=cllm-test-ca -keyout " +
         p("ca.key") + " -out " + p("ca.pem"));

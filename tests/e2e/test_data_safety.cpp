@@ -211,7 +211,7 @@ std::map<std::string, std::string> run_files(const fs::path& dir) {
 TEST_CASE("data safety: --resume refuses a checkpoint that is not the run's, writing nothing",
           "[e2e][safety]") {
   TempDir tmp_dir;
-  const fs::path tmp = tmp_dir.path();
+  const fs::path tmp = tmp_dir.path;
   const fs::path run = tmp / "run", other = tmp / "other";
   make_run_at_step_3(run);
   write_file(tmp / "other.txt", english_corpus(48 * 1024, 7));
@@ -255,7 +255,7 @@ TEST_CASE("data safety: --resume refuses a checkpoint that is not the run's, wri
 TEST_CASE("data safety: an output that is a symlink is written through, a FIFO is refused",
           "[e2e][safety]") {
   TempDir tmp_dir;
-  const fs::path tmp = tmp_dir.path();
+  const fs::path tmp = tmp_dir.path;
   const fs::path run = tmp / "run";
   REQUIRE(run_cli(quick_train(run.string())).code == 0);
 

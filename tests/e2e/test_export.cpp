@@ -487,7 +487,7 @@ TEST_CASE("export: bad input gets one line and leaves nothing behind", "[e2e][ex
   TempDir tmp;
   const auto listing = [&] {
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(tmp.path()))
+    for (const auto& e : fs::directory_iterator(tmp.path))
       names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     return names;

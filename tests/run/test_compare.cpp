@@ -9,6 +9,7 @@
 #include <string>
 
 #include "run/compare.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -16,17 +17,7 @@ using namespace cllm::run;
 
 namespace {
 
-struct Tmp {
-  fs::path path;
-  Tmp() {
-    char templ[] = "/tmp/cllm-cmp-XXXXXX";
-    path = ::mkdtemp(templ);
-  }
-  ~Tmp() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using cllm::test::TempDir;
 
 void write(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
@@ -89,7 +80,7 @@ TEST_CASE("diff_runs: identical, parting, tensors named, gaps", "[compare]") {
 
 TEST_CASE("read_fingerprints: rows with a fingerprint, the last history of a rewritten file",
           "[compare]") {
-  Tmp t;
+  TempDir t("cllm-cmp");
   write(t.path / "metrics.jsonl",
         "{\"step\":1,\"loss\":2,\"weights_fp\":\"aa\",\"tensors_fp\":\"01234567\"}\n"
         "{\"step\":2,\"loss\":2}\n"
@@ -126,7 +117,7 @@ TEST_CASE("settings_differences: only what is not the same everywhere", "[compar
 }
 
 TEST_CASE("list_runs: status from summary.json, steps from the end of metrics.jsonl", "[compare]") {
-  Tmp t;
+  TempDir t("cllm-cmp");
   const fs::path done = t.path / "done", killed = t.path / "killed";
   fs::create_directories(done), fs::create_directories(killed);
   fs::create_directories(t.path / "other");
@@ -157,7 +148,7 @@ TEST_CASE("list_runs: status from summary.json, steps from the end of metrics.js
 }
 
 TEST_CASE("compare_view: groups, bands over the group's runs, time split", "[compare]") {
-  Tmp t;
+  TempDir t("cllm-cmp");
   std::vector<std::string> dirs;
   // Three runs; lr 1 for the first two, 2 for the third; loss = run index + step.
   for (int r = 0; r < 3; ++r) {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "run/live_server.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using cllm::run::LiveServer;
@@ -27,17 +28,7 @@ using nlohmann::json;
 
 namespace {
 
-struct Tmp {
-  fs::path path;
-  Tmp() {
-    char templ[] = "/tmp/cllm-serve-XXXXXX";
-    path = ::mkdtemp(templ);
-  }
-  ~Tmp() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using cllm::test::TempDir;
 
 std::string line(int64_t step, double loss) {
   return json({{"step", step}, {"loss", loss}, {"tokens_per_s", 1e3}, {"step_ms", 10.0}}).dump() +
@@ -63,7 +54,7 @@ httplib::Client client(const LiveServer& s) {
 }  // namespace
 
 TEST_CASE("live server: the page, its data, and nothing else", "[run]") {
-  Tmp t;
+  TempDir t("cllm-serve");
   const fs::path dir = t.path / "run";
   fs::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl") << line(1, 5.0) << line(2, 4.0);
@@ -140,7 +131,7 @@ TEST_CASE("live server: the page, its data, and nothing else", "[run]") {
 }
 
 TEST_CASE("live server: a broken or vanished run folder is a message, not a crash", "[run]") {
-  Tmp t;
+  TempDir t("cllm-serve");
   const fs::path dir = t.path / "run";
   fs::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl") << line(1, 5.0) << "{\"step\": 2, \"lo";
@@ -174,7 +165,7 @@ TEST_CASE("live server: a broken or vanished run folder is a message, not a cras
 }
 
 TEST_CASE("live server: a port in use is refused with a clear error", "[run]") {
-  Tmp t;
+  TempDir t("cllm-serve");
   LiveServer first(t.path.string(), any_port());
   ServeOptions o;
   o.port = first.port();
@@ -194,7 +185,7 @@ TEST_CASE("live server: a port in use is refused with a clear error", "[run]") {
 
 TEST_CASE("live server: the folder is read at most every refresh_ms however often pages poll",
           "[run]") {
-  Tmp t;
+  TempDir t("cllm-serve");
   const fs::path dir = t.path / "run";
   fs::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl") << line(1, 5.0);
@@ -215,7 +206,7 @@ TEST_CASE("live server: the folder is read at most every refresh_ms however ofte
 // Finding (issue 19): two request threads, each held by an open connection until it idles out,
 // so a few idle connections stalled every request for seconds.
 TEST_CASE("live server: 100 idle connections do not hold up a request", "[run]") {
-  Tmp t;
+  TempDir t("cllm-serve");
   const fs::path dir = t.path / "run";
   fs::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl") << line(1, 5.0);
@@ -242,7 +233,7 @@ TEST_CASE("live server: 100 idle connections do not hold up a request", "[run]")
 }
 
 TEST_CASE("live server: a run file that is a FIFO is refused up front", "[run]") {
-  Tmp t;
+  TempDir t("cllm-serve");
   const fs::path dir = t.path / "run";
   fs::create_directories(dir);
   REQUIRE(::mkfifo((dir / "metrics.jsonl").c_str(), 0644) == 0);

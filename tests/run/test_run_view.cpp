@@ -13,6 +13,7 @@
 
 #include "run/report.hpp"
 #include "run/run_data.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -20,17 +21,7 @@ using namespace cllm::run;
 
 namespace {
 
-struct Tmp {
-  fs::path path;
-  Tmp() {
-    char templ[] = "/tmp/cllm-run-XXXXXX";
-    path = ::mkdtemp(templ);
-  }
-  ~Tmp() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using cllm::test::TempDir;
 
 // A row as the session writes it, with extra keys merged in.
 std::string line(int64_t step, double loss, json extra = json::object()) {
@@ -54,7 +45,7 @@ bool has_notice(const json& view, const std::string& needle) {
 }  // namespace
 
 TEST_CASE("run view: rows are read incrementally; a torn last line waits", "[run]") {
-  Tmp t;
+  TempDir t("cllm-run");
   const fs::path m = t.path / "metrics.jsonl";
   append(m, line(1, 5.0) + line(2, 4.0));
   RunReader r(t.path.string());
@@ -85,7 +76,7 @@ TEST_CASE("run view: rows are read incrementally; a torn last line waits", "[run
 }
 
 TEST_CASE("run view: a rewritten metrics file (a resume) is read again from the start", "[run]") {
-  Tmp t;
+  TempDir t("cllm-run");
   const fs::path m = t.path / "metrics.jsonl";
   append(m, line(1, 5.0) + line(2, 4.0) + line(3, 3.5) + line(4, 3.0));
   RunReader r(t.path.string());
@@ -109,7 +100,7 @@ TEST_CASE("run view: a rewritten metrics file (a resume) is read again from the 
 }
 
 TEST_CASE("run view: long runs are downsampled, exact figures kept", "[run]") {
-  Tmp t;
+  TempDir t("cllm-run");
   const fs::path m = t.path / "metrics.jsonl";
   const int64_t n = 100000;
   double min_loss = 1e9, last = 0;
@@ -160,7 +151,7 @@ TEST_CASE("run view: long runs are downsampled, exact figures kept", "[run]") {
 }
 
 TEST_CASE("run view: many fault events are merged per step bucket, counts kept", "[run]") {
-  Tmp t;
+  TempDir t("cllm-run");
   std::string text;
   for (int64_t s = 1; s <= 5000; ++s) text += line(s, 3.0, {{"faults", {{"restarts", 1}}}});
   append(t.path / "metrics.jsonl", text);
@@ -177,7 +168,7 @@ TEST_CASE("run view: many fault events are merged per step bucket, counts kept",
 }
 
 TEST_CASE("run view: a folder that disappears keeps its data and says so", "[run]") {
-  Tmp t;
+  TempDir t("cllm-run");
   const fs::path dir = t.path / "run";
   fs::create_directories(dir);
   append(dir / "metrics.jsonl", line(1, 5.0) + line(2, 4.0));
@@ -195,7 +186,7 @@ TEST_CASE("run view: a folder that disappears keeps its data and says so", "[run
 }
 
 TEST_CASE("run view: finished and stopped runs; unreadable files", "[run]") {
-  Tmp t;
+  TempDir t("cllm-run");
   append(t.path / "metrics.jsonl",
          line(1, 5.0) + line(2, 4.0, {{"checkpoint", "ckpt-00000002.safetensors"}}));
   std::ofstream(t.path / "summary.json")
@@ -217,7 +208,7 @@ TEST_CASE("run view: finished and stopped runs; unreadable files", "[run]") {
 }
 
 TEST_CASE("report page: self-contained, data embedded safely", "[run]") {
-  Tmp t;
+  TempDir t("cllm-run");
   append(t.path / "metrics.jsonl", line(1, 5.0));
   // Text that must not end the script element, and bytes that are not UTF-8.
   std::ofstream(t.path / "sample.txt") << "</script><script>alert(1)</script> \xff\xfe end";
