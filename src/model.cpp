@@ -120,6 +120,45 @@ struct Model<Scalar>::Impl {
     return p;
   }
 
+  // Causal multi-head self-attention over cur_batch sequences of T tokens (llm.c's
+  // attention_forward): qkv is 3d x N (rows: q, k, v; heads of hd rows each; column n = token n),
+  // att is d x N, the heads' outputs concatenated: att_h = v_h p_h with p_h the attention weights.
+  void attention_forward(const MapM& qkv, MapM& att, Scalar scale) {
+    for (int b = 0; b < cur_batch; ++b) {
+      for (int h = 0; h < H; ++h) {
+        auto v = qkv.block(2 * d + h * hd, int64_t(b) * T, hd, T);
+        const MapM p = attention_weights(qkv, b, h, scale);
+        Ops::product(Op::N, Op::N, v, p, att.block(h * hd, int64_t(b) * T, hd, T), false, nullptr,
+                     Causal::k_upto_col);
+      }
+    }
+  }
+  // Its backward pass (llm.c's attention_backward): from datt (d x N, dLoss/d att) to dqkv
+  // (3d x N). The attention weights are recomputed from qkv (the same bits as
+  // forward); one T x T scratch (grad_scores) serves every sequence and head.
+  void attention_backward(const MapM& qkv, const MapM& datt, MapM& dqkv, Scalar scale) {
+    MapM dscores(grad_scores.data(), T, T);
+    for (int b = 0; b < cur_batch; ++b) {
+      for (int h = 0; h < H; ++h) {
+        const int64_t c0 = int64_t(b) * T;
+        auto q = qkv.block(h * hd, c0, hd, T);
+        auto k = qkv.block(d + h * hd, c0, hd, T);
+        auto v = qkv.block(2 * d + h * hd, c0, hd, T);
+        const MapM p = attention_weights(qkv, b, h, scale);  // recomputed: the same bits
+        auto dy = datt.block(h * hd, c0, hd, T);
+        Ops::product(Op::N, Op::T, dy, p, dqkv.block(2 * d + h * hd, c0, hd, T), false, nullptr,
+                     Causal::k_from_col);
+        Ops::product(Op::T, Op::N, v, dy, dscores, false, nullptr, Causal::rows_upto_col);
+        Ops::softmax_backward_columns(p, dscores,
+                                      scale);  // now dLoss/d(scores), the 1/sqrt(hd) folded in
+        Ops::product(Op::N, Op::N, k, dscores, dqkv.block(h * hd, c0, hd, T), false, nullptr,
+                     Causal::k_upto_col);
+        Ops::product(Op::N, Op::T, q, dscores, dqkv.block(d + h * hd, c0, hd, T), false, nullptr,
+                     Causal::k_from_col);
+      }
+    }
+  }
+
   // A workspace buffer as a rows x cols matrix.
   MapM mat(AlignedVector<Scalar>& v, int rows, int64_t cols) { return MapM(v.data(), rows, cols); }
   // A parameter tensor (at `off` in the flat buffer P) as a rows x cols matrix.
@@ -163,14 +202,7 @@ struct Model<Scalar>::Impl {
       Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
                              a.rstd1.data());
       Ops::linear_forward(param(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv, bf16);
-      for (int b = 0; b < cur_batch; ++b) {
-        for (int h = 0; h < H; ++h) {
-          auto v = qkv.block(2 * d + h * hd, int64_t(b) * T, hd, T);
-          const MapM p = attention_weights(qkv, b, h, scale);
-          Ops::product(Op::N, Op::N, v, p, att.block(h * hd, int64_t(b) * T, hd, T), false, nullptr,
-                       Causal::k_upto_col);
-        }
-      }
+      attention_forward(qkv, att, scale);
       xm = x;
       Ops::linear_forward_add(param(P, o.proj_w, d, d), CMapV(P + o.proj_b, d), att, xm, bf16);
       Ops::layernorm_forward(xm, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), ln2, a.mean2.data(),
@@ -243,26 +275,7 @@ struct Model<Scalar>::Impl {
       // Attention.
       Ops::linear_backward(param(P, o.proj_w, d, d), att, dresid, grad_mat(o.proj_w, d, d),
                            grad_vec(o.proj_b, d), datt, bf16);
-      MapM dscores(grad_scores.data(), T, T);
-      for (int b = 0; b < cur_batch; ++b) {
-        for (int h = 0; h < H; ++h) {
-          const int64_t c0 = int64_t(b) * T;
-          auto q = qkv.block(h * hd, c0, hd, T);
-          auto k = qkv.block(d + h * hd, c0, hd, T);
-          auto v = qkv.block(2 * d + h * hd, c0, hd, T);
-          const MapM p = attention_weights(qkv, b, h, scale);  // recomputed: the same bits
-          auto dy = datt.block(h * hd, c0, hd, T);
-          Ops::product(Op::N, Op::T, dy, p, dqkv.block(2 * d + h * hd, c0, hd, T), false, nullptr,
-                       Causal::k_from_col);
-          Ops::product(Op::T, Op::N, v, dy, dscores, false, nullptr, Causal::rows_upto_col);
-          Ops::softmax_backward_columns(p, dscores,
-                                        scale);  // now dLoss/d(scores), the 1/sqrt(hd) folded in
-          Ops::product(Op::N, Op::N, k, dscores, dqkv.block(h * hd, c0, hd, T), false, nullptr,
-                       Causal::k_upto_col);
-          Ops::product(Op::N, Op::T, q, dscores, dqkv.block(d + h * hd, c0, hd, T), false, nullptr,
-                       Causal::k_from_col);
-        }
-      }
+      attention_backward(qkv, datt, dqkv, scale);
       Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
                              a.rstd1.data());
       Ops::linear_backward(param(P, o.qkv_w, 3 * d, d), ln1, dqkv, grad_mat(o.qkv_w, 3 * d, d),
