@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "actors/owner.hpp"
+#include "actors/supervisor.hpp"
 #include "src/clock.hpp"
 
 namespace cllm {
@@ -136,8 +137,7 @@ void maybe_finish(coordinator_pointer self) {
     if (st.members[i].leaving) remove_leaver(self, i);
 }
 
-void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::string reason,
-                       const FaultCounts& inherited);
+void on_member_failure(coordinator_pointer self, size_t i, ChildEnd end);
 
 void on_reply(coordinator_pointer self, const caf::actor_addr& addr, uint64_t gen, Partial& p);
 
@@ -173,11 +173,13 @@ void dispatch(coordinator_pointer self, size_t i) {
               const size_t i = find_member(s, addr);
               if (i == s.members.size() || !s.active || s.members[i].generation != gen) return;
               if (err == caf::sec::request_timeout)
-                on_member_failure(self, i, ChildExit::missed_deadline,
-                                  fmt::format("missed its deadline of {} ms", timeout.count()), {});
+                on_member_failure(self, i,
+                                  {ChildExit::missed_deadline,
+                                   fmt::format("missed its deadline of {} ms", timeout.count()),
+                                   {}});
               else if (!s.members[i].local())  // a node's link answers with the loss
-                on_member_failure(self, i, ChildExit::crashed,
-                                  exit_reason_text(self->system(), err), {});
+                on_member_failure(self, i,
+                                  {ChildExit::crashed, exit_reason_text(self->system(), err), {}});
               // (a local sphere's crash arrives as its exit message)
             });
 }
@@ -242,11 +244,9 @@ void deal_again(coordinator_pointer self, std::vector<size_t> positions) {
   }
 }
 
-void give_up(coordinator_pointer self, const FaultCounts& counted, std::string cause) {
+void stop_run(coordinator_pointer self, const FaultCounts& counted, std::string cause) {
   auto& st = self->state;
-  const GiveUp g{std::move(cause), counted};
-  if (st.active) st.rp.deliver(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
-  self->quit(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
+  give_up(self, st.active, st.rp, GiveUp{std::move(cause), counted});
 }
 
 // A node is gone: its shards go to the others, within the same step.
@@ -268,28 +268,21 @@ void lose_node(coordinator_pointer self, size_t i, const std::string& reason) {
 
 // A member failed. A node is lost; the local subtree is restarted (sphere 0, with the root's
 // restart budget) and given its shards again.
-void on_member_failure(coordinator_pointer self, size_t i, ChildExit how, std::string reason,
-                       const FaultCounts& inherited) {
+void on_member_failure(coordinator_pointer self, size_t i, ChildEnd end) {
   auto& st = self->state;
   Member& m = st.members[i];
-  if (!m.local()) return lose_node(self, i, reason);
+  if (!m.local()) return lose_node(self, i, end.reason);
   FaultCounts& fc = counts_now(st);
-  fc += inherited;
-  if (how == ChildExit::missed_deadline) self->send_exit(m.handle, caf::exit_reason::kill);
-  FaultEvent ev;
-  ev.sphere = 0;
-  ev.step = st.active ? st.work.step : -1;
-  ev.reason = std::move(reason);
-  auto d = st.intensity.on_child_exit(how, std::move(ev), seconds_now(), st.active);
-  const FaultEvent last = d.counts.events.back();
-  fc += d.counts;
-  if (!d.restart) {
+  const ChildVerdict v =
+      judge_child(self, st.intensity, fc, m.handle, 0, st.active, st.work.step, std::move(end));
+  if (!v.restart) {
     const auto& p = st.setup.local->policy;
-    return give_up(self, fc,
-                   fmt::format("sphere 0 failed more than {} times within {:g} s or one step (the "
-                               "root's restart budget, --root-max-restarts/--root-restart-window); "
-                               "{}",
-                               p.root_max_restarts, p.root_window_s, last_failure_text(last)));
+    return stop_run(
+        self, fc,
+        fmt::format("sphere 0 failed more than {} times within {:g} s or one step (the "
+                    "root's restart budget, --root-max-restarts/--root-restart-window); "
+                    "{}",
+                    p.root_max_restarts, p.root_window_s, last_failure_text(v.last)));
   }
   ++m.restarts;
   m.handle = spawn_sphere(self, st.setup.local, 0);
@@ -437,11 +430,7 @@ void on_stats(coordinator_pointer self, const caf::actor& collector) {
 }
 
 void install_handlers(coordinator_pointer self) {
-  self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
-    auto err = crash_error(ep);
-    if (self->state.active) self->state.rp.deliver(err);  // nobody waits for a dead actor
-    return err;
-  });
+  end_on_exception(self, [self] { return self->state.active ? &self->state.rp : nullptr; });
   const auto find = [self](const caf::actor_addr& who) { return find_member(self->state, who); };
   self->set_exit_handler([self, find](caf::exit_msg& em) {
     auto& st = self->state;
@@ -450,17 +439,13 @@ void install_handlers(coordinator_pointer self) {
       // The slice's sum of this round is gone; the weights and moments are the TrainState's, so
       // the run stops with the last step intact.
       st.owners[k] = nullptr;
-      return give_up(self, counts_now(st),
-                     fmt::format("the owner of slice {} failed: {}", k,
-                                 exit_reason_text(self->system(), em.reason)));
+      return stop_run(self, counts_now(st),
+                      fmt::format("the owner of slice {} failed: {}", k,
+                                  exit_reason_text(self->system(), em.reason)));
     }
     const size_t i = find(em.source);
     if (i == self->state.members.size()) return;  // already replaced or removed
-    if (const GiveUp* g = as_give_up(em.reason))
-      on_member_failure(self, i, ChildExit::gave_up, g->cause, g->faults);
-    else
-      on_member_failure(self, i, ChildExit::crashed, exit_reason_text(self->system(), em.reason),
-                        {});
+    on_member_failure(self, i, read_child_exit(self->system(), em.reason));
   });
   self->set_down_handler([self, find](caf::down_msg& dm) {  // a node's link ended
     const size_t i = find(dm.source);
@@ -515,10 +500,10 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
       [self](orphan_atom, int64_t step) {
         auto& st = self->state;
         if (!st.active || st.steps_begun != step || st.orphans.empty()) return;
-        give_up(self, st.acc.faults,
-                fmt::format("no spheres left for {} shards of step {}: every node was lost and "
-                            "none joined within {:g} s",
-                            st.orphans.size(), st.work.step + 1, st.setup.orphan_timeout_s));
+        stop_run(self, st.acc.faults,
+                 fmt::format("no spheres left for {} shards of step {}: every node was lost and "
+                             "none joined within {:g} s",
+                             st.orphans.size(), st.work.step + 1, st.setup.orphan_timeout_s));
       },
   };
 }

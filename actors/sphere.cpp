@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/supervisor.hpp"
 #include "src/clock.hpp"
 
 namespace cllm {
@@ -102,8 +103,7 @@ void maybe_finish(sphere_pointer self) {
   step.acc = Partial{};
 }
 
-void on_child_exit(sphere_pointer self, size_t index, ChildExit how, std::string reason,
-                   const FaultCounts& inherited);
+void on_child_exit(sphere_pointer self, size_t index, ChildEnd end);
 
 void send_to_child(sphere_pointer self, size_t index, int32_t delivery) {
   auto& st = self->state;
@@ -134,41 +134,27 @@ void send_to_child(sphere_pointer self, size_t index, int32_t delivery) {
             if (err != caf::sec::request_timeout || !s.step.active || ch.generation != gen ||
                 ch.handle.address() != child_addr)
               return;
-            on_child_exit(self, index, ChildExit::missed_deadline,
-                          fmt::format("missed its deadline of {} ms", timeout.count()), {});
+            on_child_exit(self, index,
+                          {ChildExit::missed_deadline,
+                           fmt::format("missed its deadline of {} ms", timeout.count()),
+                           {}});
           });
 }
 
-// Past the restart budget: answer the pending step with the cause and quit with it, taking the
-// subtree down (links); the parent restarts the whole subtree. What this sphere counted travels
-// in both, since a dead actor's promises are never answered in CAF 0.17.
-void give_up(sphere_pointer self, const FaultCounts& counted, const FaultEvent& last) {
-  auto& st = self->state;
-  const GiveUp g{fmt::format("sphere {} gave up: {}; {}", st.id, st.intensity.budget_text(),
-                             last_failure_text(last)),
-                 counted};
-  if (st.step.active)
-    st.step.rp.deliver(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
-  self->quit(make_sphere_error(sphere_errc::gave_up, caf::make_message(g)));
-}
-
-// A child crashed, gave up or missed its deadline: the policy decides; respawn it in place and
-// send its work again, or give up.
-void on_child_exit(sphere_pointer self, size_t index, ChildExit how, std::string reason,
-                   const FaultCounts& inherited) {
+// A child crashed, gave up or missed its deadline: the policy decides (actors/supervisor.hpp);
+// respawn it in place and send its work again, or give up, which takes this subtree down and
+// lets the parent restart it whole.
+void on_child_exit(sphere_pointer self, size_t index, ChildEnd end) {
   auto& st = self->state;
   Child& c = st.children[index];
   FaultCounts& fc = st.step.active ? st.step.acc.faults : st.between_steps;
-  fc += inherited;
-  if (how == ChildExit::missed_deadline) self->send_exit(c.handle, caf::exit_reason::kill);
-  FaultEvent ev;
-  ev.sphere = c.id;
-  ev.step = st.step.active ? st.step.work.step : -1;
-  ev.reason = std::move(reason);
-  auto d = st.intensity.on_child_exit(how, std::move(ev), seconds_now(), st.step.active);
-  const FaultEvent last = d.counts.events.back();
-  fc += d.counts;
-  if (!d.restart) return give_up(self, fc, last);
+  const ChildVerdict v = judge_child(self, st.intensity, fc, c.handle, c.id, st.step.active,
+                                     st.step.work.step, std::move(end));
+  if (!v.restart)
+    return give_up(self, st.step.active, st.step.rp,
+                   GiveUp{fmt::format("sphere {} gave up: {}; {}", st.id,
+                                      st.intensity.budget_text(), last_failure_text(v.last)),
+                          fc});
   ++c.restarts;
   spawn_child(self, c);
   if (st.step.active && c.in_flight)
@@ -291,12 +277,9 @@ void on_stats(sphere_pointer self, const caf::actor& collector, int64_t restarts
 }
 
 void install_handlers(sphere_pointer self) {
-  // An exception (an injected crash, a bug, bad_alloc) ends the sphere with its text as the
-  // reason; a step it was working on is answered with it, so that nobody waits for a dead actor.
-  self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
-    auto err = crash_error(ep);
-    if (self->state.step.active) self->state.step.rp.deliver(err);
-    return err;
+  end_on_exception(self, [self] {
+    auto& step = self->state.step;
+    return step.active ? &step.rp : nullptr;
   });
   self->set_exit_handler([self](caf::exit_msg& em) {
     auto& st = self->state;
@@ -306,11 +289,7 @@ void install_handlers(sphere_pointer self) {
     }
     for (size_t index = 0; index < st.children.size(); ++index) {
       if (st.children[index].handle.address() != em.source) continue;
-      if (const GiveUp* g = as_give_up(em.reason))
-        on_child_exit(self, index, ChildExit::gave_up, g->cause, g->faults);
-      else
-        on_child_exit(self, index, ChildExit::crashed, exit_reason_text(self->system(), em.reason),
-                      {});
+      on_child_exit(self, index, read_child_exit(self->system(), em.reason));
       return;
     }
     // The exit of an actor already replaced (killed on a deadline): nothing to do.
