@@ -76,7 +76,7 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   w.work = work, w.ctl = ctl;
   w.set.shards = assignment->set.shards;
   w.set.tokens = windows_for(*st.setup, work, w.set.shards);
-  // Weights change only when a step is applied; a redo of the same step reuses them.
+  // Weights change only when a step is applied; another attempt at the same step reuses them.
   const bool send_weights = st.weights_sent != work.step;
   const size_t weight_bytes = weights->size() * sizeof(float);
   std::vector<Chunk> chunks;  // pieces of the shared weights: no copy before the serializer

@@ -510,8 +510,9 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
 
 }  // namespace
 
-coordinator_actor spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup) {
-  return sys.spawn(coordinator_behavior, std::move(setup));
+CoordinatorHandles spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup) {
+  const auto c = sys.spawn(coordinator_behavior, std::move(setup));
+  return {c, c};
 }
 
 }  // namespace cllm

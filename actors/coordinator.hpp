@@ -27,10 +27,16 @@ struct CoordinatorSetup {
   StepSums* sums = nullptr;  // the owners' slices, one per owner (outlives the system)
 };
 
-coordinator_actor spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup);
-
 // The coordinator's other face, for the training loop: run body(k) on owner k for every owner,
 // answered when all have run (the backend's run_slices).
 using slice_runner_actor = caf::typed_actor<caf::replies_to<apply_atom, SliceBodyRef>::with<bool>>;
+
+// One coordinator, by both of its typed faces (no cast between them is needed later).
+struct CoordinatorHandles {
+  coordinator_actor steps;
+  slice_runner_actor slices;
+};
+
+CoordinatorHandles spawn_coordinator(caf::actor_system& sys, CoordinatorSetup setup);
 
 }  // namespace cllm

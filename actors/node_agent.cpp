@@ -114,7 +114,7 @@ void prepare_subtree(agent_pointer self, const std::string& run_json, RunConfig 
                                             st.opt.placement, nullptr, FaultPlan{}, st.opt.policy});
   CoordinatorSetup cs;
   cs.run = run, cs.local = std::move(tree), cs.local_capacity = st.opt.threads;
-  st.local = spawn_coordinator(self->system(), std::move(cs));
+  st.local = spawn_coordinator(self->system(), std::move(cs)).steps;
   self->monitor(st.local);
   st.run_json = run_json, st.run = std::move(run);
   st.weights_version = -1, st.weights.reset();

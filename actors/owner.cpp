@@ -75,7 +75,7 @@ owner_actor::behavior_type owner_behavior(owner_pointer self,
 }  // namespace
 
 owner_actor spawn_owner(caf::local_actor* parent, std::shared_ptr<const OwnerSetup> setup) {
-  return caf::actor_cast<owner_actor>(parent->spawn<caf::linked>(owner_behavior, std::move(setup)));
+  return parent->spawn<caf::linked>(owner_behavior, std::move(setup));
 }
 
 }  // namespace cllm

@@ -332,8 +332,9 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
 
 sphere_actor spawn_sphere(caf::local_actor* parent, std::shared_ptr<const TreeSetup> setup,
                           int id) {
-  return caf::actor_cast<sphere_actor>(parent->spawn<caf::linked>(
-      sphere_behavior, std::move(setup), id, caf::actor_addr(parent->address())));
+  // sphere_impl is sphere_actor plus its internal message: the handle converts without a cast.
+  return parent->spawn<caf::linked>(sphere_behavior, std::move(setup), id,
+                                    caf::actor_addr(parent->address()));
 }
 
 }  // namespace cllm

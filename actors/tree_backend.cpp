@@ -69,7 +69,8 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, con
   cs.orphan_timeout_s = opt.cluster.orphan_timeout_s;
   sums_.resize(size_t(opt.owners > 0 ? opt.owners : threads_));
   cs.sums = &sums_;
-  coordinator_ = spawn_coordinator(*sys_, std::move(cs));
+  const CoordinatorHandles c = spawn_coordinator(*sys_, std::move(cs));
+  coordinator_ = c.steps, slice_runner_ = c.slices;
   auto all = std::make_shared<ShardSet>();
   for (int32_t s = 0; s < run.batch.shards(); ++s) all->shards.push_back(s);
   all_shards_ = std::move(all);
@@ -110,6 +111,7 @@ TreeBackend::~TreeBackend() {
   // kill cannot be trapped; the links take the whole tree down with the coordinator.
   caf::anon_send_exit(coordinator_, caf::exit_reason::kill);
   coordinator_ = nullptr;
+  slice_runner_ = nullptr;
   sys_->await_all_actors_done();
   sys_.reset();
 }
@@ -153,7 +155,7 @@ void TreeBackend::run_slices(int n, const std::function<void(int)>& body) {
   if (gave_up_ || n != int(sums_.size())) return Backend::run_slices(n, body);
   bool ok = false;
   (*self_)
-      ->request(caf::actor_cast<slice_runner_actor>(coordinator_), caf::infinite, apply_atom::value,
+      ->request(slice_runner_, caf::infinite, apply_atom::value,
                 std::make_shared<const std::function<void(int)>>(body))
       .receive([&](bool) { ok = true; }, [&](caf::error&) {});
   // The coordinator is gone (it gave up between the step and now): nothing ran on the owners

@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 
 #include "actors/cluster_transport.hpp"
+#include "actors/coordinator.hpp"
 #include "actors/sphere.hpp"
 #include "messages/cluster.hpp"
 #include "src/backend.hpp"
@@ -79,6 +80,7 @@ class TreeBackend final : public Backend {
   std::unique_ptr<Config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   coordinator_actor coordinator_;
+  slice_runner_actor slice_runner_;  // the same actor, its face for the owners' work
   gateway_actor gateway_;
   uint16_t port_ = 0;
   ShardSetRef all_shards_;  // every shard of a step, sampled where it is computed
