@@ -306,7 +306,9 @@ constexpr Metric kMetrics[] = {{"loss", &StepRow::loss},
                                {"tokens_per_s", &StepRow::tokens_per_s},
                                {"step_ms", &StepRow::step_ms},
                                {"cpu_s", &StepRow::cpu_s},
-                               {"rss_mb", &StepRow::rss_mb}};
+                               {"rss_mb", &StepRow::rss_mb},
+                               {"nodes_cpu_s", &StepRow::nodes_cpu_s},
+                               {"nodes_rss_mb", &StepRow::nodes_rss_mb}};
 
 // One run's series: the drawn rows' steps (x), training time in seconds (t: the steps' times
 // summed, so runs line up by the time they trained) and values (y).

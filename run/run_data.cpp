@@ -119,6 +119,17 @@ bool parse_row(std::string_view line, StepRow& row) {
   row.val_bpb = num(j, "val_bpb");
   row.cpu_s = num(j, "cpu_s");
   row.rss_mb = num(j, "rss_mb");
+  row.nodes_cpu_s = row.nodes_rss_mb = kNaN;
+  if (const auto u = j.find("node_usage"); u != j.end() && u->is_array() && !u->empty()) {
+    double cpu = 0, rss = 0;
+    for (const json& n : *u) {
+      if (!n.is_object()) continue;
+      const double c = num(n, "cpu_s"), r = num(n, "rss_mb");
+      if (std::isfinite(c)) cpu += c;
+      if (std::isfinite(r)) rss = std::max(rss, r);
+    }
+    row.nodes_cpu_s = cpu, row.nodes_rss_mb = rss;
+  }
   row.spheres_computing = count(j, "spheres_computing");
   // Faults handled in the step (an object, written only when there were any).
   if (const auto f = j.find("faults"); f != j.end() && f->is_object()) {

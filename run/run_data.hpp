@@ -27,7 +27,10 @@ struct StepRow {
   int64_t step = 0;
   double loss, lr, grad_norm, tokens_per_s, step_ms, compute_ms, fold_ms, reduce_ms;
   double val_loss, val_bpb;
-  double cpu_s, rss_mb;           // the process's CPU time so far and resident memory (newer runs)
+  double cpu_s, rss_mb;  // the process's CPU time so far and resident memory (newer runs)
+  // Cluster runs: the nodes' CPU time so far, summed, and the largest node's resident memory, as
+  // they answered in the step (node_usage); NaN without nodes.
+  double nodes_cpu_s, nodes_rss_mb;
   int32_t spheres_computing = 0;  // spheres that computed shards in the step; 0 = not recorded
   int32_t restarts = 0, deadline_kills = 0, subtree_restarts = 0;  // in this step
   int64_t resumed_from = -1;                                       // first step after a resume

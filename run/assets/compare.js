@@ -28,13 +28,16 @@
     return v >= 60 ? dur(v) : +v.toPrecision(3) + ' s';
   }
 
-  const METRICS = [
+  const ALL_METRICS = [
     { key: 'loss', title: 'Training loss', yLabel: 'loss', fmt: num },
     { key: 'val_bpb', title: 'Validation bits per byte', yLabel: 'bits / byte', fmt: num, dots: true },
     { key: 'tokens_per_s', title: 'Tokens / s', yLabel: 'tokens / s', fmt: int, yFmt: si, yMin0: true },
     { key: 'step_ms', title: 'Step time', yLabel: 'step ms', fmt: ms, yMin0: true },
     { key: 'cpu_s', title: 'Process CPU time (against training time, the slope is the cores in use)', yLabel: 'CPU s', fmt: seconds, yMin0: true },
     { key: 'rss_mb', title: 'Resident memory', yLabel: 'MB', fmt: (v) => num(v) + ' MB', yMin0: true },
+    // Cluster runs only (node_usage): drawn when some run has nodes.
+    { key: 'nodes_cpu_s', title: 'Nodes\' CPU time, summed over the nodes', yLabel: 'CPU s', fmt: seconds, yMin0: true, nodes: true },
+    { key: 'nodes_rss_mb', title: 'Resident memory of the largest node', yLabel: 'MB', fmt: (v) => num(v) + ' MB', yMin0: true, nodes: true },
   ];
 
   function renderRuns(d) {
@@ -124,6 +127,7 @@
 
   function renderCharts(d) {
     P.resetCharts();
+    const METRICS = ALL_METRICS.filter((m) => !m.nodes || d.runs.some((r) => r.series[m.key].y.some((v) => v != null && isFinite(v))));
     const grouped = Array.isArray(d.groups);
     let maxStep = 1, maxT = 0;
     for (const r of d.runs) for (const m of METRICS) {

@@ -26,6 +26,7 @@ struct Options {
   // Spheres of the subtrees of these level-1 spheres run on a remote host ("host" key): the
   // shape spheres.json will have once nodes exist.
   std::vector<std::pair<int, std::string>> remote;
+  int nodes = 0;  // > 0: each row carries node_usage for nodes 1..nodes (a cluster run's rows)
 };
 
 struct Written {
@@ -73,6 +74,16 @@ inline Written write_run(const std::string& dir, const Options& o) {
       n = std::snprintf(buf, sizeof buf, ",\"cpu_s\":%.3f,\"rss_mb\":%.1f", cpu_s,
                         300 + 20 * uniform());
       row.append(buf, size_t(n));
+      // A node's CPU time grows like the root's; node k holds 100 + 10 k MB.
+      if (o.nodes > 0) {
+        row += ",\"node_usage\":[";
+        for (int k = 1; k <= o.nodes; ++k) {
+          n = std::snprintf(buf, sizeof buf, "%s{\"node\":%d,\"cpu_s\":%.3f,\"rss_mb\":%.1f}",
+                            k > 1 ? "," : "", k, cpu_s, 100.0 + 10.0 * k);
+          row.append(buf, size_t(n));
+        }
+        row += "]";
+      }
       if (loss < w.loss_min) w.loss_min = loss, w.loss_min_step = s;
       w.loss_last = loss;
       if (s % o.eval_every == 0 || s == o.steps) {

@@ -318,6 +318,8 @@ TEST_CASE("browser: compare page of 3 runs: overlaid series, differing settings,
       CHECK(page.eval("[...document.querySelectorAll('" + std::string(chart) +
                       " polyline[class*=run-]')].map(p => p.points.length).join(',')") == "8,8,8");
     }
+    // No run has nodes: no chart of the nodes' figures.
+    CHECK(page.eval("document.querySelector('#c-nodes_cpu_s-step') === null") == true);
     CHECK(page.eval("[...document.querySelectorAll('#c-val_bpb-step polyline[class*=run-]')]"
                     ".map(p => p.points.length).join(',')") ==
           fmt_join(std::vector<size_t>(3, val_rows)));
@@ -396,6 +398,43 @@ TEST_CASE("browser: compare page of 3 runs: overlaid series, differing settings,
       CHECK(band1["lo"][i] == d["runs"][2]["series"]["loss"]["y"][i]);
     }
   }
+}
+
+TEST_CASE("browser: compare page draws the nodes' CPU time and memory of a cluster run",
+          "[browser][compare]") {
+  TempDir tmp;
+  const std::string one = tmp / "one", cluster = tmp / "cluster";
+  for (const std::string& dir : {one, cluster}) {
+    fs::create_directories(dir);
+    synth::Options o;
+    o.steps = 40, o.spheres = 13, o.eval_every = 10;
+    o.nodes = dir == cluster ? 3 : 0;
+    synth::write_run(dir, o);
+  }
+  const Result rep = run_cli({"report", one, cluster, "--out", tmp / "nodes.html"}, 60);
+  INFO(rep.out << rep.err);
+  REQUIRE(rep.code == 0);
+  cdp::Page page(browser());
+  page.navigate("file://" + tmp / "nodes.html");
+  REQUIRE(page.wait_for("document.body.dataset.ready === '1' && window.cllmTiming.painted", 30));
+  no_console_errors(page);
+  // Only the cluster run (run-1) has a line: 40 steps, against the step and training time.
+  for (const char* chart : {"#c-nodes_cpu_s-step", "#c-nodes_cpu_s-time", "#c-nodes_rss_mb-step"}) {
+    INFO(chart);
+    CHECK(page.eval("[...document.querySelectorAll('" + std::string(chart) +
+                    " polyline[class*=run-]')].map(p => p.getAttribute('class').split(' ')[1] + "
+                    "':' + p.points.length).join(',')") == "run-1:40");
+  }
+  // The largest of the three nodes (130 MB), and the three nodes' CPU time summed.
+  const json d = compare_data(page);
+  const json& cpu = d["runs"][1]["series"]["nodes_cpu_s"]["y"];
+  const json& root_cpu = d["runs"][1]["series"]["cpu_s"]["y"];
+  REQUIRE(cpu.size() == 40);
+  CHECK(d["runs"][1]["series"]["nodes_rss_mb"]["y"][0] == 130.0);
+  CHECK(std::abs(cpu[5].get<double>() - 3 * root_cpu[5].get<double>()) < 1e-3);
+  // The run without nodes has no values there (its chart lines are empty).
+  const json& none = d["runs"][0]["series"]["nodes_cpu_s"]["y"];
+  CHECK(std::none_of(none.begin(), none.end(), [](const json& v) { return v.is_number(); }));
 }
 
 TEST_CASE("browser: compare page of 200 synthetic runs grouped by lr", "[browser][compare]") {
