@@ -13,6 +13,67 @@
 
 namespace cllm {
 
+namespace {
+
+// The four products of a transformer block, for the `linear` callback of block_forward.
+enum class Linear { qkv, proj, fc, fc2 };
+
+// Where a block's product `which` finds its weight and bias, and the weight's shape.
+struct LinearWeights {
+  size_t w, bias;
+  int rows, cols;
+};
+LinearWeights linear_weights(const BlockOffsets& o, Linear which, int d) {
+  switch (which) {
+    case Linear::qkv:
+      return {o.qkv_w, o.qkv_b, 3 * d, d};
+    case Linear::proj:
+      return {o.proj_w, o.proj_b, d, d};
+    case Linear::fc:
+      return {o.fc_w, o.fc_b, 4 * d, d};
+    case Linear::fc2:
+      break;
+  }
+  return {o.fc2_w, o.fc2_b, d, 4 * d};
+}
+
+// The activations of one block's forward pass, N columns (one per token). Training keeps x_mid
+// and fc_pre per layer; the decoder passes x as x_mid and x_out (the residual stream updated in
+// place). ln1 and ln2 may be one buffer (each is used before the next is written).
+template <class Scalar>
+struct BlockActs {
+  using MapM = typename NnOps<Scalar>::MapM;
+  MapM x, ln1, qkv, att, x_mid, ln2, fc_pre, fc_act, x_out;  // d, d, 3d, d, d, d, 4d, 4d, d rows
+  Scalar *mean1, *rstd1, *mean2, *rstd2;                     // one value per column
+};
+
+}  // namespace
+
+// One GPT-2 block, forward (llm.c's order: pre-LayerNorm, residual connections):
+//   x_mid = x + proj(attention(qkv(ln1(x))))
+//   x_out = x_mid + fc2(gelu(fc(ln2(x_mid))))
+// linear(which, in, out, add): out (+)= W in + b with the block's weights `which`;
+// attention(qkv, att): the heads' outputs from q, k, v (training's square or the decoder's cache).
+// Training and the decoder both run their blocks here, so they compute the same operations.
+template <class Scalar, class LinearFn, class AttentionFn>
+void block_forward(const BlockOffsets& o, const Scalar* P, int d, BlockActs<Scalar>& a,
+                   LinearFn&& linear, AttentionFn&& attention) {
+  using Ops = NnOps<Scalar>;
+  using CMapV = typename Ops::CMapV;
+  Ops::layernorm_forward(a.x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), a.ln1, a.mean1,
+                         a.rstd1);
+  linear(Linear::qkv, a.ln1, a.qkv, false);
+  attention(a.qkv, a.att);
+  if (a.x_mid.data() != a.x.data()) a.x_mid = a.x;
+  linear(Linear::proj, a.att, a.x_mid, true);
+  Ops::layernorm_forward(a.x_mid, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), a.ln2, a.mean2,
+                         a.rstd2);
+  linear(Linear::fc, a.ln2, a.fc_pre, false);
+  Ops::gelu_forward(a.fc_pre, a.fc_act);
+  if (a.x_out.data() != a.x_mid.data()) a.x_out = a.x_mid;
+  linear(Linear::fc2, a.fc_act, a.x_out, true);
+}
+
 template <class Scalar>
 struct Model<Scalar>::Impl {
   using Ops = NnOps<Scalar>;
@@ -196,22 +257,27 @@ struct Model<Scalar>::Impl {
     for (int l = 0; l < L; ++l) {
       auto& a = acts[l];
       const auto& o = layout.blocks[l];
-      MapM x = mat(a.x_in, d, N), ln1 = mat(ln_out, d, N), qkv = mat(a.qkv, 3 * d, N);
-      MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(ln_out, d, N);
-      MapM fpre = mat(a.fc_pre, 4 * d, N), fact = mat(fc_act, 4 * d, N);
-      Ops::layernorm_forward(x, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), ln1, a.mean1.data(),
-                             a.rstd1.data());
-      Ops::linear_forward(param(P, o.qkv_w, 3 * d, d), CMapV(P + o.qkv_b, 3 * d), ln1, qkv, bf16);
-      attention_forward(qkv, att, scale);
-      xm = x;
-      Ops::linear_forward_add(param(P, o.proj_w, d, d), CMapV(P + o.proj_b, d), att, xm, bf16);
-      Ops::layernorm_forward(xm, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), ln2, a.mean2.data(),
-                             a.rstd2.data());
-      Ops::linear_forward(param(P, o.fc_w, 4 * d, d), CMapV(P + o.fc_b, 4 * d), ln2, fpre, bf16);
-      Ops::gelu_forward(fpre, fact);
-      MapM xn = (l + 1 < L) ? mat(acts[l + 1].x_in, d, N) : mat(x_final, d, N);
-      xn = xm;
-      Ops::linear_forward_add(param(P, o.fc2_w, d, 4 * d), CMapV(P + o.fc2_b, d), fact, xn, bf16);
+      BlockActs<Scalar> b{mat(a.x_in, d, N),
+                          mat(ln_out, d, N),
+                          mat(a.qkv, 3 * d, N),
+                          mat(a.att_y, d, N),
+                          mat(a.x_mid, d, N),
+                          mat(ln_out, d, N),
+                          mat(a.fc_pre, 4 * d, N),
+                          mat(fc_act, 4 * d, N),
+                          (l + 1 < L) ? mat(acts[l + 1].x_in, d, N) : mat(x_final, d, N),
+                          a.mean1.data(),
+                          a.rstd1.data(),
+                          a.mean2.data(),
+                          a.rstd2.data()};
+      block_forward(
+          o, P, d, b,
+          [&](Linear which, const MapM& in, MapM& out, bool add) {
+            const LinearWeights lw = linear_weights(o, which, d);
+            Ops::product(Op::N, Op::N, param(P, lw.w, lw.rows, lw.cols), in, out, add, P + lw.bias,
+                         Causal::none, bf16);
+          },
+          [&](const MapM& qkv, MapM& att) { attention_forward(qkv, att, scale); });
     }
     MapM xf = mat(x_final, d, N), lf = mat(lnf, d, N), lg = mat(logits, Vp, N);
     Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
@@ -363,6 +429,24 @@ const Scalar* Model<Scalar>::logits() const {
 // ---------------------------------------------------------------------------------------------
 // Decoder with a KV cache.
 
+namespace {
+
+const gemm::PackedGemv& packed_product(const DecodeWeights::Layer& l, Linear which) {
+  switch (which) {
+    case Linear::qkv:
+      return l.qkv;
+    case Linear::proj:
+      return l.proj;
+    case Linear::fc:
+      return l.fc;
+    case Linear::fc2:
+      break;
+  }
+  return l.fc2;
+}
+
+}  // namespace
+
 DecodeWeights::DecodeWeights(const ModelConfig& cfg, const float* P, bool bf16) {
   const ParamLayout layout(cfg);
   const int64_t d = cfg.d_model;
@@ -421,6 +505,31 @@ struct Decoder<Scalar>::Impl {
     Ops::product(Op::N, Op::N, w, x, y, add, b);
   }
 
+  // Layer l's attention for n new tokens at positions pos.. (qkv: 3d x n; att: d x n): their keys
+  // and values go into the cache, then each query attends to every cached key up to its own.
+  void attention(int l, const MapM& qkv, MapM& att, int n, Scalar scale) {
+    const int keys = pos + n;
+    MapM kt(kcache_t[l].data(), Tmax, d), vc(vcache[l].data(), d, Tmax);
+    kt.block(pos, 0, n, d) = qkv.block(d, 0, d, n).transpose();
+    vc.block(0, pos, d, n) = qkv.block(2 * d, 0, d, n);
+    for (int h = 0; h < H; ++h) {
+      MapM s(scores.data(), keys, n);  // s(j, i): key j against query i (at position pos + i)
+      auto q = qkv.block(h * hd, 0, hd, n);
+      auto att_h = att.block(h * hd, 0, hd, n);
+      if (n == 1) {
+        Ops::product(Op::N, Op::N, kt.block(0, h * hd, keys, hd), q, s, false);
+        Ops::causal_softmax_last(s, scale);
+        Ops::product(Op::N, Op::N, vc.block(h * hd, 0, hd, keys), s, att_h, false);
+      } else {  // pos == 0: keys == n, the causal square of training
+        Ops::product(Op::N, Op::N, kt.block(0, h * hd, keys, hd), q, s, false, nullptr,
+                     Causal::rows_upto_col);
+        Ops::causal_softmax_columns(s, scale);
+        Ops::product(Op::N, Op::N, vc.block(h * hd, 0, hd, keys), s, att_h, false, nullptr,
+                     Causal::k_upto_col);
+      }
+    }
+  }
+
   const Scalar* run(const Scalar* P, const int32_t* tokens, int n,
                     const DecodeWeights* packed = nullptr) {
     if (n < 1) throw std::invalid_argument("decoder: no tokens to consume");
@@ -441,38 +550,19 @@ struct Decoder<Scalar>::Impl {
     for (int i = 0; i < n; ++i)
       xv.col(i) = W(layout.wte, d, V).col(tokens[i]) + W(layout.wpe, d, Tmax).col(pos + i);
     const Scalar scale = Scalar(1) / std::sqrt(Scalar(hd));
-    const int keys = pos + n;
     for (int l = 0; l < L; ++l) {
       const auto& o = layout.blocks[l];
-      Ops::layernorm_forward(xv, CMapV(P + o.ln1_w, d), CMapV(P + o.ln1_b, d), lv, mean.data(),
-                             rstd.data());
       const DecodeWeights::Layer* pl = packed ? &packed->layers[size_t(l)] : nullptr;
-      linear(pl ? &pl->qkv : nullptr, W(o.qkv_w, 3 * d, d), P + o.qkv_b, lv, qv, false);
-      MapM kt(kcache_t[l].data(), Tmax, d), vc(vcache[l].data(), d, Tmax);
-      kt.block(pos, 0, n, d) = qv.block(d, 0, d, n).transpose();
-      vc.block(0, pos, d, n) = qv.block(2 * d, 0, d, n);
-      for (int h = 0; h < H; ++h) {
-        MapM s(scores.data(), keys, n);  // s(j, i): key j against query i (at position pos + i)
-        auto q = qv.block(h * hd, 0, hd, n);
-        auto att_h = av.block(h * hd, 0, hd, n);
-        if (n == 1) {
-          Ops::product(Op::N, Op::N, kt.block(0, h * hd, keys, hd), q, s, false);
-          Ops::causal_softmax_last(s, scale);
-          Ops::product(Op::N, Op::N, vc.block(h * hd, 0, hd, keys), s, att_h, false);
-        } else {  // pos == 0: keys == n, the causal square of training
-          Ops::product(Op::N, Op::N, kt.block(0, h * hd, keys, hd), q, s, false, nullptr,
-                       Causal::rows_upto_col);
-          Ops::causal_softmax_columns(s, scale);
-          Ops::product(Op::N, Op::N, vc.block(h * hd, 0, hd, keys), s, att_h, false, nullptr,
-                       Causal::k_upto_col);
-        }
-      }
-      linear(pl ? &pl->proj : nullptr, W(o.proj_w, d, d), P + o.proj_b, av, xv, true);
-      Ops::layernorm_forward(xv, CMapV(P + o.ln2_w, d), CMapV(P + o.ln2_b, d), lv, mean.data(),
-                             rstd.data());
-      linear(pl ? &pl->fc : nullptr, W(o.fc_w, 4 * d, d), P + o.fc_b, lv, hv, false);
-      Ops::gelu_forward(hv, actv);
-      linear(pl ? &pl->fc2 : nullptr, W(o.fc2_w, d, 4 * d), P + o.fc2_b, actv, xv, true);
+      BlockActs<Scalar> b{xv,   lv, qv,          av,          xv,          lv,         hv,
+                          actv, xv, mean.data(), rstd.data(), mean.data(), rstd.data()};
+      block_forward(
+          o, P, d, b,
+          [&](Linear which, const MapM& in, MapM& out, bool add) {
+            const LinearWeights lw = linear_weights(o, which, d);
+            linear(pl ? &packed_product(*pl, which) : nullptr, W(lw.w, lw.rows, lw.cols),
+                   P + lw.bias, in, out, add);
+          },
+          [&](const MapM& q_all, MapM& att) { attention(l, q_all, att, n, scale); });
     }
     // Only the last token's logits are needed, and only the V real ones (the padded rows of wte
     // are left out: sampling never sees them).
