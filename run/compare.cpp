@@ -384,23 +384,14 @@ json group_band(const std::vector<const std::vector<StepRow>*>& runs, double Ste
 // of one run: wait = min(spheres computing, scheduler threads) x step time - the rest); null
 // when the rows have no time split.
 json time_split(const std::vector<StepRow>& R, int threads) {
-  double c = 0, f = 0, r = 0, w = 0;
-  for (const StepRow& q : R) {
-    if (!std::isfinite(q.compute_ms)) continue;
-    const double fi = std::isfinite(q.fold_ms) ? q.fold_ms : 0;
-    const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
-    c += q.compute_ms, f += fi, r += ri;
-    if (q.spheres_computing > 0 && std::isfinite(q.step_ms)) {
-      const int busy = threads > 0 ? std::min(q.spheres_computing, threads) : q.spheres_computing;
-      w += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
-    }
-  }
-  const double total = c + f + r + w;
+  TimeSplit t;
+  for (const StepRow& q : R) t.add(q, threads);
+  const double total = t.total();
   if (!(total > 0)) return nullptr;
-  return {{"compute", round6(c / total)},
-          {"fold", round6(f / total)},
-          {"reduce", round6(r / total)},
-          {"wait", round6(w / total)}};
+  return {{"compute", round6(t.compute / total)},
+          {"fold", round6(t.fold / total)},
+          {"reduce", round6(t.reduce / total)},
+          {"wait", round6(t.wait / total)}};
 }
 
 int threads_of(const json& config) {
@@ -481,13 +472,7 @@ json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions
 
   json view = {{"meta",
                 {{"mode", "compare"},
-                 {"generated_at",
-                  [] {
-                    const std::time_t t = std::time(nullptr);
-                    char buf[32];
-                    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
-                    return std::string(buf);
-                  }()},
+                 {"generated_at", utc_now()},
                  {"runs", n},
                  {"max_points", max_points},
                  {"group_by", o.group_by.empty() ? json() : json(o.group_by)}}},
@@ -561,10 +546,8 @@ uint64_t CompareSource::refresh() {
     std::sort(found.begin(), found.end());
     dirs_ = std::move(found);
   }
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a over the names, sizes and times
-  const auto mix = [&h](uint64_t x) {
-    for (int i = 0; i < 8; ++i) h = (h ^ ((x >> (8 * i)) & 0xff)) * 1099511628211ULL;
-  };
+  Fnv1a v;  // over the names, sizes and times
+  const auto mix = [&v](uint64_t x) { v.mix(x); };
   for (const auto& d : dirs_) {
     for (char c : d) mix(uint64_t(uint8_t(c)));
     for (const char* f : {"config.json", "metrics.jsonl", "summary.json"}) {
@@ -576,7 +559,7 @@ uint64_t CompareSource::refresh() {
       mix(ec ? 0 : uint64_t(t.time_since_epoch().count()));
     }
   }
-  return h;
+  return v.h;
 }
 
 json CompareSource::view() const {

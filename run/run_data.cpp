@@ -54,13 +54,6 @@ double now_epoch_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
-  return buf;
-}
-
 // The points of one series to draw (decimate_indices).
 template <class Get>
 json decimate(const std::vector<StepRow>& rows, Get get, int max_points) {
@@ -300,16 +293,33 @@ bool RunReader::read_json_file(const char* name, FileState& fst, json& out) {
   return true;
 }
 
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buf;
+}
+
 uint64_t RunReader::version() const {
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a over the words below
-  auto mix = [&h](int64_t x) {
-    for (int i = 0; i < 8; ++i) h = (h ^ ((uint64_t(x) >> (8 * i)) & 0xff)) * 1099511628211ULL;
-  };
+  Fnv1a v;  // over the words below
+  const auto mix = [&v](int64_t x) { v.mix(uint64_t(x)); };
   mix(folder_exists_), mix(metrics_seen_), mix(int64_t(metrics_ino_)), mix(metrics_offset_);
   mix(metrics_tail_), mix(metrics_bad_lines_), mix(int64_t(metrics_error_.size()));
   for (const FileState* f : {&config_st_, &summary_st_, &spheres_st_, &sample_st_})
     mix(f->present), mix(f->size), mix(f->mtime_ns), mix(int64_t(f->error.size()));
-  return h;
+  return v.h;
+}
+
+void TimeSplit::add(const StepRow& q, int threads) {
+  if (!std::isfinite(q.compute_ms)) return;
+  const double fi = std::isfinite(q.fold_ms) ? q.fold_ms : 0;
+  const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
+  compute += q.compute_ms, fold += fi, reduce += ri;
+  if (q.spheres_computing > 0 && std::isfinite(q.step_ms)) {
+    const int busy = threads > 0 ? std::min(q.spheres_computing, threads) : q.spheres_computing;
+    wait += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
+    wait_known = true;
+  }
 }
 
 namespace {
@@ -388,6 +398,7 @@ json smoothed_loss(const std::vector<StepRow>& R, int max_points) {
   return s;
 }
 
+
 // Where the time of a step went: compute, fold, reduce and wait (the time the computing spheres
 // were not doing any of these while the step lasted: spheres computing x step time minus the
 // rest), as shares, per step or summed over buckets of steps. `threads`: the scheduler's (0 =
@@ -400,24 +411,14 @@ json time_shares(const std::vector<StepRow>& R, int max_points, int threads) {
   const size_t buckets = std::min(n, size_t(std::max(1, max_points / 2)));
   for (size_t b = 0; b < buckets; ++b) {
     const size_t lo = b * n / buckets, hi = (b + 1) * n / buckets;
-    double c = 0, f = 0, r = 0, w = 0;
-    for (size_t i = lo; i < hi; ++i) {
-      const StepRow& q = R[i];
-      if (!std::isfinite(q.compute_ms)) continue;
-      const double fi = std::isfinite(q.fold_ms) ? q.fold_ms : 0;
-      const double ri = std::isfinite(q.reduce_ms) ? q.reduce_ms : 0;
-      c += q.compute_ms, f += fi, r += ri;
-      if (q.spheres_computing > 0 && std::isfinite(q.step_ms)) {
-        const int busy = threads > 0 ? std::min(q.spheres_computing, threads) : q.spheres_computing;
-        w += std::max(0.0, double(busy) * q.step_ms - q.compute_ms - fi - ri);
-        wait_known = true;
-      }
-    }
-    const double total = c + f + r + w;
+    TimeSplit t;
+    for (size_t i = lo; i < hi; ++i) t.add(R[i], threads);
+    wait_known = wait_known || t.wait_known;
+    const double total = t.total();
     if (!(total > 0)) continue;
     sx.push_back(R[hi - 1].step);
-    sc.push_back(round6(c / total)), sf.push_back(round6(f / total));
-    sr.push_back(round6(r / total)), sw.push_back(round6(w / total));
+    sc.push_back(round6(t.compute / total)), sf.push_back(round6(t.fold / total));
+    sr.push_back(round6(t.reduce / total)), sw.push_back(round6(t.wait / total));
   }
   return {{"x", sx},
           {"compute", sc},

@@ -50,6 +50,29 @@ std::vector<std::string> run_files_read(const std::string& dir);
 // `cllm report` and `cllm serve`.
 std::string unreadable_run_file(const std::string& dir);
 
+// Where the computing spheres' time went, summed over rows: compute, fold, reduce, and wait (the
+// time they were not doing any of these while the step lasted: min(spheres computing, `threads`)
+// x step time minus the rest; threads 0 = unknown). Shared by the run page and the compare page.
+struct TimeSplit {
+  double compute = 0, fold = 0, reduce = 0, wait = 0;
+  bool wait_known = false;  // some row had the spheres computing and the step time
+
+  void add(const StepRow& q, int threads);
+  double total() const { return compute + fold + reduce + wait; }
+};
+
+// Now, as "2026-12-07 11:24:12 UTC" (the pages' "generated at").
+std::string utc_now();
+
+// FNV-1a over 64-bit words, a byte at a time: the cheap version stamps of a run folder and of a
+// set of runs (a change of size or time changes it; not a checksum of the contents).
+struct Fnv1a {
+  uint64_t h = 1469598103934665603ULL;
+  void mix(uint64_t x) {
+    for (int i = 0; i < 8; ++i) h = (h ^ ((x >> (8 * i)) & 0xff)) * 1099511628211ULL;
+  }
+};
+
 // Parses one line of metrics.jsonl; false when it is not a row (not JSON, no "step").
 bool parse_row(std::string_view line, StepRow& row);
 

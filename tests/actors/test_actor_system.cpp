@@ -11,7 +11,7 @@
 
 TEST_CASE("configure_actor_system: the root's scheduler tuning and network settings", "[tree]") {
   caf::actor_system_config cfg;
-  cllm::configure_actor_system(cfg, {3, true, 250, 2.5});
+  cllm::configure_actor_system(cfg, {3, true, 250, 2.5, {}});
   CHECK(caf::get_or(cfg, "scheduler.max-threads", size_t{0}) == 3);
   CHECK(caf::get_or(cfg, "work-stealing.moderate-steal-interval", size_t{0}) == 1);
   CHECK(caf::get_or(cfg, "work-stealing.moderate-sleep-duration", caf::timespan{0}) ==

@@ -281,13 +281,10 @@ TEST_CASE("cluster: a node may join a running job, and leave it with SIGTERM", "
   CHECK(late.wait(kNodeLimitS).code == 0);
 }
 
-TEST_CASE("cluster: a root killed and resumed finds its nodes back", "[e2e][cluster]") {
-  TempDir tmp;
-  const std::string dir = tmp / "run";
-  const std::string port = free_port();
-  const Args listen = kNet + Args{"--spheres",   "1", "--listen",       "127.0.0.1:" + port,
-                                  "--min-nodes", "1", "--join-timeout", "30"};
-  Background node(node_args(port, 1));
+// The root of a 200-step run (options `listen`) is SIGKILLed after step 25 and resumed with the
+// same options: `node`, which stays up throughout, finds it again, the run ends with the
+// one-process weights and the node ends cleanly.
+static void kill_root_and_resume(const std::string& dir, const Args& listen, Background& node) {
   {
     Background root(cluster_train(dir, 200) + listen);
     REQUIRE(root.wait_until([&] { return last_step(root) >= 25; }, kNodeLimitS));
@@ -298,6 +295,16 @@ TEST_CASE("cluster: a root killed and resumed finds its nodes back", "[e2e][clus
   check_same_weights(r, 200);
   CHECK(contains(r.err, "resuming from"));
   CHECK(node.wait(kNodeLimitS).code == 0);
+}
+
+TEST_CASE("cluster: a root killed and resumed finds its nodes back", "[e2e][cluster]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  const std::string port = free_port();
+  const Args listen = kNet + Args{"--spheres",   "1", "--listen",       "127.0.0.1:" + port,
+                                  "--min-nodes", "1", "--join-timeout", "30"};
+  Background node(node_args(port, 1));
+  kill_root_and_resume(dir, listen, node);
 }
 
 TEST_CASE("cluster: peers without the key, with other numerics or speaking garbage are refused",
@@ -401,13 +408,13 @@ TEST_CASE("cluster: bad cluster settings get one line and exit 2", "[e2e][cluste
 
 namespace {
 
-// A process's peak resident memory (VmHWM) in kB; 0 when unknown.
-long peak_rss_kb(pid_t pid) {
+// A field of a process's /proc status in kB (VmHWM: peak resident memory, VmRSS: resident now).
+long proc_status_kb(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
-  return 0;
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  throw std::runtime_error("no " + field + " for " + std::to_string(pid));
 }
 
 // Reads one BASP frame (32-byte header, then the payload it announces) from fd.
@@ -473,7 +480,7 @@ TEST_CASE("cluster: 100 peers claiming 4 GiB payloads before the key cost the ro
                        "--min-nodes", "1", "--join-timeout", "120"});
   const std::string port = wait_for_port(root);
   REQUIRE(!port.empty());
-  const long before_kb = peak_rss_kb(root.pid());
+  const long before_kb = proc_status_kb(root.pid(), "VmHWM");
   REQUIRE(before_kb > 0);
   const std::string claim = basp_header(2, 0xffffffffu, 0) + std::string(32, '\xa5');
   std::vector<int> peers;
@@ -491,7 +498,7 @@ TEST_CASE("cluster: 100 peers claiming 4 GiB payloads before the key cost the ro
     ::close(fd);
   }
   CHECK(closed == 100);  // every one was cut off
-  const long after_kb = peak_rss_kb(root.pid());
+  const long after_kb = proc_status_kb(root.pid(), "VmHWM");
   INFO("peak RSS before " << before_kb << " kB, after " << after_kb << " kB");
   CHECK(after_kb - before_kb < 50 * 1024);
   // The run goes on with a node that has the key, to the one-process weights.
@@ -632,15 +639,6 @@ class RecordingRelay {
   std::vector<std::thread> pumps_;  // one per connection, added by the acceptor only
 };
 
-// A process's resident memory (VmRSS), in KiB.
-long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  throw std::runtime_error("no VmRSS for " + std::to_string(pid));
-}
-
 // A root of `steps` steps waiting for one node, with `root_args`; its node dials `port_of(root)`.
 Args tls_root(const std::string& dir, const Args& root_args, int steps = 60) {
   return cluster_train(dir, steps) + kNet +
@@ -693,7 +691,7 @@ TEST_CASE("cluster TLS: a node without a certificate of the cluster's CA is refu
   }
   // A BASP header claiming a 4 GiB payload, which a plain root reserves before reading it (see
   // docs/cluster.md): under TLS it is a broken handshake, and the root only closes the socket.
-  const long rss_before = rss_kib(root.pid());
+  const long rss_before = proc_status_kb(root.pid(), "VmRSS");
   for (int i = 0; i < 10; ++i) {
     const int fd = send_raw(port, basp_header(1, 0xfffffff0u, 3), true);
     timeval limit{kNodeLimitS, 0};  // a hang turns into a failure, not a stuck test
@@ -706,7 +704,7 @@ TEST_CASE("cluster TLS: a node without a certificate of the cluster's CA is refu
     CHECK(answered < 64);
     ::close(fd);
   }
-  CHECK(rss_kib(root.pid()) < rss_before + 64 * 1024);
+  CHECK(proc_status_kb(root.pid(), "VmRSS") < rss_before + 64 * 1024);
   CHECK(root.running());  // the refusals cost the root nothing: still waiting for its node
   Background node(node_args(port, 1, pki.files("node")));
   const Result r = root.wait(kLimitS);
@@ -726,16 +724,7 @@ TEST_CASE("cluster TLS: a node dials a TLS root before it starts and after it is
                       pki.files("root");
   // No one listens yet: the node's failed dials are not TLS refusals, it keeps dialing.
   Background node(node_args(port, 1, pki.files("node")));
-  {
-    Background root(cluster_train(dir, 200) + listen);
-    REQUIRE(root.wait_until([&] { return last_step(root) >= 25; }, kNodeLimitS));
-    root.signal(SIGKILL);
-    root.wait();
-  }
-  const Result r = run_cli(Args{"train", "--run-dir", dir, "--resume"} + listen, kLimitS);
-  check_same_weights(r, 200);
-  CHECK(contains(r.err, "resuming from"));
-  CHECK(node.wait(kNodeLimitS).code == 0);
+  kill_root_and_resume(dir, listen, node);
 }
 
 TEST_CASE("cluster TLS: a TLS node refuses a root without TLS or with another CA's certificate",
