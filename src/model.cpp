@@ -492,9 +492,6 @@ struct Decoder<Scalar>::Impl {
     mean.resize(T), rstd.resize(T);
   }
 
-  // Consumes tokens[0..n) at positions pos, pos + 1, ...: the same layers as Model::forward, over
-  // n columns at once (products instead of n matrix-vector passes). Returns the logits after the
-  // last token.
   // y (+)= W x + b over x's columns: through the packed weights when given (one column), else
   // through the products.
   template <class X, class Y>
@@ -530,6 +527,9 @@ struct Decoder<Scalar>::Impl {
     }
   }
 
+  // Consumes tokens[0..n) at positions pos, pos + 1, ...: the same layers as Model::forward, over
+  // n columns at once (products instead of n matrix-vector passes). Returns the logits after the
+  // last token.
   const Scalar* run(const Scalar* P, const int32_t* tokens, int n,
                     const DecodeWeights* packed = nullptr) {
     if (n < 1) throw std::invalid_argument("decoder: no tokens to consume");

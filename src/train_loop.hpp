@@ -67,7 +67,6 @@ class TrainingLoop {
   LoopResult run(const std::vector<StepObserver*>& observers);
 
  private:
-  // One step with all its attempts; throws whatever the backend or apply() throws.
   // What a step's attempts did together: attempt 1 recomputes the step, and what happened in
   // attempt 0 (a lost node, a restart, bytes sent) still happened.
   struct Attempts {
@@ -75,6 +74,7 @@ class TrainingLoop {
     StepTiming timing;
     FaultCounts faults;
   };
+  // One step with all its attempts; throws whatever the backend or apply() throws.
   StepOutcome compute_and_apply(Attempts& a);
   StepRecord record(const StepOutcome& o, double ms, const Attempts& a);
 
