@@ -214,14 +214,17 @@ std::string tls_refusal(const std::string& host, uint16_t port, const TlsFiles& 
   return why;
 }
 
-caf::actor spawn_tls_prober(caf::actor_system& sys) {
-  return sys.spawn<caf::detached>([](caf::event_based_actor* self) -> caf::behavior {
-    return {[self](const std::string& host, uint16_t port, const std::string& cert,
-                   const std::string& key, const std::string& ca) {
-      self->quit();
-      return tls_refusal(host, port, TlsFiles{cert, key, ca});
-    }};
-  });
+caf::actor spawn_tls_prober(caf::actor_system& sys, const TlsFiles& tls) {
+  // The files come as a spawn argument: CAF 0.17 binds a function without arguments through a
+  // null pointer (UBSan reports it), so every actor here is spawned with one.
+  return sys.spawn<caf::detached>(
+      [](caf::event_based_actor* self, const TlsFiles& files) -> caf::behavior {
+        return {[self, files](const std::string& host, uint16_t port) {
+          self->quit();
+          return tls_refusal(host, port, files);
+        }};
+      },
+      tls);
 }
 
 }  // namespace cllm

@@ -48,7 +48,7 @@ caf::io::middleman_actor cluster_dialer(caf::actor_system& sys);
 std::string tls_refusal(const std::string& host, uint16_t port, const TlsFiles& tls);
 
 // tls_refusal on a thread of its own, so that an actor need not block: answers one request
-// (host, port, cert, key, ca) with the line (or "") and quits.
-caf::actor spawn_tls_prober(caf::actor_system& sys);
+// (host, port) with the line (or "") and quits.
+caf::actor spawn_tls_prober(caf::actor_system& sys, const TlsFiles& tls);
 
 }  // namespace cllm

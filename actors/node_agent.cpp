@@ -193,9 +193,8 @@ void dial(agent_pointer self) {
             // A refusal at the TLS level ends the node; anything else means dialing again.
             const auto& o = self->state.opt;
             const bool relayed = !o.root_host.empty();
-            self->request(spawn_tls_prober(self->system()), caf::infinite,
-                          relayed ? o.root_host : o.host, relayed ? o.root_port : o.port,
-                          o.tls.cert, o.tls.key, o.tls.ca)
+            self->request(spawn_tls_prober(self->system(), o.tls), caf::infinite,
+                          relayed ? o.root_host : o.host, relayed ? o.root_port : o.port)
                 .then([self, why = self->system().render(err)](const std::string& refusal) {
                   if (!refusal.empty())
                     return self->quit(make_node_error(node_exit::refused, refusal));
