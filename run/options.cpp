@@ -187,7 +187,9 @@ void OptionTable::parse_config_text(const std::string& text, const std::string& 
     const auto eq = line.find('=');
     const std::string name = trim(line.substr(0, eq));
     const std::string key = "--" + name;
-    if (name.rfind("-", 0) == 0 && find("--" + name.substr(name.find_first_not_of('-'))))
+    // (A name of dashes only has no option behind them: it is an unknown option, below.)
+    const size_t undashed = name.find_first_not_of('-');
+    if (undashed != std::string::npos && undashed > 0 && find("--" + name.substr(undashed)))
       throw fail(
           fmt::format("write '{}' without the dashes: a config file names options as "
                       "'steps = 3'",

@@ -471,6 +471,8 @@ std::vector<Case> config_cases() {
       bad("config: nan", cfg("lr = nan  # comment\n"), {"line 1", "--lr"}),
       bad("config: '--steps = 3' (the dashes; was 'unknown option')", cfg("--steps = 3\n"),
           {"line 1", "without the dashes"}),
+      // Dashes only: no option behind them (the fuzzer found this throwing out of the parser).
+      bad("config: a name of dashes only", cfg("- = e\n"), {"line 1", "unknown option '-'"}),
       bad("config: a byte-order mark, then an error on line 3",
           cfg("\xEF\xBB\xBF# comment\r\nsteps = 6\r\nwarmup = 6\r\n"), {"--warmup"}),
   };
