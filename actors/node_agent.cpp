@@ -295,11 +295,8 @@ struct CollectorState {
 
 caf::behavior stats_collector(caf::stateful_actor<CollectorState>* self, NodeOptions opt) {
   const Topology topo(opt.spheres, opt.fanout);
-  for (const auto& n : topo.positions()) {
-    SphereStats s;
-    s.id = n.id, s.level = n.level, s.parent = n.parent, s.group = n.group;
-    self->state.all.push_back(s);
-  }
+  for (const SphereInfo& pos : topo.positions())
+    self->state.all.push_back(SphereStats::placed(pos));
   return {
       [self](stats_atom, const coordinator_actor& local) -> caf::result<std::vector<SphereStats>> {
         self->state.rp = self->make_response_promise<std::vector<SphereStats>>();

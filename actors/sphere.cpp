@@ -305,8 +305,7 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
   st.parent = parent;
   st.intensity = RestartIntensity(setup->policy.max_restarts, setup->policy.window_s);
   const SphereInfo& pos = setup->topology.position(id);
-  st.stats.id = id, st.stats.level = pos.level, st.stats.parent = pos.parent;
-  st.stats.group = pos.group;
+  st.stats = SphereStats::placed(pos);
   st.children.resize(pos.children.size());
   for (size_t s = 0; s < pos.children.size(); ++s) {
     st.children[s].id = pos.children[s];

@@ -195,9 +195,8 @@ std::vector<SphereStats> TreeBackend::sphere_stats() {
   const int n = setup_ ? setup_->topology.size() : 0;
   std::vector<SphereStats> out(static_cast<size_t>(n));
   for (int id = 0; id < n; ++id) {  // what is known without the tree
-    const SphereInfo& pos = setup_->topology.position(id);
     SphereStats& s = out[size_t(id)];
-    s.id = pos.id, s.level = pos.level, s.parent = pos.parent, s.group = pos.group;
+    s = SphereStats::placed(setup_->topology.position(id));
     s.known = !gave_up_;  // unless lost, a sphere that is not asked has nothing to report
   }
   if (gave_up_) return out;

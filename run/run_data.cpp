@@ -398,7 +398,6 @@ json smoothed_loss(const std::vector<StepRow>& R, int max_points) {
   return s;
 }
 
-
 // Where the time of a step went: compute, fold, reduce and wait (the time the computing spheres
 // were not doing any of these while the step lasted: spheres computing x step time minus the
 // rest), as shares, per step or summed over buckets of steps. `threads`: the scheduler's (0 =

@@ -13,6 +13,7 @@
 
 #include "src/aligned.hpp"
 #include "src/exact_sum.hpp"
+#include "src/topology.hpp"
 #include "src/training.hpp"
 
 namespace cllm {
@@ -117,6 +118,13 @@ struct SphereStats {
   int32_t node = -1;     // the remote node it runs on (-1: the root's process)
   std::string host;      // that node's host
 
+  // The report of the sphere at `pos` with only its place in the tree filled in (what is known
+  // without asking it).
+  static SphereStats placed(const SphereInfo& pos) {
+    SphereStats s;
+    s.id = pos.id, s.level = pos.level, s.parent = pos.parent, s.group = pos.group;
+    return s;
+  }
   // A report that stands for no sphere (id -1): a stats collector only counts it.
   static SphereStats count_only() {
     SphereStats s;

@@ -51,6 +51,26 @@ link_actor join(caf::scoped_actor& node, const gateway_actor& gateway, const std
   return link;
 }
 
+// A gateway of the spheres run, whose coordinator is a scoped actor (it only receives what the
+// gateway tells it), and a scoped actor to play the node.
+struct GatewayFixture {
+  Config cfg;
+  caf::actor_system sys{cfg};
+  const std::vector<int32_t> tokens = test::toy_corpus(4000, test::kSpheresSentence);
+  const RunConfig run = test::spheres_run();
+  WindowSampler sampler{tokens, run.batch.context, sampler_seed(run.seed)};
+  caf::scoped_actor coordinator{sys}, node{sys};
+  const std::shared_ptr<ClusterSetup> setup = make_setup();
+  const gateway_actor gateway = spawn_gateway(sys, setup);
+
+  std::shared_ptr<ClusterSetup> make_setup() {
+    auto s = std::make_shared<ClusterSetup>();
+    s->run = run, s->key = "key", s->fingerprint = kPrint, s->sampler = &sampler;
+    s->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
+    return s;
+  }
+};
+
 // The request and its weight chunks, as the node receives them.
 NodeWork take_work(caf::scoped_actor& node) {
   NodeWork w;
@@ -63,18 +83,10 @@ NodeWork take_work(caf::scoped_actor& node) {
 
 }  // namespace
 
-TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one", "[cluster]") {
-  Config cfg;
-  caf::actor_system sys{cfg};
-  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
-  const RunConfig run = test::spheres_run();
-  WindowSampler sampler(tokens, run.batch.context, sampler_seed(run.seed));
-  caf::scoped_actor coordinator{sys}, node{sys}, parent{sys};
-  auto setup = std::make_shared<ClusterSetup>();
-  setup->run = run, setup->key = "key", setup->fingerprint = kPrint, setup->sampler = &sampler;
-  // A scoped actor stands in for the coordinator (it only receives what the gateway tells it).
-  setup->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
-  const gateway_actor gateway = spawn_gateway(sys, setup);
+TEST_CASE_METHOD(GatewayFixture,
+                 "a link refuses a node's malformed answers and takes a well-formed one",
+                 "[cluster]") {
+  caf::scoped_actor parent{sys};
   const link_actor link = join(node, gateway, setup->key);
   REQUIRE(link);
 
@@ -169,18 +181,8 @@ TEST_CASE("a link refuses a node's malformed answers and takes a well-formed one
   caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("the gateway refuses a peer with a node error that names why", "[cluster]") {
-  Config cfg;
-  caf::actor_system sys{cfg};
-  const auto tokens = test::toy_corpus(4000, test::kSpheresSentence);
-  const RunConfig run = test::spheres_run();
-  WindowSampler sampler(tokens, run.batch.context, sampler_seed(run.seed));
-  caf::scoped_actor coordinator{sys}, node{sys};
-  auto setup = std::make_shared<ClusterSetup>();
-  setup->run = run, setup->key = "key", setup->fingerprint = kPrint, setup->sampler = &sampler;
-  // A scoped actor stands in for the coordinator (it only receives what the gateway tells it).
-  setup->coordinator = caf::actor_cast<coordinator_actor>(coordinator);
-  const gateway_actor gateway = spawn_gateway(sys, setup);
+TEST_CASE_METHOD(GatewayFixture, "the gateway refuses a peer with a node error that names why",
+                 "[cluster]") {
   JoinHello h;
   h.node_id = "n1", h.host = "127.0.0.1", h.nonce = std::string(32, '7');
   h.spheres = 1, h.threads = 1;
