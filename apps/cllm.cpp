@@ -306,6 +306,29 @@ void take_init_shape(TrainSettings& s, const ModelConfig& m) {
   agree("--context", s.context, m.context, "n_positions");
 }
 
+// The run's tokenizer: with --init-from and no --tokenizer the folder's, else --tokenizer's, the
+// resumed run's or bytes (run_tokenizer); with --init-from, its vocabulary must be the model's.
+std::unique_ptr<Tokenizer> train_tokenizer(const TrainSettings& s, const CorpusText& text,
+                                           const std::optional<ModelConfig>& init_model,
+                                           const std::optional<Checkpoint>& resume_from) {
+  std::unique_ptr<Tokenizer> tok;
+  if (init_model && s.tokenizer.empty()) {
+    tok = read_hf_tokenizer(s.init_from);
+    if (!tok)
+      throw ConfigError(fmt::format(
+          "the --init-from folder has no tokenizer (vocab.json + merges.txt, or tokenizer.json); "
+          "give one with --tokenizer"));
+  } else {
+    tok = run_tokenizer(s.tokenizer, text, s.val_fraction, resume_from ? &*resume_from : nullptr,
+                        std::cout);
+  }
+  if (init_model && tok->vocab_size() != init_model->vocab)
+    throw ConfigError(
+        fmt::format("the tokenizer has {} tokens but the --init-from model's vocabulary is {}",
+                    tok->vocab_size(), init_model->vocab));
+  return tok;
+}
+
 int cmd_train(const std::vector<std::string>& args) {
   TrainSettings s = parse_train_settings(args);
   if (s.help) {
@@ -340,21 +363,7 @@ int cmd_train(const std::vector<std::string>& args) {
   // The corpus and its tokenizer (the vocabulary follows the tokenizer; with --init-from and no
   // --tokenizer, the folder's).
   CorpusText text = read_corpus_text(s);
-  std::unique_ptr<Tokenizer> tok;
-  if (init_model && s.tokenizer.empty()) {
-    tok = read_hf_tokenizer(s.init_from);
-    if (!tok)
-      throw ConfigError(fmt::format(
-          "the --init-from folder has no tokenizer (vocab.json + merges.txt, or tokenizer.json); "
-          "give one with --tokenizer"));
-  } else {
-    tok = run_tokenizer(s.tokenizer, text, s.val_fraction, resume_from ? &*resume_from : nullptr,
-                        std::cout);
-  }
-  if (init_model && tok->vocab_size() != init_model->vocab)
-    throw ConfigError(
-        fmt::format("the tokenizer has {} tokens but the --init-from model's vocabulary is {}",
-                    tok->vocab_size(), init_model->vocab));
+  const std::unique_ptr<Tokenizer> tok = train_tokenizer(s, text, init_model, resume_from);
   const Corpus corpus =
       encode_corpus(std::move(text), *tok, s.val_fraction, size_t(s.shape().batch.context) + 1);
   const RunConfig r =

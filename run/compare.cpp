@@ -418,6 +418,66 @@ json diff_json(const RunDiff& d) {
           {"text", describe_diff(d, "the first run", "the other run")}};
 }
 
+// Groups: the runs of each value of `group_by`, with a band per metric against the step; each
+// run's entry in `runs` gets its group's index.
+json group_runs(json& runs, const std::vector<json>& configs,
+                const std::vector<std::unique_ptr<RunReader>>& readers, const std::string& group_by,
+                int max_points) {
+  const size_t n = configs.size();
+  std::vector<json> values(n);
+  bool any = false;
+  for (size_t r = 0; r < n; ++r) {
+    const json s = settings_of(configs[r]);
+    if (s.contains(group_by)) values[r] = s[group_by], any = true;
+  }
+  if (!any)
+    throw RunFolderError(fmt::format(
+        "--group-by {}: none of the runs has that setting (see the keys of \"settings\" in a "
+        "run's config.json, e.g. lr, spheres, backend)",
+        group_by));
+  std::vector<std::pair<json, std::vector<size_t>>> groups;
+  for (size_t r = 0; r < n; ++r) {
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == values[r]; });
+    if (it == groups.end()) {
+      groups.push_back({values[r], {}});
+      it = groups.end() - 1;
+    }
+    it->second.push_back(r);
+    runs[r]["group"] = int(it - groups.begin());
+  }
+  json gs = json::array();
+  for (const auto& [value, members] : groups) {
+    std::vector<const std::vector<StepRow>*> rows;
+    for (size_t r : members) rows.push_back(&readers[r]->rows());
+    json bands = json::object();
+    for (const Metric& m : kMetrics) bands[m.name] = group_band(rows, m.field, max_points);
+    gs.push_back({{"value", value_text(value)}, {"runs", members}, {"bands", bands}});
+  }
+  return gs;
+}
+
+// Where the runs' weights part: two runs against each other, more runs each against the first
+// (a "diff" in each later run's entry of `runs`).
+void mark_where_weights_part(json& runs, const std::vector<std::string>& run_dirs,
+                             const std::vector<json>& configs) {
+  const size_t n = run_dirs.size();
+  std::vector<std::vector<FingerprintRow>> fps(n);
+  for (size_t r = 0; r < n; ++r) {
+    try {
+      fps[r] = read_fingerprints(run_dirs[r]);
+    } catch (const RunFolderError&) {
+      // no metrics.jsonl: nothing to compare
+    }
+  }
+  const std::vector<std::string> names = tensor_names(configs.empty() ? json() : configs[0]);
+  for (size_t r = 1; r < n; ++r) {
+    if (fps[0].empty() || fps[r].empty()) continue;
+    const RunDiff d = diff_runs(fps[0], fps[r], names);
+    if (d.compared > 0) runs[r]["diff"] = diff_json(d);
+  }
+}
+
 }  // namespace
 
 json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions& o) {
@@ -479,56 +539,9 @@ json compare_view(const std::vector<std::string>& run_dirs, const CompareOptions
                {"differ", settings_differences(configs)},
                {"notices", notices}};
 
-  // Groups: the runs of each value of the setting, with a band per metric against the step.
-  if (!o.group_by.empty()) {
-    std::vector<json> values(n);
-    bool any = false;
-    for (size_t r = 0; r < n; ++r) {
-      const json s = settings_of(configs[r]);
-      if (s.contains(o.group_by)) values[r] = s[o.group_by], any = true;
-    }
-    if (!any)
-      throw RunFolderError(fmt::format(
-          "--group-by {}: none of the runs has that setting (see the keys of \"settings\" in a "
-          "run's config.json, e.g. lr, spheres, backend)",
-          o.group_by));
-    std::vector<std::pair<json, std::vector<size_t>>> groups;
-    for (size_t r = 0; r < n; ++r) {
-      auto it = std::find_if(groups.begin(), groups.end(),
-                             [&](const auto& g) { return g.first == values[r]; });
-      if (it == groups.end()) {
-        groups.push_back({values[r], {}});
-        it = groups.end() - 1;
-      }
-      it->second.push_back(r);
-      runs[r]["group"] = int(it - groups.begin());
-    }
-    json gs = json::array();
-    for (const auto& [value, members] : groups) {
-      std::vector<const std::vector<StepRow>*> rows;
-      for (size_t r : members) rows.push_back(&readers[r]->rows());
-      json bands = json::object();
-      for (const Metric& m : kMetrics) bands[m.name] = group_band(rows, m.field, max_points);
-      gs.push_back({{"value", value_text(value)}, {"runs", members}, {"bands", bands}});
-    }
-    view["groups"] = gs;
-  }
-
-  // Where the runs' weights part: two runs against each other, more runs each against the first.
-  std::vector<std::vector<FingerprintRow>> fps(n);
-  for (size_t r = 0; r < n; ++r) {
-    try {
-      fps[r] = read_fingerprints(run_dirs[r]);
-    } catch (const RunFolderError&) {
-      // no metrics.jsonl: nothing to compare
-    }
-  }
-  const std::vector<std::string> names = tensor_names(configs.empty() ? json() : configs[0]);
-  for (size_t r = 1; r < n; ++r) {
-    if (fps[0].empty() || fps[r].empty()) continue;
-    const RunDiff d = diff_runs(fps[0], fps[r], names);
-    if (d.compared > 0) runs[r]["diff"] = diff_json(d);
-  }
+  if (!o.group_by.empty())
+    view["groups"] = group_runs(runs, configs, readers, o.group_by, max_points);
+  mark_where_weights_part(runs, run_dirs, configs);
   view["runs"] = std::move(runs);
   return view;
 }
