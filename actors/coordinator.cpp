@@ -22,22 +22,17 @@ using coordinator_impl =
                               caf::replies_to<apply_atom, SliceBodyRef>::with<bool>>;
 
 // A member of a step: the local subtree under sphere 0, or a remote node (through its link).
-struct Member {
-  std::string name;  // "local", or the node's id and host
-  sphere_actor handle;
+struct Member : ChildSlot {
+  std::string name;   // "local", or the node's id and host
   link_actor link;    // the same actor as `handle` for a node (its end of the run); null if local
   int32_t node = -1;  // the node's index; -1 for the local subtree
   int capacity = 1;   // its share of the shards (threads)
   int height = 0;     // levels below its top sphere, for its deadline
   int spheres = 0;
   bool leaving = false;  // a node that said goodbye: no new work after this step
-  // The step in progress.
-  bool busy = false;
-  uint64_t generation = 0;  // bumps on every (re)send; stale replies are ignored
-  int32_t resends = 0;
+  // The step in flight.
   std::vector<size_t> in_flight;          // positions in the step's shard set
   std::deque<std::vector<size_t>> queue;  // positions dealt to it, not yet sent
-  int64_t restarts = 0;
 
   bool local() const { return node < 0; }
 };
@@ -54,20 +49,15 @@ struct CoordinatorState {
 
   CoordinatorSetup setup;
   std::vector<Member> members;
-  RestartIntensity intensity{0, 1};
+  Supervision sv;
   std::map<int, std::shared_ptr<const ShardPlan>> plans;  // local placement per shard count
-  // The step in progress.
-  bool active = false;
+  // The step in flight (the supervision's part is `sv`).
   int64_t steps_begun = 0;
-  StepWork work;
   WeightsRef weights;
   ShardSetRef set;
   int64_t deadline_ms = 0;
-  Partial acc;
   size_t remaining = 0;         // shards not yet summed
   std::vector<size_t> orphans;  // positions no member could take
-  caf::typed_response_promise<Partial> rp;
-  FaultCounts between_steps;
   // The owners of the slices, and the round (attempt of a step) their sums belong to.
   std::vector<owner_actor> owners;
   uint64_t round = 0;
@@ -77,15 +67,11 @@ struct CoordinatorState {
 
 using coordinator_pointer = coordinator_impl::stateful_pointer<CoordinatorState>;
 
-FaultCounts& counts_now(CoordinatorState& st) {
-  return st.active ? st.acc.faults : st.between_steps;
-}
-
 void record(CoordinatorState& st, int32_t kind, int32_t who, std::string what) {
   FaultEvent e;
-  e.kind = kind, e.sphere = who, e.step = st.active ? st.work.step : -1;
+  e.kind = kind, e.sphere = who, e.step = st.sv.active ? st.sv.work.step : -1;
   e.reason = std::move(what);
-  counts_now(st).events.push_back(std::move(e));
+  st.sv.counts().events.push_back(std::move(e));
 }
 
 AssignmentRef assignment_for(CoordinatorState& st, const Member& m,
@@ -116,22 +102,18 @@ Membership membership(const CoordinatorState& st) {
 void remove_leaver(coordinator_pointer self, size_t i) {
   auto& st = self->state;
   record(st, FaultEvent::node_left, st.members[i].node, st.members[i].name);
-  ++counts_now(st).nodes_left;
+  ++st.sv.counts().nodes_left;
   self->send_exit(st.members[i].handle, caf::exit_reason::user_shutdown);
   st.members.erase(st.members.begin() + std::ptrdiff_t(i));
 }
 
 void maybe_finish(coordinator_pointer self) {
   auto& st = self->state;
-  if (!st.active || st.remaining > 0 || st.owner_merges > 0) return;
-  st.acc.faults += st.between_steps;
-  st.between_steps = FaultCounts{};
-  st.acc.members = membership(st);
-  st.active = false;
+  if (!st.sv.active || st.remaining > 0 || st.owner_merges > 0) return;
+  st.sv.acc.members = membership(st);
   st.weights.reset();
   st.set.reset();
-  st.rp.deliver(std::move(st.acc));
-  st.acc = Partial{};
+  st.sv.answer();
   // Nodes that said goodbye leave now, between steps.
   for (size_t i = st.members.size(); i-- > 0;)
     if (st.members[i].leaving) remove_leaver(self, i);
@@ -139,7 +121,7 @@ void maybe_finish(coordinator_pointer self) {
 
 void on_member_failure(coordinator_pointer self, size_t i, ChildEnd end);
 
-void on_reply(coordinator_pointer self, const caf::actor_addr& addr, uint64_t gen, Partial& p);
+void on_reply(coordinator_pointer self, const caf::actor_addr& addr, Partial& p);
 
 // The member behind `who`, or members.size(). (Indices shift as nodes come and go; replies and
 // exits name their member by address.)
@@ -156,32 +138,20 @@ void dispatch(coordinator_pointer self, size_t i) {
   if (m.busy || m.queue.empty()) return;
   m.in_flight = std::move(m.queue.front());
   m.queue.pop_front();
-  m.busy = true;
-  const uint64_t gen = ++m.generation;
   StepCtl ctl;
-  ctl.delivery = next_delivery(0, m.resends);
   ctl.deadline_ms = st.deadline_ms;
-  // A node's subtree sits one level below its link.
-  const auto timeout = std::chrono::milliseconds(
-      StepDeadline::for_subtree(st.deadline_ms, m.height + (m.local() ? 0 : 1)));
-  const caf::actor_addr addr = m.handle.address();
-  self->request(m.handle, timeout, step_atom::value, st.work, st.weights,
-                assignment_for(st, m, m.in_flight), ctl)
-      .then([=](Partial& p) { on_reply(self, addr, gen, p); },
-            [=](caf::error& err) {
-              auto& s = self->state;
-              const size_t i = find_member(s, addr);
-              if (i == s.members.size() || !s.active || s.members[i].generation != gen) return;
-              if (err == caf::sec::request_timeout)
-                on_member_failure(self, i,
-                                  {ChildExit::missed_deadline,
-                                   fmt::format("missed its deadline of {} ms", timeout.count()),
-                                   {}});
-              else if (!s.members[i].local())  // a node's link answers with the loss
-                on_member_failure(self, i,
-                                  {ChildExit::crashed, exit_reason_text(self->system(), err), {}});
-              // (a local sphere's crash arrives as its exit message)
-            });
+  send_work(
+      self, st.sv, m, m.height + (m.local() ? 0 : 1),  // a node's subtree sits below its link
+      st.weights, assignment_for(st, m, m.in_flight), ctl, !m.local(),
+      [self](const caf::actor_addr& who) -> ChildSlot* {
+        auto& s = self->state;
+        const size_t k = find_member(s, who);
+        return k < s.members.size() ? &s.members[k] : nullptr;
+      },
+      [self](const caf::actor_addr& who, Partial& p) { on_reply(self, who, p); },
+      [self](const caf::actor_addr& who, ChildEnd end) {
+        on_member_failure(self, find_member(self->state, who), std::move(end));
+      });
 }
 
 // A node's whole partial sum of the shards at `positions`: every owner adds its slice of it.
@@ -197,27 +167,25 @@ void merge_into_owners(coordinator_pointer self, const std::vector<size_t>& posi
     ++st.owner_merges;
     const auto done = [self, round] {
       auto& s = self->state;
-      if (s.round != round || !s.active) return;
+      if (s.round != round || !s.sv.active) return;
       --s.owner_merges;
       maybe_finish(self);
     };
-    self->request(o, caf::infinite, merge_atom::value, round, st.work, shards, partial)
+    self->request(o, caf::infinite, merge_atom::value, round, st.sv.work, shards, partial)
         .then([=](double) { done(); }, [=](caf::error&) {});  // a dead owner ends the run
   }
 }
 
-void on_reply(coordinator_pointer self, const caf::actor_addr& addr, uint64_t gen, Partial& p) {
+void on_reply(coordinator_pointer self, const caf::actor_addr& addr, Partial& p) {
   auto& s = self->state;
   const size_t i = find_member(s, addr);
-  if (i == s.members.size() || s.members[i].generation != gen || !s.active) return;
   Member& m = s.members[i];
   // With owners (the root), a node's whole partial sum goes to them; without (a node's own
   // coordinator), partial sums are merged here, whole, as they go up to the root.
   if (p.grad.shards > 0 && !s.owners.empty()) merge_into_owners(self, m.in_flight, p.grad);
   s.remaining -= m.in_flight.size();
   m.in_flight.clear();
-  m.busy = false;
-  s.acc.merge(p);  // timings, faults (and the sum, where there are no owners)
+  s.sv.acc.merge(p);  // timings, faults (and the sum, where there are no owners)
   dispatch(self, i);
   maybe_finish(self);
 }
@@ -246,7 +214,7 @@ void deal_again(coordinator_pointer self, std::vector<size_t> positions) {
 
 void stop_run(coordinator_pointer self, const FaultCounts& counted, std::string cause) {
   auto& st = self->state;
-  give_up(self, st.active, st.rp, GiveUp{std::move(cause), counted});
+  give_up(self, st.sv, GiveUp{std::move(cause), counted});
 }
 
 // A node is gone: its shards go to the others, within the same step.
@@ -257,12 +225,12 @@ void lose_node(coordinator_pointer self, size_t i, const std::string& reason) {
   self->send_exit(m.handle, caf::exit_reason::kill);
   std::vector<size_t> positions = m.in_flight;
   for (auto& q : m.queue) positions.insert(positions.end(), q.begin(), q.end());
-  FaultCounts& fc = counts_now(st);
+  FaultCounts& fc = st.sv.counts();
   ++fc.nodes_lost;
   fc.shards_redispatched += int64_t(positions.size());
   record(st, FaultEvent::node_lost, m.node,
          fmt::format("{}: {}; its {} shards went to the others", m.name, reason, positions.size()));
-  if (st.active) deal_again(self, std::move(positions));
+  if (st.sv.active) deal_again(self, std::move(positions));
   maybe_finish(self);
 }
 
@@ -272,37 +240,30 @@ void on_member_failure(coordinator_pointer self, size_t i, ChildEnd end) {
   auto& st = self->state;
   Member& m = st.members[i];
   if (!m.local()) return lose_node(self, i, end.reason);
-  FaultCounts& fc = counts_now(st);
-  const ChildVerdict v =
-      judge_child(self, st.intensity, fc, m.handle, 0, st.active, st.work.step, std::move(end));
-  if (!v.restart) {
-    const auto& p = st.setup.local->policy;
-    return stop_run(
-        self, fc,
-        fmt::format("sphere 0 failed more than {} times within {:g} s or one step (the "
-                    "root's restart budget, --root-max-restarts/--root-restart-window); "
-                    "{}",
-                    p.root_max_restarts, p.root_window_s, last_failure_text(v.last)));
-  }
-  ++m.restarts;
-  m.handle = spawn_sphere(self, st.setup.local, 0);
-  if (st.active && m.busy) {  // the same shards again, as a fresh delivery
-    m.busy = false;
-    ++m.resends;
-    m.queue.push_front(std::move(m.in_flight));
-    dispatch(self, i);
-  }
+  const auto& p = st.setup.local->policy;
+  restart_or_give_up(
+      self, st.sv, m, 0, std::move(end),
+      [self] { return spawn_sphere(self, self->state.setup.local, 0); },
+      [self, i] {  // the same shards again, as a fresh delivery
+        Member& again = self->state.members[i];
+        again.queue.push_front(std::move(again.in_flight));
+        dispatch(self, i);
+      },
+      [&p](const FaultEvent& last) {
+        return fmt::format(
+            "sphere 0 failed more than {} times within {:g} s or one step (the root's restart "
+            "budget, --root-max-restarts/--root-restart-window); {}",
+            p.root_max_restarts, p.root_window_s, last_failure_text(last));
+      });
 }
 
 caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
                              const WeightsRef& weights, const ShardSetRef& set,
                              const StepCtl& ctl) {
   auto& st = self->state;
-  st.rp = self->make_response_promise<Partial>();
-  st.active = true;
+  st.sv.begin(self, work);
   ++st.steps_begun;
-  st.work = work, st.weights = weights, st.set = set, st.deadline_ms = ctl.deadline_ms;
-  st.acc = Partial{};
+  st.weights = weights, st.set = set, st.deadline_ms = ctl.deadline_ms;
   st.remaining = set->shards.size();
   st.orphans.clear();
   ++st.round;
@@ -314,11 +275,10 @@ caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
     owner_set->owners = st.owners;
     st.owner_set = std::move(owner_set);
   }
-  st.intensity.begin_step();
   for (Member& m : st.members) m.busy = false, m.resends = 0, m.in_flight.clear(), m.queue.clear();
   std::vector<size_t> positions(set->shards.size());
   for (size_t p = 0; p < positions.size(); ++p) positions[p] = p;
-  auto rp = st.rp;
+  auto rp = st.sv.rp;
   deal_again(self, std::move(positions));
   maybe_finish(self);
   return rp;
@@ -337,9 +297,9 @@ void on_join(coordinator_pointer self, link_actor link, const JoinedNode& node) 
   m.spheres = node.spheres;
   self->monitor(m.handle);
   st.members.push_back(std::move(m));
-  ++counts_now(st).nodes_joined;
+  ++st.sv.counts().nodes_joined;
   record(st, FaultEvent::node_joined, node.index, st.members.back().name);
-  if (st.active && !st.orphans.empty()) deal_again(self, std::exchange(st.orphans, {}));
+  if (st.sv.active && !st.orphans.empty()) deal_again(self, std::exchange(st.orphans, {}));
 }
 
 void on_leave(coordinator_pointer self, const caf::actor_addr& link) {
@@ -348,13 +308,13 @@ void on_leave(coordinator_pointer self, const caf::actor_addr& link) {
     if (st.members[i].handle.address() != link) continue;
     st.members[i].leaving = true;
     // Shards dealt to it but not yet sent go to the others; what it is computing it finishes.
-    if (st.active) {
+    if (st.sv.active) {
       std::vector<size_t> queued;
       for (auto& q : st.members[i].queue) queued.insert(queued.end(), q.begin(), q.end());
       st.members[i].queue.clear();
       deal_again(self, std::move(queued));
     }
-    if (!st.active) maybe_finish(self);  // between steps it leaves at once
+    if (!st.sv.active) maybe_finish(self);  // between steps it leaves at once
     return;
   }
 }
@@ -430,7 +390,7 @@ void on_stats(coordinator_pointer self, const caf::actor& collector) {
 }
 
 void install_handlers(coordinator_pointer self) {
-  end_on_exception(self, [self] { return self->state.active ? &self->state.rp : nullptr; });
+  end_on_exception(self, self->state.sv);
   const auto find = [self](const caf::actor_addr& who) { return find_member(self->state, who); };
   self->set_exit_handler([self, find](caf::exit_msg& em) {
     auto& st = self->state;
@@ -439,7 +399,7 @@ void install_handlers(coordinator_pointer self) {
       // The slice's sum of this round is gone; the weights and moments are the TrainState's, so
       // the run stops with the last step intact.
       st.owners[k] = nullptr;
-      return stop_run(self, counts_now(st),
+      return stop_run(self, st.sv.counts(),
                       fmt::format("the owner of slice {} failed: {}", k,
                                   exit_reason_text(self->system(), em.reason)));
     }
@@ -462,7 +422,7 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
   st.setup = std::move(setup);
   if (st.setup.local) {
     const auto& local = *st.setup.local;
-    st.intensity = RestartIntensity(local.policy.root_max_restarts, local.policy.root_window_s);
+    st.sv.intensity = RestartIntensity(local.policy.root_max_restarts, local.policy.root_window_s);
     Member m;
     m.name = "local";
     m.capacity = std::max(1, st.setup.local_capacity);
@@ -499,11 +459,11 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
       },
       [self](orphan_atom, int64_t step) {
         auto& st = self->state;
-        if (!st.active || st.steps_begun != step || st.orphans.empty()) return;
-        stop_run(self, st.acc.faults,
+        if (!st.sv.active || st.steps_begun != step || st.orphans.empty()) return;
+        stop_run(self, st.sv.acc.faults,
                  fmt::format("no spheres left for {} shards of step {}: every node was lost and "
                              "none joined within {:g} s",
-                             st.orphans.size(), st.work.step + 1, st.setup.orphan_timeout_s));
+                             st.orphans.size(), st.sv.work.step + 1, st.setup.orphan_timeout_s));
       },
   };
 }

@@ -19,31 +19,22 @@ using compute_atom = caf::atom_constant<caf::atom("compute")>;
 
 using sphere_impl = sphere_actor::extend<caf::reacts_to<compute_atom, uint64_t>>;
 
-struct Child {
+struct Child : ChildSlot {
   int id = 0;
-  sphere_actor handle;
-  uint64_t generation = 0;  // bumps on every (re)send; stale replies are ignored
-  bool in_flight = false;
-  int32_t resends = 0;    // resends of the current step's work
-  int64_t restarts = 0;   // times this child was respawned
   bool had_work = false;  // ever: a subtree that never had work holds no statistics
 };
 
-// The step a sphere is working on.
+// A sphere's own part of the step in flight (the supervision's part is Supervision).
 struct StepInProgress {
-  bool active = false;
   uint64_t token = 0;  // tells this step's compute messages from a previous step's
-  StepWork work;
   WeightsRef weights;
   AssignmentRef assignment;
   StepCtl ctl;
-  Partial acc;
   int pending = 0;          // children whose sums are missing
   std::vector<size_t> own;  // positions of own shards in the assignment, one per compute message
   size_t next_own = 0;
   int acks = 0;  // owners yet to fold the last shard's gradient (its buffer is theirs till then)
   SteadyClock::time_point own_done_at;
-  caf::typed_response_promise<Partial> rp;
 
   bool own_done() const { return next_own >= own.size() && acks == 0; }
   bool may_compute() const { return next_own < own.size() && acks == 0; }
@@ -64,9 +55,8 @@ struct SphereState {
   int id = 0;
   caf::actor_addr parent;
   std::vector<Child> children;
-  RestartIntensity intensity{0, 1};
+  Supervision sv;
   StepInProgress step;
-  FaultCounts between_steps;            // faults of idle children, reported with the next step
   std::unique_ptr<ShardWorker> worker;  // created on first use: idle spheres hold no workspace
   SphereStats stats;
   uint64_t steps_begun = 0;
@@ -78,94 +68,66 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
                                            std::shared_ptr<const TreeSetup> setup, int id,
                                            caf::actor_addr parent);
 
-void spawn_child(sphere_pointer self, Child& child) {
-  child.handle = spawn_sphere(self, self->state.setup, child.id);
-}
-
-void merge_partial(SphereState& st, Partial& p) {
-  st.stats.reduce_ms += st.step.acc.merge(p);
-}
-
 void maybe_finish(sphere_pointer self) {
   auto& st = self->state;
   StepInProgress& step = st.step;
-  if (!step.active || !step.own_done() || step.pending > 0) return;
+  if (!st.sv.active || !step.own_done() || step.pending > 0) return;
   if (!step.own.empty()) {  // only spheres that computed hold a core while they wait
     const double wait = ms_between(step.own_done_at, SteadyClock::now());
-    step.acc.timing.wait_ms += wait;
+    st.sv.acc.timing.wait_ms += wait;
     st.stats.wait_ms += wait;
   }
-  step.acc.faults += st.between_steps;
-  st.between_steps = FaultCounts{};
-  step.active = false;
   step.weights.reset();
-  step.rp.deliver(std::move(step.acc));
-  step.acc = Partial{};
+  st.sv.answer();
 }
 
-void on_child_exit(sphere_pointer self, size_t index, ChildEnd end);
+void on_child_failure(sphere_pointer self, size_t index, ChildEnd end);
 
-void send_to_child(sphere_pointer self, size_t index, int32_t delivery) {
+Child* find_child(SphereState& st, const caf::actor_addr& who) {
+  for (Child& c : st.children)
+    if (c.handle.address() == who) return &c;
+  return nullptr;
+}
+
+void send_to_child(sphere_pointer self, size_t index) {
   auto& st = self->state;
   Child& c = st.children[index];
-  const uint64_t gen = ++c.generation;
-  c.in_flight = true;
-  StepCtl ctl = st.step.ctl;
-  ctl.delivery = delivery;
-  const auto timeout = std::chrono::milliseconds(
-      StepDeadline::for_subtree(ctl.deadline_ms, st.setup->topology.height(c.id)));
-  const caf::actor_addr child_addr = c.handle.address();
-  self->request(c.handle, timeout, step_atom::value, st.step.work, st.step.weights,
-                st.step.assignment, ctl)
-      .then(
-          [=](Partial& p) {
-            auto& s = self->state;
-            Child& ch = s.children[index];
-            if (!s.step.active || ch.generation != gen) return;
-            ch.in_flight = false;
-            merge_partial(s, p);
-            --s.step.pending;
-            maybe_finish(self);
-          },
-          [=](caf::error& err) {
-            auto& s = self->state;
-            const Child& ch = s.children[index];
-            // Crashes arrive as exit messages and are handled there; here only the deadline.
-            if (err != caf::sec::request_timeout || !s.step.active || ch.generation != gen ||
-                ch.handle.address() != child_addr)
-              return;
-            on_child_exit(self, index,
-                          {ChildExit::missed_deadline,
-                           fmt::format("missed its deadline of {} ms", timeout.count()),
-                           {}});
-          });
+  send_work(
+      self, st.sv, c, st.setup->topology.height(c.id), st.step.weights, st.step.assignment,
+      st.step.ctl, false,
+      [self](const caf::actor_addr& who) -> ChildSlot* { return find_child(self->state, who); },
+      [self](const caf::actor_addr&, Partial& p) {
+        auto& s = self->state;
+        s.stats.reduce_ms += s.sv.acc.merge(p);
+        --s.step.pending;
+        maybe_finish(self);
+      },
+      [self, index](const caf::actor_addr&, ChildEnd end) {
+        on_child_failure(self, index, std::move(end));
+      });
 }
 
 // A child crashed, gave up or missed its deadline: the policy decides (actors/supervisor.hpp);
 // respawn it in place and send its work again, or give up, which takes this subtree down and
 // lets the parent restart it whole.
-void on_child_exit(sphere_pointer self, size_t index, ChildEnd end) {
+void on_child_failure(sphere_pointer self, size_t index, ChildEnd end) {
   auto& st = self->state;
   Child& c = st.children[index];
-  FaultCounts& fc = st.step.active ? st.step.acc.faults : st.between_steps;
-  const ChildVerdict v = judge_child(self, st.intensity, fc, c.handle, c.id, st.step.active,
-                                     st.step.work.step, std::move(end));
-  if (!v.restart)
-    return give_up(self, st.step.active, st.step.rp,
-                   GiveUp{fmt::format("sphere {} gave up: {}; {}", st.id,
-                                      st.intensity.budget_text(), last_failure_text(v.last)),
-                          fc});
-  ++c.restarts;
-  spawn_child(self, c);
-  if (st.step.active && c.in_flight)
-    send_to_child(self, index, next_delivery(st.step.ctl.delivery, ++c.resends));
+  restart_or_give_up(
+      self, st.sv, c, c.id, std::move(end),
+      [self, &c] { return spawn_sphere(self, self->state.setup, c.id); },
+      [self, index] { send_to_child(self, index); },
+      [&st](const FaultEvent& last) {
+        return fmt::format("sphere {} gave up: {}; {}", st.id, st.sv.intensity.budget_text(),
+                           last_failure_text(last));
+      });
 }
 
 // One own shard is in the sum (folded here, or by every owner): the next one, or the end.
 void after_own_shard(sphere_pointer self) {
   auto& step = self->state.step;
   if (step.own_done()) {
-    step.acc.timing.spheres += 1;
+    self->state.sv.acc.timing.spheres += 1;
     step.own_done_at = SteadyClock::now();
     maybe_finish(self);
   } else {
@@ -176,14 +138,16 @@ void after_own_shard(sphere_pointer self) {
 void on_owner_ack(sphere_pointer self, uint64_t token, double fold_ms) {
   auto& st = self->state;
   StepInProgress& step = st.step;
-  if (!step.active || token != step.token || step.acks == 0) return;
-  if (fold_ms > 0) step.acc.timing.fold_ms += fold_ms, st.stats.fold_ms += fold_ms;
+  if (!st.sv.active || token != step.token || step.acks == 0) return;
+  if (fold_ms > 0) st.sv.acc.timing.fold_ms += fold_ms, st.stats.fold_ms += fold_ms;
   if (--step.acks == 0) after_own_shard(self);
 }
 
 void compute_next_own(sphere_pointer self) {
   auto& st = self->state;
   StepInProgress& step = st.step;
+  Partial& acc = st.sv.acc;
+  const StepWork& work = st.sv.work;
   if (!st.worker)  // a node has no sampler: its windows come with the work
     st.worker = st.setup->sampler ? std::make_unique<ShardWorker>(st.setup->run, *st.setup->sampler)
                                   : std::make_unique<ShardWorker>(st.setup->run);
@@ -195,26 +159,26 @@ void compute_next_own(sphere_pointer self) {
   if (owners && !owners->owners.empty()) {
     // The gradient goes to every owner, which folds its slice; no sum of our own. The next
     // shard waits for every owner's answer: the buffer is reused.
-    st.worker->compute_gradient(step.weights->data(), step.work, set.shards[pos], tokens);
+    st.worker->compute_gradient(step.weights->data(), work, set.shards[pos], tokens);
     const double compute = st.worker->last_compute_ms();
-    step.acc.timing.compute_ms += compute, st.stats.compute_ms += compute;
+    acc.timing.compute_ms += compute, st.stats.compute_ms += compute;
     const WeightsRef grad = st.worker->gradient_ref();
     const double loss = st.worker->last_loss();
     const int64_t ntok = st.worker->shard_token_count();
     const uint64_t token = step.token;
     step.acks = int(owners->owners.size());
     for (const owner_actor& o : owners->owners)
-      self->request(o, caf::infinite, fold_atom::value, owners->round, step.work, set.shards[pos],
-                    grad, loss, ntok)
+      self->request(o, caf::infinite, fold_atom::value, owners->round, work, set.shards[pos], grad,
+                    loss, ntok)
           .then([=](double ms) { on_owner_ack(self, token, ms); },
                 // A dead owner: the coordinator handles it (the round cannot complete).
                 [=](caf::error&) { on_owner_ack(self, token, 0); });
     return;
   }
-  if (step.acc.grad.sum.empty()) step.acc.grad.reset(st.worker->layout());
-  st.worker->compute(step.weights->data(), step.work, set.shards[pos], step.acc.grad, tokens);
+  if (acc.grad.sum.empty()) acc.grad.reset(st.worker->layout());
+  st.worker->compute(step.weights->data(), work, set.shards[pos], acc.grad, tokens);
   const double compute = st.worker->last_compute_ms(), fold = st.worker->last_fold_ms();
-  step.acc.timing.compute_ms += compute, step.acc.timing.fold_ms += fold;
+  acc.timing.compute_ms += compute, acc.timing.fold_ms += fold;
   st.stats.compute_ms += compute, st.stats.fold_ms += fold;
   after_own_shard(self);
 }
@@ -233,24 +197,22 @@ caf::result<Partial> on_step(sphere_pointer self, const StepWork& work, const We
   }
   StepInProgress& step = st.step;
   step = StepInProgress{};
-  step.active = true;
+  st.sv.begin(self, work);
   step.token = ++st.steps_begun;
-  step.work = work, step.weights = weights, step.assignment = assignment, step.ctl = ctl;
-  step.rp = self->make_response_promise<Partial>();
-  st.intensity.begin_step();
+  step.weights = weights, step.assignment = assignment, step.ctl = ctl;
   const ShardPlan& plan = *assignment->plan;
   // Work flows down first so that children compute while we do.
   for (size_t index = 0; index < st.children.size(); ++index) {
     Child& c = st.children[index];
-    c.in_flight = false;
+    c.busy = false;
     if (plan.subtree(c.id) == 0) continue;
     ++step.pending;
     c.resends = 0;
     c.had_work = true;
-    send_to_child(self, index, next_delivery(ctl.delivery, 0));
+    send_to_child(self, index);
   }
   for (int position : plan.own(st.id)) step.own.push_back(size_t(position));
-  auto rp = step.rp;
+  auto rp = st.sv.rp;
   if (!step.own.empty())
     self->send(self, compute_atom::value, step.token);
   else
@@ -277,21 +239,16 @@ void on_stats(sphere_pointer self, const caf::actor& collector, int64_t restarts
 }
 
 void install_handlers(sphere_pointer self) {
-  end_on_exception(self, [self] {
-    auto& step = self->state.step;
-    return step.active ? &step.rp : nullptr;
-  });
+  end_on_exception(self, self->state.sv);
   self->set_exit_handler([self](caf::exit_msg& em) {
     auto& st = self->state;
     if (em.source == st.parent) {  // our parent is gone: the whole subtree goes with it
       self->quit(em.reason);
       return;
     }
-    for (size_t index = 0; index < st.children.size(); ++index) {
-      if (st.children[index].handle.address() != em.source) continue;
-      on_child_exit(self, index, read_child_exit(self->system(), em.reason));
-      return;
-    }
+    if (Child* c = find_child(st, em.source))
+      return on_child_failure(self, size_t(c - st.children.data()),
+                              read_child_exit(self->system(), em.reason));
     // The exit of an actor already replaced (killed on a deadline): nothing to do.
   });
 }
@@ -303,13 +260,13 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
   st.setup = setup;
   st.id = id;
   st.parent = parent;
-  st.intensity = RestartIntensity(setup->policy.max_restarts, setup->policy.window_s);
+  st.sv.intensity = RestartIntensity(setup->policy.max_restarts, setup->policy.window_s);
   const SphereInfo& pos = setup->topology.position(id);
   st.stats = SphereStats::placed(pos);
   st.children.resize(pos.children.size());
   for (size_t s = 0; s < pos.children.size(); ++s) {
     st.children[s].id = pos.children[s];
-    spawn_child(self, st.children[s]);
+    st.children[s].handle = spawn_sphere(self, setup, pos.children[s]);
   }
   install_handlers(self);
   return {
@@ -322,7 +279,8 @@ sphere_impl::behavior_type sphere_behavior(sphere_pointer self,
       },
       [self](compute_atom, uint64_t token) {
         auto& step = self->state.step;
-        if (step.active && token == step.token && step.may_compute()) compute_next_own(self);
+        if (self->state.sv.active && token == step.token && step.may_compute())
+          compute_next_own(self);
       },
   };
 }
