@@ -105,6 +105,7 @@ void on_handshake_error(agent_pointer self, const caf::error& err) {
 void prepare_subtree(agent_pointer self, const std::string& run_json, RunConfig run) {
   auto& st = self->state;
   if (st.local && run_json == st.run_json) return;
+  run.recompute = st.opt.recompute;
   if (st.local) {
     self->demonitor(st.local.address());
     self->send_exit(st.local, caf::exit_reason::kill);

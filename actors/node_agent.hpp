@@ -30,6 +30,7 @@ struct NodeOptions {
   std::string node_id, node_host;
   int spheres = 1, fanout = 12, threads = 1;
   Placement placement = Placement::bfs;
+  bool recompute = false;  // this node's choice (RunConfig::recompute), whatever the root's
   SupervisionPolicy policy;
   double reconnect_timeout_s =
       kDefaultJoinTimeoutS;    // give up dialing a root that does not come back

@@ -77,10 +77,17 @@ void check_memory(const RunConfig& r, const std::string& backend, int computing_
   const RunMemory mem = run_memory(r, backend);
   const double need = mem.total(computing_spheres);
   if (need <= 0.9 * avail) return;
-  // What would fit: fewer computing spheres, else a smaller micro-batch, else a smaller model.
+  // What would fit: recomputing activations, else fewer computing spheres, else a smaller
+  // micro-batch, else a smaller model.
+  RunConfig again = r;
+  again.recompute = true;
+  const RunMemory lean = run_memory(again, backend);
   const int fit = int(std::floor((0.9 * avail - mem.shared) / mem.per_sphere));
   std::string hint;
-  if (fit >= 1 && fit < computing_spheres) {
+  if (!r.recompute && lean.total(computing_spheres) <= 0.9 * avail) {
+    hint = fmt::format("--recompute would fit ({:.0f} MiB of workspace per sphere)",
+                       lean.per_sphere / 1048576.0);
+  } else if (fit >= 1 && fit < computing_spheres) {
     hint = fmt::format("--spheres {} would fit ({} computing spheres)", fit, fit);
   } else {
     hint = r.batch.micro_batch > 1 ? "use a smaller --micro-batch or a smaller model"
@@ -265,20 +272,20 @@ std::string memory_text(const TrainSettings& s, const RunConfig& r) {
   const double mib = 1048576.0, gib = 1073741824.0;
   const double avail = available_memory_bytes();
   const double params = double(ParamLayout(r.model).total());
-  const double work =
-      double(Model<float>::workspace_bytes(r.model, r.batch.micro_batch, r.batch.context));
+  const double work = double(
+      Model<float>::workspace_bytes(r.model, r.batch.micro_batch, r.batch.context, r.recompute));
   return fmt::format(
       "model: {}: {} parameters\n"
       "workspace per computing sphere: {:.0f} MiB (micro-batch {} x {} tokens: activations {:.1f} "
-      "MiB + one float gradient {:.1f} MiB{})\n"
+      "MiB{} + one float gradient {:.1f} MiB{})\n"
       "once per process: exact sums {:.1f} MiB and AdamW moments {:.1f} MiB in {} owner slices of "
       "{}-element blocks\n"
       "memory the run needs: about {:.2f} GiB ({} computing spheres x {:.0f} MiB + {:.0f} MiB "
       "shared){}\n",
       r.model.describe(), ParamLayout(r.model).num_parameters(), mem.per_sphere / mib,
-      r.batch.micro_batch, r.batch.context, work / mib, 4 * params / mib,
-      s.backend == "barrier" ? " + a whole int64 sum" : "", 8 * params / mib, 8 * params / mib,
-      std::max(1, s.threads), kSliceBlock, mem.total(computing) / gib, computing,
+      r.batch.micro_batch, r.batch.context, work / mib, r.recompute ? ", recomputed" : "",
+      4 * params / mib, s.backend == "barrier" ? " + a whole int64 sum" : "", 8 * params / mib,
+      8 * params / mib, std::max(1, s.threads), kSliceBlock, mem.total(computing) / gib, computing,
       mem.per_sphere / mib, mem.shared / mib,
       avail > 0 ? fmt::format("; {:.1f} GiB available", avail / gib) : "");
 }

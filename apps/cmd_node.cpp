@@ -52,7 +52,7 @@ cli::OptionTable node_options(NodeArgs& a) {
   t.add("--join", "HOST:PORT", "the root to join (cllm train --listen)", "",
         [&a](const std::string& v) { a.join = v; });
   // The subtree and its links: the same declarations (and limits) as cllm train's.
-  sphere_options(t, a.opt.spheres, a.opt.fanout, a.opt.threads, a.opt.placement, 1,
+  sphere_options(t, a.opt.spheres, a.opt.fanout, a.opt.threads, a.opt.placement, a.opt.recompute, 1,
                  "spheres of this node");
   link_options(t, a.key_file, a.heartbeat_ms, a.connection_timeout);
   tls_options(t, a.opt.tls.cert, a.opt.tls.key, a.opt.tls.ca);

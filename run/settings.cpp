@@ -164,7 +164,7 @@ void spheres(OptionTable& t, TrainSettings& s) {
   choice(t, "--backend,--sync",
          "actors (the sphere tree), mutex or barrier (thread-pool baselines)", s.backend,
          {"actors", "mutex", "barrier"}, Scope::placement);
-  sphere_options(t, s.spheres, s.fanout, s.threads, s.placement, 0,
+  sphere_options(t, s.spheres, s.fanout, s.threads, s.placement, s.recompute, 0,
                  "local spheres; 1741 = root + 12 + 144 + 1584 with fan-out 12; 0 with --listen: "
                  "the nodes compute");
   flag(t, "--print-topology", "print the sphere tree and the shard placement, and exit",
@@ -259,7 +259,7 @@ void faults(OptionTable& t, TrainSettings& s) {
 }  // namespace
 
 void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Placement& placement,
-                    int min_spheres, const std::string& spheres_help) {
+                    bool& recompute, int min_spheres, const std::string& spheres_help) {
   integer(t, "--spheres", spheres_help, spheres, min_spheres, 1000000, Scope::placement,
           std::to_string(spheres) + " (cores)");
   integer(t, "--fanout", "children per sphere", fanout, 1, 1000000, Scope::placement);
@@ -274,6 +274,12 @@ void sphere_options(OptionTable& t, int& spheres, int& fanout, int& threads, Pla
   // 14 s on 2 cores, 1024 did not finish in 2 minutes). Results do not depend on it.
   integer(t, "--threads", "CAF scheduler threads, at most 8 per core", threads, 1,
           8 * detected_cores(), Scope::placement, std::to_string(threads) + " (cores)");
+  // A memory/compute trade of each process; the bits are the same either way.
+  t.add("--recompute", "",
+        "keep only each block's input and run its forward pass again in the backward pass: less "
+        "memory per computing sphere, about a third more compute, the same weights",
+        "", [&recompute](const std::string&) { recompute = true; })
+      .record(Scope::placement, [&recompute] { return nlohmann::json(recompute); });
 }
 
 void sampling_options(OptionTable& t, SamplingOptions& s) {
@@ -468,6 +474,7 @@ RunConfig TrainSettings::run_config(size_t train_tokens, const std::string& data
   r.seed = seed;
   r.steps = steps;
   r.precision = parse_precision(precision);
+  r.recompute = recompute;
   if (epochs > 0) {
     const double n = std::ceil(epochs * double(train_tokens) / double(r.batch.tokens_per_step()));
     if (!(n <= double(int64_t(1) << 40)))

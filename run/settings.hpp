@@ -43,6 +43,7 @@ struct TrainSettings {
   std::string backend = "actors";
   int spheres = 1, fanout = 12, threads = 1;
   Placement placement = Placement::bfs;
+  bool recompute = false;  // activation checkpointing (RunConfig::recompute)
   // Spheres on other machines (cllm node)
   std::string listen;                     // HOST:PORT nodes dial; empty: none
   std::string cluster_key;                // a key file; required off loopback without TLS
@@ -85,12 +86,14 @@ struct TrainSettings {
 constexpr double kMaxJoinTimeoutS = 1e6;
 constexpr double kMaxConnectionTimeoutS = 3600;
 
-// The options of a subtree of spheres (--spheres, --fanout, --placement, --threads) and of its
+// The options of a subtree of spheres (--spheres, --fanout, --placement, --threads, --recompute)
+// and of its
 // network links (--cluster-key, --heartbeat-ms, --connection-timeout): `cllm train` and `cllm
 // node` both bind them here, one declaration each, so that their limits cannot diverge.
 // `min_spheres`: 0 for the root (its nodes may do all the work), 1 for a node.
 void sphere_options(cli::OptionTable& t, int& spheres, int& fanout, int& threads,
-                    Placement& placement, int min_spheres, const std::string& spheres_help);
+                    Placement& placement, bool& recompute, int min_spheres,
+                    const std::string& spheres_help);
 void link_options(cli::OptionTable& t, std::string& cluster_key, int& heartbeat_ms,
                   double& connection_timeout);
 

@@ -108,7 +108,11 @@ struct Model<Scalar>::Impl {
     AlignedVector<Scalar> rstd2;   // N
     AlignedVector<Scalar> fc_pre;  // 4d x N    MLP hidden layer before GELU
   };
+  // With recompute, every layer keeps its x_in and acts[0] alone holds the rest, for the block
+  // the pass is at (the backward pass runs each block's forward again from its x_in).
   std::vector<LayerActs> acts;
+  bool recompute = false;
+  LayerActs& set_of(int l) { return acts[recompute ? 0 : size_t(l)]; }
   // Shared by the layers (forward, then recomputed in the backward pass):
   AlignedVector<Scalar> ln_out;  // d x N     a LayerNorm's output (1, then 2)
   AlignedVector<Scalar> fc_act;  // 4d x N    GELU(fc_pre)
@@ -134,8 +138,8 @@ struct Model<Scalar>::Impl {
 
   bool bf16 = false;  // the linear layers' products in bfloat16
 
-  Impl(const ModelConfig& c, int mb, int t, bool half)
-      : cfg(c), layout(c), max_b(mb), T(t), bf16(half) {
+  Impl(const ModelConfig& c, int mb, int t, bool half, bool again)
+      : cfg(c), layout(c), max_b(mb), T(t), recompute(again), bf16(half) {
     if (mb < 1) throw std::invalid_argument("max_batch must be >= 1");
     if (bf16 && (!std::is_same_v<Scalar, float> || !gemm::has_bf16()))
       throw std::invalid_argument("bf16 products need the float model and AVX512_BF16");
@@ -146,10 +150,12 @@ struct Model<Scalar>::Impl {
     Vp = c.padded_vocab();
     max_n = int64_t(mb) * t;
     // Every size comes from the one table (model_workspace), which memory estimates read too.
-    const ModelWorkspace ws = model_workspace(c, mb, t);
+    const ModelWorkspace ws = model_workspace(c, mb, t, recompute);
     acts.resize(L);
-    for (auto& a : acts) {
-      a.x_in.resize(ws.x_in), a.mean1.resize(ws.mean1), a.rstd1.resize(ws.rstd1);
+    for (size_t l = 0; l < ws.layers; ++l) acts[l].x_in.resize(ws.x_in);
+    for (size_t l = 0; l < ws.sets; ++l) {
+      auto& a = acts[l];
+      a.mean1.resize(ws.mean1), a.rstd1.resize(ws.rstd1);
       a.qkv.resize(ws.qkv), a.att_y.resize(ws.att_y), a.x_mid.resize(ws.x_mid);
       a.mean2.resize(ws.mean2), a.rstd2.resize(ws.rstd2), a.fc_pre.resize(ws.fc_pre);
     }
@@ -243,6 +249,35 @@ struct Model<Scalar>::Impl {
     cur_batch = batch;
   }
 
+  // Block l's forward pass from its saved x_in: its activations into set_of(l), its output into
+  // the next block's x_in (or x_final). Run again by the backward pass with recompute, it writes
+  // the same bits.
+  void run_block(const Scalar* P, int l, int64_t N, Scalar scale) {
+    auto& a = set_of(l);
+    const auto& o = layout.blocks[l];
+    BlockActs<Scalar> b{mat(acts[l].x_in, d, N),
+                        mat(ln_out, d, N),
+                        mat(a.qkv, 3 * d, N),
+                        mat(a.att_y, d, N),
+                        mat(a.x_mid, d, N),
+                        mat(ln_out, d, N),
+                        mat(a.fc_pre, 4 * d, N),
+                        mat(fc_act, 4 * d, N),
+                        (l + 1 < L) ? mat(acts[l + 1].x_in, d, N) : mat(x_final, d, N),
+                        a.mean1.data(),
+                        a.rstd1.data(),
+                        a.mean2.data(),
+                        a.rstd2.data()};
+    block_forward(
+        o, P, d, b,
+        [&](Linear which, const MapM& in, MapM& out, bool add) {
+          const LinearWeights lw = linear_weights(o, which, d);
+          Ops::product(Op::N, Op::N, param(P, lw.w, lw.rows, lw.cols), in, out, add, P + lw.bias,
+                       Causal::none, bf16);
+        },
+        [&](const MapM& qkv, MapM& att) { attention_forward(qkv, att, scale); });
+  }
+
   // Runs the forward pass over cur_batch sequences; returns the summed cross-entropy.
   // With `for_backward`, logits are overwritten by dLoss/dlogits.
   double forward(const Scalar* P, bool for_backward) {
@@ -254,31 +289,7 @@ struct Model<Scalar>::Impl {
       CMapM wte = param(P, layout.wte, d, V), wpe = param(P, layout.wpe, d, cfg.context);
       for (int64_t n = 0; n < N; ++n) x.col(n) = wte.col(inputs[n]) + wpe.col(n % T);
     }
-    for (int l = 0; l < L; ++l) {
-      auto& a = acts[l];
-      const auto& o = layout.blocks[l];
-      BlockActs<Scalar> b{mat(a.x_in, d, N),
-                          mat(ln_out, d, N),
-                          mat(a.qkv, 3 * d, N),
-                          mat(a.att_y, d, N),
-                          mat(a.x_mid, d, N),
-                          mat(ln_out, d, N),
-                          mat(a.fc_pre, 4 * d, N),
-                          mat(fc_act, 4 * d, N),
-                          (l + 1 < L) ? mat(acts[l + 1].x_in, d, N) : mat(x_final, d, N),
-                          a.mean1.data(),
-                          a.rstd1.data(),
-                          a.mean2.data(),
-                          a.rstd2.data()};
-      block_forward(
-          o, P, d, b,
-          [&](Linear which, const MapM& in, MapM& out, bool add) {
-            const LinearWeights lw = linear_weights(o, which, d);
-            Ops::product(Op::N, Op::N, param(P, lw.w, lw.rows, lw.cols), in, out, add, P + lw.bias,
-                         Causal::none, bf16);
-          },
-          [&](const MapM& qkv, MapM& att) { attention_forward(qkv, att, scale); });
-    }
+    for (int l = 0; l < L; ++l) run_block(P, l, N, scale);
     MapM xf = mat(x_final, d, N), lf = mat(lnf, d, N), lg = mat(logits, Vp, N);
     Ops::layernorm_forward(xf, CMapV(P + layout.lnf_w, d), CMapV(P + layout.lnf_b, d), lf,
                            meanf.data(), rstdf.data());
@@ -319,9 +330,11 @@ struct Model<Scalar>::Impl {
                             rstdf.data(), dln, grad_vec(layout.lnf_w, d), grad_vec(layout.lnf_b, d),
                             dresid, false);
     for (int l = L - 1; l >= 0; --l) {
-      auto& a = acts[l];
+      // The top block's activations are still there from the forward pass.
+      if (recompute && l + 1 < L) run_block(P, l, N, scale);
+      auto& a = set_of(l);
       const auto& o = layout.blocks[l];
-      MapM x = mat(a.x_in, d, N), ln1 = mat(ln_out, d, N), qkv = mat(a.qkv, 3 * d, N);
+      MapM x = mat(acts[l].x_in, d, N), ln1 = mat(ln_out, d, N), qkv = mat(a.qkv, 3 * d, N);
       MapM att = mat(a.att_y, d, N), xm = mat(a.x_mid, d, N), ln2 = mat(ln_out, d, N);
       MapM fact = mat(fc_act, 4 * d, N), fpre = mat(a.fc_pre, 4 * d, N);
       MapM dhidden = mat(grad_hidden, 4 * d, N), dqkv = mat(grad_qkv, 3 * d, N),
@@ -358,11 +371,12 @@ struct Model<Scalar>::Impl {
   }
 };
 
-ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int context) {
+ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int context, bool recompute) {
   const size_t d = size_t(cfg.d_model), V = size_t(cfg.padded_vocab());
   const size_t B = size_t(std::max(0, max_batch)), T = size_t(std::max(0, context)), N = B * T;
   ModelWorkspace w;
   w.layers = size_t(std::max(0, cfg.layers));
+  w.sets = recompute ? std::min<size_t>(w.layers, 1) : w.layers;
   w.x_in = d * N, w.mean1 = N, w.rstd1 = N, w.qkv = 3 * d * N;
   w.att_y = d * N, w.x_mid = d * N, w.mean2 = N;
   w.rstd2 = N, w.fc_pre = 4 * d * N;
@@ -376,20 +390,21 @@ ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int contex
 }
 
 size_t ModelWorkspace::scalars() const {
-  const size_t layer = x_in + mean1 + rstd1 + qkv + att_y + x_mid + mean2 + rstd2 + fc_pre;
-  return layers * layer + ln_out + fc_act + probs + x_final + lnf + meanf + rstdf + logits +
-         grad_resid + grad_ln_out + grad_hidden + grad_qkv + grad_att + grad_scores;
+  const size_t set = mean1 + rstd1 + qkv + att_y + x_mid + mean2 + rstd2 + fc_pre;
+  return layers * x_in + sets * set + ln_out + fc_act + probs + x_final + lnf + meanf + rstdf +
+         logits + grad_resid + grad_ln_out + grad_hidden + grad_qkv + grad_att + grad_scores;
 }
 
 template <class Scalar>
-size_t Model<Scalar>::workspace_bytes(const ModelConfig& cfg, int max_batch, int context) {
-  const ModelWorkspace w = model_workspace(cfg, max_batch, context);
+size_t Model<Scalar>::workspace_bytes(const ModelConfig& cfg, int max_batch, int context,
+                                      bool recompute) {
+  const ModelWorkspace w = model_workspace(cfg, max_batch, context, recompute);
   return w.scalars() * sizeof(Scalar) + 2 * w.tokens * sizeof(int32_t) + gemm::kScratchBytes;
 }
 
 template <class Scalar>
-Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int context, bool bf16)
-    : impl_(std::make_unique<Impl>(cfg, max_batch, context, bf16)) {}
+Model<Scalar>::Model(const ModelConfig& cfg, int max_batch, int context, bool bf16, bool recompute)
+    : impl_(std::make_unique<Impl>(cfg, max_batch, context, bf16, recompute)) {}
 template <class Scalar>
 Model<Scalar>::~Model() = default;
 template <class Scalar>

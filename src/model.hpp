@@ -21,7 +21,9 @@ namespace cllm {
 // (N = B T tokens; shapes in model.cpp's LayerActs). The one table: Model allocates exactly these
 // sizes and Model::workspace_bytes adds them up for memory planning.
 struct ModelWorkspace {
-  size_t layers = 0;
+  size_t layers = 0;  // copies of x_in: one per layer
+  size_t sets = 0;    // copies of the rest of a layer's activations: one per layer, or one in all
+                      // with recompute (the backward pass runs each block's forward again)
   // Per layer, saved by the forward pass for the backward pass.
   size_t x_in = 0, mean1 = 0, rstd1 = 0, qkv = 0, att_y = 0, x_mid = 0;
   size_t mean2 = 0, rstd2 = 0, fc_pre = 0;
@@ -35,7 +37,8 @@ struct ModelWorkspace {
   size_t tokens = 0;       // int32 ids, twice (inputs and targets)
   size_t scalars() const;  // every Scalar buffer above, all layers
 };
-ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int context);
+ModelWorkspace model_workspace(const ModelConfig& cfg, int max_batch, int context,
+                               bool recompute = false);
 
 template <class Scalar>
 class Model {
@@ -43,15 +46,19 @@ class Model {
   // Allocates a reusable workspace for up to `max_batch` sequences of `context` tokens.
   // Nothing is allocated afterwards: the training step's hot path is allocation-free.
   // `bf16`: the linear layers' products in bfloat16 with float sums (float model only; needs
-  // gemm::has_bf16()).
-  Model(const ModelConfig& cfg, int max_batch, int context, bool bf16 = false);
+  // gemm::has_bf16()). `recompute`: keep only each block's input from the forward pass and run
+  // the block's forward again in the backward pass (activation checkpointing): less memory, one
+  // more forward pass of the blocks, the same bits (the same operations on the same inputs).
+  Model(const ModelConfig& cfg, int max_batch, int context, bool bf16 = false,
+        bool recompute = false);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
   // Bytes a Model(cfg, max_batch, context) holds (its workspace, from model_workspace(), and the
   // products' per-thread packing scratch), for planning before anything is allocated.
-  static size_t workspace_bytes(const ModelConfig& cfg, int max_batch, int context);
+  static size_t workspace_bytes(const ModelConfig& cfg, int max_batch, int context,
+                                bool recompute = false);
 
   const ModelConfig& config() const;
   const ParamLayout& layout() const;

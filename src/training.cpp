@@ -114,7 +114,8 @@ uint64_t sampler_seed(uint64_t run_seed) {
 ShardWorker::ShardWorker(const RunConfig& cfg, const WindowSampler* sampler)
     : cfg_(cfg),
       sampler_(sampler),
-      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context, cfg.precision == Precision::bf16),
+      model_(cfg.model, cfg.batch.micro_batch, cfg.batch.context, cfg.precision == Precision::bf16,
+             cfg.recompute),
       grad_(std::make_shared<AlignedVector<float>>(model_.layout().total())),
       tokens_(size_t(cfg.batch.micro_batch) * (cfg.batch.context + 1)) {}
 
@@ -126,7 +127,8 @@ ShardWorker::ShardWorker(const RunConfig& cfg) : ShardWorker(cfg, nullptr) {}
 size_t ShardWorker::memory_bytes(const RunConfig& cfg) {
   // The model's workspace (its one size table) and the shard's gradient (float).
   const size_t params = ParamLayout(cfg.model).total();
-  return Model<float>::workspace_bytes(cfg.model, cfg.batch.micro_batch, cfg.batch.context) +
+  return Model<float>::workspace_bytes(cfg.model, cfg.batch.micro_batch, cfg.batch.context,
+                                       cfg.recompute) +
          params * sizeof(float);
 }
 

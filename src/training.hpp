@@ -40,6 +40,10 @@ struct RunConfig {
   Precision precision = Precision::fp32;
   // SHA-256 of the training token ids: a resumed run must train on the same data.
   std::string data_sha256;
+  // Activation checkpointing (Model's `recompute`): less memory per computing sphere, more
+  // compute, the same bits. A choice of each process, like its thread count: not in to_json, not
+  // compared on resume, and a node makes its own.
+  bool recompute = false;
 
   void validate() const;  // throws ConfigError
   nlohmann::json to_json() const;

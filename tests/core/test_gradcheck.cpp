@@ -331,3 +331,41 @@ TEMPLATE_TEST_CASE("out-of-range token ids throw std::invalid_argument", "[gradc
   const double loss = model.forward_backward(params.data(), tokens.data(), kBatch, grad.data());
   CHECK(std::isfinite(loss));
 }
+
+TEMPLATE_TEST_CASE("recompute (activation checkpointing) gives the same loss and gradient bits",
+                   "[gradcheck][recompute]", float, double) {
+  ModelConfig cfg = tiny_config();
+  cfg.layers = 3;  // the top block keeps its activations; the two below are run again
+  const ParamLayout layout(cfg);
+  const auto params = convert<TestType>(noisy_params(layout, 51));
+  const auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 52);
+  Model<TestType> kept(cfg, kBatch, kContext);
+  Model<TestType> again(cfg, kBatch, kContext, false, true);
+  AlignedVector<TestType> g1(layout.total()), g2(layout.total(), TestType(5));
+  for (int batch : {kBatch, 1}) {
+    const double l1 = kept.forward_backward(params.data(), tokens.data(), batch, g1.data());
+    const double l2 = again.forward_backward(params.data(), tokens.data(), batch, g2.data());
+    CHECK(l1 == l2);
+    CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(TestType)) == 0);
+  }
+  // The forward pass alone is the same too.
+  CHECK(kept.forward(params.data(), tokens.data(), kBatch) ==
+        again.forward(params.data(), tokens.data(), kBatch));
+}
+
+TEST_CASE("recompute gives the same bits with bf16 products", "[gradcheck][recompute][bf16]") {
+  ModelConfig cfg = tiny_config();
+  cfg.layers = 3;
+  if (!cllm::gemm::has_bf16()) {  // without the instructions the model refuses bf16
+    CHECK_THROWS_AS(Model<float>(cfg, kBatch, kContext, true, true), std::invalid_argument);
+    return;
+  }
+  const ParamLayout layout(cfg);
+  const auto params = convert<float>(noisy_params(layout, 61));
+  const auto tokens = random_tokens(kBatch, kContext, cfg.vocab, 62);
+  Model<float> kept(cfg, kBatch, kContext, true, false), again(cfg, kBatch, kContext, true, true);
+  AlignedVector<float> g1(layout.total()), g2(layout.total());
+  CHECK(kept.forward_backward(params.data(), tokens.data(), kBatch, g1.data()) ==
+        again.forward_backward(params.data(), tokens.data(), kBatch, g2.data()));
+  CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
+}

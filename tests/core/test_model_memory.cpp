@@ -20,6 +20,13 @@ TEST_CASE("model workspace: a layer keeps 10 d + 4 scalars per token, nothing pe
       Model<float>::workspace_bytes(deeper, 1, 1024) - Model<float>::workspace_bytes(c, 1, 1024);
   // x_in, qkv (3), att_y, x_mid, fc_pre (4), and two LayerNorms' mean and 1/std.
   CHECK(per_layer == (10 * d + 4) * N * sizeof(float));
+  // With recompute a layer keeps its input alone; one set of the rest serves every layer.
+  const size_t per_layer_recompute = Model<float>::workspace_bytes(deeper, 1, 1024, true) -
+                                     Model<float>::workspace_bytes(c, 1, 1024, true);
+  CHECK(per_layer_recompute == d * N * sizeof(float));
+  CHECK(Model<float>::workspace_bytes(c, 1, 1024) -
+            Model<float>::workspace_bytes(c, 1, 1024, true) ==
+        11 * (9 * d + 4) * N * sizeof(float));
   // More heads or a longer batch of sequences cost no attention weights per layer.
   ModelConfig more_heads = c;
   more_heads.n_heads = 24;

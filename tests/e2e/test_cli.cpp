@@ -245,6 +245,47 @@ TEST_CASE("train: --print-topology and --help", "[e2e][cli]") {
     CHECK(contains(r.out, "workspace per computing sphere: "));
     CHECK(contains(r.out, " + one float gradient "));
     CHECK(contains(r.out, "in 3 owner slices of 4096-element blocks"));
+    CHECK(!contains(r.out, "recomputed"));
+  }
+  SECTION("--print-topology --recompute: a smaller workspace, said so") {
+    // The activations in MiB, as printed: "activations X MiB".
+    const auto activations = [](const std::string& out) {
+      const size_t at = out.find("activations ");
+      REQUIRE(at != std::string::npos);
+      return std::stod(out.substr(at + 12));
+    };
+    const Args shape = {"--print-topology", "--d-model", "64", "--layers", "6", "--heads", "2"};
+    const Result kept = run_cli(quick_train(tmp / "nope") + shape, 20);
+    const Result again = run_cli(quick_train(tmp / "nope") + shape + Args{"--recompute"}, 20);
+    INFO("stdout: " << kept.out << "\n" << again.out << "\nstderr: " << again.err);
+    REQUIRE(kept.code == 0);
+    REQUIRE(again.code == 0);
+    CHECK(contains(again.out, "MiB, recomputed + one float gradient"));
+    CHECK(activations(again.out) < activations(kept.out));  // the bytes: tests/core
+  }
+  SECTION("a run that fits only with --recompute is refused with that hint") {
+    // Deep and long: activations dominate (about 0.7 GiB per sphere, 0.1 GiB recomputed).
+    const Args shape = {"--d-model", "64",   "--layers",      "64", "--heads", "2",
+                        "--context", "4096", "--micro-batch", "1"};
+    const Result plan = run_cli(quick_train(tmp / "nope") + shape + Args{"--print-topology"}, 20);
+    INFO("plan: " << plan.out << plan.err);
+    REQUIRE(plan.code == 0);
+    const size_t w = plan.out.find("workspace per computing sphere: ");
+    const size_t a = plan.out.find(" GiB available");
+    REQUIRE(w != std::string::npos);
+    REQUIRE(a != std::string::npos);  // (a machine whose free memory is unknown checks nothing)
+    const double per_sphere_gib = std::stod(plan.out.substr(w + 32)) / 1024;
+    const double avail_gib = std::stod(plan.out.substr(plan.out.rfind(' ', a - 1) + 1));
+    // Just too many spheres without recomputing; several times fewer bytes with it.
+    const int n = int(0.9 * avail_gib / per_sphere_gib) + 2;
+    const std::string spheres = std::to_string(n);
+    const Result r = run_cli(
+        quick_train(tmp / "big") + shape + Args{"--spheres", spheres, "--batch", spheres}, 60);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err_lines().size() == 1);
+    CHECK(contains(r.err, "--recompute would fit"));
+    CHECK(!fs::exists(tmp / "big"));
   }
   SECTION("train --help") {
     const Result r = run_cli({"train", "--help"}, 20);
@@ -285,6 +326,11 @@ TEST_CASE("exactness: the same weights for any sphere count, fan-out, backend an
        13},
       {"157 spheres, fan-out 12", {"--spheres", "157", "--fanout", "12"}, 157},
       {"mutex baseline, 2 workers", {"--backend", "mutex", "--spheres", "2"}, 0},
+      // Activation checkpointing: the blocks' forward pass again in the backward pass.
+      {"3 spheres recomputing activations", {"--spheres", "3", "--recompute"}, 3},
+      {"barrier baseline recomputing activations",
+       {"--backend", "barrier", "--spheres", "2", "--recompute"},
+       0},
       {"barrier baseline, 3 workers", {"--backend", "barrier", "--spheres", "3"}, 0},
       // --sync: the old name of --backend, the same option.
       {"barrier baseline, 3 workers, named with --sync",
