@@ -60,7 +60,10 @@ struct CoordinatorState {
   std::vector<size_t> orphans;  // positions no member could take
   // The owners of the slices, and the round (attempt of a step) their sums belong to.
   std::vector<owner_actor> owners;
+  std::vector<std::shared_ptr<const OwnerSetup>> owner_setups;
   uint64_t round = 0;
+  bool round_lost =
+      false;  // an owner failed in this round: it runs again once every member answered
   OwnerSetRef owner_set;
   size_t owner_merges = 0;  // nodes' partial sums not yet merged into every owner
 };
@@ -107,9 +110,12 @@ void remove_leaver(coordinator_pointer self, size_t i) {
   st.members.erase(st.members.begin() + std::ptrdiff_t(i));
 }
 
+void start_round(coordinator_pointer self);
+
 void maybe_finish(coordinator_pointer self) {
   auto& st = self->state;
   if (!st.sv.active || st.remaining > 0 || st.owner_merges > 0) return;
+  if (st.round_lost) return start_round(self);  // every member answered: no work of two rounds
   st.sv.acc.members = membership(st);
   st.weights.reset();
   st.set.reset();
@@ -172,7 +178,8 @@ void merge_into_owners(coordinator_pointer self, const std::vector<size_t>& posi
       maybe_finish(self);
     };
     self->request(o, caf::infinite, merge_atom::value, round, st.sv.work, shards, partial)
-        .then([=](double) { done(); }, [=](caf::error&) {});  // a dead owner ends the run
+        .then([=](double) { done(); },
+              [=](caf::error&) { done(); });  // a dead owner: the round runs again
   }
 }
 
@@ -264,7 +271,18 @@ caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
   st.sv.begin(self, work);
   ++st.steps_begun;
   st.weights = weights, st.set = set, st.deadline_ms = ctl.deadline_ms;
-  st.remaining = set->shards.size();
+  auto rp = st.sv.rp;
+  start_round(self);
+  return rp;
+}
+
+// A round of the step in flight: every shard dealt to the members, the owners' slices started
+// afresh. Again after an owner failed (the shards' sums are computed a second time; int64 sums
+// make that the same bits).
+void start_round(coordinator_pointer self) {
+  auto& st = self->state;
+  st.round_lost = false;
+  st.remaining = st.set->shards.size();
   st.orphans.clear();
   ++st.round;
   st.owner_merges = 0;
@@ -276,12 +294,10 @@ caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
     st.owner_set = std::move(owner_set);
   }
   for (Member& m : st.members) m.busy = false, m.resends = 0, m.in_flight.clear(), m.queue.clear();
-  std::vector<size_t> positions(set->shards.size());
+  std::vector<size_t> positions(st.set->shards.size());
   for (size_t p = 0; p < positions.size(); ++p) positions[p] = p;
-  auto rp = st.sv.rp;
   deal_again(self, std::move(positions));
   maybe_finish(self);
-  return rp;
 }
 
 // A node passed the gateway: from now on it takes a share of the shards (of the current step
@@ -389,20 +405,36 @@ void on_stats(coordinator_pointer self, const caf::actor& collector) {
   caf::anon_send(collector, stats_atom::value, SphereStats::count_only(), asked);
 }
 
+// An owner failed: its slice's sum of this round may be incomplete or torn (the weights and
+// moments are the TrainState's, so nothing else is lost). Within the root's restart budget it is
+// respawned on the same slot, and a step in flight runs its round again once every member has
+// answered the current one; past the budget the run stops with the last step intact (exit 4).
+void on_owner_failure(coordinator_pointer self, size_t k, std::string reason) {
+  auto& st = self->state;
+  st.owners[k] = nullptr;
+  const ChildVerdict v =
+      judge_failure(st.sv, int32_t(k), ChildEnd{ChildExit::crashed, std::move(reason), {}});
+  st.sv.counts().events.back().kind = FaultEvent::owner_lost;
+  if (!v.restart)
+    return stop_run(self, st.sv.counts(),
+                    fmt::format("the owner of slice {} failed ({}), past the root's restart "
+                                "budget (--root-max-restarts/--root-restart-window)",
+                                k, v.last.reason));
+  auto setup = std::make_shared<OwnerSetup>(*st.owner_setups[k]);
+  setup->crash_steps.clear();  // an injected crash fires once
+  st.owner_setups[k] = setup;
+  st.owners[k] = spawn_owner(self, std::move(setup));
+  if (st.sv.active) st.round_lost = true;
+}
+
 void install_handlers(coordinator_pointer self) {
   end_on_exception(self, self->state.sv);
   const auto find = [self](const caf::actor_addr& who) { return find_member(self->state, who); };
   self->set_exit_handler([self, find](caf::exit_msg& em) {
     auto& st = self->state;
-    for (size_t k = 0; k < st.owners.size(); ++k) {
-      if (st.owners[k].address() != em.source) continue;
-      // The slice's sum of this round is gone; the weights and moments are the TrainState's, so
-      // the run stops with the last step intact.
-      st.owners[k] = nullptr;
-      return stop_run(self, st.sv.counts(),
-                      fmt::format("the owner of slice {} failed: {}", k,
-                                  exit_reason_text(self->system(), em.reason)));
-    }
+    for (size_t k = 0; k < st.owners.size(); ++k)
+      if (st.owners[k] && st.owners[k].address() == em.source)
+        return on_owner_failure(self, k, exit_reason_text(self->system(), em.reason));
     const size_t i = find(em.source);
     if (i == self->state.members.size()) return;  // already replaced or removed
     on_member_failure(self, i, read_child_exit(self->system(), em.reason));
@@ -436,9 +468,10 @@ coordinator_impl::behavior_type coordinator_behavior(coordinator_pointer self,
     const int n = int(st.setup.sums->size());
     const Slicing slicing(layout.total(), n);
     for (int k = 0; k < n; ++k) {
-      st.owners.push_back(spawn_owner(
-          self, std::make_shared<const OwnerSetup>(OwnerSetup{
-                    layout, k, slicing.begin(k), slicing.end(k), &(*st.setup.sums)[size_t(k)]})));
+      OwnerSetup o{layout, k, slicing.begin(k), slicing.end(k), &(*st.setup.sums)[size_t(k)], {}};
+      if (st.setup.local) o.crash_steps = st.setup.local->faults.owner_crash_steps(k);
+      st.owner_setups.push_back(std::make_shared<const OwnerSetup>(std::move(o)));
+      st.owners.push_back(spawn_owner(self, st.owner_setups.back()));
     }
   }
   install_handlers(self);

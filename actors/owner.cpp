@@ -1,5 +1,6 @@
 #include "actors/owner.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <vector>
 
@@ -19,8 +20,12 @@ struct OwnerState {
 using owner_pointer = owner_actor::stateful_pointer<OwnerState>;
 
 // Whether `round` is current (a newer one starts the slice afresh; an older one is stale).
-bool enter_round(OwnerState& st, uint64_t round, int32_t shards) {
+bool enter_round(OwnerState& st, uint64_t round, const StepWork& work) {
   if (round < st.round) return false;
+  const auto& crash = st.setup->crash_steps;
+  if (work.attempt == 0 && std::find(crash.begin(), crash.end(), work.step) != crash.end())
+    throw std::runtime_error("injected crash");
+  const int32_t shards = work.shards;
   if (round > st.round) {
     st.round = round;
     st.setup->slot->reset(st.setup->layout, st.setup->begin, st.setup->end);
@@ -45,7 +50,7 @@ owner_actor::behavior_type owner_behavior(owner_pointer self,
       [self](fold_atom, uint64_t round, const StepWork& work, int32_t shard, const WeightsRef& grad,
              double loss, int64_t tokens) -> double {
         auto& st = self->state;
-        if (!enter_round(st, round, work.shards)) return -1;
+        if (!enter_round(st, round, work)) return -1;
         char& done = folded(st, shard);
         if (done) return 0;
         const auto t0 = SteadyClock::now();
@@ -57,7 +62,7 @@ owner_actor::behavior_type owner_behavior(owner_pointer self,
       [self](merge_atom, uint64_t round, const StepWork& work, const std::vector<int32_t>& shards,
              const ExactGradRef& partial) -> double {
         auto& st = self->state;
-        if (!enter_round(st, round, work.shards)) return -1;
+        if (!enter_round(st, round, work)) return -1;
         for (int32_t s : shards)
           if (folded(st, s)) return 0;  // (a resent part: never counted twice)
         const auto t0 = SteadyClock::now();

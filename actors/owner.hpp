@@ -8,6 +8,7 @@
 // that dies loses neither.
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -18,9 +19,10 @@ namespace cllm {
 
 struct OwnerSetup {
   ParamLayout layout;
-  int index = 0;              // slice number
-  size_t begin = 0, end = 0;  // its elements
-  ExactGrad* slot = nullptr;  // where its sum lives (outlives the actor system)
+  int index = 0;                     // slice number
+  size_t begin = 0, end = 0;         // its elements
+  ExactGrad* slot = nullptr;         // where its sum lives (outlives the actor system)
+  std::vector<int64_t> crash_steps;  // injected faults: crash on the first fold of these steps
 };
 
 // Spawns owner `setup.index`, linked to `parent` (its supervisor).

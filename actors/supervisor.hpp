@@ -119,6 +119,27 @@ void send_work(Self self, const Supervision& sv, ChildSlot& c, int height, const
           });
 }
 
+// The verdict on one failure: restart, or give up (`last` names the failure).
+struct ChildVerdict {
+  bool restart = false;
+  FaultEvent last;
+};
+
+// Counts the failure of child `who` (a sphere, or an owner) into the supervision, with what it
+// inherited, and asks the budget.
+inline ChildVerdict judge_failure(Supervision& sv, int32_t who, ChildEnd end) {
+  FaultCounts& fc = sv.counts();
+  fc += end.inherited;
+  FaultEvent ev;
+  ev.sphere = who;
+  ev.step = sv.active ? sv.work.step : -1;
+  ev.reason = std::move(end.reason);
+  auto d = sv.intensity.on_child_exit(end.how, std::move(ev), seconds_now(), sv.active);
+  ChildVerdict v{d.restart, d.counts.events.back()};
+  fc += d.counts;
+  return v;
+}
+
 // Past the budget: the step in flight (if any) is answered with the cause, and the supervisor
 // quits with it, which takes its linked subtree down and tells its own supervisor (which restarts
 // the whole subtree). What was counted travels in both, since a dead actor's promises are never
@@ -137,17 +158,9 @@ void give_up(Self self, Supervision& sv, GiveUp g) {
 template <class Self, class Respawn, class Resend, class Cause>
 void restart_or_give_up(Self self, Supervision& sv, ChildSlot& c, int32_t sphere, ChildEnd end,
                         Respawn respawn, Resend resend, Cause cause) {
-  FaultCounts& fc = sv.counts();
-  fc += end.inherited;
   if (end.how == ChildExit::missed_deadline) self->send_exit(c.handle, caf::exit_reason::kill);
-  FaultEvent ev;
-  ev.sphere = sphere;
-  ev.step = sv.active ? sv.work.step : -1;
-  ev.reason = std::move(end.reason);
-  auto d = sv.intensity.on_child_exit(end.how, std::move(ev), seconds_now(), sv.active);
-  const FaultEvent last = d.counts.events.back();
-  fc += d.counts;
-  if (!d.restart) return give_up(self, sv, GiveUp{cause(last), fc});
+  const ChildVerdict v = judge_failure(sv, sphere, std::move(end));
+  if (!v.restart) return give_up(self, sv, GiveUp{cause(v.last), sv.counts()});
   ++c.restarts;
   c.handle = respawn();
   if (sv.active && c.busy) {

@@ -38,7 +38,15 @@ std::shared_ptr<const TreeSetup> make_setup(const RunConfig& run, const WindowSa
   }
   Topology topology(opt.spheres, opt.fanout);
   const ShardPlan plan(topology, run.batch.shards(), opt.placement);  // with no remote nodes
+  const int owners = opt.owners > 0 ? opt.owners : std::max(1, opt.threads);
   for (const auto& inj : opt.faults.injections) {
+    if (inj.owner) {
+      if (inj.sphere >= owners)
+        throw ConfigError(fmt::format(
+            "--inject names owner {} but the step's sums have {} owners (one per --threads)",
+            inj.sphere, owners));
+      continue;
+    }
     if (inj.sphere >= opt.spheres)
       throw ConfigError(fmt::format("--inject names sphere {} but the tree has {} spheres",
                                     inj.sphere, opt.spheres));

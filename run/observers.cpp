@@ -33,6 +33,8 @@ const char* kind_name(int32_t kind) {
       return "node_left";
     case FaultEvent::node_lost:
       return "node_lost";
+    case FaultEvent::owner_lost:
+      return "owner_lost";
     default:
       return "crashed";
   }
@@ -184,6 +186,13 @@ void EventLog::add(const FaultCounts& f) {
         continue;
       case FaultEvent::node_lost:
         err_ << fmt::format("cllm: lost {}{}\n", e.reason, when);
+        continue;
+      case FaultEvent::owner_lost:
+        if (reasons_[e.reason]++ == 0)
+          err_ << fmt::format(
+              "cllm: the owner of slice {} failed{}: {} (restarted, the step's sums computed "
+              "again; more of this kind are counted in summary.json)\n",
+              e.sphere, when, e.reason);
         continue;
       default:
         break;

@@ -231,7 +231,8 @@ void faults(OptionTable& t, TrainSettings& s) {
   t.section("Faults and supervision");
   t.add("--inject", "SPEC",
         "crash:sphere=K,step=S or hang:sphere=K,step=S: fault of sphere K in step S (counted from "
-        "1 as in the progress line); repeatable, each fires once",
+        "1 as in the progress line); crash:owner=K,step=S: of the owner of slice K; repeatable, "
+        "each fires once",
         "", [&s](const std::string& v) { s.faults.injections.push_back(parse_injection(v)); })
       .record(Scope::output, [&s] {
         nlohmann::json a = nlohmann::json::array();

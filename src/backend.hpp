@@ -63,9 +63,10 @@ struct FaultEvent {
     node_joined = 3,
     node_left = 4,
     node_lost = 5,
+    owner_lost = 6,  // an owner of the step's sums crashed: respawned, the round computed again
   };
   int32_t kind = crashed;
-  int32_t sphere = 0;  // the sphere that failed, or the node's index
+  int32_t sphere = 0;  // the sphere that failed, the node's index, or the owner's
   int64_t step = 0;    // 0-based step it happened in (-1: between steps)
   std::string reason;  // what it died of ("injected crash", an exception's text, a node's host)
 };

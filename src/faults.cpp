@@ -14,8 +14,9 @@ namespace cllm {
 Injection parse_injection(const std::string& text) {
   const auto bad = [&](const std::string& why) {
     return ConfigError(printable(fmt::format(
-        "bad --inject '{}': {} (expected crash:sphere=K,step=S or hang:sphere=K,step=S)", text,
-        why)));
+        "bad --inject '{}': {} (expected crash:sphere=K,step=S, hang:sphere=K,step=S or "
+        "crash:owner=K,step=S)",
+        text, why)));
   };
   Injection inj;
   const auto colon = text.find(':');
@@ -27,7 +28,7 @@ Injection parse_injection(const std::string& text) {
     inj.kind = Injection::hang;
   else
     throw bad("unknown kind '" + kind + "'");
-  bool have_sphere = false, have_step = false;
+  bool have_target = false, have_step = false;
   size_t pos = colon + 1;
   while (pos <= text.size()) {
     size_t end = text.find(',', pos);
@@ -41,9 +42,10 @@ Injection parse_injection(const std::string& text) {
     const long long v = std::strtoll(val.c_str(), &rest, 10);
     if (val.empty() || *rest != '\0' || v < 0) throw bad("'" + val + "' is not a number >= 0");
     if (errno == ERANGE) throw bad("'" + val + "' is out of range");
-    if (key == "sphere") {
-      if (v > 1000000) throw bad("no tree has sphere " + val);
-      inj.sphere = int(v), have_sphere = true;
+    if (key == "sphere" || key == "owner") {
+      if (have_target) throw bad("name one sphere or one owner");
+      if (v > 1000000) throw bad("no tree has " + key + " " + val);
+      inj.sphere = int(v), inj.owner = key == "owner", have_target = true;
     } else if (key == "step") {
       if (v < 1) throw bad("steps count from 1");
       inj.step = v - 1;  // the user counts steps from 1, as the progress line does
@@ -52,23 +54,33 @@ Injection parse_injection(const std::string& text) {
       throw bad("unknown key '" + key + "'");
     pos = end + 1;
   }
-  if (!have_sphere || !have_step) throw bad("both sphere= and step= are required");
+  if (!have_target || !have_step) throw bad("both sphere= (or owner=) and step= are required");
+  // An owner answers every fold at once; only a crash of one is meaningful.
+  if (inj.owner && inj.kind == Injection::hang) throw bad("an owner can only crash");
   return inj;
 }
 
 std::string describe(const Injection& inj) {
-  return fmt::format("{}:sphere={},step={}", inj.kind == Injection::crash ? "crash" : "hang",
-                     inj.sphere, inj.step + 1);
+  return fmt::format("{}:{}={},step={}", inj.kind == Injection::crash ? "crash" : "hang",
+                     inj.owner ? "owner" : "sphere", inj.sphere, inj.step + 1);
 }
 
 FaultPlan::Action FaultPlan::action(int id, int64_t step, int32_t attempt, int32_t delivery) const {
   if (attempt == 0 && delivery == 0)
     for (const auto& i : injections)
-      if (i.sphere == id && i.step == step) return i.kind == Injection::crash ? do_crash : do_hang;
+      if (!i.owner && i.sphere == id && i.step == step)
+        return i.kind == Injection::crash ? do_crash : do_hang;
   if (chaos_p > 0 && uniform01(hash_words(chaos_seed, uint64_t(id), uint64_t(step),
                                           uint64_t(attempt), uint64_t(delivery))) < chaos_p)
     return do_crash;
   return none;
+}
+
+std::vector<int64_t> FaultPlan::owner_crash_steps(int k) const {
+  std::vector<int64_t> steps;
+  for (const auto& i : injections)
+    if (i.owner && i.sphere == k) steps.push_back(i.step);
+  return steps;
 }
 
 }  // namespace cllm

@@ -362,6 +362,15 @@ TEST_CASE("exactness: the same weights for any sphere count, fan-out, backend an
     CHECK(t.summary.value("restarts", 0) >= 2);
     CHECK(t.summary.value("deadline_kills", 0) >= 1);
   }
+  SECTION("an owner of the step's sums crashes: respawned, its round computed again") {
+    const Trained t = train_quick(
+        tmp, "owner", {"--inject", "crash:owner=1,step=2", "--spheres", "3", "--threads", "2"});
+    INFO("stdout: " << t.r.out << "\nstderr: " << t.r.err << "\nsummary: " << t.summary.dump());
+    CHECK(t.r.code == 0);
+    CHECK(t.hash == ref.hash);
+    CHECK(t.summary.value("restarts", 0) == 1);
+    CHECK(contains(t.r.err, "the owner of slice 1 failed in step 2: injected crash"));
+  }
   SECTION("chaos") {
     const Trained t = train_quick(tmp, "chaos",
                                   {"--chaos", "0.2", "--chaos-seed", "3", "--spheres", "6",

@@ -198,6 +198,24 @@ TEST_CASE("cluster: a root and two nodes give the one-process weights", "[e2e][c
   for (const auto& [node, last] : cpu) CHECK(last > first[node]);  // they computed all along
 }
 
+TEST_CASE("cluster: an owner crashing while a node's sum is merged into it costs one round",
+          "[e2e][cluster][faults]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  // Two owners at the root; a node's partial sums are merged into both each step.
+  Background root(cluster_train(dir) + kNet +
+                  Args{"--spheres", "1", "--threads", "2", "--listen", "127.0.0.1:0", "--min-nodes",
+                       "1", "--join-timeout", "30", "--inject", "crash:owner=1,step=3"});
+  const std::string port = wait_for_port(root);
+  REQUIRE(!port.empty());
+  Background node(node_args(port, 2));
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 60);
+  CHECK(contains(r.err, "the owner of slice 1 failed in step 3: injected crash"));
+  CHECK(read_json(fs::path(dir) / "summary.json").value("restarts", 0) == 1);
+  CHECK(node.wait(kNodeLimitS).code == 0);
+}
+
 TEST_CASE("cluster: a pure coordinator and three nodes of different shapes", "[e2e][cluster]") {
   TempDir tmp;
   Background root(cluster_train(tmp / "run") + kNet +

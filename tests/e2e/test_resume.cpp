@@ -371,6 +371,22 @@ TEST_CASE(
   CHECK(smp.code == 0);
 }
 
+TEST_CASE("resume (g): an owner failing past the root's restart budget stops the run (exit 4)",
+          "[e2e][resume][faults]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  const Result r =
+      run_cli(quick_train(dir) + Args{"--threads", "2", "--root-max-restarts", "0", "--inject",
+                                      "crash:owner=0,step=3", "--checkpoint-every", "1"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.code == 4);
+  CHECK(contains(r.err, "the owner of slice 0 failed (injected crash), past the root's restart"));
+  // The two steps before it are safe, and the run continues from them.
+  const json s = read_json(fs::path(dir) / "summary.json");
+  CHECK(s.at("steps").get<int64_t>() == 2);
+  CHECK(checkpoint_files(fs::path(dir) / "checkpoints").back() == ckpt_name(2));
+}
+
 // Finding: when the tree gives up, the restarts that happened are not counted in summary.json
 // (restarts 0) and spheres.json is an empty array.
 TEST_CASE("resume (g): a run that gave up still reports its restarts and spheres",
