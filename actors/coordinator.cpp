@@ -62,8 +62,10 @@ struct CoordinatorState {
   std::vector<owner_actor> owners;
   std::vector<std::shared_ptr<const OwnerSetup>> owner_setups;
   uint64_t round = 0;
-  bool round_lost =
-      false;  // an owner failed in this round: it runs again once every member answered
+  // An owner failed in this round: it runs again once every member answered.
+  bool round_lost = false;
+  bool checking = false;        // asking the owners whether every slice holds every shard ...
+  bool owners_checked = false;  // ... and asked, in this round
   OwnerSetRef owner_set;
   size_t owner_merges = 0;  // nodes' partial sums not yet merged into every owner
 };
@@ -111,11 +113,13 @@ void remove_leaver(coordinator_pointer self, size_t i) {
 }
 
 void start_round(coordinator_pointer self);
+void check_owners(coordinator_pointer self);
 
 void maybe_finish(coordinator_pointer self) {
   auto& st = self->state;
-  if (!st.sv.active || st.remaining > 0 || st.owner_merges > 0) return;
+  if (!st.sv.active || st.remaining > 0 || st.owner_merges > 0 || st.checking) return;
   if (st.round_lost) return start_round(self);  // every member answered: no work of two rounds
+  if (!st.owners.empty() && !std::exchange(st.owners_checked, true)) return check_owners(self);
   st.sv.acc.members = membership(st);
   st.weights.reset();
   st.set.reset();
@@ -158,6 +162,33 @@ void dispatch(coordinator_pointer self, size_t i) {
       [self](const caf::actor_addr& who, ChildEnd end) {
         on_member_failure(self, find_member(self->state, who), std::move(end));
       });
+}
+
+// Every member has answered: before the step is answered, every owner must hold every shard of
+// the round (a dead owner's errors may have reached the spheres, which count them as answers,
+// before its exit message reached us). Any owner short of that, or gone, loses the round.
+void check_owners(coordinator_pointer self) {
+  auto& st = self->state;
+  st.checking = true;
+  auto left = std::make_shared<size_t>(st.owners.size());
+  const uint64_t round = st.round;
+  const int32_t shards = int32_t(st.set->shards.size());
+  const auto one = [self, left, round](bool whole) {
+    auto& s = self->state;
+    if (s.round != round || !s.sv.active) return;
+    if (!whole) s.round_lost = true;
+    if (--*left > 0) return;
+    s.checking = false;
+    maybe_finish(self);
+  };
+  for (const owner_actor& o : st.owners) {
+    if (!o) {
+      one(false);
+      continue;
+    }
+    self->request(o, caf::infinite, held_atom::value, round)
+        .then([=](int32_t held) { one(held == shards); }, [=](caf::error&) { one(false); });
+  }
 }
 
 // A node's whole partial sum of the shards at `positions`: every owner adds its slice of it.
@@ -282,6 +313,7 @@ caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
 void start_round(coordinator_pointer self) {
   auto& st = self->state;
   st.round_lost = false;
+  st.owners_checked = st.checking = false;
   st.remaining = st.set->shards.size();
   st.orphans.clear();
   ++st.round;

@@ -70,6 +70,11 @@ owner_actor::behavior_type owner_behavior(owner_pointer self,
         for (int32_t s : shards) folded(st, s) = 1;
         return ms_since(t0);
       },
+      [self](held_atom, uint64_t round) -> int32_t {
+        const auto& st = self->state;
+        if (round != st.round) return -1;
+        return int32_t(std::count(st.folded.begin(), st.folded.end(), char(1)));
+      },
       [self](apply_atom, const SliceBodyRef& body) {
         (*body)(self->state.setup->index);
         return true;

@@ -40,6 +40,7 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using fold_atom = caf::atom_constant<caf::atom("fold")>;
 using merge_atom = caf::atom_constant<caf::atom("merge")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
+using held_atom = caf::atom_constant<caf::atom("held")>;
 
 using ExactGradRef = std::shared_ptr<const ExactGrad>;
 using SliceBodyRef = std::shared_ptr<const std::function<void(int)>>;
@@ -52,12 +53,17 @@ using SliceBodyRef = std::shared_ptr<const std::function<void(int)>>;
 //     so a resent shard never counts twice. Answers the milliseconds the fold took (-1: stale).
 //   - merge: a whole partial sum of the given shards (a remote node's), its slice added; skipped
 //     when any of those shards was already folded. Answers as fold.
+//   - held: how many shards of the round its slice holds (-1: it is at another round). The
+//     coordinator asks before it answers a step: a dead owner's last answers may reach the
+//     spheres before its exit message reaches the coordinator, so "every member answered" alone
+//     does not mean every slice is whole.
 //   - apply: runs body(slice index) (the optimizer's per-slice work); answers true.
 using owner_actor =
     caf::typed_actor<caf::replies_to<fold_atom, uint64_t, StepWork, int32_t, WeightsRef, double,
                                      int64_t>::with<double>,
                      caf::replies_to<merge_atom, uint64_t, StepWork, std::vector<int32_t>,
                                      ExactGradRef>::with<double>,
+                     caf::replies_to<held_atom, uint64_t>::with<int32_t>,
                      caf::replies_to<apply_atom, SliceBodyRef>::with<bool>>;
 
 // The owners of a round, as the spheres that compute it see them.

@@ -49,12 +49,21 @@ TEST_CASE("an owner folds each shard of a round once and ignores older rounds", 
   {
     caf::scoped_actor self(sys);
     auto setup = std::make_shared<const OwnerSetup>(
-        OwnerSetup{layout, 1, slicing.begin(1), slicing.end(1), &slot});
+        OwnerSetup{layout, 1, slicing.begin(1), slicing.end(1), &slot, {}});
     const owner_actor owner = spawn_owner(self.ptr(), setup);
     REQUIRE(ask(self, owner, 5, work, 0, grads[0], 0.5) >= 0);
     REQUIRE(ask(self, owner, 5, work, 1, grads[1], 0.5) >= 0);
     REQUIRE(ask(self, owner, 5, work, 1, grads[1], 0.5) == 0);   // resent: skipped
     REQUIRE(ask(self, owner, 4, work, 2, grads[2], 0.5) == -1);  // an older round: ignored
+    // What the coordinator asks before it answers a step: shards 0 and 1 of round 5 are in.
+    const auto held = [&](uint64_t round) {
+      int32_t n = -2;
+      self->request(owner, caf::infinite, held_atom::value, round)
+          .receive([&](int32_t x) { n = x; }, [](caf::error&) { FAIL("the owner failed"); });
+      return n;
+    };
+    REQUIRE(held(5) == 2);
+    REQUIRE(held(4) == -1);
     // Shards 1 and 2 from a node: 1 is already in, so the whole partial is skipped...
     ExactGrad whole(layout);
     whole.add_shard(layout, grads[1]->data(), work.grad_scale_exp, 4, 0.5, 10);
@@ -77,6 +86,7 @@ TEST_CASE("an owner folds each shard of a round once and ignores older rounds", 
     REQUIRE(slot.shards == 4);
     REQUIRE(slot.tokens == expected.tokens);
     REQUIRE(slot.loss_fixed == expected.loss_fixed);
+    REQUIRE(held(5) == 4);
     // A newer round starts the slice afresh.
     REQUIRE(ask(self, owner, 6, work, 3, grads[3], 0.5) >= 0);
     REQUIRE(slot.shards == 1);
