@@ -98,7 +98,7 @@ int64_t restarts_in(const std::vector<json>& rows, int64_t from, int64_t to) {
 // The size the fault tolerance is for: the GPT-2 body (d 768, 12 layers, 12 heads, context 1024,
 // 86 M parameters) with the byte vocabulary, which needs no tokenizer file (`--model gpt2` would
 // need GPT-2's, and its 50304-row LM head changes nothing about the faults). 2 spheres of
-// micro-batch 1: one 1024-token shard each, about 10-25 s a step on the 2-core test machine.
+// micro-batch 1: one 1024-token shard each; the whole test took 5 minutes on a shared 2-core VM.
 // The faulty run has chaos crashes and is killed twice with SIGKILL, each time resumed; it must end
 // with the clean run's weights, bit for bit.
 TEST_CASE(
