@@ -78,7 +78,8 @@ inline ChildEnd read_child_exit(caf::actor_system& sys, const caf::error& reason
 }
 
 // Sends child `c` the step's work, its subtree `height` levels deep, under the deadline of that
-// height; the delivery number is ctl.delivery advanced by the child's resends. `find(address)`
+// height, doubled for each resend (a slow machine is not a hang); the delivery number is
+// ctl.delivery advanced by the child's resends. `find(address)`
 // is the child now at that address, or null: answers of a replaced child or of an older sending
 // are dropped. The answer goes to `on_reply(address, Partial&)` (the child is no longer busy);
 // a missed deadline to `on_failure(address, ChildEnd)`, and so is any other error when
@@ -91,8 +92,8 @@ void send_work(Self self, const Supervision& sv, ChildSlot& c, int height, const
   const uint64_t gen = ++c.generation;
   c.busy = true;
   ctl.delivery = next_delivery(ctl.delivery, c.resends);
-  const auto timeout =
-      std::chrono::milliseconds(StepDeadline::for_subtree(ctl.deadline_ms, height));
+  const auto timeout = std::chrono::milliseconds(
+      StepDeadline::for_resend(StepDeadline::for_subtree(ctl.deadline_ms, height), c.resends));
   const caf::actor_addr addr = c.handle.address();
   const auto current = [self, &sv, find, addr, gen]() -> ChildSlot* {
     ChildSlot* now = find(addr);

@@ -149,7 +149,7 @@ const StepSums& TreeBackend::run_step(const StepWork& work, const WeightsRef& we
   timing_ = result.timing;
   faults_ = std::move(result.faults);
   membership_ = result.members;
-  deadline_.record_step(ms_since(t0));
+  deadline_.record_step(ms_since(t0), faults_.deadline_kills > 0);
   return sums_;  // the owners' slices, complete once the coordinator answered
 }
 

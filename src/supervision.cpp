@@ -67,16 +67,23 @@ StepDeadline::StepDeadline(const SupervisionPolicy& policy, double first_step_es
           std::min(1e9, 1000 * std::max(policy.first_deadline_s, 4 * first_step_estimate_s))) {}
 
 int64_t StepDeadline::base_ms() const {
-  if (recent_.empty()) return int64_t(first_ms_);
+  if (recent_.empty()) return int64_t(std::min(1e9, first_ms_ * backoff_));
   std::vector<double> v(recent_.begin(), recent_.end());
   std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return int64_t(std::min(
-      1e9, std::max(policy_.deadline_floor_s * 1000, policy_.deadline_factor * v[v.size() / 2])));
+  const double d =
+      std::max(policy_.deadline_floor_s * 1000, policy_.deadline_factor * v[v.size() / 2]);
+  return int64_t(std::min(1e9, d * backoff_));
 }
 
-void StepDeadline::record_step(double ms) {
+void StepDeadline::record_step(double ms, bool missed) {
   recent_.push_back(ms);
   if (recent_.size() > 9) recent_.pop_front();
+  backoff_ = missed ? std::min(64, 2 * backoff_) : std::max(1, backoff_ / 2);
+}
+
+int64_t StepDeadline::for_resend(int64_t ms, int32_t resends) {
+  const int shift = std::clamp(resends, 0, 10);
+  return std::min<int64_t>(ms, int64_t(1e12) >> shift) << shift;
 }
 
 int64_t StepDeadline::for_subtree(int64_t base_ms, int height) {

@@ -64,19 +64,27 @@ int32_t next_delivery(int32_t parent, int32_t resend);
 // step time is known, the larger of first_deadline_s and 4x a pessimistic estimate of the step's
 // work. A child whose subtree is h levels high gets D x (h + 1), so a fault is caught by its
 // lowest ancestor first and a respawned child can finish before the next level's timer fires.
+// A slow machine is not a hang: each resend of the same work doubles its deadline, and after a
+// step in which a deadline was missed D doubles too (up to 64 x), halving again with each step
+// that missed none. (On a machine overloaded by other work, steps 10x slower than the median
+// used to be killed until the restart budget gave up on a healthy run.)
 class StepDeadline {
  public:
   // first_step_estimate_s: a pessimistic guess of one step's duration.
   StepDeadline(const SupervisionPolicy& policy, double first_step_estimate_s);
   int64_t base_ms() const;
-  void record_step(double ms);
+  // A finished step's duration, and whether a deadline was missed in it.
+  void record_step(double ms, bool missed = false);
   // D x (height + 1), capped at ~30 years (CAF converts to nanoseconds, which must not overflow).
   static int64_t for_subtree(int64_t base_ms, int height);
+  // The deadline of the n-th resend of the same work: 2^n x (n at most 10), capped likewise.
+  static int64_t for_resend(int64_t ms, int32_t resends);
 
  private:
   SupervisionPolicy policy_;
   double first_ms_;
   std::deque<double> recent_;
+  int backoff_ = 1;
 };
 
 }  // namespace cllm

@@ -94,6 +94,33 @@ TEST_CASE("step deadline: floor, factor x median, first-step estimate, subtree h
   REQUIRE(StepDeadline::for_subtree(int64_t(1e9), 1000000) == int64_t(1e12));  // capped
 }
 
+TEST_CASE("step deadline: a slow machine is not a hang (resends and missed steps back off)",
+          "[supervision]") {
+  SupervisionPolicy p;
+  p.deadline_factor = 4, p.deadline_floor_s = 2, p.first_deadline_s = 60;
+  StepDeadline d(p, 1.0);
+  for (int i = 0; i < 9; ++i) d.record_step(1000);
+  REQUIRE(d.base_ms() == 4000);
+  // A step that missed a deadline doubles D for the next, up to 64 x ...
+  d.record_step(1000, true);
+  REQUIRE(d.base_ms() == 8000);
+  d.record_step(1000, true);
+  REQUIRE(d.base_ms() == 16000);
+  for (int i = 0; i < 10; ++i) d.record_step(1000, true);
+  REQUIRE(d.base_ms() == 64 * 4000);
+  // ... and each step that missed none halves it again.
+  d.record_step(1000);
+  REQUIRE(d.base_ms() == 32 * 4000);
+  for (int i = 0; i < 6; ++i) d.record_step(1000);
+  REQUIRE(d.base_ms() == 4000);
+  // Each resend of the same work doubles its deadline, capped.
+  REQUIRE(StepDeadline::for_resend(4000, 0) == 4000);
+  REQUIRE(StepDeadline::for_resend(4000, 1) == 8000);
+  REQUIRE(StepDeadline::for_resend(4000, 3) == 32000);
+  REQUIRE(StepDeadline::for_resend(4000, 50) == 4000 << 10);
+  REQUIRE(StepDeadline::for_resend(int64_t(1e12), 5) <= int64_t(1e12));
+}
+
 TEST_CASE("supervision policy: impossible values are refused", "[supervision]") {
   SupervisionPolicy p;
   REQUIRE_NOTHROW(p.validate());
