@@ -175,10 +175,12 @@ StEntry read_tensor_entry(const StReader& in, const std::string& key, const json
   if (count * es != end - begin)
     throw corrupt(fmt::format("has shape {} of {} ({} bytes) but data_offsets span {} bytes",
                               shape_text(shape), dtype, count * es, end - begin));
-  StTensor& t = out.tensors[key];
+  // The name is the map's own key: the entry outlives the parsed header.
+  const auto slot = out.tensors.try_emplace(key).first;
+  StTensor& t = slot->second;
   t.dtype = dtype;
   t.shape = std::move(shape);
-  return StEntry{&key, &t, begin, end};
+  return StEntry{&slot->first, &t, begin, end};
 }
 
 // The tensors tile the data buffer exactly: inside it, no overlaps, no gaps, nothing after.
@@ -228,6 +230,22 @@ void read_tensor_bytes(const StReader& in, const std::vector<StEntry>& entries,
     const auto digest = sha.finish();
     *data_sha256 = to_hex(digest.data(), digest.size());
   }
+}
+
+// Opens the file and reads and validates everything but the tensor bytes: the metadata and the
+// tensors (without bytes) into `out`; the tensors' places in the data buffer, by offset.
+std::vector<StEntry> read_layout(StReader& in, StFile& out) {
+  open_for_reading(in);
+  const json header = read_header(in);
+  std::vector<StEntry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__")
+      read_metadata(in, it.value(), out);
+    else
+      entries.push_back(read_tensor_entry(in, it.key(), it.value(), out));
+  }
+  check_tiling(in, entries);
+  return entries;
 }
 
 }  // namespace
@@ -338,19 +356,43 @@ void write_safetensors(const std::string& path, const StFile& file) {
 
 StFile read_safetensors(const std::string& path, std::string* data_sha256) {
   StReader in{path, Fd{}};
-  open_for_reading(in);
-  const json header = read_header(in);
   StFile out;
-  std::vector<StEntry> entries;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__")
-      read_metadata(in, it.value(), out);
-    else
-      entries.push_back(read_tensor_entry(in, it.key(), it.value(), out));
-  }
-  check_tiling(in, entries);
+  const std::vector<StEntry> entries = read_layout(in, out);
   read_tensor_bytes(in, entries, data_sha256);
   return out;
+}
+
+std::map<std::string, std::string> verify_safetensors(const std::string& path,
+                                                      const std::vector<StTensorView>& tensors) {
+  StReader in{path, Fd{}};
+  StFile file;
+  const std::vector<StEntry> entries = read_layout(in, file);
+  std::map<std::string, const StTensorView*> expected;
+  for (const auto& t : tensors) expected[t.name] = &t;
+  for (const auto& [name, view] : expected)
+    if (!file.tensors.count(name)) throw in.bad(fmt::format("lacks tensor {}", quoted(name)));
+  std::vector<uint8_t> chunk(size_t(4) << 20);  // small enough to stay in cache for the compare
+  for (const auto& e : entries) {
+    const auto it = expected.find(*e.name);
+    if (it == expected.end())
+      throw in.bad(fmt::format("has unexpected tensor {}", quoted(*e.name)));
+    const StTensorView& view = *it->second;
+    if (e.tensor->dtype != view.dtype || e.tensor->shape != view.shape)
+      throw in.bad(fmt::format("has tensor {} of {} {}, not {} {}", quoted(*e.name),
+                               e.tensor->dtype, shape_text(e.tensor->shape), view.dtype,
+                               shape_text(view.shape)));
+    const uint8_t* want = static_cast<const uint8_t*>(view.data);
+    for (uint64_t pos = 0; pos < e.end - e.begin; pos += chunk.size()) {
+      const size_t n = size_t(std::min<uint64_t>(chunk.size(), e.end - e.begin - pos));
+      const ssize_t r = pread_all(in.file.fd, chunk.data(), n, 8 + in.header_bytes + e.begin + pos);
+      if (r < 0) throw in.cannot_read();
+      if (size_t(r) != n) throw in.bad("is truncated: it shrank while being read");
+      if (std::memcmp(chunk.data(), want + pos, n) != 0)
+        throw in.bad(fmt::format("differs from what was written in tensor {} (bytes {} to {})",
+                                 quoted(*e.name), pos, pos + n));
+    }
+  }
+  return std::move(file.metadata);
 }
 
 }  // namespace cllm

@@ -75,4 +75,12 @@ using StMetadataHook = std::function<void(std::map<std::string, std::string>& me
 void write_safetensors(const std::string& path, std::map<std::string, std::string> metadata,
                        const std::vector<StTensorView>& tensors, const StMetadataHook& hook = {});
 
+// Reads `path` back as the file that write_safetensors(path, ..., tensors) wrote: a header valid
+// as read_safetensors checks it, exactly these tensors (names, dtypes, shapes) and each one's bytes
+// equal to its view's, compared piece by piece (nothing as large as the data is allocated, nothing
+// is hashed). Returns the file's metadata, for the caller's own checks. CheckpointError naming the
+// file and the first difference otherwise.
+std::map<std::string, std::string> verify_safetensors(const std::string& path,
+                                                      const std::vector<StTensorView>& tensors);
+
 }  // namespace cllm
