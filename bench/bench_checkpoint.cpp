@@ -1,6 +1,8 @@
 // cllm-bench-checkpoint: what one checkpoint costs the thread that writes it (wall and this
 // thread's CPU time), for a model of a preset's shape filled with deterministic values.
 // Each round times, in this order:
+//   copy     the snapshot the training thread takes (run/session.cpp: fresh copies of the
+//            weights and both moments), the only part of a checkpoint on the training thread
 //   sha256   one SHA-256 pass over weights, adam_m and adam_v (the unit a checksum costs)
 //   save     save_checkpoint: checksums, writing and fsync
 //   verify   verify_checkpoint_file: the read-back write_checkpoint_and_prune does after saving
@@ -14,6 +16,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "bench/bench_util.hpp"
 #include "src/checkpoint.hpp"
@@ -100,33 +103,40 @@ int main(int argc, char** argv) {
     const std::string path = (fs::path(sub) / checkpoint_name(ck.step)).string();
     fmt::print("model {} ({}), {:.3f} GB of tensors, {} rounds, files in {}\ncpu: {}\n", preset,
                ck.model.describe(), gb, rounds, sub, cpu_model());
-    const char* names[] = {"sha256", "save", "verify", "total", "load"};
-    std::vector<double> wall[5], cpu[5];
+    const char* names[] = {"copy", "sha256", "save", "verify", "total", "load"};
+    constexpr int kPhases = 6;
+    std::vector<double> wall[kPhases], cpu[kPhases];
     fmt::print("{:>5}", "round");
     for (const char* n : names) fmt::print(" {:>15}", fmt::format("{} wall/cpu", n));
     fmt::print("\n");
     for (int r = 0; r < rounds; ++r) {
-      Cost c[5];
+      Cost c[kPhases];
       c[0] = timed([&] {
+        auto copy = std::make_shared<Checkpoint>();
+        copy->weights = ck.weights;
+        copy->adam_m = ck.adam_m;
+        copy->adam_v = ck.adam_v;
+      });
+      c[1] = timed([&] {
         Sha256 sha;
         for (const auto* v : {&ck.weights, &ck.adam_m, &ck.adam_v})
           for (const auto& ti : layout.tensors())
             sha.update(v->data() + ti.offset, ti.size * sizeof(float));
         sha.finish();
       });
-      c[1] = timed([&] { save_checkpoint(path, ck); });
-      c[2] = timed([&] { verify_checkpoint_file(path, ck); });
+      c[2] = timed([&] { save_checkpoint(path, ck); });
+      c[3] = timed([&] { verify_checkpoint_file(path, ck); });
       fs::remove(path);
-      c[3] = timed([&] {
+      c[4] = timed([&] {
         const CheckpointOutcome out = write_checkpoint_outcome(ck, path, 1);
         if (!out.error.empty()) throw std::runtime_error(out.error);
       });
-      c[4] = timed([&] {
+      c[5] = timed([&] {
         if (load_checkpoint(path).step != ck.step) throw std::runtime_error("loaded a wrong step");
       });
       fs::remove(path);
       fmt::print("{:>5}", r + 1);
-      for (int i = 0; i < 5; ++i) {
+      for (int i = 0; i < kPhases; ++i) {
         wall[i].push_back(c[i].wall);
         cpu[i].push_back(c[i].cpu);
         fmt::print(" {:>7.2f}/{:<7.2f}", c[i].wall, c[i].cpu);
@@ -134,7 +144,8 @@ int main(int argc, char** argv) {
       fmt::print("\n");
     }
     fmt::print("{:>5}", "med");
-    for (int i = 0; i < 5; ++i) fmt::print(" {:>7.2f}/{:<7.2f}", median(wall[i]), median(cpu[i]));
+    for (int i = 0; i < kPhases; ++i)
+      fmt::print(" {:>7.2f}/{:<7.2f}", median(wall[i]), median(cpu[i]));
     fmt::print(
         "\n(seconds; cpu = this thread's CPU time, kernel included; the kernel's writeback "
         "threads are not counted)\n");

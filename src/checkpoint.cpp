@@ -332,12 +332,14 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
   // that an altered tensor table (say, two offsets swapped) is caught too; payload_sha256 hashes
   // the data buffer. The buffer holds the views in that very order (checkpoint_views), so both
   // are one digest and one pass over the data computes it.
-  write_safetensors(path, checkpoint_metadata(path, ck), views,
-                    [](std::map<std::string, std::string>& m, const std::string& payload_sha) {
-                      m["tensors_sha256"] = payload_sha;
-                      m["payload_sha256"] = payload_sha;
-                      m["metadata_sha256"] = metadata_sha256(m);
-                    });
+  write_safetensors(
+      path, checkpoint_metadata(path, ck), views,
+      [](std::map<std::string, std::string>& m, const std::string& payload_sha) {
+        m["tensors_sha256"] = payload_sha;
+        m["payload_sha256"] = payload_sha;
+        m["metadata_sha256"] = metadata_sha256(m);
+      },
+      PageCache::bypass);
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

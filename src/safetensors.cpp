@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <set>
 
@@ -279,7 +281,8 @@ size_t dtype_size(const std::string& dtype) {
 }
 
 void write_safetensors(const std::string& path, std::map<std::string, std::string> metadata,
-                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook) {
+                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook,
+                       PageCache cache) {
   const auto fail = [&](const std::string& what) {
     return CheckpointError(fmt::format("cannot write '{}': {}", path, what));
   };
@@ -340,7 +343,7 @@ void write_safetensors(const std::string& path, std::map<std::string, std::strin
   std::vector<ByteSpan> pieces = {{length, 8}, {header_text.data(), header_text.size()}};
   for (size_t i : order) pieces.push_back({tensors[i].data, tensors[i].nbytes});
   try {
-    write_file_atomic(path, pieces);
+    write_file_atomic(path, pieces, cache);
   } catch (const FileError& e) {
     throw CheckpointError(e.what());
   }
@@ -371,7 +374,8 @@ std::map<std::string, std::string> verify_safetensors(const std::string& path,
   for (const auto& t : tensors) expected[t.name] = &t;
   for (const auto& [name, view] : expected)
     if (!file.tensors.count(name)) throw in.bad(fmt::format("lacks tensor {}", quoted(name)));
-  std::vector<uint8_t> chunk(size_t(4) << 20);  // small enough to stay in cache for the compare
+  // The data buffer as it should be: the views in file order (check_tiling: back to back).
+  std::vector<const StTensorView*> stream;
   for (const auto& e : entries) {
     const auto it = expected.find(*e.name);
     if (it == expected.end())
@@ -381,15 +385,45 @@ std::map<std::string, std::string> verify_safetensors(const std::string& path,
       throw in.bad(fmt::format("has tensor {} of {} {}, not {} {}", quoted(*e.name),
                                e.tensor->dtype, shape_text(e.tensor->shape), view.dtype,
                                shape_text(view.shape)));
-    const uint8_t* want = static_cast<const uint8_t*>(view.data);
-    for (uint64_t pos = 0; pos < e.end - e.begin; pos += chunk.size()) {
-      const size_t n = size_t(std::min<uint64_t>(chunk.size(), e.end - e.begin - pos));
-      const ssize_t r = pread_all(in.file.fd, chunk.data(), n, 8 + in.header_bytes + e.begin + pos);
+    stream.push_back(&view);
+  }
+
+  // Aligned chunks from the block holding the data's first byte to the end of the file, small
+  // enough to stay in cache for the compare.
+  const bool direct = try_direct_io(in.file.fd);
+  constexpr size_t kChunk = size_t(4) << 20;
+  const std::unique_ptr<uint8_t, void (*)(void*)> buffer(
+      static_cast<uint8_t*>(std::aligned_alloc(kDirectIoAlign, kChunk)), std::free);
+  if (!buffer) throw std::bad_alloc();
+  uint8_t* const chunk = buffer.get();
+  const uint64_t data_begin = 8 + in.header_bytes;
+  size_t piece = 0;
+  uint64_t in_piece = 0;  // bytes of stream[piece] compared so far
+  for (uint64_t at = data_begin / kDirectIoAlign * kDirectIoAlign; at < in.size; at += kChunk) {
+    const size_t need = size_t(std::min<uint64_t>(kChunk, in.size - at));
+    // With O_DIRECT every read is aligned; only the file's end reads short.
+    const size_t ask =
+        direct ? std::min(kChunk, (need + kDirectIoAlign - 1) / kDirectIoAlign * kDirectIoAlign)
+               : need;
+    size_t got = 0;
+    while (got < need) {
+      const ssize_t r = ::pread(in.file.fd, chunk + got, ask - got, off_t(at + got));
+      if (r < 0 && errno == EINTR) continue;
       if (r < 0) throw in.cannot_read();
-      if (size_t(r) != n) throw in.bad("is truncated: it shrank while being read");
-      if (std::memcmp(chunk.data(), want + pos, n) != 0)
+      if (r == 0) break;
+      got += size_t(r);
+      if (direct && got % kDirectIoAlign != 0) break;
+    }
+    if (got < need) throw in.bad("is truncated: it shrank while being read");
+    for (size_t off = at < data_begin ? size_t(data_begin - at) : 0; off < need;) {
+      while (piece < stream.size() && in_piece == stream[piece]->nbytes) ++piece, in_piece = 0;
+      if (piece == stream.size()) throw in.bad("has more data than its tensors");
+      const StTensorView& view = *stream[piece];
+      const size_t n = size_t(std::min<uint64_t>(need - off, view.nbytes - in_piece));
+      if (std::memcmp(chunk + off, static_cast<const uint8_t*>(view.data) + in_piece, n) != 0)
         throw in.bad(fmt::format("differs from what was written in tensor {} (bytes {} to {})",
-                                 quoted(*e.name), pos, pos + n));
+                                 quoted(view.name), in_piece, in_piece + n));
+      off += n, in_piece += n;
     }
   }
   return std::move(file.metadata);

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "src/atomic_file.hpp"
+
 namespace cllm {
 
 // Any problem reading or writing a checkpoint; the message is one line naming the file.
@@ -71,15 +73,18 @@ struct StTensorView {
 using StMetadataHook = std::function<void(std::map<std::string, std::string>& metadata,
                                           const std::string& data_sha256)>;
 
-// As write_safetensors above; tensors keep their given order within one element size.
+// As write_safetensors above; tensors keep their given order within one element size. `cache`:
+// see write_file_atomic (PageCache::bypass for checkpoints).
 void write_safetensors(const std::string& path, std::map<std::string, std::string> metadata,
-                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook = {});
+                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook = {},
+                       PageCache cache = PageCache::use);
 
 // Reads `path` back as the file that write_safetensors(path, ..., tensors) wrote: a header valid
 // as read_safetensors checks it, exactly these tensors (names, dtypes, shapes) and each one's bytes
 // equal to its view's, compared piece by piece (nothing as large as the data is allocated, nothing
-// is hashed). Returns the file's metadata, for the caller's own checks. CheckpointError naming the
-// file and the first difference otherwise.
+// is hashed). The data is read with O_DIRECT where the file system allows it: from the disk, not
+// from a cached copy, and without filling the page cache. Returns the file's metadata, for the
+// caller's own checks. CheckpointError naming the file and the first difference otherwise.
 std::map<std::string, std::string> verify_safetensors(const std::string& path,
                                                       const std::vector<StTensorView>& tensors);
 
