@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -32,22 +34,43 @@ std::vector<double> after_warmup(const std::vector<double>& v) {
   return std::vector<double>(v.begin() + std::min(skip, v.size()), v.end());
 }
 
-std::shared_ptr<const Checkpoint> snapshot(const TrainState& st, const Tokenizer& tok,
-                                           const nlohmann::json& settings) {
-  auto ck = std::make_shared<Checkpoint>();
-  ck->model = st.config().model;
-  ck->tokenizer_kind = tok.kind();
-  ck->tokenizer_data = tok.serialize();
-  ck->step = uint64_t(st.step());
-  ck->seed = st.config().seed;
-  ck->run = st.config().to_json();
-  ck->run["settings"] = settings;  // what --resume inherits
-  ck->weights.assign(st.weights()->begin(), st.weights()->end());
-  ck->adam_m = st.adam().m;
-  ck->adam_v = st.adam().v;
-  ck->grad_scale_exp = st.grad_scale_exp();
-  return ck;
-}
+// The checkpoints' snapshots of one run. A snapshot whose writer is done with it (the sink holds
+// it no more) lends its buffers to the next one: copying into pages already mapped costs the
+// training thread a tenth of the CPU of fresh ones (gpt2: 0.1 s against 0.8 s, and seconds of
+// page faults and reclaim on a busy machine), for keeping one snapshot's memory between
+// checkpoints. The tokenizer's bytes are the same all run: serialised once.
+class Snapshots {
+ public:
+  std::shared_ptr<const Checkpoint> take(const TrainState& st, const Tokenizer& tok,
+                                         const nlohmann::json& settings) {
+    std::shared_ptr<Checkpoint> ck;
+    if (last_ && last_.use_count() == 1) {
+      // The writer's release of its reference happens before we write into its buffers.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      ck = std::move(last_);
+    } else {
+      ck = std::make_shared<Checkpoint>();
+    }
+    if (!tokenizer_data_) tokenizer_data_ = tok.serialize();
+    ck->model = st.config().model;
+    ck->tokenizer_kind = tok.kind();
+    ck->tokenizer_data = *tokenizer_data_;
+    ck->step = uint64_t(st.step());
+    ck->seed = st.config().seed;
+    ck->run = st.config().to_json();
+    ck->run["settings"] = settings;  // what --resume inherits
+    ck->weights.assign(st.weights()->begin(), st.weights()->end());
+    ck->adam_m.assign(st.adam().m.begin(), st.adam().m.end());
+    ck->adam_v.assign(st.adam().v.begin(), st.adam().v.end());
+    ck->grad_scale_exp = st.grad_scale_exp();
+    last_ = ck;
+    return ck;
+  }
+
+ private:
+  std::shared_ptr<Checkpoint> last_;
+  std::optional<std::string> tokenizer_data_;
+};
 
 // `settings`: the run's settings now (settings_json), to tell a corpus edited in place.
 void restore(TrainState& state, const Checkpoint& ck, const Tokenizer& tok,
@@ -237,8 +260,9 @@ SessionResult run_session(const Session& s, const std::optional<Checkpoint>& res
                                    s.settings.fingerprint_every});
   SpheresSnapshot spheres(s.folder, s.backend);
   EventLog events(s.err);
+  Snapshots snapshots;
   CheckpointCadence checkpoints(
-      s.folder, s.sink, [&] { return snapshot(state, s.tok, settings); },
+      s.folder, s.sink, [&] { return snapshots.take(state, s.tok, settings); },
       s.settings.checkpoint_every, s.settings.keep, s.err);
   if (resume_from) checkpoints.set_newest_good(resume_from->source_path);
   LoopResult loop;
