@@ -1,8 +1,10 @@
 // cllm-bench-checkpoint: what one checkpoint costs the thread that writes it (wall and this
 // thread's CPU time), for a model of a preset's shape filled with deterministic values.
 // Each round times, in this order:
-//   copy     the snapshot the training thread takes (run/session.cpp: fresh copies of the
-//            weights and both moments), the only part of a checkpoint on the training thread
+//   copy     the snapshot the training thread takes: the weights and both moments copied into
+//            fresh memory (run/session.cpp's first snapshot of a run), the only part of a
+//            checkpoint on the training thread
+//   recopy   the same into the previous snapshot's buffers (each later snapshot)
 //   sha256   one SHA-256 pass over weights, adam_m and adam_v (the unit a checksum costs)
 //   save     save_checkpoint: checksums, writing and fsync
 //   verify   verify_checkpoint_file: the read-back write_checkpoint_and_prune does after saving
@@ -103,35 +105,38 @@ int main(int argc, char** argv) {
     const std::string path = (fs::path(sub) / checkpoint_name(ck.step)).string();
     fmt::print("model {} ({}), {:.3f} GB of tensors, {} rounds, files in {}\ncpu: {}\n", preset,
                ck.model.describe(), gb, rounds, sub, cpu_model());
-    const char* names[] = {"copy", "sha256", "save", "verify", "total", "load"};
-    constexpr int kPhases = 6;
+    const char* names[] = {"copy", "recopy", "sha256", "save", "verify", "total", "load"};
+    constexpr int kPhases = 7;
     std::vector<double> wall[kPhases], cpu[kPhases];
     fmt::print("{:>5}", "round");
     for (const char* n : names) fmt::print(" {:>15}", fmt::format("{} wall/cpu", n));
     fmt::print("\n");
     for (int r = 0; r < rounds; ++r) {
       Cost c[kPhases];
-      c[0] = timed([&] {
-        auto copy = std::make_shared<Checkpoint>();
-        copy->weights = ck.weights;
-        copy->adam_m = ck.adam_m;
-        copy->adam_v = ck.adam_v;
-      });
-      c[1] = timed([&] {
+      auto copy = std::make_shared<Checkpoint>();
+      const auto fill = [&] {
+        copy->weights.assign(ck.weights.begin(), ck.weights.end());
+        copy->adam_m.assign(ck.adam_m.begin(), ck.adam_m.end());
+        copy->adam_v.assign(ck.adam_v.begin(), ck.adam_v.end());
+      };
+      c[0] = timed(fill);
+      c[1] = timed(fill);
+      copy.reset();
+      c[2] = timed([&] {
         Sha256 sha;
         for (const auto* v : {&ck.weights, &ck.adam_m, &ck.adam_v})
           for (const auto& ti : layout.tensors())
             sha.update(v->data() + ti.offset, ti.size * sizeof(float));
         sha.finish();
       });
-      c[2] = timed([&] { save_checkpoint(path, ck); });
-      c[3] = timed([&] { verify_checkpoint_file(path, ck); });
+      c[3] = timed([&] { save_checkpoint(path, ck); });
+      c[4] = timed([&] { verify_checkpoint_file(path, ck); });
       fs::remove(path);
-      c[4] = timed([&] {
+      c[5] = timed([&] {
         const CheckpointOutcome out = write_checkpoint_outcome(ck, path, 1);
         if (!out.error.empty()) throw std::runtime_error(out.error);
       });
-      c[5] = timed([&] {
+      c[6] = timed([&] {
         if (load_checkpoint(path).step != ck.step) throw std::runtime_error("loaded a wrong step");
       });
       fs::remove(path);

@@ -3,9 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -33,44 +31,6 @@ std::vector<double> after_warmup(const std::vector<double>& v) {
   const size_t skip = std::min<size_t>(v.size() / 10 + (v.size() > 2 ? 1 : 0), 5);
   return std::vector<double>(v.begin() + std::min(skip, v.size()), v.end());
 }
-
-// The checkpoints' snapshots of one run. A snapshot whose writer is done with it (the sink holds
-// it no more) lends its buffers to the next one: copying into pages already mapped costs the
-// training thread a tenth of the CPU of fresh ones (gpt2: 0.1 s against 0.8 s, and seconds of
-// page faults and reclaim on a busy machine), for keeping one snapshot's memory between
-// checkpoints. The tokenizer's bytes are the same all run: serialised once.
-class Snapshots {
- public:
-  std::shared_ptr<const Checkpoint> take(const TrainState& st, const Tokenizer& tok,
-                                         const nlohmann::json& settings) {
-    std::shared_ptr<Checkpoint> ck;
-    if (last_ && last_.use_count() == 1) {
-      // The writer's release of its reference happens before we write into its buffers.
-      std::atomic_thread_fence(std::memory_order_acquire);
-      ck = std::move(last_);
-    } else {
-      ck = std::make_shared<Checkpoint>();
-    }
-    if (!tokenizer_data_) tokenizer_data_ = tok.serialize();
-    ck->model = st.config().model;
-    ck->tokenizer_kind = tok.kind();
-    ck->tokenizer_data = *tokenizer_data_;
-    ck->step = uint64_t(st.step());
-    ck->seed = st.config().seed;
-    ck->run = st.config().to_json();
-    ck->run["settings"] = settings;  // what --resume inherits
-    ck->weights.assign(st.weights()->begin(), st.weights()->end());
-    ck->adam_m.assign(st.adam().m.begin(), st.adam().m.end());
-    ck->adam_v.assign(st.adam().v.begin(), st.adam().v.end());
-    ck->grad_scale_exp = st.grad_scale_exp();
-    last_ = ck;
-    return ck;
-  }
-
- private:
-  std::shared_ptr<Checkpoint> last_;
-  std::optional<std::string> tokenizer_data_;
-};
 
 // `settings`: the run's settings now (settings_json), to tell a corpus edited in place.
 void restore(TrainState& state, const Checkpoint& ck, const Tokenizer& tok,
@@ -260,7 +220,7 @@ SessionResult run_session(const Session& s, const std::optional<Checkpoint>& res
                                    s.settings.fingerprint_every});
   SpheresSnapshot spheres(s.folder, s.backend);
   EventLog events(s.err);
-  Snapshots snapshots;
+  CheckpointSnapshots snapshots;
   CheckpointCadence checkpoints(
       s.folder, s.sink, [&] { return snapshots.take(state, s.tok, settings); },
       s.settings.checkpoint_every, s.settings.keep, s.err);
