@@ -204,20 +204,30 @@ StTensor& take_tensor(CheckpointReader& in, const ModelConfig& model, const std:
 }
 
 // Every tensor the model needs is there with its shape, and the table matches tensors_sha256
-// (see save_checkpoint): all checked before anything large is allocated.
-void check_tensor_table(CheckpointReader& in, const ModelConfig& model, const ParamLayout& layout) {
-  for (const char* prefix : {"", kMomentM, kMomentV})
-    for (const auto& t : layout.tensors()) take_tensor(in, model, prefix + t.name, "F32", t.shape);
-  const std::string* tsha = in.get("tensors_sha256");
-  if (!tsha) return;
-  Sha256 sha;
+// (see save_checkpoint): all checked before anything large is allocated. `payload_sha`: the data
+// buffer's digest, already checked against payload_sha256.
+void check_tensor_table(CheckpointReader& in, const ModelConfig& model, const ParamLayout& layout,
+                        const std::string& payload_sha) {
+  std::vector<std::string> names;
   for (const char* prefix : {"", kMomentM, kMomentV})
     for (const auto& t : layout.tensors()) {
-      const auto& b = in.file.tensors.at(prefix + t.name).bytes;
-      sha.update(b.data(), b.size());
+      take_tensor(in, model, prefix + t.name, "F32", t.shape);
+      names.push_back(prefix + t.name);
     }
-  if (const auto it = in.file.tensors.find(kScaleExp); it != in.file.tensors.end())
-    sha.update(it->second.bytes.data(), it->second.bytes.size());
+  if (in.file.tensors.count(kScaleExp)) names.push_back(kScaleExp);
+  const std::string* tsha = in.get("tensors_sha256");
+  if (!tsha) return;
+  // The data laid out in exactly this order (as cllm writes it): this digest is the payload's.
+  if (in.file.data_order == names) {
+    if (*tsha != payload_sha)
+      throw in.bad("has a checksum mismatch: file is corrupt (its tensor table was altered)");
+    return;
+  }
+  Sha256 sha;
+  for (const auto& name : names) {
+    const auto& b = in.file.tensors.at(name).bytes;
+    sha.update(b.data(), b.size());
+  }
   const auto digest = sha.finish();
   if (to_hex(digest.data(), digest.size()) != *tsha)
     throw in.bad("has a checksum mismatch: file is corrupt (its tensor table was altered)");
@@ -351,7 +361,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   ck.model = read_model_config(in);
   read_run_metadata(in, ck);
   const ParamLayout layout(ck.model);
-  check_tensor_table(in, ck.model, layout);
+  check_tensor_table(in, ck.model, layout, payload_sha);
   take_tensors(in, layout, ck);
   return ck;
 }

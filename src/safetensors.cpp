@@ -247,6 +247,7 @@ std::vector<StEntry> read_layout(StReader& in, StFile& out) {
       entries.push_back(read_tensor_entry(in, it.key(), it.value(), out));
   }
   check_tiling(in, entries);
+  for (const auto& e : entries) out.data_order.push_back(*e.name);
   return entries;
 }
 

@@ -31,6 +31,7 @@ struct StTensor {
 struct StFile {
   std::map<std::string, std::string> metadata;
   std::map<std::string, StTensor> tensors;
+  std::vector<std::string> data_order;  // read_safetensors: the tensors' names by offset
 };
 
 // A name or value from a file, made safe for a one-line message: quoted, printable ASCII (other

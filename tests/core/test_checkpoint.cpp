@@ -843,3 +843,34 @@ TEST_CASE("a checkpoint that fails its read-back is an error and prunes nothing"
   REQUIRE(list_checkpoints(dir.path.string()) ==
           std::vector<std::string>{dir.file(checkpoint_name(2)), path});
 }
+
+TEST_CASE("a wrong tensors_sha256 is caught in a file laid out as cllm writes it", "[checkpoint]") {
+  // The loader takes the payload's digest for tensors_sha256 when the data is in the tensors'
+  // order: a resealed file whose tensors_sha256 is not that digest must still be refused.
+  TempDir dir("cllm-ckpt");
+  const std::string path = dir.file("ck.safetensors");
+  save_checkpoint(path, make_checkpoint(micro_model()));
+  std::string bytes = read_bytes(path);
+  const size_t n = header_length(bytes);
+  StFile f = read_safetensors(path);
+  const std::string old_tsha = f.metadata.at("tensors_sha256");
+  const std::string old_msha = f.metadata.at("metadata_sha256");
+  f.metadata["tensors_sha256"] = std::string(64, 'a');
+  const std::string new_msha = metadata_checksum(f.metadata);
+  // Same lengths: patch the header in place, the data (and its layout) untouched.
+  std::string header = bytes.substr(8, n);
+  // (The key too: payload_sha256 holds the same digest.)
+  for (const auto& [from, to] :
+       {std::pair{"\"tensors_sha256\":\"" + old_tsha,
+                  "\"tensors_sha256\":\"" + std::string(64, 'a')},
+        std::pair{"\"metadata_sha256\":\"" + old_msha, "\"metadata_sha256\":\"" + new_msha}}) {
+    const size_t at = header.find(from);
+    REQUIRE(at != std::string::npos);
+    header.replace(at, from.size(), to);
+  }
+  bytes.replace(8, n, header);
+  write_bytes(path, bytes);
+  REQUIRE(read_safetensors(path).metadata.at("tensors_sha256") == std::string(64, 'a'));
+  REQUIRE_THROWS_WITH(load_checkpoint(path),
+                      Contains(path) && Contains("tensor table was altered"));
+}
