@@ -117,9 +117,9 @@ std::string errno_text() {
   return std::strerror(errno);
 }
 
-bool try_direct_io(int fd) {
+bool set_direct_io(int fd, bool on) {
   const int flags = ::fcntl(fd, F_GETFL);
-  return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
+  return flags >= 0 && ::fcntl(fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) == 0;
 }
 
 void write_file_atomic(const std::string& given, const std::vector<ByteSpan>& pieces,
@@ -150,14 +150,20 @@ void write_file_atomic(const std::string& given, const std::vector<ByteSpan>& pi
           fmt::format("its folder '{}' does not exist ({})", parent_dir(path), std::strerror(err)));
     throw fail(fmt::format("cannot create '{}': {}", tmp, std::strerror(err)));
   }
-  if (cache == PageCache::bypass && try_direct_io(temporary.fd)) {
-    if (!write_direct(temporary.fd, pieces))
+  bool written = false;
+  if (cache == PageCache::bypass && set_direct_io(temporary.fd, true)) {
+    written = write_direct(temporary.fd, pieces);
+    if (!written && errno != EINVAL)
       throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
-  } else {
+    // EINVAL: O_DIRECT taken but these transfers refused; start again through the cache.
+    if (!written && (!set_direct_io(temporary.fd, false) || ::ftruncate(temporary.fd, 0) != 0 ||
+                     ::lseek(temporary.fd, 0, SEEK_SET) != 0))
+      throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
+  }
+  if (!written)
     for (const auto& p : pieces)
       if (!write_all(temporary.fd, p.data, p.size))
         throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
-  }
   if (::fsync(temporary.fd) != 0) throw fail(fmt::format("fsync failed: {}", errno_text()));
   const int fd = std::exchange(temporary.fd, -1);
   if (::close(fd) != 0) throw fail(fmt::format("closing '{}' failed: {}", tmp, errno_text()));

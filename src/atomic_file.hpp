@@ -42,8 +42,10 @@ void write_file_atomic(const std::string& path, std::string_view text);
 // block size of common disks).
 constexpr size_t kDirectIoAlign = 4096;
 
-// Sets O_DIRECT on an open file; false where its file system refuses it (the fd is unchanged).
-bool try_direct_io(int fd);
+// Sets (on) or clears O_DIRECT on an open file; false where that fails (the fd is unchanged).
+// A file system may take O_DIRECT and still refuse transfers of kDirectIoAlign (EINVAL: a larger
+// block): callers then clear it and go on through the cache.
+bool set_direct_io(int fd, bool on);
 
 // A file that grows by whole records (metrics.jsonl): each append is written completely or
 // throws FileError; a failed append leaves the bytes before it intact.

@@ -437,7 +437,7 @@ void verify_checkpoint_file(const std::string& path, const Checkpoint& ck) {
   // the checksums are not recomputed (that would be two more passes over the data, which the
   // background writer takes from training). The header goes through the loader's own checks.
   CheckpointReader in{path,
-                      StFile{verify_safetensors(path, checkpoint_views(path, ck, layout)), {}}};
+                      StFile{verify_safetensors(path, checkpoint_views(path, ck, layout)), {}, {}}};
   check_format_and_checksums(in, in.need("tensors_sha256"));
   if (read_model_config(in) != ck.model)
     throw in.bad("reads back with another model than was written");

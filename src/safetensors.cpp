@@ -391,7 +391,7 @@ std::map<std::string, std::string> verify_safetensors(const std::string& path,
 
   // Aligned chunks from the block holding the data's first byte to the end of the file, small
   // enough to stay in cache for the compare.
-  const bool direct = try_direct_io(in.file.fd);
+  bool direct = set_direct_io(in.file.fd, true);
   constexpr size_t kChunk = size_t(4) << 20;
   const std::unique_ptr<uint8_t, void (*)(void*)> buffer(
       static_cast<uint8_t*>(std::aligned_alloc(kDirectIoAlign, kChunk)), std::free);
@@ -403,13 +403,18 @@ std::map<std::string, std::string> verify_safetensors(const std::string& path,
   for (uint64_t at = data_begin / kDirectIoAlign * kDirectIoAlign; at < in.size; at += kChunk) {
     const size_t need = size_t(std::min<uint64_t>(kChunk, in.size - at));
     // With O_DIRECT every read is aligned; only the file's end reads short.
-    const size_t ask =
-        direct ? std::min(kChunk, (need + kDirectIoAlign - 1) / kDirectIoAlign * kDirectIoAlign)
-               : need;
     size_t got = 0;
     while (got < need) {
+      const size_t ask =
+          direct ? std::min(kChunk, (need + kDirectIoAlign - 1) / kDirectIoAlign * kDirectIoAlign)
+                 : need;
       const ssize_t r = ::pread(in.file.fd, chunk + got, ask - got, off_t(at + got));
       if (r < 0 && errno == EINTR) continue;
+      // O_DIRECT taken but these transfers refused (see set_direct_io): go on through the cache.
+      if (r < 0 && errno == EINVAL && direct && set_direct_io(in.file.fd, false)) {
+        direct = false;
+        continue;
+      }
       if (r < 0) throw in.cannot_read();
       if (r == 0) break;
       got += size_t(r);
