@@ -1,5 +1,6 @@
 #include "run/observers.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <ostream>
 
@@ -206,6 +207,33 @@ void EventLog::add(const FaultCounts& f) {
         "summary.json)\n",
         e.sphere, what, when, e.reason);
   }
+}
+
+std::shared_ptr<const Checkpoint> CheckpointSnapshots::take(const TrainState& st,
+                                                            const Tokenizer& tok,
+                                                            const nlohmann::json& settings) {
+  std::shared_ptr<Checkpoint> ck;
+  if (last_ && last_.use_count() == 1) {
+    // The writer's release of its reference happens before we write into its buffers.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    ck = std::move(last_);
+  } else {
+    ck = std::make_shared<Checkpoint>();
+  }
+  if (!tokenizer_data_) tokenizer_data_ = tok.serialize();
+  ck->model = st.config().model;
+  ck->tokenizer_kind = tok.kind();
+  ck->tokenizer_data = *tokenizer_data_;
+  ck->step = uint64_t(st.step());
+  ck->seed = st.config().seed;
+  ck->run = st.config().to_json();
+  ck->run["settings"] = settings;
+  ck->weights.assign(st.weights()->begin(), st.weights()->end());
+  ck->adam_m.assign(st.adam().m.begin(), st.adam().m.end());
+  ck->adam_v.assign(st.adam().v.begin(), st.adam().v.end());
+  ck->grad_scale_exp = st.grad_scale_exp();
+  last_ = ck;
+  return ck;
 }
 
 CheckpointCadence::CheckpointCadence(const RunFolder& folder, CheckpointSink& sink,

@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -104,6 +105,22 @@ class EventLog final : public StepObserver {
   std::map<std::string, int64_t> reasons_;
   int64_t bytes_sent_ = 0, bytes_received_ = 0;
   std::vector<double> network_ms_;
+};
+
+// The checkpoints' snapshots of one run. A snapshot whose writer is done with it (the sink holds
+// it no more) lends its buffers to the next one: copying into pages already mapped costs the
+// training thread a tenth of the CPU of fresh ones (gpt2: 0.1 s against 0.8 s, and seconds of
+// page faults and reclaim on a busy machine), for keeping one snapshot's memory between
+// checkpoints. The tokenizer's bytes are the same all run: serialised once.
+class CheckpointSnapshots {
+ public:
+  // `settings`: what --resume inherits (the checkpoint's run["settings"]).
+  std::shared_ptr<const Checkpoint> take(const TrainState& st, const Tokenizer& tok,
+                                         const nlohmann::json& settings);
+
+ private:
+  std::shared_ptr<Checkpoint> last_;
+  std::optional<std::string> tokenizer_data_;
 };
 
 // A snapshot into the checkpoint sink every `every` steps (not at the last step: the session

@@ -32,23 +32,6 @@ std::vector<double> after_warmup(const std::vector<double>& v) {
   return std::vector<double>(v.begin() + std::min(skip, v.size()), v.end());
 }
 
-std::shared_ptr<const Checkpoint> snapshot(const TrainState& st, const Tokenizer& tok,
-                                           const nlohmann::json& settings) {
-  auto ck = std::make_shared<Checkpoint>();
-  ck->model = st.config().model;
-  ck->tokenizer_kind = tok.kind();
-  ck->tokenizer_data = tok.serialize();
-  ck->step = uint64_t(st.step());
-  ck->seed = st.config().seed;
-  ck->run = st.config().to_json();
-  ck->run["settings"] = settings;  // what --resume inherits
-  ck->weights.assign(st.weights()->begin(), st.weights()->end());
-  ck->adam_m = st.adam().m;
-  ck->adam_v = st.adam().v;
-  ck->grad_scale_exp = st.grad_scale_exp();
-  return ck;
-}
-
 // `settings`: the run's settings now (settings_json), to tell a corpus edited in place.
 void restore(TrainState& state, const Checkpoint& ck, const Tokenizer& tok,
              const nlohmann::json& settings, std::ostream& err) {
@@ -237,8 +220,9 @@ SessionResult run_session(const Session& s, const std::optional<Checkpoint>& res
                                    s.settings.fingerprint_every});
   SpheresSnapshot spheres(s.folder, s.backend);
   EventLog events(s.err);
+  CheckpointSnapshots snapshots;
   CheckpointCadence checkpoints(
-      s.folder, s.sink, [&] { return snapshot(state, s.tok, settings); },
+      s.folder, s.sink, [&] { return snapshots.take(state, s.tok, settings); },
       s.settings.checkpoint_every, s.settings.keep, s.err);
   if (resume_from) checkpoints.set_newest_good(resume_from->source_path);
   LoopResult loop;

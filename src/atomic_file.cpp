@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include <fmt/format.h>
@@ -28,6 +30,44 @@ bool write_all(int fd, const void* data, size_t n) {
     n -= size_t(w);
   }
   return true;
+}
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// Writes the pieces through an aligned buffer with O_DIRECT set on fd: whole buffers, then the
+// rest padded to the alignment, and the file cut back to its size. False on any failure (errno).
+bool write_direct(int fd, const std::vector<ByteSpan>& pieces) {
+  constexpr size_t kBuffer = size_t(8) << 20;
+  const std::unique_ptr<char, FreeDeleter> buffer(
+      static_cast<char*>(std::aligned_alloc(kDirectIoAlign, kBuffer)));
+  if (!buffer) {
+    errno = ENOMEM;
+    return false;
+  }
+  char* const buf = buffer.get();
+  size_t fill = 0;
+  uint64_t total = 0;
+  for (const auto& p : pieces) {
+    const char* src = static_cast<const char*>(p.data);
+    total += p.size;
+    for (size_t n = p.size; n > 0;) {
+      const size_t take = std::min(n, kBuffer - fill);
+      std::memcpy(buf + fill, src, take);
+      fill += take, src += take, n -= take;
+      if (fill == kBuffer) {
+        if (!write_all(fd, buf, kBuffer)) return false;
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) {
+    const size_t padded = (fill + kDirectIoAlign - 1) / kDirectIoAlign * kDirectIoAlign;
+    std::memset(buf + fill, 0, padded - fill);
+    if (!write_all(fd, buf, padded)) return false;
+  }
+  return ::ftruncate(fd, off_t(total)) == 0;
 }
 
 std::string parent_dir(const std::string& path) {
@@ -77,7 +117,13 @@ std::string errno_text() {
   return std::strerror(errno);
 }
 
-void write_file_atomic(const std::string& given, const std::vector<ByteSpan>& pieces) {
+bool set_direct_io(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) == 0;
+}
+
+void write_file_atomic(const std::string& given, const std::vector<ByteSpan>& pieces,
+                       PageCache cache) {
   // The temporary goes next to the real file, and the rename replaces that file: a symlink
   // given as the target stays a link and now points to the new contents.
   const std::string path = resolve_output_path(given);
@@ -104,9 +150,20 @@ void write_file_atomic(const std::string& given, const std::vector<ByteSpan>& pi
           fmt::format("its folder '{}' does not exist ({})", parent_dir(path), std::strerror(err)));
     throw fail(fmt::format("cannot create '{}': {}", tmp, std::strerror(err)));
   }
-  for (const auto& p : pieces)
-    if (!write_all(temporary.fd, p.data, p.size))
+  bool written = false;
+  if (cache == PageCache::bypass && set_direct_io(temporary.fd, true)) {
+    written = write_direct(temporary.fd, pieces);
+    if (!written && errno != EINVAL)
       throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
+    // EINVAL: O_DIRECT taken but these transfers refused; start again through the cache.
+    if (!written && (!set_direct_io(temporary.fd, false) || ::ftruncate(temporary.fd, 0) != 0 ||
+                     ::lseek(temporary.fd, 0, SEEK_SET) != 0))
+      throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
+  }
+  if (!written)
+    for (const auto& p : pieces)
+      if (!write_all(temporary.fd, p.data, p.size))
+        throw fail(fmt::format("writing '{}' failed: {}", tmp, errno_text()));
   if (::fsync(temporary.fd) != 0) throw fail(fmt::format("fsync failed: {}", errno_text()));
   const int fd = std::exchange(temporary.fd, -1);
   if (::close(fd) != 0) throw fail(fmt::format("closing '{}' failed: {}", tmp, errno_text()));

@@ -28,8 +28,24 @@ struct ByteSpan {
 // a FIFO, a socket, a folder) is refused with FileError: renaming over it would replace a device
 // node for the whole machine, writing into it directly could block forever (a FIFO without a
 // reader) or have effects beyond a file (a disk), and neither could keep the promise above.
-void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces);
+//
+// PageCache::bypass writes with O_DIRECT through a small aligned buffer, for files of gigabytes
+// that nobody reads soon (checkpoints): the kernel then neither copies them into its page cache nor
+// writes that back, which costs the writer several times the CPU (and pushes other data out of the
+// cache). Where the file system refuses O_DIRECT, the file is written through the cache.
+enum class PageCache { use, bypass };
+void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& pieces,
+                       PageCache cache = PageCache::use);
 void write_file_atomic(const std::string& path, std::string_view text);
+
+// O_DIRECT transfers: buffers, offsets and lengths are multiples of this (the largest logical
+// block size of common disks).
+constexpr size_t kDirectIoAlign = 4096;
+
+// Sets (on) or clears O_DIRECT on an open file; false where that fails (the fd is unchanged).
+// A file system may take O_DIRECT and still refuse transfers of kDirectIoAlign (EINVAL: a larger
+// block): callers then clear it and go on through the cache.
+bool set_direct_io(int fd, bool on);
 
 // A file that grows by whole records (metrics.jsonl): each append is written completely or
 // throws FileError; a failed append leaves the bytes before it intact.

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <system_error>
 #include <utility>
 
@@ -203,20 +204,30 @@ StTensor& take_tensor(CheckpointReader& in, const ModelConfig& model, const std:
 }
 
 // Every tensor the model needs is there with its shape, and the table matches tensors_sha256
-// (see save_checkpoint): all checked before anything large is allocated.
-void check_tensor_table(CheckpointReader& in, const ModelConfig& model, const ParamLayout& layout) {
-  for (const char* prefix : {"", kMomentM, kMomentV})
-    for (const auto& t : layout.tensors()) take_tensor(in, model, prefix + t.name, "F32", t.shape);
-  const std::string* tsha = in.get("tensors_sha256");
-  if (!tsha) return;
-  Sha256 sha;
+// (see save_checkpoint): all checked before anything large is allocated. `payload_sha`: the data
+// buffer's digest, already checked against payload_sha256.
+void check_tensor_table(CheckpointReader& in, const ModelConfig& model, const ParamLayout& layout,
+                        const std::string& payload_sha) {
+  std::vector<std::string> names;
   for (const char* prefix : {"", kMomentM, kMomentV})
     for (const auto& t : layout.tensors()) {
-      const auto& b = in.file.tensors.at(prefix + t.name).bytes;
-      sha.update(b.data(), b.size());
+      take_tensor(in, model, prefix + t.name, "F32", t.shape);
+      names.push_back(prefix + t.name);
     }
-  if (const auto it = in.file.tensors.find(kScaleExp); it != in.file.tensors.end())
-    sha.update(it->second.bytes.data(), it->second.bytes.size());
+  if (in.file.tensors.count(kScaleExp)) names.push_back(kScaleExp);
+  const std::string* tsha = in.get("tensors_sha256");
+  if (!tsha) return;
+  // The data laid out in exactly this order (as cllm writes it): this digest is the payload's.
+  if (in.file.data_order == names) {
+    if (*tsha != payload_sha)
+      throw in.bad("has a checksum mismatch: file is corrupt (its tensor table was altered)");
+    return;
+  }
+  Sha256 sha;
+  for (const auto& name : names) {
+    const auto& b = in.file.tensors.at(name).bytes;
+    sha.update(b.data(), b.size());
+  }
   const auto digest = sha.finish();
   if (to_hex(digest.data(), digest.size()) != *tsha)
     throw in.bad("has a checksum mismatch: file is corrupt (its tensor table was altered)");
@@ -249,28 +260,31 @@ void take_tensors(CheckpointReader& in, const ParamLayout& layout, Checkpoint& c
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, const Checkpoint& ck) {
-  const auto fail = [&](const std::string& what) {
-    return CheckpointError(fmt::format("cannot write '{}': {}", path, what));
-  };
-  try {
-    ck.model.validate();
-  } catch (const ConfigError& e) {
-    throw fail(fmt::format("invalid model config: {}", e.what()));
-  }
-  const ParamLayout layout(ck.model);
+namespace {
+
+CheckpointError cannot_write(const std::string& path, const std::string& what) {
+  return CheckpointError(fmt::format("cannot write '{}': {}", path, what));
+}
+
+// The tensors of `ck` as save_checkpoint writes them: weights, adam_m, adam_v (each in layout
+// order), then grad_scale_exp. All F32 before the one I32, so write_safetensors (which orders by
+// element size, keeping the given order within one size) lays the data buffer out in exactly this
+// order. Throws CheckpointError when a size does not fit the model.
+std::vector<StTensorView> checkpoint_views(const std::string& path, const Checkpoint& ck,
+                                           const ParamLayout& layout) {
   const auto check_size = [&](const AlignedVector<float>& v, const char* what) {
     if (v.size() != layout.total())
-      throw fail(fmt::format("{} has {} floats but the model ({}) needs {}", what, v.size(),
-                             ck.model.describe(), layout.total()));
+      throw cannot_write(path, fmt::format("{} has {} floats but the model ({}) needs {}", what,
+                                           v.size(), ck.model.describe(), layout.total()));
   };
   check_size(ck.weights, "weights");
   check_size(ck.adam_m, "adam_m");
   check_size(ck.adam_v, "adam_v");
   const size_t n_tensors = layout.tensors().size();
   if (!ck.grad_scale_exp.empty() && ck.grad_scale_exp.size() != n_tensors)
-    throw fail(fmt::format("grad_scale_exp has {} entries but the model has {} tensors",
-                           ck.grad_scale_exp.size(), n_tensors));
+    throw cannot_write(path,
+                       fmt::format("grad_scale_exp has {} entries but the model has {} tensors",
+                                   ck.grad_scale_exp.size(), n_tensors));
 
   std::vector<StTensorView> views;
   views.reserve(3 * n_tensors + 1);
@@ -288,17 +302,13 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
                                  {int64_t(n_tensors)},
                                  ck.grad_scale_exp.data(),
                                  ck.grad_scale_exp.size() * sizeof(int32_t)});
+  return views;
+}
 
+// The metadata of `ck` but for the three checksums.
+std::map<std::string, std::string> checkpoint_metadata(const std::string& path,
+                                                       const Checkpoint& ck) {
   std::map<std::string, std::string> meta;
-  // The payload checksum covers the data buffer, not which tensor owns which bytes: this one
-  // hashes the tensors in the order listed above (by name), so that an altered tensor table
-  // (say, two offsets swapped) is caught too. It is covered by metadata_sha256.
-  {
-    Sha256 sha;
-    for (const auto& v : views) sha.update(v.data, v.nbytes);
-    const auto digest = sha.finish();
-    meta["tensors_sha256"] = to_hex(digest.data(), digest.size());
-  }
   meta["format"] = kFormat;
   meta["format_version"] = std::to_string(kCheckpointFormatVersion);
   meta["model"] = model_json(ck.model).dump();
@@ -309,13 +319,37 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
   try {
     meta["run"] = ck.run.dump();
   } catch (const json::exception&) {
-    throw fail("the run settings hold a string that is not valid UTF-8");
+    throw cannot_write(path, "the run settings hold a string that is not valid UTF-8");
   }
-  write_safetensors(path, std::move(meta), views,
-                    [](std::map<std::string, std::string>& m, const std::string& payload_sha) {
-                      m["payload_sha256"] = payload_sha;
-                      m["metadata_sha256"] = metadata_sha256(m);
-                    });
+  return meta;
+}
+
+void validate_model(const std::string& path, const ModelConfig& model) {
+  try {
+    model.validate();
+  } catch (const ConfigError& e) {
+    throw cannot_write(path, fmt::format("invalid model config: {}", e.what()));
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Checkpoint& ck) {
+  validate_model(path, ck.model);
+  const ParamLayout layout(ck.model);
+  const std::vector<StTensorView> views = checkpoint_views(path, ck, layout);
+  // tensors_sha256 hashes the tensors in the order of `views` (by name, see load_checkpoint), so
+  // that an altered tensor table (say, two offsets swapped) is caught too; payload_sha256 hashes
+  // the data buffer. The buffer holds the views in that very order (checkpoint_views), so both
+  // are one digest and one pass over the data computes it.
+  write_safetensors(
+      path, checkpoint_metadata(path, ck), views,
+      [](std::map<std::string, std::string>& m, const std::string& payload_sha) {
+        m["tensors_sha256"] = payload_sha;
+        m["payload_sha256"] = payload_sha;
+        m["metadata_sha256"] = metadata_sha256(m);
+      },
+      PageCache::bypass);
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
@@ -327,7 +361,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   ck.model = read_model_config(in);
   read_run_metadata(in, ck);
   const ParamLayout layout(ck.model);
-  check_tensor_table(in, ck.model, layout);
+  check_tensor_table(in, ck.model, layout, payload_sha);
   take_tensors(in, layout, ck);
   return ck;
 }
@@ -396,13 +430,30 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   return out;
 }
 
-void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep) {
+void verify_checkpoint_file(const std::string& path, const Checkpoint& ck) {
+  validate_model(path, ck.model);
+  const ParamLayout layout(ck.model);
+  // Every tensor byte is compared with ck's: the file holds the data save_checkpoint hashed, so
+  // the checksums are not recomputed (that would be two more passes over the data, which the
+  // background writer takes from training). The header goes through the loader's own checks.
+  CheckpointReader in{path,
+                      StFile{verify_safetensors(path, checkpoint_views(path, ck, layout)), {}, {}}};
+  check_format_and_checksums(in, in.need("tensors_sha256"));
+  if (read_model_config(in) != ck.model)
+    throw in.bad("reads back with another model than was written");
+  std::map<std::string, std::string> meta = in.file.metadata;
+  for (const char* checksum : {"payload_sha256", "tensors_sha256", "metadata_sha256"})
+    meta.erase(checksum);
+  if (meta != checkpoint_metadata(path, ck))
+    throw in.bad("reads back with other metadata than was written");
+}
+
+void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep,
+                                const std::function<void()>& before_verify) {
   namespace fs = std::filesystem;
   save_checkpoint(path, ck);
-  const Checkpoint back = load_checkpoint(path);
-  if (back.step != ck.step)
-    throw CheckpointError(
-        fmt::format("'{}' reads back as step {}, not {}", path, back.step, ck.step));
+  if (before_verify) before_verify();
+  verify_checkpoint_file(path, ck);
   std::vector<std::string> older;
   for (const auto& p : list_checkpoints(fs::path(path).parent_path().string()))
     if (checkpoint_step(p) < ck.step) older.push_back(p);

@@ -3,6 +3,7 @@
 // the model config, the tokenizer, step, seed and run settings, with checksums. See
 // docs/checkpoint-format.md for its layout and how to open it from Python.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,11 +55,19 @@ std::vector<std::string> list_checkpoints(const std::string& dir);
 // a name that is not a checkpoint's.
 uint64_t checkpoint_step(const std::string& path);
 
-// Writes `ck` to `path`, reads it back to verify it, and only then deletes checkpoints in its
-// folder that are OLDER than it beyond `keep` (a newer file, say a damaged one from an earlier
-// life of the run, is never a reason to delete a good one, nor ours to delete). Throws
-// CheckpointError.
-void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep);
+// Reads back the file save_checkpoint(path, ck) wrote and throws CheckpointError unless it holds
+// `ck` exactly: every tensor's bytes compared with ck's, the header through load_checkpoint's
+// checks (format, version, metadata checksum, model), the metadata equal to what save_checkpoint
+// writes for ck. Costs a read of the file and a compare, without hashing the data again.
+void verify_checkpoint_file(const std::string& path, const Checkpoint& ck);
+
+// Writes `ck` to `path`, reads it back to verify it (verify_checkpoint_file), and only then
+// deletes checkpoints in its folder that are OLDER than it beyond `keep` (a newer file, say a
+// damaged one from an earlier life of the run, is never a reason to delete a good one, nor ours
+// to delete). Throws CheckpointError. `before_verify`, when given, runs between the write and the
+// read-back (tests: a file damaged there must fail the read-back).
+void write_checkpoint_and_prune(const Checkpoint& ck, const std::string& path, int keep,
+                                const std::function<void()>& before_verify = {});
 
 // What became of one checkpoint handed to a sink.
 struct CheckpointOutcome {

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <set>
 
@@ -175,10 +177,12 @@ StEntry read_tensor_entry(const StReader& in, const std::string& key, const json
   if (count * es != end - begin)
     throw corrupt(fmt::format("has shape {} of {} ({} bytes) but data_offsets span {} bytes",
                               shape_text(shape), dtype, count * es, end - begin));
-  StTensor& t = out.tensors[key];
+  // The name is the map's own key: the entry outlives the parsed header.
+  const auto slot = out.tensors.try_emplace(key).first;
+  StTensor& t = slot->second;
   t.dtype = dtype;
   t.shape = std::move(shape);
-  return StEntry{&key, &t, begin, end};
+  return StEntry{&slot->first, &t, begin, end};
 }
 
 // The tensors tile the data buffer exactly: inside it, no overlaps, no gaps, nothing after.
@@ -230,6 +234,23 @@ void read_tensor_bytes(const StReader& in, const std::vector<StEntry>& entries,
   }
 }
 
+// Opens the file and reads and validates everything but the tensor bytes: the metadata and the
+// tensors (without bytes) into `out`; the tensors' places in the data buffer, by offset.
+std::vector<StEntry> read_layout(StReader& in, StFile& out) {
+  open_for_reading(in);
+  const json header = read_header(in);
+  std::vector<StEntry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__")
+      read_metadata(in, it.value(), out);
+    else
+      entries.push_back(read_tensor_entry(in, it.key(), it.value(), out));
+  }
+  check_tiling(in, entries);
+  for (const auto& e : entries) out.data_order.push_back(*e.name);
+  return entries;
+}
+
 }  // namespace
 
 std::string quoted(const std::string& s) {
@@ -261,7 +282,8 @@ size_t dtype_size(const std::string& dtype) {
 }
 
 void write_safetensors(const std::string& path, std::map<std::string, std::string> metadata,
-                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook) {
+                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook,
+                       PageCache cache) {
   const auto fail = [&](const std::string& what) {
     return CheckpointError(fmt::format("cannot write '{}': {}", path, what));
   };
@@ -322,7 +344,7 @@ void write_safetensors(const std::string& path, std::map<std::string, std::strin
   std::vector<ByteSpan> pieces = {{length, 8}, {header_text.data(), header_text.size()}};
   for (size_t i : order) pieces.push_back({tensors[i].data, tensors[i].nbytes});
   try {
-    write_file_atomic(path, pieces);
+    write_file_atomic(path, pieces, cache);
   } catch (const FileError& e) {
     throw CheckpointError(e.what());
   }
@@ -338,19 +360,79 @@ void write_safetensors(const std::string& path, const StFile& file) {
 
 StFile read_safetensors(const std::string& path, std::string* data_sha256) {
   StReader in{path, Fd{}};
-  open_for_reading(in);
-  const json header = read_header(in);
   StFile out;
-  std::vector<StEntry> entries;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__")
-      read_metadata(in, it.value(), out);
-    else
-      entries.push_back(read_tensor_entry(in, it.key(), it.value(), out));
-  }
-  check_tiling(in, entries);
+  const std::vector<StEntry> entries = read_layout(in, out);
   read_tensor_bytes(in, entries, data_sha256);
   return out;
+}
+
+std::map<std::string, std::string> verify_safetensors(const std::string& path,
+                                                      const std::vector<StTensorView>& tensors) {
+  StReader in{path, Fd{}};
+  StFile file;
+  const std::vector<StEntry> entries = read_layout(in, file);
+  std::map<std::string, const StTensorView*> expected;
+  for (const auto& t : tensors) expected[t.name] = &t;
+  for (const auto& [name, view] : expected)
+    if (!file.tensors.count(name)) throw in.bad(fmt::format("lacks tensor {}", quoted(name)));
+  // The data buffer as it should be: the views in file order (check_tiling: back to back).
+  std::vector<const StTensorView*> stream;
+  for (const auto& e : entries) {
+    const auto it = expected.find(*e.name);
+    if (it == expected.end())
+      throw in.bad(fmt::format("has unexpected tensor {}", quoted(*e.name)));
+    const StTensorView& view = *it->second;
+    if (e.tensor->dtype != view.dtype || e.tensor->shape != view.shape)
+      throw in.bad(fmt::format("has tensor {} of {} {}, not {} {}", quoted(*e.name),
+                               e.tensor->dtype, shape_text(e.tensor->shape), view.dtype,
+                               shape_text(view.shape)));
+    stream.push_back(&view);
+  }
+
+  // Aligned chunks from the block holding the data's first byte to the end of the file, small
+  // enough to stay in cache for the compare.
+  bool direct = set_direct_io(in.file.fd, true);
+  constexpr size_t kChunk = size_t(4) << 20;
+  const std::unique_ptr<uint8_t, void (*)(void*)> buffer(
+      static_cast<uint8_t*>(std::aligned_alloc(kDirectIoAlign, kChunk)), std::free);
+  if (!buffer) throw std::bad_alloc();
+  uint8_t* const chunk = buffer.get();
+  const uint64_t data_begin = 8 + in.header_bytes;
+  size_t piece = 0;
+  uint64_t in_piece = 0;  // bytes of stream[piece] compared so far
+  for (uint64_t at = data_begin / kDirectIoAlign * kDirectIoAlign; at < in.size; at += kChunk) {
+    const size_t need = size_t(std::min<uint64_t>(kChunk, in.size - at));
+    // With O_DIRECT every read is aligned; only the file's end reads short.
+    size_t got = 0;
+    while (got < need) {
+      const size_t ask =
+          direct ? std::min(kChunk, (need + kDirectIoAlign - 1) / kDirectIoAlign * kDirectIoAlign)
+                 : need;
+      const ssize_t r = ::pread(in.file.fd, chunk + got, ask - got, off_t(at + got));
+      if (r < 0 && errno == EINTR) continue;
+      // O_DIRECT taken but these transfers refused (see set_direct_io): go on through the cache.
+      if (r < 0 && errno == EINVAL && direct && set_direct_io(in.file.fd, false)) {
+        direct = false;
+        continue;
+      }
+      if (r < 0) throw in.cannot_read();
+      if (r == 0) break;
+      got += size_t(r);
+      if (direct && got % kDirectIoAlign != 0) break;
+    }
+    if (got < need) throw in.bad("is truncated: it shrank while being read");
+    for (size_t off = at < data_begin ? size_t(data_begin - at) : 0; off < need;) {
+      while (piece < stream.size() && in_piece == stream[piece]->nbytes) ++piece, in_piece = 0;
+      if (piece == stream.size()) throw in.bad("has more data than its tensors");
+      const StTensorView& view = *stream[piece];
+      const size_t n = size_t(std::min<uint64_t>(need - off, view.nbytes - in_piece));
+      if (std::memcmp(chunk + off, static_cast<const uint8_t*>(view.data) + in_piece, n) != 0)
+        throw in.bad(fmt::format("differs from what was written in tensor {} (bytes {} to {})",
+                                 quoted(view.name), in_piece, in_piece + n));
+      off += n, in_piece += n;
+    }
+  }
+  return std::move(file.metadata);
 }
 
 }  // namespace cllm

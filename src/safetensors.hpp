@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "src/atomic_file.hpp"
+
 namespace cllm {
 
 // Any problem reading or writing a checkpoint; the message is one line naming the file.
@@ -29,6 +31,7 @@ struct StTensor {
 struct StFile {
   std::map<std::string, std::string> metadata;
   std::map<std::string, StTensor> tensors;
+  std::vector<std::string> data_order;  // read_safetensors: the tensors' names by offset
 };
 
 // A name or value from a file, made safe for a one-line message: quoted, printable ASCII (other
@@ -71,8 +74,19 @@ struct StTensorView {
 using StMetadataHook = std::function<void(std::map<std::string, std::string>& metadata,
                                           const std::string& data_sha256)>;
 
-// As write_safetensors above; tensors keep their given order within one element size.
+// As write_safetensors above; tensors keep their given order within one element size. `cache`:
+// see write_file_atomic (PageCache::bypass for checkpoints).
 void write_safetensors(const std::string& path, std::map<std::string, std::string> metadata,
-                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook = {});
+                       const std::vector<StTensorView>& tensors, const StMetadataHook& hook = {},
+                       PageCache cache = PageCache::use);
+
+// Reads `path` back as the file that write_safetensors(path, ..., tensors) wrote: a header valid
+// as read_safetensors checks it, exactly these tensors (names, dtypes, shapes) and each one's bytes
+// equal to its view's, compared piece by piece (nothing as large as the data is allocated, nothing
+// is hashed). The data is read with O_DIRECT where the file system allows it: from the disk, not
+// from a cached copy, and without filling the page cache. Returns the file's metadata, for the
+// caller's own checks. CheckpointError naming the file and the first difference otherwise.
+std::map<std::string, std::string> verify_safetensors(const std::string& path,
+                                                      const std::vector<StTensorView>& tensors);
 
 }  // namespace cllm

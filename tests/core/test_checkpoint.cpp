@@ -732,3 +732,145 @@ TEST_CASE("a tensor table with two offsets swapped is caught", "[checkpoint]") {
   REQUIRE_THROWS_WITH(load_checkpoint(doctored),
                       Contains(doctored) && Contains("tensor table was altered"));
 }
+
+TEST_CASE("both data checksums come from one pass and equal an independent hash", "[checkpoint]") {
+  TempDir dir("cllm-ckpt");
+  const std::string path = dir.file("ck.safetensors");
+  save_checkpoint(path, make_checkpoint(model_preset("tiny")));
+  const std::string bytes = read_bytes(path);
+  const std::string data = bytes.substr(8 + header_length(bytes));
+  const StFile f = read_safetensors(path);
+  REQUIRE(f.metadata.at("payload_sha256") == sha256_hex_portable(data.data(), data.size()));
+  REQUIRE(f.metadata.at("tensors_sha256") == f.metadata.at("payload_sha256"));
+}
+
+TEST_CASE("a checkpoint written before one-pass checksums loads and is rewritten byte for byte",
+          "[checkpoint]") {
+  // Written by main's cllm at a9f8247 (tensors_sha256 and payload_sha256 hashed separately):
+  //   cllm train --corpus <first 20000 bytes of data/kjv.txt> --tokenizer bpe:260 --d-model 4
+  //     --layers 1 --heads 1 --context 4 --batch 2 --micro-batch 1 --steps 2 --checkpoint-every 2
+  // The same bytes written again: files of this build load in that one.
+  const std::string fixture = std::string(CLLM_FIXTURE_DIR) + "/checkpoint_v1_micro.safetensors";
+  const Checkpoint ck = load_checkpoint(fixture);
+  REQUIRE(ck.step == 2);
+  REQUIRE(ck.tokenizer_kind == "bpe");
+  TempDir dir("cllm-ckpt");
+  const std::string again = dir.file(checkpoint_name(ck.step));
+  write_checkpoint_and_prune(ck, again, 1);
+  REQUIRE(read_bytes(again) == read_bytes(fixture));
+  verify_checkpoint_file(fixture, ck);
+}
+
+TEST_CASE("the read-back catches a file that differs from what was written", "[checkpoint]") {
+  TempDir dir("cllm-ckpt");
+  const std::string path = dir.file(checkpoint_name(7));
+  const Checkpoint ck = make_checkpoint(model_preset("tiny"));
+  save_checkpoint(path, ck);
+  verify_checkpoint_file(path, ck);
+  const std::string good = read_bytes(path);
+  const size_t data_begin = 8 + header_length(good);
+
+  SECTION("a byte of the data") {
+    for (const size_t at :
+         {data_begin, data_begin + (good.size() - data_begin) / 2, good.size() - 1}) {
+      std::string bad = good;
+      bad[at] ^= 0x01;
+      write_bytes(path, bad);
+      REQUIRE_THROWS_WITH(verify_checkpoint_file(path, ck),
+                          Contains(path) && Contains("differs from what was written"));
+    }
+  }
+  SECTION("a short file") {
+    write_bytes(path, good.substr(0, good.size() - 4));
+    REQUIRE_THROWS_WITH(verify_checkpoint_file(path, ck), Contains(path) && Contains("truncated"));
+  }
+  SECTION("a byte of the metadata") {
+    std::string bad = good;
+    const size_t at = bad.find("\"step\":\"");
+    REQUIRE(at != std::string::npos);
+    bad[at + 8] = bad[at + 8] == '1' ? '2' : '1';
+    write_bytes(path, bad);
+    REQUIRE_THROWS_WITH(verify_checkpoint_file(path, ck),
+                        Contains(path) && Contains("metadata was altered"));
+  }
+  SECTION("another checkpoint's tensors") {
+    REQUIRE_THROWS_WITH(verify_checkpoint_file(path, make_checkpoint(model_preset("tiny"), 2)),
+                        Contains(path) && Contains("differs from what was written"));
+  }
+  SECTION("the same tensors under other metadata") {
+    Checkpoint other = ck;
+    other.seed += 1;
+    REQUIRE_THROWS_WITH(verify_checkpoint_file(path, other),
+                        Contains(path) && Contains("other metadata than was written"));
+    other = ck;
+    other.grad_scale_exp.clear();
+    REQUIRE_THROWS_WITH(verify_checkpoint_file(path, other),
+                        Contains(path) && Contains("unexpected tensor 'optim.grad_scale_exp'"));
+  }
+}
+
+TEST_CASE("a checkpoint that fails its read-back is an error and prunes nothing", "[checkpoint]") {
+  TempDir dir("cllm-ckpt");
+  const ModelConfig model = model_preset("tiny");
+  for (uint64_t step : {1, 2}) {
+    Checkpoint ck = make_checkpoint(model, step);
+    ck.step = step;
+    write_checkpoint_and_prune(ck, dir.file(checkpoint_name(step)), 2);
+  }
+  REQUIRE(list_checkpoints(dir.path.string()).size() == 2);
+  Checkpoint next = make_checkpoint(model, 3);
+  next.step = 3;
+  const std::string path = dir.file(checkpoint_name(3));
+  SECTION("a flipped byte") {
+    REQUIRE_THROWS_WITH(write_checkpoint_and_prune(next, path, 2,
+                                                   [&] {
+                                                     std::string b = read_bytes(path);
+                                                     b[b.size() / 2] ^= 0x40;
+                                                     write_bytes(path, b);
+                                                   }),
+                        Contains(path) && Contains("differs from what was written"));
+  }
+  SECTION("a short file") {
+    REQUIRE_THROWS_WITH(
+        write_checkpoint_and_prune(next, path, 2, [&] { fs::resize_file(path, 1000); }),
+        Contains(path) && Contains("truncated"));
+  }
+  // Both older ones are still there; without the damage, step 1 would have gone.
+  REQUIRE(
+      list_checkpoints(dir.path.string()) ==
+      std::vector<std::string>{dir.file(checkpoint_name(1)), dir.file(checkpoint_name(2)), path});
+  write_checkpoint_and_prune(next, path, 2);
+  REQUIRE(list_checkpoints(dir.path.string()) ==
+          std::vector<std::string>{dir.file(checkpoint_name(2)), path});
+}
+
+TEST_CASE("a wrong tensors_sha256 is caught in a file laid out as cllm writes it", "[checkpoint]") {
+  // The loader takes the payload's digest for tensors_sha256 when the data is in the tensors'
+  // order: a resealed file whose tensors_sha256 is not that digest must still be refused.
+  TempDir dir("cllm-ckpt");
+  const std::string path = dir.file("ck.safetensors");
+  save_checkpoint(path, make_checkpoint(micro_model()));
+  std::string bytes = read_bytes(path);
+  const size_t n = header_length(bytes);
+  StFile f = read_safetensors(path);
+  const std::string old_tsha = f.metadata.at("tensors_sha256");
+  const std::string old_msha = f.metadata.at("metadata_sha256");
+  f.metadata["tensors_sha256"] = std::string(64, 'a');
+  const std::string new_msha = metadata_checksum(f.metadata);
+  // Same lengths: patch the header in place, the data (and its layout) untouched.
+  std::string header = bytes.substr(8, n);
+  // (The key too: payload_sha256 holds the same digest.)
+  for (const auto& [from, to] :
+       {std::pair{"\"tensors_sha256\":\"" + old_tsha,
+                  "\"tensors_sha256\":\"" + std::string(64, 'a')},
+        std::pair{"\"metadata_sha256\":\"" + old_msha, "\"metadata_sha256\":\"" + new_msha}}) {
+    const size_t at = header.find(from);
+    REQUIRE(at != std::string::npos);
+    header.replace(at, from.size(), to);
+  }
+  bytes.replace(8, n, header);
+  write_bytes(path, bytes);
+  REQUIRE(read_safetensors(path).metadata.at("tensors_sha256") == std::string(64, 'a'));
+  REQUIRE_THROWS_WITH(load_checkpoint(path),
+                      Contains(path) && Contains("tensor table was altered"));
+}

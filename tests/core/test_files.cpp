@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "src/atomic_file.hpp"
 #include "src/regular_file.hpp"
@@ -80,4 +82,44 @@ TEST_CASE("write_file_atomic writes through a symlink and refuses devices and FI
   // Nothing left behind by the refusals.
   for (const auto& e : fs::directory_iterator(d.path))
     CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
+}
+
+TEST_CASE("write_file_atomic bypassing the page cache writes exactly the bytes", "[files]") {
+  // Sizes around the O_DIRECT alignment and the 8 MiB buffer, from pieces that straddle both;
+  // under /tmp (O_DIRECT) and /dev/shm (tmpfs: O_DIRECT where the kernel allows it, else cached).
+  std::string data(size_t(8 << 20) * 2 + 12345, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = char((i * 2654435761u) >> 13);
+  const size_t sizes[] = {0,
+                          1,
+                          cllm::kDirectIoAlign - 1,
+                          cllm::kDirectIoAlign,
+                          cllm::kDirectIoAlign + 1,
+                          size_t(8 << 20),
+                          data.size()};
+  const auto check = [&](const std::string& path) {
+    for (const size_t n : sizes) {
+      INFO(path << ", " << n << " bytes");
+      // Three pieces: a short odd head, a middle, the rest.
+      const size_t a = std::min<size_t>(n, 7), b = std::min(n, a + n / 2);
+      cllm::write_file_atomic(
+          path, {{data.data(), a}, {data.data() + a, b - a}, {data.data() + b, n - b}},
+          cllm::PageCache::bypass);
+      REQUIRE(fs::file_size(path) == n);
+      REQUIRE(get(path) == data.substr(0, n));
+    }
+  };
+  TempDir dir("cllm-direct");
+  check(dir.file("out.bin"));
+  if (fs::is_directory("/dev/shm")) {
+    char shm[] = "/dev/shm/cllm-direct-XXXXXX";
+    REQUIRE(::mkdtemp(shm) != nullptr);
+    struct Removed {
+      std::string path;
+      ~Removed() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+      }
+    } removed{shm};
+    check(removed.path + "/out.bin");
+  }
 }
