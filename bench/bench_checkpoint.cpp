@@ -49,14 +49,6 @@ Cost timed(F&& f) {
           thread_cpu_seconds() - c0};
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
 // Weights from the model's own initialisation, moments from a counter hash: no zero pages.
 Checkpoint make_checkpoint(const ModelConfig& model) {
   const ParamLayout layout(model);
@@ -104,7 +96,7 @@ int main(int argc, char** argv) {
     fs::create_directories(sub);
     const std::string path = (fs::path(sub) / checkpoint_name(ck.step)).string();
     fmt::print("model {} ({}), {:.3f} GB of tensors, {} rounds, files in {}\ncpu: {}\n", preset,
-               ck.model.describe(), gb, rounds, sub, cpu_model());
+               ck.model.describe(), gb, rounds, sub, bench::cpu_model());
     const char* names[] = {"copy", "recopy", "sha256", "save", "verify", "total", "load"};
     constexpr int kPhases = 7;
     std::vector<double> wall[kPhases], cpu[kPhases];

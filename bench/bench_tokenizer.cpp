@@ -21,14 +21,6 @@ double seconds_since(bench::Clock::time_point t0) {
   return std::chrono::duration<double>(bench::Clock::now() - t0).count();
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -47,7 +39,7 @@ int main(int argc, char** argv) {
     const std::string& text = ct.text;
     const double mb = double(text.size()) / 1e6;
     fmt::print("corpus {} ({:.2f} MB), vocabulary {}, {} rounds, one thread\ncpu: {}\n", corpus, mb,
-               vocab, rounds, cpu_model());
+               vocab, rounds, bench::cpu_model());
     fmt::print("{:>5} {:>9} {:>12} {:>12} {:>12} {:>10}\n", "round", "train s", "split MB/s",
                "encode MB/s", "decode MB/s", "bytes/tok");
     std::vector<double> train_s, split_mbs, enc_mbs, dec_mbs;
@@ -81,9 +73,9 @@ int main(int argc, char** argv) {
                de >= 200 ? "met" : "MISSED");
     if (!json_path.empty()) {
       const nlohmann::json j = {
-          {"corpus", corpus},       {"bytes", text.size()},   {"vocab", vocab},
-          {"cpu", cpu_model()},     {"train_s", train_s},     {"split_mb_s", split_mbs},
-          {"encode_mb_s", enc_mbs}, {"decode_mb_s", dec_mbs}, {"bytes_per_token", bpt}};
+          {"corpus", corpus},          {"bytes", text.size()},   {"vocab", vocab},
+          {"cpu", bench::cpu_model()}, {"train_s", train_s},     {"split_mb_s", split_mbs},
+          {"encode_mb_s", enc_mbs},    {"decode_mb_s", dec_mbs}, {"bytes_per_token", bpt}};
       std::ofstream(json_path) << j.dump(2) << "\n";
     }
     return 0;

@@ -36,6 +36,15 @@ inline void add_int(cli::OptionTable& t, const std::string& name, const std::str
 }
 
 // The items of a comma-separated list, empty ones dropped ("a,,b" -> a, b).
+// The CPU's model name, as /proc/cpuinfo gives it (every figure names its CPU).
+inline std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
 inline std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   for (auto& item : cli::split(s, ','))
