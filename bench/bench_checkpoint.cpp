@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include "bench/bench_util.hpp"
