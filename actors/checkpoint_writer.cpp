@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "messages/messages.hpp"
+#include "src/process_usage.hpp"
 
 namespace cllm {
 
@@ -19,6 +20,11 @@ class CheckpointWriter final : public caf::event_based_actor {
   caf::behavior make_behavior() override {
     return {
         [](checkpoint_atom, const CheckpointRef& ck, const std::string& path, int keep) {
+          // Its own thread (detached): on a machine whose every core trains, the writer's CPU
+          // (hashing, copying into the kernel) comes from idle time instead of from a sphere.
+          // The loop waits for it only at the next checkpoint, if it has not finished by then.
+          static thread_local const bool lowered = (run_this_thread_when_idle(), true);
+          (void)lowered;
           const CheckpointOutcome o = write_checkpoint_outcome(*ck, path, keep);
           return caf::make_message(o.path, o.error);
         },
