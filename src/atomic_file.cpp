@@ -32,18 +32,15 @@ bool write_all(int fd, const void* data, size_t n) {
   return true;
 }
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
 // Writes the pieces through an aligned buffer with O_DIRECT set on fd: whole buffers, then the
 // rest padded to the alignment, and the file cut back to its size. False on any failure (errno).
 bool write_direct(int fd, const std::vector<ByteSpan>& pieces) {
   constexpr size_t kBuffer = size_t(8) << 20;
-  const std::unique_ptr<char, FreeDeleter> buffer(
-      static_cast<char*>(std::aligned_alloc(kDirectIoAlign, kBuffer)));
-  if (!buffer) {
-    errno = ENOMEM;
+  DirectIoBuffer buffer;
+  try {
+    buffer = direct_io_buffer(kBuffer);
+  } catch (const std::bad_alloc&) {
+    errno = ENOMEM;  // reported as the write's failure, like any other
     return false;
   }
   char* const buf = buffer.get();
@@ -115,6 +112,12 @@ void refuse_non_regular_output(const std::string& path) {
 
 std::string errno_text() {
   return std::strerror(errno);
+}
+
+DirectIoBuffer direct_io_buffer(size_t bytes) {
+  DirectIoBuffer b(static_cast<char*>(std::aligned_alloc(kDirectIoAlign, bytes)));
+  if (!b) throw std::bad_alloc();
+  return b;
 }
 
 bool set_direct_io(int fd, bool on) {

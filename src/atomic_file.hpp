@@ -3,6 +3,8 @@
 // once it is completely on disk (temporary, fsync, rename, fsync of the folder), and every write
 // is checked, so a full disk fails loudly instead of leaving an empty or torn file behind.
 #include <cstddef>
+#include <cstdlib>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -41,6 +43,14 @@ void write_file_atomic(const std::string& path, std::string_view text);
 // O_DIRECT transfers: buffers, offsets and lengths are multiples of this (the largest logical
 // block size of common disks).
 constexpr size_t kDirectIoAlign = 4096;
+
+// A buffer for O_DIRECT transfers: `bytes` (a multiple of kDirectIoAlign), aligned to it.
+// Throws std::bad_alloc.
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using DirectIoBuffer = std::unique_ptr<char, FreeDeleter>;
+DirectIoBuffer direct_io_buffer(size_t bytes);
 
 // Sets (on) or clears O_DIRECT on an open file; false where that fails (the fd is unchanged).
 // A file system may take O_DIRECT and still refuse transfers of kDirectIoAlign (EINVAL: a larger

@@ -393,10 +393,8 @@ std::map<std::string, std::string> verify_safetensors(const std::string& path,
   // enough to stay in cache for the compare.
   bool direct = set_direct_io(in.file.fd, true);
   constexpr size_t kChunk = size_t(4) << 20;
-  const std::unique_ptr<uint8_t, void (*)(void*)> buffer(
-      static_cast<uint8_t*>(std::aligned_alloc(kDirectIoAlign, kChunk)), std::free);
-  if (!buffer) throw std::bad_alloc();
-  uint8_t* const chunk = buffer.get();
+  const DirectIoBuffer buffer = direct_io_buffer(kChunk);
+  uint8_t* const chunk = reinterpret_cast<uint8_t*>(buffer.get());
   const uint64_t data_begin = 8 + in.header_bytes;
   size_t piece = 0;
   uint64_t in_piece = 0;  // bytes of stream[piece] compared so far
