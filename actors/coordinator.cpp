@@ -445,8 +445,8 @@ void on_owner_failure(coordinator_pointer self, size_t k, std::string reason) {
   auto& st = self->state;
   st.owners[k] = nullptr;
   const ChildVerdict v =
-      judge_failure(st.sv, int32_t(k), ChildEnd{ChildExit::crashed, std::move(reason), {}});
-  st.sv.counts().events.back().kind = FaultEvent::owner_lost;
+      judge_failure(st.sv, int32_t(k), ChildEnd{ChildExit::crashed, std::move(reason), {}},
+                    FaultEvent::owner_lost);
   if (!v.restart)
     return stop_run(self, st.sv.counts(),
                     fmt::format("the owner of slice {} failed ({}), past the root's restart "

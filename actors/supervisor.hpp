@@ -127,8 +127,9 @@ struct ChildVerdict {
 };
 
 // Counts the failure of child `who` (a sphere, or an owner) into the supervision, with what it
-// inherited, and asks the budget.
-inline ChildVerdict judge_failure(Supervision& sv, int32_t who, ChildEnd end) {
+// inherited, and asks the budget. `kind`: the event's kind where it is not the exit's own
+// (an owner's crash is FaultEvent::owner_lost).
+inline ChildVerdict judge_failure(Supervision& sv, int32_t who, ChildEnd end, int32_t kind = -1) {
   FaultCounts& fc = sv.counts();
   fc += end.inherited;
   FaultEvent ev;
@@ -136,6 +137,7 @@ inline ChildVerdict judge_failure(Supervision& sv, int32_t who, ChildEnd end) {
   ev.step = sv.active ? sv.work.step : -1;
   ev.reason = std::move(end.reason);
   auto d = sv.intensity.on_child_exit(end.how, std::move(ev), seconds_now(), sv.active);
+  if (kind >= 0) d.counts.events.back().kind = kind;
   ChildVerdict v{d.restart, d.counts.events.back()};
   fc += d.counts;
   return v;
