@@ -24,6 +24,8 @@ struct PendingRequest {
   caf::typed_response_promise<Partial> rp;
   SteadyClock::time_point sent;
   int32_t shards = 0;        // asked for
+  bool held = false;         // the node keeps the sum (no chunks come) ...
+  SliceRange slice;          // ... or sends these elements of it
   std::vector<char> packed;  // the packed partial sum, as its chunks arrive ...
   PayloadAssembly pieces;    // ... checked here (sized by the first chunk)
   bool sized = false;
@@ -41,6 +43,11 @@ struct LinkState {
   int64_t weights_sent = -1;  // the weights version the node holds
   bool has_pending = false;
   PendingRequest pending;
+  // The weights being spread over the nodes (kept until the node has them whole: it may ask for
+  // pieces a lost peer did not forward), and bytes sent outside a request, counted with the next.
+  NodeSpread spread;
+  WeightsRef spread_weights;
+  int64_t unreported_sent = 0;
 };
 
 using link_pointer = link_actor::stateful_pointer<LinkState>;
@@ -67,6 +74,22 @@ void fail_pending(link_pointer self, const std::string& why) {
   st.pending.rp.deliver(make_sphere_error(sphere_errc::crashed, caf::make_message(why)));
 }
 
+// A new request in flight (answered through pending.rp): the node's answer will carry `shards`
+// shards, and the sum kept (`held`) or the elements `slice` of it.
+caf::result<Partial> expect_answer(link_pointer self, uint64_t request, int32_t shards, bool held,
+                                   SliceRange slice, int64_t bytes_sent) {
+  auto& st = self->state;
+  st.pending = PendingRequest{};
+  st.pending.request = request;
+  st.pending.shards = shards;
+  st.pending.held = held, st.pending.slice = slice;
+  st.pending.rp = self->make_response_promise<Partial>();
+  st.pending.sent = SteadyClock::now();
+  st.pending.bytes_sent = bytes_sent + std::exchange(st.unreported_sent, 0);
+  st.has_pending = true;
+  return caf::delegated<Partial>();
+}
+
 caf::result<Partial> on_step(link_pointer self, const StepWork& work, const WeightsRef& weights,
                              const AssignmentRef& assignment, const StepCtl& ctl) {
   auto& st = self->state;
@@ -85,19 +108,63 @@ caf::result<Partial> on_step(link_pointer self, const StepWork& work, const Weig
   w.weights_version = work.step;
   w.weight_chunks = int32_t(chunks.size());
   w.weight_bytes = send_weights ? weight_bytes : 0;
-  st.pending = PendingRequest{};
-  st.pending.request = w.request;
-  st.pending.shards = int32_t(w.set.shards.size());
-  st.pending.rp = self->make_response_promise<Partial>();
-  st.pending.sent = SteadyClock::now();
-  st.pending.bytes_sent =
-      int64_t(w.set.tokens.size() * sizeof(int32_t) + (send_weights ? weight_bytes : 0));
-  st.has_pending = true;
+  const auto whole = reduce_slice(st.setup->run, 1, 0);
+  auto answer = expect_answer(
+      self, w.request, int32_t(w.set.shards.size()), ctl.hold_key != 0, whole,
+      int64_t(w.set.tokens.size() * sizeof(int32_t) + (send_weights ? weight_bytes : 0)));
   self->send(st.node, work_atom::value, std::move(w));
   for (auto& c : chunks) self->send(st.node, chunk_atom::value, std::move(c));
-
   st.weights_sent = work.step;
-  return caf::delegated<Partial>();  // answered through pending.rp
+  return answer;
+}
+
+void send_weight_pieces(link_pointer self, const std::vector<int32_t>& which);
+
+// The weights of a step go to the nodes as pieces: this node gets its share from here and
+// forwards it to the others (actors/node_agent.cpp); work for the step then carries none.
+void on_spread(link_pointer self, NodeSpread& s, const WeightsRef& weights) {
+  auto& st = self->state;
+  const uint64_t pieces = (s.weight_bytes + s.piece_bytes - 1) / s.piece_bytes;
+  const int k = int(s.peers.size());
+  std::vector<int32_t> share;
+  for (int32_t i = spread_first(int32_t(pieces), k, s.me);
+       i < spread_first(int32_t(pieces), k, s.me + 1); ++i)
+    share.push_back(i);
+  st.spread = s, st.spread_weights = weights;
+  st.weights_sent = s.version;
+  self->send(st.node, spread_atom::value, std::move(s));
+  send_weight_pieces(self, share);
+}
+
+// Pieces `which` of the weights being spread, straight from the shared buffer.
+void send_weight_pieces(link_pointer self, const std::vector<int32_t>& which) {
+  auto& st = self->state;
+  const NodeSpread& s = st.spread;
+  if (!st.spread_weights) return;
+  const char* base = reinterpret_cast<const char*>(st.spread_weights->data());
+  std::vector<bool> sent((s.weight_bytes + s.piece_bytes - 1) / s.piece_bytes);
+  for (int32_t i : which) {  // (each piece once, however often a node names it)
+    if (i < 0 || size_t(i) >= sent.size() || sent[size_t(i)]) continue;
+    sent[size_t(i)] = true;
+    const uint64_t at = uint64_t(i) * s.piece_bytes;
+    Chunk c;
+    c.id = uint64_t(s.version), c.index = i, c.total = s.weight_bytes;
+    c.payload = st.spread_weights, c.data = base + at;
+    c.size = std::min(s.piece_bytes, s.weight_bytes - at);
+    st.unreported_sent += int64_t(c.size);
+    self->send(st.node, chunk_atom::value, std::move(c));
+  }
+}
+
+// The node's share of the exchanged sum (or its whole sum, alone), for the coordinator.
+caf::result<Partial> on_reduce(link_pointer self, NodeReduce& r) {
+  auto& st = self->state;
+  fail_pending(self, "superseded by a new request");
+  r.request = ++st.next_request;
+  auto answer = expect_answer(self, r.request, r.shards, false,
+                              reduce_slice(st.setup->run, int(r.peers.size()), r.me), 0);
+  self->send(st.node, reduce_atom::value, std::move(r));
+  return answer;
 }
 
 void maybe_deliver(link_pointer self) {
@@ -106,7 +173,8 @@ void maybe_deliver(link_pointer self) {
   // The node sends its sum's chunks, then its result: all chunks came before the result.
   if (!st.has_pending || !p.have_result) return;
   st.has_pending = false;
-  if (const auto bad = result_problem(st.setup->run, p.shards, p.pieces, p.result); !bad.empty()) {
+  if (const auto bad = result_problem(st.setup->run, p.shards, p.held, p.pieces, p.result);
+      !bad.empty()) {
     p.rp.deliver(make_sphere_error(
         sphere_errc::crashed,
         caf::make_message(fmt::format("{} sent a malformed answer: {}", node_name(st), bad))));
@@ -117,7 +185,10 @@ void maybe_deliver(link_pointer self) {
     return;
   }
   Partial out = std::move(p.result.partial);
-  if (const auto bad = unpack_partial_sum(st.setup->run, p.packed, out.grad.sum); !bad.empty()) {
+  out.grad.begin = p.slice.begin;
+  if (const auto bad =
+          p.held ? std::string() : unpack_partial_sum(p.slice.size(), p.packed, out.grad.sum);
+      !bad.empty()) {
     p.rp.deliver(make_sphere_error(
         sphere_errc::crashed,
         caf::make_message(fmt::format("{} sent a malformed answer: {}", node_name(st), bad))));
@@ -200,7 +271,7 @@ link_actor::behavior_type link_behavior(link_pointer self,
         // A chunk that is not a piece of the sum this request expects is dropped (and the
         // answer, missing it, is refused as malformed).
         if (!p.sized) {  // the packed size is the node's to say, within the model's bound
-          p.pieces = sum_assembly(self->state.setup->run, c.total);
+          p.pieces = p.held ? PayloadAssembly() : sum_assembly(p.slice.size(), c.total);
           p.sized = true;
         }
         const int64_t at = p.pieces.place(c.total, c.index, c.bytes.size());
@@ -222,6 +293,16 @@ link_actor::behavior_type link_behavior(link_pointer self,
         self->send(self->state.setup->coordinator, leave_atom::value, self->address());
       },
       [self](stats_atom, const caf::actor& collector, int64_t) { on_stats(self, collector); },
+      [self](spread_atom, NodeSpread& s, const WeightsRef& w) { on_spread(self, s, w); },
+      [self](reduce_atom, NodeReduce& r) -> caf::result<Partial> { return on_reduce(self, r); },
+      [self, from_node](need_atom, const NodeNeed& n) {
+        if (from_node() && n.version == self->state.spread.version)
+          send_weight_pieces(self, n.pieces);
+      },
+      [self, from_node](have_atom, int64_t version) {
+        if (from_node() && version == self->state.spread.version)
+          self->state.spread_weights.reset();
+      },
   };
 }
 
@@ -313,6 +394,7 @@ caf::result<JoinAccepted> on_ready(gateway_pointer self, const Fingerprint& fp) 
   info.index = ++st.next_index;
   info.id = c.hello.node_id, info.host = c.hello.host;
   info.spheres = c.hello.spheres, info.threads = c.hello.threads, info.height = c.hello.height;
+  info.peer = PeerEndpoint{info.index, c.hello.peer_host, c.hello.peer_port};
   // The sender of `ready` is the node's agent. It is a proxy of a remote actor, whose interface
   // CAF cannot check at run time: whatever it answers is checked by the link (cluster_checks).
   auto node = caf::actor_cast<agent_actor>(self->current_sender());

@@ -9,6 +9,7 @@
 
 #include "actors/owner.hpp"
 #include "actors/supervisor.hpp"
+#include "messages/cluster_checks.hpp"
 #include "src/clock.hpp"
 
 namespace cllm {
@@ -33,8 +34,25 @@ struct Member : ChildSlot {
   // The step in flight.
   std::vector<size_t> in_flight;          // positions in the step's shard set
   std::deque<std::vector<size_t>> queue;  // positions dealt to it, not yet sent
+  // A node in the exchange: where its peers reach it, the weights version spread to it, and the
+  // sums it keeps for the round (under `hold_key`; 0: it sends them with its answers).
+  PeerEndpoint peer;
+  int64_t weights_version = -1;
+  uint64_t hold_key = 0;
+  std::vector<size_t> held;  // positions whose sums it keeps ...
+  ExactGrad held_counts;     // ... and their loss, tokens, shards, maxima, flags
 
   bool local() const { return node < 0; }
+  bool exchanges() const { return !local() && peer.port != 0 && !leaving; }
+};
+
+// Nodes handing over their kept sums together: each totals one slice of the sum of all (the
+// exchange), or, alone, its whole sum.
+struct Reduction {
+  std::vector<caf::actor_addr> members;  // in slot order
+  std::vector<ExactGrad> slices;
+  size_t left = 0;
+  bool failed = false;
 };
 
 struct CoordinatorState {
@@ -68,6 +86,11 @@ struct CoordinatorState {
   bool owners_checked = false;  // ... and asked, in this round
   OwnerSetRef owner_set;
   size_t owner_merges = 0;  // nodes' partial sums not yet merged into every owner
+  // The exchange between nodes in this round: whether nodes keep their sums, whether an exchange
+  // failed (then each hands over its whole sum), and the reduce requests not yet answered.
+  bool holding = false, mesh_failed = false;
+  size_t reducing = 0;
+  uint64_t hold_keys = 0, epochs = 0;
 };
 
 using coordinator_pointer = coordinator_impl::stateful_pointer<CoordinatorState>;
@@ -114,11 +137,14 @@ void remove_leaver(coordinator_pointer self, size_t i) {
 
 void start_round(coordinator_pointer self);
 void check_owners(coordinator_pointer self);
+bool start_reduce(coordinator_pointer self);
 
 void maybe_finish(coordinator_pointer self) {
   auto& st = self->state;
-  if (!st.sv.active || st.remaining > 0 || st.owner_merges > 0 || st.checking) return;
+  if (!st.sv.active || st.remaining > 0 || st.owner_merges > 0 || st.checking || st.reducing > 0)
+    return;
   if (st.round_lost) return start_round(self);  // every member answered: no work of two rounds
+  if (start_reduce(self)) return;               // nodes keep sums: they hand them over first
   if (!st.owners.empty() && !std::exchange(st.owners_checked, true)) return check_owners(self);
   st.sv.acc.members = membership(st);
   st.weights.reset();
@@ -150,6 +176,7 @@ void dispatch(coordinator_pointer self, size_t i) {
   m.queue.pop_front();
   StepCtl ctl;
   ctl.deadline_ms = st.deadline_ms;
+  ctl.hold_key = m.hold_key;
   send_work(
       self, st.sv, m, m.height + (m.local() ? 0 : 1),  // a node's subtree sits below its link
       st.weights, assignment_for(st, m, m.in_flight), ctl, !m.local(),
@@ -219,8 +246,15 @@ void on_reply(coordinator_pointer self, const caf::actor_addr& addr, Partial& p)
   const size_t i = find_member(s, addr);
   Member& m = s.members[i];
   // With owners (the root), a node's whole partial sum goes to them; without (a node's own
-  // coordinator), partial sums are merged here, whole, as they go up to the root.
-  if (p.grad.shards > 0 && !s.owners.empty()) merge_into_owners(self, m.in_flight, p.grad);
+  // coordinator), partial sums are merged here, whole, as they go up to the root. A node that
+  // keeps its sum for the exchange answers with its counts only.
+  if (m.hold_key != 0 && p.grad.shards > 0 && p.grad.sum.empty()) {
+    m.held.insert(m.held.end(), m.in_flight.begin(), m.in_flight.end());
+    m.held_counts.merge(p.grad);
+    p.grad = ExactGrad{};
+  } else if (p.grad.shards > 0 && !s.owners.empty()) {
+    merge_into_owners(self, m.in_flight, p.grad);
+  }
   s.remaining -= m.in_flight.size();
   m.in_flight.clear();
   s.sv.acc.merge(p);  // timings, faults (and the sum, where there are no owners)
@@ -263,6 +297,9 @@ void lose_node(coordinator_pointer self, size_t i, const std::string& reason) {
   self->send_exit(m.handle, caf::exit_reason::kill);
   std::vector<size_t> positions = m.in_flight;
   for (auto& q : m.queue) positions.insert(positions.end(), q.begin(), q.end());
+  // The sums it kept for the exchange are gone with it: those shards are computed again.
+  positions.insert(positions.end(), m.held.begin(), m.held.end());
+  if (st.sv.active) st.remaining += m.held.size();
   FaultCounts& fc = st.sv.counts();
   ++fc.nodes_lost;
   fc.shards_redispatched += int64_t(positions.size());
@@ -295,6 +332,150 @@ void on_member_failure(coordinator_pointer self, size_t i, ChildEnd end) {
       });
 }
 
+// ---------------------------------------------------------------------------------------------
+// The exchange between nodes (no centre in the step): the root's link carries one packed sum and
+// one copy of the weights per step, whatever the number of nodes; each node's link carries about
+// twice that. Integer sums commute, so who adds which piece changes no bit.
+
+// A step's weights go to the nodes that exchange as pieces: each gets its share from here and
+// forwards it to the others (nodes that join later, or alone, get them whole with their work).
+void spread_weights(coordinator_pointer self, int64_t version) {
+  auto& st = self->state;
+  if (!st.setup.mesh) return;
+  std::vector<size_t> to;
+  for (size_t i = 0; i < st.members.size(); ++i)
+    if (st.members[i].exchanges() && st.members[i].weights_version != version) to.push_back(i);
+  if (to.size() < 2) return;
+  NodeSpread s;
+  s.version = version;
+  s.weight_bytes = st.weights->size() * sizeof(float);
+  s.piece_bytes = spread_piece_bytes(s.weight_bytes, int(to.size()));
+  for (size_t i : to) s.peers.push_back(st.members[i].peer);
+  for (size_t j = 0; j < to.size(); ++j) {
+    Member& m = st.members[to[j]];
+    s.me = int32_t(j);
+    self->send(m.link, spread_atom::value, s, st.weights);
+    m.weights_version = version;
+  }
+}
+
+void reduce_group(coordinator_pointer self, const std::vector<size_t>& which);
+
+// An exchange failed (a node lost, a peer unreachable, a malformed piece): every member of it
+// still here hands over its whole sum instead (a new request supersedes the old one).
+void fail_reduction(coordinator_pointer self, Reduction& r, const std::string& why) {
+  auto& st = self->state;
+  if (std::exchange(r.failed, true)) return;
+  if (r.members.size() == 1) {
+    const size_t i = find_member(st, r.members[0]);
+    if (i < st.members.size()) lose_node(self, i, "it could not hand over its sums: " + why);
+    return;
+  }
+  st.mesh_failed = true;
+  record(st, FaultEvent::exchange_failed, -1,
+         fmt::format("the exchange between {} nodes failed ({}); each sent its whole sum",
+                     r.members.size(), why));
+  for (const caf::actor_addr& a : r.members)
+    if (const size_t i = find_member(st, a); i < st.members.size()) reduce_group(self, {i});
+}
+
+// Every slice is in: the sum of the group's kept sums, merged into the owners like a node's whole
+// sum. Not when a member was lost meanwhile: its shards are being computed again elsewhere.
+void finish_reduction(coordinator_pointer self, Reduction& r) {
+  auto& st = self->state;
+  std::vector<size_t> idx;
+  for (const caf::actor_addr& a : r.members) {
+    idx.push_back(find_member(st, a));
+    if (idx.back() == st.members.size()) return fail_reduction(self, r, "a node was lost");
+  }
+  ExactGrad whole;
+  std::vector<size_t> positions;
+  for (size_t i : idx) {
+    Member& m = st.members[i];
+    whole.merge(m.held_counts);
+    positions.insert(positions.end(), m.held.begin(), m.held.end());
+    m.held.clear(), m.held_counts = ExactGrad{};
+    m.hold_key = ++st.hold_keys;  // work dealt to it later in this round is kept anew
+  }
+  whole.begin = 0;
+  for (ExactGrad& slice : r.slices)
+    whole.sum.insert(whole.sum.end(), slice.sum.begin(), slice.sum.end());
+  merge_into_owners(self, positions, whole);
+}
+
+void on_slice(coordinator_pointer self, const std::shared_ptr<Reduction>& r, size_t j,
+              uint64_t round, Partial* p, const std::string& why) {
+  auto& st = self->state;
+  if (round != st.round || !st.sv.active) return;  // an older round's (`reducing` began afresh)
+  --st.reducing;
+  if (r->failed) return maybe_finish(self);
+  if (!p) {
+    fail_reduction(self, *r, why);
+    return maybe_finish(self);
+  }
+  const SliceRange want = reduce_slice(st.setup.run, int(r->members.size()), int(j));
+  if (p->grad.begin != want.begin || p->grad.sum.size() != want.size()) {
+    fail_reduction(self, *r, "a slice of the wrong range");
+    return maybe_finish(self);
+  }
+  r->slices[j] = std::move(p->grad);
+  p->grad = ExactGrad{};
+  st.sv.acc.merge(*p);  // its timings and bytes
+  if (--r->left == 0) finish_reduction(self, *r);
+  maybe_finish(self);
+}
+
+int64_t reduce_timeout_ms(const CoordinatorState& st) {
+  // Nodes that die are noticed by their connection (at once, or by the heartbeat); this bounds
+  // an exchange that hangs otherwise. Generous: a slice of a large model on a slow link.
+  return std::max<int64_t>(60000, 8 * st.deadline_ms);
+}
+
+void reduce_group(coordinator_pointer self, const std::vector<size_t>& which) {
+  auto& st = self->state;
+  auto r = std::make_shared<Reduction>();
+  const uint64_t epoch = ++st.epochs;
+  std::vector<PeerEndpoint> peers;
+  for (size_t i : which) {
+    peers.push_back(st.members[i].peer);
+    r->members.push_back(st.members[i].handle.address());
+  }
+  r->slices.resize(which.size());
+  r->left = which.size();
+  for (size_t j = 0; j < which.size(); ++j) {
+    Member& m = st.members[which[j]];
+    NodeReduce req;
+    req.hold_key = m.hold_key, req.epoch = epoch, req.shards = int32_t(m.held.size());
+    req.peers = peers, req.me = int32_t(j);
+    ++st.reducing;
+    const uint64_t round = st.round;
+    self->request(m.link, std::chrono::milliseconds(reduce_timeout_ms(st)), reduce_atom::value,
+                  std::move(req))
+        .then([self, r, j, round](Partial& p) { on_slice(self, r, j, round, &p, {}); },
+              [self, r, j, round](caf::error& e) {
+                on_slice(self, r, j, round, nullptr, exit_reason_text(self->system(), e));
+              });
+  }
+}
+
+// Every shard is computed: nodes that kept their sums hand them over, together (each totals
+// one slice of the sum of all) or, after a failed exchange or where a node cannot take part in
+// one, each its whole sum. False when no node keeps any.
+bool start_reduce(coordinator_pointer self) {
+  auto& st = self->state;
+  std::vector<size_t> mesh, alone;
+  for (size_t i = 0; i < st.members.size(); ++i) {
+    const Member& m = st.members[i];
+    if (m.held.empty()) continue;
+    (m.peer.port != 0 && !st.mesh_failed ? mesh : alone).push_back(i);
+  }
+  if (mesh.size() == 1) alone.push_back(mesh[0]), mesh.clear();
+  if (mesh.empty() && alone.empty()) return false;
+  if (!mesh.empty()) reduce_group(self, mesh);
+  for (size_t i : alone) reduce_group(self, {i});
+  return true;
+}
+
 caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
                              const WeightsRef& weights, const ShardSetRef& set,
                              const StepCtl& ctl) {
@@ -303,6 +484,7 @@ caf::result<Partial> on_step(coordinator_pointer self, const StepWork& work,
   ++st.steps_begun;
   st.weights = weights, st.set = set, st.deadline_ms = ctl.deadline_ms;
   auto rp = st.sv.rp;
+  spread_weights(self, work.step);
   start_round(self);
   return rp;
 }
@@ -319,6 +501,15 @@ void start_round(coordinator_pointer self) {
   ++st.round;
   st.owner_merges = 0;
   st.owner_set = nullptr;
+  // Nodes keep their sums for an exchange when at least two can take part in one.
+  st.holding = st.setup.mesh && std::count_if(st.members.begin(), st.members.end(),
+                                              [](const Member& m) { return m.exchanges(); }) >= 2;
+  st.mesh_failed = false;
+  st.reducing = 0;
+  for (Member& m : st.members) {
+    m.held.clear(), m.held_counts = ExactGrad{};
+    m.hold_key = st.holding && m.exchanges() ? ++st.hold_keys : 0;
+  }
   if (!st.owners.empty()) {
     auto owner_set = std::make_shared<OwnerSet>();
     owner_set->round = st.round;
@@ -343,6 +534,8 @@ void on_join(coordinator_pointer self, link_actor link, const JoinedNode& node) 
   m.capacity = std::max(1, node.threads);
   m.height = node.height;
   m.spheres = node.spheres;
+  m.peer = node.peer;
+  m.hold_key = st.holding && m.exchanges() ? ++st.hold_keys : 0;
   self->monitor(m.handle);
   st.members.push_back(std::move(m));
   ++st.sv.counts().nodes_joined;
@@ -475,7 +668,8 @@ void install_handlers(coordinator_pointer self) {
     const size_t i = find(dm.source);
     auto& st = self->state;
     if (i == st.members.size()) return;
-    if (st.members[i].leaving && !st.members[i].busy) return remove_leaver(self, i);
+    const Member& m = st.members[i];
+    if (m.leaving && !m.busy && m.held.empty()) return remove_leaver(self, i);
     lose_node(self, i, exit_reason_text(self->system(), dm.reason));
   });
 }

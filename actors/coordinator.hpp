@@ -25,6 +25,10 @@ struct CoordinatorSetup {
   double orphan_timeout_s =
       kDefaultJoinTimeoutS;  // a step with no member left waits this long for a node
   StepSums* sums = nullptr;  // the owners' slices, one per owner (outlives the system)
+  // Nodes exchange their partial sums among themselves (each totals one slice, which it sends
+  // here) and spread the weights among themselves, instead of each sending its whole sum here and
+  // receiving the whole weights from here ("mesh"; false: "star").
+  bool mesh = true;
 };
 
 // The coordinator's other face, for the training loop: run body(k) on owner k for every owner,

@@ -35,13 +35,18 @@ struct NodeOptions {
   double reconnect_timeout_s =
       kDefaultJoinTimeoutS;    // give up dialing a root that does not come back
   bool perturb_probe = false;  // tests: a fingerprint as from another CPU
+  // Where the other nodes reach this one for the exchanges (actors/coordinator.cpp); empty: they
+  // do not, and it sends its sums to the root.
+  std::string peer_host;
+  uint16_t peer_port = 0;  // 0: any free port
 };
 
 // Spawns the agent; it ends with an error of category "node" (code node_exit, context the line
 // to print: messages/cluster.hpp).
 agent_actor spawn_node_agent(caf::actor_system& sys, NodeOptions opt);
 
-// Asks the agent to leave after its current step.
-void request_leave(const agent_actor& agent);
+// Asks the agent to leave after its current step (from an actor of its own process: the agent is
+// published for its peers, and takes this only from its own process).
+void request_leave(caf::scoped_actor& self, const agent_actor& agent);
 
 }  // namespace cllm

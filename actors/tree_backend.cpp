@@ -75,6 +75,7 @@ TreeBackend::TreeBackend(const RunConfig& run, const WindowSampler& sampler, con
   CoordinatorSetup cs;
   cs.run = run, cs.local = setup_, cs.local_capacity = std::min(opt.spheres, threads_);
   cs.orphan_timeout_s = opt.cluster.orphan_timeout_s;
+  cs.mesh = opt.cluster.mesh;
   sums_.resize(size_t(opt.owners > 0 ? opt.owners : threads_));
   cs.sums = &sums_;
   const CoordinatorHandles c = spawn_coordinator(*sys_, std::move(cs));

@@ -125,6 +125,7 @@ ClusterOptions cluster_options(const TrainSettings& s, const Tokenizer& tok) {
         s.listen));
   c.heartbeat_ms = s.heartbeat_ms, c.connection_timeout_s = s.connection_timeout;
   c.orphan_timeout_s = s.join_timeout;
+  c.mesh = s.node_reduce == "mesh";
   c.tokenizer_kind = tok.kind(), c.tokenizer_data = tok.serialize();
   return c;
 }

@@ -41,6 +41,7 @@ constexpr size_t kMaxNodeIdChars = 64;
 
 struct NodeArgs {
   std::string join, key_file;
+  std::string peer_listen = "auto";
   int heartbeat_ms = kDefaultHeartbeatMs;
   double connection_timeout = kDefaultConnectionTimeoutS;
   bool help = false;
@@ -68,12 +69,36 @@ cli::OptionTable node_options(NodeArgs& a) {
                 kMaxNodeIdChars, printable(v, 80)));
           a.opt.node_id = v;
         });
+  t.add("--peer-listen", "HOST:PORT",
+        "where the other nodes reach this one to exchange sums and weights (off: they do not, and "
+        "this node sends its sums to the root)",
+        "this machine's address towards the root, any free port",
+        [&a](const std::string& v) { a.peer_listen = v; });
   t.add("--reconnect-timeout", "SECONDS", "keep dialing a root that went away this long",
         fmt::format("{:g}", kDefaultJoinTimeoutS), [&a](const std::string& v) {
           a.opt.reconnect_timeout_s = cli::to_double("--reconnect-timeout", v);
         });
   t.add("--help,-h", "", "show this help", "", [&a](const std::string&) { a.help = true; });
   return t;
+}
+
+// Where the peers reach this node: --peer-listen, or this machine's address towards the root.
+// Off loopback the peers must prove the key (or TLS), as for the root's --listen.
+void set_peer_listen(NodeArgs& a) {
+  if (a.peer_listen == "off") return;
+  HostPort hp{local_address_towards(a.opt.host, a.opt.port), 0};
+  if (a.peer_listen != "auto") hp = parse_host_port(a.peer_listen, "--peer-listen", true);
+  if (hp.host.empty()) return;  // no route to the root now: the node sends its sums to the root
+  if (const std::string why = listen_problem(hp); !why.empty())
+    throw cli::UsageError(fmt::format("--peer-listen {}:{}: cannot listen there: {}", hp.host,
+                                      hp.port, why));
+  if (a.opt.key.empty() && !a.opt.tls.enabled() && !is_loopback(hp.host))
+    throw cli::UsageError(fmt::format(
+        "--peer-listen {} can be reached from other machines, and peers would connect "
+        "unauthenticated; give this node the cluster's --cluster-key (or TLS), or --peer-listen "
+        "off",
+        hp.host));
+  a.opt.peer_host = hp.host, a.opt.peer_port = hp.port;
 }
 
 // The root's actor system configuration (actors/actor_system.hpp), with the network on.
@@ -108,7 +133,7 @@ int run_agent(caf::actor_system& sys, const NodeOptions& opt, const GuardDialer*
       self->receive([&](caf::down_msg& dm) { reason = dm.reason, done = true; },
                     caf::after(std::chrono::milliseconds(100)) >>
                         [&] {
-                          if (stop.requested() && !asked) request_leave(agent), asked = true;
+                          if (stop.requested() && !asked) request_leave(self, agent), asked = true;
                           if (dialer && refused.empty() && !(refused = dialer->refusal()).empty())
                             self->send_exit(agent, caf::exit_reason::kill);
                         });
@@ -156,6 +181,7 @@ int cmd_node(const std::vector<std::string>& args) {
         fmt::format("option --reconnect-timeout must be at least 0 and at most "
                     "{:g} seconds, got {}",
                     kMaxJoinTimeoutS, a.opt.reconnect_timeout_s));
+  set_peer_listen(a);
   a.opt.node_host = host_name();
   if (a.opt.node_id.empty()) a.opt.node_id = fmt::format("{}-{}", a.opt.node_host, ::getpid());
   // A test-only stand-in for a machine whose numerics differ (see src/fingerprint.hpp).

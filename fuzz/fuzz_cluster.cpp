@@ -33,6 +33,11 @@ const RunConfig& run() {
   return r;
 }
 
+// The values of the model's whole sum.
+size_t whole() {
+  return ParamLayout(run().model).total();
+}
+
 // The actor system behind decoding a whole message (its registry names every type).
 caf::actor_system& actor_system() {
   struct Config : caf::actor_system_config {
@@ -145,7 +150,7 @@ struct Node {
 
   void on_work(NodeWork& w) {
     has_work = false;
-    if (const auto bad = work_problem(run(), held_version, w); !bad.empty())
+    if (const auto bad = work_problem(run(), held_version, -1, w); !bad.empty())
       return check_refusal(bad);
     work = std::move(w);
     has_work = true;
@@ -236,7 +241,7 @@ void root_session(Reader& in) {
     if (tag % 2 == 0) {
       Chunk c;
       if (!in.read(c)) return;
-      if (!sized) pieces = sum_assembly(run(), c.total), sized = true;
+      if (!sized) pieces = sum_assembly(whole(), c.total), sized = true;
       const int64_t at = pieces.place(c.total, c.index, c.bytes.size());
       if (at < 0) continue;
       if (packed.empty()) packed.resize(pieces.bytes());
@@ -245,13 +250,13 @@ void root_session(Reader& in) {
     }
     NodeResult r;
     if (!in.read(r)) return;
-    if (const auto bad = result_problem(run(), shards, pieces, r); !bad.empty())
+    if (const auto bad = result_problem(run(), shards, false, pieces, r); !bad.empty())
       return check_refusal(bad);
     if (!r.error.empty()) {
       trace("an error: " + r.error);
       return fuzz::check_message(r.error.c_str());
     }
-    if (const auto bad = unpack_partial_sum(run(), packed, r.partial.grad.sum); !bad.empty())
+    if (const auto bad = unpack_partial_sum(whole(), packed, r.partial.grad.sum); !bad.empty())
       return check_refusal(bad);
     return apply_answer(shards, r.partial);
   }
@@ -291,10 +296,17 @@ void any_message(const uint8_t* data, size_t size) {
   } else if (m.match_elements<ready_atom, Fingerprint>()) {
     fingerprint_from_wire(m.get_as<Fingerprint>(1));
   } else if (m.match_elements<work_atom, NodeWork>()) {
-    check_refusal(work_problem(run(), -1, m.get_as<NodeWork>(1)));
+    check_refusal(work_problem(run(), -1, -1, m.get_as<NodeWork>(1)));
   } else if (m.match_elements<result_atom, NodeResult>()) {
     NodeResult r = m.get_as<NodeResult>(1);
-    check_refusal(result_problem(run(), 1, sum_assembly(run(), r.sum_bytes), r));
+    check_refusal(result_problem(run(), 1, r.held, sum_assembly(whole(), r.sum_bytes), r));
+  } else if (m.match_elements<spread_atom, NodeSpread>()) {
+    const NodeSpread& sp = m.get_as<NodeSpread>(1);
+    const std::string bad = spread_problem(run(), 1, sp);
+    check_refusal(bad);
+    if (bad.empty()) spread_assembly(sp).missing();
+  } else if (m.match_elements<reduce_atom, NodeReduce>()) {
+    check_refusal(reduce_problem(1, m.get_as<NodeReduce>(1)));
   } else if (m.match_elements<JoinWelcome>()) {
     RunConfig r;
     check_refusal(welcome_problem(m.get_as<JoinWelcome>(0), r));

@@ -17,11 +17,14 @@
 
 namespace cllm {
 
-constexpr int32_t kClusterProtocol = 3;
+constexpr int32_t kClusterProtocol = 4;
 // Protocol 2: partial sums travel packed (src/sum_pack.hpp). Every payload's size is known to its
 // receiver or bounded by it (the run's model): a piece of anything else is dropped
 // (messages/cluster_checks.hpp). Protocol 3: a node's answer carries its process's CPU time and
-// resident memory; a request carries its StepCtl.
+// resident memory; a request carries its StepCtl. Protocol 4: nodes reach each other (each
+// publishes its agent for its peers, PeerEndpoint) and exchange the step's sums and weights among
+// themselves (NodeSpread, NodeReduce): the root's link carries one packed sum and one copy of the
+// weights per step, whatever the number of nodes.
 constexpr size_t kChunkBytes = size_t(4) << 20;
 
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
@@ -34,6 +37,13 @@ using work_atom = caf::atom_constant<caf::atom("work")>;
 using chunk_atom = caf::atom_constant<caf::atom("chunk")>;
 using result_atom = caf::atom_constant<caf::atom("result")>;
 using members_atom = caf::atom_constant<caf::atom("members")>;
+using spread_atom = caf::atom_constant<caf::atom("spread")>;
+using reduce_atom = caf::atom_constant<caf::atom("reduce")>;
+using wpiece_atom = caf::atom_constant<caf::atom("wpiece")>;
+using spiece_atom = caf::atom_constant<caf::atom("spiece")>;
+using peer_atom = caf::atom_constant<caf::atom("peer")>;
+using need_atom = caf::atom_constant<caf::atom("need")>;
+using have_atom = caf::atom_constant<caf::atom("have")>;
 
 // How a node's agent ended, or why the gateway refused it: the code of an error of category
 // "node", whose context is the line to print (std::string).
@@ -47,11 +57,20 @@ caf::error make_node_error(node_exit code, std::string line);
 // The code of a "node" error, or nothing for any other error.
 std::optional<node_exit> as_node_exit(const caf::error& e);
 
+// Where a node's peers reach it (its agent, published for them; port 0: nowhere, so the node
+// takes no part in exchanges), with the index the root gave it.
+struct PeerEndpoint {
+  int32_t node = 0;
+  std::string host;
+  uint16_t port = 0;
+};
+
 // A node that passed the gateway, as the coordinator sees it (in-process).
 struct JoinedNode {
   int32_t index = 0;
   std::string id, host;
   int32_t spheres = 0, threads = 0, height = 0;
+  PeerEndpoint peer;
 };
 
 // Node -> gateway, first: who it is and its half of the nonces. Answered with the root's nonce.
@@ -59,6 +78,8 @@ struct JoinHello {
   int32_t protocol = kClusterProtocol;
   std::string node_id, host, nonce;
   int32_t spheres = 0, fanout = 0, threads = 0, height = 0;
+  std::string peer_host;  // where its peers reach it (port 0: they do not)
+  uint16_t peer_port = 0;
 };
 
 // What decides the last bits of a gradient on a machine: a fixed probe shard's gradient, the
@@ -91,6 +112,43 @@ struct NodeWork {
   uint64_t weight_bytes = 0;
 };
 
+// Link -> node: weights version `version` comes in pieces of `piece_bytes` (spread_pieces): the
+// root sends this node its share, pieces [spread_first(n, K, me), spread_first(n, K, me + 1)),
+// which the node forwards to every other peer; the other pieces come from them. A node missing
+// pieces after a pause asks its link for them (`need`), and says when it has all (`have`).
+struct NodeSpread {
+  int64_t version = 0;
+  uint64_t weight_bytes = 0, piece_bytes = 0;
+  std::vector<PeerEndpoint> peers;  // in slot order; this node is peers[me]
+  int32_t me = 0;
+};
+
+// Link -> node: hand over the partial sum held under `hold_key` (`shards` shards). With one peer
+// (the node itself) the whole sum goes to the root; with K, the node sends slice j of
+// Slicing(total, K) of its sum to peer j, adds the K - 1 pieces of slice `me` it receives to its
+// own, and sends that slice's total to the root. `epoch` names the exchange (pieces of another
+// are not added).
+struct NodeReduce {
+  uint64_t request = 0;
+  uint64_t hold_key = 0, epoch = 0;
+  int32_t shards = 0;
+  std::vector<PeerEndpoint> peers;
+  int32_t me = 0;
+};
+
+// Node -> link: the pieces of weights `version` it still misses after a pause (a peer that was
+// to forward them is gone or slow).
+struct NodeNeed {
+  int64_t version = 0;
+  std::vector<int32_t> pieces;
+};
+
+// The pieces a spread of `bytes` bytes over `peers` nodes is cut into (each a whole number of
+// floats, at most kChunkBytes, at least one per node), and the first piece of slot `k` (k = peers:
+// the count).
+uint64_t spread_piece_bytes(uint64_t bytes, int peers);
+int32_t spread_first(int32_t pieces, int peers, int k);
+
 // A piece of a large payload: weights (down) or a partial sum (up). The sender's pieces point
 // into the whole payload, which they keep alive, so the serializer copies straight from it; the
 // receiver's arrive in `bytes`. (A payload of n bytes is ceil(n / kChunkBytes) chunks, in order.)
@@ -120,6 +178,7 @@ struct NodeResult {
   double cpu_s = 0;    // the node process's CPU time so far (user + system, all threads) ...
   double rss_mb = 0;   // ... and its resident memory, when it answered
   std::string error;
+  bool held = false;  // the node keeps the sum (StepCtl::hold_key): no chunks come
 };
 
 // The typed interfaces of the cluster's actors (a message outside them is a compile error on the
@@ -129,19 +188,30 @@ struct NodeResult {
 // A node's link at the root: to the coordinator a member like the local subtree (the sphere
 // protocol: a step's shards in, their exact sum out; statistics), plus the end of the run; to its
 // node, where the answers and a goodbye arrive (only from that node: checked by the link).
-using link_actor =
-    sphere_actor::extend<caf::replies_to<shutdown_atom>::with<bool>,
-                         caf::reacts_to<chunk_atom, Chunk>, caf::reacts_to<result_atom, NodeResult>,
-                         caf::reacts_to<leave_atom>>;
+// From the coordinator also: a spread of the weights, and a reduce (answered with the node's
+// slice of the exchanged sum, or its whole sum); from the node: pieces it still needs and the
+// version it has whole.
+using link_actor = sphere_actor::extend<
+    caf::replies_to<shutdown_atom>::with<bool>, caf::reacts_to<chunk_atom, Chunk>,
+    caf::reacts_to<result_atom, NodeResult>, caf::reacts_to<leave_atom>,
+    caf::reacts_to<spread_atom, NodeSpread, WeightsRef>,
+    caf::replies_to<reduce_atom, NodeReduce>::with<Partial>,
+    caf::reacts_to<need_atom, NodeNeed>, caf::reacts_to<have_atom, int64_t>>;
+
+// What a node's peers may send it (the interface it is published with): who is dialing (its
+// index), a piece of the weights being spread, and a piece of a sum slice (epoch, sender's slot).
+using peer_actor =
+    caf::typed_actor<caf::reacts_to<peer_atom, int32_t>, caf::reacts_to<wpiece_atom, Chunk>,
+                     caf::reacts_to<spiece_atom, uint64_t, int32_t, Chunk>>;
 
 // A node's agent, as its link at the root and its own process talk to it: a request and the
 // weights' chunks (only from its link), the end of the run, its spheres' statistics, and leaving
 // after the current step (SIGTERM).
-using agent_actor =
-    caf::typed_actor<caf::reacts_to<work_atom, NodeWork>, caf::reacts_to<chunk_atom, Chunk>,
-                     caf::replies_to<shutdown_atom>::with<bool>,
-                     caf::replies_to<stats_atom>::with<std::vector<SphereStats>>,
-                     caf::reacts_to<leave_atom>>;
+using agent_actor = peer_actor::extend<
+    caf::reacts_to<work_atom, NodeWork>, caf::reacts_to<chunk_atom, Chunk>,
+    caf::replies_to<shutdown_atom>::with<bool>,
+    caf::replies_to<stats_atom>::with<std::vector<SphereStats>>, caf::reacts_to<leave_atom>,
+    caf::reacts_to<spread_atom, NodeSpread>, caf::reacts_to<reduce_atom, NodeReduce>>;
 
 // Gateway -> node: joined. `link` is the node's peer at the root; work comes from it.
 struct JoinAccepted {
@@ -180,12 +250,30 @@ typename Inspector::result_type inspect(Inspector& f, Membership& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinedNode& x) {
   return f(caf::meta::type_name("cllm.joined_node"), x.index, x.id, x.host, x.spheres, x.threads,
-           x.height);
+           x.height, x.peer);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PeerEndpoint& x) {
+  return f(caf::meta::type_name("cllm.peer_endpoint"), x.node, x.host, x.port);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeSpread& x) {
+  return f(caf::meta::type_name("cllm.node_spread"), x.version, x.weight_bytes, x.piece_bytes,
+           x.peers, x.me);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeNeed& x) {
+  return f(caf::meta::type_name("cllm.node_need"), x.version, x.pieces);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeReduce& x) {
+  return f(caf::meta::type_name("cllm.node_reduce"), x.request, x.hold_key, x.epoch, x.shards,
+           x.peers, x.me);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinHello& x) {
   return f(caf::meta::type_name("cllm.join_hello"), x.protocol, x.node_id, x.host, x.nonce,
-           x.spheres, x.fanout, x.threads, x.height);
+           x.spheres, x.fanout, x.threads, x.height, x.peer_host, x.peer_port);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Fingerprint& x) {
@@ -230,7 +318,7 @@ typename Inspector::result_type inspect(Inspector& f, Chunk& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeResult& x) {
   return f(caf::meta::type_name("cllm.node_result"), x.request, x.partial, x.sum_chunks,
-           x.sum_bytes, x.node_ms, x.cpu_s, x.rss_mb, x.error);
+           x.sum_bytes, x.node_ms, x.cpu_s, x.rss_mb, x.error, x.held);
 }
 
 }  // namespace cllm

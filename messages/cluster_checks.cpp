@@ -1,5 +1,6 @@
 #include "messages/cluster_checks.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 
@@ -69,7 +70,8 @@ std::string hello_problem(const JoinHello& h) {
   if (h.protocol != kClusterProtocol)
     return fmt::format("it speaks cluster protocol {}, this root {}", h.protocol, kClusterProtocol);
   if (!plain_token(h.node_id, 64) || !plain_token(h.host, 255) || h.nonce.size() != 32 ||
-      h.spheres < 1 || h.threads < 1 || h.height < 0 || h.spheres > 1000000 || h.threads > 4096)
+      h.spheres < 1 || h.threads < 1 || h.height < 0 || h.spheres > 1000000 || h.threads > 4096 ||
+      (h.peer_port != 0 && !plain_token(h.peer_host, 255)))
     return "its hello is malformed";
   return {};
 }
@@ -93,7 +95,8 @@ std::string welcome_problem(const JoinWelcome& w, RunConfig& run) {
   return {};
 }
 
-std::string work_problem(const RunConfig& run, int64_t held_version, const NodeWork& w) {
+std::string work_problem(const RunConfig& run, int64_t held_version, int64_t spreading,
+                         const NodeWork& w) {
   const ParamLayout layout(run.model);
   if (w.set.shards.empty() || w.set.shards.size() > size_t(run.batch.shards()))
     return "a request with no shards or too many";
@@ -111,6 +114,7 @@ std::string work_problem(const RunConfig& run, int64_t held_version, const NodeW
   if (w.work.step < 0 || w.work.attempt < 0 || w.ctl.delivery < 0 || w.weights_version < 0)
     return "a negative step, attempt, delivery or weights version";
   if (w.ctl.deadline_ms < 0 || w.ctl.deadline_ms > int64_t(1e12)) return "a deadline out of range";
+  if (w.weights_version == spreading && w.weight_bytes == 0 && w.weight_chunks == 0) return {};
   if (w.weights_version != held_version &&
       (w.weight_bytes != layout.total() * sizeof(float) ||
        w.weight_chunks != int32_t((w.weight_bytes + kChunkBytes - 1) / kChunkBytes)))
@@ -122,29 +126,77 @@ PayloadAssembly weights_assembly(const NodeWork& w) {
   return PayloadAssembly(w.weight_bytes, kChunkBytes);
 }
 
-PayloadAssembly sum_assembly(const RunConfig& run, uint64_t packed_bytes) {
-  if (packed_bytes == 0 || packed_bytes > packed_sums_bound(ParamLayout(run.model).total()))
-    return PayloadAssembly();
+namespace {
+
+// Peers named by index, host and port: 1 to kMaxPeers, each index once, `me` among them.
+std::string peers_problem(int32_t me, const std::vector<PeerEndpoint>& peers, int32_t slot) {
+  constexpr size_t kMaxPeers = 4096;
+  if (peers.empty() || peers.size() > kMaxPeers) return "no peers or too many";
+  if (slot < 0 || size_t(slot) >= peers.size() || peers[size_t(slot)].node != me)
+    return "a slot that is not this node's";
+  for (size_t i = 0; i < peers.size(); ++i) {
+    if (peers.size() > 1 && (peers[i].port == 0 || !plain_token(peers[i].host, 255)))
+      return "a peer with no address";
+    for (size_t j = 0; j < i; ++j)
+      if (peers[j].node == peers[i].node) return "a peer named twice";
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string spread_problem(const RunConfig& run, int32_t me, const NodeSpread& s) {
+  const uint64_t bytes = ParamLayout(run.model).total() * sizeof(float);
+  if (s.version < 0) return "a negative weights version";
+  if (s.weight_bytes != bytes) return "weights of the wrong size";
+  if (s.piece_bytes != spread_piece_bytes(bytes, int(s.peers.size())))
+    return "weight pieces of the wrong size";
+  return peers_problem(me, s.peers, s.me);
+}
+
+PayloadAssembly spread_assembly(const NodeSpread& s) {
+  return PayloadAssembly(s.weight_bytes, s.piece_bytes);
+}
+
+std::string reduce_problem(int32_t me, const NodeReduce& r) {
+  if (r.shards <= 0) return "a reduce of no shards";
+  return peers_problem(me, r.peers, r.me);
+}
+
+SliceRange reduce_slice(const RunConfig& run, int peers, int me) {
+  const Slicing slicing(ParamLayout(run.model).total(), std::max(peers, 1));
+  return {slicing.begin(me), slicing.end(me)};
+}
+
+PayloadAssembly sum_assembly(size_t values, uint64_t packed_bytes) {
+  if (packed_bytes == 0 || packed_bytes > packed_sums_bound(values)) return PayloadAssembly();
   return PayloadAssembly(packed_bytes, kChunkBytes);
 }
 
-std::string unpack_partial_sum(const RunConfig& run, const std::vector<char>& packed,
+std::string unpack_partial_sum(size_t values, const std::vector<char>& packed,
                                std::vector<int64_t>& sum) {
-  sum.resize(ParamLayout(run.model).total());
+  sum.resize(values);
   return unpack_sums(packed.data(), packed.size(), sum.data(), sum.size());
 }
 
-std::string result_problem(const RunConfig& run, int32_t shards, const PayloadAssembly& sum,
-                           NodeResult& r) {
+std::string result_problem(const RunConfig& run, int32_t shards, bool held,
+                           const PayloadAssembly& sum, NodeResult& r) {
   if (!r.error.empty()) {  // an answer too: the node could not compute it
     r.error = printable(r.error, 1000);
     return sum.received() == 0 ? "" : "an error with a partial sum";
   }
   const ExactGrad& g = r.partial.grad;
-  if (sum.bytes() == 0) return "a partial sum with chunks missing (none of a possible size came)";
-  if (r.sum_bytes != sum.bytes() || r.sum_chunks < 0 || uint64_t(r.sum_chunks) != sum.pieces())
-    return "a partial sum of the wrong size";
-  if (!sum.complete()) return "a partial sum with chunks missing";
+  if (r.held != held) return held ? "a partial sum it was to keep" : "no partial sum";
+  if (held) {
+    if (sum.received() != 0 || r.sum_chunks != 0 || r.sum_bytes != 0)
+      return "a partial sum it was to keep";
+  } else {
+    if (sum.bytes() == 0)
+      return "a partial sum with chunks missing (none of a possible size came)";
+    if (r.sum_bytes != sum.bytes() || r.sum_chunks < 0 || uint64_t(r.sum_chunks) != sum.pieces())
+      return "a partial sum of the wrong size";
+    if (!sum.complete()) return "a partial sum with chunks missing";
+  }
   if (!g.sum.empty()) return "a partial sum outside its chunks";
   if (g.max_abs.size() != ParamLayout(run.model).tensors().size())
     return "maxima of the wrong size";

@@ -24,23 +24,38 @@ NumericsFingerprint fingerprint_from_wire(const Fingerprint& fp);
 
 // Node, from the proven root: the run it describes (parsed and validated into `run`).
 std::string welcome_problem(const JoinWelcome& w, RunConfig& run);
-// Node: a request for `run`'s shards, the node holding weights version `held_version`.
-std::string work_problem(const RunConfig& run, int64_t held_version, const NodeWork& w);
+// Node: a request for `run`'s shards, the node holding weights version `held_version` and
+// receiving version `spreading` from its peers (-1: none).
+std::string work_problem(const RunConfig& run, int64_t held_version, int64_t spreading,
+                         const NodeWork& w);
 // Node: where the weights of an accepted request arrive.
 PayloadAssembly weights_assembly(const NodeWork& w);
 
-// Root: where the packed partial sum of a request for `run`'s shards arrives, sized by its first
-// chunk's `packed_bytes` when that is a size a packing of the model's sum can have (else an
-// assembly that takes no piece).
-PayloadAssembly sum_assembly(const RunConfig& run, uint64_t packed_bytes);
+// Node: a spread of `run`'s weights to this node (index `me`); where its pieces arrive.
+std::string spread_problem(const RunConfig& run, int32_t me, const NodeSpread& s);
+PayloadAssembly spread_assembly(const NodeSpread& s);
+// Node: a request to hand over its held sum, this node being index `me`.
+std::string reduce_problem(int32_t me, const NodeReduce& r);
+// The elements [begin, end) of the exchanged sum that slot `me` of a reduce over `peers` nodes
+// answers with (the whole sum for one).
+struct SliceRange {
+  size_t begin = 0, end = 0;
+  size_t size() const { return end - begin; }
+};
+SliceRange reduce_slice(const RunConfig& run, int peers, int me);
+
+// Where a packed sum of `values` values arrives, sized by its first chunk's `packed_bytes` when
+// that is a size a packing of that many values can have (else an assembly that takes no piece).
+// The root uses it for a node's sum or slice; a node for a peer's piece of its slice.
+PayloadAssembly sum_assembly(size_t values, uint64_t packed_bytes);
 // Root: a node's answer to a request for `shards` shards of `run`, its sum's chunks as they
-// arrived in `sum`. Texts that travel on (the error, the fault events' reasons) are made
-// printable in place.
-std::string result_problem(const RunConfig& run, int32_t shards, const PayloadAssembly& sum,
-                           NodeResult& r);
-// Root: the packed sum of an answer that passed result_problem, unpacked into `sum` (the model's
-// size); "" or why the bytes are not a packing of it.
-std::string unpack_partial_sum(const RunConfig& run, const std::vector<char>& packed,
+// arrived in `sum` (none when the node was to keep it: `held`). Texts that travel on (the error,
+// the fault events' reasons) are made printable in place.
+std::string result_problem(const RunConfig& run, int32_t shards, bool held,
+                           const PayloadAssembly& sum, NodeResult& r);
+// The packed sum of an answer that passed result_problem (or a peer's piece), unpacked into `sum`
+// (`values` values); "" or why the bytes are not a packing of them.
+std::string unpack_partial_sum(size_t values, const std::vector<char>& packed,
                                std::vector<int64_t>& sum);
 
 }  // namespace cllm

@@ -62,6 +62,17 @@ std::vector<Chunk> Chunk::split(uint64_t id, std::shared_ptr<const void> owner, 
   return out;
 }
 
+uint64_t spread_piece_bytes(uint64_t bytes, int peers) {
+  // About a share per node (so each node's share is about bytes / peers), in whole floats.
+  const uint64_t share = (bytes + uint64_t(std::max(peers, 1)) - 1) / uint64_t(std::max(peers, 1));
+  const uint64_t floats = std::max<uint64_t>(1, (share + sizeof(float) - 1) / sizeof(float));
+  return std::min<uint64_t>(kChunkBytes, floats * sizeof(float));
+}
+
+int32_t spread_first(int32_t pieces, int peers, int k) {
+  return int32_t(int64_t(pieces) * k / std::max(peers, 1));
+}
+
 const GiveUp* as_give_up(const caf::error& e) {
   if (e.category() != kSphereCategory || e.code() != uint8_t(sphere_errc::gave_up) ||
       !e.context().match_elements<GiveUp>())
@@ -98,6 +109,10 @@ void register_messages(caf::actor_system_config& cfg) {
   cfg.add_message_type<NodeWork>("cllm.node_work");
   cfg.add_message_type<Chunk>("cllm.chunk");
   cfg.add_message_type<NodeResult>("cllm.node_result");
+  cfg.add_message_type<PeerEndpoint>("cllm.peer_endpoint");
+  cfg.add_message_type<NodeNeed>("cllm.node_need");
+  cfg.add_message_type<NodeSpread>("cllm.node_spread");
+  cfg.add_message_type<NodeReduce>("cllm.node_reduce");
   cfg.add_error_category(kSphereCategory, [](uint8_t code, caf::atom_value,
                                              const caf::message& ctx) {
     std::string text = code == uint8_t(sphere_errc::gave_up) ? "sphere gave up" : "sphere crashed";

@@ -104,6 +104,10 @@ using AssignmentRef = std::shared_ptr<const Assignment>;
 struct StepCtl {
   int32_t delivery = 0;     // 0 = first delivery; > 0 = resent after a failure (no injections)
   int64_t deadline_ms = 0;  // base deadline D; a child h levels high gets D * (h + 1)
+  // A remote node: 0 sends its partial sum up with the answer; otherwise the node keeps it, added
+  // to what it holds under this key (a new key starts afresh), until the root asks for it (the
+  // exchange between nodes, actors/coordinator.cpp).
+  uint64_t hold_key = 0;
 };
 
 // Why a sphere gave up (its restart budget is spent), with what it had counted: the context of
@@ -146,7 +150,7 @@ typename Inspector::result_type inspect(Inspector& f, ShardSet& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepCtl& x) {
-  return f(caf::meta::type_name("cllm.step_ctl"), x.delivery, x.deadline_ms);
+  return f(caf::meta::type_name("cllm.step_ctl"), x.delivery, x.deadline_ms, x.hold_key);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ExactGrad& x) {

@@ -19,6 +19,10 @@ HostPort parse_host_port(const std::string& text, const std::string& option, boo
 // reads "tcp socket creation failed".
 std::string listen_problem(const HostPort& hp);
 
+// This machine's address on the route to host:port (what a peer on that network reaches it by),
+// or "" when there is none.
+std::string local_address_towards(const std::string& host, uint16_t port);
+
 // 127.0.0.0/8, ::1 and "localhost": addresses no other machine can reach.
 bool is_loopback(const std::string& host);
 

@@ -36,6 +36,8 @@ const char* kind_name(int32_t kind) {
       return "node_lost";
     case FaultEvent::owner_lost:
       return "owner_lost";
+    case FaultEvent::exchange_failed:
+      return "exchange_failed";
     default:
       return "crashed";
   }
@@ -187,6 +189,9 @@ void EventLog::add(const FaultCounts& f) {
         continue;
       case FaultEvent::node_lost:
         err_ << fmt::format("cllm: lost {}{}\n", e.reason, when);
+        continue;
+      case FaultEvent::exchange_failed:
+        err_ << fmt::format("cllm: {}{}\n", e.reason, when);
         continue;
       case FaultEvent::owner_lost:
         if (reasons_[e.reason]++ == 0)

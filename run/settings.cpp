@@ -184,6 +184,10 @@ void cluster(OptionTable& t, TrainSettings& s) {
           "how long to wait for --min-nodes, and for a node when none is left", s.join_timeout, 0,
           kMaxJoinTimeoutS, Scope::placement);
   link_options(t, s.cluster_key, s.heartbeat_ms, s.connection_timeout);
+  choice(t, "--node-reduce",
+         "mesh (nodes exchange their sums and the weights among themselves) or star (each sends "
+         "its whole sum to the root and gets the whole weights from it)",
+         s.node_reduce, {"mesh", "star"}, Scope::placement);
   t.add("--plan-nodes", "LIST",
         "with --print-topology: nodes of these thread counts (e.g. 16,4) join the deal", "",
         [&s](const std::string& v) { s.plan_nodes = v; });

@@ -53,6 +53,7 @@ struct TrainSettings {
   int heartbeat_ms = kDefaultHeartbeatMs;
   double connection_timeout = kDefaultConnectionTimeoutS;
   std::string plan_nodes;  // --print-topology: node capacities to deal the shards over
+  std::string node_reduce = "mesh";  // nodes exchange sums among themselves, or "star"
   // Output
   std::string run_dir;  // empty: a new runs/<date-time>
   int eval_every = 200, eval_windows = 32, log_every = 0;

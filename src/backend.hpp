@@ -64,6 +64,7 @@ struct FaultEvent {
     node_left = 4,
     node_lost = 5,
     owner_lost = 6,  // an owner of the step's sums crashed: respawned, the round computed again
+    exchange_failed = 7,  // nodes could not exchange their sums: each sent its whole sum instead
   };
   int32_t kind = crashed;
   int32_t sphere = 0;  // the sphere that failed, the node's index, or the owner's

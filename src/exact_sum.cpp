@@ -108,6 +108,13 @@ void ExactGrad::merge(const ExactGrad& o) {
   nonfinite |= o.nonfinite;
 }
 
+ExactGrad ExactGrad::without_sum() const {
+  ExactGrad g;
+  g.begin = begin, g.max_abs = max_abs, g.loss_fixed = loss_fixed, g.tokens = tokens;
+  g.shards = shards, g.overflow = overflow, g.nonfinite = nonfinite;
+  return g;
+}
+
 void ExactGrad::merge_range(const ExactGrad& o) {
   if (o.shards == 0) return;
   if (o.begin > begin || o.end() < end() || o.max_abs.size() != max_abs.size())

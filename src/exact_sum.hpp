@@ -89,6 +89,9 @@ struct ExactGrad {
   void merge_range(const ExactGrad& wider);
 
   double loss_sum() const;  // the exact loss total, as a double
+  // The same counts (loss, tokens, shards, maxima, flags) without the sum: what a node reports of
+  // a sum it keeps.
+  ExactGrad without_sum() const;
 };
 
 // Headroom, in powers of two, for a tensor's max |g| to grow from one step to the next before a

@@ -19,4 +19,11 @@ int64_t PayloadAssembly::place(uint64_t total, int64_t index, uint64_t size) {
   return int64_t(at);
 }
 
+std::vector<int32_t> PayloadAssembly::missing() const {
+  std::vector<int32_t> out;
+  for (size_t i = 0; i < seen_.size(); ++i)
+    if (!seen_[i]) out.push_back(int32_t(i));
+  return out;
+}
+
 }  // namespace cllm

@@ -25,6 +25,8 @@ class PayloadAssembly {
   uint64_t pieces() const { return seen_.size(); }
   uint64_t received() const { return received_; }
   bool complete() const { return received_ == seen_.size(); }
+  // The pieces not received yet.
+  std::vector<int32_t> missing() const;
 
  private:
   uint64_t bytes_ = 0, piece_ = 1, received_ = 0;
