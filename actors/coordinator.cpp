@@ -41,6 +41,7 @@ struct Member : ChildSlot {
   uint64_t hold_key = 0;
   std::vector<size_t> held;  // positions whose sums it keeps ...
   ExactGrad held_counts;     // ... and their loss, tokens, shards, maxima, flags
+  bool reducing = false;     // handing them over: new work waits (it would change the sum)
 
   bool local() const { return node < 0; }
   bool exchanges() const { return !local() && peer.port != 0 && !leaving; }
@@ -171,7 +172,7 @@ size_t find_member(const CoordinatorState& st, const caf::actor_addr& who) {
 void dispatch(coordinator_pointer self, size_t i) {
   auto& st = self->state;
   Member& m = st.members[i];
-  if (m.busy || m.queue.empty()) return;
+  if (m.busy || m.queue.empty() || m.reducing) return;
   m.in_flight = std::move(m.queue.front());
   m.queue.pop_front();
   StepCtl ctl;
@@ -396,11 +397,13 @@ void finish_reduction(coordinator_pointer self, Reduction& r) {
     positions.insert(positions.end(), m.held.begin(), m.held.end());
     m.held.clear(), m.held_counts = ExactGrad{};
     m.hold_key = ++st.hold_keys;  // work dealt to it later in this round is kept anew
+    m.reducing = false;
   }
   whole.begin = 0;
   for (ExactGrad& slice : r.slices)
     whole.sum.insert(whole.sum.end(), slice.sum.begin(), slice.sum.end());
   merge_into_owners(self, positions, whole);
+  for (size_t i : idx) dispatch(self, i);  // work dealt to it meanwhile (a lost node's shards)
 }
 
 void on_slice(coordinator_pointer self, const std::shared_ptr<Reduction>& r, size_t j,
@@ -444,6 +447,7 @@ void reduce_group(coordinator_pointer self, const std::vector<size_t>& which) {
   r->left = which.size();
   for (size_t j = 0; j < which.size(); ++j) {
     Member& m = st.members[which[j]];
+    m.reducing = true;
     NodeReduce req;
     req.hold_key = m.hold_key, req.epoch = epoch, req.shards = int32_t(m.held.size());
     req.peers = peers, req.me = int32_t(j);
@@ -507,7 +511,7 @@ void start_round(coordinator_pointer self) {
   st.mesh_failed = false;
   st.reducing = 0;
   for (Member& m : st.members) {
-    m.held.clear(), m.held_counts = ExactGrad{};
+    m.held.clear(), m.held_counts = ExactGrad{}, m.reducing = false;
     m.hold_key = st.holding && m.exchanges() ? ++st.hold_keys : 0;
   }
   if (!st.owners.empty()) {

@@ -1,6 +1,7 @@
 #include "actors/node_agent.hpp"
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -67,6 +68,7 @@ struct ReduceInFlight {
   bool active = false;
   NodeReduce req;
   SliceRange slice;
+  ExactGrad counts;            // of the kept sum, as the exchange began
   std::vector<int64_t> total;  // this node's own part, then every peer's added
   std::vector<PayloadAssembly> pieces;
   std::vector<std::vector<char>> packed;
@@ -113,6 +115,7 @@ struct AgentState {
   HeldSum held;
   ReduceInFlight reduce;
   uint64_t last_epoch = 0;  // the newest exchange begun here (older pieces are stale)
+  int exchanges = 0;
 };
 
 using agent_pointer = agent_impl::stateful_pointer<AgentState>;
@@ -540,7 +543,7 @@ void maybe_finish_reduce(agent_pointer self) {
   if (!x.active || x.missing > 0) return;
   NodeResult r;
   r.request = x.req.request;
-  r.partial.grad = st.held.grad.without_sum();
+  r.partial.grad = std::move(x.counts);
   const std::vector<int64_t> total = std::move(x.total);
   x = ReduceInFlight{};
   send_answer(self, std::move(r), total.data(), total.size());
@@ -620,6 +623,7 @@ void on_reduce(agent_pointer self, NodeReduce& r) {
   x.active = true;
   x.req = std::move(r);
   x.slice = reduce_slice(st.run, k, x.req.me);
+  x.counts = st.held.grad.without_sum();
   const auto& sum = st.held.grad.sum;
   x.total.assign(sum.begin() + std::ptrdiff_t(x.slice.begin),
                  sum.begin() + std::ptrdiff_t(x.slice.end));
@@ -628,6 +632,7 @@ void on_reduce(agent_pointer self, NodeReduce& r) {
   x.added[size_t(x.req.me)] = true;
   x.missing = int32_t(std::count(x.added.begin(), x.added.end(), false));
   send_slices(self);
+  if (++st.exchanges == st.opt.die_in_exchange) std::raise(SIGKILL);  // (tests: mid-exchange)
   std::vector<EarlyPiece> early = std::exchange(st.early_sums, {});
   st.early_sum_bytes = 0;
   for (EarlyPiece& e : early)

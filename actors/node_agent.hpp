@@ -35,6 +35,7 @@ struct NodeOptions {
   double reconnect_timeout_s =
       kDefaultJoinTimeoutS;    // give up dialing a root that does not come back
   bool perturb_probe = false;  // tests: a fingerprint as from another CPU
+  int die_in_exchange = 0;     // tests: SIGKILL itself in its Nth exchange, its pieces sent
   // Where the other nodes reach this one for the exchanges (actors/coordinator.cpp); empty: they
   // do not, and it sends its sums to the root.
   std::string peer_host;

@@ -186,6 +186,8 @@ int cmd_node(const std::vector<std::string>& args) {
   if (a.opt.node_id.empty()) a.opt.node_id = fmt::format("{}-{}", a.opt.node_host, ::getpid());
   // A test-only stand-in for a machine whose numerics differ (see src/fingerprint.hpp).
   a.opt.perturb_probe = std::getenv("CLLM_TEST_PERTURB_PROBE") != nullptr;
+  // A test-only kill of this node in the middle of its Nth exchange of sums with its peers.
+  if (const char* n = std::getenv("CLLM_TEST_DIE_IN_EXCHANGE")) a.opt.die_in_exchange = std::atoi(n);
   Topology(a.opt.spheres, a.opt.fanout);  // validates the shape before dialing
   // The node dials the root through a local relay that answers the root's guard (see
   // src/cluster_guard.hpp); a root without a guard is relayed as it is. Not with TLS and no key:

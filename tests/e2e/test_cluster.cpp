@@ -8,9 +8,11 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <vector>
@@ -247,6 +249,62 @@ TEST_CASE("cluster: a node killed mid-run has its shards dealt again", "[e2e][cl
   const json s = read_json(fs::path(dir) / "summary.json");
   CHECK(s.value("nodes_lost", 0) == 1);
   CHECK(a.wait(kNodeLimitS).code == 0);
+}
+
+// The payload bytes the root received per step (its links count them).
+double received_per_step(const std::string& dir, int steps) {
+  return read_json(fs::path(dir) / "summary.json").value("bytes_received", 0.0) / steps;
+}
+
+TEST_CASE("cluster: nodes exchange their sums among themselves; the root gets one sum a step",
+          "[e2e][cluster]") {
+  // With a cluster key the nodes' own ports are guarded as the root's is.
+  TempDir tmp;
+  const std::string key = key_file(tmp, "key.txt", "0123456789abcdef0123456789abcdef");
+  std::map<std::string, double> per_step;
+  for (const std::string mode : {"mesh", "star"}) {
+    const std::string dir = tmp / mode;
+    Background root(cluster_train(dir, 30) + kNet +
+                    Args{"--spheres", "0", "--listen", "127.0.0.1:0", "--min-nodes", "3",
+                         "--join-timeout", "30", "--cluster-key", key, "--node-reduce", mode});
+    const std::string port = wait_for_port(root);
+    std::vector<std::unique_ptr<Background>> nodes;
+    for (int i = 0; i < 3; ++i)
+      nodes.push_back(
+          std::make_unique<Background>(node_args(port, 1, {"--cluster-key", key})));
+    const Result r = root.wait(kLimitS);
+    check_same_weights(r, 30);
+    CHECK_FALSE(contains(r.err, "exchange"));  // no exchange failed
+    for (auto& n : nodes) CHECK(n->wait(kNodeLimitS).code == 0);
+    per_step[mode] = received_per_step(dir, 30);
+  }
+  // Three nodes: the star brings the root three partial sums a step, the mesh one, in slices.
+  INFO("mesh " << per_step["mesh"] << " B/step, star " << per_step["star"]);
+  CHECK(per_step["mesh"] * 2.5 < per_step["star"]);
+  CHECK(per_step["mesh"] * 3.5 > per_step["star"]);
+}
+
+TEST_CASE("cluster: a node killed in the middle of an exchange costs its shards, not the run",
+          "[e2e][cluster][faults]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  Background root(cluster_train(dir, 40) + kNet +
+                  Args{"--spheres", "0", "--listen", "127.0.0.1:0", "--min-nodes", "3",
+                       "--join-timeout", "30"});
+  const std::string port = wait_for_port(root);
+  Background a(node_args(port, 1));
+  Background b(node_args(port, 1));
+  ::setenv("CLLM_TEST_DIE_IN_EXCHANGE", "5", 1);  // its fifth exchange: SIGKILL, pieces sent
+  Background c(node_args(port, 1));
+  ::unsetenv("CLLM_TEST_DIE_IN_EXCHANGE");
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 40);
+  CHECK(contains(r.err, "lost node"));
+  CHECK(contains(r.err, "the exchange between 3 nodes failed"));
+  CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 1);
+  CHECK(c.wait(kNodeLimitS).code == 128 + SIGKILL);
+  CHECK(a.wait(kNodeLimitS).code == 0);
+  CHECK(b.wait(kNodeLimitS).code == 0);
 }
 
 TEST_CASE("cluster: a frozen node is lost by heartbeat and rejoins when it thaws",
