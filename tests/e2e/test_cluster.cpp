@@ -738,6 +738,25 @@ TEST_CASE("cluster TLS: root and node with mutual TLS give the one-process weigh
   CHECK(node.wait(kNodeLimitS).code == 0);
 }
 
+TEST_CASE("cluster TLS: nodes exchange their sums among themselves over TLS",
+          "[e2e][cluster][tls]") {
+  TempDir tmp;
+  const TestPki pki(tmp);
+  Background root(cluster_train(tmp / "run", 30) + kNet +
+                  Args{"--spheres", "0", "--listen", "127.0.0.1:0", "--min-nodes", "2",
+                       "--join-timeout", "60"} +
+                  pki.files("root"));
+  const std::string port = wait_for_port(root);
+  REQUIRE(!port.empty());
+  Background a(node_args(port, 1, pki.files("node")));
+  Background b(node_args(port, 1, pki.files("node")));
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 30);
+  CHECK_FALSE(contains(r.err, "exchange"));  // the peers reached each other over TLS
+  CHECK(a.wait(kNodeLimitS).code == 0);
+  CHECK(b.wait(kNodeLimitS).code == 0);
+}
+
 TEST_CASE("cluster TLS: a node without a certificate of the cluster's CA is refused",
           "[e2e][cluster][tls]") {
   TempDir tmp;
