@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """The cluster's cost model (docs/cluster.md, "Cost model"): a step's time from the model's size,
-the link rate and a few measured constants, for the star of today (the root sends the weights to
-every node and receives every node's exact sum) and for the owner scheme (a ring reduce-scatter
-of the packed int64 sums between the nodes, each node updating its slice, then an all-gather of
-the fp32 weights: NOT BUILT between nodes yet).
+the link rate and a few measured constants, for the star (`--node-reduce star`: the root sends
+the weights to every node and receives every node's exact sum), the mesh that is built
+(`--node-reduce mesh`, the default: the root sends each node a share of the weights, which it
+forwards to the others; the nodes exchange slices of their packed sums, and each sends the total
+of its slice to the root, which applies AdamW), and the owner scheme (a ring reduce-scatter with
+each node updating its slice and an all-gather: NOT BUILT; the root still applies the optimizer).
 
     bench/net-cluster.sh ... | bench/cluster_cost_model.py     # prediction against measurement
     bench/cluster_cost_model.py --gpt2                          # GPT-2 size, 1 and 10 Gbit/s
 
-Rows of builds labelled "before" are the star with raw int64 sums (protocol 1), any other label
-the star with packed sums (protocol 2).
+Rows of builds labelled "before" are the star with raw int64 sums (protocol 1), labels ending in
+"/mesh" the mesh (with fewer than two nodes it is the star), any other label the star with packed
+sums.
 """
 import math
 import sys
@@ -19,6 +22,11 @@ RHO = 0.575  # packed / raw bytes of a node's exact sum: tiny 0.571, small 0.581
 OVERHEAD = 1.05  # interface bytes per payload byte (TCP/IP, BASP): 1,013,762 / 964,608 for tiny
 CPU_NS_PER_BYTE = 1.1  # the root's CPU per byte of its link (serialising, copies, TCP): from the
 # loopback figure below in docs/cluster.md (10.1 MB per step in 11-12 ms of network time)
+# CPU per byte at each end of a transfer between the processes of the shaped cluster (BASP, the
+# kernel's TCP over the veths, the cluster key's two relays per connection), with every process
+# on the same 2 cores: FITTED, the one constant of the mesh's model not measured directly (from
+# the 8-host 1 Gbit/s point of tiny, where the mesh is bound by the cores, not the links).
+KAPPA_ALL_NS = 6.6
 CODEC_NS = 1.6  # packing or unpacking, per value: small's 842,496 values pack in 1.3-1.4 ms and
 # unpack in 1.3 ms (/tmp timing loop over real sums, best of 20)
 SHARDS = 8  # shards per step: --batch 16 / --micro-batch 2, the defaults
@@ -88,13 +96,49 @@ def owner_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0):
             2 * (k - 1) * alpha_ms)
 
 
+def mesh_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0, shards_sum_ms=None,
+            kappa_ns=KAPPA_ALL_NS):
+    """Root + K = hosts-1 nodes, the mesh that is built. Two exchanges, each bound by the links
+    or by the cores that move the bytes, whichever is slower:
+      spread:   the root sends share j of the weights (W/K) to node j, all at once; then each
+                node forwards its share to the K-1 others (one piece per share at these sizes, so
+                the two do not overlap): W/R + (K-1)/K W/R on the wire; every byte is handled at
+                both ends: 2 K W bytes of CPU over the cores.
+      exchange: each node sends slice j of its packed sum S to node j, (K-1)/K S each way at
+                once, then the K slice totals (S in all) come into the root's link:
+                (K-1)/K S/R + S/R; 2 K S bytes of CPU.
+    Between them the compute; after them packing (each node packs its slices and its total and
+    unpacks K-1 pieces: about 2 P values), the root's unpacking and apply, and 4 hops of
+    latency. With one node the mesh is not used: the star."""
+    k = hosts - 1
+    if k < 2:
+        return star_ms(p, hosts, rate, True, shard_ms, apply_ms, cores=cores, alpha_ms=alpha_ms,
+                       shards_sum_ms=shards_sum_ms)
+    w = 4 * p * OVERHEAD
+    s = RHO * 8 * p * OVERHEAD
+    par = min(k + 1, cores)
+    spread = max((w + (k - 1) / k * w) / rate * 1e3, 2 * k * w * kappa_ns * 1e-6 / par)
+    exchange = max(((k - 1) / k * s + s) / rate * 1e3, 2 * k * s * kappa_ns * 1e-6 / par)
+    codec = k * 2 * p * CODEC_NS * 1e-6 / min(k, cores) + p * CODEC_NS * 1e-6
+    return (spread + compute_ms(shard_ms, k, cores, shards_sum_ms) + exchange + codec + apply_ms +
+            4 * alpha_ms)
+
+
+def mesh_link_bytes(p, k, rho=RHO):
+    """A node's link per step in the mesh (sent + received, payload): the weights it lacks (W)
+    and its share forwarded to K-1 others, its sum's K-1 foreign slices out and its peers' pieces
+    of its own slice in, its slice's total to the root: (2K-1)/K (W + S). The root's: W + S."""
+    w, s = 4 * p, rho * 8 * p
+    return (2 * k - 1) / k * (w + s), w + s
+
+
 def float_ring_bytes(p, k):
     """What a float ring all-reduce sends per member per step (and receives): 2(K-1)/K x 4P."""
     return 2 * (k - 1) / k * 4 * p
 
 
 def against_measurement(lines):
-    print(f"{'build':8} {'model':6} {'hosts':>5} {'link':>8} {'measured':>9} {'predicted':>9} "
+    print(f"{'build':14} {'model':6} {'hosts':>5} {'link':>8} {'measured':>9} {'predicted':>9} "
           f"{'error':>7} {'bounds (fair / one by one)':>27}")
     worst = 0.0
     for line in lines:
@@ -110,11 +154,14 @@ def against_measurement(lines):
             shards_sum = None
         p, shard_ms, apply_ms = MODELS[model]
         args = (p, hosts, RATES[link], build != "before", shard_ms, apply_ms)
-        pred = star_ms(*args, shards_sum_ms=shards_sum)
         fair, one = star_bounds_ms(*args, shards_sum_ms=shards_sum)
+        if build.endswith("/mesh"):
+            pred = mesh_ms(p, hosts, RATES[link], shard_ms, apply_ms, shards_sum_ms=shards_sum)
+        else:
+            pred = star_ms(*args, shards_sum_ms=shards_sum)
         err = (pred - measured) / measured
         worst = max(worst, abs(err))
-        print(f"{build:8} {model:6} {hosts:5} {link:>8} {measured:9.1f} {pred:9.1f} "
+        print(f"{build:14} {model:6} {hosts:5} {link:>8} {measured:9.1f} {pred:9.1f} "
               f"{err * 100:+6.1f}% {fair:13.1f} / {one:11.1f}")
     print(f"largest error {worst * 100:.1f} %")
 

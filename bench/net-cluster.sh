@@ -7,23 +7,32 @@
 # counters), their ratio, and whether
 # every run ended with the weights of the same run in one process (of the first build). BUILDS is
 # one build folder, or several as LABEL=DIR,LABEL=DIR (e.g. before=/tmp/old,after=build): their
-# rounds interleave. Needs root, `ip` and `tc`.
+# rounds interleave. MODES: how the nodes' sums reach the root (cllm train --node-reduce): mesh,
+# star or both (each build runs each mode; a row is labelled BUILD/MODE when there are several).
+# Needs root, `ip` and `tc`.
 #   bench/net-cluster.sh [BUILDS] [ROUNDS] [STEPS] [MODELS (tiny,small)] [HOSTS (2,4,8)]
-#                        [RATES (100mbit,1gbit)]
+#                        [RATES (100mbit,1gbit)] [MODES (mesh,star)]
 set -euo pipefail
 builds=${1:-build}; rounds=${2:-3}; steps=${3:-10}; models=${4:-tiny}; hostlist=${5:-2,4,8}
 rates=${6:-100mbit,1gbit}
+modes=${7:-mesh}
 here=$(dirname "$0")
 harness="$here/../tools/netns-cluster.sh"
 corpus="$here/../data/kjv.txt"
-declare -A bins
+declare -A bins modeof
 labels=()
+IFS=, read -r -a mode_list <<< "$modes"
 IFS=, read -r -a build_list <<< "$builds"
 for b in "${build_list[@]}"; do
   if [[ "$b" == *=* ]]; then label=${b%%=*}; dir=${b#*=}; else label=$b; dir=$b; fi
   [ -x "$dir/cllm" ] || { echo "net-cluster: $dir/cllm not found (build first)" >&2; exit 1; }
-  bins[$label]="$dir/cllm"
-  labels+=("$label")
+  for mode in "${mode_list[@]}"; do
+    name=$label
+    [ "${#mode_list[@]}" -gt 1 ] && name="$label/$mode"
+    bins[$name]="$dir/cllm"
+    modeof[$name]=$mode
+    labels+=("$name")
+  done
 done
 bin=${bins[${labels[0]}]}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
@@ -46,9 +55,9 @@ for r in $(seq 1 "$rounds"); do
   for m in "${model_list[@]}"; do
     for h in "${host_list[@]}"; do
       for rate in "${rate_list[@]}"; do
-        o="$work/$b-$m-$h-$rate-$r"
+        o="$work/${b//\//-}-$m-$h-$rate-$r"
         if ! timeout 900 "$harness" --bin "${bins[$b]}" --hosts "$h" --rate "$rate" --steps "$steps" \
-          --model "$m" --limit 800 > "$o.txt" 2> "$o.err"; then
+          --model "$m" --limit 800 -- --node-reduce "${modeof[$b]}" > "$o.txt" 2> "$o.err"; then
           echo "net-cluster: $b $m $h hosts $rate round $r failed:" >&2; tail -3 "$o.err" >&2
           exit 1
         fi
