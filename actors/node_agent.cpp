@@ -444,6 +444,7 @@ void forward_piece(agent_pointer self, int32_t index, int64_t at, size_t size) {
   const int32_t n = int32_t(st.incoming.pieces.pieces());
   const int k = int(plan.peers.size());
   if (index < spread_first(n, k, plan.me) || index >= spread_first(n, k, plan.me + 1)) return;
+  if (st.opt.withhold_weights) return;
   Chunk c;
   c.id = uint64_t(plan.version), c.index = index, c.total = plan.weight_bytes;
   // A piece of the buffer being filled: later pieces land elsewhere in it, never here.

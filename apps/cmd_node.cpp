@@ -188,6 +188,8 @@ int cmd_node(const std::vector<std::string>& args) {
   a.opt.perturb_probe = std::getenv("CLLM_TEST_PERTURB_PROBE") != nullptr;
   // A test-only kill of this node in the middle of its Nth exchange of sums with its peers.
   if (const char* n = std::getenv("CLLM_TEST_DIE_IN_EXCHANGE")) a.opt.die_in_exchange = std::atoi(n);
+  // ... and one that never forwards its share of the weights to its peers.
+  a.opt.withhold_weights = std::getenv("CLLM_TEST_WITHHOLD_WEIGHTS") != nullptr;
   Topology(a.opt.spheres, a.opt.fanout);  // validates the shape before dialing
   // The node dials the root through a local relay that answers the root's guard (see
   // src/cluster_guard.hpp); a root without a guard is relayed as it is. Not with TLS and no key:

@@ -22,11 +22,14 @@ RHO = 0.575  # packed / raw bytes of a node's exact sum: tiny 0.571, small 0.581
 OVERHEAD = 1.05  # interface bytes per payload byte (TCP/IP, BASP): 1,013,762 / 964,608 for tiny
 CPU_NS_PER_BYTE = 1.1  # the root's CPU per byte of its link (serialising, copies, TCP): from the
 # loopback figure below in docs/cluster.md (10.1 MB per step in 11-12 ms of network time)
-# CPU per byte at each end of a transfer between the processes of the shaped cluster (BASP, the
-# kernel's TCP over the veths, the cluster key's two relays per connection), with every process
-# on the same 2 cores: FITTED, the one constant of the mesh's model not measured directly (from
-# the 8-host 1 Gbit/s point of tiny, where the mesh is bound by the cores, not the links).
-KAPPA_ALL_NS = 6.6
+# Two constants of the mesh's model are FITTED, not measured directly (to the 1 Gbit/s mesh points
+# of tiny and small at 4 and 8 hosts, where the mesh is bound by the 2 cores every process of the
+# shaped cluster shares, not by the links): the CPU per byte at each end of a transfer between
+# those processes (BASP, the kernel's TCP over the veths, the cluster key's two relays per
+# connection), and the cost of each of the mesh's 4 message hops beyond the star's (a process to
+# wake on a busy core).
+KAPPA_ALL_NS = 5.0
+MESH_HOP_MS = 2.0
 CODEC_NS = 1.6  # packing or unpacking, per value: small's 842,496 values pack in 1.3-1.4 ms and
 # unpack in 1.3 ms (/tmp timing loop over real sums, best of 20)
 SHARDS = 8  # shards per step: --batch 16 / --micro-batch 2, the defaults
@@ -97,7 +100,7 @@ def owner_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0):
 
 
 def mesh_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0, shards_sum_ms=None,
-            kappa_ns=KAPPA_ALL_NS):
+            kappa_ns=KAPPA_ALL_NS, hop_ms=MESH_HOP_MS):
     """Root + K = hosts-1 nodes, the mesh that is built. Two exchanges, each bound by the links
     or by the cores that move the bytes, whichever is slower:
       spread:   the root sends share j of the weights (W/K) to node j, all at once; then each
@@ -108,8 +111,9 @@ def mesh_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0, shard
                 once, then the K slice totals (S in all) come into the root's link:
                 (K-1)/K S/R + S/R; 2 K S bytes of CPU.
     Between them the compute; after them packing (each node packs its slices and its total and
-    unpacks K-1 pieces: about 2 P values), the root's unpacking and apply, and 4 hops of
-    latency. With one node the mesh is not used: the star."""
+    unpacks K-1 pieces: about 2 P values), the root's unpacking and apply, and its 4 message
+    hops beyond the star's (each the larger of the link's latency and `hop_ms`). With one node
+    the mesh is not used: the star."""
     k = hosts - 1
     if k < 2:
         return star_ms(p, hosts, rate, True, shard_ms, apply_ms, cores=cores, alpha_ms=alpha_ms,
@@ -121,7 +125,7 @@ def mesh_ms(p, hosts, rate, shard_ms, apply_ms, cores=CORES, alpha_ms=0.0, shard
     exchange = max(((k - 1) / k * s + s) / rate * 1e3, 2 * k * s * kappa_ns * 1e-6 / par)
     codec = k * 2 * p * CODEC_NS * 1e-6 / min(k, cores) + p * CODEC_NS * 1e-6
     return (spread + compute_ms(shard_ms, k, cores, shards_sum_ms) + exchange + codec + apply_ms +
-            4 * alpha_ms)
+            4 * max(alpha_ms, hop_ms))
 
 
 def mesh_link_bytes(p, k, rho=RHO):
@@ -175,8 +179,9 @@ def gpt2():
     p = 124_439_808
     shard_s = (6 * p * 1024 + 12 * 12 * 1024**2 * 768) / 70e9
     print(f"GPT-2 124M: P = {p:,}; compute per step {shard_s:.1f} s (one sequence per core)")
-    print(f"{'link':>7} {'nodes':>5} {'star raw':>9} {'star packed':>11} {'owners':>7} "
-          f"{'float ring':>10} {'root link GB':>12} {'node link GB':>12} {'owner link GB':>13}")
+    print(f"{'link':>7} {'nodes':>5} {'star raw':>9} {'star packed':>11} {'mesh':>7} {'owners':>7} "
+          f"{'float ring':>10} {'star root GB':>12} {'star node GB':>12} {'mesh root GB':>12} "
+          f"{'mesh node GB':>12}")
     big = 10**9  # cores: compute is left out (shard_ms 0)
     for link, alpha in (("1gbit", 0.2), ("10gbit", 0.05)):
         r = RATES[link]
@@ -185,15 +190,20 @@ def gpt2():
             star_raw = star_ms(p, hosts, r, False, 0, 0, cores=big, alpha_ms=alpha) / 1e3
             star_packed = star_ms(p, hosts, r, True, 0, 0, cores=big, alpha_ms=alpha) / 1e3
             owners = owner_ms(p, hosts, r, 0, 0, cores=big, alpha_ms=alpha) / 1e3
+            # Each machine moves its own bytes on its own cores: the root's measured CPU per byte.
+            mesh = mesh_ms(p, hosts, r, 0, 0, cores=big, alpha_ms=alpha,
+                           kappa_ns=CPU_NS_PER_BYTE, hop_ms=0) / 1e3
+            mesh_node, mesh_root = (x * OVERHEAD / 1e9 for x in mesh_link_bytes(p, k))
             ring_bytes = float_ring_bytes(p, k) * OVERHEAD
             ring = (ring_bytes / r + 2 * ring_bytes * CPU_NS_PER_BYTE * 1e-9 +
                     2 * (k - 1) * alpha / 1e3)
             node_gb = (4 + RHO * 8) * p * OVERHEAD / 1e9
-            own_gb = 2 * (k - 1) / k * (RHO * 8 + 4) * p * OVERHEAD / 1e9  # sent + received
-            print(f"{link:>7} {k:5} {star_raw:8.1f}s {star_packed:10.1f}s {owners:6.2f}s "
-                  f"{ring:9.2f}s {k * node_gb:12.2f} {node_gb:12.2f} {own_gb:13.2f}")
+            print(f"{link:>7} {k:5} {star_raw:8.1f}s {star_packed:10.1f}s {mesh:6.2f}s {owners:6.2f}s "
+                  f"{ring:9.2f}s {k * node_gb:12.2f} {node_gb:12.2f} {mesh_root:12.2f} "
+                  f"{mesh_node:12.2f}")
     print("(communication per step on top of the compute; alpha = 0.2 ms per message at 1 Gbit/s,"
-          " 0.05 ms at 10 Gbit/s; link GB: sent + received per step, packed sums)")
+          " 0.05 ms at 10 Gbit/s; link GB: sent + received per step, packed sums; mesh: built, "
+          "owners: not built)")
 
 
 if __name__ == "__main__":

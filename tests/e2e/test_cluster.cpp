@@ -307,6 +307,26 @@ TEST_CASE("cluster: a node killed in the middle of an exchange costs its shards,
   CHECK(b.wait(kNodeLimitS).code == 0);
 }
 
+TEST_CASE("cluster: a node that never forwards its share of the weights costs a pause, not a hang",
+          "[e2e][cluster][faults]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  Background root(cluster_train(dir, 4) + kNet +
+                  Args{"--spheres", "0", "--listen", "127.0.0.1:0", "--min-nodes", "3",
+                       "--join-timeout", "30"});
+  const std::string port = wait_for_port(root);
+  Background a(node_args(port, 1));
+  Background b(node_args(port, 1));
+  ::setenv("CLLM_TEST_WITHHOLD_WEIGHTS", "1", 1);
+  Background c(node_args(port, 1));
+  ::unsetenv("CLLM_TEST_WITHHOLD_WEIGHTS");
+  // The others find its share missing after a pause and ask the root for it, every step.
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 4);
+  CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 0);
+  for (Background* n : {&a, &b, &c}) CHECK(n->wait(kNodeLimitS).code == 0);
+}
+
 TEST_CASE("cluster: a frozen node is lost by heartbeat and rejoins when it thaws",
           "[e2e][cluster]") {
   TempDir tmp;
