@@ -324,7 +324,10 @@ struct GatewayState {
   int32_t next_index = 0;
 };
 
-using gateway_pointer = gateway_actor::stateful_pointer<GatewayState>;
+// Its own message on top of the interface: tell the coordinator of a node once the node's
+// JoinAccepted is on its way (see on_ready).
+using gateway_impl = gateway_actor::extend<caf::reacts_to<join_atom, link_actor, JoinedNode>>;
+using gateway_pointer = gateway_impl::stateful_pointer<GatewayState>;
 
 caf::error refuse(gateway_pointer self, const std::string& who, const std::string& why) {
   if (self->state.setup->log) self->state.setup->log(fmt::format("refused {}: {}", who, why));
@@ -401,12 +404,14 @@ caf::result<JoinAccepted> on_ready(gateway_pointer self, const Fingerprint& fp) 
   link_actor link = self->spawn(link_behavior, st.setup, node, info);
   self->monitor(link);
   st.members[info.id] = link;
-  self->send(st.setup->coordinator, join_atom::value, link, info);
+  // The coordinator hears of the node after this answer is sent (a message to itself is handled
+  // after this handler returns): the node knows its link before the link's first message.
+  self->send(self, join_atom::value, link, info);
   return JoinAccepted{link, info.index};
 }
 
-gateway_actor::behavior_type gateway_behavior(gateway_pointer self,
-                                              std::shared_ptr<const ClusterSetup> setup) {
+gateway_impl::behavior_type gateway_behavior(gateway_pointer self,
+                                             std::shared_ptr<const ClusterSetup> setup) {
   self->state.setup = std::move(setup);
   self->set_default_handler(caf::drop);               // anything else from an unauthenticated peer
   self->set_down_handler([self](caf::down_msg& dm) {  // a link ended: its node id is free again
@@ -421,6 +426,11 @@ gateway_actor::behavior_type gateway_behavior(gateway_pointer self,
       [self](hello_atom, JoinHello& h) { return on_hello(self, h); },
       [self](proof_atom, const std::string& proof) { return on_proof(self, proof); },
       [self](ready_atom, const Fingerprint& fp) { return on_ready(self, fp); },
+      [self](join_atom, link_actor& link, JoinedNode& info) {
+        if (caf::actor_cast<caf::actor_addr>(self->current_sender()) != self->address()) return;
+        self->send(self->state.setup->coordinator, join_atom::value, std::move(link),
+                   std::move(info));
+      },
   };
 }
 

@@ -9,11 +9,11 @@
 
 #include "actors/cluster_root.hpp"
 #include "actors/coordinator.hpp"
-#include "src/cluster_guard.hpp"
 #include "messages/cluster.hpp"
 #include "messages/cluster_checks.hpp"
 #include "src/clock.hpp"
 #include "src/cluster_auth.hpp"
+#include "src/cluster_guard.hpp"
 #include "src/fingerprint.hpp"
 #include "src/hmac.hpp"
 #include "src/process_usage.hpp"
@@ -34,9 +34,9 @@ constexpr double kSpreadStallS = 2.0;
 
 // The agent's own messages on top of its interface: dial (again), end after answering the root's
 // shutdown, and look at a spread's progress.
-using agent_impl = agent_actor::extend<caf::reacts_to<dial_atom>,
-                                       caf::reacts_to<shutdown_atom, bool>,
-                                       caf::reacts_to<check_atom, int64_t>>;
+using agent_impl =
+    agent_actor::extend<caf::reacts_to<dial_atom>, caf::reacts_to<shutdown_atom, bool>,
+                        caf::reacts_to<check_atom, int64_t>>;
 
 // Weights arriving in pieces for one version, straight into the buffer the spheres will read:
 // from the link alone, or spread (this node's share from the link, the rest from the peers).
@@ -45,8 +45,8 @@ struct WeightsInFlight {
   PayloadAssembly pieces;
   std::shared_ptr<AlignedVector<float>> weights;
   bool spread = false;
-  NodeSpread plan;                   // when spread
-  double last_piece_s = 0;           // when a piece last came (a stalled spread asks for the rest)
+  NodeSpread plan;          // when spread
+  double last_piece_s = 0;  // when a piece last came (a stalled spread asks for the rest)
 };
 
 // The partial sum this node keeps for the root (StepCtl::hold_key) until it is asked for it.
@@ -92,6 +92,7 @@ struct AgentState {
   std::string run_json;
   RunConfig run;
   coordinator_actor local;
+  StepSums* local_sums = nullptr;  // its owners' slices (NodeOptions::sums_pool)
   // Serving.
   int64_t weights_version = -1;
   WeightsRef weights;
@@ -172,6 +173,13 @@ void prepare_subtree(agent_pointer self, const std::string& run_json, RunConfig 
                                             st.opt.placement, nullptr, FaultPlan{}, st.opt.policy});
   CoordinatorSetup cs;
   cs.run = run, cs.local = std::move(tree), cs.local_capacity = st.opt.threads;
+  // Owners, one per thread: the exact sums exist once in this process, in slices, and no sphere
+  // keeps a whole one (as at the root).
+  st.local_sums = nullptr;
+  if (st.opt.sums_pool) {
+    st.local_sums = &st.opt.sums_pool->emplace_back(size_t(std::max(1, st.opt.threads)));
+    cs.sums = st.local_sums;
+  }
   st.local = spawn_coordinator(self->system(), std::move(cs)).steps;
   self->monitor(st.local);
   st.run_json = run_json, st.run = std::move(run);
@@ -282,7 +290,9 @@ void add_peer(agent_pointer self, int32_t node, peer_actor handle) {
 
 void reach_peer(agent_pointer self, const PeerEndpoint& p) {
   auto& st = self->state;
-  if (p.node <= st.my_index || st.peers.count(p.node) || st.dialing.count(p.node)) return;
+  if (st.my_index <= 0 || p.node <= st.my_index || st.peers.count(p.node) ||
+      st.dialing.count(p.node))
+    return;
   std::string host = p.host;
   uint16_t port = p.port;
   if (!st.opt.key.empty()) {  // through a local relay that answers the peer's guard
@@ -337,6 +347,7 @@ void forget_peers(agent_pointer self) {
   st.early_weights.clear(), st.early_sums.clear(), st.early_sum_bytes = 0;
   st.reduce = ReduceInFlight{};
   st.held = HeldSum{};
+  if (st.incoming.spread) st.incoming = WeightsInFlight{};  // its plan named the old indices
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,6 +416,14 @@ void compute(agent_pointer self) {
                 ShardSetRef(std::move(set)), st.work.ctl)
       .then(
           [self](Partial& p) {
+            // With owners the sum is in their slices, complete once the subtree answered.
+            if (StepSums* slices = self->state.local_sums) {
+              try {
+                p.grad = join_slices(*slices);
+              } catch (const std::exception& e) {
+                return fail_work(self, e.what());
+              }
+            }
             if (self->state.work.ctl.hold_key != 0) return keep_sum(self, p);
             NodeResult r;
             r.request = self->state.work.request;
@@ -420,7 +439,9 @@ void on_work(agent_pointer self, NodeWork& w) {
   st.work_since = SteadyClock::now();
   st.work = std::move(w);
   st.has_work = true, st.computing = false;
-  const int64_t spreading = st.incoming.spread ? st.incoming.version : -1;
+  // Weights that come with the work replace any spread in flight (a node that joined again).
+  const bool whole = st.work.weight_bytes > 0;
+  const int64_t spreading = st.incoming.spread && !whole ? st.incoming.version : -1;
   // Checked before anything of it is used.
   if (const auto bad = work_problem(st.run, st.weights_version, spreading, st.work); !bad.empty())
     return fail_work(self, bad);
@@ -555,8 +576,8 @@ void place_sum_piece(agent_pointer self, int32_t from, int32_t sender, Chunk& c)
   auto& st = self->state;
   ReduceInFlight& x = st.reduce;
   const size_t j = size_t(from);
-  if (from < 0 || j >= x.req.peers.size() || from == x.req.me ||
-      x.req.peers[j].node != sender || x.added[j])
+  if (from < 0 || j >= x.req.peers.size() || from == x.req.me || x.req.peers[j].node != sender ||
+      x.added[j])
     return;
   if (!x.sized[j]) x.pieces[j] = sum_assembly(x.slice.size(), c.total), x.sized[j] = true;
   const int64_t at = x.pieces[j].place(c.total, c.index, c.bytes.size());
@@ -637,7 +658,8 @@ void on_reduce(agent_pointer self, NodeReduce& r) {
   std::vector<EarlyPiece> early = std::exchange(st.early_sums, {});
   st.early_sum_bytes = 0;
   for (EarlyPiece& e : early)
-    if (e.epoch == x.req.epoch && st.reduce.active) place_sum_piece(self, e.from, e.sender, e.chunk);
+    if (e.epoch == x.req.epoch && st.reduce.active)
+      place_sum_piece(self, e.from, e.sender, e.chunk);
   maybe_finish_reduce(self);
 }
 
@@ -645,7 +667,8 @@ void on_sum_piece(agent_pointer self, uint64_t epoch, int32_t from, Chunk& c) {
   auto& st = self->state;
   const int32_t sender = sending_peer(self);
   if (sender < 0) return;
-  if (st.reduce.active && epoch == st.reduce.req.epoch) return place_sum_piece(self, from, sender, c);
+  if (st.reduce.active && epoch == st.reduce.req.epoch)
+    return place_sum_piece(self, from, sender, c);
   if (epoch > st.last_epoch) keep_early_sum(self, epoch, from, sender, c);
 }
 
@@ -759,8 +782,7 @@ void on_down(agent_pointer self, const caf::down_msg& dm) {
     return retry(self, "the connection to the root was lost");
   }
   for (const auto& [node, handle] : st.peers)
-    if (dm.source == handle.address())
-      return peer_lost(self, node, "its connection was lost");
+    if (dm.source == handle.address()) return peer_lost(self, node, "its connection was lost");
 }
 
 agent_impl::behavior_type agent_behavior(agent_pointer self, NodeOptions opt) {
@@ -790,9 +812,10 @@ agent_impl::behavior_type agent_behavior(agent_pointer self, NodeOptions opt) {
           check_spread(self, version);
       },
       [self](peer_atom, int32_t node) {
-        // A node of a lower index dialed this one (through the guard, or TLS).
+        // A node of a lower index dialed this one (through the guard, or TLS). Its hello may
+        // come before this node has learnt its own index (another connection): not compared.
         auto& st = self->state;
-        if (node > 0 && node < st.my_index && self->current_sender())
+        if (node > 0 && node != st.my_index && self->current_sender())
           add_peer(self, node, caf::actor_cast<peer_actor>(self->current_sender()));
       },
       [self](wpiece_atom, Chunk& c) {

@@ -71,7 +71,7 @@ cli::OptionTable node_options(NodeArgs& a) {
         });
   t.add("--peer-listen", "HOST:PORT",
         "where the other nodes reach this one to exchange sums and weights (off: they do not, and "
-        "this node sends its sums to the root)",
+        "this node sends its sums to the root; not with TLS)",
         "this machine's address towards the root, any free port",
         [&a](const std::string& v) { a.peer_listen = v; });
   t.add("--reconnect-timeout", "SECONDS", "keep dialing a root that went away this long",
@@ -86,12 +86,21 @@ cli::OptionTable node_options(NodeArgs& a) {
 // Off loopback the peers must prove the key (or TLS), as for the root's --listen.
 void set_peer_listen(NodeArgs& a) {
   if (a.peer_listen == "off") return;
+  // Not with TLS: connections between two nodes over CAF 0.17's TLS sometimes hang in their
+  // handshake, and the nodes' links to the root time out meanwhile (seen under load in the
+  // tests). TLS nodes send their sums to the root (the star).
+  if (a.opt.tls.enabled()) {
+    if (a.peer_listen == "auto") return;
+    throw cli::UsageError(
+        "--peer-listen cannot be used with TLS (--tls-*): the nodes of a TLS cluster send their "
+        "sums to the root; for the exchange between nodes use a cluster key without TLS");
+  }
   HostPort hp{local_address_towards(a.opt.host, a.opt.port), 0};
   if (a.peer_listen != "auto") hp = parse_host_port(a.peer_listen, "--peer-listen", true);
   if (hp.host.empty()) return;  // no route to the root now: the node sends its sums to the root
   if (const std::string why = listen_problem(hp); !why.empty())
-    throw cli::UsageError(fmt::format("--peer-listen {}:{}: cannot listen there: {}", hp.host,
-                                      hp.port, why));
+    throw cli::UsageError(
+        fmt::format("--peer-listen {}:{}: cannot listen there: {}", hp.host, hp.port, why));
   if (a.opt.key.empty() && !a.opt.tls.enabled() && !is_loopback(hp.host))
     throw cli::UsageError(fmt::format(
         "--peer-listen {} can be reached from other machines, and peers would connect "
@@ -187,7 +196,8 @@ int cmd_node(const std::vector<std::string>& args) {
   // A test-only stand-in for a machine whose numerics differ (see src/fingerprint.hpp).
   a.opt.perturb_probe = std::getenv("CLLM_TEST_PERTURB_PROBE") != nullptr;
   // A test-only kill of this node in the middle of its Nth exchange of sums with its peers.
-  if (const char* n = std::getenv("CLLM_TEST_DIE_IN_EXCHANGE")) a.opt.die_in_exchange = std::atoi(n);
+  if (const char* n = std::getenv("CLLM_TEST_DIE_IN_EXCHANGE"))
+    a.opt.die_in_exchange = std::atoi(n);
   // ... and one that never forwards its share of the weights to its peers.
   a.opt.withhold_weights = std::getenv("CLLM_TEST_WITHHOLD_WEIGHTS") != nullptr;
   Topology(a.opt.spheres, a.opt.fanout);  // validates the shape before dialing
@@ -202,6 +212,10 @@ int cmd_node(const std::vector<std::string>& args) {
     a.opt.root_host = a.opt.host, a.opt.root_port = a.opt.port;
     a.opt.host = "127.0.0.1", a.opt.port = dialer->port();
   }
+  // The exact sums' slices of the node's owners: declared before the actor system, so that they
+  // outlive every owner.
+  std::deque<StepSums> sums_pool;
+  a.opt.sums_pool = &sums_pool;
   NodeConfig cfg(a);
   caf::actor_system sys{cfg};
   std::cout << fmt::format("cllm node: {} spheres, fan-out {}, {} threads; dialing {}\n",

@@ -191,12 +191,13 @@ struct NodeResult {
 // From the coordinator also: a spread of the weights, and a reduce (answered with the node's
 // slice of the exchanged sum, or its whole sum); from the node: pieces it still needs and the
 // version it has whole.
-using link_actor = sphere_actor::extend<
-    caf::replies_to<shutdown_atom>::with<bool>, caf::reacts_to<chunk_atom, Chunk>,
-    caf::reacts_to<result_atom, NodeResult>, caf::reacts_to<leave_atom>,
-    caf::reacts_to<spread_atom, NodeSpread, WeightsRef>,
-    caf::replies_to<reduce_atom, NodeReduce>::with<Partial>,
-    caf::reacts_to<need_atom, NodeNeed>, caf::reacts_to<have_atom, int64_t>>;
+using link_actor =
+    sphere_actor::extend<caf::replies_to<shutdown_atom>::with<bool>,
+                         caf::reacts_to<chunk_atom, Chunk>, caf::reacts_to<result_atom, NodeResult>,
+                         caf::reacts_to<leave_atom>,
+                         caf::reacts_to<spread_atom, NodeSpread, WeightsRef>,
+                         caf::replies_to<reduce_atom, NodeReduce>::with<Partial>,
+                         caf::reacts_to<need_atom, NodeNeed>, caf::reacts_to<have_atom, int64_t>>;
 
 // What a node's peers may send it (the interface it is published with): who is dialing (its
 // index), a piece of the weights being spread, and a piece of a sum slice (epoch, sender's slot).
@@ -207,11 +208,12 @@ using peer_actor =
 // A node's agent, as its link at the root and its own process talk to it: a request and the
 // weights' chunks (only from its link), the end of the run, its spheres' statistics, and leaving
 // after the current step (SIGTERM).
-using agent_actor = peer_actor::extend<
-    caf::reacts_to<work_atom, NodeWork>, caf::reacts_to<chunk_atom, Chunk>,
-    caf::replies_to<shutdown_atom>::with<bool>,
-    caf::replies_to<stats_atom>::with<std::vector<SphereStats>>, caf::reacts_to<leave_atom>,
-    caf::reacts_to<spread_atom, NodeSpread>, caf::reacts_to<reduce_atom, NodeReduce>>;
+using agent_actor =
+    peer_actor::extend<caf::reacts_to<work_atom, NodeWork>, caf::reacts_to<chunk_atom, Chunk>,
+                       caf::replies_to<shutdown_atom>::with<bool>,
+                       caf::replies_to<stats_atom>::with<std::vector<SphereStats>>,
+                       caf::reacts_to<leave_atom>, caf::reacts_to<spread_atom, NodeSpread>,
+                       caf::reacts_to<reduce_atom, NodeReduce>>;
 
 // Gateway -> node: joined. `link` is the node's peer at the root; work comes from it.
 struct JoinAccepted {

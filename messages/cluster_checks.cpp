@@ -191,8 +191,7 @@ std::string result_problem(const RunConfig& run, int32_t shards, bool held,
     if (sum.received() != 0 || r.sum_chunks != 0 || r.sum_bytes != 0)
       return "a partial sum it was to keep";
   } else {
-    if (sum.bytes() == 0)
-      return "a partial sum with chunks missing (none of a possible size came)";
+    if (sum.bytes() == 0) return "a partial sum with chunks missing (none of a possible size came)";
     if (r.sum_bytes != sum.bytes() || r.sum_chunks < 0 || uint64_t(r.sum_chunks) != sum.pieces())
       return "a partial sum of the wrong size";
     if (!sum.complete()) return "a partial sum with chunks missing";

@@ -52,7 +52,7 @@ struct TrainSettings {
   double join_timeout = kDefaultJoinTimeoutS;
   int heartbeat_ms = kDefaultHeartbeatMs;
   double connection_timeout = kDefaultConnectionTimeoutS;
-  std::string plan_nodes;  // --print-topology: node capacities to deal the shards over
+  std::string plan_nodes;            // --print-topology: node capacities to deal the shards over
   std::string node_reduce = "mesh";  // nodes exchange sums among themselves, or "star"
   // Output
   std::string run_dir;  // empty: a new runs/<date-time>
