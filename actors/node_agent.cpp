@@ -92,7 +92,6 @@ struct AgentState {
   std::string run_json;
   RunConfig run;
   coordinator_actor local;
-  StepSums* local_sums = nullptr;  // its owners' slices (NodeOptions::sums_pool)
   // Serving.
   int64_t weights_version = -1;
   WeightsRef weights;
@@ -173,13 +172,6 @@ void prepare_subtree(agent_pointer self, const std::string& run_json, RunConfig 
                                             st.opt.placement, nullptr, FaultPlan{}, st.opt.policy});
   CoordinatorSetup cs;
   cs.run = run, cs.local = std::move(tree), cs.local_capacity = st.opt.threads;
-  // Owners, one per thread: the exact sums exist once in this process, in slices, and no sphere
-  // keeps a whole one (as at the root).
-  st.local_sums = nullptr;
-  if (st.opt.sums_pool) {
-    st.local_sums = &st.opt.sums_pool->emplace_back(size_t(std::max(1, st.opt.threads)));
-    cs.sums = st.local_sums;
-  }
   st.local = spawn_coordinator(self->system(), std::move(cs)).steps;
   self->monitor(st.local);
   st.run_json = run_json, st.run = std::move(run);
@@ -416,14 +408,6 @@ void compute(agent_pointer self) {
                 ShardSetRef(std::move(set)), st.work.ctl)
       .then(
           [self](Partial& p) {
-            // With owners the sum is in their slices, complete once the subtree answered.
-            if (StepSums* slices = self->state.local_sums) {
-              try {
-                p.grad = join_slices(*slices);
-              } catch (const std::exception& e) {
-                return fail_work(self, e.what());
-              }
-            }
             if (self->state.work.ctl.hold_key != 0) return keep_sum(self, p);
             NodeResult r;
             r.request = self->state.work.request;

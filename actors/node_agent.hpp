@@ -5,7 +5,6 @@
 // process). It needs no corpus: each request carries its shards' token windows, and the weights
 // come as raw bytes. When the root goes away it dials again (with backoff), so a restarted root
 // finds its nodes back.
-#include <deque>
 #include <memory>
 #include <string>
 
@@ -38,10 +37,6 @@ struct NodeOptions {
   bool perturb_probe = false;     // tests: a fingerprint as from another CPU
   int die_in_exchange = 0;        // tests: SIGKILL itself in its Nth exchange, its pieces sent
   bool withhold_weights = false;  // tests: never forward its share of the weights (a stuck peer)
-  // Where each subtree's owners keep the slices of its exact sums (one StepSums per subtree, so
-  // that a subtree replaced while its owners still run never shares them); it must outlive the
-  // actor system. Null: no owners, the spheres' partial sums are merged whole up the tree.
-  std::deque<StepSums>* sums_pool = nullptr;
   // Where the other nodes reach this one for the exchanges (actors/coordinator.cpp); empty: they
   // do not, and it sends its sums to the root.
   std::string peer_host;

@@ -212,10 +212,6 @@ int cmd_node(const std::vector<std::string>& args) {
     a.opt.root_host = a.opt.host, a.opt.root_port = a.opt.port;
     a.opt.host = "127.0.0.1", a.opt.port = dialer->port();
   }
-  // The exact sums' slices of the node's owners: declared before the actor system, so that they
-  // outlive every owner.
-  std::deque<StepSums> sums_pool;
-  a.opt.sums_pool = &sums_pool;
   NodeConfig cfg(a);
   caf::actor_system sys{cfg};
   std::cout << fmt::format("cllm node: {} spheres, fan-out {}, {} threads; dialing {}\n",

@@ -108,26 +108,6 @@ void ExactGrad::merge(const ExactGrad& o) {
   nonfinite |= o.nonfinite;
 }
 
-ExactGrad join_slices(std::vector<ExactGrad>& slices) {
-  if (slices.empty()) throw std::invalid_argument("exact sum: no slices to join");
-  ExactGrad whole = slices.front().without_sum();
-  whole.begin = 0;
-  size_t total = 0;
-  for (const ExactGrad& s : slices) total += s.sum.size();
-  whole.sum.reserve(total);
-  for (ExactGrad& s : slices) {
-    if (s.begin != whole.sum.size() || s.shards != whole.shards || s.tokens != whole.tokens ||
-        s.loss_fixed != whole.loss_fixed || s.max_abs.size() != whole.max_abs.size())
-      throw std::invalid_argument("exact sum: slices that do not tile the vector or disagree");
-    whole.sum.insert(whole.sum.end(), s.sum.begin(), s.sum.end());
-    for (size_t t = 0; t < s.max_abs.size(); ++t)
-      whole.max_abs[t] = std::max(whole.max_abs[t], s.max_abs[t]);
-    whole.overflow |= s.overflow, whole.nonfinite |= s.nonfinite;
-    s.sum = {};  // (freed: the owner allocates its slice again in its next round)
-  }
-  return whole;
-}
-
 ExactGrad ExactGrad::without_sum() const {
   ExactGrad g;
   g.begin = begin, g.max_abs = max_abs, g.loss_fixed = loss_fixed, g.tokens = tokens;

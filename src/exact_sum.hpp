@@ -94,12 +94,6 @@ struct ExactGrad {
   ExactGrad without_sum() const;
 };
 
-// The whole sum from the slices of a Slicing, in order (each held by an owner): the sums put
-// together (moved out of `slices`), the counts of the first (each slice counts every shard), the
-// maxima by max and the flags by or. Throws std::invalid_argument when the slices do not tile the
-// vector from 0 or disagree on the counts.
-ExactGrad join_slices(std::vector<ExactGrad>& slices);
-
 // Headroom, in powers of two, for a tensor's max |g| to grow from one step to the next before a
 // step needs another attempt.
 constexpr int kGrowthHeadroomBits = 3;
