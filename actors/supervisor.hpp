@@ -95,7 +95,7 @@ void send_work(Self self, const Supervision& sv, ChildSlot& c, int height, const
   const auto timeout = std::chrono::milliseconds(
       StepDeadline::for_resend(StepDeadline::for_subtree(ctl.deadline_ms, height), c.resends));
   const caf::actor_addr addr = c.handle.address();
-  const auto current = [self, &sv, find, addr, gen]() -> ChildSlot* {
+  const auto current = [&sv, find, addr, gen]() -> ChildSlot* {
     ChildSlot* now = find(addr);
     return now && sv.active && now->generation == gen ? now : nullptr;
   };

@@ -284,25 +284,42 @@ TEST_CASE("cluster: nodes exchange their sums among themselves; the root gets on
   CHECK(per_step["mesh"] * 3.5 > per_step["star"]);
 }
 
+namespace {
+
+// A pure coordinator waiting for three nodes, which exchange their sums (the mesh).
+Args mesh_root(const std::string& dir, int steps) {
+  return cluster_train(dir, steps) + kNet +
+         Args{"--spheres", "0", "--listen", "127.0.0.1:0", "--min-nodes", "3", "--join-timeout",
+              "30"};
+}
+
+// A one-sphere node started with the test-only variable `name` set to `value` (its fault).
+std::unique_ptr<Background> faulty_node(const std::string& port, const char* name,
+                                        const char* value) {
+  ::setenv(name, value, 1);
+  auto node = std::make_unique<Background>(node_args(port, 1));
+  ::unsetenv(name);
+  return node;
+}
+
+}  // namespace
+
 TEST_CASE("cluster: a node killed in the middle of an exchange costs its shards, not the run",
           "[e2e][cluster][faults]") {
   TempDir tmp;
   const std::string dir = tmp / "run";
-  Background root(cluster_train(dir, 40) + kNet +
-                  Args{"--spheres", "0", "--listen", "127.0.0.1:0", "--min-nodes", "3",
-                       "--join-timeout", "30"});
+  Background root(mesh_root(dir, 40));
   const std::string port = wait_for_port(root);
   Background a(node_args(port, 1));
   Background b(node_args(port, 1));
-  ::setenv("CLLM_TEST_DIE_IN_EXCHANGE", "5", 1);  // its fifth exchange: SIGKILL, pieces sent
-  Background c(node_args(port, 1));
-  ::unsetenv("CLLM_TEST_DIE_IN_EXCHANGE");
+  // Its fifth exchange: SIGKILL, its pieces sent.
+  const auto c = faulty_node(port, "CLLM_TEST_DIE_IN_EXCHANGE", "5");
   const Result r = root.wait(kLimitS);
   check_same_weights(r, 40);
   CHECK(contains(r.err, "lost node"));
   CHECK(contains(r.err, "the exchange between 3 nodes failed"));
   CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 1);
-  CHECK(c.wait(kNodeLimitS).code == 128 + SIGKILL);
+  CHECK(c->wait(kNodeLimitS).code == 128 + SIGKILL);
   CHECK(a.wait(kNodeLimitS).code == 0);
   CHECK(b.wait(kNodeLimitS).code == 0);
 }
@@ -311,20 +328,16 @@ TEST_CASE("cluster: a node that never forwards its share of the weights costs a 
           "[e2e][cluster][faults]") {
   TempDir tmp;
   const std::string dir = tmp / "run";
-  Background root(cluster_train(dir, 4) + kNet +
-                  Args{"--spheres", "0", "--listen", "127.0.0.1:0", "--min-nodes", "3",
-                       "--join-timeout", "30"});
+  Background root(mesh_root(dir, 4));
   const std::string port = wait_for_port(root);
   Background a(node_args(port, 1));
   Background b(node_args(port, 1));
-  ::setenv("CLLM_TEST_WITHHOLD_WEIGHTS", "1", 1);
-  Background c(node_args(port, 1));
-  ::unsetenv("CLLM_TEST_WITHHOLD_WEIGHTS");
+  const auto c = faulty_node(port, "CLLM_TEST_WITHHOLD_WEIGHTS", "1");
   // The others find its share missing after a pause and ask the root for it, every step.
   const Result r = root.wait(kLimitS);
   check_same_weights(r, 4);
   CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 0);
-  for (Background* n : {&a, &b, &c}) CHECK(n->wait(kNodeLimitS).code == 0);
+  for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
 }
 
 TEST_CASE("cluster: a frozen node is lost by heartbeat and rejoins when it thaws",
