@@ -52,8 +52,10 @@ struct TrainSettings {
   double join_timeout = kDefaultJoinTimeoutS;
   int heartbeat_ms = kDefaultHeartbeatMs;
   double connection_timeout = kDefaultConnectionTimeoutS;
-  std::string plan_nodes;            // --print-topology: node capacities to deal the shards over
-  std::string node_reduce = "mesh";  // nodes exchange sums among themselves, or "star"
+  std::string plan_nodes;  // --print-topology: node capacities to deal the shards over
+  // "star": each node sends its whole sum to the root; "mesh": nodes exchange sums among
+  // themselves. The star is the default while a mesh defect is open (docs/cluster.md).
+  std::string node_reduce = "star";
   // Output
   std::string run_dir;  // empty: a new runs/<date-time>
   int eval_every = 200, eval_windows = 32, log_every = 0;

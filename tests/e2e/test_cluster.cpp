@@ -288,9 +288,9 @@ namespace {
 
 // A pure coordinator waiting for three nodes, which exchange their sums (the mesh).
 Args mesh_root(const std::string& dir, int steps) {
-  return cluster_train(dir, steps) + kNet + Args{"--spheres",      "0",           "--listen",
-                                                 "127.0.0.1:0",    "--min-nodes", "3",
-                                                 "--join-timeout", "30"};
+  return cluster_train(dir, steps) + kNet +
+         Args{"--spheres",      "0",  "--listen",      "127.0.0.1:0", "--min-nodes", "3",
+              "--join-timeout", "30", "--node-reduce", "mesh"};
 }
 
 // A one-sphere node started with the test-only variable `name` set to `value` (its fault).
