@@ -28,7 +28,7 @@ struct CoordinatorSetup {
   // Nodes exchange their partial sums among themselves (each totals one slice, which it sends
   // here) and spread the weights among themselves, instead of each sending its whole sum here and
   // receiving the whole weights from here ("mesh"; false: "star").
-  bool mesh = false;
+  bool mesh = true;
 };
 
 // The coordinator's other face, for the training loop: run body(k) on owner k for every owner,

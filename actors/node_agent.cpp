@@ -25,18 +25,23 @@ namespace {
 
 using dial_atom = caf::atom_constant<caf::atom("dial")>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
+using xcheck_atom = caf::atom_constant<caf::atom("xcheck")>;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 constexpr auto kStatsTimeout = std::chrono::seconds(10);
 constexpr auto kPeerDialTimeout = std::chrono::seconds(10);
 // A spread with no new piece for this long asks the root for the missing ones (a peer that was to
 // forward them is gone or stuck).
 constexpr double kSpreadStallS = 2.0;
+// An exchange with no new piece of this node's slice for this long fails (the root then asks
+// for whole sums): a peer that cannot reach this node costs a pause, not the root's hand-over
+// timeout. Pieces are at most 4 MiB, so this is slack even for links of a few Mbit/s.
+constexpr double kExchangeStallS = 10.0;
 
 // The agent's own messages on top of its interface: dial (again), end after answering the root's
 // shutdown, and look at a spread's progress.
 using agent_impl =
     agent_actor::extend<caf::reacts_to<dial_atom>, caf::reacts_to<shutdown_atom, bool>,
-                        caf::reacts_to<check_atom, int64_t>>;
+                        caf::reacts_to<check_atom, int64_t>, caf::reacts_to<xcheck_atom, uint64_t>>;
 
 // Weights arriving in pieces for one version, straight into the buffer the spheres will read:
 // from the link alone, or spread (this node's share from the link, the rest from the peers).
@@ -74,6 +79,7 @@ struct ReduceInFlight {
   std::vector<std::vector<char>> packed;
   std::vector<bool> sized, added;
   int32_t missing = 0;
+  double last_piece_s = 0;  // when a piece last came (a stalled exchange fails)
 };
 
 struct AgentState {
@@ -271,6 +277,15 @@ void peer_lost(agent_pointer self, int32_t node, const std::string& why);
 
 void add_peer(agent_pointer self, int32_t node, peer_actor handle) {
   auto& st = self->state;
+  // A node that joined again under a new number is the same agent, reached over the same CAF
+  // connection: its old number goes, or its messages would be taken for the old number's.
+  for (auto it = st.peers.begin(); it != st.peers.end();)
+    if (it->first != node && it->second.address() == handle.address()) {
+      self->demonitor(it->second.address());
+      it = st.peers.erase(it);
+    } else {
+      ++it;
+    }
   peer_actor& slot = st.peers[node];
   if (slot) self->demonitor(slot.address());
   slot = std::move(handle);
@@ -566,6 +581,7 @@ void place_sum_piece(agent_pointer self, int32_t from, int32_t sender, Chunk& c)
   if (!x.sized[j]) x.pieces[j] = sum_assembly(x.slice.size(), c.total), x.sized[j] = true;
   const int64_t at = x.pieces[j].place(c.total, c.index, c.bytes.size());
   if (at < 0) return;
+  x.last_piece_s = seconds_now();
   if (x.packed[j].empty()) x.packed[j].resize(x.pieces[j].bytes());
   std::memcpy(x.packed[j].data() + at, c.bytes.data(), c.bytes.size());
   if (!x.pieces[j].complete()) return;
@@ -637,6 +653,8 @@ void on_reduce(agent_pointer self, NodeReduce& r) {
   x.sized.assign(size_t(k), false), x.added.assign(size_t(k), x.slice.size() == 0);
   x.added[size_t(x.req.me)] = true;
   x.missing = int32_t(std::count(x.added.begin(), x.added.end(), false));
+  x.last_piece_s = seconds_now();
+  self->delayed_send(self, std::chrono::milliseconds(500), xcheck_atom::value, x.req.epoch);
   send_slices(self);
   if (++st.exchanges == st.opt.die_in_exchange) std::raise(SIGKILL);  // (tests: mid-exchange)
   std::vector<EarlyPiece> early = std::exchange(st.early_sums, {});
@@ -645,6 +663,21 @@ void on_reduce(agent_pointer self, NodeReduce& r) {
     if (e.epoch == x.req.epoch && st.reduce.active)
       place_sum_piece(self, e.from, e.sender, e.chunk);
   maybe_finish_reduce(self);
+}
+
+// An exchange that stalled fails, naming the peers whose pieces are missing.
+void check_exchange(agent_pointer self, uint64_t epoch) {
+  const ReduceInFlight& x = self->state.reduce;
+  if (!x.active || x.req.epoch != epoch) return;
+  if (seconds_now() - x.last_piece_s < kExchangeStallS) {
+    self->delayed_send(self, std::chrono::milliseconds(500), xcheck_atom::value, epoch);
+    return;
+  }
+  std::string from;
+  for (size_t j = 0; j < x.req.peers.size(); ++j)
+    if (!x.added[j]) from += fmt::format("{}{}", from.empty() ? "" : ", ", x.req.peers[j].node);
+  fail_reduce(self, fmt::format("no piece of its slice came for {:g} s (missing from node {})",
+                                kExchangeStallS, from));
 }
 
 void on_sum_piece(agent_pointer self, uint64_t epoch, int32_t from, Chunk& c) {
@@ -765,8 +798,10 @@ void on_down(agent_pointer self, const caf::down_msg& dm) {
       return self->quit(make_node_error(node_exit::left, "left the cluster, as asked"));
     return retry(self, "the connection to the root was lost");
   }
+  std::vector<int32_t> gone;
   for (const auto& [node, handle] : st.peers)
-    if (dm.source == handle.address()) return peer_lost(self, node, "its connection was lost");
+    if (dm.source == handle.address()) gone.push_back(node);
+  for (const int32_t node : gone) peer_lost(self, node, "its connection was lost");
 }
 
 agent_impl::behavior_type agent_behavior(agent_pointer self, NodeOptions opt) {
@@ -794,6 +829,10 @@ agent_impl::behavior_type agent_behavior(agent_pointer self, NodeOptions opt) {
       [self](check_atom, int64_t version) {
         if (caf::actor_cast<caf::actor_addr>(self->current_sender()) == self->address())
           check_spread(self, version);
+      },
+      [self](xcheck_atom, uint64_t epoch) {
+        if (caf::actor_cast<caf::actor_addr>(self->current_sender()) == self->address())
+          check_exchange(self, epoch);
       },
       [self](peer_atom, int32_t node) {
         // A node of a lower index dialed this one (through the guard, or TLS). Its hello may

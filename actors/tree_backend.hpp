@@ -30,7 +30,7 @@ struct ClusterOptions {
   double orphan_timeout_s =
       kDefaultJoinTimeoutS;  // a step with no member left waits this long for a node
   std::string tokenizer_kind = "byte", tokenizer_data;  // for the nodes' fingerprints
-  bool mesh = false;  // nodes exchange sums and weights among themselves (CoordinatorSetup::mesh)
+  bool mesh = true;  // nodes exchange sums and weights among themselves (CoordinatorSetup::mesh)
 };
 
 struct TreeOptions {

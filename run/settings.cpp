@@ -185,8 +185,8 @@ void cluster(OptionTable& t, TrainSettings& s) {
           kMaxJoinTimeoutS, Scope::placement);
   link_options(t, s.cluster_key, s.heartbeat_ms, s.connection_timeout);
   choice(t, "--node-reduce",
-         "star (each node sends its whole sum to the root and gets the whole weights from it) or "
-         "mesh (nodes exchange their sums and the weights among themselves; see docs/cluster.md)",
+         "mesh (nodes exchange their sums and the weights among themselves) or star (each sends "
+         "its whole sum to the root and gets the whole weights from it)",
          s.node_reduce, {"mesh", "star"}, Scope::placement);
   t.add("--plan-nodes", "LIST",
         "with --print-topology: nodes of these thread counts (e.g. 16,4) join the deal", "",

@@ -53,9 +53,9 @@ struct TrainSettings {
   int heartbeat_ms = kDefaultHeartbeatMs;
   double connection_timeout = kDefaultConnectionTimeoutS;
   std::string plan_nodes;  // --print-topology: node capacities to deal the shards over
-  // "star": each node sends its whole sum to the root; "mesh": nodes exchange sums among
-  // themselves. The star is the default while a mesh defect is open (docs/cluster.md).
-  std::string node_reduce = "star";
+  // "mesh": nodes exchange sums and weights among themselves; "star": each node sends its whole
+  // sum to the root and gets the whole weights from it.
+  std::string node_reduce = "mesh";
   // Output
   std::string run_dir;  // empty: a new runs/<date-time>
   int eval_every = 200, eval_windows = 32, log_every = 0;

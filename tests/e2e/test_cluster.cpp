@@ -362,6 +362,39 @@ TEST_CASE("cluster: a frozen node is lost by heartbeat and rejoins when it thaws
         0);  // it rejoined or found the run over; either way it ends cleanly
 }
 
+TEST_CASE("cluster: a node frozen among three that exchange their sums is lost, and rejoins",
+          "[e2e][cluster][faults]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  Background root(mesh_root(dir, 400));
+  const std::string port = wait_for_port(root);
+  // The root gives up on a silent node after 1 s, the nodes on each other only after 30 s: the
+  // thawed node's connections to its peers outlive its membership, and it joins again over them
+  // under a new number.
+  const Args patient = {"--connection-timeout", "30"};
+  Background a(node_args(port, 1, patient));
+  Background b(node_args(port, 1, patient));
+  Background c(node_args(port, 1, patient));
+  REQUIRE(root.wait_until([&] { return last_step(root) >= 8; }, kNodeLimitS));
+  c.signal(SIGSTOP);
+  REQUIRE(root.wait_until([&] { return contains(root.err_so_far(), "lost node"); }, kNodeLimitS));
+  c.signal(SIGCONT);
+  // Once it is back, the three exchange again: at most an exchange or two fall back to whole
+  // sums, never the run's remaining steps.
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 400);
+  const auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = r.err.find(what); at != std::string::npos; at = r.err.find(what, at + 1)) ++n;
+    return n;
+  };
+  INFO("root stderr: " << r.err);
+  CHECK(count(") joined") == 4);  // three, and the thawed one again
+  CHECK(count("exchange between") <= 4);
+  CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) >= 1);
+  for (Background* n : {&a, &b, &c}) CHECK(n->wait(kNodeLimitS).code == 0);
+}
+
 TEST_CASE("cluster: a node may join a running job, and leave it with SIGTERM", "[e2e][cluster]") {
   TempDir tmp;
   const std::string dir = tmp / "run";
