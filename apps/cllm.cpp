@@ -442,7 +442,7 @@ int cmd_sample(const std::vector<std::string>& args) {
     throw UsageError("unexpected argument '" + printable(t.positionals[0], 60) + "'");
   if (ckpt.empty()) throw UsageError("cllm sample needs --checkpoint FILE");
   validate(so);
-  const Checkpoint ck = load_checkpoint(ckpt);
+  const Checkpoint ck = load_checkpoint(ckpt, /*weights_only=*/true);
   const auto tok = make_tokenizer(ck.tokenizer_kind, ck.tokenizer_data);
   // Streamed: each token is printed as soon as it is drawn (a long sample shows text at once).
   std::cout << prompt << std::flush;

@@ -203,18 +203,24 @@ StTensor& take_tensor(CheckpointReader& in, const ModelConfig& model, const std:
   return it->second;
 }
 
+// The tensors in tensors_sha256's order: weights, adam_m, adam_v (each in layout order), then the
+// gradient scales if the file has them.
+std::vector<std::string> table_names(const CheckpointReader& in, const ParamLayout& layout) {
+  std::vector<std::string> names;
+  for (const char* prefix : {"", kMomentM, kMomentV})
+    for (const auto& t : layout.tensors()) names.push_back(prefix + t.name);
+  if (in.file.tensors.count(kScaleExp)) names.push_back(kScaleExp);
+  return names;
+}
+
 // Every tensor the model needs is there with its shape, and the table matches tensors_sha256
 // (see save_checkpoint): all checked before anything large is allocated. `payload_sha`: the data
 // buffer's digest, already checked against payload_sha256.
 void check_tensor_table(CheckpointReader& in, const ModelConfig& model, const ParamLayout& layout,
                         const std::string& payload_sha) {
-  std::vector<std::string> names;
   for (const char* prefix : {"", kMomentM, kMomentV})
-    for (const auto& t : layout.tensors()) {
-      take_tensor(in, model, prefix + t.name, "F32", t.shape);
-      names.push_back(prefix + t.name);
-    }
-  if (in.file.tensors.count(kScaleExp)) names.push_back(kScaleExp);
+    for (const auto& t : layout.tensors()) take_tensor(in, model, prefix + t.name, "F32", t.shape);
+  const std::vector<std::string> names = table_names(in, layout);
   const std::string* tsha = in.get("tensors_sha256");
   if (!tsha) return;
   // The data laid out in exactly this order (as cllm writes it): this digest is the payload's.
@@ -234,7 +240,9 @@ void check_tensor_table(CheckpointReader& in, const ModelConfig& model, const Pa
 }
 
 // Moves the tensors into the checkpoint, freeing each file tensor as it goes; none may be left.
-void take_tensors(CheckpointReader& in, const ParamLayout& layout, Checkpoint& ck) {
+// `weights_only`: the moments (read for the checksum only) are dropped.
+void take_tensors(CheckpointReader& in, const ParamLayout& layout, Checkpoint& ck,
+                  bool weights_only) {
   const auto fill = [&](const std::string& prefix, AlignedVector<float>& v) {
     v.assign(layout.total(), 0.0f);
     for (const auto& t : layout.tensors()) {
@@ -245,8 +253,13 @@ void take_tensors(CheckpointReader& in, const ParamLayout& layout, Checkpoint& c
     }
   };
   fill("", ck.weights);
-  fill(kMomentM, ck.adam_m);
-  fill(kMomentV, ck.adam_v);
+  if (weights_only) {
+    for (const char* prefix : {kMomentM, kMomentV})
+      for (const auto& t : layout.tensors()) in.file.tensors.erase(prefix + t.name);
+  } else {
+    fill(kMomentM, ck.adam_m);
+    fill(kMomentV, ck.adam_v);
+  }
   if (in.file.tensors.count(kScaleExp)) {
     StTensor& src = take_tensor(in, ck.model, kScaleExp, "I32", {int64_t(layout.tensors().size())});
     ck.grad_scale_exp.resize(layout.tensors().size());
@@ -352,17 +365,35 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
       PageCache::bypass);
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
+namespace {
+bool is_moment(const std::string& name) {
+  return name.rfind(kMomentM, 0) == 0 || name.rfind(kMomentV, 0) == 0;
+}
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& path, bool weights_only) {
   std::string payload_sha;
-  CheckpointReader in{path, read_safetensors(path, &payload_sha)};
+  CheckpointReader in{path, read_safetensors(path, &payload_sha,
+                                             weights_only ? StKeep([](const std::string& name) {
+                                               return !is_moment(name);
+                                             })
+                                                          : StKeep{})};
+
   check_format_and_checksums(in, payload_sha);
   Checkpoint ck;
   ck.source_path = path;
   ck.model = read_model_config(in);
   read_run_metadata(in, ck);
   const ParamLayout layout(ck.model);
+  if (weights_only && in.file.data_order != table_names(in, layout)) {
+    // Not cllm's order (cllm writes the table's): tensors_sha256 then needs every tensor's
+    // bytes, so this file is read whole.
+    Checkpoint whole = load_checkpoint(path);
+    whole.adam_m = {}, whole.adam_v = {};
+    return whole;
+  }
   check_tensor_table(in, ck.model, layout, payload_sha);
-  take_tensors(in, layout, ck);
+  take_tensors(in, layout, ck, weights_only);
   return ck;
 }
 

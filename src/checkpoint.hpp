@@ -37,7 +37,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck);
 
 // Reads and verifies: format and version, metadata and payload checksums, the model config, and
 // every tensor present with the shape that config needs. Each failure: CheckpointError naming path.
-Checkpoint load_checkpoint(const std::string& path);
+// `weights_only`: everything but the AdamW moments (adam_m and adam_v stay empty), all checks the
+// same; for what only reads the model (sample, export): the moments are 2/3 of a file.
+Checkpoint load_checkpoint(const std::string& path, bool weights_only = false);
 
 // Throws CheckpointError when ck was made for another model shape or tokenizer kind:
 // "checkpoint 'x' has model d 64, ... but this run uses d 128, ...".

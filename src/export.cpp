@@ -242,7 +242,7 @@ ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path) {
 Checkpoint load_checkpoint_or_run(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw ConfigError(fmt::format("'{}' does not exist", path));
-  if (!fs::is_directory(path, ec)) return load_checkpoint(path);
+  if (!fs::is_directory(path, ec)) return load_checkpoint(path, /*weights_only=*/true);
   fs::path dir(path);
   if (fs::is_directory(dir / "checkpoints", ec)) dir /= "checkpoints";
   const auto all = list_checkpoints(dir.string());
@@ -250,7 +250,7 @@ Checkpoint load_checkpoint_or_run(const std::string& path) {
   std::string why;
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
-      return load_checkpoint(*it);
+      return load_checkpoint(*it, /*weights_only=*/true);
     } catch (const CheckpointError& e) {
       if (why.empty()) why = e.what();
     }

@@ -26,7 +26,8 @@ ExportSummary export_hf(const Checkpoint& ck, const std::string& out_dir);
 ExportSummary export_gguf(const Checkpoint& ck, const std::string& out_path);
 
 // The checkpoint a user named: a checkpoint file, or a run folder (its newest checkpoint that
-// loads, from RUN_DIR/checkpoints or the folder itself). Throws CheckpointError / ConfigError.
+// loads, from RUN_DIR/checkpoints or the folder itself), without its AdamW moments. Throws
+// CheckpointError / ConfigError.
 Checkpoint load_checkpoint_or_run(const std::string& path);
 
 }  // namespace cllm

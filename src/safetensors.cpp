@@ -217,9 +217,22 @@ void check_tiling(const StReader& in, std::vector<StEntry>& entries) {
 
 // Reads every tensor's bytes, in file order; hashes them when data_sha256 is given.
 void read_tensor_bytes(const StReader& in, const std::vector<StEntry>& entries,
-                       std::string* data_sha256) {
+                       std::string* data_sha256, const StKeep& keep) {
   Sha256 sha;
+  std::vector<uint8_t> scratch;  // for the tensors not kept: hashed piece by piece
   for (const auto& e : entries) {
+    if (keep && !keep(*e.name)) {
+      if (!data_sha256) continue;
+      scratch.resize(size_t(8) << 20);
+      for (uint64_t at = e.begin; at < e.end; at += scratch.size()) {
+        const size_t n = size_t(std::min<uint64_t>(scratch.size(), e.end - at));
+        const ssize_t r = pread_all(in.file.fd, scratch.data(), n, 8 + in.header_bytes + at);
+        if (r < 0) throw in.cannot_read();
+        if (uint64_t(r) != n) throw in.bad("is truncated: it shrank while being read");
+        sha.update(scratch.data(), n);
+      }
+      continue;
+    }
     auto& bytes = e.tensor->bytes;
     bytes.resize(e.end - e.begin);
     const ssize_t r =
@@ -358,11 +371,11 @@ void write_safetensors(const std::string& path, const StFile& file) {
   write_safetensors(path, file.metadata, views);
 }
 
-StFile read_safetensors(const std::string& path, std::string* data_sha256) {
+StFile read_safetensors(const std::string& path, std::string* data_sha256, const StKeep& keep) {
   StReader in{path, Fd{}};
   StFile out;
   const std::vector<StEntry> entries = read_layout(in, out);
-  read_tensor_bytes(in, entries, data_sha256);
+  read_tensor_bytes(in, entries, data_sha256, keep);
   return out;
 }
 

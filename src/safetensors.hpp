@@ -57,8 +57,11 @@ constexpr uint64_t kMaxSafetensorsBytes = uint64_t(64) << 30;
 // Reads and validates a regular file of at most kMaxSafetensorsBytes: length, header JSON, dtypes,
 // shapes against offsets, offsets inside the buffer, no overlaps or gaps, nothing after the data.
 // Each violation -> CheckpointError. When data_sha256 is given, it receives the SHA-256 (hex) of
-// the whole data buffer.
-StFile read_safetensors(const std::string& path, std::string* data_sha256 = nullptr);
+// the whole data buffer. With `keep`, only the tensors it names get their bytes (the others are
+// read for the digest through a small buffer and left empty; shapes and dtypes are all there).
+using StKeep = std::function<bool(const std::string& name)>;
+StFile read_safetensors(const std::string& path, std::string* data_sha256 = nullptr,
+                        const StKeep& keep = {});
 
 // ---- Lower level: writing from memory the caller owns (no copy of large payloads) ----
 

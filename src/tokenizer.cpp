@@ -90,7 +90,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   // Opened once, as a regular file, before anything is read (a FIFO or /dev/zero is refused).
   const RegularFile file = open_regular_file<ConfigError>(spec, kMaxSafetensorsBytes, "tokenizer");
   if (looks_like_safetensors(file)) {
-    const Checkpoint ck = load_checkpoint(spec);
+    const Checkpoint ck = load_checkpoint(spec, /*weights_only=*/true);
     return make_tokenizer(ck.tokenizer_kind, ck.tokenizer_data);
   }
   if (file.size() > kMaxTokenizerJsonBytes)

@@ -874,3 +874,50 @@ TEST_CASE("a wrong tensors_sha256 is caught in a file laid out as cllm writes it
   REQUIRE_THROWS_WITH(load_checkpoint(path),
                       Contains(path) && Contains("tensor table was altered"));
 }
+
+TEST_CASE("a weights-only load checks what a full load checks and keeps no moments",
+          "[checkpoint]") {
+  TempDir dir("cllm-ckpt");
+  const std::string path = dir.file("ck.safetensors");
+  const Checkpoint ck = make_checkpoint(model_preset("tiny"));
+  save_checkpoint(path, ck);
+  Checkpoint w = load_checkpoint(path, /*weights_only=*/true);
+  REQUIRE(w.adam_m.empty());
+  REQUIRE(w.adam_v.empty());
+  w.adam_m = ck.adam_m, w.adam_v = ck.adam_v;
+  require_equal(ck, w);
+
+  // A flip in the moments, which it does not keep, is still caught (the payload's digest).
+  const std::string raw = read_bytes(path);
+  std::string bad = raw;
+  bad[raw.size() - 4 * ck.adam_v.size() / 2] ^= 0x04;  // in adam_v's data
+  write_bytes(path, bad);
+  REQUIRE_THROWS_WITH(load_checkpoint(path, true),
+                      Contains(path) && Contains("checksum mismatch: file is corrupt"));
+
+  // Data in another order than tensors_sha256's (not written by cllm): read whole, same result.
+  write_bytes(path, raw);
+  const std::string other = dir.file("other-order.safetensors");
+  write_sealed(other, read_safetensors(path));
+  REQUIRE(read_safetensors(other).data_order != read_safetensors(path).data_order);
+  Checkpoint o = load_checkpoint(other, true);
+  REQUIRE(o.adam_m.empty());
+  REQUIRE(same_bits(o.weights, ck.weights));
+
+  // Exhaustive, on a micro model: every byte of the file flipped is caught.
+  save_checkpoint(path, make_checkpoint(micro_model()));
+  const std::string small = read_bytes(path);
+  size_t detected = 0;
+  for (size_t i = 0; i < small.size(); ++i) {
+    std::string flipped = small;
+    flipped[i] = char(uint8_t(small[i]) ^ 0x01);
+    write_bytes(path, flipped);
+    try {
+      load_checkpoint(path, true);
+      FAIL("flip of byte " << i << " went undetected by a weights-only load");
+    } catch (const CheckpointError&) {
+      ++detected;
+    }
+  }
+  REQUIRE(detected == small.size());
+}
