@@ -27,8 +27,10 @@ struct Member : ChildSlot {
   std::string name;   // "local", or the node's id and host
   link_actor link;    // the same actor as `handle` for a node (its end of the run); null if local
   int32_t node = -1;  // the node's index; -1 for the local subtree
-  int capacity = 1;   // its share of the shards (threads)
-  int height = 0;     // levels below its top sphere, for its deadline
+  int capacity = 1;   // its share of the shards (threads) until its pace is measured
+  double pace = 0;    // shards per second from dispatch to answer, smoothed (0: not yet)
+  SteadyClock::time_point sent_at;  // of the work in flight
+  int height = 0;                   // levels below its top sphere, for its deadline
   int spheres = 0;
   bool leaving = false;  // a node that said goodbye: no new work after this step
   // The step in flight.
@@ -175,6 +177,7 @@ void dispatch(coordinator_pointer self, size_t i) {
   if (m.busy || m.queue.empty() || m.reducing) return;
   m.in_flight = std::move(m.queue.front());
   m.queue.pop_front();
+  m.sent_at = SteadyClock::now();
   StepCtl ctl;
   ctl.deadline_ms = st.deadline_ms;
   ctl.hold_key = m.hold_key;
@@ -246,6 +249,11 @@ void on_reply(coordinator_pointer self, const caf::actor_addr& addr, Partial& p)
   auto& s = self->state;
   const size_t i = find_member(s, addr);
   Member& m = s.members[i];
+  if (!m.in_flight.empty()) {  // how fast its shards come back, latency included
+    const double took_s = ms_since(m.sent_at) / 1000;
+    const double sample = double(m.in_flight.size()) / std::max(took_s, 1e-6);
+    m.pace = m.pace > 0 ? 0.5 * m.pace + 0.5 * sample : sample;
+  }
   // With owners (the root), a node's whole partial sum goes to them; without (a node's own
   // coordinator), partial sums are merged here, whole, as they go up to the root. A node that
   // keeps its sum for the exchange answers with its counts only.
@@ -268,7 +276,9 @@ void deal_again(coordinator_pointer self, std::vector<size_t> positions) {
   auto& st = self->state;
   if (positions.empty()) return;
   std::vector<int> capacity;
-  for (const Member& m : st.members) capacity.push_back(m.leaving ? 0 : m.capacity);
+  std::vector<double> pace;
+  for (const Member& m : st.members)
+    capacity.push_back(m.leaving ? 0 : m.capacity), pace.push_back(m.pace);
   if (std::all_of(capacity.begin(), capacity.end(), [](int c) { return c == 0; })) {
     if (st.orphans.empty())
       self->delayed_send(self, std::chrono::milliseconds(int64_t(st.setup.orphan_timeout_s * 1000)),
@@ -277,7 +287,7 @@ void deal_again(coordinator_pointer self, std::vector<size_t> positions) {
     return;
   }
   for (int& c : capacity) c = std::max(c, 0);
-  const auto dealt = deal_shards(positions, capacity);
+  const auto dealt = deal_shards(positions, deal_weights(capacity, pace));
   for (size_t m = 0; m < st.members.size(); ++m) {
     if (dealt[m].empty()) continue;
     st.members[m].queue.push_back(dealt[m]);

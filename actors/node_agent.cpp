@@ -26,6 +26,7 @@ namespace {
 using dial_atom = caf::atom_constant<caf::atom("dial")>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
 using xcheck_atom = caf::atom_constant<caf::atom("xcheck")>;
+using late_atom = caf::atom_constant<caf::atom("late")>;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 constexpr auto kStatsTimeout = std::chrono::seconds(10);
 constexpr auto kPeerDialTimeout = std::chrono::seconds(10);
@@ -38,10 +39,11 @@ constexpr double kSpreadStallS = 2.0;
 constexpr double kExchangeStallS = 10.0;
 
 // The agent's own messages on top of its interface: dial (again), end after answering the root's
-// shutdown, and look at a spread's progress.
+// shutdown, look at a spread's or an exchange's progress, and (tests) answer late.
 using agent_impl =
     agent_actor::extend<caf::reacts_to<dial_atom>, caf::reacts_to<shutdown_atom, bool>,
-                        caf::reacts_to<check_atom, int64_t>, caf::reacts_to<xcheck_atom, uint64_t>>;
+                        caf::reacts_to<check_atom, int64_t>, caf::reacts_to<xcheck_atom, uint64_t>,
+                        caf::reacts_to<late_atom>>;
 
 // Weights arriving in pieces for one version, straight into the buffer the spheres will read:
 // from the link alone, or spread (this node's share from the link, the rest from the peers).
@@ -122,6 +124,7 @@ struct AgentState {
   ReduceInFlight reduce;
   uint64_t last_epoch = 0;  // the newest exchange begun here (older pieces are stale)
   int exchanges = 0;
+  std::function<void()> late_answer;  // tests (slow_factor): the answer, sent later
 };
 
 using agent_pointer = agent_impl::stateful_pointer<AgentState>;
@@ -414,6 +417,18 @@ void keep_sum(agent_pointer self, Partial& p) {
   send_result(self, std::move(r), nullptr, 0);
 }
 
+// Tests: the answer to the work in flight, after (slow_factor - 1) times the time it took, as a
+// slower machine would give it; dropped if that work is gone by then.
+void answer_late(agent_pointer self, std::function<void()> answer) {
+  auto& st = self->state;
+  const auto delay =
+      std::chrono::microseconds(int64_t(ms_since(st.work_since) * 1000 * (st.opt.slow_factor - 1)));
+  st.late_answer = [self, request = st.work.request, answer = std::move(answer)] {
+    if (self->state.has_work && self->state.work.request == request) answer();
+  };
+  self->delayed_send(self, delay, late_atom::value);
+}
+
 void compute(agent_pointer self) {
   auto& st = self->state;
   if (!st.has_work || st.computing || st.weights_version != st.work.weights_version) return;
@@ -423,12 +438,16 @@ void compute(agent_pointer self) {
                 ShardSetRef(std::move(set)), st.work.ctl)
       .then(
           [self](Partial& p) {
-            if (self->state.work.ctl.hold_key != 0) return keep_sum(self, p);
-            NodeResult r;
-            r.request = self->state.work.request;
-            std::vector<int64_t> sum = std::move(p.grad.sum);
-            r.partial = std::move(p);
-            send_result(self, std::move(r), sum.data(), sum.size());
+            auto answer = [self, p = std::make_shared<Partial>(std::move(p))] {
+              if (self->state.work.ctl.hold_key != 0) return keep_sum(self, *p);
+              NodeResult r;
+              r.request = self->state.work.request;
+              std::vector<int64_t> sum = std::move(p->grad.sum);
+              r.partial = std::move(*p);
+              send_result(self, std::move(r), sum.data(), sum.size());
+            };
+            if (self->state.opt.slow_factor > 1) return answer_late(self, std::move(answer));
+            answer();
           },
           [self](caf::error& err) { fail_work(self, exit_reason_text(self->system(), err)); });
 }
@@ -829,6 +848,10 @@ agent_impl::behavior_type agent_behavior(agent_pointer self, NodeOptions opt) {
       [self](check_atom, int64_t version) {
         if (caf::actor_cast<caf::actor_addr>(self->current_sender()) == self->address())
           check_spread(self, version);
+      },
+      [self](late_atom) {
+        if (caf::actor_cast<caf::actor_addr>(self->current_sender()) == self->address())
+          if (auto answer = std::exchange(self->state.late_answer, {})) answer();
       },
       [self](xcheck_atom, uint64_t epoch) {
         if (caf::actor_cast<caf::actor_addr>(self->current_sender()) == self->address())

@@ -37,6 +37,7 @@ struct NodeOptions {
   bool perturb_probe = false;     // tests: a fingerprint as from another CPU
   int die_in_exchange = 0;        // tests: SIGKILL itself in its Nth exchange, its pieces sent
   bool withhold_weights = false;  // tests: never forward its share of the weights (a stuck peer)
+  double slow_factor = 1;         // tests: answer as a node this many times slower would
   // Where the other nodes reach this one for the exchanges (actors/coordinator.cpp); empty: they
   // do not, and it sends its sums to the root.
   std::string peer_host;

@@ -232,7 +232,7 @@ std::string topology_text(const TrainSettings& s) {
   if (capacity.size() > 1) {
     std::vector<size_t> all(static_cast<size_t>(shards));
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    const auto dealt = deal_shards(all, capacity);
+    const auto dealt = deal_shards(all, std::vector<double>(capacity.begin(), capacity.end()));
     out += fmt::format("{} shards per step over {} members:\n", shards, capacity.size());
     for (size_t m = 0; m < dealt.size(); ++m) {
       out += fmt::format("  {}: {} shards", names[m], dealt[m].size());

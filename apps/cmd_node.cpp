@@ -200,6 +200,8 @@ int cmd_node(const std::vector<std::string>& args) {
     a.opt.die_in_exchange = std::atoi(n);
   // ... and one that never forwards its share of the weights to its peers.
   a.opt.withhold_weights = std::getenv("CLLM_TEST_WITHHOLD_WEIGHTS") != nullptr;
+  // ... and one that answers as a node N times slower would (a slower machine).
+  if (const char* n = std::getenv("CLLM_TEST_SLOW_NODE")) a.opt.slow_factor = std::atof(n);
   Topology(a.opt.spheres, a.opt.fanout);  // validates the shape before dialing
   // The node dials the root through a local relay that answers the root's guard (see
   // src/cluster_guard.hpp); a root without a guard is relayed as it is. Not with TLS and no key:

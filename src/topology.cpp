@@ -156,16 +156,35 @@ std::string ShardPlan::render(const Topology& topo, int max_lines) const {
   return out;
 }
 
+std::vector<double> deal_weights(const std::vector<int>& capacity,
+                                 const std::vector<double>& pace) {
+  std::vector<double> w(capacity.size(), 0.0);
+  bool measured = pace.size() == capacity.size();
+  for (size_t m = 0; measured && m < capacity.size(); ++m)
+    if (capacity[m] > 0 && !(pace[m] > 0)) measured = false;
+  for (size_t m = 0; m < capacity.size(); ++m)
+    if (capacity[m] > 0) w[m] = measured ? pace[m] : double(capacity[m]);
+  return w;
+}
+
 std::vector<std::vector<size_t>> deal_shards(const std::vector<size_t>& positions,
-                                             const std::vector<int>& capacity) {
-  std::vector<std::vector<size_t>> out(capacity.size());
-  const auto load = [&](size_t m) { return double(out[m].size() + 1) / capacity[m]; };
-  for (size_t p : positions) {
-    size_t best = capacity.size();
-    for (size_t m = 0; m < capacity.size(); ++m)
-      if (capacity[m] > 0 && (best == capacity.size() || load(m) < load(best))) best = m;
-    if (best == capacity.size()) throw ConfigError("no member can take shards");
-    out[best].push_back(p);
+                                             const std::vector<double>& weight) {
+  std::vector<std::vector<size_t>> out(weight.size());
+  const auto load = [&](size_t m) { return double(out[m].size() + 1) / weight[m]; };
+  // One each first, where there are enough: a member measured slow keeps being measured (a
+  // member dealt nothing would never show that it got faster).
+  size_t next = 0;
+  const auto takers =
+      size_t(std::count_if(weight.begin(), weight.end(), [](double w) { return w > 0; }));
+  if (positions.size() >= takers)
+    for (size_t m = 0; m < weight.size(); ++m)
+      if (weight[m] > 0) out[m].push_back(positions[next++]);
+  for (size_t i = next; i < positions.size(); ++i) {
+    size_t best = weight.size();
+    for (size_t m = 0; m < weight.size(); ++m)
+      if (weight[m] > 0 && (best == weight.size() || load(m) < load(best))) best = m;
+    if (best == weight.size()) throw ConfigError("no member can take shards");
+    out[best].push_back(positions[i]);
   }
   return out;
 }

@@ -76,10 +76,16 @@ class ShardPlan {
 };
 
 // How a step's shards (or positions) are dealt over the members of a cluster (the root's local
-// subtree, each node) in proportion to their capacity: each goes to the member with the fewest
-// per unit of capacity so far (ties: the earlier member), so the deal interleaves. Members of
-// capacity 0 get none; at least one must have more.
+// subtree, each node) in proportion to their weights: each goes to the member with the fewest
+// per unit of weight so far (ties: the earlier member), so the deal interleaves; every member of
+// positive weight gets at least one when there are enough. Members of weight 0 get none; at least
+// one must have more.
 std::vector<std::vector<size_t>> deal_shards(const std::vector<size_t>& positions,
-                                             const std::vector<int>& capacity);
+                                             const std::vector<double>& weight);
+
+// The weights to deal by: each member's measured pace (shards per second, its answers' latency
+// included) once every member that takes shards has one, else their capacities (threads).
+// Where a shard is computed does not change a bit, so a slow or distant member may take fewer.
+std::vector<double> deal_weights(const std::vector<int>& capacity, const std::vector<double>& pace);
 
 }  // namespace cllm

@@ -100,3 +100,37 @@ TEST_CASE("topology: a chain of a million spheres is planned without recursion",
   REQUIRE(leaves.subtree(500'000) == 8);
   REQUIRE(bfs.render(t, 5).size() < 2000);
 }
+
+TEST_CASE("deal: shards go by weight, interleaved; capacities until every pace is measured",
+          "[topology]") {
+  std::vector<size_t> all(8);
+  std::iota(all.begin(), all.end(), size_t(0));
+  // Equal weights interleave; 5:3 gives five and three; a weight of 0 gets none.
+  auto dealt = deal_shards(all, {1.0, 1.0});
+  REQUIRE(dealt[0] == std::vector<size_t>{0, 2, 4, 6});
+  REQUIRE(dealt[1] == std::vector<size_t>{1, 3, 5, 7});
+  dealt = deal_shards(all, {50.0, 30.0, 0.0});
+  REQUIRE(dealt[0].size() == 5);
+  REQUIRE(dealt[1].size() == 3);
+  REQUIRE(dealt[2].empty());
+  REQUIRE_THROWS(deal_shards(all, {0.0, 0.0}));
+
+  // A member not measured yet (a node that just joined): every member by capacity.
+  REQUIRE(deal_weights({2, 1}, {0.0, 40.0}) == std::vector<double>{2.0, 1.0});
+  REQUIRE(deal_weights({2, 1}, {}) == std::vector<double>{2.0, 1.0});
+  // All measured: by pace; a member of capacity 0 (leaving) takes none, measured or not.
+  REQUIRE(deal_weights({2, 1, 0}, {90.0, 40.0, 0.0}) == std::vector<double>{90.0, 40.0, 0.0});
+  REQUIRE(deal_weights({2, 0}, {90.0, 70.0}) == std::vector<double>{90.0, 0.0});
+}
+
+TEST_CASE("deal: a member measured slow still gets one shard, to be measured again", "[topology]") {
+  std::vector<size_t> all(8);
+  std::iota(all.begin(), all.end(), size_t(0));
+  const auto dealt = deal_shards(all, {1000.0, 1.0});
+  REQUIRE(dealt[0].size() == 7);
+  REQUIRE(dealt[1] == std::vector<size_t>{1});
+  // Fewer positions than members: by weight alone.
+  const auto few = deal_shards({0}, {1.0, 5.0});
+  REQUIRE(few[0].empty());
+  REQUIRE(few[1] == std::vector<size_t>{0});
+}

@@ -340,6 +340,27 @@ TEST_CASE("cluster: a node that never forwards its share of the weights costs a 
   for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
 }
 
+TEST_CASE("cluster: a slower node is dealt fewer shards, by its measured pace", "[e2e][cluster]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  Background root(cluster_train(dir, 40) + kNet +
+                  Args{"--spheres", "1", "--threads", "1", "--listen", "127.0.0.1:0", "--min-nodes",
+                       "1", "--join-timeout", "30"});
+  const std::string port = wait_for_port(root);
+  // Answers as a node three times slower would: the same capacity (one thread) as the root's
+  // own sphere, so a deal by capacity alone would give both the same.
+  const auto slow = faulty_node(port, "CLLM_TEST_SLOW_NODE", "3");
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 40);
+  CHECK(slow->wait(kNodeLimitS).code == 0);
+  int64_t local = 0, remote = 0;
+  for (const auto& s : read_json(fs::path(dir) / "spheres.json"))
+    (s.contains("node") ? remote : local) += s.value("shards", int64_t(0));
+  INFO("shards computed by the root's sphere " << local << ", by the slow node " << remote);
+  CHECK(remote > 0);
+  CHECK(local >= 2 * remote);
+}
+
 TEST_CASE("cluster: a frozen node is lost by heartbeat and rejoins when it thaws",
           "[e2e][cluster]") {
   TempDir tmp;
