@@ -674,8 +674,9 @@ void on_reduce(agent_pointer self, NodeReduce& r) {
   x.missing = int32_t(std::count(x.added.begin(), x.added.end(), false));
   x.last_piece_s = seconds_now();
   self->delayed_send(self, std::chrono::milliseconds(500), xcheck_atom::value, x.req.epoch);
-  send_slices(self);
-  if (++st.exchanges == st.opt.die_in_exchange) std::raise(SIGKILL);  // (tests: mid-exchange)
+  ++st.exchanges;
+  if (st.exchanges != st.opt.mute_in_exchange) send_slices(self);  // (tests: a peer that is stuck)
+  if (st.exchanges == st.opt.die_in_exchange) std::raise(SIGKILL);  // (tests: mid-exchange)
   std::vector<EarlyPiece> early = std::exchange(st.early_sums, {});
   st.early_sum_bytes = 0;
   for (EarlyPiece& e : early)

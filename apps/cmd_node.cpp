@@ -198,6 +198,9 @@ int cmd_node(const std::vector<std::string>& args) {
   // A test-only kill of this node in the middle of its Nth exchange of sums with its peers.
   if (const char* n = std::getenv("CLLM_TEST_DIE_IN_EXCHANGE"))
     a.opt.die_in_exchange = std::atoi(n);
+  // ... one that sends its peers nothing in its Nth exchange (stuck, yet connected) ...
+  if (const char* n = std::getenv("CLLM_TEST_MUTE_IN_EXCHANGE"))
+    a.opt.mute_in_exchange = std::atoi(n);
   // ... and one that never forwards its share of the weights to its peers.
   a.opt.withhold_weights = std::getenv("CLLM_TEST_WITHHOLD_WEIGHTS") != nullptr;
   // ... and one that answers as a node N times slower would (a slower machine).

@@ -324,6 +324,26 @@ TEST_CASE("cluster: a node killed in the middle of an exchange costs its shards,
   CHECK(b.wait(kNodeLimitS).code == 0);
 }
 
+TEST_CASE("cluster: a node that sends its peers nothing in an exchange costs a pause, not a hang",
+          "[e2e][cluster][faults]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  Background root(mesh_root(dir, 8));
+  const std::string port = wait_for_port(root);
+  Background a(node_args(port, 1));
+  Background b(node_args(port, 1));
+  // Its third exchange: connected, answering, but none of its pieces goes out. The others give
+  // up on it after their stall rule (10 s), not the root's hand-over timeout (60 s), and every
+  // holder sends its whole sum instead.
+  const auto c = faulty_node(port, "CLLM_TEST_MUTE_IN_EXCHANGE", "3");
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 8);
+  CHECK(contains(r.err, "no piece of its slice came for 10 s"));
+  CHECK_FALSE(contains(r.err, "request_timeout"));
+  CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 0);
+  for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
+}
+
 TEST_CASE("cluster: a node that never forwards its share of the weights costs a pause, not a hang",
           "[e2e][cluster][faults]") {
   TempDir tmp;
