@@ -17,6 +17,9 @@ namespace cllm {
 namespace {
 
 // Internal: a step's shards found no member, and no node joined in time.
+// Exchanges failed one after the other before the nodes go back to the star (CoordinatorState).
+constexpr int kMeshGiveUp = 3;
+
 using orphan_atom = caf::atom_constant<caf::atom("orphans")>;
 using coordinator_impl =
     coordinator_actor::extend<caf::reacts_to<orphan_atom, int64_t>,
@@ -92,6 +95,11 @@ struct CoordinatorState {
   // The exchange between nodes in this round: whether nodes keep their sums, whether an exchange
   // failed (then each hands over its whole sum), and the reduce requests not yet answered.
   bool holding = false, mesh_failed = false;
+  // Exchanges that failed one after the other; at kMeshGiveUp the nodes send their whole sums and
+  // get whole weights (the star) until a node joins (peers that cannot reach each other, say a
+  // firewall between them, must not cost every step a stall).
+  int exchanges_failed_in_row = 0;
+  bool mesh_off = false;
   size_t reducing = 0;
   uint64_t hold_keys = 0, epochs = 0;
 };
@@ -352,7 +360,7 @@ void on_member_failure(coordinator_pointer self, size_t i, ChildEnd end) {
 // forwards it to the others (nodes that join later, or alone, get them whole with their work).
 void spread_weights(coordinator_pointer self, int64_t version) {
   auto& st = self->state;
-  if (!st.setup.mesh) return;
+  if (!st.setup.mesh || st.mesh_off) return;
   std::vector<size_t> to;
   for (size_t i = 0; i < st.members.size(); ++i)
     if (st.members[i].exchanges() && st.members[i].weights_version != version) to.push_back(i);
@@ -386,6 +394,13 @@ void fail_reduction(coordinator_pointer self, Reduction& r, const std::string& w
   record(st, FaultEvent::exchange_failed, -1,
          fmt::format("the exchange between {} nodes failed ({}); each sent its whole sum",
                      r.members.size(), why));
+  if (++st.exchanges_failed_in_row == kMeshGiveUp && !st.mesh_off) {
+    st.mesh_off = true;
+    record(st, FaultEvent::exchange_failed, -1,
+           fmt::format("{} exchanges failed in a row: the nodes send their whole sums to the root "
+                       "and get whole weights from it until a node joins",
+                       kMeshGiveUp));
+  }
   for (const caf::actor_addr& a : r.members)
     if (const size_t i = find_member(st, a); i < st.members.size()) reduce_group(self, {i});
 }
@@ -409,6 +424,7 @@ void finish_reduction(coordinator_pointer self, Reduction& r) {
     m.hold_key = ++st.hold_keys;  // work dealt to it later in this round is kept anew
     m.reducing = false;
   }
+  if (r.members.size() > 1) st.exchanges_failed_in_row = 0;
   whole.begin = 0;
   for (ExactGrad& slice : r.slices)
     whole.sum.insert(whole.sum.end(), slice.sum.begin(), slice.sum.end());
@@ -516,8 +532,9 @@ void start_round(coordinator_pointer self) {
   st.owner_merges = 0;
   st.owner_set = nullptr;
   // Nodes keep their sums for an exchange when at least two can take part in one.
-  st.holding = st.setup.mesh && std::count_if(st.members.begin(), st.members.end(),
-                                              [](const Member& m) { return m.exchanges(); }) >= 2;
+  st.holding = st.setup.mesh && !st.mesh_off &&
+               std::count_if(st.members.begin(), st.members.end(),
+                             [](const Member& m) { return m.exchanges(); }) >= 2;
   st.mesh_failed = false;
   st.reducing = 0;
   for (Member& m : st.members) {
@@ -550,6 +567,7 @@ void on_join(coordinator_pointer self, link_actor link, const JoinedNode& node) 
   m.spheres = node.spheres;
   m.peer = node.peer;
   m.hold_key = st.holding && m.exchanges() ? ++st.hold_keys : 0;
+  st.mesh_off = false, st.exchanges_failed_in_row = 0;  // (the next round tries the mesh again)
   self->monitor(m.handle);
   st.members.push_back(std::move(m));
   ++st.sv.counts().nodes_joined;

@@ -675,7 +675,8 @@ void on_reduce(agent_pointer self, NodeReduce& r) {
   x.last_piece_s = seconds_now();
   self->delayed_send(self, std::chrono::milliseconds(500), xcheck_atom::value, x.req.epoch);
   ++st.exchanges;
-  if (st.exchanges != st.opt.mute_in_exchange) send_slices(self);  // (tests: a peer that is stuck)
+  const bool mute = st.opt.mute_in_exchange < 0 || st.exchanges == st.opt.mute_in_exchange;
+  if (!mute) send_slices(self);                                     // (tests: a peer that is stuck)
   if (st.exchanges == st.opt.die_in_exchange) std::raise(SIGKILL);  // (tests: mid-exchange)
   std::vector<EarlyPiece> early = std::exchange(st.early_sums, {});
   st.early_sum_bytes = 0;

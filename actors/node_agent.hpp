@@ -36,7 +36,7 @@ struct NodeOptions {
       kDefaultJoinTimeoutS;       // give up dialing a root that does not come back
   bool perturb_probe = false;     // tests: a fingerprint as from another CPU
   int die_in_exchange = 0;        // tests: SIGKILL itself in its Nth exchange, its pieces sent
-  int mute_in_exchange = 0;       // tests: send no pieces in its Nth exchange (a stuck peer)
+  int mute_in_exchange = 0;       // tests: send no pieces in its Nth exchange (< 0: in every one)
   bool withhold_weights = false;  // tests: never forward its share of the weights (a stuck peer)
   double slow_factor = 1;         // tests: answer as a node this many times slower would
   // Where the other nodes reach this one for the exchanges (actors/coordinator.cpp); empty: they

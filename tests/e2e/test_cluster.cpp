@@ -344,6 +344,29 @@ TEST_CASE("cluster: a node that sends its peers nothing in an exchange costs a p
   for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
 }
 
+TEST_CASE("cluster: nodes whose exchanges keep failing go back to the star",
+          "[e2e][cluster][faults]") {
+  TempDir tmp;
+  const std::string dir = tmp / "run";
+  Background root(mesh_root(dir, 6));
+  const std::string port = wait_for_port(root);
+  Background a(node_args(port, 1));
+  Background b(node_args(port, 1));
+  // Never sends its peers a piece (as if they could not reach it): three exchanges stall and
+  // fail, then the nodes send their whole sums for the rest of the run.
+  const auto c = faulty_node(port, "CLLM_TEST_MUTE_IN_EXCHANGE", "-1");
+  const Result r = root.wait(kLimitS);
+  check_same_weights(r, 6);
+  INFO("root stderr: " << r.err);
+  CHECK(contains(r.err, "3 exchanges failed in a row"));
+  size_t failed = 0;
+  for (size_t at = r.err.find("exchange between"); at != std::string::npos;
+       at = r.err.find("exchange between", at + 1))
+    ++failed;
+  CHECK(failed == 3);
+  for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
+}
+
 TEST_CASE("cluster: a node that never forwards its share of the weights costs a pause, not a hang",
           "[e2e][cluster][faults]") {
   TempDir tmp;
