@@ -302,85 +302,82 @@ std::unique_ptr<Background> faulty_node(const std::string& port, const char* nam
   return node;
 }
 
+// A mesh of three one-sphere nodes under a pure coordinator, the third with a test-only fault
+// (`name` = `value`): the root's result, checked against the one-process weights, and each
+// node's exit code (a, b, the faulty one).
+struct MeshFaultRun {
+  Result root;
+  std::vector<int> node_codes;
+  std::string dir;
+};
+
+MeshFaultRun run_mesh_with_fault(const TempDir& tmp, int steps, const char* name,
+                                 const char* value) {
+  MeshFaultRun out;
+  out.dir = tmp / "run";
+  Background root(mesh_root(out.dir, steps));
+  const std::string port = wait_for_port(root);
+  Background a(node_args(port, 1));
+  Background b(node_args(port, 1));
+  const auto c = faulty_node(port, name, value);
+  out.root = root.wait(kLimitS);
+  check_same_weights(out.root, steps);
+  for (Background* n : {&a, &b, c.get()}) out.node_codes.push_back(n->wait(kNodeLimitS).code);
+  return out;
+}
+
+// How many times `what` occurs in `text`.
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("cluster: a node killed in the middle of an exchange costs its shards, not the run",
           "[e2e][cluster][faults]") {
   TempDir tmp;
-  const std::string dir = tmp / "run";
-  Background root(mesh_root(dir, 40));
-  const std::string port = wait_for_port(root);
-  Background a(node_args(port, 1));
-  Background b(node_args(port, 1));
   // Its fifth exchange: SIGKILL, its pieces sent.
-  const auto c = faulty_node(port, "CLLM_TEST_DIE_IN_EXCHANGE", "5");
-  const Result r = root.wait(kLimitS);
-  check_same_weights(r, 40);
-  CHECK(contains(r.err, "lost node"));
-  CHECK(contains(r.err, "the exchange between 3 nodes failed"));
-  CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 1);
-  CHECK(c->wait(kNodeLimitS).code == 128 + SIGKILL);
-  CHECK(a.wait(kNodeLimitS).code == 0);
-  CHECK(b.wait(kNodeLimitS).code == 0);
+  const MeshFaultRun run = run_mesh_with_fault(tmp, 40, "CLLM_TEST_DIE_IN_EXCHANGE", "5");
+  CHECK(contains(run.root.err, "lost node"));
+  CHECK(contains(run.root.err, "the exchange between 3 nodes failed"));
+  CHECK(read_json(fs::path(run.dir) / "summary.json").value("nodes_lost", 0) == 1);
+  CHECK(run.node_codes == std::vector<int>{0, 0, 128 + SIGKILL});
 }
 
 TEST_CASE("cluster: a node that sends its peers nothing in an exchange costs a pause, not a hang",
           "[e2e][cluster][faults]") {
   TempDir tmp;
-  const std::string dir = tmp / "run";
-  Background root(mesh_root(dir, 8));
-  const std::string port = wait_for_port(root);
-  Background a(node_args(port, 1));
-  Background b(node_args(port, 1));
   // Its third exchange: connected, answering, but none of its pieces goes out. The others give
   // up on it after their stall rule (10 s), not the root's hand-over timeout (60 s), and every
   // holder sends its whole sum instead.
-  const auto c = faulty_node(port, "CLLM_TEST_MUTE_IN_EXCHANGE", "3");
-  const Result r = root.wait(kLimitS);
-  check_same_weights(r, 8);
-  CHECK(contains(r.err, "no piece of its slice came for 10 s"));
-  CHECK_FALSE(contains(r.err, "request_timeout"));
-  CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 0);
-  for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
+  const MeshFaultRun run = run_mesh_with_fault(tmp, 8, "CLLM_TEST_MUTE_IN_EXCHANGE", "3");
+  CHECK(contains(run.root.err, "no piece of its slice came for 10 s"));
+  CHECK_FALSE(contains(run.root.err, "request_timeout"));
+  CHECK(read_json(fs::path(run.dir) / "summary.json").value("nodes_lost", 0) == 0);
+  CHECK(run.node_codes == std::vector<int>{0, 0, 0});
 }
 
 TEST_CASE("cluster: nodes whose exchanges keep failing go back to the star",
           "[e2e][cluster][faults]") {
   TempDir tmp;
-  const std::string dir = tmp / "run";
-  Background root(mesh_root(dir, 6));
-  const std::string port = wait_for_port(root);
-  Background a(node_args(port, 1));
-  Background b(node_args(port, 1));
   // Never sends its peers a piece (as if they could not reach it): three exchanges stall and
   // fail, then the nodes send their whole sums for the rest of the run.
-  const auto c = faulty_node(port, "CLLM_TEST_MUTE_IN_EXCHANGE", "-1");
-  const Result r = root.wait(kLimitS);
-  check_same_weights(r, 6);
-  INFO("root stderr: " << r.err);
-  CHECK(contains(r.err, "3 exchanges failed in a row"));
-  size_t failed = 0;
-  for (size_t at = r.err.find("exchange between"); at != std::string::npos;
-       at = r.err.find("exchange between", at + 1))
-    ++failed;
-  CHECK(failed == 3);
-  for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
+  const MeshFaultRun run = run_mesh_with_fault(tmp, 6, "CLLM_TEST_MUTE_IN_EXCHANGE", "-1");
+  INFO("root stderr: " << run.root.err);
+  CHECK(contains(run.root.err, "3 exchanges failed in a row"));
+  CHECK(occurrences(run.root.err, "exchange between") == 3);
+  CHECK(run.node_codes == std::vector<int>{0, 0, 0});
 }
 
 TEST_CASE("cluster: a node that never forwards its share of the weights costs a pause, not a hang",
           "[e2e][cluster][faults]") {
   TempDir tmp;
-  const std::string dir = tmp / "run";
-  Background root(mesh_root(dir, 4));
-  const std::string port = wait_for_port(root);
-  Background a(node_args(port, 1));
-  Background b(node_args(port, 1));
-  const auto c = faulty_node(port, "CLLM_TEST_WITHHOLD_WEIGHTS", "1");
   // The others find its share missing after a pause and ask the root for it, every step.
-  const Result r = root.wait(kLimitS);
-  check_same_weights(r, 4);
-  CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) == 0);
-  for (Background* n : {&a, &b, c.get()}) CHECK(n->wait(kNodeLimitS).code == 0);
+  const MeshFaultRun run = run_mesh_with_fault(tmp, 4, "CLLM_TEST_WITHHOLD_WEIGHTS", "1");
+  CHECK(read_json(fs::path(run.dir) / "summary.json").value("nodes_lost", 0) == 0);
+  CHECK(run.node_codes == std::vector<int>{0, 0, 0});
 }
 
 TEST_CASE("cluster: a slower node is dealt fewer shards, by its measured pace", "[e2e][cluster]") {
@@ -447,14 +444,9 @@ TEST_CASE("cluster: a node frozen among three that exchange their sums is lost, 
   // sums, never the run's remaining steps.
   const Result r = root.wait(kLimitS);
   check_same_weights(r, 400);
-  const auto count = [&](const std::string& what) {
-    size_t n = 0;
-    for (size_t at = r.err.find(what); at != std::string::npos; at = r.err.find(what, at + 1)) ++n;
-    return n;
-  };
   INFO("root stderr: " << r.err);
-  CHECK(count(") joined") == 4);  // three, and the thawed one again
-  CHECK(count("exchange between") <= 4);
+  CHECK(occurrences(r.err, ") joined") == 4);  // three, and the thawed one again
+  CHECK(occurrences(r.err, "exchange between") <= 4);
   CHECK(read_json(fs::path(dir) / "summary.json").value("nodes_lost", 0) >= 1);
   for (Background* n : {&a, &b, &c}) CHECK(n->wait(kNodeLimitS).code == 0);
 }
