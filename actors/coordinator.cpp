@@ -16,10 +16,10 @@ namespace cllm {
 
 namespace {
 
-// Internal: a step's shards found no member, and no node joined in time.
 // Exchanges failed one after the other before the nodes go back to the star (CoordinatorState).
 constexpr int kMeshGiveUp = 3;
 
+// Internal: a step's shards found no member, and no node joined in time.
 using orphan_atom = caf::atom_constant<caf::atom("orphans")>;
 using coordinator_impl =
     coordinator_actor::extend<caf::reacts_to<orphan_atom, int64_t>,

@@ -28,6 +28,10 @@ constexpr const char* kMomentM = "optim.adam_m.";
 constexpr const char* kMomentV = "optim.adam_v.";
 constexpr const char* kScaleExp = "optim.grad_scale_exp";
 
+bool is_moment(const std::string& name) {
+  return name.rfind(kMomentM, 0) == 0 || name.rfind(kMomentV, 0) == 0;
+}
+
 constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 std::string base64_encode(const std::string& in) {
@@ -254,8 +258,8 @@ void take_tensors(CheckpointReader& in, const ParamLayout& layout, Checkpoint& c
   };
   fill("", ck.weights);
   if (weights_only) {
-    for (const char* prefix : {kMomentM, kMomentV})
-      for (const auto& t : layout.tensors()) in.file.tensors.erase(prefix + t.name);
+    for (auto it = in.file.tensors.begin(); it != in.file.tensors.end();)
+      it = is_moment(it->first) ? in.file.tensors.erase(it) : std::next(it);
   } else {
     fill(kMomentM, ck.adam_m);
     fill(kMomentV, ck.adam_v);
@@ -365,20 +369,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
       PageCache::bypass);
 }
 
-namespace {
-bool is_moment(const std::string& name) {
-  return name.rfind(kMomentM, 0) == 0 || name.rfind(kMomentV, 0) == 0;
-}
-}  // namespace
-
 Checkpoint load_checkpoint(const std::string& path, bool weights_only) {
   std::string payload_sha;
-  CheckpointReader in{path, read_safetensors(path, &payload_sha,
-                                             weights_only ? StKeep([](const std::string& name) {
-                                               return !is_moment(name);
-                                             })
-                                                          : StKeep{})};
-
+  const StKeep not_moments = [](const std::string& name) { return !is_moment(name); };
+  CheckpointReader in{path,
+                      read_safetensors(path, &payload_sha, weights_only ? not_moments : StKeep{})};
   check_format_and_checksums(in, payload_sha);
   Checkpoint ck;
   ck.source_path = path;
