@@ -26,11 +26,13 @@ struct Shape {
 };
 
 int run(int argc, char** argv) {
-  int repeats = 7, iters = 20;
+  int repeats = 7, iters = 20, d_model = 128, tokens = 16 * 128;
   bool bf16 = false;
   cli::OptionTable t;
   add_int(t, "--repeats", "timed repeats (median reported)", repeats, 1);
   add_int(t, "--iters", "products per repeat", iters, 1);
+  add_int(t, "--d-model", "the linear layers' width (768: the GPT-2 body)", d_model, 1);
+  add_int(t, "--tokens", "columns of the activations (batch x context)", tokens, 1);
   bool peak_only = false;
   t.add("--bf16", "", "also time bf16 products", "", [&](const std::string&) { bf16 = true; });
   t.add("--peak", "", "only measure the core's fp32 FMA peak", "",
@@ -39,7 +41,7 @@ int run(int argc, char** argv) {
   const double peak = gemm::fma_peak_gflops();
   fmt::print("fma_peak_gflops={:.1f}\n", peak);
   if (peak_only) return 0;
-  const int64_t d = 128, N = 16 * 128, V = 256, T = 128, hd = 32;
+  const int64_t d = d_model, N = tokens, V = 256, T = 128, hd = 32;
   const std::vector<Shape> shapes = {
       {"qkv fwd  W x", Op::N, Op::N, 3 * d, N, d, Causal::none},
       {"fc fwd   W x", Op::N, Op::N, 4 * d, N, d, Causal::none},

@@ -1,6 +1,7 @@
 // src/gemm: every operand layout, epilogue and causal shape against a double-precision reference.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -148,6 +149,27 @@ TEST_CASE("bf16 products: rounded inputs, float sums (where the CPU has AVX512_B
                     << int(ob) << " acc " << acc);
           check_product(oa, ob, s[0], s[1], s[2], acc, true, Causal::none, true);
         }
+}
+
+TEST_CASE("bf16 products of a transposed A equal those of its copy, bit for bit", "[gemm]") {
+  if (!cllm::gemm::has_bf16()) return;  // refused without AVX512_BF16: the case above checks it
+  // Op T packs A's rows with the vector conversion, op N its columns: the same pairs must result,
+  // whole panels, a panel's tail rows (M % 32) and the k tail (K % 32) included.
+  const int64_t sizes[][3] = {{32, 7, 32}, {64, 5, 96}, {96, 3, 301}, {45, 9, 77}, {768, 4, 1024}};
+  for (const auto& s : sizes) {
+    const int64_t M = s[0], N = s[1], K = s[2], lda = K + 3, ldn = M + 1;
+    const auto At = random_floats(size_t(lda * M), 5), B = random_floats(size_t(K * N), 6);
+    std::vector<float> An(size_t(ldn * K));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K; ++k) An[size_t(k * ldn + i)] = At[size_t(i * lda + k)];
+    std::vector<float> Ct(size_t(M * N)), Cn(size_t(M * N));
+    cllm::gemm::matmul(Op::T, Op::N, M, N, K, At.data(), lda, B.data(), K, Ct.data(), M, false,
+                       nullptr, Causal::none, true);
+    cllm::gemm::matmul(Op::N, Op::N, M, N, K, An.data(), ldn, B.data(), K, Cn.data(), M, false,
+                       nullptr, Causal::none, true);
+    INFO("M " << M << " N " << N << " K " << K);
+    CHECK(std::memcmp(Ct.data(), Cn.data(), Ct.size() * sizeof(float)) == 0);
+  }
 }
 
 TEST_CASE("round_bf16 rounds to nearest, ties to even", "[gemm]") {
