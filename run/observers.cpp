@@ -56,6 +56,7 @@ nlohmann::json metrics_row(const StepRecord& r) {
                         {"fold_ms", r.timing.fold_ms},
                         {"reduce_ms", r.timing.reduce_ms},
                         {"wait_ms", r.timing.wait_ms},
+                        {"optimizer_ms", r.timing.optimizer_ms},
                         {"spheres_computing", r.timing.spheres}};
   if (r.eval) {
     row["val_loss"] = r.eval->loss;

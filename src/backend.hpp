@@ -34,6 +34,9 @@ struct StepTiming {
   double reduce_ms = 0;   // merging partial sums (and holding a lock, for the mutex pool)
   double wait_ms = 0;     // done with its own shards, waiting for its children's sums
   double network_ms = 0;  // waiting on remote nodes beyond their own step time
+  // The optimizer's per-slice work (block norms, AdamW), summed over the slices: each owner runs
+  // its own at once, so it is parallel work, not the step's serial part.
+  double optimizer_ms = 0;
   int64_t bytes_sent = 0, bytes_received = 0;  // to and from remote nodes
   int spheres = 0;                             // spheres that computed shards
   std::vector<NodeUsage> nodes;                // one per remote node that answered, by index
@@ -41,6 +44,7 @@ struct StepTiming {
   StepTiming& operator+=(const StepTiming& o) {
     compute_ms += o.compute_ms, fold_ms += o.fold_ms, reduce_ms += o.reduce_ms;
     wait_ms += o.wait_ms, network_ms += o.network_ms, spheres += o.spheres;
+    optimizer_ms += o.optimizer_ms;
     bytes_sent += o.bytes_sent, bytes_received += o.bytes_received;
     for (const NodeUsage& u : o.nodes) {  // a node that answered twice: its later figures
       auto it = nodes.begin();

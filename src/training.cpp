@@ -245,9 +245,12 @@ StepOutcome TrainState::apply_slices(const std::vector<const ExactGrad*>& slices
   };
   out.loss = first.loss_sum() / double(first.tokens);
   std::vector<double> per_block(slicing.blocks());
+  std::vector<double> slice_ms(size_t(n), 0.0);  // element k written by slice k's runner only
   run(n, [&](int k) {
+    const auto t0 = SteadyClock::now();
     block_norms(layout_, *slices[size_t(k)], grad_scale_exp_, first.tokens,
                 per_block.data() + slicing.first_block(k));
+    slice_ms[size_t(k)] += ms_since(t0);
   });
   out.grad_norm = std::sqrt(combine_block_norms(per_block));
   if (!std::isfinite(out.grad_norm) || !std::isfinite(out.loss)) {
@@ -261,9 +264,12 @@ StepOutcome TrainState::apply_slices(const std::vector<const ExactGrad*>& slices
   const int64_t t = ++adam_.t;
   float* w = weights_->data();
   run(n, [&](int k) {
+    const auto t0 = SteadyClock::now();
     adamw_update_slice(layout_, cfg_.optim, out.lr, gscale, t, *slices[size_t(k)], grad_scale_exp_,
                        first.tokens, w, adam_.m.data(), adam_.v.data());
+    slice_ms[size_t(k)] += ms_since(t0);
   });
+  for (double ms : slice_ms) out.slice_ms += ms;
   grad_scale_exp_ = choose_grad_scale_exp(layout_, max_abs, cfg_.batch.shards());
   attempt_ = 0;
   ++step_;

@@ -131,6 +131,7 @@ TEST_CASE("metrics rows: faults per step, checkpoints, resume", "[e2e][report]")
     if (step % 2 == 0) CHECK(row["checkpoint"] == ckpt_name(step));
     CHECK(row["spheres_computing"].get<int>() == 3);
     CHECK(row["fold_ms"].get<double>() > 0);
+    CHECK(row["optimizer_ms"].get<double>() > 0);  // the owners' norms and AdamW, timed
     CHECK(!row.contains("resumed_from"));
   }
   const auto ckpts = checkpoint_files(fs::path(dir) / "checkpoints");
