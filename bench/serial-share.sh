@@ -7,8 +7,8 @@
 # Per run (`cllm train`, small, batch 16x128, micro-batch 2, W spheres on W threads), per step
 # from metrics.jsonl: outside = step_ms - (compute_ms + fold_ms + optimizer_ms) / W, the part of
 # the step not covered by shard work and the owners' optimizer work spread evenly over the W
-# threads. At W = 2 that is the time in which at
-# most one thread works (merges, the optimizer on the loop thread, messages) plus imbalance; the
+# threads. At W = 2 that is the time in which at most one thread works (message hops, the norms'
+# final sum, the loop's bookkeeping) plus imbalance; the
 # serial share is median(outside at W=2) / median(step at W=1), and Amdahl's law with it predicts
 # the speed-up on 16 cores. Not part of CI; on a shared machine the numbers are noisy: compare the
 # two builds within a round.

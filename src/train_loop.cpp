@@ -51,7 +51,7 @@ StepRecord TrainingLoop::record(const StepOutcome& o, double ms, const Attempts&
   r.tokens_per_s = double(o.tokens) / (ms / 1e3);
   r.attempt = a.last;
   r.timing = a.timing;
-  r.timing.optimizer_ms += o.slice_ms;
+  r.timing.optimizer_ms += o.optimizer_ms;
   r.faults = a.faults;
   r.members = backend_.last_membership();
   const bool eval_now =

@@ -269,7 +269,7 @@ StepOutcome TrainState::apply_slices(const std::vector<const ExactGrad*>& slices
                        first.tokens, w, adam_.m.data(), adam_.v.data());
     slice_ms[size_t(k)] += ms_since(t0);
   });
-  for (double ms : slice_ms) out.slice_ms += ms;
+  for (double ms : slice_ms) out.optimizer_ms += ms;
   grad_scale_exp_ = choose_grad_scale_exp(layout_, max_abs, cfg_.batch.shards());
   attempt_ = 0;
   ++step_;

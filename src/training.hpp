@@ -127,7 +127,7 @@ struct StepOutcome {
   double grad_norm = 0;  // before clipping
   double lr = 0;
   int64_t tokens = 0;
-  double slice_ms = 0;  // the per-slice work (norms, AdamW) summed over the slices
+  double optimizer_ms = 0;  // the per-slice work (norms, AdamW) summed over the slices
 };
 
 // The training loop's state: weights, AdamW moments, step counter and the exact-sum history.
